@@ -1,0 +1,42 @@
+# JanSamvad: `make run` starts a demo node, `make test` runs the whole suite (what CI runs).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+ARGS   ?=
+
+.PHONY: run demo test check lint format pytest clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "JanSamvad needs Python 3.11 or newer"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+## run: install and start one node on the embedded default (no Redis) with a demo town hall; prints three links
+run: $(VENV)/.installed
+	$(BIN)/jansamvad serve --demo $(ARGS)
+
+demo: run
+
+## test: lint, type-check and run every test (the README's test command; .ci/run calls it)
+test: check pytest
+
+check: $(VENV)/.installed-dev
+	$(BIN)/ruff check server tests loadtest
+	$(BIN)/ruff format --check server tests loadtest
+	$(BIN)/mypy
+
+pytest: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest $(ARGS)
+
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff format server tests loadtest
+	$(BIN)/ruff check --fix server tests loadtest
+
+clean:
+	rm -rf $(VENV) build dist server/*.egg-info

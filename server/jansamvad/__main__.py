@@ -1,0 +1,3 @@
+from jansamvad.cli import main
+
+main()

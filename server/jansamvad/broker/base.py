@@ -1,0 +1,55 @@
+"""The Broker interface (like centrifuge's Broker): pub/sub between nodes plus a per-channel history.
+
+A channel's history-bearing publications get sequence numbers 1, 2, 3 ... with no holes, assigned atomically with
+the publish, and every subscriber sees them in that order. Ephemeral publications (audio chunks, moderator queue
+notices) carry seq 0 and are not kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    channel: str
+    seq: int  # 0: ephemeral, not in history
+    data: Mapping[str, Any]  # the message map without seq; the node adds it when it frames the message
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryResult:
+    publications: list[Publication]
+    head: int  # the channel's latest seq when the history was read
+    complete: bool  # False when events after `since` have already left the history window
+
+
+class BrokerEventHandler(Protocol):
+    """The node's side: called for every publication on a channel this node subscribes to."""
+
+    def handle_publication(self, pub: Publication) -> None: ...
+
+
+class Broker(Protocol):
+    async def start(self, handler: BrokerEventHandler) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def publish(self, channel: str, data: Mapping[str, Any], *, history: bool) -> int:
+        """Publish to every subscribed node; return the seq (0 when `history` is False)."""
+        ...
+
+    async def subscribe(self, channel: str) -> None: ...
+
+    async def unsubscribe(self, channel: str) -> None: ...
+
+    async def history(self, channel: str, since: int, limit: int) -> HistoryResult:
+        """Publications with seq > since, oldest first, at most `limit` of the newest."""
+        ...
+
+    @property
+    def healthy(self) -> bool:
+        """False while the broker cannot publish (its server is unreachable)."""
+        ...

@@ -1,0 +1,186 @@
+"""The `jansamvad` command: serve a node, issue tokens.
+
+Every `serve` flag has a JANSAMVAD_* environment variable (shown by --help); flags win over the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from jansamvad import __version__
+from jansamvad.auth import ANY_TOWNHALL, TokenService
+from jansamvad.protocol.messages import Limits
+from jansamvad.protocol.roles import Role
+from jansamvad.settings import DEFAULT_STATIC_DIR, Settings, SettingsError
+
+DEMO_TITLE = "जन संवाद — डेमो टाउन हॉल (JanSamvad demo town hall)"
+
+
+def _env(name: str) -> str:
+    return "JANSAMVAD_" + name.upper().replace("-", "_")
+
+
+def _opt(name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--" + name, envvar=_env(name), show_envvar=True, **kwargs)
+
+
+def _read_key(path: str | None) -> str | None:
+    return Path(path).read_text() if path else None
+
+
+def _run(coro_factory: Callable[[], Any], loop: str) -> None:
+    if loop == "uvloop":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(coro_factory())
+    else:
+        asyncio.run(coro_factory())
+
+
+@click.group()
+@click.version_option(__version__, prog_name="jansamvad")
+def main() -> None:
+    """JanSamvad: live two-way town halls for a million citizens."""
+
+
+@main.command()
+@_opt("host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@_opt("port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port for HTTP and WebSocket.")
+@_opt("secret", default="", help="HS256 token secret (at least 32 bytes). Random for --demo if unset.")
+@_opt("admin-key", default="", help="Key for the admin API (at least 16 characters). Random for --demo if unset.")
+@_opt("jwt-algorithm", type=click.Choice(["HS256", "RS256"]), default="HS256", show_default=True)
+@_opt("jwt-public-key", type=click.Path(exists=True, dir_okay=False), help="RS256: PEM public key file.")
+@_opt("jwt-private-key", type=click.Path(exists=True, dir_okay=False), help="RS256: PEM private key file.")
+@_opt("node-id", default="", help="Name of this node in logs and presence (random if unset).")
+@_opt(
+    "static-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_STATIC_DIR,
+    help="Directory of the web client.",
+)
+@_opt("allowed-origin", multiple=True, help="Origin allowed to open a WebSocket (repeat; none = any).")
+@_opt("log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
+@_opt("max-connections", default=18_000, show_default=True, type=click.IntRange(1), help="Per process.")
+@_opt("max-connections-per-ip", default=1_000, show_default=True, type=click.IntRange(1))
+@_opt("handshakes-per-second", default=2_000, show_default=True, type=click.IntRange(1))
+@_opt("hello-timeout", default=10.0, show_default=True, type=click.FloatRange(0.1), help="Seconds.")
+@_opt("ping-interval", default=20.0, show_default=True, type=click.FloatRange(0.1), help="Seconds.")
+@_opt("ping-timeout", default=20.0, show_default=True, type=click.FloatRange(0.1), help="Seconds.")
+@_opt("max-message-bytes", default=64 * 1024, show_default=True, type=click.IntRange(1024))
+@_opt("citizen-max-message-bytes", default=4 * 1024, show_default=True, type=click.IntRange(256))
+@_opt("max-question-chars", default=300, show_default=True, type=click.IntRange(10, 5000))
+@_opt(
+    "max-buffered-bytes",
+    default=512 * 1024,
+    show_default=True,
+    type=click.IntRange(16 * 1024),
+    help="Per connection, before it is dropped as a slow consumer.",
+)
+@_opt("tick-ms", default=5.0, show_default=True, type=click.FloatRange(0, 100), help="Fan-out batching tick.")
+@_opt("history-size", default=1000, show_default=True, type=click.IntRange(10), help="Events kept for resume.")
+@_opt("redis-url", default=None, help="Redis URL for multi-node deployments (default: embedded, no Redis).")
+@_opt("loop", type=click.Choice(["uvloop", "asyncio"]), default="uvloop", show_default=True)
+@click.option("--demo", is_flag=True, help="Create a demo town hall and print citizen, leader and moderator links.")
+def serve(**opts: Any) -> None:
+    """Run one node: the web pages, the REST API and the WebSocket endpoint on one port."""
+    demo = opts["demo"]
+    secret, admin_key = opts["secret"], opts["admin_key"]
+    if demo:
+        secret = secret or secrets.token_urlsafe(32)
+        admin_key = admin_key or secrets.token_urlsafe(18)
+    settings = Settings(
+        host=opts["host"],
+        port=opts["port"],
+        secret=secret,
+        admin_key=admin_key,
+        jwt_algorithm=opts["jwt_algorithm"],
+        jwt_public_key=_read_key(opts["jwt_public_key"]),
+        jwt_private_key=_read_key(opts["jwt_private_key"]),
+        node_id=opts["node_id"],
+        static_dir=opts["static_dir"],
+        allowed_origins=tuple(opts["allowed_origin"]),
+        log_level=opts["log_level"],
+        max_connections=opts["max_connections"],
+        max_connections_per_ip=opts["max_connections_per_ip"],
+        handshakes_per_second=opts["handshakes_per_second"],
+        hello_timeout_s=opts["hello_timeout"],
+        ping_interval_s=opts["ping_interval"],
+        ping_timeout_s=opts["ping_timeout"],
+        max_message_bytes=opts["max_message_bytes"],
+        citizen_max_message_bytes=opts["citizen_max_message_bytes"],
+        limits=Limits(question_chars=opts["max_question_chars"]),
+        max_buffered_bytes=opts["max_buffered_bytes"],
+        tick_ms=opts["tick_ms"],
+        history_size=opts["history_size"],
+        redis_url=opts["redis_url"],
+    )
+    try:
+        settings.validate()
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _run(lambda: _serve(settings, demo=demo), opts["loop"])
+
+
+async def _serve(settings: Settings, *, demo: bool) -> None:
+    from jansamvad.server import start_server
+
+    try:
+        running = await start_server(settings)
+    except (SettingsError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    if demo:
+        await _print_demo_links(running.node, settings, running.port)
+    await running.task
+
+
+async def _print_demo_links(node: Any, settings: Settings, port: int) -> None:
+    townhall = await node.store.create_townhall(DEMO_TITLE, "hi")
+    ttl = settings.staff_token_ttl_s
+    leader, _ = node.tokens.issue(sub="l-demo-leader", role=Role.LEADER, th=townhall.id, ttl_s=ttl, name="नेता (Leader)")
+    moderator, _ = node.tokens.issue(
+        sub="m-demo-moderator", role=Role.MODERATOR, th=townhall.id, ttl_s=ttl, name="मॉडरेटर (Moderator)"
+    )
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    base = f"http://{host}:{port}"
+    lines = [
+        "",
+        f"JanSamvad demo town hall {townhall.id} is ready. Open these in three browser tabs:",
+        f"citizen: {base}/?th={townhall.id}",
+        f"leader: {base}/leader.html?th={townhall.id}#token={leader}",
+        f"moderator: {base}/moderator.html?th={townhall.id}#token={moderator}",
+        f"admin key (for the REST API): {settings.admin_key}",
+        "",
+    ]
+    click.echo("\n".join(lines))
+    sys.stdout.flush()
+
+
+@main.command()
+@click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
+@click.option("--th", default=ANY_TOWNHALL, show_default=True, help="Town hall id (admins: * for any).")
+@click.option("--sub", default="", help="Subject (default: random).")
+@click.option("--name", default="", help="Display name.")
+@click.option("--ttl", default=3600, show_default=True, type=click.IntRange(60), help="Seconds until it expires.")
+@_opt("secret", required=True, help="The node's HS256 secret.")
+def token(role: str, th: str, sub: str, name: str, ttl: int, secret: str) -> None:
+    """Print a token for a role (HS256)."""
+    if len(secret.encode()) < 32:
+        raise click.UsageError("secret must be at least 32 bytes")
+    if th == ANY_TOWNHALL and role != Role.ADMIN:
+        raise click.UsageError("only admin tokens may be for any town hall; give --th")
+    service = TokenService(secret)
+    value, _ = service.issue(
+        sub=sub or f"{role[0]}-{secrets.token_hex(6)}", role=Role(role), th=th, ttl_s=ttl, name=name
+    )
+    click.echo(value)

@@ -1,0 +1,305 @@
+"""One client session: hello, then role-checked messages, each answered with ack or error.
+
+The session logic talks to its connection only through `send_frame`, `close`, `fail` and the pause / resume of
+live frames, so it does not care how bytes reach the socket. Messages that touch the store or broker are handled
+in order by a worker task that exists only while there is work: an idle connection has no task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from jansamvad.auth import ANY_TOWNHALL, Claims, InvalidToken
+from jansamvad.models import PUBLIC_STATES, QState, Status
+from jansamvad.protocol.codec import decode, frame_message
+from jansamvad.protocol.codes import CloseCode, ErrorCode
+from jansamvad.protocol.errors import ConnectionRefused, ProtocolViolation
+from jansamvad.protocol.messages import ACTION_ROLES, CLIENT_MESSAGES, ClientMessage, parse_client_message
+from jansamvad.protocol.roles import STAFF, Role
+from jansamvad.store.base import BadState, NotFound
+
+if TYPE_CHECKING:
+    from jansamvad.connection import WsConnection
+    from jansamvad.node import Node
+
+log = logging.getLogger("jansamvad.client")
+
+# Inbound flow control: stop reading a connection whose queued messages pile up; resume when it has caught up.
+_INBOX_PAUSE = 32
+_INBOX_RESUME = 8
+
+
+class Unavailable(Exception):
+    """The broker or store cannot take the action now; the client should retry with the same key."""
+
+
+class Client:
+    __slots__ = (
+        "allowance",
+        "allowance_at",
+        "claims",
+        "conn",
+        "errors",
+        "inbox",
+        "node",
+        "reading_paused",
+        "th",
+        "worker",
+    )
+
+    def __init__(self, node: Node, conn: WsConnection) -> None:
+        self.node = node
+        self.conn = conn
+        self.claims: Claims | None = None
+        self.th = ""
+        self.errors = 0
+        self.inbox: deque[ClientMessage] | None = None
+        self.worker: asyncio.Task[None] | None = None
+        self.reading_paused = False
+        settings = node.settings
+        self.allowance = float(settings.citizen_msg_burst)
+        self.allowance_at = node.clock
+
+    @property
+    def role(self) -> Role | None:
+        return self.claims.role if self.claims else None
+
+    # Sending
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.conn.send_frame(frame_message(message, self.conn.encoding))
+
+    def send_error(self, violation: ProtocolViolation, retry_ms: int | None = None) -> None:
+        message = violation.to_message()
+        if retry_ms is not None:
+            message["retry_ms"] = retry_ms
+        self.send(message)
+        if violation.code is ErrorCode.UNAVAILABLE:
+            return  # our fault, not the client's: it does not count towards max_errors
+        self.errors += 1
+        if self.errors > self.node.settings.max_errors:
+            self.conn.close(CloseCode.TOO_MANY_ERRORS)
+
+    # Receiving
+
+    def on_message(self, data: bytes) -> None:
+        conn = self.conn
+        try:
+            msg = parse_client_message(decode(data, conn.encoding), self.node.settings.limits, conn.encoding)
+        except ProtocolViolation as violation:
+            if self.claims is None:
+                conn.close(CloseCode.BAD_HELLO, violation.msg)
+            else:
+                self.send_error(violation)
+            return
+        if self.claims is None:
+            if msg.type != "hello" or self.inbox is not None:
+                conn.close(CloseCode.BAD_HELLO, "the first message must be hello")
+                return
+            self._queue(msg)
+            return
+        if msg.type == "hello":
+            self.send_error(ProtocolViolation(ErrorCode.ALREADY_JOINED, "this session has joined", re=msg.id))
+            return
+        retry_ms = self._rate_limit()
+        if retry_ms:
+            self.send_error(ProtocolViolation(ErrorCode.RATE_LIMITED, "too many messages", re=msg.id), retry_ms)
+            return
+        spec = CLIENT_MESSAGES[msg.type]
+        if self.claims.role not in spec.roles:
+            self.send_error(
+                ProtocolViolation(ErrorCode.FORBIDDEN, f"a {self.claims.role} may not {msg.type}", re=msg.id)
+            )
+            return
+        # Fire-and-forget messages that need no store round trip are handled right here.
+        if msg.type == "ping":
+            self.send({"t": "pong"})
+        elif msg.type == "leave":
+            conn.close(CloseCode.NORMAL, "left")
+        elif msg.type == "react":
+            self.node.count_reaction(self.th, msg.fields["kind"])
+        else:
+            self._queue(msg)
+
+    def _rate_limit(self) -> int:
+        """A token bucket per connection; returns 0 when the message may pass, else ms until it could."""
+        settings = self.node.settings
+        staff = self.claims is not None and self.claims.role in STAFF
+        rate = settings.staff_msgs_per_s if staff else settings.citizen_msgs_per_s
+        burst = settings.staff_msg_burst if staff else settings.citizen_msg_burst
+        now = self.node.clock_precise()
+        self.allowance = min(burst, self.allowance + (now - self.allowance_at) * rate)
+        self.allowance_at = now
+        if self.allowance >= 1:
+            self.allowance -= 1
+            return 0
+        return max(1, int((1 - self.allowance) / rate * 1000))
+
+    def _queue(self, msg: ClientMessage) -> None:
+        if self.inbox is None:
+            self.inbox = deque()
+        self.inbox.append(msg)
+        if len(self.inbox) >= _INBOX_PAUSE and not self.reading_paused and self.conn.transport is not None:
+            self.reading_paused = True
+            self.conn.transport.pause_reading()
+        if self.worker is None:
+            self.worker = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        inbox = self.inbox
+        assert inbox is not None
+        try:
+            while inbox and self.conn.state <= 1:
+                msg = inbox.popleft()
+                await self._handle(msg)
+                if self.reading_paused and len(inbox) <= _INBOX_RESUME and self.conn.transport is not None:
+                    self.reading_paused = False
+                    self.conn.transport.resume_reading()
+        finally:
+            self.worker = None
+
+    async def _handle(self, msg: ClientMessage) -> None:
+        try:
+            if msg.type == "hello":
+                await self._hello(msg)
+            else:
+                await getattr(self, "_on_" + msg.type)(msg)
+        except ProtocolViolation as violation:
+            violation.re = msg.id
+            self.send_error(violation)
+        except ConnectionRefused as refused:
+            self.conn.close(refused.code, refused.detail)
+        except NotFound as exc:
+            self.send_error(ProtocolViolation(ErrorCode.NOT_FOUND, str(exc), re=msg.id))
+        except BadState as exc:
+            self.send_error(ProtocolViolation(ErrorCode.BAD_STATE, str(exc), re=msg.id))
+        except (Unavailable, ConnectionError, TimeoutError, OSError) as exc:
+            log.warning("unavailable while handling %s: %s", msg.type, type(exc).__name__)
+            self.send_error(ProtocolViolation(ErrorCode.UNAVAILABLE, "temporarily unavailable, retry", re=msg.id), 1000)
+        except Exception:
+            log.exception("unexpected error while handling %s", msg.type)
+            if self.claims is None:
+                self.conn.close(CloseCode.INTERNAL_ERROR)
+            else:
+                self.send(ProtocolViolation(ErrorCode.INTERNAL, "internal error", re=msg.id).to_message())
+
+    # Handlers
+
+    async def _hello(self, msg: ClientMessage) -> None:
+        node = self.node
+        try:
+            claims = node.tokens.verify(msg.fields["token"])
+        except InvalidToken as exc:
+            raise ConnectionRefused(CloseCode.UNAUTHORIZED, str(exc)) from None
+        th = msg.get("th") or claims.th
+        if th == ANY_TOWNHALL:
+            raise ConnectionRefused(CloseCode.BAD_HELLO, "an admin token needs hello.th")
+        if not claims.allows_townhall(th):
+            raise ConnectionRefused(CloseCode.FORBIDDEN, "the token is for another town hall")
+        townhall = await node.store.get_townhall(th)
+        if townhall is None:
+            raise ConnectionRefused(CloseCode.TOWNHALL_NOT_FOUND)
+        if townhall.status is Status.ENDED and claims.role is not Role.ADMIN:
+            raise ConnectionRefused(CloseCode.TOWNHALL_ENDED)
+        if self.conn.state != 1:
+            return  # closed while we looked things up
+        self.claims, self.th = claims, th
+        if claims.role is Role.CITIZEN:
+            self.conn.set_max_message_bytes(node.settings.citizen_max_message_bytes)
+        else:
+            self.allowance = float(node.settings.staff_msg_burst)
+        await node.join(self, msg.get("last_seq"), townhall)
+
+    async def _townhall_live(self) -> None:
+        townhall = await self.node.store.get_townhall(self.th)
+        if townhall is None or townhall.status is not Status.LIVE:
+            raise ProtocolViolation(ErrorCode.BAD_STATE, "the town hall is not live")
+
+    async def _on_ask(self, msg: ClientMessage) -> None:
+        assert self.claims is not None
+        townhall = await self.node.store.get_townhall(self.th)
+        if townhall is None or townhall.status is Status.ENDED:
+            raise ProtocolViolation(ErrorCode.BAD_STATE, "the town hall has ended")
+        key = msg.fields["key"]
+        q, created = await self.node.store.add_question(
+            self.th,
+            author=self.claims.sub,
+            key=key,
+            text=msg.fields["text"],
+            name=self.claims.name,
+            region=self.claims.region,
+        )
+        if created:
+            await self.node.publish_moderation(self.th, {"t": "queue_add", "q": q.for_moderators()})
+        ack: dict[str, Any] = {"t": "ack", "re": msg.id, "key": key, "qid": q.qid}
+        if not created:
+            ack["dup"] = True
+        self.send(ack)
+
+    async def _on_upvote(self, msg: ClientMessage) -> None:
+        assert self.claims is not None
+        qid = msg.fields["qid"]
+        votes, counted = await self.node.store.upvote(self.th, qid, self.claims.sub)
+        if counted:
+            await self.node.publish_votes(self.th, {qid: votes})
+        ack: dict[str, Any] = {"t": "ack", "re": msg.id, "qid": qid, "votes": votes}
+        if not counted:
+            ack["dup"] = True
+        self.send(ack)
+
+    async def _on_speech(self, msg: ClientMessage) -> None:
+        await self._townhall_live()
+        final = msg.get("final", True)
+        seq = await self.node.publish_event(self.th, {"t": "speech", "text": msg.fields["text"], "final": final})
+        self.send({"t": "ack", "re": msg.id, "seq": seq})
+
+    async def _on_announce(self, msg: ClientMessage) -> None:
+        await self._townhall_live()
+        seq = await self.node.publish_event(self.th, {"t": "announce", "text": msg.fields["text"]})
+        self.send({"t": "ack", "re": msg.id, "seq": seq})
+
+    async def _on_audio(self, msg: ClientMessage) -> None:
+        await self._townhall_live()
+        await self.node.publish_audio(self.th, msg.fields["data"], msg.get("init", False), msg.get("mime", ""))
+
+    async def _set_status(self, msg: ClientMessage, status: Status) -> None:
+        await self.node.store.set_status(self.th, status)
+        seq = await self.node.publish_event(self.th, {"t": "status", "status": str(status)})
+        self.send({"t": "ack", "re": msg.id, "seq": seq})
+
+    async def _on_go_live(self, msg: ClientMessage) -> None:
+        await self._set_status(msg, Status.LIVE)
+
+    async def _on_end(self, msg: ClientMessage) -> None:
+        await self._set_status(msg, Status.ENDED)
+
+    async def _on_moderate(self, msg: ClientMessage) -> None:
+        assert self.claims is not None
+        action = msg.fields["action"]
+        if self.claims.role not in ACTION_ROLES[action]:
+            raise ProtocolViolation(ErrorCode.FORBIDDEN, f"a {self.claims.role} may not {action}")
+        reason = msg.get("reason", "")
+        q = await self.node.store.decide(self.th, msg.fields["qid"], action, self.claims.sub, reason)
+        await self.node.publish_moderation(
+            self.th,
+            {
+                "t": "queue_update",
+                "qid": q.qid,
+                "state": str(q.state),
+                "pinned": q.pinned,
+                "by": self.claims.sub,
+                "reason": reason,
+            },
+        )
+        # A question enters, changes in, or (rejected after approval) leaves the public list: an event for everyone.
+        was_public = any(d.action == "approve" for d in q.decisions[:-1])
+        if q.state in PUBLIC_STATES or (q.state is QState.REJECTED and was_public):
+            await self.node.publish_event(self.th, {"t": "question", "q": q.public()})
+        self.send({"t": "ack", "re": msg.id, "qid": q.qid, "state": str(q.state)})
+
+    def on_closed(self) -> None:
+        if self.worker is not None and self.inbox is not None:
+            self.inbox.clear()

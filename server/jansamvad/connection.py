@@ -1,0 +1,279 @@
+"""One WebSocket connection: an asyncio protocol that drives websockets' sans-I/O ServerProtocol.
+
+uvicorn parses HTTP and hands every `Upgrade: websocket` request to this class (its `ws` protocol slot), replaying
+the request head; from then on the socket is ours, and no ASGI call is on its path. Incoming frames go through
+websockets' parser (handshake, masking, fragmentation limits, ping/pong, closing handshake). Outgoing broadcasts are
+pre-framed bytes written straight to the transport by the fan-out (see fanout.py); that is safe because the parser
+never leaves half a frame of its own in the transport and we never send fragmented messages.
+
+There is no task or timer per connection: the node's keepalive wheel pings, times out and reaps all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
+
+from jansamvad.protocol.codec import SUBPROTOCOLS, Encoding
+from jansamvad.protocol.codes import CloseCode, close_reason
+
+if TYPE_CHECKING:
+    from jansamvad.client import Client
+    from jansamvad.node import Node
+
+log = logging.getLogger("jansamvad.connection")
+# websockets logs every open and close at INFO through this logger; at a million connections that is noise.
+_ws_log = logging.getLogger("jansamvad.websockets")
+_ws_log.setLevel(logging.WARNING)
+
+WS_PATH = "/ws"
+
+
+class ConnState(enum.IntEnum):
+    HANDSHAKE = 0
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+def _select_subprotocol(_: ServerProtocol, offered: Any) -> Subprotocol | None:
+    for name in offered:
+        if name in SUBPROTOCOLS:
+            return Subprotocol(name)
+    return None  # no subprotocol offered: msgpack, or JSON with ?enc=json
+
+
+class WsConnection(asyncio.Protocol):
+    """One WebSocket connection; uvicorn instantiates it by keyword when it sees an upgrade."""
+
+    node: ClassVar[Node]
+
+    __slots__ = (
+        "client",
+        "closing_since",
+        "encoding",
+        "frag",
+        "frag_op",
+        "ip",
+        "last_seen",
+        "opened_at",
+        "paused",
+        "pinged",
+        "state",
+        "transport",
+        "ws",
+    )
+
+    def __init__(self, config: object = None, server_state: object = None, app_state: object = None) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.ws: ServerProtocol | None = None
+        self.state = ConnState.HANDSHAKE
+        self.encoding = Encoding.MSGPACK
+        self.client: Client | None = None
+        self.frag: list[bytes] | None = None
+        self.frag_op = Opcode.BINARY
+        self.paused: list[tuple[int, bytes]] | None = None
+        self.ip = ""
+        now = self.node.clock
+        self.opened_at = now
+        self.last_seen = now
+        self.closing_since = 0.0
+        self.pinged = False
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.ip = peer[0] if isinstance(peer, tuple) else ""
+        node = self.node
+        self.ws = ServerProtocol(
+            origins=node.origins,
+            select_subprotocol=_select_subprotocol,
+            max_size=node.settings.max_message_bytes,
+            logger=_ws_log,
+        )
+        node.connection_made(self)
+
+    def data_received(self, data: bytes) -> None:
+        ws = self.ws
+        assert ws is not None
+        ws.receive_data(data)
+        self.last_seen = self.node.clock
+        self.pinged = False
+        for event in ws.events_received():
+            if isinstance(event, Frame):
+                self._on_frame(event)
+            elif isinstance(event, Request):
+                self._on_request(event)
+        self._flush_protocol()
+
+    def eof_received(self) -> bool | None:
+        if self.ws is not None:
+            self.ws.receive_eof()
+            self._flush_protocol()
+        return None  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        previous = self.state
+        self.state = ConnState.CLOSED
+        self.paused = None
+        if previous is not ConnState.CLOSED:
+            self.node.connection_lost(self)
+
+    def pause_writing(self) -> None:
+        pass  # flow control is the write-buffer cap in write_broadcast / send_frame, not pausing
+
+    def resume_writing(self) -> None:
+        pass
+
+    # Handshake
+
+    def _on_request(self, request: Request) -> None:
+        ws = self.ws
+        assert ws is not None
+        node = self.node
+        url = urlsplit(request.path)
+        if url.path != WS_PATH:
+            response = ws.reject(404, "Not Found: the WebSocket endpoint is /ws\n")
+        else:
+            retry_after = node.admit(self)
+            if retry_after is not None:
+                response = ws.reject(503, "Service Unavailable: try again later\n")
+                response.headers["Retry-After"] = str(retry_after)
+            else:
+                response = ws.accept(request)
+        ws.send_response(response)
+        if response.status_code == 101:
+            if ws.subprotocol is not None:
+                self.encoding = SUBPROTOCOLS[ws.subprotocol]
+            elif parse_qs(url.query).get("enc") == ["json"]:
+                self.encoding = Encoding.JSON
+            self.state = ConnState.OPEN
+            self.opened_at = node.clock
+            node.connection_opened(self)
+
+    # Frames in
+
+    def _on_frame(self, frame: Frame) -> None:
+        op = frame.opcode
+        payload = bytes(frame.data)  # the same object when it already is bytes (server side: always)
+        if op is Opcode.TEXT or op is Opcode.BINARY:
+            if not frame.fin:
+                self.frag, self.frag_op = [payload], op
+                return
+            self._on_message(op, payload)
+        elif op is Opcode.CONT:
+            if self.frag is None:
+                return  # the parser already failed the connection on an unexpected continuation
+            self.frag.append(payload)
+            if frame.fin:
+                data, self.frag = b"".join(self.frag), None
+                self._on_message(self.frag_op, data)
+        elif op is Opcode.CLOSE:
+            # The protocol answered the close frame; the transport closes once its EOF is written.
+            if self.state is ConnState.OPEN:
+                self.state = ConnState.CLOSING
+                self.closing_since = self.node.clock
+
+    def _on_message(self, op: Opcode, data: bytes) -> None:
+        if self.state is not ConnState.OPEN or self.client is None:
+            return
+        if op.value != self.encoding.opcode:
+            kind = "binary (msgpack)" if self.encoding is Encoding.MSGPACK else "text (JSON)"
+            self.fail(CloseCode.UNSUPPORTED_DATA, f"this subprotocol takes {kind} frames")
+            return
+        if op is Opcode.TEXT:
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                self.fail(CloseCode.INVALID_DATA, "text frame is not valid UTF-8")
+                return
+        self.client.on_message(data)
+
+    def set_max_message_bytes(self, limit: int) -> None:
+        if self.ws is not None:
+            self.ws.max_message_size = limit
+
+    # Frames out
+
+    def _flush_protocol(self) -> None:
+        """Write what websockets' protocol queued (handshake response, pongs, close frames) in order."""
+        ws, transport = self.ws, self.transport
+        if ws is None or transport is None:
+            return
+        for data in ws.data_to_send():
+            if data:
+                transport.write(data)
+            else:  # SEND_EOF: the protocol is done with the TCP connection
+                transport.close()
+        if ws.state is State.CLOSED and self.state is not ConnState.CLOSED:
+            transport.close()
+
+    def write_broadcast(self, blob: bytes, must_deliver: bool) -> None:
+        """The fan-out's write: the same pre-framed bytes for every listener."""
+        transport = self.transport
+        if self.state is not ConnState.OPEN or transport is None:
+            return
+        if transport.get_write_buffer_size() > self.node.settings.max_buffered_bytes:
+            if must_deliver:
+                self.drop_slow()
+            return  # droppable frames (aggregates, audio) are skipped for a slow reader
+        transport.write(blob)
+
+    def send_frame(self, frame: bytes) -> None:
+        """A frame for this connection alone (ack, error, welcome, replay)."""
+        transport = self.transport
+        if self.state is not ConnState.OPEN or transport is None:
+            return
+        if transport.get_write_buffer_size() > self.node.settings.max_buffered_bytes:
+            self.drop_slow()
+            return
+        transport.write(frame)
+
+    def resume(self, after_seq: int) -> None:
+        """End the replay: write the live frames that waited, except events the replay already covered."""
+        paused, self.paused = self.paused, None
+        if paused and self.state is ConnState.OPEN and self.transport is not None:
+            self.transport.write(b"".join(frame for seq, frame in paused if seq == 0 or seq > after_seq))
+
+    # Closing
+
+    def close(self, code: CloseCode, detail: str = "") -> None:
+        """Start the closing handshake (RFC 6455 section 7); the keepalive wheel aborts it after close_timeout."""
+        ws = self.ws
+        if self.state is not ConnState.OPEN or ws is None or ws.state is not State.OPEN:
+            return
+        ws.send_close(code, close_reason(code, detail))
+        self.state = ConnState.CLOSING
+        self.closing_since = self.node.clock
+        self._flush_protocol()
+
+    def fail(self, code: CloseCode, detail: str = "") -> None:
+        """Close at once after a protocol violation: close frame, then TCP close."""
+        ws = self.ws
+        if ws is None or self.state is ConnState.CLOSED:
+            return
+        if ws.state is State.OPEN:
+            ws.fail(code, close_reason(code, detail))
+        self.state = ConnState.CLOSING
+        self.closing_since = self.node.clock
+        self._flush_protocol()
+
+    def drop_slow(self) -> None:
+        """A slow consumer: queue the 4009 close frame behind what it has not read; reap it if it never does."""
+        self.node.slow_consumer_drops += 1
+        self.close(CloseCode.SLOW_CONSUMER, "buffer over the cap")
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()

@@ -1,0 +1,134 @@
+"""The fan-out engine: the hot path from one publication to every local listener.
+
+- Encode once: each message is encoded and framed once per wire format per node, never per connection.
+- Batch per tick: messages queued within one tick (`tick_ms`) become one blob per room, written with one
+  `transport.write` per connection (ten frames in one write cost about what one frame costs).
+- Conflate: fast-changing aggregates (viewers, votes, reactions) keep only their latest value per tick.
+- Yield: a big fan-out returns to the event loop every `writes_per_yield` writes, so handshakes and pings go on.
+- Slow consumers: a listener whose transport buffer is over the cap is skipped for droppable frames and closed with
+  4009 for must-deliver ones (it resumes from history when it reconnects). Decided by the listener itself.
+
+One flusher task writes every room in order, so two ticks never interleave on one connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from jansamvad.hub import Room
+from jansamvad.protocol.codec import Encoding, frame_message
+
+# Aggregates sent as "latest value per tick"; map-valued fields are merged key by key.
+CONFLATED = frozenset({"viewers", "votes", "reactions"})
+_MERGED_FIELDS = {"votes": "v", "reactions": "c"}
+
+
+def _with_seq(seq: int, message: Mapping[str, Any]) -> dict[str, Any]:
+    return {**message, "seq": seq} if seq else dict(message)
+
+
+class Fanout:
+    def __init__(self, *, tick_s: float, writes_per_yield: int) -> None:
+        self._tick_s = tick_s
+        self._writes_per_yield = writes_per_yield
+        self._dirty: list[Room] = []
+        self._wake = asyncio.Event()
+        self._scheduled = False
+        self._task: asyncio.Task[None] | None = None
+        self.frames_built = 0  # frames encoded (per format), for tests and metrics
+        self.writes = 0  # transport writes made by broadcasts
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="jansamvad-fanout")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    def enqueue(self, room: Room, seq: int, message: Mapping[str, Any], *, droppable: bool = False) -> None:
+        room.events.append((seq, dict(message), droppable))
+        self._mark(room)
+
+    def conflate(self, room: Room, message: Mapping[str, Any]) -> None:
+        t = message["t"]
+        merged = _MERGED_FIELDS.get(t)
+        old = room.conflated.get(t)
+        if merged is not None and old is not None:
+            room.conflated[t] = {**old, merged: {**old[merged], **message[merged]}}
+        else:
+            room.conflated[t] = dict(message)
+        self._mark(room)
+
+    def _mark(self, room: Room) -> None:
+        if not room.dirty:
+            room.dirty = True
+            self._dirty.append(room)
+        if not self._scheduled:
+            self._scheduled = True
+            loop = asyncio.get_running_loop()
+            if self._tick_s > 0:
+                loop.call_later(self._tick_s, self._wake.set)
+            else:
+                loop.call_soon(self._wake.set)
+
+    async def flush_now(self) -> None:
+        """Write everything queued (used at shutdown, before closing connections)."""
+        await self._flush()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            self._scheduled = False
+            await self._flush()
+
+    def _frames(self, room: Room, encoding: Encoding) -> tuple[bytes, bytes, list[tuple[int, bytes]]]:
+        must: list[bytes] = []
+        drop: list[bytes] = []
+        items: list[tuple[int, bytes]] = []
+        for seq, message, droppable in room.events:
+            frame = frame_message(_with_seq(seq, message), encoding)
+            (drop if droppable else must).append(frame)
+            items.append((seq, frame))
+        for message in room.conflated.values():
+            frame = frame_message(message, encoding)
+            drop.append(frame)
+            items.append((0, frame))
+        self.frames_built += len(items)
+        must_blob = b"".join(must)
+        return must_blob, must_blob + b"".join(drop), items
+
+    async def _flush(self) -> None:
+        rooms, self._dirty = self._dirty, []
+        writes = 0
+        for room in rooms:
+            room.dirty = False
+            members = list(room.members)
+            if not members:
+                room.events, room.conflated = [], {}
+                continue
+            # Encode once per wire format in use in this room, before the first write.
+            blobs = {Encoding.MSGPACK: self._frames(room, Encoding.MSGPACK)}
+            if room.json_members:
+                blobs[Encoding.JSON] = self._frames(room, Encoding.JSON)
+            room.events, room.conflated = [], {}
+            for member in members:
+                must_blob, blob, items = blobs[member.encoding]
+                paused = member.paused
+                if paused is not None:
+                    paused.extend(items)
+                    continue
+                member.write_broadcast(blob, bool(must_blob))
+                writes += 1
+                if writes >= self._writes_per_yield:
+                    self.writes += writes
+                    writes = 0
+                    await asyncio.sleep(0)
+        self.writes += writes

@@ -1,0 +1,201 @@
+"""The HTTP side of the one port: health, readiness, the REST API and the static pages (Starlette)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from jansamvad.auth import InvalidToken
+from jansamvad.models import Status
+from jansamvad.node import Node
+from jansamvad.protocol.roles import Role
+from jansamvad.protocol.text import clean_text
+from jansamvad.store.base import BadState, NotFound
+
+MAX_NAME_CHARS = 40
+MAX_REGION_CHARS = 40
+MAX_TITLE_CHARS = 120
+MAX_BODY_BYTES = 4096
+_DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+_TTL_MAX_S = 7 * 24 * 3600
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, msg: str) -> None:
+        super().__init__(msg)
+        self.status, self.code, self.msg = status, code, msg
+
+
+def _error(status: int, code: str, msg: str) -> JSONResponse:
+    return JSONResponse({"error": code, "msg": msg}, status_code=status)
+
+
+def create_app(node: Node) -> Starlette:
+    settings = node.settings
+    admin_key = settings.admin_key.encode()
+
+    def require_admin(request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        # Constant-time comparison: the time taken says nothing about how much of the key was right.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(key.strip().encode(), admin_key):
+            raise ApiError(401, "unauthorized", "admin key required: Authorization: Bearer <admin key>")
+
+    async def body(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        if len(raw) > MAX_BODY_BYTES:
+            raise ApiError(413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
+        if not raw:
+            return {}
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise ApiError(400, "bad_json", "body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, "bad_json", "body must be a JSON object")
+        return data
+
+    def text_field(data: dict[str, Any], name: str, limit: int, *, required: bool) -> str:
+        value = data.get(name)
+        if value is None:
+            if required:
+                raise ApiError(400, "invalid_field", f"{name}: missing")
+            return ""
+        if not isinstance(value, str):
+            raise ApiError(400, "invalid_field", f"{name}: expected a string")
+        value = clean_text(value)
+        if len(value) > limit:
+            raise ApiError(400, "too_long", f"{name}: longer than {limit}")
+        if required and not value:
+            raise ApiError(400, "invalid_field", f"{name}: must not be empty")
+        return value
+
+    async def townhall_or_404(th: str) -> Any:
+        townhall = await node.store.get_townhall(th)
+        if townhall is None:
+            raise ApiError(404, "not_found", "no such town hall")
+        return townhall
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    async def readyz(request: Request) -> Response:
+        ready = node.ready and node.broker.healthy
+        return JSONResponse({"ready": ready, **node.stats()}, status_code=200 if ready else 503)
+
+    async def list_townhalls(request: Request) -> Response:
+        require_admin(request)
+        return JSONResponse([t.admin() for t in await node.store.list_townhalls()])
+
+    async def create_townhall(request: Request) -> Response:
+        require_admin(request)
+        data = await body(request)
+        title = text_field(data, "title", MAX_TITLE_CHARS, required=True)
+        lang = data.get("lang", "hi")
+        if lang not in ("hi", "en"):
+            raise ApiError(400, "invalid_field", "lang: expected hi or en")
+        townhall = await node.store.create_townhall(title, lang)
+        return JSONResponse(townhall.admin(), status_code=201)
+
+    async def get_townhall(request: Request) -> Response:
+        return JSONResponse((await townhall_or_404(request.path_params["th"])).public())
+
+    async def set_status(request: Request, status: Status) -> Response:
+        require_admin(request)
+        th = request.path_params["th"]
+        await townhall_or_404(th)
+        try:
+            townhall = await node.store.set_status(th, status)
+        except BadState as exc:
+            raise ApiError(409, "bad_state", str(exc)) from None
+        await node.publish_event(th, {"t": "status", "status": str(status)})
+        return JSONResponse(townhall.admin())
+
+    async def start_townhall(request: Request) -> Response:
+        return await set_status(request, Status.LIVE)
+
+    async def end_townhall(request: Request) -> Response:
+        return await set_status(request, Status.ENDED)
+
+    async def issue_token(request: Request) -> Response:
+        require_admin(request)
+        th = request.path_params["th"]
+        await townhall_or_404(th)
+        data = await body(request)
+        try:
+            role = Role(str(data.get("role")))
+        except ValueError:
+            raise ApiError(400, "invalid_field", "role: expected leader or moderator") from None
+        if role not in (Role.LEADER, Role.MODERATOR):
+            raise ApiError(400, "invalid_field", "role: expected leader or moderator")
+        name = text_field(data, "name", MAX_NAME_CHARS, required=False) or str(role)
+        ttl = data.get("ttl", settings.staff_token_ttl_s)
+        if type(ttl) is not int or not 60 <= ttl <= _TTL_MAX_S:
+            raise ApiError(400, "invalid_field", f"ttl: seconds between 60 and {_TTL_MAX_S}")
+        sub = f"{role.value[0]}-" + node.tokens.citizen_subject(None)[2:]
+        token, exp = node.tokens.issue(sub=sub, role=role, th=th, ttl_s=ttl, name=name)
+        return JSONResponse({"token": token, "sub": sub, "expires_at": exp}, status_code=201)
+
+    async def join(request: Request) -> Response:
+        th = request.path_params["th"]
+        townhall = await townhall_or_404(th)
+        if townhall.status is Status.ENDED:
+            raise ApiError(409, "bad_state", "the town hall has ended")
+        data = await body(request)
+        name = text_field(data, "name", MAX_NAME_CHARS, required=True)
+        region = text_field(data, "region", MAX_REGION_CHARS, required=False)
+        device_id = data.get("device_id")
+        if device_id is not None and (not isinstance(device_id, str) or not _DEVICE_ID.fullmatch(device_id)):
+            raise ApiError(400, "invalid_field", "device_id: 8-64 characters of A-Z a-z 0-9 _ -")
+        sub = node.tokens.citizen_subject(device_id)
+        token, exp = node.tokens.issue(
+            sub=sub, role=Role.CITIZEN, th=th, ttl_s=settings.citizen_token_ttl_s, name=name, region=region
+        )
+        return JSONResponse({"token": token, "sub": sub, "name": name, "expires_at": exp}, status_code=201)
+
+    async def api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return _error(exc.status, exc.code, exc.msg)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return _error(404, "not_found", str(exc))
+
+    async def invalid_token(request: Request, exc: Exception) -> Response:
+        return _error(500, "internal", "this node cannot issue tokens")
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await node.start()
+        try:
+            yield
+        finally:
+            await node.shutdown()
+
+    routes: list[Route | Mount] = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/api/townhalls", list_townhalls, methods=["GET"]),
+        Route("/api/townhalls", create_townhall, methods=["POST"]),
+        Route("/api/townhalls/{th}", get_townhall, methods=["GET"]),
+        Route("/api/townhalls/{th}/start", start_townhall, methods=["POST"]),
+        Route("/api/townhalls/{th}/end", end_townhall, methods=["POST"]),
+        Route("/api/townhalls/{th}/tokens", issue_token, methods=["POST"]),
+        Route("/api/townhalls/{th}/join", join, methods=["POST"]),
+    ]
+    if settings.static_dir.is_dir():
+        routes.append(Mount("/", app=StaticFiles(directory=settings.static_dir, html=True), name="static"))
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={ApiError: api_error, NotFound: not_found, InvalidToken: invalid_token},
+    )

@@ -1,0 +1,76 @@
+"""The Hub: the node's truth about which local connections listen to which channel.
+
+The node subscribes to a channel on the broker when its room gets its first member and unsubscribes when the last one
+leaves, so the broker carries each publication once per interested node, never once per connection. After a broker
+reconnect, `channels()` is what must be subscribed again.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from jansamvad.protocol.codec import Encoding
+
+
+class Listener(Protocol):
+    """What the fan-out needs of a connection."""
+
+    encoding: Encoding
+    paused: list[tuple[int, bytes]] | None  # not None while the session replays history; live frames wait here
+
+    def write_broadcast(self, blob: bytes, must_deliver: bool) -> None: ...
+
+
+class Room:
+    """One channel's local members and what is queued for them in the current tick."""
+
+    __slots__ = ("channel", "conflated", "dirty", "events", "json_members", "members", "viewers")
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self.members: dict[Listener, None] = {}  # an insertion-ordered set
+        self.json_members = 0
+        self.events: list[tuple[int, dict[str, Any], bool]] = []  # (seq, message, droppable) queued this tick
+        self.conflated: dict[str, dict[str, Any]] = {}  # message type -> latest value this tick
+        self.dirty = False
+        self.viewers = -1  # the last viewer count sent to this room
+
+
+class Hub:
+    def __init__(self) -> None:
+        self.rooms: dict[str, Room] = {}
+
+    def add(self, channel: str, member: Listener) -> bool:
+        """Add a member; True when the room is new (the node must subscribe)."""
+        room = self.rooms.get(channel)
+        created = room is None
+        if room is None:
+            room = self.rooms[channel] = Room(channel)
+        if member not in room.members:
+            room.members[member] = None
+            if member.encoding is Encoding.JSON:
+                room.json_members += 1
+        return created
+
+    def remove(self, channel: str, member: Listener) -> bool:
+        """Remove a member; True when the room became empty (the node must unsubscribe)."""
+        room = self.rooms.get(channel)
+        if room is None or member not in room.members:
+            return False
+        del room.members[member]
+        if member.encoding is Encoding.JSON:
+            room.json_members -= 1
+        if not room.members:
+            del self.rooms[channel]
+            return True
+        return False
+
+    def room(self, channel: str) -> Room | None:
+        return self.rooms.get(channel)
+
+    def channels(self) -> list[str]:
+        return list(self.rooms)
+
+    def count(self, channel: str) -> int:
+        room = self.rooms.get(channel)
+        return len(room.members) if room else 0

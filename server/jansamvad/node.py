@@ -1,0 +1,379 @@
+"""The Node: owns settings, hub, broker, store, presence and fan-out, and the lifecycle of every connection.
+
+Channels are logical names: `th:<id>` is a town hall's public stream (history-bearing events, plus ephemeral audio
+and aggregates); `th:<id>:mod` carries the moderation queue to moderators and admins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from jansamvad.auth import TokenService
+from jansamvad.broker.base import Broker, Publication
+from jansamvad.client import Client
+from jansamvad.connection import ConnState, WsConnection
+from jansamvad.fanout import CONFLATED, Fanout
+from jansamvad.hub import Hub
+from jansamvad.models import PUBLIC_STATES, QState, Status, Townhall, now_ms
+from jansamvad.presence.base import PresenceManager
+from jansamvad.protocol.codec import PING_FRAME
+from jansamvad.protocol.codes import CloseCode
+from jansamvad.protocol.roles import Role
+from jansamvad.settings import Settings
+from jansamvad.store.base import Store
+
+if TYPE_CHECKING:
+    from websockets.typing import Origin
+
+log = logging.getLogger("jansamvad.node")
+
+WHEEL_INTERVAL_S = 1.0
+_SNAPSHOT_EVENTS = ("speech", "announce")
+
+
+def public_channel(th: str) -> str:
+    return f"th:{th}"
+
+
+def moderation_channel(th: str) -> str:
+    return f"th:{th}:mod"
+
+
+class Node:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store,
+        broker: Broker,
+        presence: PresenceManager,
+    ) -> None:
+        self.settings = settings
+        self.node_id = settings.node_id or "node-" + secrets.token_hex(4)
+        self.tokens = TokenService(
+            settings.secret,
+            algorithm=settings.jwt_algorithm,
+            private_key=settings.jwt_private_key,
+            public_key=settings.jwt_public_key,
+        )
+        self.store = store
+        self.broker = broker
+        self.presence = presence
+        self.hub = Hub()
+        self.fanout = Fanout(tick_s=settings.tick_ms / 1000, writes_per_yield=settings.writes_per_yield)
+        self.origins: list[Origin | None] | None = list(settings.allowed_origins) or None  # type: ignore[arg-type]
+        self.connections: set[WsConnection] = set()
+        self.open_count = 0
+        self.per_ip: dict[str, int] = defaultdict(int)
+        self.clock = 0.0  # coarse monotonic time, advanced by the wheel: cheap to read on every packet
+        self.ready = False
+        self.draining = False
+        self.slow_consumer_drops = 0
+        self.rejected_handshakes = 0
+        self._handshake_allowance = float(settings.handshakes_per_second)
+        self._handshake_at = 0.0
+        self._reactions: dict[str, dict[str, int]] = {}
+        self._audio_init: dict[str, dict[str, Any]] = {}
+        self._audio_n: dict[str, int] = defaultdict(int)
+        self._viewers: dict[str, int] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # Lifecycle
+
+    def protocol_class(self) -> type[WsConnection]:
+        """The WebSocket protocol class uvicorn instantiates on upgrade, bound to this node."""
+        return type("NodeWsConnection", (WsConnection,), {"node": self, "__slots__": ()})
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.clock = self._handshake_at = self._loop.time()
+        await self.broker.start(self)
+        self.fanout.start()
+        self._tasks = [
+            self._loop.create_task(self._wheel(), name="jansamvad-keepalive"),
+            self._loop.create_task(self._aggregates(), name="jansamvad-aggregates"),
+        ]
+        self.ready = True
+        log.info("node %s started", self.node_id)
+
+    async def shutdown(self, *, code: CloseCode = CloseCode.GOING_AWAY) -> None:
+        """Stop accepting, tell every client to reconnect elsewhere after a jittered delay, close, release."""
+        self.ready = False
+        self.draining = True
+        await self.fanout.flush_now()
+        spread_ms = 5000
+        for conn in list(self.connections):
+            if conn.state is ConnState.OPEN and conn.client is not None and conn.client.claims is not None:
+                conn.client.send({"t": "reconnect", "after_ms": random.randrange(spread_ms)})
+            conn.close(code, "node shutting down")
+        deadline = asyncio.get_running_loop().time() + self.settings.close_timeout_s
+        while self.connections and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.abort()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        await self.fanout.stop()
+        await self.broker.close()
+        await self.presence.close()
+        await self.store.close()
+        log.info("node %s stopped", self.node_id)
+
+    def clock_precise(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    # Connections
+
+    def connection_made(self, conn: WsConnection) -> None:
+        self.connections.add(conn)
+
+    def admit(self, conn: WsConnection) -> int | None:
+        """None to accept the handshake, or the seconds for Retry-After with an HTTP 503."""
+        settings = self.settings
+        retry: int | None = None
+        if self.draining or not self.ready:
+            retry = 5
+        elif self.open_count >= settings.max_connections:
+            retry = 2
+        elif self.per_ip[conn.ip] >= settings.max_connections_per_ip:
+            retry = 10
+        else:
+            now = self.clock_precise()
+            rate = settings.handshakes_per_second
+            self._handshake_allowance = min(rate, self._handshake_allowance + (now - self._handshake_at) * rate)
+            self._handshake_at = now
+            if self._handshake_allowance >= 1:
+                self._handshake_allowance -= 1
+            else:
+                retry = 1
+        if retry is not None:
+            self.rejected_handshakes += 1
+        return retry
+
+    def connection_opened(self, conn: WsConnection) -> None:
+        self.open_count += 1
+        self.per_ip[conn.ip] += 1
+        conn.client = Client(self, conn)
+
+    def connection_lost(self, conn: WsConnection) -> None:
+        self.connections.discard(conn)
+        client = conn.client
+        if client is None:
+            return
+        self.open_count -= 1
+        left = self.per_ip[conn.ip] - 1
+        if left > 0:
+            self.per_ip[conn.ip] = left
+        else:
+            self.per_ip.pop(conn.ip, None)
+        client.on_closed()
+        if client.claims is not None:
+            self._leave(public_channel(client.th), conn)
+            self._leave(moderation_channel(client.th), conn)
+
+    def _leave(self, channel: str, conn: WsConnection) -> None:
+        if self.hub.remove(channel, conn):
+            self._spawn(self.broker.unsubscribe(channel))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        task.add_done_callback(_log_task_error)
+
+    async def _listen(self, channel: str, conn: WsConnection) -> None:
+        if self.hub.add(channel, conn):
+            await self.broker.subscribe(channel)
+
+    async def join(self, client: Client, last_seq: int | None, townhall: Townhall) -> None:
+        """Add a session to its rooms, then replay what it missed (or send a snapshot), then go live.
+
+        Live frames that arrive during the replay wait in `conn.paused`; `resume` drops the ones the replay covered,
+        so the client sees every event exactly once and in order.
+        """
+        conn = client.conn
+        claims = client.claims
+        assert claims is not None
+        th = townhall.id
+        channel = public_channel(th)
+        conn.paused = []
+        await self._listen(channel, conn)
+        staff = claims.role in (Role.MODERATOR, Role.ADMIN)
+        if staff:
+            await self._listen(moderation_channel(th), conn)
+        if conn.state is not ConnState.OPEN:
+            return
+        history_size = self.settings.history_size
+        recovered = False
+        if last_seq is not None:
+            hist = await self.broker.history(channel, last_seq, history_size)
+            recovered = hist.complete and last_seq <= hist.head
+        if not recovered:
+            hist = await self.broker.history(channel, 0, self.settings.snapshot_speech)
+        head = hist.head
+        welcome = {
+            "t": "welcome",
+            "role": str(claims.role),
+            "sub": claims.sub,
+            "name": claims.name,
+            "th": th,
+            "title": townhall.title,
+            "status": str(townhall.status),
+            "seq": head,
+            "recovered": recovered,
+        }
+        client.send(welcome)
+        if recovered:
+            for pub in hist.publications:
+                client.send({**pub.data, "seq": pub.seq})
+        else:
+            questions = await self.store.questions(th, PUBLIC_STATES)
+            snapshot: dict[str, Any] = {
+                "t": "snapshot",
+                "seq": head,
+                "status": str(townhall.status),
+                "speech": [
+                    {**p.data, "seq": p.seq} for p in hist.publications if p.data["t"] in ("speech", "announce")
+                ],
+                "questions": [q.public() for q in questions],
+                "viewers": max(self._viewers.get(th, 0), self.hub.count(channel)),
+            }
+            if staff:
+                snapshot["queue"] = [q.for_moderators() for q in await self.store.questions(th, (QState.PENDING,))]
+            client.send(snapshot)
+        init = self._audio_init.get(th)
+        if init is not None:
+            client.send(init)
+        conn.resume(head)
+
+    # Publishing
+
+    async def publish_event(self, th: str, message: Mapping[str, Any]) -> int:
+        """An event of the town hall's stream: stored in history with the next seq, delivered to every node."""
+        return await self.broker.publish(public_channel(th), {**message, "ts": now_ms()}, history=True)
+
+    async def publish_moderation(self, th: str, message: Mapping[str, Any]) -> None:
+        await self.broker.publish(moderation_channel(th), message, history=False)
+
+    async def publish_votes(self, th: str, votes: Mapping[str, int]) -> None:
+        await self.broker.publish(public_channel(th), {"t": "votes", "v": dict(votes)}, history=False)
+
+    async def publish_audio(self, th: str, data: bytes, init: bool, mime: str) -> None:
+        self._audio_n[th] += 1
+        message = {"t": "audio", "data": data, "n": self._audio_n[th], "init": init, "mime": mime}
+        await self.broker.publish(public_channel(th), message, history=False)
+
+    def count_reaction(self, th: str, kind: str) -> None:
+        """Reactions are counted here and sent on as one total per town hall per aggregates tick."""
+        counts = self._reactions.setdefault(th, {})
+        counts[kind] = counts.get(kind, 0) + 1
+
+    # BrokerEventHandler
+
+    def handle_publication(self, pub: Publication) -> None:
+        data = pub.data
+        t = data["t"]
+        if t == "audio" and data.get("init"):
+            self._audio_init[pub.channel[3:]] = dict(data)
+        room = self.hub.room(pub.channel)
+        if room is None:
+            return
+        if t in CONFLATED:
+            self.fanout.conflate(room, data)
+        else:
+            self.fanout.enqueue(room, pub.seq, data, droppable=(t == "audio"))
+        if t == "status" and data.get("status") == Status.ENDED:
+            # Let the status event reach everyone first, then close the room with 4005.
+            asyncio.get_running_loop().call_later(
+                self.settings.tick_ms / 1000 + 0.2, self._close_room, pub.channel, CloseCode.TOWNHALL_ENDED
+            )
+
+    def _close_room(self, channel: str, code: CloseCode) -> None:
+        room = self.hub.room(channel)
+        if room is None:
+            return
+        for member in list(room.members):
+            if isinstance(member, WsConnection):
+                member.close(code)
+
+    # Shared timers: one for all connections, never one per connection.
+
+    async def _wheel(self) -> None:
+        settings = self.settings
+        assert self._loop is not None
+        while True:
+            await asyncio.sleep(WHEEL_INTERVAL_S)
+            now = self.clock = self._loop.time()
+            ping_after = settings.ping_interval_s
+            dead_after = settings.ping_interval_s + settings.ping_timeout_s
+            for conn in list(self.connections):
+                state = conn.state
+                if state is ConnState.OPEN:
+                    idle = now - conn.last_seen
+                    if conn.client is not None and conn.client.claims is None and conn.client.inbox is None:
+                        if now - conn.opened_at > settings.hello_timeout_s:
+                            conn.close(CloseCode.HELLO_TIMEOUT)
+                            continue
+                    if idle > dead_after:
+                        conn.fail(CloseCode.INTERNAL_ERROR, "keepalive timeout")
+                        conn.abort()
+                    elif idle > ping_after and not conn.pinged:
+                        conn.pinged = True
+                        conn.send_frame(PING_FRAME)
+                elif state is ConnState.HANDSHAKE:
+                    if now - conn.opened_at > settings.hello_timeout_s:
+                        conn.abort()
+                elif state is ConnState.CLOSING and now - conn.closing_since > settings.close_timeout_s:
+                    conn.abort()
+
+    async def _aggregates(self) -> None:
+        """Every presence interval: report and read viewer counts, and sum reactions into the store."""
+        while True:
+            await asyncio.sleep(self.settings.presence_interval_s)
+            try:
+                await self._aggregate_once()
+            except Exception as exc:
+                log.warning("aggregates tick failed: %s", type(exc).__name__)
+
+    async def _aggregate_once(self) -> None:
+        local = {
+            channel[3:]: len(room.members) for channel, room in self.hub.rooms.items() if not channel.endswith(":mod")
+        }
+        await self.presence.report(self.node_id, local)
+        self._viewers = await self.presence.totals(local)
+        for th, n in self._viewers.items():
+            room = self.hub.room(public_channel(th))
+            if room is not None and room.viewers != n:
+                room.viewers = n
+                self.fanout.conflate(room, {"t": "viewers", "n": n})
+        reactions, self._reactions = self._reactions, {}
+        for th, counts in reactions.items():
+            totals = await self.store.add_reactions(th, counts)
+            await self.broker.publish(public_channel(th), {"t": "reactions", "c": totals}, history=False)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "node": self.node_id,
+            "connections": self.open_count,
+            "rooms": len(self.hub.rooms),
+            "slow_consumer_drops": self.slow_consumer_drops,
+            "rejected_handshakes": self.rejected_handshakes,
+            "frames_built": self.fanout.frames_built,
+            "broadcast_writes": self.fanout.writes,
+        }
+
+
+def _log_task_error(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("background task failed: %r", task.exception())

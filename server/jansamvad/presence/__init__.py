@@ -1,0 +1,1 @@
+"""Presence: how many listeners each town hall has, summed over every node."""

@@ -1,0 +1,112 @@
+"""Encoding of messages (msgpack or JSON) and of the server's WebSocket frames.
+
+Server frames are built here, once per message per wire format, so the fan-out can write the same bytes to every
+listener (RFC 6455 section 5.2: a server frame is never masked, so its bytes do not depend on the receiver).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import json
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+import msgpack
+
+from jansamvad.protocol.codes import ErrorCode
+from jansamvad.protocol.errors import ProtocolViolation
+
+
+class Encoding(enum.Enum):
+    MSGPACK = "msgpack"
+    JSON = "json"
+
+    @property
+    def subprotocol(self) -> str:
+        return f"jansamvad.v1.{self.value}"
+
+    @property
+    def opcode(self) -> int:
+        return OP_BINARY if self is Encoding.MSGPACK else OP_TEXT
+
+
+SUBPROTOCOLS: dict[str, Encoding] = {enc.subprotocol: enc for enc in Encoding}
+
+OP_TEXT = 0x1
+OP_BINARY = 0x2
+OP_PING = 0x9
+
+# msgpack's C unpacker has a fixed nesting limit; these caps keep one frame from allocating more than it carries.
+_MAX_CONTAINER_LEN = 1024
+
+
+def decode(data: bytes, encoding: Encoding) -> dict[str, Any]:
+    """Bytes of one client frame to a message map; `bad_message` if it is not one."""
+    try:
+        if encoding is Encoding.MSGPACK:
+            obj = msgpack.unpackb(
+                data,
+                raw=False,
+                strict_map_key=True,
+                max_array_len=_MAX_CONTAINER_LEN,
+                max_map_len=_MAX_CONTAINER_LEN,
+                max_ext_len=0,
+            )
+        else:
+            obj = json.loads(data.decode("utf-8"))
+    except (ValueError, TypeError, RecursionError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise ProtocolViolation(ErrorCode.BAD_MESSAGE, f"not valid {encoding.value}: {type(exc).__name__}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolViolation(ErrorCode.BAD_MESSAGE, "a message must be a map")
+    return obj
+
+
+def _json_default(obj: object) -> object:
+    # JSON has no bytes: the JSON subprotocol carries bytes fields (audio chunks) as base64 strings.
+    if isinstance(obj, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(obj)).decode("ascii")
+    raise TypeError(f"cannot encode {type(obj).__name__}")
+
+
+def encode(message: Mapping[str, Any], encoding: Encoding) -> bytes:
+    """A message map to the payload of one frame."""
+    if encoding is Encoding.MSGPACK:
+        return msgpack.packb(message, use_bin_type=True)
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"), default=_json_default).encode("utf-8")
+
+
+def decode_bytes_field(value: object, encoding: Encoding) -> bytes | None:
+    """A bytes field as received: msgpack bin, or a base64 string in JSON. None when it is neither."""
+    if encoding is Encoding.MSGPACK:
+        return value if isinstance(value, bytes) else None
+    if not isinstance(value, str):
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def server_frame(payload: bytes, opcode: int) -> bytes:
+    """An unmasked, unfragmented server frame (RFC 6455 section 5.2) carrying `payload`."""
+    n = len(payload)
+    first = 0x80 | opcode  # FIN set, no RSV bits: never compressed, valid even if permessage-deflate was negotiated
+    if n < 126:
+        header = bytes((first, n))
+    elif n < 0x10000:
+        header = struct.pack("!BBH", first, 126, n)
+    else:
+        header = struct.pack("!BBQ", first, 127, n)
+    return header + payload
+
+
+def frame_message(message: Mapping[str, Any], encoding: Encoding) -> bytes:
+    """Encode and frame in one step: the bytes to write to a transport."""
+    return server_frame(encode(message, encoding), encoding.opcode)
+
+
+# One keepalive ping for every connection: the same pre-framed bytes, written by the shared keepalive wheel.
+PING_FRAME = server_frame(b"", OP_PING)

@@ -1,0 +1,238 @@
+"""Every message type of protocol v1, its fields and the roles that may send it, and their validation.
+
+`CLIENT_MESSAGES` and `SERVER_MESSAGES` are the tables of docs/protocol.md sections 4 and 5 as code; a test walks the
+docs against them. `parse_client_message` turns a decoded map into a `ClientMessage` or raises `ProtocolViolation`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from jansamvad.protocol.codec import Encoding, decode_bytes_field
+from jansamvad.protocol.codes import ErrorCode
+from jansamvad.protocol.errors import ProtocolViolation
+from jansamvad.protocol.roles import ANY_ROLE, Role
+from jansamvad.protocol.text import clean_text
+
+KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{8,64}")
+QID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+REACTIONS = frozenset({"clap", "heart", "thumbs_up", "laugh", "sad"})
+MODERATION_ACTIONS = frozenset({"approve", "reject", "answer", "pin", "unpin"})
+MAX_REQUEST_ID = 2**53 - 1  # the largest integer a JavaScript client can hold exactly
+_MIME = re.compile(r"[a-z]+/[A-Za-z0-9.+-]+(;[ A-Za-z0-9=.,\"-]{0,80})?")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Size limits of user-supplied fields, in characters (text) or bytes (bytes). Configurable per deployment."""
+
+    question_chars: int = 300
+    speech_chars: int = 2000
+    announce_chars: int = 500
+    reason_chars: int = 200
+    token_chars: int = 4096
+    audio_bytes: int = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    name: str
+    kind: type
+    required: bool = True
+    limit: str | None = None  # the Limits attribute that caps this field
+    multiline: bool = False
+    choices: frozenset[str] | None = None
+    pattern: re.Pattern[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSpec:
+    type: str
+    roles: frozenset[Role]
+    fields: tuple[Field, ...] = ()
+    needs_id: bool = False
+
+    def field_names(self) -> frozenset[str]:
+        return frozenset(f.name for f in self.fields)
+
+
+_ID = Field("id", int)
+_LEADER = frozenset({Role.LEADER, Role.ADMIN})
+_CITIZEN = frozenset({Role.CITIZEN})
+
+CLIENT_MESSAGES: dict[str, MessageSpec] = {
+    spec.type: spec
+    for spec in (
+        MessageSpec(
+            "hello",
+            ANY_ROLE,
+            (
+                Field("token", str, limit="token_chars"),
+                Field("th", str, required=False, pattern=QID_PATTERN),
+                Field("last_seq", int, required=False),
+            ),
+        ),
+        MessageSpec("ping", ANY_ROLE),
+        MessageSpec(
+            "ask",
+            _CITIZEN,
+            (_ID, Field("key", str, pattern=KEY_PATTERN), Field("text", str, limit="question_chars", multiline=True)),
+            needs_id=True,
+        ),
+        MessageSpec(
+            "upvote",
+            _CITIZEN,
+            (_ID, Field("qid", str, pattern=QID_PATTERN), Field("key", str, required=False, pattern=KEY_PATTERN)),
+            needs_id=True,
+        ),
+        MessageSpec("react", _CITIZEN, (Field("kind", str, choices=REACTIONS),)),
+        MessageSpec(
+            "speech",
+            _LEADER,
+            (_ID, Field("text", str, limit="speech_chars", multiline=True), Field("final", bool, required=False)),
+            needs_id=True,
+        ),
+        MessageSpec(
+            "audio",
+            _LEADER,
+            (
+                Field("data", bytes, limit="audio_bytes"),
+                Field("init", bool, required=False),
+                Field("mime", str, required=False, pattern=_MIME),
+            ),
+        ),
+        MessageSpec("announce", _LEADER, (_ID, Field("text", str, limit="announce_chars", multiline=True)), True),
+        MessageSpec("go_live", _LEADER, (_ID,), needs_id=True),
+        MessageSpec("end", _LEADER, (_ID,), needs_id=True),
+        MessageSpec(
+            "moderate",
+            frozenset({Role.MODERATOR, Role.LEADER, Role.ADMIN}),
+            (
+                _ID,
+                Field("qid", str, pattern=QID_PATTERN),
+                Field("action", str, choices=MODERATION_ACTIONS),
+                Field("reason", str, required=False, limit="reason_chars"),
+            ),
+            needs_id=True,
+        ),
+        MessageSpec("leave", ANY_ROLE),
+    )
+}
+
+# Which role may take which moderation action (docs/protocol.md, section 4).
+ACTION_ROLES: dict[str, frozenset[Role]] = {
+    "approve": frozenset({Role.MODERATOR, Role.ADMIN}),
+    "reject": frozenset({Role.MODERATOR, Role.ADMIN}),
+    "answer": frozenset({Role.LEADER, Role.MODERATOR, Role.ADMIN}),
+    "pin": frozenset({Role.LEADER, Role.MODERATOR, Role.ADMIN}),
+    "unpin": frozenset({Role.LEADER, Role.MODERATOR, Role.ADMIN}),
+}
+
+# Node -> client messages and the fields they may carry (besides the envelope keys t, re and seq).
+SERVER_MESSAGES: dict[str, frozenset[str]] = {
+    "welcome": frozenset({"role", "sub", "name", "th", "title", "status", "seq", "recovered"}),
+    "snapshot": frozenset({"seq", "status", "speech", "questions", "viewers", "queue"}),
+    "ack": frozenset({"key", "qid", "votes", "seq", "state", "dup"}),
+    "error": frozenset({"code", "msg", "field", "retry_ms"}),
+    "pong": frozenset(),
+    "speech": frozenset({"text", "final", "ts"}),
+    "announce": frozenset({"text", "ts"}),
+    "status": frozenset({"status", "ts"}),
+    "question": frozenset({"q", "ts"}),
+    "viewers": frozenset({"n"}),
+    "votes": frozenset({"v"}),
+    "reactions": frozenset({"c"}),
+    "audio": frozenset({"data", "n", "init", "mime"}),
+    "queue_add": frozenset({"q"}),
+    "queue_update": frozenset({"qid", "state", "pinned", "by", "reason"}),
+    "reconnect": frozenset({"after_ms"}),
+}
+
+# Events of the town hall's stream: they carry `seq` and are replayed on resume.
+STREAM_EVENTS = frozenset({"speech", "announce", "status", "question"})
+
+
+@dataclass(slots=True)
+class ClientMessage:
+    type: str
+    id: int | None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.fields.get(name, default)
+
+
+def _check(spec_field: Field, value: Any, limits: Limits, encoding: Encoding, re_id: int | None) -> Any:
+    name = spec_field.name
+
+    def invalid(why: str) -> ProtocolViolation:
+        return ProtocolViolation(ErrorCode.INVALID_FIELD, f"{name}: {why}", field=name, re=re_id)
+
+    if spec_field.kind is bytes:
+        data = decode_bytes_field(value, encoding)
+        if data is None:
+            raise invalid("expected bytes" if encoding is Encoding.MSGPACK else "expected a base64 string")
+        if spec_field.limit is not None and len(data) > getattr(limits, spec_field.limit):
+            raise ProtocolViolation(ErrorCode.TOO_LONG, f"{name}: too long", field=name, re=re_id)
+        return data
+    # bool is a subclass of int in Python: an int field must not accept true/false, and the reverse.
+    if spec_field.kind is int and (type(value) is not int):
+        raise invalid("expected an integer")
+    if spec_field.kind is bool and type(value) is not bool:
+        raise invalid("expected true or false")
+    if spec_field.kind is str:
+        if type(value) is not str:
+            raise invalid("expected a string")
+        if spec_field.choices is not None:
+            if value not in spec_field.choices:
+                raise invalid("expected one of " + ", ".join(sorted(spec_field.choices)))
+            return value
+        if spec_field.pattern is not None:
+            if spec_field.pattern.fullmatch(value) is None:
+                raise invalid("has a wrong format")
+            return value
+        if spec_field.limit is not None:
+            limit = getattr(limits, spec_field.limit)
+            # Cheap guard first: a huge string is refused before it is normalised.
+            if len(value) > 4 * limit:
+                raise ProtocolViolation(ErrorCode.TOO_LONG, f"{name}: longer than {limit}", field=name, re=re_id)
+            if name != "token":
+                value = clean_text(value, multiline=spec_field.multiline)
+            if len(value) > limit:
+                raise ProtocolViolation(ErrorCode.TOO_LONG, f"{name}: longer than {limit}", field=name, re=re_id)
+            if not value:
+                raise invalid("must not be empty")
+        return value
+    if spec_field.kind is int and not 0 <= value <= MAX_REQUEST_ID:
+        raise invalid(f"out of range 0..{MAX_REQUEST_ID}")
+    return value
+
+
+def parse_client_message(obj: dict[str, Any], limits: Limits, encoding: Encoding) -> ClientMessage:
+    """Validate a decoded client map against its spec. Raises ProtocolViolation with the documented code."""
+    raw_id = obj.get("id")
+    re_id = raw_id if type(raw_id) is int and 0 <= raw_id <= MAX_REQUEST_ID else None
+    t = obj.get("t")
+    if not isinstance(t, str):
+        raise ProtocolViolation(ErrorCode.BAD_MESSAGE, "a message needs a string field t", field="t", re=re_id)
+    spec = CLIENT_MESSAGES.get(t)
+    if spec is None:
+        raise ProtocolViolation(ErrorCode.UNKNOWN_TYPE, f"unknown message type {t[:32]!r}", re=re_id)
+    allowed = spec.field_names()
+    for key in obj:
+        if key != "t" and key not in allowed:
+            shown = key if isinstance(key, str) else repr(key)
+            raise ProtocolViolation(ErrorCode.INVALID_FIELD, f"{shown[:32]}: unknown field", field=shown[:32], re=re_id)
+    fields: dict[str, Any] = {}
+    for spec_field in spec.fields:
+        if spec_field.name not in obj or obj[spec_field.name] is None:
+            if spec_field.required:
+                raise ProtocolViolation(
+                    ErrorCode.INVALID_FIELD, f"{spec_field.name}: missing", field=spec_field.name, re=re_id
+                )
+            continue
+        fields[spec_field.name] = _check(spec_field, obj[spec_field.name], limits, encoding, re_id)
+    msg_id = fields.pop("id", None)
+    return ClientMessage(t, msg_id, fields)

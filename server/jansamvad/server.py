@@ -1,0 +1,96 @@
+"""Running a node: one port for HTTP (uvicorn + Starlette) and WebSockets (our protocol class, no ASGI)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass
+
+import uvicorn
+
+from jansamvad.broker.memory import MemoryBroker
+from jansamvad.http_app import create_app
+from jansamvad.node import Node
+from jansamvad.presence.memory import MemoryPresence
+from jansamvad.settings import Settings, SettingsError
+from jansamvad.store.memory import MemoryStore
+
+log = logging.getLogger("jansamvad.server")
+
+
+def build_node(settings: Settings) -> Node:
+    """A node with the embedded default (memory) parts, or the Redis ones when a Redis URL is set."""
+    if settings.redis_url:
+        raise SettingsError("a Redis URL is not supported by this build yet; run without --redis-url")
+    return Node(
+        settings,
+        store=MemoryStore(),
+        broker=MemoryBroker(settings.history_size),
+        presence=MemoryPresence(),
+    )
+
+
+def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(4096)
+    sock.setblocking(False)
+    return sock
+
+
+@dataclass
+class RunningServer:
+    """A node serving on a socket in the current event loop (the CLI and the tests use it)."""
+
+    node: Node
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+    host: str
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}/ws"
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await self.task
+
+
+async def start_server(
+    settings: Settings, *, sock: socket.socket | None = None, node: Node | None = None
+) -> RunningServer:
+    settings.validate()
+    node = node or build_node(settings)
+    sock = sock or bind_socket(settings.host, settings.port)
+    config = uvicorn.Config(
+        create_app(node),
+        ws=node.protocol_class(),  # every WebSocket upgrade is handed to our protocol, never to ASGI
+        http="httptools",
+        lifespan="on",
+        loop="none",
+        log_level=settings.log_level,
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+        backlog=4096,
+        timeout_keep_alive=5,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]), name="jansamvad-uvicorn")
+    while not server.started:
+        if task.done():
+            await task  # raises what went wrong
+            raise RuntimeError("server stopped during startup")
+        await asyncio.sleep(0.01)
+    host, port = sock.getsockname()[:2]
+    return RunningServer(node, server, task, host, port)

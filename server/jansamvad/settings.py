@@ -1,0 +1,89 @@
+"""A node's settings: one frozen record, built from CLI flags or JANSAMVAD_* environment variables (see cli.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jansamvad.protocol.messages import Limits
+
+# The repo's client_web/ beside server/ (an editable install or a source checkout); containers set static_dir.
+DEFAULT_STATIC_DIR = Path(__file__).resolve().parents[2] / "client_web"
+
+
+class SettingsError(ValueError):
+    """A setting has a value the node cannot run with; the message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    secret: str = ""  # HS256 signing secret, >= 32 bytes
+    jwt_algorithm: str = "HS256"
+    jwt_private_key: str | None = None
+    jwt_public_key: str | None = None
+    admin_key: str = ""  # guards the admin REST API, >= 16 characters
+    node_id: str = ""
+    static_dir: Path = DEFAULT_STATIC_DIR
+    allowed_origins: tuple[str, ...] = ()  # empty: any Origin may open a WebSocket
+    log_level: str = "info"
+
+    # Connections and admission (HTTP 503 + Retry-After during the handshake beyond these).
+    max_connections: int = 18_000  # per process; stay below the open-file limit
+    max_connections_per_ip: int = 1_000
+    handshakes_per_second: int = 2_000
+
+    # Sessions.
+    hello_timeout_s: float = 10.0
+    ping_interval_s: float = 20.0
+    ping_timeout_s: float = 20.0
+    close_timeout_s: float = 5.0
+    max_message_bytes: int = 64 * 1024  # any frame or message (leaders send audio chunks)
+    citizen_max_message_bytes: int = 4 * 1024
+    max_errors: int = 20
+    citizen_msgs_per_s: float = 5.0
+    citizen_msg_burst: int = 20
+    staff_msgs_per_s: float = 50.0
+    staff_msg_burst: int = 200
+    citizen_token_ttl_s: int = 12 * 3600
+    staff_token_ttl_s: int = 12 * 3600
+    limits: Limits = field(default_factory=Limits)
+
+    # Fan-out.
+    tick_ms: float = 5.0  # messages within one tick become one write per connection
+    max_buffered_bytes: int = 512 * 1024  # per connection, before it counts as a slow consumer
+    writes_per_yield: int = 1000  # a big fan-out yields to the loop after this many writes
+    history_size: int = 1000  # events per town hall kept for resume
+    snapshot_speech: int = 50  # recent speech events in a snapshot
+    presence_interval_s: float = 1.0  # viewers / votes / reactions are sent at most this often
+
+    # The embedded default: everything in this process, no Redis.
+    redis_url: str | None = None
+
+    def validate(self) -> Settings:
+        """Raise SettingsError with a clear message for the first invalid value."""
+        if self.jwt_algorithm not in ("HS256", "RS256"):
+            raise SettingsError("jwt-algorithm must be HS256 or RS256")
+        if self.jwt_algorithm == "HS256" and len(self.secret.encode()) < 32:
+            raise SettingsError("secret must be at least 32 bytes (set JANSAMVAD_SECRET or --secret)")
+        if self.jwt_algorithm == "RS256" and not self.jwt_public_key:
+            raise SettingsError("RS256 needs --jwt-public-key (a PEM file)")
+        if len(self.admin_key) < 16:
+            raise SettingsError("admin key must be at least 16 characters (set JANSAMVAD_ADMIN_KEY or --admin-key)")
+        if not 0 <= self.port <= 65535:
+            raise SettingsError("port must be between 0 and 65535")
+        for name in ("max_connections", "max_connections_per_ip", "handshakes_per_second", "max_errors"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name.replace('_', '-')} must be at least 1")
+        if self.citizen_max_message_bytes > self.max_message_bytes:
+            raise SettingsError("citizen-max-message-bytes must not exceed max-message-bytes")
+        if not 0 <= self.tick_ms <= 100:
+            raise SettingsError("tick-ms must be between 0 and 100")
+        if self.max_buffered_bytes < 16 * 1024:
+            raise SettingsError("max-buffered-bytes must be at least 16384")
+        if self.hello_timeout_s <= 0 or self.ping_interval_s <= 0 or self.ping_timeout_s <= 0:
+            raise SettingsError("timeouts must be positive")
+        if self.history_size < 10:
+            raise SettingsError("history-size must be at least 10")
+        return self

@@ -1,0 +1,1 @@
+"""Stores keep the durable state of town halls: metadata, questions, decisions, votes and reaction totals."""
