@@ -140,6 +140,7 @@ const MINE_LABEL = {
 };
 
 function renderMine() {
+  $('#mine-title').hidden = mine.length === 0;
   $('#mine').replaceChildren(
     ...mine
       .slice()
@@ -219,7 +220,7 @@ function startLive() {
   conn
     .on('state', (state, detail) => {
       showConn($('#conn'), state, detail);
-      if (state === 'offline' && detail && status !== 'ended') showNotice(notice, `कनेक्शन बंद (Disconnected): ${detail}`, 'error');
+      if (state === 'offline' && detail && detail !== 'no network' && status !== 'ended') showNotice(notice, `कनेक्शन बंद (Disconnected): ${detail}`, 'error');
       if (state === 'live' && notice.dataset.kind === 'error') showNotice(notice, '');
     })
     .on('closed', (code) => {
@@ -303,7 +304,7 @@ $('#ask-form').addEventListener('submit', (e) => {
 });
 
 $('#leave').addEventListener('click', () => {
-  if (conn) conn.stop('left');
+  if (conn) conn.stop();
   conn = null;
   store.set(TOKEN_KEY, null);
   session = null;

@@ -29,6 +29,7 @@ const BACKOFF_BASE_MS = 500;
 const BACKOFF_CAP_MS = 30000;
 const PING_EVERY_MS = 25000;
 const SILENCE_LIMIT_MS = 65000;
+const STABLE_AFTER_MS = 10000;
 
 // The JSON codec. A later change swaps in msgpack with the same interface.
 export const jsonCodec = {
@@ -111,13 +112,15 @@ export class Conn {
     this.pending = new Map(); // id -> {resolve, reject, msg, outboxKey}
     this.outbox = this.outboxKey ? loadJSON(this.outboxKey, []) : [];
     this.attempt = 0;
+    this.welcomedAt = 0;
+    this.reconnectAfterMs = null;
     this.timer = null;
     this.pingTimer = null;
     this.lastHeard = 0;
     this.stopped = false;
     this.welcomed = false;
     this.onOnline = () => {
-      if (this.state === 'reconnecting' && this.timer) {
+      if (!this.stopped && this.timer) {
         clearTimeout(this.timer);
         this.timer = null;
         this._connect();
@@ -155,7 +158,7 @@ export class Conn {
   }
 
   /** Leave on purpose: the node closes with 1000. */
-  stop(reason = 'left') {
+  stop(reason = '') {
     this.stopped = true;
     clearTimeout(this.timer);
     this._stopPing();
@@ -221,6 +224,7 @@ export class Conn {
     ws.onclose = (ev) => {
       if (ws !== this.ws) return;
       this.ws = null;
+      this.welcomed = false;
       this._stopPing();
       this._failPending('disconnected');
       this._onClose(ev.code, ev.reason);
@@ -232,6 +236,12 @@ export class Conn {
 
   async _onClose(code, reason) {
     if (this.stopped) return;
+    const after = this.reconnectAfterMs;
+    this.reconnectAfterMs = null;
+    // A connection that stayed up for a while starts the backoff afresh; one that keeps dying right after
+    // the welcome keeps backing off.
+    if (this.welcomedAt && Date.now() - this.welcomedAt > STABLE_AFTER_MS) this.attempt = 0;
+    this.welcomedAt = 0;
     if (code === 4001 && this.onUnauthorized) {
       // Citizens: the token expired or was refused; join again for a new one, then reconnect.
       this._setState('reconnecting', 'new token');
@@ -250,9 +260,10 @@ export class Conn {
     }
     if (RECONNECT_CODES.has(code)) {
       let delay;
-      if (code === 1012 && this.reconnectAfterMs != null) {
-        delay = this.reconnectAfterMs + Math.random() * 1000;
-        this.reconnectAfterMs = null;
+      if (after != null) {
+        // The node said `reconnect {after_ms}` before closing (the spec says with 1012; honour it on any
+        // reconnectable code): wait that long plus a little jitter instead of the usual backoff.
+        delay = after + Math.random() * 1000;
       }
       this._retryLater(reason || `closed ${code}`, delay);
       return;
@@ -275,7 +286,9 @@ export class Conn {
       delay = Math.random() * ceiling;
       this.attempt = Math.min(this.attempt + 1, 16);
     }
-    this._setState('reconnecting', why);
+    // Without a network the indicator says offline; the retry still runs, and the 'online' event hurries it.
+    if (globalThis.navigator && navigator.onLine === false) this._setState('offline', 'no network');
+    else this._setState('reconnecting', why);
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this._connect(), delay);
   }
@@ -286,20 +299,26 @@ export class Conn {
       if (!this.ws) return;
       if (Date.now() - this.lastHeard > SILENCE_LIMIT_MS) {
         // The socket looks dead (no close event yet): drop it and reconnect.
-        const ws = this.ws;
-        this.ws = null;
-        this._stopPing();
-        this._failPending('disconnected');
-        try {
-          ws.close();
-        } catch {
-          /* ignore */
-        }
-        this._onClose(1006, 'no answer from node');
+        this._drop('no answer from node');
         return;
       }
       if (this.welcomed) this._sendRaw({ t: 'ping' });
     }, PING_EVERY_MS);
+  }
+
+  /** Abandon the current socket (without waiting for its close event) and reconnect with backoff. */
+  _drop(why) {
+    const ws = this.ws;
+    this.ws = null;
+    this.welcomed = false;
+    this._stopPing();
+    this._failPending('disconnected');
+    try {
+      ws?.close(1000);
+    } catch {
+      /* ignore */
+    }
+    this._onClose(1006, why);
   }
 
   _stopPing() {
@@ -327,7 +346,7 @@ export class Conn {
     if (t === 'welcome') {
       this.welcome = msg;
       this.welcomed = true;
-      this.attempt = 0;
+      this.welcomedAt = Date.now();
       this._setState('live');
       this._emit('welcome', msg);
       this._flushOutbox();
@@ -356,6 +375,14 @@ export class Conn {
     }
     if (typeof msg.seq === 'number') {
       if (this.lastSeq !== null && msg.seq <= this.lastSeq) return; // already applied
+      if (this.lastSeq !== null && msg.seq > this.lastSeq + 1) {
+        // A hole in the stream (the protocol promises none): do not apply out of order; reconnect without
+        // last_seq so the node sends a fresh snapshot.
+        console.warn(`seq gap: have ${this.lastSeq}, got ${msg.seq}; resyncing`);
+        this.lastSeq = null;
+        this._drop('resync');
+        return;
+      }
       this.lastSeq = msg.seq;
     }
     this._emit(t, msg);

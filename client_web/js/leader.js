@@ -2,7 +2,15 @@
 import { $, el, showNotice } from './ui.js';
 import { startStaff } from './staff.js';
 
+function onStatus(status) {
+  // Offer only what applies: go live from scheduled, end while not ended, speak while live.
+  $('#go-live').disabled = status !== 'scheduled';
+  $('#end').disabled = status === 'ended';
+  for (const id of ['#speech-send', '#announce-send']) $(id).disabled = status !== 'live';
+}
+
 const page = startStaff('leader', {
+  onStatus,
   actions: (q, act) => {
     const out = [];
     if (q.state === 'approved') {

@@ -6,7 +6,7 @@ import { $, params, QuestionsView, showConn, showNotice, showStatus, showViewers
  * Start a staff page. Returns {conn, questions, speech, notice, act(msg, button)}.
  * `actions(q, act)` gives the buttons of a public question row.
  */
-export function startStaff(role, { actions, resume = true } = {}) {
+export function startStaff(role, { actions, resume = true, onStatus = () => {} } = {}) {
   const { th } = params();
   const token = staffToken(role, th);
   const notice = $('#notice');
@@ -29,9 +29,11 @@ export function startStaff(role, { actions, resume = true } = {}) {
       return ack;
     } catch (err) {
       showNotice(notice, `${msg.t}${msg.action ? ' ' + msg.action : ''}: ${err.message}`, 'error');
+      delete notice.dataset.source;
       return null;
     } finally {
       if (button) button.disabled = false;
+      onStatus(state.status); // re-apply what the current status allows
     }
   }
 
@@ -44,12 +46,20 @@ export function startStaff(role, { actions, resume = true } = {}) {
     state.status = s || state.status;
     showStatus($('#status'), state.status);
     document.body.dataset.status = state.status;
+    onStatus(state.status);
   }
 
   conn
     .on('state', (st, detail) => {
       showConn($('#conn'), st, detail);
-      if (st === 'offline' && detail) showNotice(notice, `कनेक्शन बंद (Disconnected): ${detail}`, 'error');
+      if (st === 'offline' && detail && detail !== 'no network') {
+        showNotice(notice, `कनेक्शन बंद (Disconnected): ${detail}`, 'error');
+        notice.dataset.source = 'conn';
+      }
+      if (st === 'live' && notice.dataset.source === 'conn') {
+        showNotice(notice, '');
+        delete notice.dataset.source;
+      }
     })
     .on('welcome', (w) => {
       if (w.title) {

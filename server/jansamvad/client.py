@@ -178,6 +178,9 @@ class Client:
             self.send_error(ProtocolViolation(ErrorCode.BAD_STATE, str(exc), re=msg.id))
         except (Unavailable, ConnectionError, TimeoutError, OSError) as exc:
             log.warning("unavailable while handling %s: %s", msg.type, type(exc).__name__)
+            if self.claims is None:
+                self.conn.close(CloseCode.TRY_AGAIN_LATER, "store unreachable")
+                return
             self.send_error(ProtocolViolation(ErrorCode.UNAVAILABLE, "temporarily unavailable, retry", re=msg.id), 1000)
         except Exception:
             log.exception("unexpected error while handling %s", msg.type)

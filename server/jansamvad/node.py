@@ -103,7 +103,7 @@ class Node:
         self.ready = True
         log.info("node %s started", self.node_id)
 
-    async def shutdown(self, *, code: CloseCode = CloseCode.GOING_AWAY) -> None:
+    async def shutdown(self, *, code: CloseCode = CloseCode.SERVICE_RESTART) -> None:
         """Stop accepting, tell every client to reconnect elsewhere after a jittered delay, close, release."""
         self.ready = False
         self.draining = True

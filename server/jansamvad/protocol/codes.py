@@ -26,7 +26,6 @@ class ErrorCode(enum.StrEnum):
 
 class CloseCode(enum.IntEnum):
     NORMAL = 1000
-    GOING_AWAY = 1001
     PROTOCOL_ERROR = 1002
     UNSUPPORTED_DATA = 1003
     INVALID_DATA = 1007
@@ -42,7 +41,6 @@ class CloseCode(enum.IntEnum):
     HELLO_TIMEOUT = 4008
     SLOW_CONSUMER = 4009
     TOO_MANY_ERRORS = 4010
-    BANNED = 4011
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,14 +54,13 @@ CLOSE_CODES: dict[CloseCode, CloseSpec] = {
     spec.code: spec
     for spec in (
         CloseSpec(CloseCode.NORMAL, "the client sent leave or the session ended normally", False),
-        CloseSpec(CloseCode.GOING_AWAY, "the node is shutting down", True),
         CloseSpec(CloseCode.PROTOCOL_ERROR, "a WebSocket framing error", False),
         CloseSpec(CloseCode.UNSUPPORTED_DATA, "a frame of the wrong kind for the subprotocol", False),
         CloseSpec(CloseCode.INVALID_DATA, "a text frame that is not valid UTF-8", False),
         CloseSpec(CloseCode.MESSAGE_TOO_BIG, "a frame or message over the size limit", False),
         CloseSpec(CloseCode.INTERNAL_ERROR, "an unexpected server error, or no pong in time", True),
-        CloseSpec(CloseCode.SERVICE_RESTART, "the node is restarting or draining", True),
-        CloseSpec(CloseCode.TRY_AGAIN_LATER, "the node is overloaded", True),
+        CloseSpec(CloseCode.SERVICE_RESTART, "the node is shutting down, restarting or draining", True),
+        CloseSpec(CloseCode.TRY_AGAIN_LATER, "the node cannot serve the session now (its store or broker is unreachable)", True),
         CloseSpec(CloseCode.BAD_HELLO, "the first message was not a valid hello", False),
         CloseSpec(CloseCode.UNAUTHORIZED, "the token is missing, forged, malformed or expired", False),
         CloseSpec(CloseCode.FORBIDDEN, "the token is for another town hall or role", False),
@@ -72,7 +69,6 @@ CLOSE_CODES: dict[CloseCode, CloseSpec] = {
         CloseSpec(CloseCode.HELLO_TIMEOUT, "no hello in time", True),
         CloseSpec(CloseCode.SLOW_CONSUMER, "the client did not read fast enough", True),
         CloseSpec(CloseCode.TOO_MANY_ERRORS, "too many erroneous messages", False),
-        CloseSpec(CloseCode.BANNED, "the user is banned from this town hall", False),
     )
 }
 

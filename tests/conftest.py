@@ -1,0 +1,52 @@
+"""Shared fixtures: every async test runs on asyncio and on uvloop, with a hard timeout (pytest-timeout)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import uvloop
+
+from jansamvad.server import RunningServer, start_server
+from tests.helpers import node_settings
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(("asyncio", {}), id="asyncio"),
+        pytest.param(("asyncio", {"loop_factory": uvloop.new_event_loop}), id="uvloop"),
+    ]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    return request.param  # type: ignore[no-any-return]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Every coroutine test must run through anyio (so on both loops, under the global timeout): a module with async
+    # tests sets `pytestmark = pytest.mark.anyio`; one that forgets fails here instead of being silently skipped.
+    for item in items:
+        func = getattr(item, "function", None)
+        if func is not None and asyncio.iscoroutinefunction(func) and item.get_closest_marker("anyio") is None:
+            raise pytest.UsageError(f"{item.nodeid}: async test without pytest.mark.anyio")
+
+
+@pytest.fixture
+async def make_server() -> AsyncIterator[Callable[..., Awaitable[RunningServer]]]:
+    """Start real nodes on free loopback ports in the test's loop; stop them afterwards."""
+    running: list[RunningServer] = []
+
+    async def factory(**overrides: Any) -> RunningServer:
+        server = await start_server(node_settings(**overrides))
+        running.append(server)
+        return server
+
+    yield factory
+    for server in running:
+        await server.stop()
+
+
+@pytest.fixture
+async def server(make_server: Callable[..., Awaitable[RunningServer]]) -> RunningServer:
+    return await make_server()

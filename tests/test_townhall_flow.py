@@ -1,0 +1,177 @@
+"""The whole town hall over real sockets: leader, moderator and citizens, on both wire encodings."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from jansamvad.server import RunningServer, start_server
+from tests.helpers import Session, joined, make_hall, node_settings
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.parametrize("encoding", ["msgpack", "json"])
+async def test_townhall_flow_speech_question_moderation_answer(server: RunningServer, encoding: str) -> None:
+    hall = await make_hall(server)
+    leader = await joined(server, hall.leader)
+    moderator = await joined(server, hall.moderator)
+    citizen = await Session.open(server, encoding)
+    welcome, snapshot = await citizen.hello(hall.citizen_token())
+    assert welcome["role"] == "citizen" and welcome["status"] == "scheduled" and welcome["name"] == "सीता"
+    assert snapshot is not None and snapshot["questions"] == [] and "queue" not in snapshot
+
+    ack = await leader.request({"t": "go_live"})
+    assert ack["t"] == "ack"
+    status = await citizen.recv_until(lambda m: m["t"] == "status")
+    assert (status["status"], status["seq"]) == ("live", ack["seq"])
+
+    ack = await leader.request({"t": "speech", "text": "नमस्ते बिहार, आज हम सड़कों पर बात करेंगे।"})
+    speech = await citizen.recv_until(lambda m: m["t"] == "speech")
+    assert speech["text"] == "नमस्ते बिहार, आज हम सड़कों पर बात करेंगे।" and speech["seq"] == ack["seq"]
+
+    ack = await citizen.request({"t": "ask", "key": "key-0001", "text": "हमारे गाँव में सड़क कब बनेगी?"})
+    assert ack["t"] == "ack" and ack["key"] == "key-0001" and "dup" not in ack
+    qid = ack["qid"]
+    queued = await moderator.recv_until(lambda m: m["t"] == "queue_add")
+    assert queued["q"]["qid"] == qid and queued["q"]["state"] == "pending" and queued["q"]["region"] == "Patna"
+
+    ack = await moderator.request({"t": "moderate", "qid": qid, "action": "approve"})
+    assert ack["state"] == "approved"
+    public = await citizen.recv_until(lambda m: m["t"] == "question")
+    assert public["q"]["qid"] == qid and public["q"]["state"] == "approved"
+    assert "sub" not in public["q"], "the public question must not reveal the author's id"
+
+    ack = await citizen.request({"t": "upvote", "qid": qid})
+    assert ack["votes"] == 1
+    votes = await citizen.recv_until(lambda m: m["t"] == "votes")
+    assert votes["v"] == {qid: 1}
+
+    ack = await leader.request({"t": "moderate", "qid": qid, "action": "answer"})
+    assert ack["state"] == "answered"
+    answered = await citizen.recv_until(lambda m: m["t"] == "question")
+    assert answered["q"]["state"] == "answered"
+
+    viewers = await citizen.recv_until(lambda m: m["t"] == "viewers" and m["n"] == 3, skipped=True)
+    assert viewers["n"] == 3
+
+    await leader.request({"t": "end"})
+    ended = await citizen.recv_until(lambda m: m["t"] == "status")
+    assert ended["status"] == "ended"
+    code, _ = await citizen.expect_close()
+    assert code == 4005
+
+
+async def test_townhall_second_citizen_sees_approved_question_in_snapshot(server: RunningServer) -> None:
+    hall = await make_hall(server)
+    moderator = await joined(server, hall.moderator)
+    first = await joined(server, hall.citizen_token(sub="c-first"))
+    ack = await first.request({"t": "ask", "key": "key-0002", "text": "बिजली कब आएगी?"})
+    await moderator.request({"t": "moderate", "qid": ack["qid"], "action": "approve"})
+    second = await Session.open(server)
+    _, snapshot = await second.hello(hall.citizen_token(sub="c-second"))
+    assert snapshot is not None
+    assert [q["text"] for q in snapshot["questions"]] == ["बिजली कब आएगी?"]
+
+
+async def test_townhall_moderator_snapshot_has_the_pending_queue(server: RunningServer) -> None:
+    hall = await make_hall(server)
+    citizen = await joined(server, hall.citizen_token())
+    await citizen.request({"t": "ask", "key": "key-0003", "text": "पानी?"})
+    moderator = await Session.open(server)
+    _, snapshot = await moderator.hello(hall.moderator)
+    assert snapshot is not None and [q["text"] for q in snapshot["queue"]] == ["पानी?"]
+
+
+async def test_townhall_ask_retry_with_same_key_is_not_duplicated(server: RunningServer) -> None:
+    hall = await make_hall(server)
+    moderator = await joined(server, hall.moderator)
+    citizen = await joined(server, hall.citizen_token())
+    first = await citizen.request({"t": "ask", "key": "retry-key-1", "text": "एक ही सवाल"})
+    await citizen.close()
+    # The same citizen reconnects (a new connection) and resends its outbox entry with the same key.
+    again = await joined(server, hall.citizen_token())
+    second = await again.request({"t": "ask", "key": "retry-key-1", "text": "एक ही सवाल"})
+    assert second["qid"] == first["qid"] and second["dup"] is True
+    pending = await server.node.store.questions(hall.th, ["pending"])  # type: ignore[list-item]
+    assert len(pending) == 1
+    queued = await moderator.recv_until(lambda m: m["t"] == "queue_add")
+    assert queued["q"]["qid"] == first["qid"]
+
+
+async def test_townhall_upvote_counts_once_per_user(server: RunningServer) -> None:
+    hall = await make_hall(server)
+    moderator = await joined(server, hall.moderator)
+    citizen = await joined(server, hall.citizen_token(sub="c-asker"))
+    qid = (await citizen.request({"t": "ask", "key": "key-0004", "text": "सवाल"}))["qid"]
+    await moderator.request({"t": "moderate", "qid": qid, "action": "approve"})
+    voter = await joined(server, hall.citizen_token(sub="c-voter"))
+    assert (await voter.request({"t": "upvote", "qid": qid}))["votes"] == 1
+    again = await voter.request({"t": "upvote", "qid": qid})
+    assert again["votes"] == 1 and again["dup"] is True
+
+
+async def test_townhall_reactions_arrive_as_totals_not_per_tap(server: RunningServer) -> None:
+    hall = await make_hall(server)
+    watcher = await joined(server, hall.citizen_token(sub="c-watch"))
+    tapper = await joined(server, hall.citizen_token(sub="c-tap"))
+    for _ in range(15):
+        await tapper.send({"t": "react", "kind": "clap"})
+    totals = await watcher.recv_until(lambda m: m["t"] == "reactions" and m["c"].get("clap") == 15, timeout=3)
+    assert totals["c"] == {"clap": 15}
+
+
+async def test_townhall_audio_chunks_reach_citizens_and_late_joiners_get_init(server: RunningServer) -> None:
+    hall = await make_hall(server)
+    leader = await joined(server, hall.leader)
+    citizen = await joined(server, hall.citizen_token(sub="c-early"))
+    await leader.request({"t": "go_live"})
+    await leader.send({"t": "audio", "data": b"\x1aE\xdf\xa3init", "init": True, "mime": "audio/webm;codecs=opus"})
+    await leader.send({"t": "audio", "data": b"chunk-2"})
+    first = await citizen.recv_until(lambda m: m["t"] == "audio")
+    second = await citizen.recv_until(lambda m: m["t"] == "audio")
+    assert (first["data"], first["init"], second["data"], second["n"]) == (b"\x1aE\xdf\xa3init", True, b"chunk-2", 2)
+    late = await Session.open(server)
+    await late.hello(hall.citizen_token(sub="c-late"))
+    init = await late.recv_until(lambda m: m["t"] == "audio")
+    assert init["init"] is True and init["data"] == b"\x1aE\xdf\xa3init"
+
+
+async def test_townhall_json_session_gets_audio_as_base64(server: RunningServer) -> None:
+    hall = await make_hall(server)
+    leader = await joined(server, hall.leader)
+    citizen = await joined(server, hall.citizen_token(), encoding="json")
+    await leader.request({"t": "go_live"})
+    await leader.send({"t": "audio", "data": b"\x00\x01"})
+    chunk = await citizen.recv_until(lambda m: m["t"] == "audio")
+    assert chunk["data"] == "AAE="
+
+
+async def test_townhall_ping_gets_pong_and_leave_closes_normally(server: RunningServer) -> None:
+    hall = await make_hall(server)
+    citizen = await joined(server, hall.citizen_token())
+    await citizen.send({"t": "ping"})
+    assert (await citizen.recv_until(lambda m: m["t"] == "pong"))["t"] == "pong"
+    await citizen.send({"t": "leave"})
+    code, _ = await citizen.expect_close()
+    assert code == 1000
+
+
+async def test_townhall_admin_token_joins_any_townhall_as_staff(server: RunningServer) -> None:
+    hall = await make_hall(server)
+    admin = await Session.open(server)
+    welcome, snapshot = await admin.hello(hall.admin, th=hall.th)
+    assert welcome["role"] == "admin" and snapshot is not None and "queue" in snapshot
+
+
+async def test_townhall_shutdown_tells_clients_to_reconnect_then_closes_1012() -> None:
+    server = await start_server(node_settings(close_timeout_s=1.0))
+    hall = await make_hall(server)
+    citizen = await joined(server, hall.citizen_token())
+    stopping = asyncio.get_running_loop().create_task(server.stop())
+    notice = await citizen.recv_until(lambda m: m["t"] == "reconnect")
+    assert 0 <= notice["after_ms"] < 5000
+    code, _ = await citizen.expect_close()
+    assert code == 1012
+    await stopping
