@@ -10,7 +10,7 @@ import pytest
 import uvloop
 
 from jansamvad.server import RunningServer, start_server
-from tests.helpers import node_settings
+from tests.helpers import RawClient, node_settings
 
 
 @pytest.fixture(
@@ -43,6 +43,7 @@ async def make_server() -> AsyncIterator[Callable[..., Awaitable[RunningServer]]
         return server
 
     yield factory
+    await RawClient.close_all()  # hand-written test clients are always clients of these servers
     for server in running:
         await server.stop()
 

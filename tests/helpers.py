@@ -156,3 +156,115 @@ async def joined(server: RunningServer, token: str, encoding: str = "msgpack", *
     session = await Session.open(server, encoding)
     await session.hello(token, **hello)
     return session
+
+
+class RawClient:
+    """A WebSocket client written by hand over a plain socket, for what a well-behaved library will not send.
+
+    Every RawClient is closed by the `close_raw_clients` fixture at the end of the test.
+    """
+
+    opened: list[RawClient] = []
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, response: bytes) -> None:
+        self.reader, self.writer, self.response = reader, writer, response
+
+    @classmethod
+    async def open(
+        cls,
+        server: RunningServer,
+        *,
+        path: str = "/ws",
+        protocol: str = "jansamvad.v1.msgpack",
+        rcvbuf: int = 0,
+        headers: str = "",
+    ) -> RawClient:
+        import socket
+
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (server.host, server.port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(
+            (
+                f"GET {path} HTTP/1.1\r\nHost: {server.host}:{server.port}\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {protocol}\r\n{headers}\r\n"
+            ).encode()
+        )
+        try:
+            response = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        except BaseException:
+            writer.close()
+            raise
+        client = cls(reader, writer, response)
+        cls.opened.append(client)
+        return client
+
+    @property
+    def status(self) -> int:
+        return int(self.response.split(b" ", 2)[1])
+
+    def header(self, name: str) -> str | None:
+        for line in self.response.decode().split("\r\n")[1:]:
+            key, _, value = line.partition(":")
+            if key.strip().lower() == name.lower():
+                return value.strip()
+        return None
+
+    def send_frame(self, opcode: int, payload: bytes, *, mask: bool = True, fin: bool = True) -> None:
+        import struct
+
+        first = (0x80 if fin else 0) | opcode
+        n = len(payload)
+        mask_bit = 0x80 if mask else 0
+        if n < 126:
+            header = bytes((first, mask_bit | n))
+        elif n < 65536:
+            header = struct.pack("!BBH", first, mask_bit | 126, n)
+        else:
+            header = struct.pack("!BBQ", first, mask_bit | 127, n)
+        if mask:
+            key = b"\x01\x02\x03\x04"
+            payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+            header += key
+        self.writer.write(header + payload)
+
+    def send_message(self, message: dict[str, Any]) -> None:
+        self.send_frame(0x2, msgpack.packb(message, use_bin_type=True))
+
+    async def read_frame(self, timeout: float = 5.0) -> tuple[int, bytes]:
+        async with asyncio.timeout(timeout):
+            head = await self.reader.readexactly(2)
+            n = head[1] & 0x7F
+            if n == 126:
+                n = int.from_bytes(await self.reader.readexactly(2), "big")
+            elif n == 127:
+                n = int.from_bytes(await self.reader.readexactly(8), "big")
+            return head[0] & 0x0F, await self.reader.readexactly(n)
+
+    async def close_code(self, timeout: float = 5.0) -> int | None:
+        """Read frames until a close frame (its code) or EOF (None)."""
+        try:
+            while True:
+                opcode, payload = await self.read_frame(timeout)
+                if opcode == 0x8:
+                    return int.from_bytes(payload[:2], "big") if payload else 1005
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return None
+
+    def close(self) -> None:
+        self.writer.close()
+
+    @classmethod
+    async def close_all(cls) -> None:
+        clients, cls.opened = cls.opened, []
+        for client in clients:
+            client.writer.close()
+        for client in clients:
+            try:
+                await client.writer.wait_closed()
+            except (ConnectionError, OSError):
+                pass

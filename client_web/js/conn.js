@@ -114,6 +114,7 @@ export class Conn {
     this.attempt = 0;
     this.welcomedAt = 0;
     this.reconnectAfterMs = null;
+    this.rejoined = false;
     this.timer = null;
     this.pingTimer = null;
     this.lastHeard = 0;
@@ -242,8 +243,10 @@ export class Conn {
     // the welcome keeps backing off.
     if (this.welcomedAt && Date.now() - this.welcomedAt > STABLE_AFTER_MS) this.attempt = 0;
     this.welcomedAt = 0;
-    if (code === 4001 && this.onUnauthorized) {
-      // Citizens: the token expired or was refused; join again for a new one, then reconnect.
+    if (code === 4001 && this.onUnauthorized && !this.rejoined) {
+      // Citizens: the token expired or was refused; join again for a new one, then reconnect (once: a fresh
+      // token refused again before any welcome stops here instead of looping).
+      this.rejoined = true;
       this._setState('reconnecting', 'new token');
       let ok = null;
       try {
@@ -347,6 +350,7 @@ export class Conn {
       this.welcome = msg;
       this.welcomed = true;
       this.welcomedAt = Date.now();
+      this.rejoined = false;
       this._setState('live');
       this._emit('welcome', msg);
       this._flushOutbox();

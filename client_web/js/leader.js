@@ -70,7 +70,7 @@ if (page) {
     const ack = await act({ t: kind, text }, null);
     if (ack) {
       input.value = '';
-      stateEl.textContent = `✓ #${ack.seq ?? ''}`;
+      stateEl.textContent = `✓ भेजा गया (sent) #${ack.seq ?? ''}`;
     } else {
       stateEl.textContent = 'नहीं भेजा गया (not sent)';
     }

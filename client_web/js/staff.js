@@ -52,7 +52,9 @@ export function startStaff(role, { actions, resume = true, onStatus = () => {} }
   conn
     .on('state', (st, detail) => {
       showConn($('#conn'), st, detail);
-      if (st === 'offline' && detail && detail !== 'no network') {
+      if (st === 'offline' && state.status === 'ended') {
+        showNotice(notice, 'यह जनसंवाद समाप्त हो गया है। (This town hall has ended.)', 'info');
+      } else if (st === 'offline' && detail && detail !== 'no network') {
         showNotice(notice, `कनेक्शन बंद (Disconnected): ${detail}`, 'error');
         notice.dataset.source = 'conn';
       }
