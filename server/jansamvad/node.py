@@ -299,6 +299,9 @@ class Node:
                 self.settings.tick_ms / 1000 + 0.2, self._close_room, pub.channel, CloseCode.TOWNHALL_ENDED
             )
 
+    def live_channels(self) -> list[str]:
+        return self.hub.channels()
+
     def _close_room(self, channel: str, code: CloseCode) -> None:
         room = self.hub.room(channel)
         if room is None:

@@ -60,6 +60,7 @@ class Settings:
 
     # The embedded default: everything in this process, no Redis.
     redis_url: str | None = None
+    redis_prefix: str = "jansamvad"  # every key and channel name starts with this
 
     def validate(self) -> Settings:
         """Raise SettingsError with a clear message for the first invalid value."""

@@ -31,6 +31,10 @@ class BrokerEventHandler(Protocol):
 
     def handle_publication(self, pub: Publication) -> None: ...
 
+    def live_channels(self) -> list[str]:
+        """Every channel with local listeners: what a broker must subscribe to again after it reconnects."""
+        ...
+
 
 class Broker(Protocol):
     async def start(self, handler: BrokerEventHandler) -> None: ...
