@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 import uvloop
 
-from jansamvad.server import RunningServer, start_server
-from tests.helpers import RawClient, node_settings
+from jansamvad.node import Node
+from jansamvad.server import RunningServer, build_node, start_server
+from jansamvad.store.base import Store
+from tests.helpers import RawClient, Session, node_settings
 
 
 @pytest.fixture(
@@ -37,13 +39,20 @@ async def make_server() -> AsyncIterator[Callable[..., Awaitable[RunningServer]]
     """Start real nodes on free loopback ports in the test's loop; stop them afterwards."""
     running: list[RunningServer] = []
 
-    async def factory(**overrides: Any) -> RunningServer:
-        server = await start_server(node_settings(**overrides))
+    async def factory(*, store: Store | None = None, **overrides: Any) -> RunningServer:
+        settings = node_settings(**overrides)
+        node = None
+        if store is not None:  # fault injection: a store that fails on purpose
+            memory = build_node(settings)
+            node = Node(settings, store=store, broker=memory.broker, presence=memory.presence)
+        server = await start_server(settings, node=node)
         running.append(server)
         return server
 
     yield factory
-    await RawClient.close_all()  # hand-written test clients are always clients of these servers
+    # Clients first, while their servers still answer the closing handshake.
+    await Session.close_all()
+    await RawClient.close_all()
     for server in running:
         await server.stop()
 

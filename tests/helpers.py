@@ -73,7 +73,9 @@ def check_server_message(message: dict[str, Any]) -> None:
 
 
 class Session:
-    """One protocol session over a real WebSocket client connection."""
+    """One protocol session over a real WebSocket client connection (closed by the fixtures at teardown)."""
+
+    opened: list[Session] = []
 
     def __init__(self, ws: ClientConnection, encoding: str) -> None:
         self.ws = ws
@@ -86,7 +88,9 @@ class Session:
         ws = await connect(
             server.ws_url, subprotocols=[f"jansamvad.v1.{encoding}"], open_timeout=5, max_size=2**24, **kwargs
         )
-        return cls(ws, encoding)
+        session = cls(ws, encoding)
+        cls.opened.append(session)
+        return session
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.encoding == "msgpack":
@@ -150,6 +154,12 @@ class Session:
 
     async def close(self) -> None:
         await self.ws.close()
+
+    @classmethod
+    async def close_all(cls) -> None:
+        sessions, cls.opened = cls.opened, []
+        for session in sessions:
+            await session.ws.close()
 
 
 async def joined(server: RunningServer, token: str, encoding: str = "msgpack", **hello: Any) -> Session:

@@ -13,11 +13,10 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from jansamvad.models import Status
-from jansamvad.node import Node
 from jansamvad.protocol.roles import Role
-from jansamvad.server import RunningServer, build_node, start_server
+from jansamvad.server import RunningServer
 from jansamvad.store.memory import MemoryStore
-from tests.helpers import SECRET, RawClient, Session, joined, make_hall, node_settings
+from tests.helpers import SECRET, RawClient, Session, joined, make_hall
 
 pytestmark = pytest.mark.anyio
 
@@ -162,34 +161,21 @@ class BrokenStore(MemoryStore):
         raise RuntimeError("a bug")
 
 
-async def start_with_store(store: MemoryStore) -> RunningServer:
-    settings = node_settings()
-    memory = build_node(settings)
-    node = Node(settings, store=store, broker=memory.broker, presence=memory.presence)
-    return await start_server(settings, node=node)
+async def test_error_unavailable_when_the_store_is_unreachable(make_server: Any) -> None:
+    server = await make_server(store=UnreachableStore())
+    hall = await make_hall(server)
+    session = await joined(server, hall.citizen_token())
+    error = await error_for(session, {"t": "ask", "id": 5, "key": "abcdefgh", "text": "सवाल"})
+    assert (error["code"], error["re"], error["retry_ms"]) == ("unavailable", 5, 1000)
 
 
-async def test_error_unavailable_when_the_store_is_unreachable() -> None:
-    server = await start_with_store(UnreachableStore())
-    try:
-        hall = await make_hall(server)
-        session = await joined(server, hall.citizen_token())
-        error = await error_for(session, {"t": "ask", "id": 5, "key": "abcdefgh", "text": "सवाल"})
-        assert (error["code"], error["re"], error["retry_ms"]) == ("unavailable", 5, 1000)
-    finally:
-        await server.stop()
-
-
-async def test_error_internal_hides_details() -> None:
-    server = await start_with_store(BrokenStore())
-    try:
-        hall = await make_hall(server)
-        session = await joined(server, hall.citizen_token())
-        error = await error_for(session, {"t": "ask", "id": 6, "key": "abcdefgh", "text": "सवाल"})
-        assert error["code"] == "internal" and "bug" not in error["msg"]
-        await assert_bystander_unaffected(server, session)
-    finally:
-        await server.stop()
+async def test_error_internal_hides_details(make_server: Any) -> None:
+    server = await make_server(store=BrokenStore())
+    hall = await make_hall(server)
+    session = await joined(server, hall.citizen_token())
+    error = await error_for(session, {"t": "ask", "id": 6, "key": "abcdefgh", "text": "सवाल"})
+    assert error["code"] == "internal" and "bug" not in error["msg"]
+    await assert_bystander_unaffected(server, session)
 
 
 # 6.2 close codes
@@ -249,8 +235,8 @@ async def test_close_1011_when_no_pong_comes_back(make_server: Any) -> None:
     assert server.node.open_count == 0
 
 
-async def test_close_1012_service_restart_on_shutdown() -> None:
-    server = await start_server(node_settings(close_timeout_s=1.0))
+async def test_close_1012_service_restart_on_shutdown(make_server: Any) -> None:
+    server = await make_server(close_timeout_s=1.0)
     hall = await make_hall(server)
     session = await joined(server, hall.citizen_token())
     stopping = asyncio.get_running_loop().create_task(server.stop())
@@ -258,17 +244,14 @@ async def test_close_1012_service_restart_on_shutdown() -> None:
     await stopping
 
 
-async def test_close_1013_when_the_store_is_unreachable_at_hello() -> None:
+async def test_close_1013_when_the_store_is_unreachable_at_hello(make_server: Any) -> None:
     store = UnreachableStore()
-    server = await start_with_store(store)
-    try:
-        hall = await make_hall(server)
-        store.fail_reads = True
-        session = await Session.open(server)
-        await session.send({"t": "hello", "token": hall.citizen_token()})
-        assert (await session.expect_close())[0] == 1013
-    finally:
-        await server.stop()
+    server = await make_server(store=store)
+    hall = await make_hall(server)
+    store.fail_reads = True
+    session = await Session.open(server)
+    await session.send({"t": "hello", "token": hall.citizen_token()})
+    assert (await session.expect_close())[0] == 1013
 
 
 @pytest.mark.parametrize(

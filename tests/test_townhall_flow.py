@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
-from jansamvad.server import RunningServer, start_server
-from tests.helpers import Session, joined, make_hall, node_settings
+from jansamvad.server import RunningServer
+from tests.helpers import Session, joined, make_hall
 
 pytestmark = pytest.mark.anyio
 
@@ -165,8 +166,8 @@ async def test_townhall_admin_token_joins_any_townhall_as_staff(server: RunningS
     assert welcome["role"] == "admin" and snapshot is not None and "queue" in snapshot
 
 
-async def test_townhall_shutdown_tells_clients_to_reconnect_then_closes_1012() -> None:
-    server = await start_server(node_settings(close_timeout_s=1.0))
+async def test_townhall_shutdown_tells_clients_to_reconnect_then_closes_1012(make_server: Any) -> None:
+    server = await make_server(close_timeout_s=1.0)
     hall = await make_hall(server)
     citizen = await joined(server, hall.citizen_token())
     stopping = asyncio.get_running_loop().create_task(server.stop())

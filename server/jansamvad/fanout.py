@@ -9,6 +9,10 @@
   4009 for must-deliver ones (it resumes from history when it reconnects). Decided by the listener itself.
 
 One flusher task writes every room in order, so two ticks never interleave on one connection.
+
+A session that replays history is paused (its live frames wait in `paused`). It is resumed by the flusher, at the
+end of the first flush that *started after* the resume was asked for: every event published before the replay's
+history read has by then gone into `paused`, where the resume's seq filter drops what the replay already sent.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from jansamvad.hub import Room
+from jansamvad.hub import Listener, Room
 from jansamvad.protocol.codec import Encoding, frame_message
 
 # Aggregates sent as "latest value per tick"; map-valued fields are merged key by key.
@@ -34,6 +38,7 @@ class Fanout:
         self._tick_s = tick_s
         self._writes_per_yield = writes_per_yield
         self._dirty: list[Room] = []
+        self._resumes: list[tuple[Listener, int]] = []
         self._wake = asyncio.Event()
         self._scheduled = False
         self._task: asyncio.Task[None] | None = None
@@ -66,10 +71,18 @@ class Fanout:
             room.conflated[t] = dict(message)
         self._mark(room)
 
+    def resume(self, listener: Listener, after_seq: int) -> None:
+        """Un-pause a session after its replay (see the module docstring for why this goes through the flusher)."""
+        self._resumes.append((listener, after_seq))
+        self._schedule()
+
     def _mark(self, room: Room) -> None:
         if not room.dirty:
             room.dirty = True
             self._dirty.append(room)
+        self._schedule()
+
+    def _schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True
             loop = asyncio.get_running_loop()
@@ -107,6 +120,7 @@ class Fanout:
 
     async def _flush(self) -> None:
         rooms, self._dirty = self._dirty, []
+        resumes, self._resumes = self._resumes, []
         writes = 0
         for room in rooms:
             room.dirty = False
@@ -132,3 +146,5 @@ class Fanout:
                     writes = 0
                     await asyncio.sleep(0)
         self.writes += writes
+        for listener, after_seq in resumes:
+            listener.resume(after_seq)

@@ -20,6 +20,10 @@ class Listener(Protocol):
 
     def write_broadcast(self, blob: bytes, must_deliver: bool) -> None: ...
 
+    def resume(self, after_seq: int) -> None:
+        """Stop pausing: write the waiting frames, except events with seq <= after_seq."""
+        ...
+
 
 class Room:
     """One channel's local members and what is queued for them in the current tick."""

@@ -216,7 +216,8 @@ class Node:
             return
         history_size = self.settings.history_size
         recovered = False
-        if last_seq is not None:
+        # Staff always get a snapshot: the moderation queue is not part of the replayable stream.
+        if last_seq is not None and not staff:
             hist = await self.broker.history(channel, last_seq, history_size)
             recovered = hist.complete and last_seq <= hist.head
         if not recovered:
@@ -237,6 +238,11 @@ class Node:
         if recovered:
             for pub in hist.publications:
                 client.send({**pub.data, "seq": pub.seq})
+            # Aggregates are not in the stream: bring them up to date once, instead of waiting for the next change.
+            client.send({"t": "viewers", "n": max(self._viewers.get(th, 0), self.hub.count(channel))})
+            votes = {q.qid: q.votes for q in await self.store.questions(th, PUBLIC_STATES)}
+            if votes:
+                client.send({"t": "votes", "v": votes})
         else:
             questions = await self.store.questions(th, PUBLIC_STATES)
             snapshot: dict[str, Any] = {
@@ -255,7 +261,7 @@ class Node:
         init = self._audio_init.get(th)
         if init is not None:
             client.send(init)
-        conn.resume(head)
+        self.fanout.resume(conn, head)
 
     # Publishing
 

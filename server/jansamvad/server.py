@@ -62,8 +62,10 @@ class RunningServer:
         return f"ws://{self.host}:{self.port}/ws"
 
     async def stop(self) -> None:
+        """Graceful stop (the node closes its sessions with 1012); safe to call twice."""
         self.server.should_exit = True
-        await self.task
+        if not self.task.done():
+            await self.task
 
 
 async def start_server(
