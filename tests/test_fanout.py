@@ -1,0 +1,177 @@
+"""The fan-out engine in isolation: listeners are small recording objects, the frames are real bytes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgpack
+import pytest
+
+from jansamvad.fanout import Fanout
+from jansamvad.hub import Hub
+from jansamvad.protocol.codec import Encoding
+
+pytestmark = pytest.mark.anyio
+
+
+class Recorder:
+    """A listener that records what the fan-out writes to it."""
+
+    def __init__(self, encoding: Encoding = Encoding.MSGPACK, *, slow: bool = False) -> None:
+        self.encoding = encoding
+        self.paused: list[tuple[int, bytes]] | None = None
+        self.slow = slow
+        self.writes: list[bytes] = []
+        self.dropped = False
+        self.resumed_after: int | None = None
+
+    def write_broadcast(self, blob: bytes, must_deliver: bool) -> None:
+        if self.slow:  # the same policy as WsConnection over its buffer cap
+            self.dropped = self.dropped or must_deliver
+            return
+        self.writes.append(blob)
+
+    def resume(self, after_seq: int) -> None:
+        paused, self.paused = self.paused or [], None
+        self.resumed_after = after_seq
+        self.writes.append(b"".join(frame for seq, frame in paused if seq == 0 or seq > after_seq))
+
+
+def frames(blob: bytes) -> list[dict[str, object]]:
+    """Split a blob of unmasked server frames into decoded msgpack messages."""
+    out = []
+    i = 0
+    while i < len(blob):
+        n = blob[i + 1] & 0x7F
+        start = i + 2
+        if n == 126:
+            n, start = int.from_bytes(blob[i + 2 : i + 4], "big"), i + 4
+        out.append(msgpack.unpackb(blob[start : start + n]))
+        i = start + n
+    return out
+
+
+async def started(tick_s: float = 0.001, writes_per_yield: int = 1000) -> Fanout:
+    fanout = Fanout(tick_s=tick_s, writes_per_yield=writes_per_yield)
+    fanout.start()
+    return fanout
+
+
+async def settle() -> None:
+    await asyncio.sleep(0.02)
+
+
+async def test_fanout_encodes_once_per_format_not_per_listener() -> None:
+    fanout = await started()
+    hub = Hub()
+    listeners = [Recorder() for _ in range(500)] + [Recorder(Encoding.JSON) for _ in range(3)]
+    for listener in listeners:
+        hub.add("th:x", listener)
+    room = hub.room("th:x")
+    assert room is not None
+    fanout.enqueue(room, 1, {"t": "speech", "text": "नमस्ते"})
+    await settle()
+    assert fanout.frames_built == 2  # one msgpack frame, one JSON frame, for 503 listeners
+    first = listeners[0].writes[0]
+    assert all(listener.writes[0] is first for listener in listeners[:500]), "the very same bytes object"
+    assert frames(first) == [{"t": "speech", "text": "नमस्ते", "seq": 1}]
+    json_payload = '{"t":"speech","text":"नमस्ते","seq":1}'.encode()
+    assert listeners[-1].writes[0] == bytes((0x81, len(json_payload))) + json_payload
+    await fanout.stop()
+
+
+async def test_fanout_batches_a_tick_into_one_write_per_listener() -> None:
+    fanout = await started(tick_s=0.01)
+    hub = Hub()
+    listeners = [Recorder() for _ in range(50)]
+    for listener in listeners:
+        hub.add("th:x", listener)
+    room = hub.room("th:x")
+    assert room is not None
+    for seq in range(1, 13):
+        fanout.enqueue(room, seq, {"t": "speech", "text": f"s{seq}"})
+    await asyncio.sleep(0.05)
+    for listener in listeners:
+        assert len(listener.writes) == 1
+        assert [m["seq"] for m in frames(listener.writes[0])] == list(range(1, 13))
+    assert fanout.writes == 50
+    await fanout.stop()
+
+
+async def test_fanout_conflates_aggregates_to_the_latest_value_per_tick() -> None:
+    fanout = await started(tick_s=0.01)
+    hub = Hub()
+    listener = Recorder()
+    hub.add("th:x", listener)
+    room = hub.room("th:x")
+    assert room is not None
+    for n in range(1, 101):
+        fanout.conflate(room, {"t": "viewers", "n": n})
+        fanout.conflate(room, {"t": "votes", "v": {f"q{n % 3}": n}})
+    await asyncio.sleep(0.05)
+    assert frames(listener.writes[0]) == [
+        {"t": "viewers", "n": 100},
+        {"t": "votes", "v": {"q1": 100, "q2": 98, "q0": 99}},
+    ]
+    await fanout.stop()
+
+
+async def test_fanout_slow_listener_is_skipped_for_droppable_and_dropped_for_must_deliver() -> None:
+    fanout = await started()
+    hub = Hub()
+    slow, fast = Recorder(slow=True), Recorder()
+    hub.add("th:x", slow)
+    hub.add("th:x", fast)
+    room = hub.room("th:x")
+    assert room is not None
+    fanout.conflate(room, {"t": "viewers", "n": 2})
+    fanout.enqueue(room, 0, {"t": "audio", "data": b"x"}, droppable=True)
+    await settle()
+    assert not slow.dropped and len(fast.writes) == 1
+    fanout.enqueue(room, 1, {"t": "speech", "text": "ज़रूरी"})
+    await settle()
+    assert slow.dropped and len(fast.writes) == 2
+    await fanout.stop()
+
+
+async def test_fanout_yields_to_the_loop_during_a_big_fan_out() -> None:
+    fanout = await started(writes_per_yield=100)
+    hub = Hub()
+    for _ in range(5000):
+        hub.add("th:x", Recorder())
+    room = hub.room("th:x")
+    assert room is not None
+    ticks = 0
+
+    async def other_work() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    worker = asyncio.get_running_loop().create_task(other_work())
+    before = ticks
+    fanout.enqueue(room, 1, {"t": "speech", "text": "x"})
+    await settle()
+    worker.cancel()
+    assert fanout.writes == 5000
+    assert ticks - before >= 45, "other tasks ran between chunks of 100 writes"
+    await fanout.stop()
+
+
+async def test_fanout_paused_listener_gets_frames_on_resume_without_replayed_seqs() -> None:
+    fanout = await started()
+    hub = Hub()
+    listener = Recorder()
+    listener.paused = []
+    hub.add("th:x", listener)
+    room = hub.room("th:x")
+    assert room is not None
+    for seq in (4, 5, 6):
+        fanout.enqueue(room, seq, {"t": "speech", "text": str(seq)})
+    fanout.conflate(room, {"t": "viewers", "n": 1})
+    fanout.resume(listener, 5)  # the replay already sent up to seq 5
+    await settle()
+    assert listener.resumed_after == 5 and listener.paused is None
+    assert [m.get("seq") for m in frames(listener.writes[-1])] == [6, None]
+    await fanout.stop()
