@@ -28,7 +28,17 @@ class Listener(Protocol):
 class Room:
     """One channel's local members and what is queued for them in the current tick."""
 
-    __slots__ = ("channel", "conflated", "dirty", "events", "json_members", "members", "viewers")
+    __slots__ = (
+        "channel",
+        "conflated",
+        "dirty",
+        "events",
+        "gap_buffer",
+        "json_members",
+        "last_seq",
+        "members",
+        "viewers",
+    )
 
     def __init__(self, channel: str) -> None:
         self.channel = channel
@@ -38,6 +48,9 @@ class Room:
         self.conflated: dict[str, dict[str, Any]] = {}  # message type -> latest value this tick
         self.dirty = False
         self.viewers = -1  # the last viewer count sent to this room
+        self.last_seq = 0  # the last stream seq this node delivered to the room (0: none yet)
+        # Not None while a gap in the stream is being filled from history: later publications wait here.
+        self.gap_buffer: list[tuple[int, dict[str, Any]]] | None = None
 
 
 class Hub:

@@ -19,7 +19,7 @@ from jansamvad.broker.base import Broker, Publication
 from jansamvad.client import Client
 from jansamvad.connection import ConnState, WsConnection
 from jansamvad.fanout import CONFLATED, Fanout
-from jansamvad.hub import Hub
+from jansamvad.hub import Hub, Room
 from jansamvad.models import PUBLIC_STATES, QState, Status, Townhall, now_ms
 from jansamvad.presence.base import PresenceManager
 from jansamvad.protocol.codec import PING_FRAME
@@ -76,6 +76,7 @@ class Node:
         self.draining = False
         self.slow_consumer_drops = 0
         self.rejected_handshakes = 0
+        self.stream_gaps = 0
         self._handshake_allowance = float(settings.handshakes_per_second)
         self._handshake_at = 0.0
         self._reactions: dict[str, dict[str, int]] = {}
@@ -297,13 +298,49 @@ class Node:
             return
         if t in CONFLATED:
             self.fanout.conflate(room, data)
+        elif pub.seq == 0:
+            self.fanout.enqueue(room, 0, data, droppable=(t == "audio"))
         else:
-            self.fanout.enqueue(room, pub.seq, data, droppable=(t == "audio"))
+            self._deliver_event(room, pub.seq, data)
         if t == "status" and data.get("status") == Status.ENDED:
             # Let the status event reach everyone first, then close the room with 4005.
             asyncio.get_running_loop().call_later(
                 self.settings.tick_ms / 1000 + 0.2, self._close_room, pub.channel, CloseCode.TOWNHALL_ENDED
             )
+
+    def _deliver_event(self, room: Room, seq: int, data: Mapping[str, Any]) -> None:
+        """Deliver stream events in seq order; a hole (publications lost while the broker reconnected) is filled
+        from history before anything after it goes out."""
+        if room.gap_buffer is not None:
+            room.gap_buffer.append((seq, dict(data)))
+            return
+        if seq <= room.last_seq:
+            return  # already delivered (e.g. read from history while filling a gap)
+        if room.last_seq and seq > room.last_seq + 1:
+            room.gap_buffer = [(seq, dict(data))]
+            self.stream_gaps += 1
+            self._spawn(self._fill_gap(room))
+            return
+        room.last_seq = seq
+        self.fanout.enqueue(room, seq, data)
+
+    async def _fill_gap(self, room: Room) -> None:
+        try:
+            hist = await self.broker.history(room.channel, room.last_seq, self.settings.history_size)
+        except Exception as exc:
+            log.warning("could not fill a gap in %s: %s", room.channel, type(exc).__name__)
+            hist = None
+        buffered, room.gap_buffer = room.gap_buffer or [], None
+        if hist is None or not hist.complete:
+            # The missed events are gone from history: these sessions must start again from a snapshot.
+            log.warning("gap in %s older than history; asking its sessions to resync", room.channel)
+            room.last_seq = max([seq for seq, _ in buffered] + [hist.head if hist else 0])
+            self._close_room(room.channel, CloseCode.SERVICE_RESTART)
+            return
+        for pub in hist.publications:
+            self._deliver_event(room, pub.seq, pub.data)
+        for seq, data in buffered:
+            self._deliver_event(room, seq, data)
 
     def live_channels(self) -> list[str]:
         return self.hub.channels()
@@ -378,6 +415,7 @@ class Node:
             "rooms": len(self.hub.rooms),
             "slow_consumer_drops": self.slow_consumer_drops,
             "rejected_handshakes": self.rejected_handshakes,
+            "stream_gaps": self.stream_gaps,
             "frames_built": self.fanout.frames_built,
             "broadcast_writes": self.fanout.writes,
         }
