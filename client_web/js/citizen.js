@@ -1,20 +1,33 @@
 // Citizen page: /?th=<town hall id>
-import { Conn, newKey } from './conn.js';
-import {
-  $,
-  el,
-  params,
-  QuestionsView,
-  showConn,
-  showNotice,
-  showStatus,
-  showViewers,
-  SpeechView,
-  stateLabel,
-} from './ui.js';
+//
+// Offline-first: the identity (token, profile, device id), the outbox of questions and votes (each with its
+// idempotency key), reactions made while offline (a bounded count), and what the page shows (speech, questions, the
+// last seq applied) are kept in localStorage. A reload shows the saved state at once and resumes the stream with
+// `last_seq`, so nothing is missed and nothing appears twice.
+//
+// What the first paint needs (this module, ui.js, i18n.js, hi.js, the CSS) loads first; the connection (conn.js and
+// the msgpack build) and the audio player follow, so they do not compete for a slow link's bandwidth.
+import { chosen, getLang, num, onLang, setLang, t } from './i18n.js';
+import { $, closeReason, el, Header, icon, newKey, params, QuestionsView, SpeechView } from './ui.js';
+
+const connModule = import('./conn.js');
+// conn.js asks for the msgpack build only once it runs: start fetching it now, alongside.
+document.head.append(el('link', { rel: 'preload', as: 'script', href: '/vendor/msgpack.min.js' }));
+const audioModule = connModule.then(() => import('./audio.js'));
 
 const { th } = params();
-const notice = $('#notice');
+const MAX_QUESTION = 300;
+const REACTIONS = [
+  ['clap', '👏'],
+  ['heart', '❤️'],
+  ['thumbs_up', '👍'],
+  ['laugh', '😂'],
+  ['sad', '😢'],
+];
+const MAX_OFFLINE_REACTIONS = 10; // reactions have no key or ack: keep a small count while offline, send it later
+const REACT_WINDOW_MS = 2000;
+const REACTS_PER_WINDOW = 4; // well under the node's 5 messages/s per citizen
+
 const store = {
   get(key, fallback = null) {
     try {
@@ -29,12 +42,13 @@ const store = {
       if (value === null) localStorage.removeItem(key);
       else localStorage.setItem(key, JSON.stringify(value));
     } catch {
-      /* storage disabled: this tab still works, a reload asks to join again */
+      /* storage disabled or full: this tab still works */
     }
   },
 };
 
 const TOKEN_KEY = `jansamvad.token.${th}`;
+const INFO_KEY = `jansamvad.info.${th}`;
 const PROFILE_KEY = 'jansamvad.profile';
 
 function deviceId() {
@@ -49,11 +63,8 @@ function deviceId() {
 /** expires_at may be unix seconds, milliseconds or an ISO string: true when it is (nearly) past. */
 function expired(expiresAt) {
   if (expiresAt === undefined || expiresAt === null) return false;
-  let ms;
-  if (typeof expiresAt === 'number') ms = expiresAt < 1e12 ? expiresAt * 1000 : expiresAt;
-  else ms = Date.parse(expiresAt);
-  if (Number.isNaN(ms)) return false;
-  return ms - Date.now() < 60_000;
+  const ms = typeof expiresAt === 'number' ? (expiresAt < 1e12 ? expiresAt * 1000 : expiresAt) : Date.parse(expiresAt);
+  return !Number.isNaN(ms) && ms - Date.now() < 60_000;
 }
 
 async function api(method, path, body) {
@@ -71,86 +82,143 @@ async function api(method, path, body) {
   if (!res.ok) {
     const err = new Error((data && (data.msg || data.error)) || `HTTP ${res.status}`);
     err.status = res.status;
-    err.code = data && data.error;
     throw err;
   }
   return data;
 }
 
-async function join(name, region) {
-  const body = { name, region: region || '', device_id: deviceId() };
+async function join(profile) {
+  const body = { name: profile.name, region: profile.region || '', device_id: deviceId() };
   const res = await api('POST', `/api/townhalls/${encodeURIComponent(th)}/join`, body);
-  const session = { token: res.token, sub: res.sub, name: res.name, expires_at: res.expires_at };
-  store.set(TOKEN_KEY, session);
-  store.set(PROFILE_KEY, { name, region: region || '' });
-  return session;
+  const s = { token: res.token, sub: res.sub, name: res.name, expires_at: res.expires_at };
+  store.set(TOKEN_KEY, s);
+  store.set(PROFILE_KEY, profile);
+  return s;
 }
 
 // ---------------------------------------------------------------- page state
 
+const header = new Header();
 let session = null;
 let conn = null;
 let status = '';
-const speech = new SpeechView($('#speech'));
 let voted = new Set();
+let votePending = new Set();
 let mine = [];
+let reactionTotals = {};
+let offlineReacts = {};
+let recentReacts = [];
+let saveTimer = null;
 
+const speech = new SpeechView($('#speech'), { empty: $('#speech-empty') });
 const questions = new QuestionsView($('#questions'), {
   empty: $('#questions-empty'),
-  actions: (q) => {
+  count: $('#q-count'),
+  lead: (q) => {
     const done = voted.has(q.qid);
-    return [
-      el(
-        'button',
-        {
-          type: 'button',
-          class: 'upvote',
-          'aria-pressed': done ? 'true' : 'false',
-          disabled: done || q.state === 'answered' || status === 'ended',
-          onclick: () => upvote(q.qid),
-        },
-        done ? '✓ समर्थित ' : '▲ समर्थन ',
-        el('small', { class: 'en', text: done ? '(upvoted)' : '(upvote)' }),
-      ),
-    ];
+    return el(
+      'button',
+      {
+        type: 'button',
+        class: `upvote votebox${votePending.has(q.qid) ? ' pending' : ''}`,
+        'aria-pressed': done ? 'true' : 'false',
+        'aria-label': `${t(done ? 'upvoted' : 'upvote_label')} (${t('votes', { n: q.votes || 0 })})`,
+        title: t(done ? 'upvoted' : 'upvote'),
+        disabled: q.state === 'answered' || status === 'ended' ? true : null,
+        onclick: () => upvote(q.qid),
+      },
+      icon(done ? 'check' : 'up'),
+      el('b', { text: num(q.votes || 0) }),
+    );
   },
 });
+let player = null; // the LivePlayer, once audio.js is here
+let pendingInit = null; // the latest init chunk that arrived before it
+audioModule.then(({ LivePlayer }) => {
+  player = new LivePlayer($('#player'), { onChange: renderAudio });
+  player.supported = LivePlayer.supported();
+  if (pendingInit) player.push(pendingInit);
+  pendingInit = null;
+  renderAudio();
+}, () => {});
+
+const stateKey = () => `jansamvad.state.${th}.${session.sub}`;
+const mineKey = () => `jansamvad.mine.${th}.${session.sub}`;
+const votedKey = () => `jansamvad.voted.${th}.${session.sub}`;
+const reactKey = () => `jansamvad.reacts.${th}.${session.sub}`;
+const outboxKey = () => `jansamvad.outbox.${th}.${session.sub}`;
+
+/** Questions and votes go through the outbox: the connection's once it exists, else straight into storage (the
+ * connection picks them up when it starts). */
+function queueAction(msg) {
+  if (conn) {
+    conn.enqueue(msg);
+    return;
+  }
+  const item = { key: msg.key || newKey(), ts: Date.now() };
+  item.msg = { ...msg, key: item.key };
+  store.set(outboxKey(), [...store.get(outboxKey(), []), item]);
+  onOutbox(item, 'queued');
+}
+
+/** Save what the page shows together with the seq it reflects (debounced; and when the page is hidden). */
+function scheduleSave() {
+  if (saveTimer) return;
+  saveTimer = setTimeout(saveNow, 400);
+}
+
+function saveNow() {
+  clearTimeout(saveTimer);
+  saveTimer = null;
+  if (!session || !conn || conn.lastSeq === null) return;
+  store.set(stateKey(), {
+    seq: conn.lastSeq,
+    status,
+    speech: speech.events.slice(-100),
+    questions: questions.all(),
+    reactions: reactionTotals,
+  });
+}
+
+addEventListener('pagehide', saveNow);
+document.addEventListener('visibilitychange', () => document.visibilityState === 'hidden' && saveNow());
 
 function setStatus(s) {
   status = s || status;
-  showStatus($('#status'), status);
+  header.setStatus(status);
   const ended = status === 'ended';
   $('#ask-text').disabled = ended;
   $('#ask-btn').disabled = ended;
-  if (ended) showNotice(notice, 'यह जनसंवाद समाप्त हो गया है। (This town hall has ended.)', 'info');
+  for (const b of document.querySelectorAll('#reactions button')) b.disabled = ended;
+  if (ended) header.say('ended');
+  questions.render();
 }
 
-function mineKey() {
-  return `jansamvad.mine.${th}.${session.sub}`;
+function setTitle(title) {
+  if (!title) return;
+  $('#title').textContent = title;
+  document.title = `${title} · ${t('app')}`;
 }
+
+// ---------------------------------------------------------------- my questions and votes
 
 function saveMine() {
   store.set(mineKey(), mine.slice(-20));
 }
 
-const MINE_LABEL = {
-  sending: 'भेजा जा रहा है… (sending…)',
-  acked: 'प्राप्त ✓ (received ✓)',
-  failed: 'नहीं भेजा गया (not sent)',
-};
-
 function renderMine() {
-  $('#mine-title').hidden = mine.length === 0;
+  $('#mine-box').hidden = mine.length === 0;
   $('#mine').replaceChildren(
     ...mine
       .slice()
       .reverse()
       .map((m) => {
         const pub = m.qid ? questions.get(m.qid) : null;
-        const label = pub ? stateLabel(pub.state) : MINE_LABEL[m.status] || m.status;
+        const st = pub ? pub.state : m.status;
+        const label = pub ? t(`q.${pub.state}`) : t(`out.${m.status}`);
         return el(
           'li',
-          { class: `mine-item ${m.status}`, dataset: { key: m.key, status: pub ? pub.state : m.status } },
+          { class: `mine-item ${st}`, dataset: { key: m.key, status: st } },
           el('span', { class: 'text', text: m.text }),
           el('span', { class: 'mstate', text: m.error ? `${label}: ${m.error}` : label }),
         );
@@ -159,93 +227,225 @@ function renderMine() {
 }
 
 function upvote(qid) {
-  if (!conn || voted.has(qid)) return;
+  if (!session || voted.has(qid) || status === 'ended') return;
   voted.add(qid);
-  store.set(`jansamvad.voted.${th}.${session.sub}`, [...voted]);
-  conn.enqueue({ t: 'upvote', qid });
+  votePending.add(qid);
+  store.set(votedKey(), [...voted]);
+  queueAction({ t: 'upvote', qid });
   questions.render();
 }
 
 function onOutbox(item, st, msg) {
-  const t = item.msg.t;
-  if (t === 'ask') {
+  const kind = item.msg.t;
+  if (kind === 'ask') {
     const m = mine.find((x) => x.key === item.key);
-    if (!m) return;
+    if (!m || m.status === 'acked') return;
     m.status = st;
     if (st === 'acked' && msg) m.qid = msg.qid;
     if (st === 'failed' && msg) m.error = msg.msg || msg.code;
     saveMine();
     renderMine();
-  } else if (t === 'upvote') {
-    if (st === 'acked' && msg && typeof msg.votes === 'number') {
-      const q = questions.get(item.msg.qid);
-      if (q) questions.votes({ [item.msg.qid]: msg.votes });
-    } else if (st === 'failed') {
-      voted.delete(item.msg.qid);
-      store.set(`jansamvad.voted.${th}.${session.sub}`, [...voted]);
-      questions.render();
+  } else if (kind === 'upvote') {
+    const qid = item.msg.qid;
+    if (st === 'acked' || st === 'failed') votePending.delete(qid);
+    else votePending.add(qid);
+    if (st === 'acked' && msg && typeof msg.votes === 'number') questions.votes({ [qid]: msg.votes });
+    if (st === 'failed') {
+      voted.delete(qid);
+      store.set(votedKey(), [...voted]);
     }
+    questions.render();
   }
 }
+
+// ---------------------------------------------------------------- reactions
+
+function renderReactions() {
+  const row = $('#reactions');
+  if (!row.childElementCount) {
+    for (const [kind, emoji] of REACTIONS) {
+      row.append(
+        el(
+          'button',
+          { type: 'button', class: 'react', dataset: { kind }, onclick: () => react(kind) },
+          el('span', { class: 'emoji', 'aria-hidden': 'true', text: emoji }),
+          el('span', { class: 'rcount' }),
+          el('span', { class: 'sr-only rname' }),
+        ),
+      );
+    }
+  }
+  for (const b of row.children) {
+    const kind = b.dataset.kind;
+    const queued = offlineReacts[kind] || 0;
+    $('.rcount', b).textContent = num(reactionTotals[kind] || 0) + (queued ? ` +${queued}` : '');
+    $('.rname', b).textContent = t(`react.${kind}`);
+    b.title = queued ? `${t(`react.${kind}`)} · ${t('react_queued')}` : t(`react.${kind}`);
+    b.disabled = status === 'ended';
+  }
+}
+
+function react(kind) {
+  const btn = $(`#reactions [data-kind="${kind}"]`);
+  btn.classList.remove('pop');
+  void btn.offsetWidth; // restart the little animation
+  btn.classList.add('pop');
+  const now = Date.now();
+  recentReacts = recentReacts.filter((ts) => now - ts < REACT_WINDOW_MS);
+  if (recentReacts.length >= REACTS_PER_WINDOW) return; // enthusiastic tapping: count it once, not all
+  recentReacts.push(now);
+  if (conn && conn.send({ t: 'react', kind })) return;
+  const total = Object.values(offlineReacts).reduce((a, b) => a + b, 0);
+  if (total >= MAX_OFFLINE_REACTIONS) return;
+  offlineReacts[kind] = (offlineReacts[kind] || 0) + 1;
+  store.set(reactKey(), offlineReacts);
+  renderReactions();
+}
+
+function flushOfflineReacts() {
+  const queued = offlineReacts;
+  offlineReacts = {};
+  store.set(reactKey(), null);
+  for (const [kind, n] of Object.entries(queued)) for (let i = 0; i < n; i++) conn.send({ t: 'react', kind });
+  renderReactions();
+}
+
+// ---------------------------------------------------------------- live audio
+
+function renderAudio() {
+  const btn = $('#listen');
+  const note = $('#audio-state');
+  $('#onair').hidden = !player || !player.onAir;
+  btn.disabled = !player || !player.supported;
+  if (!player) return;
+  if (!player.supported) {
+    note.textContent = t('audio_unsupported');
+    return;
+  }
+  const st = player.state;
+  btn.setAttribute('aria-pressed', String(st !== 'off'));
+  $('span[data-i18n]', btn).dataset.i18n = st === 'off' ? 'listen' : 'listen_stop';
+  $('span[data-i18n]', btn).textContent = t(st === 'off' ? 'listen' : 'listen_stop');
+  note.textContent =
+    st === 'off' ? (player.onAir ? t('audio_on_air') : t('audio_off_air')) : st === 'playing' ? t('audio_playing') : t('audio_waiting');
+}
+
+$('#listen').addEventListener('click', () => {
+  if (!player) return;
+  if (player.active) player.stop();
+  else player.start();
+  renderAudio();
+});
+setInterval(() => {
+  if (!$('#live').hidden) renderAudio();
+}, 1000);
+
+// ---------------------------------------------------------------- connection
 
 async function getToken() {
   if (session && !expired(session.expires_at)) return session.token;
   const profile = store.get(PROFILE_KEY);
   if (!profile || !profile.name) return null;
-  session = await join(profile.name, profile.region);
+  session = await join(profile);
   return session.token;
 }
 
-function startLive() {
+async function startLive() {
   $('#join').hidden = true;
   $('#live').hidden = false;
-  $('#me').textContent = session.name || '';
-  voted = new Set(store.get(`jansamvad.voted.${th}.${session.sub}`, []));
+  $('#me').textContent = t('you_are', { name: session.name || '' });
+  voted = new Set(store.get(votedKey(), []));
+  votePending = new Set();
   mine = store.get(mineKey(), []);
-  renderMine();
+  offlineReacts = store.get(reactKey(), {}) || {};
 
+  // Show at once what this device saw last time; the stream resumes right after it.
+  const saved = store.get(stateKey());
+  if (saved && typeof saved.seq === 'number') {
+    speech.load(saved.speech);
+    questions.load(saved.questions);
+    reactionTotals = saved.reactions || {};
+    setStatus(saved.status);
+  }
+  renderMine();
+  renderReactions();
+  renderAudio();
+  for (const item of store.get(outboxKey(), [])) onOutbox(item, 'queued');
+
+  const { Conn } = await connModule;
+  if (!session || conn) return; // left, or started twice, while the module loaded
   conn = new Conn({
     th,
     getToken,
-    outboxKey: `jansamvad.outbox.${th}.${session.sub}`,
+    lastSeq: saved && typeof saved.seq === 'number' ? saved.seq : null,
+    outboxKey: outboxKey(),
+    rate: { perSec: 4, burst: 12 },
     onUnauthorized: async () => {
       store.set(TOKEN_KEY, null);
       session = null;
       const profile = store.get(PROFILE_KEY);
       if (!profile) return null;
-      session = await join(profile.name, profile.region);
+      session = await join(profile);
       return session.token;
     },
   });
   conn
-    .on('state', (state, detail) => {
-      showConn($('#conn'), state, detail);
-      if (state === 'offline' && detail && detail !== 'no network' && status !== 'ended') showNotice(notice, `कनेक्शन बंद (Disconnected): ${detail}`, 'error');
-      if (state === 'live' && notice.dataset.kind === 'error') showNotice(notice, '');
+    .on('state', (state) => {
+      header.setConn(state);
+      if (state === 'live' && header.notice.kind === 'error') header.say('');
     })
     .on('closed', (code) => {
-      if (code === 4001 || code === 4003) showJoin();
+      if (code === 4005) setStatus('ended');
+      else if (code === 4004) header.say('th_not_found', null, 'error');
+      else if (code === 4001 || code === 4003) {
+        header.say('disconnected', { why: closeReason(code) }, 'error');
+        store.set(TOKEN_KEY, null);
+        showJoin();
+      } else header.say('disconnected', { why: closeReason(code) }, 'error');
     })
     .on('welcome', (w) => {
-      if (w.title) setTitle(w.title);
+      setTitle(w.title);
+      store.set(INFO_KEY, { title: w.title });
       setStatus(w.status);
+      if (Object.keys(offlineReacts).length) flushOfflineReacts();
     })
     .on('snapshot', (s) => {
       setStatus(s.status);
       speech.load(s.speech);
       questions.load(s.questions);
-      if (typeof s.viewers === 'number') showViewers($('#viewers'), s.viewers);
+      if (typeof s.viewers === 'number') header.setViewers(s.viewers);
       renderMine();
+      scheduleSave();
     })
-    .on('speech', (ev) => speech.add(ev, 'speech'))
-    .on('announce', (ev) => speech.add(ev, 'announce'))
-    .on('status', (ev) => setStatus(ev.status))
+    .on('speech', (ev) => {
+      speech.add(ev, 'speech');
+      scheduleSave();
+    })
+    .on('announce', (ev) => {
+      speech.add(ev, 'announce');
+      scheduleSave();
+    })
+    .on('status', (ev) => {
+      setStatus(ev.status);
+      scheduleSave();
+    })
     .on('question', (ev) => {
       questions.upsert(ev.q);
       renderMine();
+      scheduleSave();
     })
     .on('votes', (ev) => questions.votes(ev.v))
-    .on('viewers', (ev) => showViewers($('#viewers'), ev.n))
+    .on('viewers', (ev) => header.setViewers(ev.n))
+    .on('reactions', (ev) => {
+      reactionTotals = { ...reactionTotals, ...ev.c };
+      renderReactions();
+    })
+    .on('audio', (ev) => {
+      if (player) player.push(ev);
+      else if (ev.init) pendingInit = ev;
+    })
+    // TODO(protocol): live polls. When the protocol has poll messages (e.g. a `poll` event with options and a
+    // citizen `vote_poll` action with an idempotency key), render them into #polls and send votes via conn.enqueue.
     .on('outbox', onOutbox)
     .start();
 }
@@ -256,14 +456,9 @@ function showJoin() {
   const profile = store.get(PROFILE_KEY);
   if (profile) {
     $('#name').value = profile.name || '';
-    $('#region').value = profile.region || '';
+    $('#district').value = profile.district || '';
+    $('#constituency').value = profile.constituency || '';
   }
-  $('#name').focus();
-}
-
-function setTitle(title) {
-  $('#title').textContent = title;
-  document.title = `${title} · जनसंवाद`;
 }
 
 // ---------------------------------------------------------------- wiring
@@ -271,69 +466,109 @@ function setTitle(title) {
 $('#join-form').addEventListener('submit', async (e) => {
   e.preventDefault();
   const name = $('#name').value.trim();
-  const region = $('#region').value.trim();
   if (!name) return;
+  const district = $('#district').value.trim();
+  const constituency = $('#constituency').value.trim();
+  const region = [district, constituency].filter(Boolean).join(', ').slice(0, 40);
   const btn = $('#join-btn');
   btn.disabled = true;
+  $('span', btn).textContent = t('joining');
   try {
-    session = await join(name, region);
-    showNotice(notice, '');
+    session = await join({ name, region, district, constituency });
+    header.say('');
     startLive();
   } catch (err) {
-    showNotice(notice, `जुड़ नहीं सके (Could not join): ${err.message}`, 'error');
+    header.say('join_failed', { why: err.status ? err.message : t('unreachable') }, 'error');
   } finally {
     btn.disabled = false;
+    $('span', btn).textContent = t('join_btn');
   }
 });
 
-$('#ask-text').addEventListener('input', () => {
-  $('#ask-count').textContent = `${$('#ask-text').value.length} / 300`;
+const askText = $('#ask-text');
+const askCount = () => {
+  $('#ask-count').textContent = t('ask_count', { n: num(askText.value.length), max: num(MAX_QUESTION) });
+};
+askText.maxLength = MAX_QUESTION;
+askText.addEventListener('input', askCount);
+askText.addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
+    e.preventDefault();
+    $('#ask-form').requestSubmit();
+  }
 });
 
 $('#ask-form').addEventListener('submit', (e) => {
   e.preventDefault();
-  const text = $('#ask-text').value.trim();
-  if (!text || !conn) return;
+  const text = askText.value.trim();
+  if (!text || !session || status === 'ended') return;
   const key = newKey();
-  mine.push({ key, text, status: 'sending' });
+  mine.push({ key, text, status: 'queued' });
   saveMine();
   renderMine();
-  conn.enqueue({ t: 'ask', key, text });
-  $('#ask-text').value = '';
-  $('#ask-count').textContent = '0 / 300';
+  queueAction({ t: 'ask', key, text });
+  askText.value = '';
+  askCount();
 });
 
 $('#leave').addEventListener('click', () => {
   if (conn) conn.stop();
+  player?.stop();
   conn = null;
   store.set(TOKEN_KEY, null);
   session = null;
   showJoin();
 });
 
+onLang(() => {
+  askCount();
+  renderMine();
+  renderReactions();
+  renderAudio();
+  if (session) $('#me').textContent = t('you_are', { name: session.name || '' });
+  const title = $('#title').textContent;
+  if (title) document.title = `${title} · ${t('app')}`;
+});
+
 async function main() {
-  showConn($('#conn'), 'offline');
+  askCount();
   if (!th) {
-    showNotice(notice, 'पता अधूरा है: ?th=… नहीं मिला। (Missing town hall id in the link.)', 'error');
+    header.say('missing_th', null, 'error');
     return;
   }
-  try {
-    const info = await api('GET', `/api/townhalls/${encodeURIComponent(th)}`);
-    setTitle(info.title || th);
-    setStatus(info.status);
-  } catch (err) {
-    if (err.status === 404) {
-      showNotice(notice, 'यह जनसंवाद नहीं मिला। (Town hall not found.)', 'error');
-      return;
-    }
-    showNotice(notice, `सर्वर से संपर्क नहीं हो सका (Could not reach the server): ${err.message}`, 'error');
-  }
+  setTitle((store.get(INFO_KEY) || {}).title);
   session = store.get(TOKEN_KEY);
-  if (session && session.token && !expired(session.expires_at)) startLive();
+  const returning = session && session.token && !expired(session.expires_at);
+  if (returning) startLive();
   else {
     session = null;
     showJoin();
   }
+  // Public facts of the town hall, in parallel: the title, its status and its language.
+  try {
+    const info = await api('GET', `/api/townhalls/${encodeURIComponent(th)}`);
+    setTitle(info.title);
+    store.set(INFO_KEY, { title: info.title });
+    if (!conn) setStatus(info.status);
+    if (!chosen() && info.lang && info.lang !== getLang()) setLang(info.lang);
+    if (info.status === 'ended' && !returning) {
+      $('#join').hidden = true;
+      header.say('ended');
+    }
+  } catch (err) {
+    if (err.status === 404) {
+      $('#join').hidden = true;
+      $('#live').hidden = true;
+      conn?.stop();
+      header.say('th_not_found', null, 'error');
+    } else if (!returning) header.say('unreachable', null, 'error');
+  }
+}
+
+if ('serviceWorker' in navigator && location.protocol !== 'file:') {
+  // The app shell (this page, its scripts and styles) from the cache when the network is gone: a reload offline
+  // still shows the saved state and the questions waiting in the outbox.
+  addEventListener('load', () => navigator.serviceWorker.register('/sw.js').catch(() => {}));
 }
 
 main();

@@ -1,26 +1,16 @@
-// JanSamvad protocol v1 client: one WebSocket to /ws, hello/welcome, event-stream sequencing,
-// request ids with pending promises, a persistent outbox for citizen actions, and reconnects.
-// See docs/protocol.md. No dependencies; works in any modern browser.
+// JanSamvad protocol v1 client (docs/protocol.md): one WebSocket to /ws, hello/welcome, event-stream sequencing,
+// request ids with pending promises, a persistent outbox for actions that must not be lost or doubled, client-side
+// pacing under the node's rate limit, and reconnects with exponential backoff and full jitter.
+//
+// Wire encoding: msgpack (binary frames) through the vendored @msgpack/msgpack build (vendor/msgpack.min.js, a
+// classic script that defines globalThis.MessagePack; loaded here on first connect unless the page already has it).
+// `?enc=json` in the page URL switches to the JSON subprotocol for debugging.
+import { newKey } from './ui.js';
 
-export const SUBPROTOCOL = 'jansamvad.v1.json';
+export { newKey };
 
 // Close codes after which the client reconnects (docs/protocol.md 6.2, "rule of thumb").
 export const RECONNECT_CODES = new Set([1001, 1006, 1011, 1012, 1013, 4008, 4009]);
-
-export const CLOSE_REASONS = {
-  1000: 'session ended',
-  1002: 'protocol error (client bug)',
-  1003: 'unsupported data (client bug)',
-  1007: 'invalid data (client bug)',
-  1009: 'message too big',
-  4000: 'bad hello',
-  4001: 'not authorised (token missing or expired)',
-  4003: 'forbidden for this town hall',
-  4004: 'town hall not found',
-  4005: 'the town hall has ended',
-  4010: 'too many errors',
-  4011: 'banned from this town hall',
-};
 
 // Error codes after which an outbox action is retried (with the same key) rather than dropped.
 const RETRY_ERRORS = new Set(['rate_limited', 'unavailable', 'internal']);
@@ -31,20 +21,70 @@ const PING_EVERY_MS = 25000;
 const SILENCE_LIMIT_MS = 65000;
 const STABLE_AFTER_MS = 10000;
 
-// The JSON codec. A later change swaps in msgpack with the same interface.
-export const jsonCodec = {
-  subprotocol: SUBPROTOCOL,
-  binaryType: 'arraybuffer',
-  encode: (msg) => JSON.stringify(msg),
-  decode: (data) => (typeof data === 'string' ? JSON.parse(data) : null),
+// ---------------------------------------------------------------- codecs
+
+const VENDOR_MSGPACK = '/vendor/msgpack.min.js';
+
+export const msgpackCodec = {
+  subprotocol: 'jansamvad.v1.msgpack',
+  encode: (msg) => globalThis.MessagePack.encode(msg, { ignoreUndefined: true }),
+  decode: (data) => (typeof data === 'string' ? null : globalThis.MessagePack.decode(new Uint8Array(data))),
 };
 
-/** An idempotency key: 8-64 chars of [A-Za-z0-9_-]. */
-export function newKey() {
-  if (globalThis.crypto && crypto.randomUUID) return crypto.randomUUID().replace(/-/g, '');
-  const a = new Uint8Array(16);
-  crypto.getRandomValues(a);
-  return Array.from(a, (b) => b.toString(16).padStart(2, '0')).join('');
+function toBase64(bytes) {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+function fromBase64(text) {
+  const s = atob(text);
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
+
+// JSON carries bytes fields (audio chunks) as base64 strings (docs/protocol.md 1).
+export const jsonCodec = {
+  subprotocol: 'jansamvad.v1.json',
+  encode: (msg) => JSON.stringify(msg, (k, v) => (v instanceof Uint8Array ? toBase64(v) : v)),
+  decode: (data) => {
+    if (typeof data !== 'string') return null;
+    const msg = JSON.parse(data);
+    if (msg && msg.t === 'audio' && typeof msg.data === 'string') msg.data = fromBase64(msg.data);
+    return msg;
+  },
+};
+
+function loadScript(src) {
+  return new Promise((resolve, reject) => {
+    const script = document.createElement('script');
+    script.src = src;
+    script.onload = resolve;
+    script.onerror = () => {
+      script.remove();
+      reject(new Error(`cannot load ${src}`));
+    };
+    document.head.append(script);
+  });
+}
+
+let codecPromise = null;
+
+/** msgpack unless the page says ?enc=json. Rejects (and may be retried) while vendor/msgpack.min.js cannot load. */
+export function loadCodec(loc = location) {
+  if (!codecPromise) {
+    codecPromise = (async () => {
+      if (new URLSearchParams(loc.search).get('enc') === 'json') return jsonCodec;
+      if (!globalThis.MessagePack) await loadScript(VENDOR_MSGPACK);
+      if (!globalThis.MessagePack) throw new Error('MessagePack missing');
+      return msgpackCodec;
+    })();
+    codecPromise.catch(() => {
+      codecPromise = null;
+    });
+  }
+  return codecPromise;
 }
 
 /** WebSocket URL of the node that served this page. */
@@ -87,11 +127,14 @@ export class RequestError extends Error {
  *   onUnauthorized async () => token string | null: called on close 4001 (citizens join again); null stops
  *   outboxKey     localStorage key for the persistent outbox (citizens); omit for none
  *   resume        send last_seq on reconnect (default true)
+ *   lastSeq       the highest seq already applied (a page that restored its state from storage)
+ *   rate          {perSec, burst}: client-side pacing, kept under the node's per-connection limit
  *   codec, url    overrides for tests
  *
  * Events (conn.on(type, fn)): every node message type by its `t` ('welcome', 'snapshot', 'speech', ...),
  * plus 'state' (fn(state, detail)) with state one of 'connecting', 'live', 'reconnecting', 'offline',
- * and 'outbox' (fn(item, status, detail)) with status 'sending' | 'acked' | 'failed'.
+ * 'outbox' (fn(item, status, detail)) with status 'queued' | 'sending' | 'acked' | 'failed',
+ * and 'closed' (fn(code, reason)) when the client stops for good.
  * Stream events are delivered at most once and in seq order; older or repeated seqs are dropped.
  */
 export class Conn {
@@ -101,12 +144,13 @@ export class Conn {
     this.onUnauthorized = opts.onUnauthorized || null;
     this.outboxKey = opts.outboxKey || null;
     this.resume = opts.resume !== false;
-    this.codec = opts.codec || jsonCodec;
+    this.codec = opts.codec || null; // chosen on first connect (loadCodec)
     this.url = opts.url || wsUrl();
+    this.rate = opts.rate || { perSec: 4, burst: 12 };
     this.handlers = new Map();
     this.ws = null;
     this.state = 'offline';
-    this.lastSeq = null; // highest seq applied; null before the first snapshot/event
+    this.lastSeq = typeof opts.lastSeq === 'number' ? opts.lastSeq : null; // null before the first snapshot/event
     this.welcome = null;
     this.nextId = 1;
     this.pending = new Map(); // id -> {resolve, reject, msg, outboxKey}
@@ -118,16 +162,32 @@ export class Conn {
     this.timer = null;
     this.pingTimer = null;
     this.lastHeard = 0;
-    this.stopped = false;
+    this.stopped = true;
     this.welcomed = false;
+    this.tokens = this.rate.burst;
+    this.tokensAt = Date.now();
+    this.paced = []; // frames waiting for a token
+    this.paceTimer = null;
     this.onOnline = () => {
-      if (!this.stopped && this.timer) {
+      if (this.stopped) return;
+      this.attempt = 0;
+      if (!this.ws) {
         clearTimeout(this.timer);
-        this.timer = null;
         this._connect();
       }
     };
+    this.onOffline = () => {
+      // The phone says the network is gone: the socket is dead even if no close event came yet.
+      if (!this.stopped && this.ws) this._drop('no network');
+    };
+    this.onVisible = () => {
+      if (document.visibilityState !== 'visible' || this.stopped) return;
+      if (this.ws && this.welcomed && Date.now() - this.lastHeard > PING_EVERY_MS) this._sendRaw({ t: 'ping' });
+      if (!this.ws && this.timer) this.onOnline();
+    };
     globalThis.addEventListener?.('online', this.onOnline);
+    globalThis.addEventListener?.('offline', this.onOffline);
+    globalThis.document?.addEventListener('visibilitychange', this.onVisible);
   }
 
   on(type, fn) {
@@ -154,6 +214,7 @@ export class Conn {
   start() {
     this.stopped = false;
     this._setState('connecting');
+    for (const item of this.outbox) this._emit('outbox', item, 'queued');
     this._connect();
     return this;
   }
@@ -163,6 +224,7 @@ export class Conn {
     this.stopped = true;
     clearTimeout(this.timer);
     this._stopPing();
+    this._clearPaced();
     if (this.ws && this.ws.readyState === WebSocket.OPEN) {
       try {
         this.ws.send(this.codec.encode({ t: 'leave' }));
@@ -171,13 +233,19 @@ export class Conn {
       }
       this.ws.close(1000);
     }
+    this.ws = null;
+    this.welcomed = false;
     this._failPending('disconnected');
     this._setState('offline', reason);
   }
 
   async _connect() {
     this.timer = null;
-    if (this.stopped) return;
+    if (this.stopped || this.ws) return;
+    if (globalThis.navigator && navigator.onLine === false) {
+      this._retryLater('no network');
+      return;
+    }
     let token;
     try {
       token = await this.getToken();
@@ -185,6 +253,15 @@ export class Conn {
       this._retryLater(`no token: ${e.message || e}`);
       return;
     }
+    if (!this.codec) {
+      try {
+        this.codec = await loadCodec();
+      } catch (e) {
+        this._retryLater(String(e.message || e));
+        return;
+      }
+    }
+    if (this.stopped || this.ws) return;
     if (!token) {
       this._halt('no token');
       return;
@@ -196,10 +273,11 @@ export class Conn {
       this._retryLater(String(e));
       return;
     }
-    ws.binaryType = this.codec.binaryType;
+    ws.binaryType = 'arraybuffer';
     this.ws = ws;
     this.welcomed = false;
     ws.onopen = () => {
+      if (ws !== this.ws) return;
       if (ws.protocol && ws.protocol !== this.codec.subprotocol) {
         console.warn('node chose subprotocol', ws.protocol);
       }
@@ -224,15 +302,22 @@ export class Conn {
     };
     ws.onclose = (ev) => {
       if (ws !== this.ws) return;
-      this.ws = null;
-      this.welcomed = false;
-      this._stopPing();
-      this._failPending('disconnected');
+      this._lost();
       this._onClose(ev.code, ev.reason);
     };
     ws.onerror = () => {
       /* a close event always follows */
     };
+  }
+
+  /** Bookkeeping when the current socket is gone: pending requests fail, outbox items wait for the next socket. */
+  _lost() {
+    this.ws = null;
+    this.welcomed = false;
+    this._stopPing();
+    this._clearPaced();
+    this._failPending('disconnected');
+    for (const item of this.outbox) this._emit('outbox', item, 'queued');
   }
 
   async _onClose(code, reason) {
@@ -258,20 +343,16 @@ export class Conn {
         this._retryLater('new token', 0);
         return;
       }
-      this._halt(CLOSE_REASONS[4001], code);
+      this._halt(reason, code);
       return;
     }
     if (RECONNECT_CODES.has(code)) {
-      let delay;
-      if (after != null) {
-        // The node said `reconnect {after_ms}` before closing (the spec says with 1012; honour it on any
-        // reconnectable code): wait that long plus a little jitter instead of the usual backoff.
-        delay = after + Math.random() * 1000;
-      }
+      // The node said `reconnect {after_ms}` before closing: wait that long plus jitter instead of the usual backoff.
+      const delay = after != null ? after + Math.random() * 1000 : undefined;
       this._retryLater(reason || `closed ${code}`, delay);
       return;
     }
-    this._halt(CLOSE_REASONS[code] || reason || `closed (${code})`, code);
+    this._halt(reason, code);
   }
 
   _halt(reason, code) {
@@ -281,14 +362,16 @@ export class Conn {
     this._emit('closed', code, reason);
   }
 
+  /** Exponential backoff with full jitter: a random wait in [0, min(cap, base * 2^attempt)). */
+  backoffDelay() {
+    const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** this.attempt);
+    this.attempt = Math.min(this.attempt + 1, 16);
+    return Math.random() * ceiling;
+  }
+
   _retryLater(why, delay) {
     if (this.stopped) return;
-    if (delay === undefined) {
-      // exponential backoff with full jitter
-      const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** this.attempt);
-      delay = Math.random() * ceiling;
-      this.attempt = Math.min(this.attempt + 1, 16);
-    }
+    if (delay === undefined) delay = this.backoffDelay();
     // Without a network the indicator says offline; the retry still runs, and the 'online' event hurries it.
     if (globalThis.navigator && navigator.onLine === false) this._setState('offline', 'no network');
     else this._setState('reconnecting', why);
@@ -301,8 +384,7 @@ export class Conn {
     this.pingTimer = setInterval(() => {
       if (!this.ws) return;
       if (Date.now() - this.lastHeard > SILENCE_LIMIT_MS) {
-        // The socket looks dead (no close event yet): drop it and reconnect.
-        this._drop('no answer from node');
+        this._drop('no answer from node'); // the socket looks dead (no close event yet): reconnect
         return;
       }
       if (this.welcomed) this._sendRaw({ t: 'ping' });
@@ -312,10 +394,7 @@ export class Conn {
   /** Abandon the current socket (without waiting for its close event) and reconnect with backoff. */
   _drop(why) {
     const ws = this.ws;
-    this.ws = null;
-    this.welcomed = false;
-    this._stopPing();
-    this._failPending('disconnected');
+    this._lost();
     try {
       ws?.close(1000);
     } catch {
@@ -333,6 +412,39 @@ export class Conn {
     if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
     this.ws.send(this.codec.encode(msg));
     return true;
+  }
+
+  // ---- pacing: a token bucket below the node's limit (citizens: 5/s, burst 20), so a burst of queued actions
+  // after a reconnect is spread out instead of being answered with rate_limited (which counts towards max_errors).
+
+  _paced(msg, onSent) {
+    this.paced.push({ msg, onSent });
+    this._pump();
+  }
+
+  _pump() {
+    const now = Date.now();
+    this.tokens = Math.min(this.rate.burst, this.tokens + ((now - this.tokensAt) / 1000) * this.rate.perSec);
+    this.tokensAt = now;
+    while (this.paced.length && this.tokens >= 1) {
+      const { msg, onSent } = this.paced.shift();
+      if (!this._sendRaw(msg)) continue;
+      this.tokens -= 1;
+      onSent?.();
+    }
+    if (this.paced.length && !this.paceTimer) {
+      const wait = ((1 - this.tokens) / this.rate.perSec) * 1000;
+      this.paceTimer = setTimeout(() => {
+        this.paceTimer = null;
+        this._pump();
+      }, Math.max(10, wait));
+    }
+  }
+
+  _clearPaced() {
+    this.paced = [];
+    clearTimeout(this.paceTimer);
+    this.paceTimer = null;
   }
 
   _failPending(code) {
@@ -397,32 +509,40 @@ export class Conn {
     const id = this.nextId++;
     const full = { ...msg, id };
     return new Promise((resolve, reject) => {
-      if (!this.welcomed || !this._sendRaw(full)) {
+      if (!this.welcomed) {
         reject(new RequestError({ code: 'disconnected', msg: 'not connected' }));
         return;
       }
       this.pending.set(id, { resolve, reject, msg: full });
+      this._paced(full);
     });
   }
 
-  /** Fire and forget (react, ping). */
-  send(msg) {
-    return this.welcomed && this._sendRaw(msg);
+  /** Fire and forget (react, audio). False when not connected. */
+  send(msg, { paced = true } = {}) {
+    if (!this.welcomed) return false;
+    if (paced) this._paced(msg);
+    else return this._sendRaw(msg);
+    return true;
+  }
+
+  /** Frames handed to the socket but not yet written (bytes); a sender of audio skips chunks when this grows. */
+  buffered() {
+    return this.ws ? this.ws.bufferedAmount : 0;
   }
 
   // ---- outbox: citizen actions that must not be lost or doubled ----
 
   /**
-   * Queue an action with an idempotency key; it is kept (in localStorage when outboxKey is set)
-   * until acked, and resent with the same key after every reconnect.
-   * Returns the outbox item ({key, msg, ts}).
+   * Queue an action with an idempotency key; it is kept (in localStorage when outboxKey is set) until acked, and
+   * resent with the same key after every reconnect. Returns the outbox item ({key, msg, ts}).
    */
   enqueue(msg) {
     const key = msg.key || newKey();
     const item = { key, msg: { ...msg, key }, ts: Date.now() };
     this.outbox.push(item);
     this._saveOutbox();
-    this._emit('outbox', item, 'sending');
+    this._emit('outbox', item, 'queued');
     this._sendOutboxItem(item);
     return item;
   }
@@ -440,11 +560,11 @@ export class Conn {
   }
 
   _sendOutboxItem(item) {
-    if (!this.welcomed) return;
+    if (!this.welcomed || !this.outbox.includes(item)) return;
     for (const p of this.pending.values()) if (p.outboxKey === item.key) return; // in flight
     const id = this.nextId++;
-    if (!this._sendRaw({ ...item.msg, id })) return;
     this.pending.set(id, { resolve() {}, reject() {}, msg: item.msg, outboxKey: item.key });
+    this._paced({ ...item.msg, id }, () => this._emit('outbox', item, 'sending'));
   }
 
   _settleOutbox(key, msg) {
@@ -453,7 +573,7 @@ export class Conn {
     if (msg.t === 'error' && RETRY_ERRORS.has(msg.code)) {
       const wait = (msg.retry_ms || 2000) + Math.random() * 500;
       setTimeout(() => this._sendOutboxItem(item), wait);
-      this._emit('outbox', item, 'sending', msg);
+      this._emit('outbox', item, 'queued', msg);
       return;
     }
     this.outbox = this.outbox.filter((i) => i.key !== key);

@@ -1,78 +1,121 @@
-// Leader page: /leader.html?th=<id>#token=<leader token>
-import { $, el, showNotice } from './ui.js';
+// Leader console: /leader.html?th=<id>#token=<leader token>
+// Go live / end, speech segments (typed, pasted or dictated), push-to-talk audio, announcements, the approved
+// questions by votes (answer, pin), and audience figures.
+import { Broadcaster } from './audio.js';
+import { getLang, num, onLang, t } from './i18n.js';
 import { startStaff } from './staff.js';
+import { $, button, el } from './ui.js';
 
-function onStatus(status) {
+const SPEECH_MAX = 2000;
+const REACTION_EMOJI = { clap: '👏', heart: '❤️', thumbs_up: '👍', laugh: '😂', sad: '😢' };
+
+let page = null;
+let status = '';
+let mic = null;
+
+function onStatus(s) {
+  status = s;
   // Offer only what applies: go live from scheduled, end while not ended, speak while live.
-  $('#go-live').disabled = status !== 'scheduled';
-  $('#end').disabled = status === 'ended';
-  for (const id of ['#speech-send', '#announce-send']) $(id).disabled = status !== 'live';
+  $('#go-live').disabled = s !== 'scheduled';
+  $('#end').disabled = s === 'ended' || !s;
+  const live = s === 'live';
+  for (const id of ['#speech-send', '#announce-send', '#mic', '#stt']) $(id).disabled = !live;
+  if (!live && mic && mic.live) stopMic();
 }
 
-const page = startStaff('leader', {
+page = startStaff('leader', {
   onStatus,
   actions: (q, act) => {
+    const m = (action) => (e) => act({ t: 'moderate', qid: q.qid, action }, e.currentTarget);
     const out = [];
-    if (q.state === 'approved') {
-      out.push(
-        el(
-          'button',
-          { type: 'button', class: 'answer', onclick: (e) => act({ t: 'moderate', qid: q.qid, action: 'answer' }, e.currentTarget) },
-          '✔ उत्तर दिया ',
-          el('small', { class: 'en', text: '(Answered)' }),
-        ),
-      );
-    }
-    const action = q.pinned ? 'unpin' : 'pin';
-    out.push(
-      el(
-        'button',
-        { type: 'button', class: action, onclick: (e) => act({ t: 'moderate', qid: q.qid, action }, e.currentTarget) },
-        q.pinned ? 'अनपिन ' : '★ पिन ',
-        el('small', { class: 'en', text: q.pinned ? '(Unpin)' : '(Pin)' }),
-      ),
-    );
+    if (q.state === 'approved') out.push(button('answer ok', 'mark_answered', m('answer'), 'check'));
+    out.push(q.pinned ? button('unpin', 'unpin', m('unpin'), 'pin') : button('pin', 'pin', m('pin'), 'pin'));
     return out;
   },
 });
 
+/** Long pasted text becomes several segments, cut at sentence ends (। . ? !) where possible. */
+export function segments(text, max = SPEECH_MAX) {
+  const out = [];
+  let rest = text.trim();
+  while (rest.length > max) {
+    const window = rest.slice(0, max);
+    let cut = Math.max(...['।', '.', '?', '!', '\n'].map((c) => window.lastIndexOf(c)));
+    if (cut < max / 2) cut = window.lastIndexOf(' ');
+    if (cut < max / 2) cut = max - 1;
+    out.push(rest.slice(0, cut + 1).trim());
+    rest = rest.slice(cut + 1).trim();
+  }
+  if (rest) out.push(rest);
+  return out;
+}
+
+function stopMic() {
+  mic?.stop();
+  renderMic();
+}
+
+function renderMic() {
+  const btn = $('#mic');
+  const on = !!mic && mic.live;
+  btn.setAttribute('aria-pressed', String(on));
+  const label = $('span[data-i18n]', btn);
+  label.dataset.i18n = on ? 'mic_stop' : 'mic_start';
+  label.textContent = t(label.dataset.i18n);
+  const st = $('#mic-state');
+  st.classList.toggle('live', on);
+  $('b', st).dataset.i18n = on ? 'mic_live' : 'mic_idle';
+  $('b', st).textContent = t(on ? 'mic_live' : 'mic_idle');
+  $('#mic-stats').textContent = mic && mic.chunks ? t('mic_stats', { chunks: num(mic.chunks), kb: num(Math.round(mic.bytes / 1024)) }) : '';
+  btn.dataset.chunks = String(mic ? mic.chunks : 0);
+}
+
 if (page) {
-  const { conn, act, notice } = page;
+  const { conn, act, header } = page;
 
   $('#go-live').addEventListener('click', async (e) => {
-    if (await act({ t: 'go_live' }, e.currentTarget)) showNotice(notice, '');
+    if (await act({ t: 'go_live' }, e.currentTarget)) header.say('');
   });
 
-  // End needs a second click within 4 s (no blocking confirm() dialog).
+  // End needs a second press within 4 s (no blocking confirm() dialog).
   let armed = null;
   const endBtn = $('#end');
-  const endLabel = [...endBtn.childNodes];
-  const restoreEnd = () => endBtn.replaceChildren(...endLabel.map((n) => n.cloneNode(true)));
-  endBtn.addEventListener('click', async () => {
-    if (!armed) {
-      endBtn.textContent = 'पक्का? फिर दबाएँ (Sure? Click again)';
-      armed = setTimeout(() => {
-        armed = null;
-        restoreEnd();
-      }, 4000);
-      return;
-    }
+  const endLabel = $('span', endBtn);
+  const disarm = () => {
     clearTimeout(armed);
     armed = null;
-    restoreEnd();
+    endBtn.classList.remove('armed');
+    endLabel.dataset.i18n = 'end';
+    endLabel.textContent = t('end');
+  };
+  endBtn.addEventListener('click', async () => {
+    if (!armed) {
+      endBtn.classList.add('armed');
+      endLabel.dataset.i18n = 'end_confirm';
+      endLabel.textContent = t('end_confirm');
+      armed = setTimeout(disarm, 4000);
+      return;
+    }
+    disarm();
+    stopMic();
     await act({ t: 'end' }, endBtn);
   });
 
   async function sendText(kind, input, stateEl) {
     const text = input.value.trim();
     if (!text) return;
-    stateEl.textContent = 'भेजा जा रहा है… (sending…)';
-    const ack = await act({ t: kind, text }, null);
+    stateEl.textContent = t('sending');
+    const parts = kind === 'speech' ? segments(text) : [text];
+    let ack = null;
+    for (const part of parts) {
+      ack = await act({ t: kind, text: part }, null);
+      if (!ack) break;
+    }
     if (ack) {
       input.value = '';
-      stateEl.textContent = `✓ भेजा गया (sent) #${ack.seq ?? ''}`;
+      stateEl.textContent = t('sent', { seq: ack.seq ?? '' });
     } else {
-      stateEl.textContent = 'नहीं भेजा गया (not sent)';
+      stateEl.textContent = t('not_sent', { why: header.notice.vars?.why || '' });
     }
   }
 
@@ -89,6 +132,130 @@ if (page) {
   $('#announce-form').addEventListener('submit', (e) => {
     e.preventDefault();
     sendText('announce', $('#announce-text'), $('#announce-state'));
+  });
+
+  // ---- push-to-talk: hold the button to talk, or tap once to switch on and again to switch off.
+  const micBtn = $('#mic');
+  if (!Broadcaster.supported()) {
+    micBtn.hidden = true;
+    $('#mic-hint').dataset.i18n = 'mic_unsupported';
+    $('#mic-hint').textContent = t('mic_unsupported');
+  } else {
+    mic = new Broadcaster(conn, { onChange: renderMic });
+    let pressedAt = 0;
+    let startedByPress = false;
+    const startMic = async () => {
+      if (status !== 'live') {
+        header.say('mic_needs_live', null, 'error');
+        return;
+      }
+      try {
+        await mic.start();
+      } catch (err) {
+        header.say('mic_denied', { why: err.message || err.name }, 'error');
+      }
+      renderMic();
+    };
+    micBtn.addEventListener('pointerdown', (e) => {
+      if (e.button !== 0 || micBtn.disabled) return;
+      pressedAt = Date.now();
+      startedByPress = !mic.live;
+      if (startedByPress) startMic();
+    });
+    micBtn.addEventListener('pointerup', () => {
+      if (!pressedAt) return;
+      const held = Date.now() - pressedAt;
+      pressedAt = 0;
+      if (startedByPress ? held > 600 : true) stopMic(); // a long hold ends on release; a tap on a live mic stops it
+    });
+    micBtn.addEventListener('click', (e) => {
+      if (e.detail !== 0) return; // pointer clicks are handled above; this is the keyboard (Enter / Space)
+      if (mic.live) stopMic();
+      else startMic();
+    });
+    renderMic();
+  }
+
+  // ---- dictation with the Web Speech API where the browser has it: interim results go out as final: false.
+  const Recognition = globalThis.SpeechRecognition || globalThis.webkitSpeechRecognition;
+  const stt = $('#stt');
+  if (Recognition) {
+    stt.hidden = false;
+    let rec = null;
+    let lastInterim = 0;
+    const label = $('span', stt);
+    const setStt = (on) => {
+      stt.setAttribute('aria-pressed', String(on));
+      label.dataset.i18n = on ? 'stt_stop' : 'stt_start';
+      label.textContent = t(label.dataset.i18n);
+    };
+    stt.addEventListener('click', () => {
+      if (rec) {
+        rec.stop();
+        return;
+      }
+      rec = new Recognition();
+      rec.lang = getLang() === 'en' ? 'en-IN' : 'hi-IN';
+      rec.continuous = true;
+      rec.interimResults = true;
+      rec.onresult = (ev) => {
+        for (let i = ev.resultIndex; i < ev.results.length; i++) {
+          const r = ev.results[i];
+          const text = r[0].transcript.trim();
+          if (!text || status !== 'live') continue;
+          if (r.isFinal) conn.request({ t: 'speech', text: text.slice(0, SPEECH_MAX), final: true }).catch(() => {});
+          else if (Date.now() - lastInterim > 1000) {
+            lastInterim = Date.now();
+            conn.request({ t: 'speech', text: text.slice(0, SPEECH_MAX), final: false }).catch(() => {});
+          }
+        }
+      };
+      rec.onerror = (ev) => header.say('stt_error', { why: ev.error }, 'error');
+      rec.onend = () => {
+        rec = null;
+        setStt(false);
+      };
+      rec.start();
+      setStt(true);
+    });
+  }
+
+  // ---- audience figures: viewers, approved questions per minute, reactions by kind.
+  const seenQ = new Map(); // qid -> when it first became public here
+  let reactTotals = {};
+  const rateWindowMs = 60_000;
+  function renderFigures() {
+    const now = Date.now();
+    let qpm = 0;
+    for (const ts of seenQ.values()) if (now - ts < rateWindowMs) qpm += 1;
+    $('#fig-qpm').textContent = num(qpm);
+    const total = Object.values(reactTotals).reduce((a, b) => a + b, 0);
+    $('#fig-reactions').textContent = num(total);
+    $('#react-totals').replaceChildren(
+      ...Object.entries(REACTION_EMOJI).map(([kind, emoji]) =>
+        el('span', { title: t(`react.${kind}`), dataset: { kind } }, `${emoji} ${num(reactTotals[kind] || 0)}`),
+      ),
+    );
+  }
+  conn
+    .on('viewers', (ev) => ($('#fig-viewers').textContent = num(ev.n)))
+    .on('snapshot', (s) => {
+      if (typeof s.viewers === 'number') $('#fig-viewers').textContent = num(s.viewers);
+      for (const q of s.questions || []) seenQ.set(q.qid, 0);
+    })
+    .on('question', (ev) => {
+      if (!seenQ.has(ev.q.qid)) seenQ.set(ev.q.qid, Date.now());
+      renderFigures();
+    })
+    .on('reactions', (ev) => {
+      reactTotals = { ...reactTotals, ...ev.c };
+      renderFigures();
+    });
+  setInterval(renderFigures, 5000);
+  renderFigures();
+  onLang(() => {
+    renderFigures();
+    renderMic();
   });
 
   conn.start();

@@ -1,76 +1,244 @@
-// Moderator page: /moderator.html?th=<id>#token=<moderator token>
-import { $, el } from './ui.js';
+// Moderator console: /moderator.html?th=<id>#token=<moderator token>
+// The live queue of pending questions (newest, oldest or most-voted first), approve / reject / pin, keyboard
+// shortcuts, bulk actions, flags, and a log of every decision (queue_update) by anyone.
+import { num, onLang, t } from './i18n.js';
 import { startStaff } from './staff.js';
+import { $, button, el, timeOf } from './ui.js';
 
-function button(cls, hi, en, onclick) {
-  return el('button', { type: 'button', class: cls, onclick }, hi + ' ', el('small', { class: 'en', text: `(${en})` }));
-}
-
-// Queue changes (queue_add / queue_update) are not stream events and are not replayed on resume, so this page
-// always asks for a fresh snapshot (with the queue) when it reconnects.
+// Queue changes (queue_add / queue_update) are not stream events and are not replayed on resume, so this page asks
+// for a fresh snapshot (with the queue) whenever it reconnects.
 const page = startStaff('moderator', {
   resume: false,
   actions: (q, act) => {
     const m = (action) => (e) => act({ t: 'moderate', qid: q.qid, action }, e.currentTarget);
     const out = [];
-    if (q.state === 'approved') out.push(button('answer', '✔ उत्तर दिया', 'Answered', m('answer')));
-    out.push(q.pinned ? button('unpin', 'अनपिन', 'Unpin', m('unpin')) : button('pin', '★ पिन', 'Pin', m('pin')));
-    if (q.state === 'approved') out.push(button('reject', 'हटाएँ', 'Withdraw', m('reject')));
+    if (q.state === 'approved') out.push(button('answer ok', 'mark_answered', m('answer'), 'check'));
+    out.push(q.pinned ? button('unpin', 'unpin', m('unpin'), 'pin') : button('pin', 'pin', m('pin'), 'pin'));
+    if (q.state === 'approved') out.push(button('reject danger', 'withdraw', m('reject')));
     return out;
   },
 });
 
 if (page) {
   const { conn, act } = page;
-  const queue = new Map();
+  const queue = new Map(); // qid -> pending question (with sub, flags)
+  const known = new Map(); // qid -> {text, state, pinned}: what a decision in the log refers to
+  const selected = new Set();
+  const log = [];
+  let current = null; // qid of the keyboard cursor
+  let sort = localStorage.getItem('jansamvad.mod.sort') || 'newest';
   const list = $('#queue');
 
-  function renderQueue() {
-    const items = [...queue.values()].sort((a, b) => (a.ts || 0) - (b.ts || 0));
-    list.replaceChildren(
-      ...items.map((q) => {
-        const m = (action) => (e) => act({ t: 'moderate', qid: q.qid, action }, e.currentTarget);
-        const who = [q.name, q.region].filter(Boolean).join(' · ');
-        const flags = Array.isArray(q.flags) && q.flags.length ? q.flags.join(', ') : '';
-        return el(
-          'li',
-          { class: 'question pending', dataset: { qid: q.qid } },
-          el('p', { class: 'qtext', text: q.text }),
-          el(
-            'div',
-            { class: 'qmeta' },
-            el('span', { class: 'who', text: who }),
-            flags ? el('span', { class: 'badge flags', text: `⚠ ${flags}` }) : null,
-          ),
-          el(
-            'div',
-            { class: 'qactions' },
-            button('approve primary', '✔ स्वीकारें', 'Approve', m('approve')),
-            button('reject danger', '✖ अस्वीकारें', 'Reject', m('reject')),
-          ),
-        );
-      }),
+  const remember = (q) => known.set(q.qid, { text: q.text, state: q.state, pinned: !!q.pinned });
+
+  function ordered() {
+    const items = [...queue.values()];
+    if (sort === 'votes') items.sort((a, b) => (b.votes || 0) - (a.votes || 0) || (b.ts || 0) - (a.ts || 0));
+    else if (sort === 'oldest') items.sort((a, b) => (a.ts || 0) - (b.ts || 0));
+    else items.sort((a, b) => (b.ts || 0) - (a.ts || 0));
+    return items;
+  }
+
+  async function decide(qid, action, btn) {
+    const msg = { t: 'moderate', qid, action };
+    const reason = $('#reason').value.trim();
+    if (action === 'reject' && reason) msg.reason = reason;
+    const ack = await act(msg, btn);
+    if (ack && ack.state && ack.state !== 'pending') {
+      queue.delete(qid);
+      selected.delete(qid);
+      renderQueue();
+    }
+    return ack;
+  }
+
+  async function approvePin(qid, btn) {
+    if (await decide(qid, 'approve', btn)) await act({ t: 'moderate', qid, action: 'pin' }, btn);
+  }
+
+  function row(q) {
+    const who = [q.name, q.region].filter(Boolean).join(' · ');
+    const flags = Array.isArray(q.flags) ? q.flags : [];
+    const cls = `question pending${selected.has(q.qid) ? ' sel' : ''}${current === q.qid ? ' cur' : ''}`;
+    const pick = el('input', {
+      type: 'checkbox',
+      class: 'pick',
+      'aria-label': `${t('select_one')}: ${q.text.slice(0, 60)}`,
+      checked: selected.has(q.qid) ? true : null,
+    });
+    pick.addEventListener('change', () => toggle(q.qid, pick.checked));
+    const li = el(
+      'li',
+      { class: cls, dataset: { qid: q.qid }, tabindex: '-1' },
+      pick,
+      el(
+        'div',
+        { class: 'qbody' },
+        // Auto-filter flags: the node sends an empty list today; whatever it adds later shows here.
+        flags.length ? el('div', { class: 'badges' }, el('span', { class: 'badge flags', text: `⚠ ${t('flags')}: ${flags.join(', ')}` })) : null,
+        el('p', { class: 'qtext', text: q.text }),
+        el(
+          'p',
+          { class: 'qmeta' },
+          el('span', { class: 'who', text: who }),
+          el('time', { text: timeOf(q.ts) }),
+          q.votes ? el('span', { text: t('votes', { n: num(q.votes) }) }) : null,
+        ),
+        el(
+          'div',
+          { class: 'qactions' },
+          button('approve ok', 'approve', (e) => decide(q.qid, 'approve', e.currentTarget), 'check'),
+          button('reject danger', 'reject', (e) => decide(q.qid, 'reject', e.currentTarget)),
+          button('approve-pin', 'approve_pin', (e) => approvePin(q.qid, e.currentTarget), 'pin'),
+          // TODO(protocol): time out / ban the author (q.sub). Protocol v1 has no such action; enable these and send
+          // the new message once it exists.
+          el('button', { type: 'button', class: 'timeout', disabled: true, title: t('not_yet') }, el('span', { text: t('timeout') })),
+          el('button', { type: 'button', class: 'ban', disabled: true, title: t('not_yet') }, el('span', { text: t('ban') })),
+        ),
+      ),
     );
-    $('#queue-count').textContent = String(items.length);
+    li.addEventListener('click', (e) => {
+      if (e.target.closest('button, input')) return;
+      current = q.qid;
+      renderQueue();
+    });
+    return li;
+  }
+
+  function renderQueue(focus = false) {
+    const items = ordered();
+    if (current && !queue.has(current)) current = null;
+    list.replaceChildren(...items.map(row));
+    $('#queue-count').textContent = items.length ? num(items.length) : '';
     $('#queue-empty').hidden = items.length > 0;
+    for (const qid of selected) if (!queue.has(qid)) selected.delete(qid);
+    $('#selected-count').textContent = selected.size ? t('selected', { n: num(selected.size) }) : '';
+    $('#approve-selected').disabled = $('#reject-selected').disabled = selected.size === 0;
+    const all = $('#select-all');
+    all.checked = items.length > 0 && selected.size === items.length;
+    all.indeterminate = selected.size > 0 && selected.size < items.length;
+    if (focus && current) {
+      const li = list.querySelector(`li[data-qid="${CSS.escape(current)}"]`);
+      li?.focus();
+      li?.scrollIntoView({ block: 'nearest' });
+    }
+  }
+
+  function toggle(qid, on) {
+    if (on) selected.add(qid);
+    else selected.delete(qid);
+    renderQueue();
+  }
+
+  async function bulk(action) {
+    const qids = ordered()
+      .map((q) => q.qid)
+      .filter((qid) => selected.has(qid));
+    await Promise.all(qids.map((qid) => decide(qid, action, null)));
+  }
+
+  $('#select-all').addEventListener('change', (e) => {
+    selected.clear();
+    if (e.target.checked) for (const qid of queue.keys()) selected.add(qid);
+    renderQueue();
+  });
+  $('#approve-selected').addEventListener('click', () => bulk('approve'));
+  $('#reject-selected').addEventListener('click', () => bulk('reject'));
+  const sortSel = $('#sort');
+  sortSel.value = sort;
+  sortSel.addEventListener('change', () => {
+    sort = sortSel.value;
+    localStorage.setItem('jansamvad.mod.sort', sort);
+    renderQueue();
+  });
+
+  // Keyboard: j/k move, a approve, r reject, p approve and pin, x select. Not while typing in a field.
+  document.addEventListener('keydown', (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    const tag = e.target.tagName;
+    if ((tag === 'INPUT' && e.target.type !== 'checkbox') || tag === 'TEXTAREA' || tag === 'SELECT') return;
+    const items = ordered();
+    if (!items.length) return;
+    let i = items.findIndex((q) => q.qid === current);
+    const key = e.key.toLowerCase();
+    if (key === 'j' || key === 'k') {
+      i = i < 0 ? 0 : Math.max(0, Math.min(items.length - 1, i + (key === 'j' ? 1 : -1)));
+      current = items[i].qid;
+      renderQueue(true);
+    } else if (i >= 0 && (key === 'a' || key === 'r' || key === 'p' || key === 'x')) {
+      const qid = current;
+      const next = items[i + 1] || items[i - 1];
+      if (key === 'x') {
+        toggle(qid, !selected.has(qid));
+        return;
+      }
+      current = next ? next.qid : null; // the cursor moves on to the next question
+      if (key === 'a') decide(qid, 'approve', null);
+      else if (key === 'r') decide(qid, 'reject', null);
+      else approvePin(qid, null);
+      renderQueue(true);
+    } else return;
+    e.preventDefault();
+  });
+
+  // ---- the decision log
+  function renderLog() {
+    $('#log-empty').hidden = log.length > 0;
+    $('#log').replaceChildren(
+      ...log.map((d) =>
+        el(
+          'li',
+          { dataset: { qid: d.qid, action: d.action } },
+          el('time', { text: timeOf(d.ts) }),
+          el('span', { class: 'who', text: d.by === page.state.me ? t('log_you') : d.by }),
+          ' · ',
+          el('span', { class: `act ${d.action}`, text: t(`act.${d.action}`) }),
+          d.reason ? el('span', { class: 'note', text: ` — ${d.reason}` }) : null,
+          el('span', { class: 'ltext', text: d.text || d.qid }),
+        ),
+      ),
+    );
   }
 
   conn
     .on('snapshot', (s) => {
       queue.clear();
-      for (const q of s.queue || []) queue.set(q.qid, q);
+      for (const q of s.queue || []) {
+        queue.set(q.qid, q);
+        remember(q);
+      }
+      for (const q of s.questions || []) remember(q);
       renderQueue();
     })
     .on('queue_add', (ev) => {
-      if (ev.q && ev.q.state === 'pending') queue.set(ev.q.qid, ev.q);
+      if (ev.q && ev.q.state === 'pending') {
+        queue.set(ev.q.qid, ev.q);
+        remember(ev.q);
+      }
       renderQueue();
     })
+    .on('question', (ev) => remember(ev.q))
     .on('queue_update', (ev) => {
-      if (ev.state === 'pending') return;
-      queue.delete(ev.qid);
-      renderQueue();
+      const before = known.get(ev.qid) || { text: '', state: 'pending', pinned: false };
+      let action = null;
+      if (ev.state !== before.state) action = { approved: 'approve', rejected: 'reject', answered: 'answer' }[ev.state];
+      else if (!!ev.pinned !== before.pinned) action = ev.pinned ? 'pin' : 'unpin';
+      known.set(ev.qid, { text: before.text, state: ev.state, pinned: !!ev.pinned });
+      if (action) {
+        log.unshift({ ts: Date.now(), qid: ev.qid, action, by: ev.by, reason: ev.reason, text: before.text });
+        if (log.length > 200) log.pop();
+        renderLog();
+      }
+      if (ev.state !== 'pending' && queue.delete(ev.qid)) renderQueue();
     });
+  // TODO(protocol): claims. When moderators can claim a question (so two do not decide the same one), show the
+  // claimer on each row and skip claimed rows in j/k; protocol v1 has no claim message.
 
+  onLang(() => {
+    renderQueue();
+    renderLog();
+  });
   renderQueue();
+  renderLog();
   conn.start();
 }

@@ -1,35 +1,34 @@
-// Shared start-up of the leader and moderator pages: token from the URL fragment, the connection, the header.
+// Shared start-up of the leader and moderator consoles: token from the URL fragment, the connection, the header,
+// the public questions and the speech stream.
 import { Conn } from './conn.js';
-import { $, params, QuestionsView, showConn, showNotice, showStatus, showViewers, SpeechView } from './ui.js';
+import { t } from './i18n.js';
+import { $, closeReason, Header, params, QuestionsView, SpeechView } from './ui.js';
 
 /**
- * Start a staff page. Returns {conn, questions, speech, notice, act(msg, button)}.
+ * Start a staff page. Returns {conn, header, questions, speech, act, state} or null when the link is incomplete.
  * `actions(q, act)` gives the buttons of a public question row.
  */
 export function startStaff(role, { actions, resume = true, onStatus = () => {} } = {}) {
+  const header = new Header();
   const { th } = params();
   const token = staffToken(role, th);
-  const notice = $('#notice');
-  const speech = new SpeechView($('#speech'));
-  const state = { status: '' };
-
-  showConn($('#conn'), 'offline');
+  const state = { status: '', me: '' };
   if (!th || !token) {
-    showNotice(notice, `लिंक अधूरा है (The link needs ?th=… and #token=…).`, 'error');
+    header.say('staff_link', null, 'error');
     return null;
   }
 
-  const conn = new Conn({ th, getToken: async () => token, resume });
+  const conn = new Conn({ th, getToken: async () => token, resume, rate: { perSec: 40, burst: 150 } });
+  const speech = new SpeechView($('#speech'), { empty: $('#speech-empty') });
 
-  /** Send a request from a button: disable it while in flight, show errors in the notice. */
+  /** Send a request from a button: disable it while in flight, show errors in the notice. Resolves to the ack. */
   async function act(msg, button) {
     if (button) button.disabled = true;
     try {
-      const ack = await conn.request(msg);
-      return ack;
+      return await conn.request(msg);
     } catch (err) {
-      showNotice(notice, `${msg.t}${msg.action ? ' ' + msg.action : ''}: ${err.message}`, 'error');
-      delete notice.dataset.source;
+      const what = msg.action ? `${msg.t} ${msg.action}` : msg.t;
+      header.say('request_failed', { what, why: err.message }, 'error');
       return null;
     } finally {
       if (button) button.disabled = false;
@@ -39,54 +38,51 @@ export function startStaff(role, { actions, resume = true, onStatus = () => {} }
 
   const questions = new QuestionsView($('#questions'), {
     empty: $('#questions-empty'),
+    count: $('#q-count'),
     actions: (q) => actions(q, act),
   });
 
   function setStatus(s) {
     state.status = s || state.status;
-    showStatus($('#status'), state.status);
+    header.setStatus(state.status);
     document.body.dataset.status = state.status;
     onStatus(state.status);
   }
 
   conn
-    .on('state', (st, detail) => {
-      showConn($('#conn'), st, detail);
-      if (st === 'offline' && state.status === 'ended') {
-        showNotice(notice, 'यह जनसंवाद समाप्त हो गया है। (This town hall has ended.)', 'info');
-      } else if (st === 'offline' && detail && detail !== 'no network') {
-        showNotice(notice, `कनेक्शन बंद (Disconnected): ${detail}`, 'error');
-        notice.dataset.source = 'conn';
-      }
-      if (st === 'live' && notice.dataset.source === 'conn') {
-        showNotice(notice, '');
-        delete notice.dataset.source;
-      }
+    .on('state', (st) => {
+      header.setConn(st);
+      if (st === 'live' && header.notice.kind === 'error' && header.notice.key === 'disconnected') header.say('');
+    })
+    .on('closed', (code) => {
+      if (code === 4005) {
+        setStatus('ended');
+        header.say('ended');
+      } else header.say('disconnected', { why: closeReason(code) }, 'error');
     })
     .on('welcome', (w) => {
+      state.me = w.sub;
       if (w.title) {
         $('#title').textContent = w.title;
-        document.title = `${w.title} · ${role}`;
+        document.title = `${w.title} · ${t(`role_${role}`)}`;
       }
-      if (w.role && w.role !== role && w.role !== 'admin') {
-        showNotice(notice, `This link is for role ${w.role}, not ${role}.`, 'error');
-      }
+      if (w.role && w.role !== role && w.role !== 'admin') header.say('wrong_role', { role: w.role }, 'error');
       setStatus(w.status);
     })
     .on('snapshot', (s) => {
       setStatus(s.status);
       speech.load(s.speech);
       questions.load(s.questions);
-      if (typeof s.viewers === 'number') showViewers($('#viewers'), s.viewers);
+      if (typeof s.viewers === 'number') header.setViewers(s.viewers);
     })
     .on('speech', (ev) => speech.add(ev, 'speech'))
     .on('announce', (ev) => speech.add(ev, 'announce'))
     .on('status', (ev) => setStatus(ev.status))
     .on('question', (ev) => questions.upsert(ev.q))
     .on('votes', (ev) => questions.votes(ev.v))
-    .on('viewers', (ev) => showViewers($('#viewers'), ev.n));
+    .on('viewers', (ev) => header.setViewers(ev.n));
 
-  return { conn, questions, speech, notice, act, state };
+  return { conn, header, questions, speech, act, state };
 }
 
 function staffToken(role, th) {

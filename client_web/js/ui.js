@@ -1,4 +1,5 @@
 // Small DOM helpers and the views shared by the three pages. User data only ever goes through textContent.
+import { applyI18n, langButton, num, onLang, t } from './i18n.js';
 
 /** el('p', {class: 'x', dataset: {qid}}, 'text', child) */
 export function el(tag, attrs = {}, ...children) {
@@ -20,9 +21,41 @@ export function el(tag, attrs = {}, ...children) {
 
 export const $ = (sel, root = document) => root.querySelector(sel);
 
-/** A bilingual label: Hindi first, English small. */
-export function bi(hi, en) {
-  return [el('span', { class: 'hi', text: hi }), ' ', el('small', { class: 'en', text: `(${en})` })];
+/** An idempotency key: 8-64 chars of [A-Za-z0-9_-]. */
+export function newKey() {
+  if (globalThis.crypto && crypto.randomUUID) return crypto.randomUUID().replace(/-/g, '');
+  const a = new Uint8Array(16);
+  crypto.getRandomValues(a);
+  return Array.from(a, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+const ICONS = {
+  mic: 'M12 14a3 3 0 0 0 3-3V5a3 3 0 0 0-6 0v6a3 3 0 0 0 3 3zm5-3a5 5 0 0 1-10 0H5a7 7 0 0 0 6 6.92V21h2v-3.08A7 7 0 0 0 19 11h-2z',
+  speaker:
+    'M3 9v6h4l5 5V4L7 9H3zm13.5 3A4.5 4.5 0 0 0 14 8v8a4.47 4.47 0 0 0 2.5-4zM14 3.23v2.06a7 7 0 0 1 0 13.42v2.06A9 9 0 0 0 14 3.23z',
+  pin: 'M16 9V4h1a1 1 0 0 0 0-2H7a1 1 0 0 0 0 2h1v5a3 3 0 0 1-3 3v2h5.97v7l1 1 1-1v-7H19v-2a3 3 0 0 1-3-3z',
+  up: 'M12 5l8 10H4z',
+  check: 'M9 16.2 4.8 12l-1.4 1.4L9 19 21 7l-1.4-1.4z',
+  eye: 'M12 4.5C7 4.5 2.73 7.61 1 12c1.73 4.39 6 7.5 11 7.5s9.27-3.11 11-7.5C21.27 7.61 17 4.5 12 4.5zM12 17a5 5 0 1 1 0-10 5 5 0 0 1 0 10zm0-8a3 3 0 1 0 0 6 3 3 0 0 0 0-6z',
+};
+
+/** A decorative inline SVG icon (hidden from screen readers; the text next to it says what it is). */
+export function icon(name, cls = 'icon') {
+  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('class', cls);
+  svg.setAttribute('aria-hidden', 'true');
+  const path = document.createElementNS('http://www.w3.org/2000/svg', 'path');
+  path.setAttribute('d', ICONS[name]);
+  svg.append(path);
+  return svg;
+}
+
+/** Fill <span data-icon="mic"> placeholders of the static HTML. */
+export function fillIcons(root = document) {
+  for (const node of root.querySelectorAll('[data-icon]')) {
+    if (!node.firstElementChild) node.append(icon(node.dataset.icon));
+  }
 }
 
 export function params() {
@@ -31,91 +64,125 @@ export function params() {
   return { th: q.get('th') || '', hashToken: h.get('token') || '' };
 }
 
-const STATUS_LABEL = {
-  scheduled: ['निर्धारित', 'scheduled'],
-  live: ['लाइव', 'live'],
-  ended: ['समाप्त', 'ended'],
-};
-
-export function showStatus(node, status) {
-  node.replaceChildren(...bi(...(STATUS_LABEL[status] || [status || '…', status || 'unknown'])));
-  node.dataset.status = status || '';
-}
-
-const CONN_LABEL = {
-  connecting: ['जुड़ रहा है…', 'connecting…'],
-  live: ['जुड़ा हुआ', 'live'],
-  reconnecting: ['फिर से जुड़ रहा है…', 'reconnecting…'],
-  offline: ['ऑफ़लाइन', 'offline'],
-};
-
-export function showConn(node, state, detail) {
-  node.replaceChildren(el('span', { class: 'dot', 'aria-hidden': 'true' }), ...bi(...CONN_LABEL[state]));
-  node.dataset.state = state;
-  node.title = detail || '';
-}
-
-export function showViewers(node, n) {
-  node.textContent = String(n);
-}
-
-export function showNotice(node, text, kind = 'info') {
-  if (!text) {
-    node.hidden = true;
-    node.textContent = '';
-    return;
-  }
-  node.hidden = false;
-  node.dataset.kind = kind;
-  node.textContent = text;
-}
-
-function timeOf(ts) {
+export function timeOf(ts) {
   if (typeof ts !== 'number') return '';
-  return new Date(ts).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  return new Date(ts).toLocaleTimeString('en-IN', { hour: 'numeric', minute: '2-digit' });
+}
+
+/**
+ * The header every page shares: town hall status, connection indicator, viewer count, language switch.
+ * Keeps its own state so a language switch can redraw it.
+ */
+export class Header {
+  constructor() {
+    this.status = '';
+    this.conn = 'offline';
+    this.viewers = null;
+    this.notice = { key: '', vars: null, kind: 'info' };
+    fillIcons();
+    applyI18n();
+    const lang = $('#lang');
+    if (lang) langButton(lang);
+    onLang(() => this.render());
+    this.render();
+  }
+
+  setStatus(s) {
+    if (s) this.status = s;
+    this.render();
+  }
+
+  setConn(state) {
+    this.conn = state;
+    this.render();
+  }
+
+  setViewers(n) {
+    this.viewers = n;
+    $('#viewers').textContent = num(n);
+  }
+
+  /** A notice by i18n key (re-translated on a language switch); an empty key hides it. */
+  say(key, vars = null, kind = 'info') {
+    this.notice = { key, vars, kind };
+    this.render();
+  }
+
+  render() {
+    const st = $('#status');
+    st.dataset.status = this.status;
+    st.textContent = this.status ? t(`status.${this.status}`) : '';
+    st.hidden = !this.status;
+    const c = $('#conn');
+    c.dataset.state = this.conn;
+    $('.label', c).textContent = t(`conn.${this.conn}`);
+    $('#viewers').textContent = num(this.viewers);
+    const n = $('#notice');
+    n.hidden = !this.notice.key;
+    n.dataset.kind = this.notice.kind;
+    n.textContent = this.notice.key ? t(this.notice.key, this.notice.vars) : '';
+  }
+}
+
+/** The reason to show for a close code that stops the client. */
+export function closeReason(code) {
+  const key = `close.${code}`;
+  const s = t(key);
+  return s === key ? t('close.other', { code: code ?? '?' }) : s;
 }
 
 /** The live speech: captions, newest at the bottom; interim (final: false) segments are replaced in place. */
 export class SpeechView {
-  constructor(list, { max = 300 } = {}) {
+  constructor(list, { max = 300, empty = null } = {}) {
     this.list = list;
     this.max = max;
+    this.empty = empty;
     this.interim = null;
+    this.events = []; // what is shown, for the page to persist
+    onLang(() => {
+      for (const tag of this.list.querySelectorAll('.tag')) tag.textContent = t('announcement');
+    });
   }
 
   clear() {
     this.list.replaceChildren();
     this.interim = null;
+    this.events = [];
+    this._empty();
   }
 
-  _stickToBottom(fn) {
-    const box = this.list;
-    const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
-    fn();
-    while (box.childElementCount > this.max) box.firstElementChild.remove();
-    if (atBottom) box.scrollTop = box.scrollHeight;
+  _empty() {
+    if (this.empty) this.empty.hidden = this.list.childElementCount > 0;
   }
 
   add(ev, kind = ev.t || 'speech') {
-    this._stickToBottom(() => {
-      const item = el(
-        'li',
-        { class: kind === 'announce' ? 'announce' : 'speech', dataset: { seq: ev.seq ?? '' } },
-        kind === 'announce' ? el('strong', { class: 'tag', text: 'घोषणा · Announcement' }) : null,
-        el('span', { class: 'text', text: ev.text }),
-        el('time', { text: timeOf(ev.ts) }),
-      );
-      if (kind === 'speech' && this.interim) {
-        this.interim.replaceWith(item);
-        this.interim = null;
-      } else {
-        this.list.append(item);
-      }
-      if (kind === 'speech' && ev.final === false) {
-        item.classList.add('interim');
-        this.interim = item;
-      }
-    });
+    const box = this.list.parentElement;
+    const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 60;
+    const announce = kind === 'announce';
+    const item = el(
+      'li',
+      { class: announce ? 'announce' : 'speech', dataset: { seq: ev.seq ?? '' } },
+      announce ? el('strong', { class: 'tag', text: t('announcement') }) : null,
+      el('span', { class: 'text', text: ev.text }),
+      el('time', { text: timeOf(ev.ts) }),
+    );
+    const rec = { t: announce ? 'announce' : 'speech', seq: ev.seq, text: ev.text, ts: ev.ts, final: ev.final };
+    if (!announce && this.interim) {
+      this.interim.replaceWith(item);
+      this.interim = null;
+      this.events.pop();
+    } else {
+      this.list.append(item);
+    }
+    this.events.push(rec);
+    if (!announce && ev.final === false) {
+      item.classList.add('interim');
+      this.interim = item;
+    }
+    while (this.list.childElementCount > this.max) this.list.firstElementChild.remove();
+    if (this.events.length > this.max) this.events.splice(0, this.events.length - this.max);
+    if (atBottom) box.scrollTop = box.scrollHeight;
+    this._empty();
   }
 
   load(events) {
@@ -124,28 +191,25 @@ export class SpeechView {
   }
 }
 
-const QSTATE_LABEL = {
-  approved: ['स्वीकृत', 'approved'],
-  answered: ['उत्तर दिया', 'answered'],
-  pending: ['प्रतीक्षा में', 'pending'],
-  rejected: ['अस्वीकृत', 'rejected'],
-};
-
 /**
  * The public questions: pinned first, then open ones by votes, then answered ones.
- * `actions(q)` returns extra nodes (buttons) for a question row.
+ * `lead(q)` gives a node for the left column (the citizen's upvote button, else a vote count);
+ * `actions(q)` extra nodes (buttons) under the question.
  */
 export class QuestionsView {
-  constructor(list, { actions = () => [], empty = null } = {}) {
+  constructor(list, { actions = () => [], lead = null, empty = null, count = null } = {}) {
     this.list = list;
     this.actions = actions;
+    this.lead = lead;
     this.empty = empty;
+    this.count = count;
     this.qs = new Map();
+    onLang(() => this.render());
   }
 
   load(questions) {
     this.qs.clear();
-    for (const q of questions || []) if (q.state !== 'rejected') this.qs.set(q.qid, q);
+    for (const q of questions || []) if (q.state === 'approved' || q.state === 'answered') this.qs.set(q.qid, q);
     this.render();
   }
 
@@ -171,37 +235,56 @@ export class QuestionsView {
     return this.qs.get(qid);
   }
 
+  all() {
+    return [...this.qs.values()];
+  }
+
   render() {
     const rank = (q) => (q.pinned ? 0 : q.state === 'answered' ? 2 : 1);
-    const sorted = [...this.qs.values()].sort(
+    const sorted = this.all().sort(
       (a, b) => rank(a) - rank(b) || (b.votes || 0) - (a.votes || 0) || (a.ts || 0) - (b.ts || 0),
     );
+    // Keep keyboard focus on the same button across a re-render.
+    const focused = document.activeElement;
+    const fq = focused && this.list.contains(focused) ? focused.closest('li')?.dataset.qid : null;
+    const fcls = fq ? focused.className : null;
     this.list.replaceChildren(...sorted.map((q) => this.row(q)));
+    if (fq) this.list.querySelector(`li[data-qid="${CSS.escape(fq)}"] .${CSS.escape(fcls.split(' ')[0] || 'x')}`)?.focus();
     if (this.empty) this.empty.hidden = sorted.length > 0;
+    if (this.count) this.count.textContent = sorted.length ? num(sorted.length) : '';
   }
 
   row(q) {
-    const badges = el('span', { class: 'badges' });
-    if (q.pinned) badges.append(el('span', { class: 'badge pinned', text: '★ पिन (pinned)' }));
-    if (q.state === 'answered') badges.append(el('span', { class: 'badge answered', text: '✔ उत्तर दिया (answered)' }));
+    const badges = [];
+    if (q.pinned) badges.push(el('span', { class: 'badge pinned' }, icon('pin'), t('pinned')));
+    if (q.state === 'answered') badges.push(el('span', { class: 'badge answered' }, icon('check'), t('q.answered')));
     const who = [q.name, q.region].filter(Boolean).join(' · ');
+    const lead = this.lead
+      ? this.lead(q)
+      : el('span', { class: 'votebox static', title: t('votes', { n: q.votes || 0 }) }, icon('up'), el('b', { text: num(q.votes || 0) }));
+    const actions = this.actions(q);
     return el(
       'li',
       { class: `question state-${q.state}${q.pinned ? ' pinned' : ''}`, dataset: { qid: q.qid, state: q.state } },
-      el('p', { class: 'qtext', text: q.text }),
+      lead,
       el(
         'div',
-        { class: 'qmeta' },
-        el('span', { class: 'who', text: who }),
-        badges,
-        el('span', { class: 'votes', title: 'votes', text: `▲ ${q.votes || 0}` }),
+        { class: 'qbody' },
+        badges.length ? el('div', { class: 'badges' }, ...badges) : null,
+        el('p', { class: 'qtext', text: q.text }),
+        el('p', { class: 'qmeta' }, el('span', { class: 'who', text: who }), el('time', { text: timeOf(q.ts) })),
+        actions.length ? el('div', { class: 'qactions' }, ...actions) : null,
       ),
-      el('div', { class: 'qactions' }, ...this.actions(q)),
     );
   }
 }
 
-export function stateLabel(state) {
-  const l = QSTATE_LABEL[state];
-  return l ? `${l[0]} (${l[1]})` : state;
+/** A button with a translated label (and optional icon); the label follows language switches via data-i18n. */
+export function button(cls, key, onclick, iconName) {
+  return el(
+    'button',
+    { type: 'button', class: cls, onclick },
+    iconName ? icon(iconName) : null,
+    el('span', { 'data-i18n': key, text: t(key) }),
+  );
 }

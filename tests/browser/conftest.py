@@ -1,10 +1,15 @@
-"""Browser tests: synchronous (Playwright's sync API), each against its own `jansamvad serve` subprocess."""
+"""Browser tests: synchronous (Playwright's sync API), each against its own `jansamvad serve --demo` subprocess."""
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import os
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.browser.harness import CHROMIUM, UI_TIMEOUT_MS, Server, ServerFailed, Tabs, demo_server as start_demo, launch
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -15,3 +20,42 @@ def pytest_runtest_makereport(  # keeps the call report, so fixtures can save sc
     if report.when == "call":
         item.rep_call = report  # type: ignore[attr-defined]
     return report
+
+
+@pytest.fixture
+def demo_server(tmp_path: Path) -> Iterator[Server]:
+    try:
+        with start_demo(tmp_path / "server.stderr") as srv:
+            yield srv
+    except ServerFailed as exc:
+        pytest.fail(str(exc))
+
+
+def _sync_api() -> Any:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)")
+    return pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    sync_api = _sync_api()
+    with sync_api.sync_playwright() as p:
+        b = launch(p)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def tabs(request: pytest.FixtureRequest, demo_server: Server, browser: Any, tmp_path: Path) -> Iterator[Tabs]:
+    _sync_api().expect.set_options(timeout=UI_TIMEOUT_MS)
+    for role, url in demo_server.links.items():
+        assert url.startswith(demo_server.base), f"{role} link {url} is not on {demo_server.base}"
+    t = Tabs(browser, tmp_path)
+    yield t
+    report = getattr(request.node, "rep_call", None)  # set by pytest_runtest_makereport above
+    if report is None or report.failed:
+        t.screenshots()
+        print(demo_server.output())
