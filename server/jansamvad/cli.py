@@ -87,7 +87,13 @@ def main() -> None:
 )
 @_opt("tick-ms", default=5.0, show_default=True, type=click.FloatRange(0, 100), help="Fan-out batching tick.")
 @_opt("history-size", default=1000, show_default=True, type=click.IntRange(10), help="Events kept for resume.")
-@_opt("redis-url", default=None, help="Redis URL for multi-node deployments (default: embedded, no Redis).")
+@_opt(
+    "redis-url",
+    default=None,
+    help="Redis for multi-node deployments: redis://host:port/0, or redis+cluster://host:port (default: no Redis).",
+)
+@_opt("redis-prefix", default="jansamvad", show_default=True, help="Prefix of every Redis key and channel.")
+@_opt("redis-max-in-flight", default=64, show_default=True, type=click.IntRange(1, 99), help="Concurrent commands.")
 @_opt("loop", type=click.Choice(["uvloop", "asyncio"]), default="uvloop", show_default=True)
 @click.option("--demo", is_flag=True, help="Create a demo town hall and print citizen, leader and moderator links.")
 def serve(**opts: Any) -> None:
@@ -122,6 +128,8 @@ def serve(**opts: Any) -> None:
         tick_ms=opts["tick_ms"],
         history_size=opts["history_size"],
         redis_url=opts["redis_url"],
+        redis_prefix=opts["redis_prefix"],
+        redis_max_in_flight=opts["redis_max_in_flight"],
     )
     try:
         settings.validate()

@@ -10,25 +10,54 @@ from dataclasses import dataclass
 import uvicorn
 
 from jansamvad.broker.memory import MemoryBroker
+from jansamvad.broker.redis import RedisBroker
 from jansamvad.http_app import create_app
 from jansamvad.node import Node
 from jansamvad.presence.memory import MemoryPresence
-from jansamvad.settings import Settings, SettingsError
+from jansamvad.presence.redis import RedisPresence
+from jansamvad.redis_conn import RedisConn
+from jansamvad.redis_keys import RedisKeys
+from jansamvad.settings import Settings
 from jansamvad.store.memory import MemoryStore
+from jansamvad.store.redis import RedisStore
 
 log = logging.getLogger("jansamvad.server")
 
 
 def build_node(settings: Settings) -> Node:
-    """A node with the embedded default (memory) parts, or the Redis ones when a Redis URL is set."""
+    """A node with the embedded default (memory) parts, or the Redis ones when a Redis URL is set.
+
+    The Redis parts share one connection (each closes its share on shutdown) and connect when the node starts.
+    """
     if settings.redis_url:
-        raise SettingsError("a Redis URL is not supported by this build yet; run without --redis-url")
+        conn = RedisConn(settings.redis_url, max_in_flight=settings.redis_max_in_flight)
+        keys = RedisKeys(settings.redis_prefix)
+        return Node(
+            settings,
+            store=RedisStore(conn, keys),
+            broker=RedisBroker(conn, keys, history_size=settings.history_size),
+            # A node that stops reporting drops out of the viewer totals after three missed reports.
+            presence=RedisPresence(conn, keys, ttl_s=max(3 * settings.presence_interval_s, 1.0)),
+        )
     return Node(
         settings,
         store=MemoryStore(),
         broker=MemoryBroker(settings.history_size),
         presence=MemoryPresence(),
     )
+
+
+async def check_redis(url: str) -> None:
+    """Fail fast when Redis is unreachable at startup: RedisUnavailable (an OSError) says where and why.
+
+    Checked before uvicorn starts, whose lifespan would only report "startup failed". Outages after the start are
+    survived: the parts reconnect, and /readyz answers 503 meanwhile.
+    """
+    conn = RedisConn(url).retain()
+    try:
+        await conn.connect()
+    finally:
+        await conn.close()
 
 
 def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
@@ -72,6 +101,8 @@ async def start_server(
     settings: Settings, *, sock: socket.socket | None = None, node: Node | None = None
 ) -> RunningServer:
     settings.validate()
+    if node is None and settings.redis_url:
+        await check_redis(settings.redis_url)
     node = node or build_node(settings)
     sock = sock or bind_socket(settings.host, settings.port)
     config = uvicorn.Config(

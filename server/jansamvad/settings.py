@@ -58,9 +58,11 @@ class Settings:
     snapshot_speech: int = 50  # recent speech events in a snapshot
     presence_interval_s: float = 1.0  # viewers / votes / reactions are sent at most this often
 
-    # The embedded default: everything in this process, no Redis.
+    # The embedded default: everything in this process, no Redis. With a Redis URL (redis://host:port/db, or
+    # redis+cluster://host:port), broker, store and presence live in Redis and nodes scale out (redis_keys.py).
     redis_url: str | None = None
     redis_prefix: str = "jansamvad"  # every key and channel name starts with this
+    redis_max_in_flight: int = 64  # concurrent commands per node; the cluster client fails beyond 100 per server
 
     def validate(self) -> Settings:
         """Raise SettingsError with a clear message for the first invalid value."""
@@ -87,4 +89,15 @@ class Settings:
             raise SettingsError("timeouts must be positive")
         if self.history_size < 10:
             raise SettingsError("history-size must be at least 10")
+        if self.redis_url:
+            from jansamvad.redis_conn import check_url
+            from jansamvad.redis_keys import RedisKeys
+
+            try:
+                check_url(self.redis_url)
+                RedisKeys(self.redis_prefix)
+            except ValueError as exc:
+                raise SettingsError(f"redis: {exc}") from None
+            if not 1 <= self.redis_max_in_flight <= 99:
+                raise SettingsError("redis-max-in-flight must be between 1 and 99")
         return self

@@ -1,0 +1,396 @@
+"""The Redis broker: sharded pub/sub between nodes, plus each channel's history as a capped stream.
+
+Publishing an event is one Lua script on the primary that owns the channel's slot (redis_keys.py gives all of a town
+hall's keys and channels one hash tag): INCR the channel's seq, XADD the event to its stream with the id `<seq>-0`,
+SPUBLISH it. So seqs have no holes, history holds exactly what was published, and because one server publishes a
+channel's events in seq order over one connection per subscriber, every node receives them in that order.
+Ephemeral publications (seq 0) are a bare SPUBLISH.
+
+The payload on the wire is msgpack of {"s": seq, "d": data}; data may hold bytes (audio chunks).
+
+Subscribing: one reader connection per primary (redis_reader.py), one SSUBSCRIBE per channel per node however many
+listeners the channel has on the node. After a reader reconnects it subscribes again to the handler's live
+channels (the hub is the source of truth), and then fills any hole in each channel from history before it delivers
+live events again: a channel's publications reach the handler once each, in seq order, across reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import msgpack
+from redis.exceptions import SlotNotCoveredError
+
+from jansamvad.broker.base import Broker, BrokerEventHandler, HistoryResult, Publication
+from jansamvad.broker.redis_reader import Moved, ShardReader
+from jansamvad.redis_conn import Address, RedisConn, RedisUnavailable, Script, redact
+from jansamvad.redis_keys import RedisKeys
+
+log = logging.getLogger("jansamvad.broker.redis")
+
+# KEYS: seq counter, history stream. ARGV: pub/sub channel, msgpack(data), history size.
+# The envelope {"s": seq, "d": data} is put together byte by byte (a fixmap of two, then "s", the seq, "d" and the
+# data as it came), so the data is never decoded and re-encoded in Lua, which has no bytes type.
+# MAXLEN ~ trims whole stream nodes only, cheaply; history() hides what the approximate trim keeps beyond the window.
+_PUBLISH = Script(
+    """
+local seq = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], string.format('%d-0', seq), 'd', ARGV[2])
+redis.call('SPUBLISH', ARGV[1], '\\130\\161s' .. cmsgpack.pack(seq) .. '\\161d' .. ARGV[2])
+return seq
+"""
+)
+
+# KEYS: seq counter, history stream. ARGV: since, limit, history size.
+# Returns {head, complete (1/0), entries}: head and range are read at one instant, so they agree.
+_HISTORY = Script(
+    """
+local head = tonumber(redis.call('GET', KEYS[1]) or '0')
+local since, limit, size = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+if head == 0 then
+  return {0, since == 0 and 1 or 0, {}}
+end
+local oldest = math.max(1, head - size + 1)
+local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+if #first == 0 then
+  oldest = head + 1
+else
+  oldest = math.max(oldest, tonumber(string.match(first[1][1], '^(%d+)')))
+end
+local complete = since >= oldest - 1
+local from = math.max(since + 1, oldest)
+if head - from + 1 > limit then
+  from = head - limit + 1
+  complete = false
+end
+local entries = {}
+if from <= head and limit > 0 then
+  entries = redis.call('XRANGE', KEYS[2], string.format('%d-0', from), '+', 'COUNT', limit)
+end
+return {head, complete and 1 or 0, entries}
+"""
+)
+
+_ENVELOPE_SEQ0 = b"\x82\xa1s\x00\xa1d"  # msgpack: {"s": 0, "d": ...}, the data follows
+
+
+def _pack(data: Mapping[str, Any]) -> bytes:
+    packed: bytes = msgpack.packb(data if isinstance(data, dict) else dict(data), use_bin_type=True)
+    return packed
+
+
+def _unpack(raw: bytes) -> Any:
+    return msgpack.unpackb(raw, raw=False)
+
+
+class RedisBroker:
+    def __init__(
+        self,
+        conn: RedisConn,
+        keys: RedisKeys,
+        *,
+        history_size: int = 1000,
+        health_interval_s: float = 1.0,
+        dead_after_s: float = 3.0,
+        subscribe_timeout_s: float = 5.0,
+        backoff_base_s: float = 0.05,
+        backoff_max_s: float = 2.0,
+    ) -> None:
+        self._conn = conn.retain()
+        self._keys = keys
+        self._history_size = history_size
+        self._reader_options: dict[str, float] = {
+            "health_interval_s": health_interval_s,
+            "dead_after_s": dead_after_s,
+            "backoff_base_s": backoff_base_s,
+            "backoff_max_s": backoff_max_s,
+            "connect_timeout_s": 2 * conn.connect_timeout_s,  # TCP connect, then the handshake and resubscription
+        }
+        self._subscribe_timeout_s = subscribe_timeout_s
+        self._handler: BrokerEventHandler | None = None
+        self._readers: dict[Address, ShardReader] = {}
+        self._wanted: set[str] = set()  # logical channels subscribe() was asked for and unsubscribe() not since
+        self._names: dict[bytes, str] = {}  # pub/sub channel -> logical channel, for incoming messages
+        self._last: dict[str, int] = {}  # the last seq delivered per channel: where a hole starts
+        self._recovering: dict[str, list[Publication]] = {}  # live publications held back while a hole is filled
+        self._recover_again: set[str] = set()
+        self.holes_filled = 0  # publications delivered from history because live delivery missed them
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._reshape_wanted = False
+        self._reshape_task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # Lifecycle
+
+    async def start(self, handler: BrokerEventHandler) -> None:
+        """Connect (raising RedisUnavailable with a clear message if Redis cannot be reached) and start the readers."""
+        self._handler = handler
+        await self._conn.connect()
+        for address in self._conn.primaries():
+            self._add_reader(address)
+        deadline = asyncio.get_running_loop().time() + self._conn.connect_timeout_s * 2
+        while not self.healthy:
+            if asyncio.get_running_loop().time() > deadline:
+                await self.close()
+                raise RedisUnavailable(f"cannot subscribe at Redis {redact(self._conn.url)}")
+            await asyncio.sleep(0.01)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        tasks = list(self._tasks)
+        if self._reshape_task is not None:
+            tasks.append(self._reshape_task)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        readers, self._readers = self._readers, {}
+        await asyncio.gather(*(reader.close() for reader in readers.values()))
+        self._handler = None
+        await self._conn.close()
+
+    @property
+    def healthy(self) -> bool:
+        return not self._closed and bool(self._readers) and all(r.up for r in self._readers.values())
+
+    # Publishing and history
+
+    async def publish(self, channel: str, data: Mapping[str, Any], *, history: bool) -> int:
+        keys = self._keys.channel(channel)
+        body = _pack(data)
+        if history:
+            seq = await self._conn.run(_PUBLISH, (keys.seq, keys.hist), (keys.pub, body, self._history_size))
+            return int(seq)
+        await self._conn.execute("SPUBLISH", keys.pub, _ENVELOPE_SEQ0 + body)
+        return 0
+
+    async def history(self, channel: str, since: int, limit: int) -> HistoryResult:
+        keys = self._keys.channel(channel)
+        head, complete, entries = await self._conn.run(
+            _HISTORY, (keys.seq, keys.hist), (max(since, 0), max(limit, 0), self._history_size)
+        )
+        pubs = [
+            Publication(channel, int(entry_id.split(b"-", 1)[0]), _unpack(fields[1])) for entry_id, fields in entries
+        ]
+        return HistoryResult(pubs, int(head), bool(complete))
+
+    # Subscriptions
+
+    async def subscribe(self, channel: str) -> None:
+        """Returns once the server confirmed the subscription: publications after that reach the handler."""
+        self._wanted.add(channel)
+        pub = self._pub(channel)
+        for attempt in range(2):
+            reader = self._reader_for(pub)
+            try:
+                await reader.subscribe(pub, wait=self._subscribe_timeout_s)
+                return
+            except Moved:
+                if attempt:
+                    raise
+                await self._reshape()
+
+    async def unsubscribe(self, channel: str) -> None:
+        handler = self._handler
+        if handler is not None and channel in handler.live_channels():
+            # The node spawns unsubscribe() as a task; a new listener may have re-created the room before it ran.
+            return
+        self._wanted.discard(channel)
+        self._last.pop(channel, None)
+        self._recovering.pop(channel, None)
+        pub = self._keys.channel(channel).pub.encode()
+        self._names.pop(pub, None)
+        for reader in list(self._readers.values()):
+            if pub in reader.active:
+                try:
+                    await reader.unsubscribe(pub)
+                except RedisUnavailable:
+                    pass  # the connection is gone, and the subscription with it
+
+    def _pub(self, channel: str) -> bytes:
+        pub = self._keys.channel(channel).pub.encode()
+        self._names[pub] = channel
+        return pub
+
+    def _reader_for(self, pub: bytes) -> ShardReader:
+        try:
+            reader = self._readers.get(self._conn.owner(pub.decode()))
+        except SlotNotCoveredError:
+            reader = None
+        if reader is None:
+            self._request_reshape()
+            raise RedisUnavailable("the Redis cluster is changing shape; no server for this channel yet")
+        return reader
+
+    def _add_reader(self, address: Address) -> None:
+        reader = ShardReader(address, lambda: self._conn.new_connection(address), self, **self._reader_options)
+        self._readers[address] = reader
+        reader.start()
+
+    # ReaderOwner: called by the readers
+
+    def on_message(self, channel: bytes, payload: bytes) -> None:
+        logical = self._names.get(channel)
+        if logical is None:
+            return  # unsubscribed meanwhile
+        try:
+            envelope = _unpack(payload)
+            pub = Publication(logical, int(envelope["s"]), envelope["d"])
+        except Exception as exc:
+            log.warning("dropping a malformed publication on %s: %s", logical, exc)
+            return
+        self._accept(pub)
+
+    def on_subscribed(self, reader: ShardReader, channel: bytes) -> None:
+        logical = self._names.get(channel)
+        if logical is not None and logical in self._last:
+            self._recover(logical)  # subscribed again after a loss: events may have been published meanwhile
+
+    def on_topology_changed(self, reader: ShardReader) -> None:
+        self._request_reshape()
+
+    def channels_for(self, reader: ShardReader) -> list[bytes]:
+        if self._handler is not None:
+            self._wanted.update(self._handler.live_channels())
+        channels = []
+        for channel in self._wanted:
+            pub = self._pub(channel)
+            try:
+                if self._conn.owner(pub.decode()) == reader.address:
+                    channels.append(pub)
+            except SlotNotCoveredError:
+                self._request_reshape()
+        return channels
+
+    # Delivery in seq order, without holes
+
+    def _accept(self, pub: Publication) -> None:
+        handler = self._handler
+        if handler is None:
+            return
+        channel, seq = pub.channel, pub.seq
+        if seq == 0:
+            handler.handle_publication(pub)  # ephemeral: no place in the order, never held back
+            return
+        held = self._recovering.get(channel)
+        if held is not None:
+            held.append(pub)
+            return
+        last = self._last.get(channel)
+        if last is not None and seq > last + 1:
+            self._recovering[channel] = [pub]
+            self._start_recovery(channel)
+            return
+        if last is not None and seq <= last:
+            log.warning("seq of %s went back from %d to %d: did Redis lose its data?", channel, last, seq)
+        self._last[channel] = seq
+        handler.handle_publication(pub)
+
+    def _recover(self, channel: str) -> None:
+        if channel in self._recovering:
+            self._recover_again.add(channel)
+            return
+        self._recovering[channel] = []
+        self._start_recovery(channel)
+
+    def _start_recovery(self, channel: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._fill(channel), name=f"jansamvad-recover-{channel}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _fill(self, channel: str) -> None:
+        """Deliver from history what was published since the last delivered seq, then what was held back."""
+        ok = False
+        try:
+            while True:
+                self._recover_again.discard(channel)
+                since = self._last.get(channel, 0)
+                hist = await self.history(channel, since, self._history_size)
+                if hist.head < since:
+                    log.error("the seq of %s restarted at %d (was %d): Redis lost its data", channel, hist.head, since)
+                    since = 0
+                    hist = await self.history(channel, 0, self._history_size)
+                if not hist.complete:
+                    log.warning("%s: events after seq %d already left the history window", channel, since)
+                handler = self._handler
+                if handler is None or channel not in self._wanted:
+                    return
+                for pub in hist.publications:
+                    if pub.seq > since:
+                        since = self._last[channel] = pub.seq
+                        self.holes_filled += 1
+                        handler.handle_publication(pub)
+                if channel not in self._recover_again:
+                    ok = True
+                    return
+        except Exception as exc:
+            log.warning("could not fill the hole in %s: %s", channel, exc or type(exc).__name__)
+        finally:
+            held = self._recovering.pop(channel, None) or []
+            self._release(channel, held, checked=ok)
+
+    def _release(self, channel: str, held: list[Publication], *, checked: bool) -> None:
+        handler = self._handler
+        if handler is None or channel not in self._wanted:
+            return
+        for pub in held:
+            last = self._last.get(channel, 0)
+            if pub.seq <= last:
+                continue  # history already delivered it
+            if checked:
+                self._accept(pub)  # a hole behind it starts another fill
+            else:
+                # History could not be read (Redis is down again): deliver what we have rather than hold it forever.
+                self._last[channel] = pub.seq
+                handler.handle_publication(pub)
+
+    # Cluster topology
+
+    def _request_reshape(self) -> None:
+        if self._closed or not self._conn.cluster:
+            return
+        self._reshape_wanted = True
+        if self._reshape_task is None or self._reshape_task.done():
+            self._reshape_task = asyncio.get_running_loop().create_task(
+                self._reshape_loop(), name="jansamvad-redis-reshape"
+            )
+
+    async def _reshape_loop(self) -> None:
+        delay = 0.05
+        while self._reshape_wanted and not self._closed:
+            self._reshape_wanted = False
+            try:
+                await self._reshape()
+                delay = 0.05
+            except Exception as exc:
+                log.warning("could not refresh the Redis cluster topology: %s", exc or type(exc).__name__)
+                self._reshape_wanted = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _reshape(self) -> None:
+        """Follow the cluster: a reader per current primary, each channel subscribed on the primary that owns it."""
+        await self._conn.refresh_topology()
+        primaries = set(self._conn.primaries())
+        for address in primaries - set(self._readers):
+            log.info("redis primary %s:%s joined", *address)
+            self._add_reader(address)
+        for address in set(self._readers) - primaries:
+            log.info("redis primary %s:%s left", *address)
+            await self._readers.pop(address).close()
+        for reader in self._readers.values():
+            for pub in list(reader.active):
+                if self._conn.owner(pub.decode()) != reader.address:
+                    reader.forget(pub)
+        for channel in list(self._wanted):
+            pub = self._pub(channel)
+            owner = self._readers.get(self._conn.owner(pub.decode()))
+            if owner is not None and owner.up and pub not in owner.active:
+                await owner.subscribe(pub, wait=None)
+
+
+_: type[Broker] = RedisBroker

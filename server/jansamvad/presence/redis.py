@@ -1,0 +1,102 @@
+"""Presence in Redis: every node reports its listeners per town hall; totals sum over the nodes that still report.
+
+Per town hall: a hash node id -> listeners, and a sorted set node id -> when that report expires. Expiry uses the
+Redis server's clock (TIME inside the scripts), so nodes whose clocks disagree still agree on who is alive. A node
+that stops reporting (it crashed, or lost Redis) drops out of the totals `ttl_s` after its last report; the next
+read removes its entries. A node that closes cleanly withdraws its reports at once.
+
+Keys are per town hall (redis_keys.py), so a total is one small script on one primary, whatever the number of
+nodes, and the per-second load grows with nodes x town halls they serve, not with listeners.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+
+from jansamvad.presence.base import PresenceManager
+from jansamvad.redis_conn import RedisConn, Script
+from jansamvad.redis_keys import RedisKeys
+
+log = logging.getLogger("jansamvad.presence.redis")
+
+_NOW_MS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# KEYS: counts, expiry. ARGV: node id, listeners, ttl ms. A count of 0 withdraws the node's report.
+_REPORT = Script(
+    _NOW_MS
+    + """
+if tonumber(ARGV[2]) <= 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3] * 10)
+redis.call('PEXPIRE', KEYS[2], ARGV[3] * 10)
+return 1
+"""
+)
+
+# KEYS: counts, expiry. Drops the expired reports, returns the sum of the others.
+_TOTAL = Script(
+    _NOW_MS
+    + """
+local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+if #dead > 0 then
+  redis.call('HDEL', KEYS[1], unpack(dead))
+  redis.call('ZREM', KEYS[2], unpack(dead))
+end
+local total = 0
+for _, n in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(n) end
+return total
+"""
+)
+
+
+class RedisPresence:
+    def __init__(self, conn: RedisConn, keys: RedisKeys, *, ttl_s: float = 3.0) -> None:
+        self._conn = conn.retain()
+        self._keys = keys
+        self._ttl_ms = max(1, int(ttl_s * 1000))
+        self._reported: dict[str, set[str]] = {}  # node id -> town halls it has a live report in
+
+    async def _report_one(self, node_id: str, th: str, listeners: int) -> None:
+        keys = self._keys.townhall(th)
+        await self._conn.run(_REPORT, (keys.presence, keys.presence_expiry), (node_id, listeners, self._ttl_ms))
+
+    async def report(self, node_id: str, counts: Mapping[str, int]) -> None:
+        previous = self._reported.get(node_id, set())
+        live = {th for th, n in counts.items() if n > 0}
+        # Town halls this node no longer serves are withdrawn, so the report replaces the previous one.
+        await asyncio.gather(
+            *(self._report_one(node_id, th, n) for th, n in counts.items() if n > 0),
+            *(self._report_one(node_id, th, 0) for th in previous - live),
+        )
+        self._reported[node_id] = live
+
+    async def totals(self, townhalls: Iterable[str]) -> dict[str, int]:
+        wanted = list(dict.fromkeys(townhalls))
+
+        async def total(th: str) -> int:
+            keys = self._keys.townhall(th)
+            return int(await self._conn.run(_TOTAL, (keys.presence, keys.presence_expiry), ()))
+
+        return dict(zip(wanted, await asyncio.gather(*(total(th) for th in wanted)), strict=True))
+
+    async def close(self) -> None:
+        reported, self._reported = self._reported, {}
+        try:
+            await asyncio.gather(*(self._report_one(node, th, 0) for node, ths in reported.items() for th in ths))
+        except Exception as exc:  # best effort: otherwise the reports expire after ttl_s
+            log.info("could not withdraw presence reports: %s", exc or type(exc).__name__)
+        finally:
+            await self._conn.close()
+
+
+_: type[PresenceManager] = RedisPresence
