@@ -42,3 +42,11 @@ format: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) build dist server/*.egg-info
+
+## bench: the fan-out benchmark (loadtest/bench/README.md): JSON, docs/benchmarks.md, docs/bench-*.png
+## quick (< 1 min, small N): make bench BENCH_ARGS=--quick
+BENCH_ARGS ?=
+.PHONY: bench
+bench: $(VENV)/.installed
+	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[bench]'
+	PYTHONPATH=. $(BIN)/python -m loadtest.bench $(BENCH_ARGS)

@@ -1,0 +1,324 @@
+"""The Markdown a run appends to docs/benchmarks.md: exact command, versions, machine, one table per scenario."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+DOC_HEADER = "# Benchmarks: the fan-out\n\n(Run log below; see loadtest/bench/README.md.)\n"
+
+
+def _ms(d: dict[str, Any], *keys: str) -> str:
+    return " / ".join(f"{d[k]:.1f}" if k in d else "–" for k in keys)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _kernel(cpu: dict[str, Any]) -> str:
+    """utime / stime tick at 10 ms: their split means nothing for a short window."""
+    return f"{cpu['system_share_pct']:.0f} %" if cpu["user_s"] + cpu["system_s"] >= 0.1 else "–"
+
+
+def _lost(check: dict[str, Any]) -> str:
+    bits = [f"{check['lost']:,}"]
+    if check["gaps"] or check["duplicates"]:
+        bits.append(f"gaps {check['gaps']}, dups {check['duplicates']}")
+    if check["closes"]:
+        bits.append(f"closes {check['closes']}")
+    return "; ".join(bits)
+
+
+def meta_section(meta: dict[str, Any]) -> str:
+    v, m = meta["versions"], meta["machine"]
+    lines = [
+        f"### {meta['started']} — {meta['mode']} run",
+        "",
+        f"- Command: `{meta['command']}` (commit `{meta['commit']}`); wall time {meta['wall_s']:.0f} s.",
+        f"- Node command: `{meta['server_command']}`",
+        f"- Versions: Python {v['python']}, websockets {v['websockets']}, uvloop {v['uvloop']}, "
+        f"msgpack {v['msgpack']}, uvicorn {v['uvicorn']}, jansamvad {v['jansamvad']}.",
+        f"- Machine: `nproc` {m['nproc']}, {m['mem_gib']} GiB memory, {m['cpu_model']}, Linux {m['kernel']}, "
+        f"open files {m['nofile'][0]:,} / {m['nofile'][1]:,}.",
+        f"- Pinning: {meta['pinning']}.",
+        f"- Load average (1/5/15 min) before: {meta['load_before']}; after: {meta['load_after']}"
+        " (other engineers' test suites share this machine).",
+        f"- Fan-out tick {meta['tick_ms']} ms; speech text {meta['text_bytes']} bytes; "
+        f"client processes hold ≤ {meta['conns_per_worker']:,} sockets each; raw JSON: `{meta['json_path']}`.",
+    ]
+    return "\n".join(lines)
+
+
+def targets_section(targets: list[dict[str, Any]]) -> str:
+    rows = []
+    for t in targets:
+        measured = "–" if t["measured"] is None else f"{t['measured']:,} {t['unit']}"
+        status = {"met": "**met**", "missed": "missed", "pending": "pending"}[t["status"]]
+        detail = {"met": "", "missed": t.get("gap", ""), "pending": t.get("where", "")}[t["status"]]
+        where = t.get("where", "") if t["status"] != "pending" else ""
+        rows.append(
+            [
+                t["target"],
+                f"{'≥' if t['unit'] == '/s' else '≤'} {t['limit']:,} {t['unit']}",
+                measured,
+                where,
+                f"{status} {detail}".strip(),
+            ]
+        )
+    return "#### Targets\n\n" + _table(["target", "limit", "measured", "where", "status"], rows)
+
+
+def memory_section(rows: list[dict[str, Any]]) -> str:
+    body = [
+        [
+            f"{r['n']:,}",
+            f"{r['joined']:,}",
+            r["lost"],
+            f"{r['rss_before_kb'] / 1024:.1f}",
+            f"{r['rss_after_kb'] / 1024:.1f}",
+            f"**{r['kb_per_conn']:.2f}**",
+            f"{r['join_rate_per_s']:,}",
+            f"{r['tcp_buffers_kb_delta']:,}",
+        ]
+        for r in rows
+    ]
+    header = [
+        "N",
+        "joined",
+        "lost",
+        "RSS before MB",
+        "RSS after MB",
+        "KB / conn",
+        "joins / s",
+        "kernel TCP buffers Δ KB",
+    ]
+    return "#### 1. Memory: node RSS per idle joined connection\n\n" + _table(header, body)
+
+
+def broadcast_section(rows: list[dict[str, Any]]) -> str:
+    body = []
+    for r in rows:
+        cpu, lat = r["cpu"], r["latency"]
+        body.append(
+            [
+                f"{r['n']:,}",
+                r["messages"],
+                f"{r['deliveries']:,}",
+                _lost(r["check"]) + (f"; rejected {r['rejected']}" if r["rejected"] else ""),
+                f"**{cpu['us_per_delivery']:.2f}**",
+                f"{cpu['us_per_delivery_net_of_idle']:.2f}",
+                _kernel(cpu),
+                _ms(lat["last_receiver_ms"], "p50", "p99", "max"),
+                _ms(lat["delivery_ms"], "p50", "p99"),
+                _ms(r["publish_to_ack_ms"], "p50"),
+                f"{r['client_cpu']['us_per_receipt']:.2f}",
+            ]
+        )
+    header = [
+        "N",
+        "speeches",
+        "deliveries",
+        "lost",
+        "node CPU µs / delivery",
+        "net of idle",
+        "kernel share",
+        "publish → last receiver p50 / p99 / max ms",
+        "publish → each receipt p50 / p99 ms",
+        "publish → ack p50 ms",
+        "client CPU µs / receipt",
+    ]
+    return "#### 2. Single broadcast: one speech, wait until all have it, repeat\n\n" + _table(header, body)
+
+
+def burst_section(rows: list[dict[str, Any]]) -> str:
+    body = []
+    for r in rows:
+        cpu, lat = r["cpu"], r["latency"]
+        body.append(
+            [
+                f"{r['n']:,}",
+                f"{r['messages_per_round']} × {r['rounds']}",
+                f"{r['deliveries']:,}",
+                _lost(r["check"]) + (f"; rejected {r['rejected']}" if r["rejected"] else ""),
+                f"{r['server_writes']:,}",
+                f"{cpu['us_per_delivery']:.3f}",
+                f"**{cpu['deliveries_per_cpu_s']:,}**",
+                f"{cpu['deliveries_per_wall_s']:,}",
+                _kernel(cpu),
+                _ms(lat["last_receiver_ms"], "p50", "p99"),
+            ]
+        )
+    header = [
+        "N",
+        "speeches per tick × rounds",
+        "deliveries",
+        "lost",
+        "node writes",
+        "node CPU µs / delivery",
+        "deliveries / node CPU-s (per core)",
+        "deliveries / wall-s",
+        "kernel share",
+        "publish → last receiver p50 / p99 ms",
+    ]
+    return "#### 3. Burst: many speeches in one tick, one write per listener\n\n" + _table(header, body)
+
+
+def floor_section(floors: list[dict[str, Any]], broadcasts: list[dict[str, Any]]) -> str:
+    rows = []
+    for fl in floors:
+        same = [b for b in broadcasts if b["n"] >= fl["n"] - 10]
+        engine = same[0]["cpu"]["us_per_delivery"] if same else None
+        cpu, lat = fl["cpu"], fl["latency"]
+        rows.append(
+            [
+                f"{fl['n']:,}",
+                fl["clients"],
+                f"{fl['deliveries']:,}",
+                _lost(fl["check"]),
+                f"**{cpu['us_per_delivery']:.2f}**",
+                _kernel(cpu),
+                "–" if engine is None else f"{engine:.2f} ({engine - cpu['us_per_delivery']:+.2f})",
+                f"{fl['client_cpu']['us_per_receipt']:.2f}",
+                _ms(lat["last_receiver_ms"], "p50", "p99", "max"),
+            ]
+        )
+    header = [
+        "N",
+        "client processes",
+        "deliveries",
+        "lost",
+        "floor CPU µs / delivery",
+        "kernel share",
+        "node µs / delivery (node − floor)",
+        "client CPU µs / receipt",
+        "publish → last receiver p50 / p99 / max ms",
+    ]
+    intro = (
+        "The same clients and rounds against `loadtest/bench/floor_server.py`: one pre-framed `transport.write` per "
+        "listener on uvloop and nothing else. Its cost is the floor of one write per listener on this machine's "
+        "loopback; the second row puts the clients on the same core, so no write has to wake a process on the other "
+        "core.\n\n"
+    )
+    return "#### 2b. Floor: one write per listener without the engine\n\n" + intro + _table(header, rows)
+
+
+def handshake_section(hs: dict[str, Any]) -> str:
+    body = [
+        [
+            r["rep"],
+            f"{r['joined']:,}",
+            r["lost"],
+            r["retries"],
+            f"{r['wall_s']:.2f}",
+            f"{r['per_wall_s']:,}",
+            f"**{r['per_server_cpu_s']:,}**",
+            f"{r['server_cpu_us_per_handshake']:.0f}",
+            _kernel(r["server_cpu"]),
+            _ms(r["connect_ms"], "p50", "p99"),
+        ]
+        for r in hs["runs"]
+    ]
+    header = [
+        "rep",
+        "joined",
+        "lost",
+        "503 retries",
+        "wall s",
+        "handshakes / wall-s",
+        "handshakes / node CPU-s",
+        "node CPU µs each",
+        "kernel share",
+        "connect → welcome p50 / p99 ms",
+    ]
+    intro = (
+        f"{hs['reps']} rep{'s' if hs['reps'] != 1 else ''} of {hs['per_rep']:,} connections "
+        "(connect, upgrade, hello, welcome) from "
+        f"{hs['workers']} client processes, {hs['concurrency_per_worker']} in flight each; closed between reps.\n\n"
+    )
+    return "#### 4. Handshakes on one node process\n\n" + intro + _table(header, body)
+
+
+def crossnode_section(cross: dict[str, Any]) -> str:
+    title = "#### 5. Cross-node through Redis (2 nodes) and memory at 50k (3 nodes)\n\n"
+    if "skipped" in cross:
+        return title + f"**Pending.** {cross['skipped']}"
+    lat = cross["latency"]
+    rows = [
+        [
+            f"{lat['n']:,}",
+            lat["nodes"],
+            lat["rounds"],
+            _lost(lat["check"]),
+            _ms(lat["latency"]["last_receiver_ms"], "p50", "p99", "max"),
+            _ms(lat["latency"]["delivery_ms"], "p50", "p99"),
+        ]
+    ]
+    text = title + _table(
+        ["N", "nodes", "speeches", "lost", "publish → last receiver p50 / p99 / max ms", "each receipt p50 / p99 ms"],
+        rows,
+    )
+    mem = cross.get("memory")
+    if mem and "skipped" in mem:
+        text += f"\n\nMemory at 50k over 3 nodes: **pending.** {mem['skipped']}"
+    elif mem:
+        text += f"\n\nMemory at {mem['n']:,} over {mem['nodes']} nodes: **{mem['kb_per_conn']} KB** per connection"
+        text += f" (lost {mem['lost']})."
+    return text
+
+
+def profile_section(prof: dict[str, Any]) -> str:
+    parts = [
+        f"#### Profile of the node (py-spy --native, separate pass at N = {prof['n']:,})",
+        "",
+        "Share of the node's busy samples. *Self (Python)*: innermost Python function, C callees included. "
+        "*Self (native)*: innermost frame of any kind (libc, uvloop C, interpreter). Raw stacks: "
+        "`loadtest/reports/profile-*.raw` (collapsed format, for flamegraph.pl or speedscope).",
+    ]
+    for phase in ("broadcast", "burst", "handshake"):
+        p = prof.get(phase)
+        if not p:
+            continue
+        n = max(len(p["self_python"]), len(p["self_native"]))
+        rows = []
+        for i in range(min(n, 12)):
+            py = p["self_python"][i] if i < len(p["self_python"]) else ["", ""]
+            nat = p["self_native"][i] if i < len(p["self_native"]) else ["", ""]
+            rows.append([f"`{py[0]}`", f"{py[1]} %", f"`{nat[0]}`", f"{nat[1]} %"])
+        parts += ["", f"**{phase}** ({p['samples']:,} samples)", ""]
+        parts.append(_table(["self (Python)", "%", "self (native)", "%"], rows))
+    return "\n".join(parts)
+
+
+def render(results: dict[str, Any]) -> str:
+    sections = [meta_section(results["meta"]), targets_section(results["targets"])]
+    if results.get("memory"):
+        sections.append(memory_section(results["memory"]))
+    if results.get("broadcast"):
+        sections.append(broadcast_section(results["broadcast"]))
+    if results.get("burst"):
+        sections.append(burst_section(results["burst"]))
+    if results.get("floor"):
+        sections.append(floor_section(results["floor"], results.get("broadcast", [])))
+    if results.get("handshake"):
+        sections.append(handshake_section(results["handshake"]))
+    if results.get("crossnode"):
+        sections.append(crossnode_section(results["crossnode"]))
+    if results.get("profile"):
+        sections.append(profile_section(results["profile"]))
+    if results.get("errors"):
+        lines = "\n".join(f"- {e['where']}: `{e['error']}`" for e in results["errors"])
+        sections.append("#### Steps that failed\n\n" + lines)
+    charts = results["meta"].get("charts")
+    if charts:
+        sections.append("Charts: " + ", ".join(f"`{c}`" for c in charts))
+    return "\n\n".join(sections) + "\n"
+
+
+def append(doc: Path, section: str) -> None:
+    text = doc.read_text() if doc.exists() else DOC_HEADER
+    if not text.endswith("\n"):
+        text += "\n"
+    doc.write_text(text + "\n" + section)

@@ -1,0 +1,69 @@
+"""The issue's targets, and each run's measurement against them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    what: str
+    limit: float
+    unit: str
+    higher_is_better: bool
+
+    def judge(self, measured: float | None, where: str) -> dict[str, Any]:
+        if measured is None:
+            return {"target": self.what, "limit": self.limit, "unit": self.unit, "measured": None, "status": "pending"}
+        met = measured >= self.limit if self.higher_is_better else measured <= self.limit
+        if met:
+            gap = "met"
+        elif self.higher_is_better:
+            gap = f"{measured / self.limit:.2f}× of target ({self.limit / measured:.1f}× short)"
+        else:
+            gap = f"{measured / self.limit:.2f}× the limit"
+        return {
+            "target": self.what,
+            "limit": self.limit,
+            "unit": self.unit,
+            "measured": measured,
+            "where": where,
+            "status": "met" if met else "missed",
+            "gap": gap,
+        }
+
+
+MEMORY = Target("memory", "RSS per idle joined connection at 20k", 8.0, "KB", False)
+CPU_PER_DELIVERY = Target("cpu", "server CPU per delivery, single broadcasts, 20k listeners", 5.0, "µs", False)
+BURST = Target("burst", "deliveries per second per server core, ≥ 10 messages per tick", 1_000_000, "/s", True)
+HANDSHAKES = Target("handshake", "handshakes per second per process", 5_000, "/s", True)
+CROSSNODE = Target("crossnode", "p99 publish → receipt at 10k over 2 processes joined by Redis", 50.0, "ms", False)
+
+
+def _largest(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return max(rows, key=lambda r: r["n"]) if rows else None
+
+
+def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    mem = _largest(results.get("memory", []))
+    out.append(MEMORY.judge(mem["kb_per_conn"] if mem else None, f"N = {mem['n']:,}" if mem else ""))
+    bc = _largest(results.get("broadcast", []))
+    out.append(CPU_PER_DELIVERY.judge(bc["cpu"]["us_per_delivery"] if bc else None, f"N = {bc['n']:,}" if bc else ""))
+    burst = _largest(results.get("burst", []))
+    out.append(
+        BURST.judge(
+            burst["cpu"]["deliveries_per_cpu_s"] if burst else None,
+            f"N = {burst['n']:,}, {burst['messages_per_round']} per tick" if burst else "",
+        )
+    )
+    hs = results.get("handshake")
+    out.append(HANDSHAKES.judge(hs["per_server_cpu_s_median"] if hs else None, "per node CPU second (median of reps)"))
+    cross = results.get("crossnode") or {}
+    lat = cross.get("latency")
+    p99 = lat["latency"]["delivery_ms"].get("p99") if lat else None
+    where = f"N = {lat['n']:,} over {lat['nodes']} nodes" if lat else cross.get("skipped", "")
+    out.append(CROSSNODE.judge(p99, where))
+    return out
