@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from jansamvad.models import Status
+from jansamvad.models import PollState, Status
 from jansamvad.protocol.messages import CLIENT_MESSAGES
 from jansamvad.server import RunningServer
 from tests.helpers import Session, joined, make_hall
@@ -24,6 +24,18 @@ WALK: dict[str, tuple[str, dict[str, Any], str | None]] = {
     "announce": ("leader", {"t": "announce", "id": 4, "text": "घोषणा"}, "ack"),
     "go_live": ("leader", {"t": "go_live", "id": 5}, "ack"),
     "moderate": ("moderator", {"t": "moderate", "id": 6, "qid": "q1", "action": "pin"}, "ack"),
+    "poll_vote": ("citizen", {"t": "poll_vote", "id": 8, "pid": "p1", "option": 1}, "ack"),
+    "poll_create": (
+        "leader",
+        {"t": "poll_create", "id": 9, "question": "सबसे ज़रूरी?", "options": ["सड़क", "बिजली"]},
+        "ack",
+    ),
+    "poll_open": ("leader", {"t": "poll_open", "id": 10, "pid": "p2"}, "ack"),
+    "poll_close": ("leader", {"t": "poll_close", "id": 11, "pid": "p1"}, "ack"),
+    "claim": ("moderator", {"t": "claim", "id": 12, "qid": "q1"}, "ack"),
+    "release": ("moderator", {"t": "release", "id": 13, "qid": "q1"}, "ack"),
+    "restrict": ("moderator", {"t": "restrict", "id": 14, "sub": "c-asker", "action": "timeout", "seconds": 60}, "ack"),
+    "slow_mode": ("leader", {"t": "slow_mode", "id": 15, "seconds": 30}, "ack"),
     "end": ("leader", {"t": "end", "id": 7}, "ack"),
     "leave": ("citizen", {"t": "leave"}, None),
 }
@@ -40,6 +52,9 @@ async def test_walk_client_message_gets_its_documented_answer(server: RunningSer
     asker = await joined(server, hall.citizen_token(sub="c-asker"))
     qid = (await asker.request({"t": "ask", "key": "walk-setup", "text": "पहले"}))["qid"]
     await server.node.store.decide(hall.th, qid, "approve", "m-walk", "")
+    first_poll = await server.node.store.create_poll(hall.th, "पहला", ["हाँ", "नहीं"])
+    await server.node.store.set_poll_state(hall.th, first_poll.pid, PollState.OPEN, "l-walk")
+    await server.node.store.create_poll(hall.th, "दूसरा", ["हाँ", "नहीं"])
     role, message, answer = WALK[name]
     tokens = {"citizen": hall.citizen_token(sub="c-walker"), "leader": hall.leader, "moderator": hall.moderator}
     session = await joined(server, tokens[role])

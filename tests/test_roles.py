@@ -25,13 +25,35 @@ MESSAGES: dict[str, dict[str, Any]] = {
     "answer": {"t": "moderate", "qid": "q1", "action": "answer"},
     "pin": {"t": "moderate", "qid": "q1", "action": "pin"},
     "unpin": {"t": "moderate", "qid": "q1", "action": "unpin"},
+    "poll_vote": {"t": "poll_vote", "pid": "p1", "option": 0},
+    "poll_create": {"t": "poll_create", "question": "?", "options": ["a", "b"]},
+    "poll_open": {"t": "poll_open", "pid": "p1"},
+    "poll_close": {"t": "poll_close", "pid": "p1"},
+    "claim": {"t": "claim", "qid": "q1"},
+    "release": {"t": "release", "qid": "q1"},
+    "restrict": {"t": "restrict", "sub": "c-asker", "action": "timeout"},
+    "restrict_global": {"t": "restrict", "sub": "c-asker", "action": "ban", "scope": "global"},
+    "slow_mode": {"t": "slow_mode", "seconds": 10},
 }
 
 ALLOWED = {
-    "citizen": {"ask", "upvote"},
-    "moderator": {"approve", "reject", "answer", "pin", "unpin"},
-    "leader": {"speech", "announce", "go_live", "end", "answer", "pin", "unpin"},
-    "admin": set(MESSAGES) - {"ask", "upvote"},  # citizens' actions only: they are counted per citizen
+    "citizen": {"ask", "upvote", "poll_vote"},
+    "moderator": {"approve", "reject", "answer", "pin", "unpin", "claim", "release", "restrict", "slow_mode"},
+    "leader": {
+        "speech",
+        "announce",
+        "go_live",
+        "end",
+        "answer",
+        "pin",
+        "unpin",
+        "poll_create",
+        "poll_open",
+        "poll_close",
+        "slow_mode",
+    },
+    # Citizens' actions are counted per citizen: an admin does not ask or vote.
+    "admin": set(MESSAGES) - {"ask", "upvote", "poll_vote"},
 }
 
 

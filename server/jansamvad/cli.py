@@ -192,3 +192,38 @@ def token(role: str, th: str, sub: str, name: str, ttl: int, secret: str) -> Non
         sub=sub or f"{role[0]}-{secrets.token_hex(6)}", role=Role(role), th=th, ttl_s=ttl, name=name
     )
     click.echo(value)
+
+
+@main.command()
+@click.argument("townhall")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
+@click.option(
+    "--url",
+    default="http://127.0.0.1:8000",
+    show_default=True,
+    envvar=_env("url"),
+    show_envvar=True,
+    help="A node of the deployment.",
+)
+@_opt("admin-key", required=True, help="The admin key.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="File (default: stdout).")
+def export(townhall: str, fmt: str, url: str, admin_key: str, output: str | None) -> None:
+    """Export a town hall: questions with decisions, votes, groups; polls; the audit log."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{url.rstrip('/')}/api/townhalls/{townhall}/export?format={fmt}",
+        headers={"Authorization": f"Bearer {admin_key}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.read().decode(errors='replace')}") from None
+    except urllib.error.URLError as exc:
+        raise click.ClickException(f"cannot reach {url}: {exc.reason}") from None
+    if output:
+        Path(output).write_bytes(body)
+    else:
+        click.echo(body.decode())

@@ -13,7 +13,18 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from jansamvad.auth import ANY_TOWNHALL, Claims, InvalidToken
-from jansamvad.models import PUBLIC_STATES, QState, Status
+from jansamvad.models import (
+    PUBLIC_STATES,
+    PollState,
+    QState,
+    Restriction,
+    RestrictionKind,
+    Status,
+    now_ms,
+    script_lang,
+)
+from jansamvad.moderation.filters import check as moderate_text
+from jansamvad.moderation.policy import Action
 from jansamvad.protocol.codec import decode, frame_message
 from jansamvad.protocol.codes import CloseCode, ErrorCode
 from jansamvad.protocol.errors import ConnectionRefused, ProtocolViolation
@@ -72,11 +83,8 @@ class Client:
     def send(self, message: dict[str, Any]) -> None:
         self.conn.send_frame(frame_message(message, self.conn.encoding))
 
-    def send_error(self, violation: ProtocolViolation, retry_ms: int | None = None) -> None:
-        message = violation.to_message()
-        if retry_ms is not None:
-            message["retry_ms"] = retry_ms
-        self.send(message)
+    def send_error(self, violation: ProtocolViolation) -> None:
+        self.send(violation.to_message())
         if violation.code is ErrorCode.UNAVAILABLE:
             return  # our fault, not the client's: it does not count towards max_errors
         self.errors += 1
@@ -106,7 +114,9 @@ class Client:
             return
         retry_ms = self._rate_limit()
         if retry_ms:
-            self.send_error(ProtocolViolation(ErrorCode.RATE_LIMITED, "too many messages", re=msg.id), retry_ms)
+            self.send_error(
+                ProtocolViolation(ErrorCode.RATE_LIMITED, "too many messages", re=msg.id, retry_ms=retry_ms)
+            )
             return
         spec = CLIENT_MESSAGES[msg.type]
         if self.claims.role not in spec.roles:
@@ -181,7 +191,9 @@ class Client:
             if self.claims is None:
                 self.conn.close(CloseCode.TRY_AGAIN_LATER, "store unreachable")
                 return
-            self.send_error(ProtocolViolation(ErrorCode.UNAVAILABLE, "temporarily unavailable, retry", re=msg.id), 1000)
+            self.send_error(
+                ProtocolViolation(ErrorCode.UNAVAILABLE, "temporarily unavailable, retry", re=msg.id, retry_ms=1000)
+            )
         except Exception:
             log.exception("unexpected error while handling %s", msg.type)
             if self.claims is None:
@@ -207,6 +219,10 @@ class Client:
             raise ConnectionRefused(CloseCode.TOWNHALL_NOT_FOUND)
         if townhall.status is Status.ENDED and claims.role is not Role.ADMIN:
             raise ConnectionRefused(CloseCode.TOWNHALL_ENDED)
+        if claims.role is Role.CITIZEN:
+            restriction = await node.store.restriction(th, claims.sub)
+            if restriction is not None and restriction.kind is RestrictionKind.BAN:
+                raise ConnectionRefused(CloseCode.BANNED)
         if self.conn.state != 1:
             return  # closed while we looked things up
         self.claims, self.th = claims, th
@@ -221,23 +237,72 @@ class Client:
         if townhall is None or townhall.status is not Status.LIVE:
             raise ProtocolViolation(ErrorCode.BAD_STATE, "the town hall is not live")
 
+    async def _check_allowed(self) -> None:
+        """A banned or timed-out citizen may listen but not act."""
+        assert self.claims is not None
+        restriction = await self.node.store.restriction(self.th, self.claims.sub)
+        if restriction is None:
+            return
+        if restriction.kind is RestrictionKind.BAN:
+            raise ProtocolViolation(ErrorCode.BANNED, "you are banned from this town hall")
+        retry_ms = max(1, restriction.until_ms - now_ms())
+        raise ProtocolViolation(ErrorCode.TIMED_OUT, f"timed out for {retry_ms // 1000 + 1} s", retry_ms=retry_ms)
+
+    async def _limit(self, key: str, per_minute: float, burst: int, what: str) -> None:
+        retry_ms = await self.node.limiter.hit(key, per_minute / 60.0, burst)
+        if retry_ms:
+            raise ProtocolViolation(ErrorCode.RATE_LIMITED, f"too many {what}", retry_ms=retry_ms)
+
     async def _on_ask(self, msg: ClientMessage) -> None:
         assert self.claims is not None
-        townhall = await self.node.store.get_townhall(self.th)
+        node, store, settings = self.node, self.node.store, self.node.settings
+        sub, key, text = self.claims.sub, msg.fields["key"], msg.fields["text"]
+        townhall = await store.get_townhall(self.th)
         if townhall is None or townhall.status is Status.ENDED:
             raise ProtocolViolation(ErrorCode.BAD_STATE, "the town hall has ended")
-        key = msg.fields["key"]
-        q, created = await self.node.store.add_question(
+        existing = await store.question_for_key(self.th, sub, key)
+        if existing is not None:  # a retry: answered again, without spending limits or running the filters
+            self.send(
+                {"t": "ack", "re": msg.id, "key": key, "qid": existing.qid, "state": str(existing.state), "dup": True}
+            )
+            return
+        await self._check_allowed()
+        await self._limit(f"ask:{self.th}:{sub}", settings.ask_per_minute, settings.ask_per_minute, "questions")
+        per_ip = settings.ask_per_minute_per_ip
+        await self._limit(f"ask-ip:{self.conn.ip}", per_ip, per_ip, "questions from this network")
+        if townhall.slow_mode_s:
+            await self._limit(f"slow:{self.th}:{sub}", 60.0 / townhall.slow_mode_s, 1, "questions in slow mode")
+        verdict = moderate_text(node.policy, text, await store.recent_texts(self.th, sub, node.policy.repeat_window))
+        rejected = verdict.action is Action.REJECT
+        grouper = await node.grouper(self.th)
+        group = "" if rejected else (grouper.match(text) or "")
+        q, created = await store.add_question(
             self.th,
-            author=self.claims.sub,
+            author=sub,
             key=key,
-            text=msg.fields["text"],
+            text=text,
             name=self.claims.name,
             region=self.claims.region,
+            state=QState.REJECTED if rejected else QState.PENDING,
+            flags=verdict.reasons,
+            group=group,
+            lang=script_lang(text),
         )
-        if created:
-            await self.node.publish_moderation(self.th, {"t": "queue_add", "q": q.for_moderators()})
-        ack: dict[str, Any] = {"t": "ack", "re": msg.id, "key": key, "qid": q.qid}
+        if created and rejected:
+            update = {
+                "t": "queue_update",
+                "qid": q.qid,
+                "state": str(q.state),
+                "pinned": False,
+                "by": "auto",
+                "reason": ",".join(verdict.reasons),
+            }
+            await node.publish_moderation(self.th, update)
+        elif created:
+            if not group:
+                grouper.add(q.qid, text)
+            await node.publish_moderation(self.th, {"t": "queue_add", "q": q.for_moderators()})
+        ack: dict[str, Any] = {"t": "ack", "re": msg.id, "key": key, "qid": q.qid, "state": str(q.state)}
         if not created:
             ack["dup"] = True
         self.send(ack)
@@ -245,13 +310,87 @@ class Client:
     async def _on_upvote(self, msg: ClientMessage) -> None:
         assert self.claims is not None
         qid = msg.fields["qid"]
+        await self._check_allowed()
+        per_minute = self.node.settings.votes_per_minute
+        await self._limit(f"vote:{self.th}:{self.claims.sub}", per_minute, per_minute, "votes")
         votes, counted = await self.node.store.upvote(self.th, qid, self.claims.sub)
-        if counted:
-            await self.node.publish_votes(self.th, {qid: votes})
         ack: dict[str, Any] = {"t": "ack", "re": msg.id, "qid": qid, "votes": votes}
         if not counted:
             ack["dup"] = True
         self.send(ack)
+
+    async def _on_poll_vote(self, msg: ClientMessage) -> None:
+        assert self.claims is not None
+        pid, option = msg.fields["pid"], msg.fields["option"]
+        await self._check_allowed()
+        per_minute = self.node.settings.votes_per_minute
+        await self._limit(f"vote:{self.th}:{self.claims.sub}", per_minute, per_minute, "votes")
+        counted = await self.node.store.vote_poll(self.th, pid, self.claims.sub, option)
+        ack: dict[str, Any] = {"t": "ack", "re": msg.id, "pid": pid, "option": option}
+        if not counted:
+            ack["dup"] = True
+        self.send(ack)
+
+    async def _on_poll_create(self, msg: ClientMessage) -> None:
+        poll = await self.node.store.create_poll(self.th, msg.fields["question"], msg.fields["options"])
+        self.send({"t": "ack", "re": msg.id, "pid": poll.pid})
+
+    async def _set_poll_state(self, msg: ClientMessage, state: PollState) -> None:
+        assert self.claims is not None
+        poll = await self.node.store.set_poll_state(self.th, msg.fields["pid"], state, self.claims.sub)
+        seq = await self.node.publish_event(self.th, {"t": "poll", "p": poll.public()})
+        self.send({"t": "ack", "re": msg.id, "pid": poll.pid, "seq": seq})
+
+    async def _on_poll_open(self, msg: ClientMessage) -> None:
+        await self._set_poll_state(msg, PollState.OPEN)
+
+    async def _on_poll_close(self, msg: ClientMessage) -> None:
+        await self._set_poll_state(msg, PollState.CLOSED)
+
+    async def _on_claim(self, msg: ClientMessage) -> None:
+        assert self.claims is not None
+        qid, me = msg.fields["qid"], self.claims.sub
+        ttl_ms = int(self.node.settings.claim_ttl_s * 1000)
+        holder, until = await self.node.store.claim(self.th, qid, me, ttl_ms)
+        if holder != me:
+            raise ProtocolViolation(ErrorCode.CLAIMED, f"{holder} is deciding this question")
+        await self.node.publish_moderation(self.th, {"t": "claim_update", "qid": qid, "by": me, "until": until})
+        self.send({"t": "ack", "re": msg.id, "qid": qid, "until": until})
+
+    async def _on_release(self, msg: ClientMessage) -> None:
+        assert self.claims is not None
+        qid = msg.fields["qid"]
+        if await self.node.store.release(self.th, qid, self.claims.sub):
+            await self.node.publish_moderation(self.th, {"t": "claim_update", "qid": qid, "by": None, "until": 0})
+        self.send({"t": "ack", "re": msg.id, "qid": qid})
+
+    async def _on_restrict(self, msg: ClientMessage) -> None:
+        assert self.claims is not None
+        target, action = msg.fields["sub"], msg.fields["action"]
+        scope = self.th
+        if msg.get("scope") == "global":
+            if self.claims.role is not Role.ADMIN:
+                raise ProtocolViolation(ErrorCode.FORBIDDEN, "only admins restrict everywhere")
+            scope = ANY_TOWNHALL
+        reason = msg.get("reason", "")
+        store = self.node.store
+        if action == "lift":
+            await store.lift(scope, target, self.claims.sub, reason)
+            self.send({"t": "ack", "re": msg.id, "sub": target, "until": 0})
+            return
+        kind = RestrictionKind(action)
+        seconds = msg.get("seconds", 600 if kind is RestrictionKind.TIMEOUT else 0)
+        until = now_ms() + seconds * 1000 if seconds else 0
+        await store.restrict(Restriction(target, kind, until, scope, self.claims.sub, reason, now_ms()))
+        if kind is RestrictionKind.BAN:
+            await self.node.kick(target, scope)
+        self.send({"t": "ack", "re": msg.id, "sub": target, "until": until})
+
+    async def _on_slow_mode(self, msg: ClientMessage) -> None:
+        seconds = msg.fields["seconds"]
+        await self.node.store.set_slow_mode(self.th, seconds)
+        seq = await self.node.publish_event(self.th, {"t": "settings", "slow_mode": seconds})
+        self.send({"t": "ack", "re": msg.id, "seq": seq})
 
     async def _on_speech(self, msg: ClientMessage) -> None:
         await self._townhall_live()
@@ -285,7 +424,14 @@ class Client:
         if self.claims.role not in ACTION_ROLES[action]:
             raise ProtocolViolation(ErrorCode.FORBIDDEN, f"a {self.claims.role} may not {action}")
         reason = msg.get("reason", "")
-        q = await self.node.store.decide(self.th, msg.fields["qid"], action, self.claims.sub, reason)
+        qid = msg.fields["qid"]
+        if action in ("approve", "reject"):
+            holder = await self.node.store.claim_holder(self.th, qid)
+            if holder is not None and holder != self.claims.sub:
+                raise ProtocolViolation(ErrorCode.CLAIMED, f"{holder} is deciding this question")
+        q = await self.node.store.decide(self.th, qid, action, self.claims.sub, reason)
+        if action in ("approve", "reject"):
+            await self.node.store.release(self.th, qid, self.claims.sub)
         await self.node.publish_moderation(
             self.th,
             {

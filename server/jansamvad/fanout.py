@@ -25,7 +25,7 @@ from jansamvad.hub import Listener, Room
 from jansamvad.protocol.codec import Encoding, frame_message
 
 # Aggregates sent as "latest value per tick"; map-valued fields are merged key by key.
-CONFLATED = frozenset({"viewers", "votes", "reactions"})
+CONFLATED = frozenset({"viewers", "votes", "reactions", "poll_counts"})
 _MERGED_FIELDS = {"votes": "v", "reactions": "c"}
 
 
@@ -61,14 +61,16 @@ class Fanout:
         room.events.append((seq, dict(message), droppable))
         self._mark(room)
 
-    def conflate(self, room: Room, message: Mapping[str, Any]) -> None:
+    def conflate(self, room: Room, message: Mapping[str, Any], key: str | None = None) -> None:
+        """Keep only the latest value per key (default: the message type) until the tick ends."""
         t = message["t"]
+        key = key or t
         merged = _MERGED_FIELDS.get(t)
-        old = room.conflated.get(t)
+        old = room.conflated.get(key)
         if merged is not None and old is not None:
-            room.conflated[t] = {**old, merged: {**old[merged], **message[merged]}}
+            room.conflated[key] = {**old, merged: {**old[merged], **message[merged]}}
         else:
-            room.conflated[t] = dict(message)
+            room.conflated[key] = dict(message)
         self._mark(room)
 
     def resume(self, listener: Listener, after_seq: int) -> None:

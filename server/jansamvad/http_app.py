@@ -16,6 +16,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from jansamvad.auth import InvalidToken
+from jansamvad.export import build_export, export_csv
 from jansamvad.models import Status
 from jansamvad.node import Node
 from jansamvad.protocol.roles import Role
@@ -163,6 +164,29 @@ def create_app(node: Node) -> Starlette:
         )
         return JSONResponse({"token": token, "sub": sub, "name": name, "expires_at": exp}, status_code=201)
 
+    async def export(request: Request) -> Response:
+        th = request.path_params["th"]
+        scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+        credential = credential.strip()
+        allowed = scheme.lower() == "bearer" and hmac.compare_digest(credential.encode(), admin_key)
+        if not allowed and scheme.lower() == "bearer":
+            try:
+                claims = node.tokens.verify(credential)
+            except InvalidToken:
+                claims = None
+            allowed = claims is not None and claims.allows_townhall(th) and claims.role is not Role.CITIZEN
+        if not allowed:
+            raise ApiError(401, "unauthorized", "the admin key, or a moderator or leader token of this town hall")
+        townhall = await townhall_or_404(th)
+        report = await build_export(node.store, townhall)
+        if request.query_params.get("format", "json") == "csv":
+            return Response(
+                export_csv(report),
+                media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": f'attachment; filename="jansamvad-{th}.csv"'},
+            )
+        return JSONResponse(report)
+
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
         return _error(exc.status, exc.code, exc.msg)
@@ -191,6 +215,7 @@ def create_app(node: Node) -> Starlette:
         Route("/api/townhalls/{th}/end", end_townhall, methods=["POST"]),
         Route("/api/townhalls/{th}/tokens", issue_token, methods=["POST"]),
         Route("/api/townhalls/{th}/join", join, methods=["POST"]),
+        Route("/api/townhalls/{th}/export", export, methods=["GET"]),
     ]
     if settings.static_dir.is_dir():
         routes.append(Mount("/", app=StaticFiles(directory=settings.static_dir, html=True), name="static"))

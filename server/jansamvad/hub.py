@@ -37,7 +37,7 @@ class Room:
         "json_members",
         "last_seq",
         "members",
-        "viewers",
+        "sent",
     )
 
     def __init__(self, channel: str) -> None:
@@ -45,9 +45,9 @@ class Room:
         self.members: dict[Listener, None] = {}  # an insertion-ordered set
         self.json_members = 0
         self.events: list[tuple[int, dict[str, Any], bool]] = []  # (seq, message, droppable) queued this tick
-        self.conflated: dict[str, dict[str, Any]] = {}  # message type -> latest value this tick
+        self.conflated: dict[str, dict[str, Any]] = {}  # conflation key -> latest value this tick
         self.dirty = False
-        self.viewers = -1  # the last viewer count sent to this room
+        self.sent: dict[str, object] = {}  # aggregate key -> the last value conflated into this room
         self.last_seq = 0  # the last stream seq this node delivered to the room (0: none yet)
         # Not None while a gap in the stream is being filled from history: later publications wait here.
         self.gap_buffer: list[tuple[int, dict[str, Any]]] | None = None
@@ -56,6 +56,17 @@ class Room:
 class Hub:
     def __init__(self) -> None:
         self.rooms: dict[str, Room] = {}
+        self.users: dict[str, set[Listener]] = {}  # subject -> its local sessions (to kick a banned user)
+
+    def add_user(self, sub: str, member: Listener) -> None:
+        self.users.setdefault(sub, set()).add(member)
+
+    def remove_user(self, sub: str, member: Listener) -> None:
+        sessions = self.users.get(sub)
+        if sessions is not None:
+            sessions.discard(member)
+            if not sessions:
+                del self.users[sub]
 
     def add(self, channel: str, member: Listener) -> bool:
         """Add a member; True when the room is new (the node must subscribe)."""

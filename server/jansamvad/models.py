@@ -35,6 +35,7 @@ class Townhall:
     lang: str = "hi"
     status: Status = Status.SCHEDULED
     created_ms: int = field(default_factory=now_ms)
+    slow_mode_s: int = 0
 
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "title": self.title, "status": str(self.status), "lang": self.lang}
@@ -65,6 +66,9 @@ class Question:
     votes: int = 0
     ts: int = field(default_factory=now_ms)
     decisions: list[Decision] = field(default_factory=list)
+    group: str = ""  # the qid of the first question of its near-duplicate group ("" = its own)
+    flags: list[str] = field(default_factory=list)  # auto-moderation reasons
+    lang: str = ""  # "hi" or "en", guessed from the script
 
     @property
     def is_public(self) -> bool:
@@ -80,11 +84,68 @@ class Question:
             "votes": self.votes,
             "state": str(self.state),
             "pinned": self.pinned,
+            "group": self.group or self.qid,
             "ts": self.ts,
         }
 
     def for_moderators(self) -> dict[str, Any]:
-        return {**self.public(), "sub": self.author, "flags": []}
+        return {**self.public(), "sub": self.author, "flags": list(self.flags), "lang": self.lang}
+
+    def for_export(self) -> dict[str, Any]:
+        decisions = [{"action": d.action, "by": d.by, "reason": d.reason, "ts": d.ts} for d in self.decisions]
+        return {**self.for_moderators(), "decisions": decisions}
+
+
+class PollState(enum.StrEnum):
+    DRAFT = "draft"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@dataclass(slots=True)
+class Poll:
+    pid: str
+    th: str
+    question: str
+    options: list[str]
+    state: PollState = PollState.DRAFT
+    counts: list[int] = field(default_factory=list)
+    ts: int = field(default_factory=now_ms)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "question": self.question,
+            "options": list(self.options),
+            "state": str(self.state),
+            "counts": list(self.counts) or [0] * len(self.options),
+        }
+
+
+class RestrictionKind(enum.StrEnum):
+    TIMEOUT = "timeout"
+    BAN = "ban"
+
+
+@dataclass(frozen=True, slots=True)
+class Restriction:
+    sub: str
+    kind: RestrictionKind
+    until_ms: int  # 0: a ban without end
+    scope: str  # a town hall id, or "*" for everywhere
+    by: str
+    reason: str
+    ts: int
+
+    def active(self, at_ms: int) -> bool:
+        return self.until_ms == 0 or at_ms < self.until_ms
+
+
+def script_lang(text: str) -> str:
+    """'hi' when the text is mostly Devanagari, else 'en' (a queue filter, not a language detector)."""
+    devanagari = sum(1 for ch in text if "\u0900" <= ch <= "\u097f")
+    latin = sum(1 for ch in text if ch.isascii() and ch.isalpha())
+    return "hi" if devanagari >= latin else "en"
 
 
 # The moderation state machine (docs/protocol.md, section 4): action -> states it applies to.

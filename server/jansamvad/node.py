@@ -7,6 +7,7 @@ and aggregates); `th:<id>:mod` carries the moderation queue to moderators and ad
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import random
 import secrets
@@ -20,7 +21,11 @@ from jansamvad.client import Client
 from jansamvad.connection import ConnState, WsConnection
 from jansamvad.fanout import CONFLATED, Fanout
 from jansamvad.hub import Hub, Room
-from jansamvad.models import PUBLIC_STATES, QState, Status, Townhall, now_ms
+from jansamvad.limiter.base import RateLimiter
+from jansamvad.limiter.memory import MemoryRateLimiter
+from jansamvad.models import PUBLIC_STATES, PollState, QState, Status, Townhall, now_ms
+from jansamvad.moderation.grouping import QuestionGrouper
+from jansamvad.moderation.policy import Policy
 from jansamvad.presence.base import PresenceManager
 from jansamvad.protocol.codec import PING_FRAME
 from jansamvad.protocol.codes import CloseCode
@@ -34,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("jansamvad.node")
 
 WHEEL_INTERVAL_S = 1.0
+SNAPSHOT_QUEUE_MAX = 500
 _SNAPSHOT_EVENTS = ("speech", "announce")
 
 
@@ -45,6 +51,11 @@ def moderation_channel(th: str) -> str:
     return f"th:{th}:mod"
 
 
+# Every node listens here for orders that concern sessions anywhere (e.g. kicking a banned citizen).
+CONTROL_CHANNEL = "ctl"
+GROUPS_REFRESH_S = 30.0  # how often a node re-reads the groups other nodes created
+
+
 class Node:
     def __init__(
         self,
@@ -53,6 +64,7 @@ class Node:
         store: Store,
         broker: Broker,
         presence: PresenceManager,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.settings = settings
         self.node_id = settings.node_id or "node-" + secrets.token_hex(4)
@@ -65,6 +77,9 @@ class Node:
         self.store = store
         self.broker = broker
         self.presence = presence
+        self.limiter: RateLimiter = limiter or MemoryRateLimiter()
+        self.policy = Policy.load(settings.moderation_dir)
+        self._groupers: dict[str, tuple[QuestionGrouper, float]] = {}  # th -> (grouper, loaded at)
         self.hub = Hub()
         self.fanout = Fanout(tick_s=settings.tick_ms / 1000, writes_per_yield=settings.writes_per_yield)
         self.origins: list[Origin | None] | None = list(settings.allowed_origins) or None  # type: ignore[arg-type]
@@ -96,6 +111,7 @@ class Node:
         self._loop = asyncio.get_running_loop()
         self.clock = self._handshake_at = self._loop.time()
         await self.broker.start(self)
+        await self.broker.subscribe(CONTROL_CHANNEL)
         self.fanout.start()
         self._tasks = [
             self._loop.create_task(self._wheel(), name="jansamvad-keepalive"),
@@ -182,6 +198,7 @@ class Node:
             self.per_ip.pop(conn.ip, None)
         client.on_closed()
         if client.claims is not None:
+            self.hub.remove_user(client.claims.sub, conn)
             self._leave(public_channel(client.th), conn)
             self._leave(moderation_channel(client.th), conn)
 
@@ -209,6 +226,7 @@ class Node:
         th = townhall.id
         channel = public_channel(th)
         conn.paused = []
+        self.hub.add_user(claims.sub, conn)
         await self._listen(channel, conn)
         staff = claims.role in (Role.MODERATOR, Role.ADMIN)
         if staff:
@@ -246,10 +264,14 @@ class Node:
                 client.send({"t": "votes", "v": votes})
         else:
             questions = await self.store.questions(th, PUBLIC_STATES)
+            polls = await self.store.polls(th, (PollState.OPEN, PollState.CLOSED))
             snapshot: dict[str, Any] = {
                 "t": "snapshot",
                 "seq": head,
                 "status": str(townhall.status),
+                "polls": [p.public() for p in polls],
+                "slow_mode": townhall.slow_mode_s,
+                "reactions": await self.store.add_reactions(th, {}),
                 "speech": [
                     {**p.data, "seq": p.seq} for p in hist.publications if p.data["t"] in ("speech", "announce")
                 ],
@@ -257,7 +279,8 @@ class Node:
                 "viewers": max(self._viewers.get(th, 0), self.hub.count(channel)),
             }
             if staff:
-                snapshot["queue"] = [q.for_moderators() for q in await self.store.questions(th, (QState.PENDING,))]
+                pending = await self.store.questions(th, (QState.PENDING,))
+                snapshot["queue"] = [q.for_moderators() for q in pending[:SNAPSHOT_QUEUE_MAX]]
             client.send(snapshot)
         init = self._audio_init.get(th)
         if init is not None:
@@ -273,8 +296,22 @@ class Node:
     async def publish_moderation(self, th: str, message: Mapping[str, Any]) -> None:
         await self.broker.publish(moderation_channel(th), message, history=False)
 
-    async def publish_votes(self, th: str, votes: Mapping[str, int]) -> None:
-        await self.broker.publish(public_channel(th), {"t": "votes", "v": dict(votes)}, history=False)
+    async def kick(self, sub: str, th: str) -> None:
+        """Close a banned citizen's sessions on every node (`th` may be "*" for everywhere)."""
+        await self.broker.publish(CONTROL_CHANNEL, {"t": "kick", "sub": sub, "th": th}, history=False)
+
+    async def grouper(self, th: str) -> QuestionGrouper:
+        """This town hall's near-duplicate grouper, re-read from the store now and then (other nodes add groups)."""
+        assert self._loop is not None
+        cached = self._groupers.get(th)
+        now = self._loop.time()
+        if cached is not None and now - cached[1] < GROUPS_REFRESH_S:
+            return cached[0]
+        grouper = QuestionGrouper(self.settings.group_threshold)
+        for group, text in await self.store.groups(th, grouper.max_groups):
+            grouper.add(group, text)
+        self._groupers[th] = (grouper, now)
+        return grouper
 
     async def publish_audio(self, th: str, data: bytes, init: bool, mime: str) -> None:
         self._audio_n[th] += 1
@@ -291,6 +328,9 @@ class Node:
     def handle_publication(self, pub: Publication) -> None:
         data = pub.data
         t = data["t"]
+        if pub.channel == CONTROL_CHANNEL:
+            self._control(data)
+            return
         if t == "audio" and data.get("init"):
             self._audio_init[pub.channel[3:]] = dict(data)
         room = self.hub.room(pub.channel)
@@ -342,8 +382,16 @@ class Node:
         for seq, data in buffered:
             self._deliver_event(room, seq, data)
 
+    def _control(self, data: Mapping[str, Any]) -> None:
+        if data.get("t") == "kick":
+            th = data.get("th")
+            for member in list(self.hub.users.get(str(data.get("sub")), ())):
+                if isinstance(member, WsConnection) and member.client is not None:
+                    if th in ("*", member.client.th):
+                        member.close(CloseCode.BANNED)
+
     def live_channels(self) -> list[str]:
-        return self.hub.channels()
+        return [CONTROL_CHANNEL, *self.hub.channels()]
 
     def _close_room(self, channel: str, code: CloseCode) -> None:
         room = self.hub.room(channel)
@@ -400,13 +448,30 @@ class Node:
         self._viewers = await self.presence.totals(local)
         for th, n in self._viewers.items():
             room = self.hub.room(public_channel(th))
-            if room is not None and room.viewers != n:
-                room.viewers = n
-                self.fanout.conflate(room, {"t": "viewers", "n": n})
+            if room is not None:
+                self._send_if_changed(room, "viewers", {"t": "viewers", "n": n}, True)
+        # Votes, reactions and poll tallies: every node reads the exact totals from the store once per tick and sends
+        # them to its local listeners when they changed. Nothing per vote or per tap crosses the broker.
         reactions, self._reactions = self._reactions, {}
-        for th, counts in reactions.items():
-            totals = await self.store.add_reactions(th, counts)
-            await self.broker.publish(public_channel(th), {"t": "reactions", "c": totals}, history=False)
+        for th in local:
+            room = self.hub.room(public_channel(th))
+            if room is None:
+                continue
+            votes, groups = await self.store.top_votes(th, self.settings.top_votes)
+            self._send_if_changed(room, "votes", {"t": "votes", "v": votes, "g": groups}, bool(votes))
+            totals = await self.store.add_reactions(th, reactions.pop(th, {}))
+            self._send_if_changed(room, "reactions", {"t": "reactions", "c": totals}, bool(totals))
+            for poll in await self.store.polls(th, (PollState.OPEN,)):
+                message = {"t": "poll_counts", "pid": poll.pid, "c": list(poll.counts)}
+                self._send_if_changed(room, f"poll_counts:{poll.pid}", message, True)
+        for th, counts in reactions.items():  # taps from sessions that left before the tick
+            await self.store.add_reactions(th, counts)
+
+    def _send_if_changed(self, room: Room, key: str, message: dict[str, Any], worth_sending: bool) -> None:
+        # The stored value is compared with the next one, so it must not share mutable parts with the store's objects.
+        if worth_sending and room.sent.get(key) != message:
+            room.sent[key] = copy.deepcopy(message)
+            self.fanout.conflate(room, message, key)
 
     def stats(self) -> dict[str, Any]:
         return {

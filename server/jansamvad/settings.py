@@ -50,6 +50,17 @@ class Settings:
     staff_token_ttl_s: int = 12 * 3600
     limits: Limits = field(default_factory=Limits)
 
+    # Audience interaction (docs/protocol.md section 4.1). Questions and votes are limited per citizen and per IP
+    # across every node (the RateLimiter); reactions per connection, in process (they are far too many for Redis).
+    ask_per_minute: int = 3
+    ask_per_minute_per_ip: int = 60
+    votes_per_minute: int = 120
+    reactions_per_second: float = 10.0
+    claim_ttl_s: float = 30.0
+    moderation_dir: Path | None = None  # None: the defaults in jansamvad/moderation/data
+    group_threshold: float = 85.0
+    top_votes: int = 50  # questions and groups in each `votes` message
+
     # Fan-out.
     tick_ms: float = 5.0  # messages within one tick become one write per connection
     max_buffered_bytes: int = 512 * 1024  # per connection, before it counts as a slow consumer

@@ -28,6 +28,14 @@ class QuestionGrouper:
 
     def assign(self, qid: str, text: str) -> str:
         """The group for a new question: an existing one it resembles, or a new one named after it."""
+        group = self.match(text)
+        if group is None:
+            self.add(qid, text)
+            return qid
+        return group
+
+    def match(self, text: str) -> str | None:
+        """The group a question resembles, or None."""
         key = comparable(text)
         if key and self._keys:
             scorer = fuzz.token_set_ratio if len(key.split()) >= _SHORT else fuzz.token_sort_ratio
@@ -38,12 +46,11 @@ class QuestionGrouper:
                 # require the representative to be long enough as well.
                 if scorer is fuzz.token_sort_ratio or len(candidate.split()) >= _SHORT:
                     return self._groups[match[2]]
-        self.add(qid, key)
-        return qid
+        return None
 
-    def add(self, group: str, key: str) -> None:
-        """Remember a representative (also used to rebuild the grouper from the store after a restart)."""
-        self._keys.append(key)
+    def add(self, group: str, text: str) -> None:
+        """Remember a group's representative text (also used to rebuild the grouper from the store)."""
+        self._keys.append(comparable(text))
         self._groups.append(group)
         if len(self._keys) > self.max_groups:
             del self._keys[0], self._groups[0]

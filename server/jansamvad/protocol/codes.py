@@ -19,6 +19,9 @@ class ErrorCode(enum.StrEnum):
     NOT_FOUND = "not_found"
     BAD_STATE = "bad_state"
     RATE_LIMITED = "rate_limited"
+    TIMED_OUT = "timed_out"
+    BANNED = "banned"
+    CLAIMED = "claimed"
     ALREADY_JOINED = "already_joined"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
@@ -41,6 +44,7 @@ class CloseCode(enum.IntEnum):
     HELLO_TIMEOUT = 4008
     SLOW_CONSUMER = 4009
     TOO_MANY_ERRORS = 4010
+    BANNED = 4011
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,7 @@ CLOSE_CODES: dict[CloseCode, CloseSpec] = {
         CloseSpec(CloseCode.HELLO_TIMEOUT, "no hello in time", True),
         CloseSpec(CloseCode.SLOW_CONSUMER, "the client did not read fast enough", True),
         CloseSpec(CloseCode.TOO_MANY_ERRORS, "too many erroneous messages", False),
+        CloseSpec(CloseCode.BANNED, "the citizen is banned from this town hall", False),
     )
 }
 

@@ -12,12 +12,21 @@ from jansamvad.protocol.codes import CloseCode, ErrorCode
 class ProtocolViolation(Exception):
     """A client message that gets an `error` answer; the connection stays open."""
 
-    def __init__(self, code: ErrorCode, msg: str, *, field: str | None = None, re: int | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        msg: str,
+        *,
+        field: str | None = None,
+        re: int | None = None,
+        retry_ms: int | None = None,
+    ) -> None:
         super().__init__(msg)
         self.code = code
         self.msg = msg
         self.field = field
         self.re = re
+        self.retry_ms = retry_ms
 
     def to_message(self) -> dict[str, object]:
         out: dict[str, object] = {"t": "error", "code": str(self.code), "msg": self.msg}
@@ -25,6 +34,8 @@ class ProtocolViolation(Exception):
             out["re"] = self.re
         if self.field is not None:
             out["field"] = self.field
+        if self.retry_ms is not None:
+            out["retry_ms"] = self.retry_ms
         return out
 
 

@@ -20,6 +20,7 @@ KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{8,64}")
 QID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 REACTIONS = frozenset({"clap", "heart", "thumbs_up", "laugh", "sad"})
 MODERATION_ACTIONS = frozenset({"approve", "reject", "answer", "pin", "unpin"})
+RESTRICT_ACTIONS = frozenset({"timeout", "ban", "lift"})
 MAX_REQUEST_ID = 2**53 - 1  # the largest integer a JavaScript client can hold exactly
 _MIME = re.compile(r"[a-z]+/[A-Za-z0-9.+-]+(;[ A-Za-z0-9=.,\"-]{0,80})?")
 
@@ -34,6 +35,8 @@ class Limits:
     reason_chars: int = 200
     token_chars: int = 4096
     audio_bytes: int = 64 * 1024
+    poll_question_chars: int = 200
+    poll_option_chars: int = 80
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,10 @@ class Field:
     multiline: bool = False
     choices: frozenset[str] | None = None
     pattern: re.Pattern[str] | None = None
+    min_value: int = 0  # ints
+    max_value: int = 2**53 - 1  # ints: the largest integer a JavaScript client holds exactly
+    min_items: int = 0  # lists of strings
+    max_items: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +66,9 @@ class MessageSpec:
 
 
 _ID = Field("id", int)
+_PID = Field("pid", str, pattern=QID_PATTERN)
 _LEADER = frozenset({Role.LEADER, Role.ADMIN})
+_MODERATOR = frozenset({Role.MODERATOR, Role.ADMIN})
 _CITIZEN = frozenset({Role.CITIZEN})
 
 CLIENT_MESSAGES: dict[str, MessageSpec] = {
@@ -117,6 +126,45 @@ CLIENT_MESSAGES: dict[str, MessageSpec] = {
             ),
             needs_id=True,
         ),
+        MessageSpec(
+            "poll_vote",
+            _CITIZEN,
+            (_ID, _PID, Field("option", int, max_value=5), Field("key", str, required=False, pattern=KEY_PATTERN)),
+            needs_id=True,
+        ),
+        MessageSpec(
+            "poll_create",
+            _LEADER,
+            (
+                _ID,
+                Field("question", str, limit="poll_question_chars"),
+                Field("options", list, limit="poll_option_chars", min_items=2, max_items=6),
+            ),
+            needs_id=True,
+        ),
+        MessageSpec("poll_open", _LEADER, (_ID, _PID), needs_id=True),
+        MessageSpec("poll_close", _LEADER, (_ID, _PID), needs_id=True),
+        MessageSpec("claim", _MODERATOR, (_ID, Field("qid", str, pattern=QID_PATTERN)), needs_id=True),
+        MessageSpec("release", _MODERATOR, (_ID, Field("qid", str, pattern=QID_PATTERN)), needs_id=True),
+        MessageSpec(
+            "restrict",
+            _MODERATOR,
+            (
+                _ID,
+                Field("sub", str, pattern=QID_PATTERN),
+                Field("action", str, choices=RESTRICT_ACTIONS),
+                Field("seconds", int, required=False, min_value=10, max_value=86_400),
+                Field("scope", str, required=False, choices=frozenset({"townhall", "global"})),
+                Field("reason", str, required=False, limit="reason_chars"),
+            ),
+            needs_id=True,
+        ),
+        MessageSpec(
+            "slow_mode",
+            frozenset({Role.LEADER, Role.MODERATOR, Role.ADMIN}),
+            (_ID, Field("seconds", int, max_value=3600)),
+            needs_id=True,
+        ),
         MessageSpec("leave", ANY_ROLE),
     )
 }
@@ -133,25 +181,31 @@ ACTION_ROLES: dict[str, frozenset[Role]] = {
 # Node -> client messages and the fields they may carry (besides the envelope keys t, re and seq).
 SERVER_MESSAGES: dict[str, frozenset[str]] = {
     "welcome": frozenset({"role", "sub", "name", "th", "title", "status", "seq", "recovered"}),
-    "snapshot": frozenset({"seq", "status", "speech", "questions", "viewers", "queue"}),
-    "ack": frozenset({"key", "qid", "votes", "seq", "state", "dup"}),
+    "snapshot": frozenset(
+        {"seq", "status", "speech", "questions", "polls", "slow_mode", "viewers", "reactions", "queue"}
+    ),
+    "ack": frozenset({"key", "qid", "votes", "seq", "state", "dup", "pid", "option", "sub", "until"}),
     "error": frozenset({"code", "msg", "field", "retry_ms"}),
     "pong": frozenset(),
     "speech": frozenset({"text", "final", "ts"}),
     "announce": frozenset({"text", "ts"}),
     "status": frozenset({"status", "ts"}),
     "question": frozenset({"q", "ts"}),
+    "poll": frozenset({"p", "ts"}),
+    "settings": frozenset({"slow_mode", "ts"}),
     "viewers": frozenset({"n"}),
-    "votes": frozenset({"v"}),
+    "votes": frozenset({"v", "g"}),
     "reactions": frozenset({"c"}),
+    "poll_counts": frozenset({"pid", "c"}),
     "audio": frozenset({"data", "n", "init", "mime"}),
     "queue_add": frozenset({"q"}),
     "queue_update": frozenset({"qid", "state", "pinned", "by", "reason"}),
+    "claim_update": frozenset({"qid", "by", "until"}),
     "reconnect": frozenset({"after_ms"}),
 }
 
 # Events of the town hall's stream: they carry `seq` and are replayed on resume.
-STREAM_EVENTS = frozenset({"speech", "announce", "status", "question"})
+STREAM_EVENTS = frozenset({"speech", "announce", "status", "question", "poll", "settings"})
 
 
 @dataclass(slots=True)
@@ -205,8 +259,20 @@ def _check(spec_field: Field, value: Any, limits: Limits, encoding: Encoding, re
             if not value:
                 raise invalid("must not be empty")
         return value
-    if spec_field.kind is int and not 0 <= value <= MAX_REQUEST_ID:
-        raise invalid(f"out of range 0..{MAX_REQUEST_ID}")
+    if spec_field.kind is list:
+        if type(value) is not list or not all(type(item) is str for item in value):
+            raise invalid("expected a list of strings")
+        if not spec_field.min_items <= len(value) <= spec_field.max_items:
+            raise invalid(f"expected {spec_field.min_items} to {spec_field.max_items} items")
+        limit = getattr(limits, spec_field.limit) if spec_field.limit else 0
+        items = [clean_text(item) for item in value if len(item) <= 4 * limit]
+        if len(items) != len(value) or any(len(item) > limit for item in items):
+            raise ProtocolViolation(ErrorCode.TOO_LONG, f"{name}: an item is longer than {limit}", field=name, re=re_id)
+        if not all(items):
+            raise invalid("items must not be empty")
+        return items
+    if spec_field.kind is int and not spec_field.min_value <= value <= spec_field.max_value:
+        raise invalid(f"out of range {spec_field.min_value}..{spec_field.max_value}")
     return value
 
 

@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
-from jansamvad.models import QState, Question, Status, Townhall
+from jansamvad.models import Poll, PollState, QState, Question, Restriction, Status, Townhall
 
 
 class NotFound(Exception):
@@ -37,10 +37,38 @@ class Store(Protocol):
         """Raises NotFound, or BadState when the town hall has ended (an ended town hall stays ended)."""
         ...
 
+    async def set_slow_mode(self, th: str, seconds: int) -> Townhall: ...
+
     async def add_question(
-        self, th: str, *, author: str, key: str, text: str, name: str, region: str
+        self,
+        th: str,
+        *,
+        author: str,
+        key: str,
+        text: str,
+        name: str,
+        region: str,
+        state: QState = QState.PENDING,
+        flags: Iterable[str] = (),
+        group: str = "",
+        lang: str = "",
     ) -> tuple[Question, bool]:
-        """Store a new pending question; idempotent on (th, author, key). Returns (question, created)."""
+        """Store a new question, pending or (auto-moderation) rejected with `flags` as the audit reason.
+
+        Idempotent on (th, author, key): a retry returns the stored question and created=False.
+        """
+        ...
+
+    async def question_for_key(self, th: str, author: str, key: str) -> Question | None:
+        """The question this author stored with this idempotency key, if any."""
+        ...
+
+    async def recent_texts(self, th: str, author: str, limit: int) -> list[str]:
+        """The author's latest question texts in this town hall, oldest first (for the repeated-text rule)."""
+        ...
+
+    async def groups(self, th: str, limit: int) -> list[tuple[str, str]]:
+        """(group id, representative text) of the newest `limit` groups, oldest first (to rebuild a grouper)."""
         ...
 
     async def get_question(self, th: str, qid: str) -> Question | None: ...
@@ -57,8 +85,46 @@ class Store(Protocol):
         """One vote per user per public question. Returns (votes, counted). Raises NotFound or BadState."""
         ...
 
+    async def top_votes(self, th: str, limit: int) -> tuple[dict[str, int], dict[str, int]]:
+        """The `limit` public questions with most votes (qid -> votes) and groups (group -> summed votes)."""
+        ...
+
     async def add_reactions(self, th: str, counts: Mapping[str, int]) -> dict[str, int]:
-        """Add reaction counts; return the town hall's totals."""
+        """Add reaction counts (possibly none); return the town hall's totals."""
+        ...
+
+    async def create_poll(self, th: str, question: str, options: list[str]) -> Poll: ...
+
+    async def set_poll_state(self, th: str, pid: str, state: PollState, by: str) -> Poll:
+        """draft -> open -> closed only; raises NotFound or BadState. The returned poll carries exact counts."""
+        ...
+
+    async def vote_poll(self, th: str, pid: str, user: str, option: int) -> bool:
+        """One vote per user per open poll; True when counted. Raises NotFound or BadState."""
+        ...
+
+    async def polls(self, th: str, states: Iterable[PollState]) -> list[Poll]:
+        """Polls in `states` with their current counts, oldest first."""
+        ...
+
+    async def claim(self, th: str, qid: str, moderator: str, ttl_ms: int) -> tuple[str, int]:
+        """Claim a question for `ttl_ms` unless another moderator holds it. Returns (holder, until_ms)."""
+        ...
+
+    async def release(self, th: str, qid: str, moderator: str) -> bool: ...
+
+    async def claim_holder(self, th: str, qid: str) -> str | None: ...
+
+    async def restrict(self, restriction: Restriction) -> None: ...
+
+    async def lift(self, scope: str, sub: str, by: str, reason: str) -> None: ...
+
+    async def restriction(self, th: str, sub: str) -> Restriction | None:
+        """The active ban or timeout on `sub` in this town hall or everywhere (a ban wins over a timeout)."""
+        ...
+
+    async def audit(self, th: str) -> list[dict[str, object]]:
+        """Every moderation decision, restriction, poll and setting change in this town hall, oldest first."""
         ...
 
     async def close(self) -> None: ...

@@ -4,12 +4,41 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from jansamvad.models import QState, Question, Status, Townhall, apply_decision, now_ms
+from jansamvad.models import (
+    Decision,
+    Poll,
+    PollState,
+    QState,
+    Question,
+    Restriction,
+    RestrictionKind,
+    Status,
+    Townhall,
+    apply_decision,
+    now_ms,
+)
 from jansamvad.store.base import BadState, NotFound, Store, new_townhall_id
+
+ANYWHERE = "*"
+_POLL_NEXT = {PollState.DRAFT: PollState.OPEN, PollState.OPEN: PollState.CLOSED}
 
 
 class _Hall:
-    __slots__ = ("next_qid", "questions", "reactions", "by_key", "townhall", "voters")
+    __slots__ = (
+        "audit",
+        "by_key",
+        "claims",
+        "groups",
+        "next_pid",
+        "next_qid",
+        "poll_voters",
+        "polls",
+        "questions",
+        "reactions",
+        "recent",
+        "townhall",
+        "voters",
+    )
 
     def __init__(self, townhall: Townhall) -> None:
         self.townhall = townhall
@@ -17,12 +46,20 @@ class _Hall:
         self.by_key: dict[tuple[str, str], str] = {}
         self.voters: dict[str, set[str]] = {}
         self.reactions: dict[str, int] = {}
+        self.recent: dict[str, list[str]] = {}
+        self.groups: dict[str, str] = {}  # group id -> representative text, in creation order
+        self.polls: dict[str, Poll] = {}
+        self.poll_voters: dict[str, set[str]] = {}
+        self.claims: dict[str, tuple[str, int]] = {}
+        self.audit: list[dict[str, object]] = []
         self.next_qid = 1
+        self.next_pid = 1
 
 
 class MemoryStore:
     def __init__(self) -> None:
         self._halls: dict[str, _Hall] = {}
+        self._restrictions: dict[tuple[str, str], Restriction] = {}  # (scope, sub) -> active restriction
 
     def _hall(self, th: str) -> _Hall:
         hall = self._halls.get(th)
@@ -35,6 +72,14 @@ class MemoryStore:
         if q is None:
             raise NotFound(f"no question {qid}")
         return q
+
+    def _poll(self, th: str, pid: str) -> Poll:
+        poll = self._hall(th).polls.get(pid)
+        if poll is None:
+            raise NotFound(f"no poll {pid}")
+        return poll
+
+    # Town halls
 
     async def create_townhall(self, title: str, lang: str) -> Townhall:
         th = Townhall(new_townhall_id(), title, lang)
@@ -55,8 +100,27 @@ class MemoryStore:
         townhall.status = status
         return townhall
 
+    async def set_slow_mode(self, th: str, seconds: int) -> Townhall:
+        hall = self._hall(th)
+        hall.townhall.slow_mode_s = seconds
+        hall.audit.append({"ts": now_ms(), "what": "slow_mode", "seconds": seconds})
+        return hall.townhall
+
+    # Questions
+
     async def add_question(
-        self, th: str, *, author: str, key: str, text: str, name: str, region: str
+        self,
+        th: str,
+        *,
+        author: str,
+        key: str,
+        text: str,
+        name: str,
+        region: str,
+        state: QState = QState.PENDING,
+        flags: Iterable[str] = (),
+        group: str = "",
+        lang: str = "",
     ) -> tuple[Question, bool]:
         hall = self._hall(th)
         existing = hall.by_key.get((author, key))
@@ -64,10 +128,30 @@ class MemoryStore:
             return hall.questions[existing], False
         qid = f"q{hall.next_qid}"
         hall.next_qid += 1
-        q = Question(qid, th, author, name, region, text, key)
+        flags = list(flags)
+        q = Question(qid, th, author, name, region, text, key, state=state, group=group or qid, flags=flags, lang=lang)
+        if state is QState.REJECTED:
+            q.decisions.append(Decision("reject", "auto", ",".join(flags), q.ts))
+            hall.audit.append({"ts": q.ts, "what": "reject", "qid": qid, "by": "auto", "reason": ",".join(flags)})
         hall.questions[qid] = q
         hall.by_key[(author, key)] = qid
+        if q.group == qid:
+            hall.groups[qid] = text
+        recent = hall.recent.setdefault(author, [])
+        recent.append(text)
+        del recent[:-50]
         return q, True
+
+    async def question_for_key(self, th: str, author: str, key: str) -> Question | None:
+        hall = self._hall(th)
+        qid = hall.by_key.get((author, key))
+        return hall.questions[qid] if qid is not None else None
+
+    async def recent_texts(self, th: str, author: str, limit: int) -> list[str]:
+        return self._hall(th).recent.get(author, [])[-limit:] if limit else []
+
+    async def groups(self, th: str, limit: int) -> list[tuple[str, str]]:
+        return list(self._hall(th).groups.items())[-limit:] if limit else []
 
     async def get_question(self, th: str, qid: str) -> Question | None:
         return self._hall(th).questions.get(qid)
@@ -80,6 +164,7 @@ class MemoryStore:
         q = self._question(th, qid)
         if not apply_decision(q, action, by, reason, now_ms()):
             raise BadState(f"cannot {action} a question that is {q.state}")
+        self._hall(th).audit.append({"ts": q.decisions[-1].ts, "what": action, "qid": qid, "by": by, "reason": reason})
         return q
 
     async def upvote(self, th: str, qid: str, user: str) -> tuple[int, bool]:
@@ -93,11 +178,118 @@ class MemoryStore:
         q.votes += 1
         return q.votes, True
 
+    async def top_votes(self, th: str, limit: int) -> tuple[dict[str, int], dict[str, int]]:
+        public = [q for q in self._hall(th).questions.values() if q.is_public]
+        top = sorted(public, key=lambda q: (-q.votes, q.qid))[:limit]
+        groups: dict[str, int] = {}
+        for q in public:
+            groups[q.group] = groups.get(q.group, 0) + q.votes
+        top_groups = sorted(groups.items(), key=lambda item: (-item[1], item[0]))[:limit]
+        return {q.qid: q.votes for q in top}, dict(top_groups)
+
     async def add_reactions(self, th: str, counts: Mapping[str, int]) -> dict[str, int]:
         totals = self._hall(th).reactions
         for kind, n in counts.items():
             totals[kind] = totals.get(kind, 0) + n
         return dict(totals)
+
+    # Polls
+
+    async def create_poll(self, th: str, question: str, options: list[str]) -> Poll:
+        hall = self._hall(th)
+        pid = f"p{hall.next_pid}"
+        hall.next_pid += 1
+        poll = Poll(pid, th, question, list(options), counts=[0] * len(options))
+        hall.polls[pid] = poll
+        hall.poll_voters[pid] = set()
+        return poll
+
+    async def set_poll_state(self, th: str, pid: str, state: PollState, by: str) -> Poll:
+        poll = self._poll(th, pid)
+        if _POLL_NEXT.get(poll.state) is not state:
+            raise BadState(f"a {poll.state} poll cannot become {state}")
+        poll.state = state
+        self._hall(th).audit.append({"ts": now_ms(), "what": f"poll_{state}", "pid": pid, "by": by})
+        return poll
+
+    async def vote_poll(self, th: str, pid: str, user: str, option: int) -> bool:
+        poll = self._poll(th, pid)
+        if poll.state is not PollState.OPEN:
+            raise BadState("the poll is not open")
+        if not 0 <= option < len(poll.options):
+            raise BadState("no such option")
+        voters = self._hall(th).poll_voters[pid]
+        if user in voters:
+            return False
+        voters.add(user)
+        poll.counts[option] += 1
+        return True
+
+    async def polls(self, th: str, states: Iterable[PollState]) -> list[Poll]:
+        wanted = frozenset(states)
+        return [p for p in self._hall(th).polls.values() if p.state in wanted]
+
+    # Claims
+
+    async def claim(self, th: str, qid: str, moderator: str, ttl_ms: int) -> tuple[str, int]:
+        self._question(th, qid)
+        claims = self._hall(th).claims
+        now = now_ms()
+        holder = claims.get(qid)
+        if holder is not None and holder[0] != moderator and holder[1] > now:
+            return holder
+        claims[qid] = (moderator, now + ttl_ms)
+        return claims[qid]
+
+    async def release(self, th: str, qid: str, moderator: str) -> bool:
+        claims = self._hall(th).claims
+        holder = claims.get(qid)
+        if holder is None or holder[0] != moderator:
+            return False
+        del claims[qid]
+        return True
+
+    async def claim_holder(self, th: str, qid: str) -> str | None:
+        holder = self._hall(th).claims.get(qid)
+        return holder[0] if holder is not None and holder[1] > now_ms() else None
+
+    # Restrictions
+
+    async def restrict(self, restriction: Restriction) -> None:
+        self._restrictions[(restriction.scope, restriction.sub)] = restriction
+        entry = {
+            "ts": restriction.ts,
+            "what": str(restriction.kind),
+            "sub": restriction.sub,
+            "by": restriction.by,
+            "reason": restriction.reason,
+            "until": restriction.until_ms,
+            "scope": restriction.scope,
+        }
+        for hall in self._audited(restriction.scope):
+            hall.audit.append(entry)
+
+    async def lift(self, scope: str, sub: str, by: str, reason: str) -> None:
+        self._restrictions.pop((scope, sub), None)
+        entry = {"ts": now_ms(), "what": "lift", "sub": sub, "by": by, "reason": reason, "scope": scope}
+        for hall in self._audited(scope):
+            hall.audit.append(entry)
+
+    def _audited(self, scope: str) -> list[_Hall]:
+        if scope == ANYWHERE:
+            return list(self._halls.values())
+        hall = self._halls.get(scope)
+        return [hall] if hall else []
+
+    async def restriction(self, th: str, sub: str) -> Restriction | None:
+        now = now_ms()
+        found = [r for r in (self._restrictions.get((th, sub)), self._restrictions.get((ANYWHERE, sub))) if r]
+        active = [r for r in found if r.active(now)]
+        active.sort(key=lambda r: (r.kind is not RestrictionKind.BAN, -r.until_ms))
+        return active[0] if active else None
+
+    async def audit(self, th: str) -> list[dict[str, object]]:
+        return list(self._hall(th).audit)
 
     async def close(self) -> None:
         return None
