@@ -50,3 +50,18 @@ BENCH_ARGS ?=
 bench: $(VENV)/.installed
 	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[bench]'
 	PYTHONPATH=. $(BIN)/python -m loadtest.bench $(BENCH_ARGS)
+
+## loadtest: locust against a fresh local node, judged by the scenario's thresholds (loadtest/README.md), e.g.
+## make loadtest SCENARIO=townhall USERS=500 DURATION=60s; a deployment: TARGET=https://… ARGS="--admin-key …"
+SCENARIO ?= townhall
+USERS    ?= 500
+DURATION ?= 60s
+TARGET   ?=
+.PHONY: loadtest
+loadtest: $(VENV)/.installed-loadtest
+	$(BIN)/python loadtest/run_locust.py --scenario $(SCENARIO) --users $(USERS) --duration $(DURATION) \
+		$(if $(TARGET),--target $(TARGET)) $(ARGS)
+
+$(VENV)/.installed-loadtest: $(VENV)/.installed pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[loadtest]'
+	touch $@
