@@ -65,3 +65,9 @@ loadtest: $(VENV)/.installed-loadtest
 $(VENV)/.installed-loadtest: $(VENV)/.installed pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[loadtest]'
 	touch $@
+
+## screenshots: every web page in Hindi and English at 360 px and desktop width -> docs/screenshots/ (headless
+## Debian chromium; Devanagari from fonts-noto-core, emoji from fonts-noto-color-emoji if installed)
+.PHONY: screenshots
+screenshots: $(VENV)/.installed-dev
+	$(BIN)/python -m tests.browser.screenshots docs/screenshots

@@ -7,7 +7,7 @@ export default {
 
   // header
   'status.scheduled': 'Starting soon',
-  'status.live': 'Live',
+  'status.live': 'On air',
   'status.ended': 'Ended',
   'conn.connecting': 'connecting…',
   'conn.live': 'live',
@@ -80,6 +80,7 @@ export default {
   'out.queued': 'Saved on this phone — sends when online',
   'out.sending': 'Sending…',
   'out.acked': 'Received ✓ · in review',
+  'out.refused': 'Not accepted',
   'out.failed': 'Could not send',
 
   // questions
@@ -161,6 +162,8 @@ export default {
   public_title: 'Public questions',
   log_title: 'Decision log',
   log_empty: 'No decisions yet.',
+  log_leader: 'leader',
+  log_moderator: 'moderator',
   log_you: 'you',
   'act.approve': 'approved',
   'act.reject': 'rejected',

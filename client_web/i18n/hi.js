@@ -7,10 +7,10 @@ export default {
 
   // header
   'status.scheduled': 'जल्द शुरू होगा',
-  'status.live': 'लाइव',
+  'status.live': 'लाइव प्रसारण',
   'status.ended': 'समाप्त',
   'conn.connecting': 'जुड़ रहे हैं…',
-  'conn.live': 'लाइव',
+  'conn.live': 'जुड़े हैं',
   'conn.reconnecting': 'फिर से जुड़ रहे हैं…',
   'conn.offline': 'ऑफ़लाइन',
   viewers: 'दर्शक',
@@ -80,6 +80,7 @@ export default {
   'out.queued': 'फ़ोन में सहेजा — नेटवर्क आते ही भेजेंगे',
   'out.sending': 'भेजा जा रहा है…',
   'out.acked': 'प्राप्त ✓ · समीक्षा में',
+  'out.refused': 'स्वीकार नहीं हुआ',
   'out.failed': 'नहीं भेजा जा सका',
 
   // questions
@@ -161,6 +162,8 @@ export default {
   public_title: 'सार्वजनिक प्रश्न',
   log_title: 'निर्णय लॉग',
   log_empty: 'अभी कोई निर्णय नहीं।',
+  log_leader: 'वक्ता',
+  log_moderator: 'मॉडरेटर',
   log_you: 'आप',
   'act.approve': 'स्वीकारा',
   'act.reject': 'अस्वीकारा',

@@ -240,7 +240,7 @@ function onOutbox(item, st, msg) {
   if (kind === 'ask') {
     const m = mine.find((x) => x.key === item.key);
     if (!m || m.status === 'acked') return;
-    m.status = st;
+    m.status = st === 'acked' && msg && msg.state === 'rejected' ? 'refused' : st;
     if (st === 'acked' && msg) m.qid = msg.qid;
     if (st === 'failed' && msg) m.error = msg.msg || msg.code;
     saveMine();
@@ -351,6 +351,7 @@ async function getToken() {
 }
 
 async function startLive() {
+  document.body.dataset.phase = 'live';
   $('#join').hidden = true;
   $('#live').hidden = false;
   $('#me').textContent = t('you_are', { name: session.name || '' });
@@ -414,6 +415,10 @@ async function startLive() {
       speech.load(s.speech);
       questions.load(s.questions);
       if (typeof s.viewers === 'number') header.setViewers(s.viewers);
+      if (s.reactions && typeof s.reactions === 'object') {
+        reactionTotals = { ...s.reactions };
+        renderReactions();
+      }
       renderMine();
       scheduleSave();
     })
@@ -451,6 +456,7 @@ async function startLive() {
 }
 
 function showJoin() {
+  document.body.dataset.phase = 'join';
   $('#live').hidden = true;
   $('#join').hidden = false;
   const profile = store.get(PROFILE_KEY);

@@ -241,6 +241,8 @@ if (page) {
     .on('viewers', (ev) => ($('#fig-viewers').textContent = num(ev.n)))
     .on('snapshot', (s) => {
       if (typeof s.viewers === 'number') $('#fig-viewers').textContent = num(s.viewers);
+      if (s.reactions && typeof s.reactions === 'object') reactTotals = { ...s.reactions };
+      renderFigures();
       for (const q of s.questions || []) seenQ.set(q.qid, 0);
     })
     .on('question', (ev) => {

@@ -182,6 +182,14 @@ if (page) {
   });
 
   // ---- the decision log
+  function who(by) {
+    if (by === page.state.me) return t('log_you');
+    // The demo and the admin API give staff subs a role prefix (l-…, m-…): say the role, keep the id short.
+    if (/^l-/.test(by)) return t('log_leader');
+    if (/^m-/.test(by)) return `${t('log_moderator')} ${by.slice(-4)}`;
+    return by;
+  }
+
   function renderLog() {
     $('#log-empty').hidden = log.length > 0;
     $('#log').replaceChildren(
@@ -190,7 +198,7 @@ if (page) {
           'li',
           { dataset: { qid: d.qid, action: d.action } },
           el('time', { text: timeOf(d.ts) }),
-          el('span', { class: 'who', text: d.by === page.state.me ? t('log_you') : d.by }),
+          el('span', { class: 'who', title: d.by, text: who(d.by) }),
           ' · ',
           el('span', { class: `act ${d.action}`, text: t(`act.${d.action}`) }),
           d.reason ? el('span', { class: 'note', text: ` — ${d.reason}` }) : null,
