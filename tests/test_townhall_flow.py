@@ -46,8 +46,8 @@ async def test_townhall_flow_speech_question_moderation_answer(server: RunningSe
 
     ack = await citizen.request({"t": "upvote", "qid": qid})
     assert ack["votes"] == 1
-    votes = await citizen.recv_until(lambda m: m["t"] == "votes")
-    assert votes["v"] == {qid: 1}
+    votes = await citizen.recv_until(lambda m: m["t"] == "votes" and m["v"].get(qid) == 1)
+    assert votes["v"] == {qid: 1} and votes["g"] == {qid: 1}
 
     ack = await leader.request({"t": "moderate", "qid": qid, "action": "answer"})
     assert ack["state"] == "answered"

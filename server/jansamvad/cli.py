@@ -95,6 +95,13 @@ def main() -> None:
 @_opt("redis-prefix", default="jansamvad", show_default=True, help="Prefix of every Redis key and channel.")
 @_opt("redis-max-in-flight", default=64, show_default=True, type=click.IntRange(1, 99), help="Concurrent commands.")
 @_opt("loop", type=click.Choice(["uvloop", "asyncio"]), default="uvloop", show_default=True)
+@_opt(
+    "workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Node processes sharing the port (SO_REUSEPORT); above 1 needs --redis-url.",
+)
 @click.option("--demo", is_flag=True, help="Create a demo town hall and print citizen, leader and moderator links.")
 def serve(**opts: Any) -> None:
     """Run one node: the web pages, the REST API and the WebSocket endpoint on one port."""
@@ -136,14 +143,28 @@ def serve(**opts: Any) -> None:
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    _run(lambda: _serve(settings, demo=demo), opts["loop"])
+    if opts["workers"] > 1:
+        from jansamvad.workers import Supervisor
+
+        try:
+            supervisor = Supervisor(settings, opts["workers"], demo=demo, loop=opts["loop"])
+        except SettingsError as exc:
+            raise click.UsageError(str(exc)) from None
+        sys.exit(supervisor.run())
+    run_node(settings, demo=demo, loop=opts["loop"])
 
 
-async def _serve(settings: Settings, *, demo: bool) -> None:
-    from jansamvad.server import start_server
+def run_node(settings: Settings, *, demo: bool, loop: str, reuse_port: bool = False) -> None:
+    """Run one node in this process until SIGTERM / SIGINT (also the body of each worker)."""
+    _run(lambda: _serve(settings, demo=demo, reuse_port=reuse_port), loop)
+
+
+async def _serve(settings: Settings, *, demo: bool, reuse_port: bool = False) -> None:
+    from jansamvad.server import bind_socket, start_server
 
     try:
-        running = await start_server(settings)
+        sock = bind_socket(settings.host, settings.port, reuse_port=reuse_port)
+        running = await start_server(settings, sock=sock)
     except (SettingsError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
