@@ -64,7 +64,11 @@ def arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--admin-key", default=os.environ.get("JANSAMVAD_ADMIN_KEY", ""), help="for --target")
     parser.add_argument("--th", default="", help="an existing town hall (with --leader-token, --moderator-token)")
     parser.add_argument("--leader-token", default=os.environ.get("JANSAMVAD_LT_LEADER_TOKEN", ""))
-    parser.add_argument("--moderator-token", default=os.environ.get("JANSAMVAD_LT_MODERATOR_TOKEN", ""))
+    parser.add_argument(
+        "--moderator-token",
+        default=os.environ.get("JANSAMVAD_LT_MODERATOR_TOKEN", ""),
+        help="one per moderator, comma-separated (moderators share them round-robin)",
+    )
     parser.add_argument("--reports", type=Path, default=REPORTS, help="where the run's report folder goes")
     parser.add_argument("--node-arg", action="append", default=[], help="extra flag for the local node (repeat)")
     if "--" in argv:
@@ -193,7 +197,8 @@ def main(argv: list[str]) -> int:
         if args.th:
             hall = rest.Hall(args.th, args.leader_token, args.moderator_token)
         else:
-            hall = rest.create_hall(base, admin_key, f"लोड टेस्ट {args.scenario} {stamp}")
+            title = f"लोड टेस्ट {args.scenario} {stamp}"
+            hall = rest.create_hall(base, admin_key, title, scenarios.get(args.scenario).moderators)
         print(f"load test: scenario {args.scenario}, {args.users} users, {args.duration} s against {base}")
         print(f"town hall {hall.th}; reports in {report}")
         code = run_locust(args, base, hall, report, extra)

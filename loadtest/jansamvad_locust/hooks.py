@@ -49,7 +49,7 @@ def add_options(parser: LocustArgumentParser) -> None:
         default="",
         env_var="JANSAMVAD_LT_MODERATOR_TOKEN",
         is_secret=True,
-        help="a moderator token",
+        help="moderator tokens, comma-separated: one per moderator (shared round-robin if fewer)",
     )
     group.add_argument(
         "--admin-key",
@@ -96,7 +96,8 @@ def on_test_start(environment: Environment, **kwargs: Any) -> None:
     _started_at = time.monotonic()
     if not options.th and options.admin_key and environment.host:
         # Runs before the first spawn message, so the workers receive the new id and tokens with it.
-        hall = rest.create_hall(environment.host, options.admin_key, f"locust {options.scenario} {time.strftime('%X')}")
+        title = f"locust {options.scenario} {time.strftime('%X')}"
+        hall = rest.create_hall(environment.host, options.admin_key, title, scenarios.get(options.scenario).moderators)
         options.th, options.leader_token, options.moderator_token = hall.th, hall.leader_token, hall.moderator_token
         log.info("created town hall %s", hall.th)
     if not options.th:

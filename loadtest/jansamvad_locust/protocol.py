@@ -184,6 +184,9 @@ class ClientSession:
         self.voted: set[str] = set()
         self.polls_supported = True  # False once the node answered a poll request with unknown_type (a v1 node)
         self.created_polls: list[str] = []  # leader: pids from poll_create acks, not opened yet
+        self.claims: dict[str, str] = {}  # moderators: qid -> who holds a claim on it (claim_update)
+        self.my_claims: list[str] = []  # moderators: qids our claim acks granted, not decided yet
+        self.claims_supported = True  # False once the node answered claim with unknown_type
         self.viewers = 0
         self.reconnect_after_ms: int | None = None
         self.acks = 0
@@ -217,6 +220,15 @@ class ClientSession:
         # bad_state: the question was withdrawn (rejected) after we saw it; a race, not a fault.
         message = {"t": "upvote", "qid": qid, "key": new_key()}
         return self.request("upvote_ack", message, now, resend=True, ok_errors=("bad_state",))
+
+    def next_to_claim(self) -> str | None:
+        """Moderators: the oldest pending question nobody else has claimed (taken off our view of the queue)."""
+        free = [qid for qid in self.queue if self.claims.get(qid, self.sub) == self.sub]
+        if not free:
+            return None
+        qid = min(free, key=self.queue.__getitem__)
+        del self.queue[qid]
+        return qid
 
     def poll_vote(self, pid: str, option: int, now: float) -> dict[str, Any]:
         self.voted.add(pid)
@@ -283,6 +295,12 @@ class ClientSession:
         elif t == "queue_update":
             if msg["state"] != "pending":
                 self.queue.pop(msg["qid"], None)
+                self.claims.pop(msg["qid"], None)
+        elif t == "claim_update":
+            if msg.get("by"):
+                self.claims[msg["qid"]] = msg["by"]
+            else:
+                self.claims.pop(msg["qid"], None)
         elif t == "viewers":
             self.viewers = msg["n"]
         elif t == "reconnect":
@@ -353,6 +371,8 @@ class ClientSession:
                 self.dup_acks += 1
             if p.message["t"] == "poll_create" and "pid" in msg:
                 self.created_polls.append(msg["pid"])
+            elif p.message["t"] == "claim":
+                self.my_claims.append(p.message["qid"])
             return [Outcome(name, ms, size)]
         code = msg.get("code", "?")
         if code == "rate_limited" and p.resend and p.retries < MAX_RETRIES:
@@ -364,6 +384,9 @@ class ClientSession:
             return [Outcome(p.name + RATE_LIMITED, ms, size)]
         if code == "unknown_type" and p.message["t"].startswith("poll_"):
             self.polls_supported = False  # a node without polls (protocol v1 before polls): stop asking
+            return []
+        if code == "unknown_type" and p.message["t"] == "claim":
+            self.claims_supported = False  # a node without claims: moderators decide without claiming
             return []
         if code in p.ok_errors:
             self.ok_errors += 1

@@ -24,7 +24,7 @@ class Hall:
 
     th: str
     leader_token: str
-    moderator_token: str
+    moderator_token: str  # one token per moderator, comma-separated (JWTs have no commas)
 
 
 def call(base_url: str, method: str, path: str, body: dict[str, Any] | None = None, *, admin_key: str = "") -> Any:
@@ -41,17 +41,22 @@ def call(base_url: str, method: str, path: str, body: dict[str, Any] | None = No
         raise ApiError(f"{method} {path}: HTTP {exc.code} {detail}") from None
 
 
-def create_hall(base_url: str, admin_key: str, title: str) -> Hall:
-    """A new town hall, live, with a leader and a moderator token (the admin key never reaches the users)."""
+def create_hall(base_url: str, admin_key: str, title: str, moderators: int = 1) -> Hall:
+    """A new town hall, live, with a leader token and a token per moderator (the admin key never reaches the users).
+
+    Each moderator gets an identity of its own, so their claims on questions keep them apart as they keep people apart.
+    """
     th = call(base_url, "POST", "/api/townhalls", {"title": title, "lang": "hi"}, admin_key=admin_key)["id"]
-    tokens = {
-        role: call(base_url, "POST", f"/api/townhalls/{th}/tokens", {"role": role, "name": name}, admin_key=admin_key)[
-            "token"
-        ]
-        for role, name in (("leader", "लोड नेता"), ("moderator", "लोड मॉडरेटर"))
-    }
+
+    def token(role: str, name: str) -> str:
+        body = {"role": role, "name": name}
+        value: str = call(base_url, "POST", f"/api/townhalls/{th}/tokens", body, admin_key=admin_key)["token"]
+        return value
+
+    leader = token("leader", "लोड नेता")
+    staff = ",".join(token("moderator", f"लोड मॉडरेटर {i + 1}") for i in range(max(1, moderators)))
     call(base_url, "POST", f"/api/townhalls/{th}/start", admin_key=admin_key)
-    return Hall(th, tokens["leader"], tokens["moderator"])
+    return Hall(th, leader, staff)
 
 
 def wait_ready(base_url: str, timeout_s: float) -> None:

@@ -74,6 +74,7 @@ POLLS = (
 
 _details_logged = 0
 _citizen_numbers = itertools.count()
+_moderator_numbers = itertools.count()
 # The citizens running in this process, for the reconnect storm (a message from the master reaches every process).
 _citizens: weakref.WeakSet[CitizenUser] = weakref.WeakSet()
 
@@ -343,26 +344,42 @@ class CitizenUser(WsUser):
 
 
 class ModeratorUser(WsUser):
-    """Works the queue at a human pace: one decision every 1-3 s, oldest first, mostly approvals."""
+    """Works the queue at a human pace, as the moderator page does: claim the oldest unclaimed question, read it
+    (one think time, 1-3 s), then approve (80 %) or reject it. Claims keep two moderators off the same question."""
 
     fixed_count = 1  # hooks.py sets it from the scenario before the run starts
     role = "moderator"
     wait_time = between(1.0, 3.0)
 
     def staff_token(self) -> str | None:
-        return getattr(self.environment.parsed_options, "moderator_token", None) or None
+        tokens = [t for t in (getattr(self.environment.parsed_options, "moderator_token", "") or "").split(",") if t]
+        if not tokens:
+            return None
+        # Round-robin within this process, offset by the process number: moderators on different workers of a
+        # distributed run (each usually holding one) take different tokens too.
+        process = getattr(self.environment.runner, "worker_index", 0) or 0
+        return tokens[(process + next(_moderator_numbers)) % len(tokens)]
 
     @task
-    def decide(self) -> None:
-        queue = self.session.queue
-        if not self.session.welcomed or not queue:
+    def work(self) -> None:
+        session = self.session
+        if not session.welcomed:
             return
-        qid = min(queue, key=queue.__getitem__)
-        del queue[qid]
-        action = "approve" if random.random() < 0.8 else "reject"
-        # bad_state: the other moderator decided first; not_found cannot happen unless the store lost the question.
-        message = {"t": "moderate", "qid": qid, "action": action}
-        self.send(self.session.request("moderate_ack", message, time.monotonic(), ok_errors=("bad_state",)))
+        now = time.monotonic()
+        if session.my_claims or not session.claims_supported:
+            qid = session.my_claims.pop(0) if session.my_claims else session.next_to_claim()
+            if qid is None:
+                return
+            action = "approve" if random.random() < 0.8 else "reject"
+            # bad_state: decided meanwhile (a claim lapses after 30 s); claimed: someone claimed it after ours lapsed.
+            message = {"t": "moderate", "qid": qid, "action": action}
+            self.send(session.request("moderate_ack", message, now, ok_errors=("bad_state", "claimed")))
+            return
+        qid = session.next_to_claim()
+        if qid is not None:
+            # claimed: another moderator was quicker; bad_state: it was decided (or auto-moderated) meanwhile.
+            message = {"t": "claim", "qid": qid}
+            self.send(session.request("claim_ack", message, now, ok_errors=("claimed", "bad_state", "not_found")))
 
 
 class LeaderUser(WsUser):

@@ -185,6 +185,28 @@ def test_moderator_queue_follows_queue_add_and_update() -> None:
     assert list(session.queue) == ["q2"]
 
 
+def test_moderators_claim_the_oldest_question_nobody_else_holds() -> None:
+    session = ClientSession("moderator")
+    session.handle(welcome(0), T0, WALL)  # our sub is c-1 (welcome() above)
+    session.queue = {"q1": 1.0, "q2": 2.0, "q3": 3.0}
+    session.handle(via_wire({"t": "claim_update", "qid": "q1", "by": "m-other", "until": 9}), T0, WALL)
+    assert session.next_to_claim() == "q2"
+    claim = session.request("claim_ack", {"t": "claim", "qid": "q2"}, T0)
+    parse_client_message(server_decode(encode(claim), Encoding.MSGPACK), Limits(), Encoding.MSGPACK)
+    session.handle(via_wire({"t": "ack", "re": claim["id"], "qid": "q2", "until": 9}), T0, WALL)
+    assert session.my_claims == ["q2"]
+    session.handle(via_wire({"t": "claim_update", "qid": "q1", "by": None, "until": 0}), T0, WALL)
+    assert session.next_to_claim() == "q1" and session.next_to_claim() == "q3" and session.next_to_claim() is None
+
+
+def test_a_node_without_claims_lets_moderators_decide_directly() -> None:
+    session = ClientSession("moderator")
+    session.handle(welcome(0), T0, WALL)
+    claim = session.request("claim_ack", {"t": "claim", "qid": "q2"}, T0)
+    unknown = via_wire({"t": "error", "re": claim["id"], "code": "unknown_type", "msg": "x"})
+    assert session.handle(unknown, T0, WALL) == [] and not session.claims_supported
+
+
 def test_unknown_and_aggregate_messages_are_ignored() -> None:
     session = joined(5)
     for message in ({"t": "viewers", "n": 12}, {"t": "votes", "v": {"q1": 3}}, {"t": "pong"}, {"t": "poll", "x": 1}):
