@@ -15,8 +15,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
+# The test suite also runs a short locust scenario, so the loadtest extra is part of the dev install.
 $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,loadtest]'
 	touch $@
 
 ## run: install and start one node on the embedded default (no Redis) with a demo town hall; prints three links
