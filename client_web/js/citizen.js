@@ -8,7 +8,7 @@
 // What the first paint needs (this module, ui.js, i18n.js, hi.js, the CSS) loads first; the connection (conn.js and
 // the msgpack build) and the audio player follow, so they do not compete for a slow link's bandwidth.
 import { chosen, getLang, num, onLang, setLang, t } from './i18n.js';
-import { $, closeReason, el, Header, icon, newKey, params, QuestionsView, SpeechView } from './ui.js';
+import { $, closeReason, el, Header, icon, newKey, params, pollBars, QuestionsView, SpeechView } from './ui.js';
 
 const connModule = import('./conn.js');
 // conn.js asks for the msgpack build only once it runs: start fetching it now, alongside.
@@ -109,6 +109,9 @@ let reactionTotals = {};
 let offlineReacts = {};
 let recentReacts = [];
 let saveTimer = null;
+let polls = new Map(); // pid -> poll (open or closed)
+let pollVotes = {}; // pid -> {option, status}: this device's votes
+let slowMode = 0;
 
 const speech = new SpeechView($('#speech'), { empty: $('#speech-empty') });
 const questions = new QuestionsView($('#questions'), {
@@ -147,6 +150,7 @@ const mineKey = () => `jansamvad.mine.${th}.${session.sub}`;
 const votedKey = () => `jansamvad.voted.${th}.${session.sub}`;
 const reactKey = () => `jansamvad.reacts.${th}.${session.sub}`;
 const outboxKey = () => `jansamvad.outbox.${th}.${session.sub}`;
+const pollVotesKey = () => `jansamvad.pollvotes.${th}.${session.sub}`;
 
 /** Questions and votes go through the outbox: the connection's once it exists, else straight into storage (the
  * connection picks them up when it starts). */
@@ -177,6 +181,8 @@ function saveNow() {
     speech: speech.events.slice(-100),
     questions: questions.all(),
     reactions: reactionTotals,
+    polls: [...polls.values()],
+    slow_mode: slowMode,
   });
 }
 
@@ -192,6 +198,7 @@ function setStatus(s) {
   for (const b of document.querySelectorAll('#reactions button')) b.disabled = ended;
   if (ended) header.say('ended');
   questions.render();
+  renderPolls();
 }
 
 function setTitle(title) {
@@ -245,6 +252,12 @@ function onOutbox(item, st, msg) {
     if (st === 'failed' && msg) m.error = msg.msg || msg.code;
     saveMine();
     renderMine();
+  } else if (kind === 'poll_vote') {
+    const v = pollVotes[item.msg.pid];
+    if (!v || v.status === 'acked') return;
+    v.status = st;
+    store.set(pollVotesKey(), pollVotes);
+    renderPolls();
   } else if (kind === 'upvote') {
     const qid = item.msg.qid;
     if (st === 'acked' || st === 'failed') votePending.delete(qid);
@@ -256,6 +269,61 @@ function onOutbox(item, st, msg) {
     }
     questions.render();
   }
+}
+
+// ---------------------------------------------------------------- polls
+
+function loadPolls(list) {
+  polls = new Map((list || []).map((p) => [p.pid, p]));
+  renderPolls();
+}
+
+function renderPolls() {
+  const all = [...polls.values()].sort((a, b) => (a.state === 'open' ? 0 : 1) - (b.state === 'open' ? 0 : 1));
+  $('#polls').hidden = all.length === 0;
+  $('#poll-list').replaceChildren(
+    ...all.map((p) => {
+      const vote = pollVotes[p.pid];
+      const open = p.state === 'open';
+      const canVote = open && !vote && status !== 'ended';
+      return el(
+        'div',
+        { class: 'poll', dataset: { pid: p.pid, state: p.state } },
+        el(
+          'div',
+          { class: 'poll-head' },
+          el('p', { class: 'poll-q', text: p.question }),
+          el('span', { class: `badge ${open ? 'live' : 'closed'}`, text: t(open ? 'poll_live' : 'poll_closed') }),
+        ),
+        canVote
+          ? el(
+              'div',
+              { class: 'poll-options', role: 'group', 'aria-label': p.question },
+              ...p.options.map((label, i) =>
+                el('button', { type: 'button', class: 'poll-opt', dataset: { option: i }, onclick: () => pollVote(p.pid, i) }, label),
+              ),
+              el('p', { class: 'note', text: t('poll_vote_hint') }),
+            )
+          : pollBars(p, vote ? vote.option : null),
+        vote ? el('p', { class: `pv-status ${vote.status}`, text: t(`pv.${vote.status}`) }) : null,
+      );
+    }),
+  );
+}
+
+function pollVote(pid, option) {
+  if (!session || pollVotes[pid]) return;
+  pollVotes[pid] = { option, status: 'queued' };
+  store.set(pollVotesKey(), pollVotes);
+  queueAction({ t: 'poll_vote', pid, option });
+  renderPolls();
+}
+
+function setSlowMode(n) {
+  slowMode = typeof n === 'number' ? n : slowMode;
+  const note = $('#slow-note');
+  note.hidden = !slowMode;
+  note.textContent = slowMode ? t('slow_mode_on', { n: num(slowMode) }) : '';
 }
 
 // ---------------------------------------------------------------- reactions
@@ -359,6 +427,7 @@ async function startLive() {
   votePending = new Set();
   mine = store.get(mineKey(), []);
   offlineReacts = store.get(reactKey(), {}) || {};
+  pollVotes = store.get(pollVotesKey(), {}) || {};
 
   // Show at once what this device saw last time; the stream resumes right after it.
   const saved = store.get(stateKey());
@@ -366,6 +435,8 @@ async function startLive() {
     speech.load(saved.speech);
     questions.load(saved.questions);
     reactionTotals = saved.reactions || {};
+    loadPolls(saved.polls);
+    setSlowMode(saved.slow_mode || 0);
     setStatus(saved.status);
   }
   renderMine();
@@ -419,6 +490,8 @@ async function startLive() {
         reactionTotals = { ...s.reactions };
         renderReactions();
       }
+      loadPolls(s.polls);
+      setSlowMode(s.slow_mode || 0);
       renderMine();
       scheduleSave();
     })
@@ -439,6 +512,22 @@ async function startLive() {
       renderMine();
       scheduleSave();
     })
+    .on('poll', (ev) => {
+      polls.set(ev.p.pid, ev.p);
+      renderPolls();
+      scheduleSave();
+    })
+    .on('poll_counts', (ev) => {
+      const p = polls.get(ev.pid);
+      if (p && Array.isArray(ev.c)) {
+        p.counts = ev.c;
+        renderPolls();
+      }
+    })
+    .on('settings', (ev) => {
+      setSlowMode(ev.slow_mode);
+      scheduleSave();
+    })
     .on('votes', (ev) => questions.votes(ev.v))
     .on('viewers', (ev) => header.setViewers(ev.n))
     .on('reactions', (ev) => {
@@ -449,8 +538,6 @@ async function startLive() {
       if (player) player.push(ev);
       else if (ev.init) pendingInit = ev;
     })
-    // TODO(protocol): live polls. When the protocol has poll messages (e.g. a `poll` event with options and a
-    // citizen `vote_poll` action with an idempotency key), render them into #polls and send votes via conn.enqueue.
     .on('outbox', onOutbox)
     .start();
 }
@@ -528,6 +615,8 @@ $('#leave').addEventListener('click', () => {
 
 onLang(() => {
   askCount();
+  renderPolls();
+  setSlowMode();
   renderMine();
   renderReactions();
   renderAudio();

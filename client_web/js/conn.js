@@ -13,7 +13,8 @@ export { newKey };
 export const RECONNECT_CODES = new Set([1001, 1006, 1011, 1012, 1013, 4008, 4009]);
 
 // Error codes after which an outbox action is retried (with the same key) rather than dropped.
-const RETRY_ERRORS = new Set(['rate_limited', 'unavailable', 'internal']);
+// (`timed_out`: a moderator paused this citizen for `retry_ms`.)
+const RETRY_ERRORS = new Set(['rate_limited', 'unavailable', 'internal', 'timed_out']);
 
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_CAP_MS = 30000;

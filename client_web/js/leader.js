@@ -4,7 +4,7 @@
 import { Broadcaster } from './audio.js';
 import { getLang, num, onLang, t } from './i18n.js';
 import { startStaff } from './staff.js';
-import { $, button, el } from './ui.js';
+import { $, button, el, pollBars } from './ui.js';
 
 const SPEECH_MAX = 2000;
 const REACTION_EMOJI = { clap: '👏', heart: '❤️', thumbs_up: '👍', laugh: '😂', sad: '😢' };
@@ -20,6 +20,7 @@ function onStatus(s) {
   $('#end').disabled = s === 'ended' || !s;
   const live = s === 'live';
   for (const id of ['#speech-send', '#announce-send', '#mic', '#stt']) $(id).disabled = !live;
+  $('#poll-open').disabled = s === 'ended' || !s;
   if (!live && mic && mic.live) stopMic();
 }
 
@@ -219,6 +220,86 @@ if (page) {
       setStt(true);
     });
   }
+
+  // ---- polls: create and open in one step, watch the live tallies, close for the exact final counts.
+  const polls = new Map();
+  const optionsBox = $('#poll-options');
+  function addOption() {
+    const n = optionsBox.childElementCount + 1;
+    if (n > 6) return;
+    const id = `poll-opt-${n}`;
+    optionsBox.append(
+      el(
+        'div',
+        { class: 'poll-opt-row' },
+        el('label', { for: id, class: 'opt-label', dataset: { n }, text: t('poll_option', { n }) }),
+        el('input', { id, maxlength: '80', required: n <= 2 ? true : null }),
+      ),
+    );
+    $('#poll-add').disabled = n >= 6;
+  }
+  addOption();
+  addOption();
+  $('#poll-add').addEventListener('click', addOption);
+  $('#poll-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const question = $('#poll-q').value.trim();
+    const options = [...optionsBox.querySelectorAll('input')].map((i) => i.value.trim()).filter(Boolean);
+    if (!question || options.length < 2) return;
+    const btn = $('#poll-open');
+    const created = await act({ t: 'poll_create', question, options }, btn);
+    if (!created) return;
+    if (await act({ t: 'poll_open', pid: created.pid }, btn)) {
+      $('#poll-form').reset();
+      $('#poll-new').open = false;
+    }
+  });
+  function renderPolls() {
+    const all = [...polls.values()].sort((a, b) => (a.state === 'open' ? 0 : 1) - (b.state === 'open' ? 0 : 1));
+    $('#poll-list').replaceChildren(
+      ...all.map((p) =>
+        el(
+          'div',
+          { class: 'poll', dataset: { pid: p.pid, state: p.state } },
+          el(
+            'div',
+            { class: 'poll-head' },
+            el('p', { class: 'poll-q', text: p.question }),
+            el('span', { class: `badge ${p.state === 'open' ? 'live' : 'closed'}`, text: t(p.state === 'open' ? 'poll_live' : 'poll_closed') }),
+          ),
+          pollBars(p),
+          p.state === 'open'
+            ? el(
+                'div',
+                { class: 'qactions' },
+                button('poll-close danger', 'poll_close_btn', (e) => act({ t: 'poll_close', pid: p.pid }, e.currentTarget)),
+              )
+            : null,
+        ),
+      ),
+    );
+  }
+  conn
+    .on('snapshot', (s) => {
+      polls.clear();
+      for (const p of s.polls || []) polls.set(p.pid, p);
+      renderPolls();
+    })
+    .on('poll', (ev) => {
+      polls.set(ev.p.pid, ev.p);
+      renderPolls();
+    })
+    .on('poll_counts', (ev) => {
+      const p = polls.get(ev.pid);
+      if (p && Array.isArray(ev.c)) {
+        p.counts = ev.c;
+        renderPolls();
+      }
+    });
+  onLang(() => {
+    renderPolls();
+    for (const l of optionsBox.querySelectorAll('.opt-label')) l.textContent = t('poll_option', { n: l.dataset.n });
+  });
 
   // ---- audience figures: viewers, approved questions per minute, reactions by kind.
   const seenQ = new Map(); // qid -> when it first became public here

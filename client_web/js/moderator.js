@@ -26,6 +26,8 @@ if (page) {
   const selected = new Set();
   const log = [];
   let current = null; // qid of the keyboard cursor
+  const claims = new Map(); // qid -> {by, until}: who is deciding which question (claim_update)
+  let myClaim = null;
   let sort = localStorage.getItem('jansamvad.mod.sort') || 'newest';
   const list = $('#queue');
 
@@ -52,6 +54,52 @@ if (page) {
     return ack;
   }
 
+  /** The keyboard cursor claims its question (30 s on the node), so two moderators never decide the same one. */
+  function claimCurrent() {
+    const qid = current;
+    if (myClaim && myClaim !== qid) conn.request({ t: 'release', qid: myClaim }).catch(() => {});
+    myClaim = null;
+    if (!qid) return;
+    const held = claims.get(qid);
+    if (held && held.by !== page.state.me && held.until > Date.now()) return;
+    myClaim = qid;
+    conn.request({ t: 'claim', qid }).catch(() => {
+      if (myClaim === qid) myClaim = null; // someone else was quicker: their claim_update says who
+    });
+  }
+
+  const claimedByOther = (qid) => {
+    const c = claims.get(qid);
+    return !!c && c.by !== page.state.me && c.until > Date.now();
+  };
+
+  async function restrict(q, action, btn) {
+    const msg = { t: 'restrict', sub: q.sub, action };
+    const reason = $('#reason').value.trim();
+    if (reason) msg.reason = reason;
+    if (action === 'timeout') msg.seconds = 600;
+    const ack = await act(msg, btn);
+    if (ack) {
+      log.unshift({ ts: Date.now(), qid: q.qid, action, by: page.state.me, reason, text: `${q.name}: ${q.text}` });
+      renderLog();
+    }
+  }
+
+  function armed(btn, onConfirm) {
+    // A second press within 4 s confirms (no blocking confirm() dialog).
+    if (btn.classList.contains('armed')) {
+      btn.classList.remove('armed');
+      onConfirm();
+      return;
+    }
+    btn.classList.add('armed');
+    $('span', btn).textContent = t('ban_confirm');
+    setTimeout(() => {
+      btn.classList.remove('armed');
+      $('span', btn).textContent = t('ban');
+    }, 4000);
+  }
+
   async function approvePin(qid, btn) {
     if (await decide(qid, 'approve', btn)) await act({ t: 'moderate', qid, action: 'pin' }, btn);
   }
@@ -59,7 +107,11 @@ if (page) {
   function row(q) {
     const who = [q.name, q.region].filter(Boolean).join(' · ');
     const flags = Array.isArray(q.flags) ? q.flags : [];
-    const cls = `question pending${selected.has(q.qid) ? ' sel' : ''}${current === q.qid ? ' cur' : ''}`;
+    const other = claimedByOther(q.qid);
+    const claim = claims.get(q.qid);
+    const cls =
+      `question pending${selected.has(q.qid) ? ' sel' : ''}${current === q.qid ? ' cur' : ''}` +
+      (other ? ' claimed-other' : '');
     const pick = el('input', {
       type: 'checkbox',
       class: 'pick',
@@ -74,8 +126,11 @@ if (page) {
       el(
         'div',
         { class: 'qbody' },
-        // Auto-filter flags: the node sends an empty list today; whatever it adds later shows here.
+        // Auto-moderation flags: why the node held this question for a human.
         flags.length ? el('div', { class: 'badges' }, el('span', { class: 'badge flags', text: `⚠ ${t('flags')}: ${flags.join(', ')}` })) : null,
+        claim && claim.until > Date.now()
+          ? el('p', { class: `claim${other ? '' : ' me'}`, text: other ? t('claimed_by', { who: who(claim.by) }) : t('claimed_me') })
+          : null,
         el('p', { class: 'qtext', text: q.text }),
         el(
           'p',
@@ -90,16 +145,22 @@ if (page) {
           button('approve ok', 'approve', (e) => decide(q.qid, 'approve', e.currentTarget), 'check'),
           button('reject danger', 'reject', (e) => decide(q.qid, 'reject', e.currentTarget)),
           button('approve-pin', 'approve_pin', (e) => approvePin(q.qid, e.currentTarget), 'pin'),
-          // TODO(protocol): time out / ban the author (q.sub). Protocol v1 has no such action; enable these and send
-          // the new message once it exists.
-          el('button', { type: 'button', class: 'timeout', disabled: true, title: t('not_yet') }, el('span', { text: t('timeout') })),
-          el('button', { type: 'button', class: 'ban', disabled: true, title: t('not_yet') }, el('span', { text: t('ban') })),
+          // The author: a 10-minute time-out, or a ban (second press confirms); the reason field applies to both.
+          q.sub ? button('timeout', 'timeout', (e) => restrict(q, 'timeout', e.currentTarget)) : null,
+          q.sub
+            ? button('ban danger', 'ban', (e) => {
+                const b = e.currentTarget;
+                armed(b, () => restrict(q, 'ban', b));
+              })
+            : null,
         ),
       ),
     );
+    if (other) for (const b of li.querySelectorAll('.approve, .reject, .approve-pin')) b.disabled = true;
     li.addEventListener('click', (e) => {
       if (e.target.closest('button, input')) return;
       current = q.qid;
+      claimCurrent();
       renderQueue();
     });
     return li;
@@ -164,6 +225,7 @@ if (page) {
     if (key === 'j' || key === 'k') {
       i = i < 0 ? 0 : Math.max(0, Math.min(items.length - 1, i + (key === 'j' ? 1 : -1)));
       current = items[i].qid;
+      claimCurrent();
       renderQueue(true);
     } else if (i >= 0 && (key === 'a' || key === 'r' || key === 'p' || key === 'x')) {
       const qid = current;
@@ -172,7 +234,10 @@ if (page) {
         toggle(qid, !selected.has(qid));
         return;
       }
+      if (claimedByOther(qid)) return;
       current = next ? next.qid : null; // the cursor moves on to the next question
+      myClaim = null; // deciding ends the claim on the node
+      claimCurrent();
       if (key === 'a') decide(qid, 'approve', null);
       else if (key === 'r') decide(qid, 'reject', null);
       else approvePin(qid, null);
@@ -184,6 +249,7 @@ if (page) {
   // ---- the decision log
   function who(by) {
     if (by === page.state.me) return t('log_you');
+    if (by === 'auto') return t('log_auto');
     // The demo and the admin API give staff subs a role prefix (l-…, m-…): say the role, keep the id short.
     if (/^l-/.test(by)) return t('log_leader');
     if (/^m-/.test(by)) return `${t('log_moderator')} ${by.slice(-4)}`;
@@ -226,6 +292,11 @@ if (page) {
       renderQueue();
     })
     .on('question', (ev) => remember(ev.q))
+    .on('claim_update', (ev) => {
+      if (ev.by) claims.set(ev.qid, { by: ev.by, until: ev.until || 0 });
+      else claims.delete(ev.qid);
+      renderQueue();
+    })
     .on('queue_update', (ev) => {
       const before = known.get(ev.qid) || { text: '', state: 'pending', pinned: false };
       let action = null;
@@ -239,8 +310,18 @@ if (page) {
       }
       if (ev.state !== 'pending' && queue.delete(ev.qid)) renderQueue();
     });
-  // TODO(protocol): claims. When moderators can claim a question (so two do not decide the same one), show the
-  // claimer on each row and skip claimed rows in j/k; protocol v1 has no claim message.
+  setInterval(() => {
+    // Claims run out on the node after claim_ttl without a claim_update: redraw when one may have.
+    const now = Date.now();
+    let stale = false;
+    for (const [qid, c] of claims) {
+      if (c.until <= now) {
+        claims.delete(qid);
+        stale = true;
+      }
+    }
+    if (stale) renderQueue();
+  }, 5000);
 
   onLang(() => {
     renderQueue();

@@ -1,7 +1,7 @@
 // Shared start-up of the leader and moderator consoles: token from the URL fragment, the connection, the header,
 // the public questions and the speech stream.
 import { Conn } from './conn.js';
-import { t } from './i18n.js';
+import { num, onLang, t } from './i18n.js';
 import { $, closeReason, Header, params, QuestionsView, SpeechView } from './ui.js';
 
 /**
@@ -81,6 +81,24 @@ export function startStaff(role, { actions, resume = true, onStatus = () => {} }
     .on('question', (ev) => questions.upsert(ev.q))
     .on('votes', (ev) => questions.votes(ev.v))
     .on('viewers', (ev) => header.setViewers(ev.n));
+
+  // Slow mode (leaders and moderators): one question per citizen every N seconds, 0 = off.
+  const slow = $('#slow-mode');
+  if (slow) {
+    const labels = () => {
+      for (const o of slow.options) if (o.value !== '0') o.textContent = t('slow_secs', { n: num(+o.value) });
+    };
+    const show = (n) => {
+      if (typeof n !== 'number') return;
+      if (![...slow.options].some((o) => +o.value === n)) slow.append(new Option('', String(n)));
+      slow.value = String(n);
+      labels();
+    };
+    labels();
+    onLang(labels);
+    conn.on('snapshot', (s) => show(s.slow_mode)).on('settings', (ev) => show(ev.slow_mode));
+    slow.addEventListener('change', () => act({ t: 'slow_mode', seconds: +slow.value }, slow));
+  }
 
   return { conn, header, questions, speech, act, state };
 }

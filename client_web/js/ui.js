@@ -288,3 +288,31 @@ export function button(cls, key, onclick, iconName) {
     el('span', { 'data-i18n': key, text: t(key) }),
   );
 }
+
+/** A poll's results as bars: `mine` marks the option this device voted for. */
+export function pollBars(p, mine = null) {
+  const counts = p.counts && p.counts.length ? p.counts : p.options.map(() => 0);
+  const total = counts.reduce((a, b) => a + b, 0);
+  return el(
+    'ol',
+    { class: 'poll-bars' },
+    ...p.options.map((label, i) => {
+      const n = counts[i] || 0;
+      const pct = total ? Math.round((n / total) * 100) : 0;
+      return el(
+        'li',
+        { class: i === mine ? 'mine' : null, dataset: { option: i } },
+        el(
+          'div',
+          { class: 'poll-line' },
+          el('span', { class: 'poll-label', text: label }),
+          i === mine ? el('span', { class: 'badge answered' }, icon('check'), t('poll_mine')) : null,
+          el('span', { class: 'poll-pct', text: `${pct}%` }),
+        ),
+        el('div', { class: 'pbar', 'aria-hidden': 'true' }, el('span', { style: `width: ${pct}%` })),
+        el('span', { class: 'sr-only', text: t('poll_votes', { n: num(n) }) }),
+      );
+    }),
+    el('li', { class: 'poll-total note', text: t('poll_votes', { n: num(total) }) }),
+  );
+}

@@ -10,6 +10,7 @@ Run: `.venv/bin/python -m tests.browser.screenshots [OUT_DIR]`.
 
 from __future__ import annotations
 
+import re
 import sys
 import tempfile
 import time
@@ -53,7 +54,9 @@ def with_lang(url: str, lang: str) -> str:
 def settle(page: Any) -> None:
     expect(page.locator("#conn")).to_have_attribute("data-state", "live")
     page.wait_for_timeout(1300)  # the next viewers / votes / reactions tick
-    page.evaluate("document.activeElement && document.activeElement.blur(); scrollTo(0, 0)")
+    page.evaluate(
+        "document.activeElement && document.activeElement.blur(); getSelection().removeAllRanges(); scrollTo(0, 0)"
+    )
     page.mouse.move(0, 0)  # no hover effects in the pictures
 
 
@@ -102,9 +105,26 @@ def main(out: Path) -> None:
         leader.locator("#questions li", has_text=CITIZENS[1][3]).locator("button.answer").click()
         announce(leader, ANNOUNCEMENT)
         speak(leader, SPEECH[2])
+        # More citizens for the pending queue (each citizen may ask 3 questions a minute).
+        askers = []
+        for i in range(len(PENDING) // 2):
+            page = new(viewport=WIDTHS["360"])
+            join_as_citizen(page, srv.links["citizen"], name=CITIZENS[i][0], district=CITIZENS[i][1])
+            askers.append(page)
         for i, text in enumerate(PENDING):
-            ask(people[i % len(people)], text)
+            ask(askers[i % len(askers)], text)
         expect(moderator.locator("#queue li")).to_have_count(len(PENDING))
+        # A poll, open while the pictures are taken, with a few votes in.
+        leader.click("#poll-new summary")
+        leader.fill("#poll-q", "आपके क्षेत्र में सबसे ज़रूरी काम कौन-सा है?")
+        for i, option in enumerate(("सड़क", "पीने का पानी", "बिजली", "स्कूल"), start=1):
+            if i > 2:
+                leader.click("#poll-add")
+            leader.fill(f"#poll-opt-{i}", option)
+        leader.click("#poll-open")
+        for i, page in enumerate(people + askers):
+            page.locator("#poll-list button.poll-opt").nth((i * 3) % 4 if i % 3 else 1).click()
+        expect(people[0].locator("#poll-list .pv-status")).to_have_class(re.compile(r"\backed\b"))
         leader.click("#mic")  # on air with the fake microphone while the pictures are taken
         expect(leader.locator("#mic")).to_have_attribute("aria-pressed", "true")
 
@@ -130,6 +150,8 @@ def main(out: Path) -> None:
                 expect(ask(page, text)).to_have_attribute("data-status", "acked")
                 page.locator("#questions li", has_text=CITIZENS[0][3]).locator("button.upvote").click()
                 page.click("#listen")
+                if width == "desktop":  # the phone pictures show the choices, the desktop ones the results
+                    page.locator("#poll-list button.poll-opt").nth(1).click()
                 page.click("#reactions [data-kind=heart]")
                 settle(page)
                 page.screenshot(path=str(out / f"citizen-{lang}-{width}.png"), full_page=True)

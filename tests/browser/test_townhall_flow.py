@@ -83,6 +83,7 @@ def test_townhall_flow(demo_server: Server, tabs: Tabs) -> None:
     expect(queued).to_contain_text("पटना, दानापुर")
     moderator.locator("body").press("j")
     expect(queued).to_have_class(re.compile(r"\bcur\b"))
+    expect(queued.locator(".claim.me")).to_be_visible()  # the cursor claimed it: no other moderator decides it now
     moderator.locator("body").press("a")
     expect(queued).to_have_count(0)
     expect(moderator.locator("#questions li", has_text=question)).to_have_attribute("data-state", "approved")
@@ -105,6 +106,31 @@ def test_townhall_flow(demo_server: Server, tabs: Tabs) -> None:
     expect(leader.locator("#fig-reactions")).to_have_text("1")
     expect(leader.locator("#fig-qpm")).to_have_text("1")
 
+    # --- a poll: the leader opens it, the citizen votes ("received ✓"), the leader sees the tally and closes it
+    leader.click("#poll-new summary")
+    leader.fill("#poll-q", "सबसे ज़रूरी मुद्दा कौन-सा है?")
+    leader.fill("#poll-opt-1", "सड़क")
+    leader.fill("#poll-opt-2", "पानी")
+    leader.click("#poll-add")
+    leader.fill("#poll-opt-3", "बिजली")
+    leader.click("#poll-open")
+    poll = citizen.locator("#poll-list .poll")
+    expect(poll).to_have_attribute("data-state", "open")
+    poll.locator("button.poll-opt", has_text="पानी").click()
+    expect(poll.locator(".pv-status")).to_have_class(re.compile(r"\backed\b"))
+    expect(poll.locator("li.mine")).to_contain_text("पानी")
+    expect(leader.locator("#poll-list .poll li[data-option='1'] .poll-pct")).to_have_text("100%")
+    leader.locator("#poll-list button.poll-close").click()
+    expect(poll).to_have_attribute("data-state", "closed")
+    expect(poll.locator("li[data-option='1'] .poll-pct")).to_have_text("100%")
+
+    # --- slow mode: the leader turns it on, every citizen is told; the moderator turns it off again
+    leader.select_option("#slow-mode", "30")
+    expect(citizen.locator("#slow-note")).to_contain_text("30")
+    expect(moderator.locator("#slow-mode")).to_have_value("30")
+    moderator.select_option("#slow-mode", "0")
+    expect(citizen.locator("#slow-note")).to_be_hidden()
+
     # --- the leader pins it, then marks it answered; the citizen sees both
     on_leader.locator("button.pin").click()
     expect(public.locator(".badge.pinned")).to_be_visible()
@@ -120,6 +146,8 @@ def test_townhall_flow(demo_server: Server, tabs: Tabs) -> None:
         expect(ask(citizen, text)).to_have_attribute("data-status", "acked")
     expect(moderator.locator("#queue li")).to_have_count(2)
     moderator.fill("#reason", "विषय से हटकर")
+    moderator.locator("#queue li").first.locator("button.timeout").click()  # and the author sits out 10 minutes
+    expect(moderator.locator("#log li").first).to_have_attribute("data-action", "timeout")
     moderator.check("#select-all")
     expect(moderator.locator("#selected-count")).to_contain_text("2")
     moderator.click("#reject-selected")
