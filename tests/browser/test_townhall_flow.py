@@ -17,6 +17,7 @@ Run: `.venv/bin/pytest -m browser tests/browser -v`.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any
@@ -450,4 +451,20 @@ def test_citizen_page_usable_on_slow_3g(demo_server: Server, tabs: Tabs) -> None
     assert first_ms < USABLE_WITHIN_MS, first_ms
     assert again_ms < USABLE_WITHIN_MS, again_ms
     assert live_ms < 2 * USABLE_WITHIN_MS, live_ms
+    assert not tabs.errors, "browser errors:\n" + "\n".join(tabs.errors)
+
+
+def test_json_debug_switch(demo_server: Server, tabs: Tabs) -> None:
+    """`?enc=json` speaks the JSON subprotocol (text frames) for debugging; everything else stays the same."""
+    citizen = tabs.open("citizen", **PHONE)
+    frames: list[str | bytes] = []
+    citizen.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(payload)))
+    leader = tabs.open("leader", **DESKTOP)
+    open_staff(leader, demo_server.links["leader"])
+    join_as_citizen(citizen, demo_server.links["citizen"] + "&enc=json")
+    go_live(leader)
+    speak(leader, "JSON में भी वही भाषण।")
+    expect(citizen.locator("#speech li.speech .text").last).to_have_text("JSON में भी वही भाषण।")
+    assert frames and all(isinstance(f, str) for f in frames), frames[:3]
+    assert json.loads(frames[0])["t"] == "welcome"
     assert not tabs.errors, "browser errors:\n" + "\n".join(tabs.errors)
