@@ -6,7 +6,6 @@ Every `serve` flag has a JANSAMVAD_* environment variable (shown by --help); fla
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 import sys
 from collections.abc import Callable
@@ -17,6 +16,7 @@ import click
 
 from jansamvad import __version__
 from jansamvad.auth import ANY_TOWNHALL, TokenService
+from jansamvad.logs import configure as configure_logging
 from jansamvad.protocol.messages import Limits
 from jansamvad.protocol.roles import Role
 from jansamvad.settings import DEFAULT_STATIC_DIR, Settings, SettingsError
@@ -69,6 +69,13 @@ def main() -> None:
 )
 @_opt("allowed-origin", multiple=True, help="Origin allowed to open a WebSocket (repeat; none = any).")
 @_opt("log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
+@_opt(
+    "log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per line, for log shippers.",
+)
 @_opt("max-connections", default=18_000, show_default=True, type=click.IntRange(1), help="Per process.")
 @_opt("max-connections-per-ip", default=1_000, show_default=True, type=click.IntRange(1))
 @_opt("handshakes-per-second", default=2_000, show_default=True, type=click.IntRange(1))
@@ -142,12 +149,14 @@ def serve(**opts: Any) -> None:
         settings.validate()
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_level, opts["log_format"], settings.node_id or "node")
     if opts["workers"] > 1:
         from jansamvad.workers import Supervisor
 
         try:
-            supervisor = Supervisor(settings, opts["workers"], demo=demo, loop=opts["loop"])
+            supervisor = Supervisor(
+                settings, opts["workers"], demo=demo, loop=opts["loop"], log_format=opts["log_format"]
+            )
         except SettingsError as exc:
             raise click.UsageError(str(exc)) from None
         sys.exit(supervisor.run())

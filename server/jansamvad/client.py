@@ -85,6 +85,7 @@ class Client:
 
     def send_error(self, violation: ProtocolViolation) -> None:
         self.send(violation.to_message())
+        self.node.metrics.errors[str(violation.code)] += 1
         if violation.code is ErrorCode.UNAVAILABLE:
             return  # our fault, not the client's: it does not count towards max_errors
         self.errors += 1
@@ -103,6 +104,7 @@ class Client:
             else:
                 self.send_error(violation)
             return
+        self.node.metrics.messages_in[msg.type] += 1
         if self.claims is None:
             if msg.type != "hello" or self.inbox is not None:
                 conn.close(CloseCode.BAD_HELLO, "the first message must be hello")
@@ -114,6 +116,7 @@ class Client:
             return
         retry_ms = self._rate_limit()
         if retry_ms:
+            self.node.metrics.rate_limited["messages"] += 1
             self.send_error(
                 ProtocolViolation(ErrorCode.RATE_LIMITED, "too many messages", re=msg.id, retry_ms=retry_ms)
             )
@@ -251,6 +254,7 @@ class Client:
     async def _limit(self, key: str, per_minute: float, burst: int, what: str) -> None:
         retry_ms = await self.node.limiter.hit(key, per_minute / 60.0, burst)
         if retry_ms:
+            self.node.metrics.rate_limited[what] += 1
             raise ProtocolViolation(ErrorCode.RATE_LIMITED, f"too many {what}", retry_ms=retry_ms)
 
     async def _on_ask(self, msg: ClientMessage) -> None:

@@ -254,6 +254,7 @@ class WsConnection(asyncio.Protocol):
         if self.state is not ConnState.OPEN or ws is None or ws.state is not State.OPEN:
             return
         ws.send_close(code, close_reason(code, detail))
+        self.node.metrics.closes[code] += 1
         self.state = ConnState.CLOSING
         self.closing_since = self.node.clock
         self._flush_protocol()
@@ -265,6 +266,7 @@ class WsConnection(asyncio.Protocol):
             return
         if ws.state is State.OPEN:
             ws.fail(code, close_reason(code, detail))
+            self.node.metrics.closes[code] += 1
         self.state = ConnState.CLOSING
         self.closing_since = self.node.clock
         self._flush_protocol()

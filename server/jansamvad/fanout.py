@@ -18,7 +18,8 @@ history read has by then gone into `paused`, where the resume's seq filter drops
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from jansamvad.hub import Listener, Room
@@ -34,7 +35,10 @@ def _with_seq(seq: int, message: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class Fanout:
-    def __init__(self, *, tick_s: float, writes_per_yield: int) -> None:
+    def __init__(
+        self, *, tick_s: float, writes_per_yield: int, on_flush: Callable[[float], None] | None = None
+    ) -> None:
+        self._on_flush = on_flush  # receives each flush's duration in seconds (a metrics histogram)
         self._tick_s = tick_s
         self._writes_per_yield = writes_per_yield
         self._dirty: list[Room] = []
@@ -123,6 +127,7 @@ class Fanout:
     async def _flush(self) -> None:
         rooms, self._dirty = self._dirty, []
         resumes, self._resumes = self._resumes, []
+        started = time.perf_counter()
         writes = 0
         for room in rooms:
             room.dirty = False
@@ -150,3 +155,5 @@ class Fanout:
         self.writes += writes
         for listener, after_seq in resumes:
             listener.resume(after_seq)
+        if self._on_flush is not None and rooms:
+            self._on_flush(time.perf_counter() - started)

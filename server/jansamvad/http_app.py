@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -89,6 +90,9 @@ def create_app(node: Node) -> Starlette:
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True})
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(node.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def readyz(request: Request) -> Response:
         ready = node.ready and node.broker.healthy
@@ -208,6 +212,7 @@ def create_app(node: Node) -> Starlette:
     routes: list[Route | Mount] = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/metrics", metrics),
         Route("/api/townhalls", list_townhalls, methods=["GET"]),
         Route("/api/townhalls", create_townhall, methods=["POST"]),
         Route("/api/townhalls/{th}", get_townhall, methods=["GET"]),

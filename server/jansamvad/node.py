@@ -23,6 +23,7 @@ from jansamvad.fanout import CONFLATED, Fanout
 from jansamvad.hub import Hub, Room
 from jansamvad.limiter.base import RateLimiter
 from jansamvad.limiter.memory import MemoryRateLimiter
+from jansamvad.metrics import NodeMetrics
 from jansamvad.models import PUBLIC_STATES, PollState, QState, Status, Townhall, now_ms
 from jansamvad.moderation.grouping import QuestionGrouper
 from jansamvad.moderation.policy import Policy
@@ -40,6 +41,7 @@ log = logging.getLogger("jansamvad.node")
 
 WHEEL_INTERVAL_S = 1.0
 SNAPSHOT_QUEUE_MAX = 500
+QUEUE_DEPTH_EVERY = 5  # aggregates ticks between two readings of the moderation queue depth
 _SNAPSHOT_EVENTS = ("speech", "announce")
 
 
@@ -81,7 +83,12 @@ class Node:
         self.policy = Policy.load(settings.moderation_dir)
         self._groupers: dict[str, tuple[QuestionGrouper, float]] = {}  # th -> (grouper, loaded at)
         self.hub = Hub()
-        self.fanout = Fanout(tick_s=settings.tick_ms / 1000, writes_per_yield=settings.writes_per_yield)
+        self.metrics = NodeMetrics()
+        self.fanout = Fanout(
+            tick_s=settings.tick_ms / 1000,
+            writes_per_yield=settings.writes_per_yield,
+            on_flush=self.metrics.fanout_seconds.observe,
+        )
         self.origins: list[Origin | None] | None = list(settings.allowed_origins) or None  # type: ignore[arg-type]
         self.connections: set[WsConnection] = set()
         self.open_count = 0
@@ -98,8 +105,10 @@ class Node:
         self._audio_init: dict[str, dict[str, Any]] = {}
         self._audio_n: dict[str, int] = defaultdict(int)
         self._viewers: dict[str, int] = {}
+        self._ticks = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.metrics.attach(self)
 
     # Lifecycle
 
@@ -161,12 +170,13 @@ class Node:
         """None to accept the handshake, or the seconds for Retry-After with an HTTP 503."""
         settings = self.settings
         retry: int | None = None
+        reason = ""
         if self.draining or not self.ready:
-            retry = 5
+            retry, reason = 5, "not_ready"
         elif self.open_count >= settings.max_connections:
-            retry = 2
+            retry, reason = 2, "max_connections"
         elif self.per_ip[conn.ip] >= settings.max_connections_per_ip:
-            retry = 10
+            retry, reason = 10, "per_ip"
         else:
             now = self.clock_precise()
             rate = settings.handshakes_per_second
@@ -175,9 +185,10 @@ class Node:
             if self._handshake_allowance >= 1:
                 self._handshake_allowance -= 1
             else:
-                retry = 1
+                retry, reason = 1, "rate"
         if retry is not None:
             self.rejected_handshakes += 1
+            self.metrics.handshakes_rejected[reason] += 1
         return retry
 
     def connection_opened(self, conn: WsConnection) -> None:
@@ -198,6 +209,7 @@ class Node:
             self.per_ip.pop(conn.ip, None)
         client.on_closed()
         if client.claims is not None:
+            self.metrics.leaves += 1
             self.hub.remove_user(client.claims.sub, conn)
             self._leave(public_channel(client.th), conn)
             self._leave(moderation_channel(client.th), conn)
@@ -226,6 +238,7 @@ class Node:
         th = townhall.id
         channel = public_channel(th)
         conn.paused = []
+        self.metrics.joins[str(claims.role)] += 1
         self.hub.add_user(claims.sub, conn)
         await self._listen(channel, conn)
         staff = claims.role in (Role.MODERATOR, Role.ADMIN)
@@ -291,7 +304,15 @@ class Node:
 
     async def publish_event(self, th: str, message: Mapping[str, Any]) -> int:
         """An event of the town hall's stream: stored in history with the next seq, delivered to every node."""
-        return await self.broker.publish(public_channel(th), {**message, "ts": now_ms()}, history=True)
+        assert self._loop is not None
+        started = self._loop.time()
+        try:
+            seq = await self.broker.publish(public_channel(th), {**message, "ts": now_ms()}, history=True)
+        except Exception:
+            self.metrics.broker_errors["publish"] += 1
+            raise
+        self.metrics.broker_publish_seconds.observe(self._loop.time() - started)
+        return seq
 
     async def publish_moderation(self, th: str, message: Mapping[str, Any]) -> None:
         await self.broker.publish(moderation_channel(th), message, history=False)
@@ -466,6 +487,14 @@ class Node:
                 self._send_if_changed(room, f"poll_counts:{poll.pid}", message, True)
         for th, counts in reactions.items():  # taps from sessions that left before the tick
             await self.store.add_reactions(th, counts)
+        self._ticks += 1
+        if self._ticks % QUEUE_DEPTH_EVERY == 0:  # for the metrics; only where this node has moderators
+            depth = {}
+            for channel in self.hub.rooms:
+                if channel.endswith(":mod"):
+                    th = channel[3:-4]
+                    depth[th] = len(await self.store.questions(th, (QState.PENDING,)))
+            self.metrics.queue_depth = depth
 
     def _send_if_changed(self, room: Room, key: str, message: dict[str, Any], worth_sending: bool) -> None:
         # The stored value is compared with the next one, so it must not share mutable parts with the store's objects.

@@ -32,21 +32,24 @@ def worker_settings(settings: Settings, index: int) -> Settings:
     return dataclasses.replace(settings, node_id=f"{base}-w{index}")
 
 
-def _worker_main(settings: Settings, index: int, demo: bool, loop: str) -> None:
+def _worker_main(settings: Settings, index: int, demo: bool, loop: str, log_format: str) -> None:
     from jansamvad.cli import run_node
+    from jansamvad.logs import configure
 
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    run_node(worker_settings(settings, index), demo=demo and index == 0, loop=loop, reuse_port=True)
+    mine = worker_settings(settings, index)
+    configure(mine.log_level, log_format, mine.node_id)
+    run_node(mine, demo=demo and index == 0, loop=loop, reuse_port=True)
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, workers: int, *, demo: bool, loop: str) -> None:
+    def __init__(self, settings: Settings, workers: int, *, demo: bool, loop: str, log_format: str = "text") -> None:
         if workers > 1 and not settings.redis_url:
             raise SettingsError("--workers above 1 needs --redis-url: workers share town halls through Redis")
         self.settings = settings
         self.count = workers
         self.demo = demo
         self.loop = loop
+        self.log_format = log_format
         self._context = multiprocessing.get_context("spawn")
         self._procs: dict[int, BaseProcess] = {}
         self._started: dict[int, float] = {}
@@ -56,7 +59,7 @@ class Supervisor:
     def _start(self, index: int) -> None:
         proc = self._context.Process(
             target=_worker_main,
-            args=(self.settings, index, self.demo, self.loop),
+            args=(self.settings, index, self.demo, self.loop, self.log_format),
             name=f"jansamvad-worker-{index}",
             daemon=False,
         )

@@ -1,0 +1,107 @@
+"""Prometheus metrics for a node, at no cost on the per-delivery hot path.
+
+Counters are plain integers the node already keeps (or `collections.Counter`s bumped once per message received);
+the collector turns them into Prometheus families only when /metrics is scraped. The two histograms are observed
+once per fan-out flush and once per broker publish, never per delivery.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from jansamvad.node import Node
+
+FANOUT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+BROKER_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+class NodeMetrics:
+    """What the node counts as it goes; read by `NodeCollector` at scrape time."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.messages_in: Counter[str] = Counter()  # by message type
+        self.errors: Counter[str] = Counter()  # error replies, by code
+        self.closes: Counter[int] = Counter()  # connections the node closed, by close code
+        self.joins: Counter[str] = Counter()  # by role
+        self.leaves = 0
+        self.rate_limited: Counter[str] = Counter()  # by what was limited
+        self.handshakes_rejected: Counter[str] = Counter()  # by reason
+        self.broker_errors: Counter[str] = Counter()  # by operation
+        self.queue_depth: dict[str, int] = {}  # town hall -> pending questions (staff rooms only)
+        self.fanout_seconds = Histogram(
+            "jansamvad_fanout_seconds",
+            "Time to write one tick's broadcasts to every local listener",
+            buckets=FANOUT_BUCKETS,
+            registry=self.registry,
+        )
+        self.broker_publish_seconds = Histogram(
+            "jansamvad_broker_publish_seconds",
+            "Round trip of one publish to the broker (Redis: script + SPUBLISH)",
+            buckets=BROKER_BUCKETS,
+            registry=self.registry,
+        )
+
+    def attach(self, node: Node) -> None:
+        self.registry.register(NodeCollector(node))
+
+
+def _counter(name: str, doc: str, label: str | None, values: Counter[str] | Counter[int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=[label] if label else None)
+    for key, value in sorted(values.items(), key=lambda kv: str(kv[0])):
+        family.add_metric([str(key)], value)
+    return family
+
+
+class NodeCollector(Collector):
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[Metric]:
+        node, m = self.node, self.node.metrics
+        yield GaugeMetricFamily("jansamvad_connections", "Open WebSocket sessions", value=node.open_count)
+        yield GaugeMetricFamily("jansamvad_rooms", "Channels with local listeners", value=len(node.hub.rooms))
+        viewers = GaugeMetricFamily("jansamvad_viewers", "Local listeners per town hall", labels=["townhall"])
+        for channel, room in node.hub.rooms.items():
+            if not channel.endswith(":mod") and channel.startswith("th:"):
+                viewers.add_metric([channel[3:]], len(room.members))
+        yield viewers
+        yield GaugeMetricFamily("jansamvad_ready", "1 while the node accepts sessions", value=int(node.ready))
+        yield GaugeMetricFamily(
+            "jansamvad_broker_healthy", "1 while the broker is reachable", value=int(node.broker.healthy)
+        )
+        depth = GaugeMetricFamily("jansamvad_moderation_queue_depth", "Pending questions", labels=["townhall"])
+        for th, n in m.queue_depth.items():
+            depth.add_metric([th], n)
+        yield depth
+        yield _counter("jansamvad_joins", "Sessions joined", "role", m.joins)
+        yield CounterMetricFamily("jansamvad_leaves", "Joined sessions that ended", value=m.leaves)
+        yield _counter("jansamvad_messages_in", "Client messages received", "type", m.messages_in)
+        yield _counter("jansamvad_errors_sent", "Error replies", "code", m.errors)
+        yield _counter("jansamvad_closes", "Connections closed by the node", "code", m.closes)
+        yield _counter("jansamvad_rate_limited", "Actions refused by a rate limit", "what", m.rate_limited)
+        yield _counter(
+            "jansamvad_handshakes_rejected", "HTTP 503 answers to handshakes", "reason", m.handshakes_rejected
+        )
+        yield _counter("jansamvad_broker_errors", "Broker or store calls that failed", "operation", m.broker_errors)
+        yield CounterMetricFamily(
+            "jansamvad_slow_consumer_disconnects", "Listeners closed with 4009", value=node.slow_consumer_drops
+        )
+        yield CounterMetricFamily(
+            "jansamvad_stream_gaps", "Gaps in a stream filled from history", value=node.stream_gaps
+        )
+        yield CounterMetricFamily(
+            "jansamvad_frames_built",
+            "Broadcast frames encoded (once per format per node)",
+            value=node.fanout.frames_built,
+        )
+        yield CounterMetricFamily(
+            "jansamvad_broadcast_writes", "Transport writes made by the fan-out", value=node.fanout.writes
+        )
