@@ -68,6 +68,7 @@ class WsConnection(asyncio.Protocol):
         "opened_at",
         "paused",
         "pinged",
+        "pings",
         "state",
         "transport",
         "ws",
@@ -88,6 +89,7 @@ class WsConnection(asyncio.Protocol):
         self.last_seen = now
         self.closing_since = 0.0
         self.pinged = False
+        self.pings = 0  # pings received since the last keepalive wheel turn
 
     # asyncio.Protocol
 
@@ -179,6 +181,11 @@ class WsConnection(asyncio.Protocol):
             if frame.fin:
                 data, self.frag = b"".join(self.frag), None
                 self._on_message(self.frag_op, data)
+        elif op is Opcode.PING:
+            # websockets answers every ping; a flood of them costs a pong each, so it is cut off.
+            self.pings += 1
+            if self.pings > self.node.settings.max_pings_per_s:
+                self.fail(CloseCode.TOO_MANY_ERRORS, "ping flood")
         elif op is Opcode.CLOSE:
             # The protocol answered the close frame; the transport closes once its EOF is written.
             if self.state is ConnState.OPEN:

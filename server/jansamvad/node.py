@@ -435,6 +435,7 @@ class Node:
             for conn in list(self.connections):
                 state = conn.state
                 if state is ConnState.OPEN:
+                    conn.pings = 0
                     idle = now - conn.last_seen
                     if conn.client is not None and conn.client.claims is None and conn.client.inbox is None:
                         if now - conn.opened_at > settings.hello_timeout_s:

@@ -12,6 +12,7 @@ import uvicorn
 from jansamvad.broker.memory import MemoryBroker
 from jansamvad.broker.redis import RedisBroker
 from jansamvad.http_app import create_app
+from jansamvad.http_guard import guarded_protocol_class
 from jansamvad.node import Node
 from jansamvad.presence.memory import MemoryPresence
 from jansamvad.presence.redis import RedisPresence
@@ -108,7 +109,7 @@ async def start_server(
     config = uvicorn.Config(
         create_app(node),
         ws=node.protocol_class(),  # every WebSocket upgrade is handed to our protocol, never to ASGI
-        http="httptools",
+        http=guarded_protocol_class(settings.http_head_timeout_s),
         lifespan="on",
         loop="none",
         log_level=settings.log_level,

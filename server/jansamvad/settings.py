@@ -36,6 +36,8 @@ class Settings:
 
     # Sessions.
     hello_timeout_s: float = 10.0
+    http_head_timeout_s: float = 10.0  # a request head must arrive whole within this (slowloris)
+    max_pings_per_s: int = 10  # WebSocket pings a client may send per second before it is closed with 4010
     ping_interval_s: float = 20.0
     ping_timeout_s: float = 20.0
     close_timeout_s: float = 5.0

@@ -72,7 +72,7 @@ CLOSE_CODES: dict[CloseCode, CloseSpec] = {
         CloseSpec(CloseCode.TOWNHALL_ENDED, "the town hall has ended", False),
         CloseSpec(CloseCode.HELLO_TIMEOUT, "no hello in time", True),
         CloseSpec(CloseCode.SLOW_CONSUMER, "the client did not read fast enough", True),
-        CloseSpec(CloseCode.TOO_MANY_ERRORS, "too many erroneous messages", False),
+        CloseSpec(CloseCode.TOO_MANY_ERRORS, "too many erroneous messages or pings", False),
         CloseSpec(CloseCode.BANNED, "the citizen is banned from this town hall", False),
     )
 }
