@@ -4,9 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 # What ruff checks: only the directories that exist (a fresh clone may not have every one yet).
-LINT   := $(wildcard server tests loadtest)
+LINT   := $(wildcard server tests loadtest fuzzing)
 
-.PHONY: run demo test check lint format pytest clean
+.PHONY: run demo test check lint format pytest fuzz clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "JanSamvad needs Python 3.11 or newer"'
@@ -40,6 +40,10 @@ pytest: $(VENV)/.installed-dev
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff format $(LINT)
 	$(BIN)/ruff check --fix $(LINT)
+
+## fuzz: throw random bytes at the protocol decoder and validator (FUZZ_EXAMPLES inputs, default 20000)
+fuzz: $(VENV)/.installed-dev
+	$(BIN)/python fuzzing/fuzz_decoder.py $(or $(FUZZ_EXAMPLES),20000)
 
 clean:
 	rm -rf $(VENV) build dist server/*.egg-info
