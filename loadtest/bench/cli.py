@@ -17,7 +17,7 @@ from typing import Any
 
 import uvloop
 
-from . import charts, procstat, report, targets
+from . import anatomy, charts, procstat, report, targets
 from .harness import CLIENT_CORE, SERVER_CORE, BenchOptions, Stage
 from .pool import REPO
 from .scenarios import broadcast, crossnode, floor, handshake, memory, profiled
@@ -182,6 +182,9 @@ async def scenarios(args: argparse.Namespace, opts: BenchOptions, run: Run) -> N
     if set(args.scenarios) & {"memory", "broadcast", "burst"}:
         for n in args.sizes:
             await run.step(f"N={n}", at_size(args, opts, run, n))
+    if "memory" in args.scenarios:
+        if row := await run.step("anatomy", anatomy.measure_in_subprocess()):
+            results["anatomy"] = row
     if "floor" in args.scenarios:
         n = max(args.sizes) + memory.WARMUP_CITIZENS
         log(f"floor: one transport.write per listener, no engine, N = {n:,}")

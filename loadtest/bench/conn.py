@@ -50,7 +50,7 @@ class HelloFailed(Exception):
 
 
 class Recorder:
-    """What every connection of one process received: per-seq counts, worst latency per seq, a latency histogram."""
+    """What every connection of one process received: per-seq counts, best and worst latency per seq, a histogram."""
 
     def __init__(self) -> None:
         self.reset()
@@ -62,6 +62,7 @@ class Recorder:
     def reset(self) -> None:
         self.counts: dict[int, int] = {}
         self.max_lat_ns: dict[int, int] = {}
+        self.min_lat_ns: dict[int, int] = {}
         self.hist: Histogram = {}
         self.gaps = 0  # events skipped on a connection (seq jumped)
         self.dups = 0  # events seen twice or out of order on a connection
@@ -73,11 +74,13 @@ class Recorder:
         count = self.counts.get(seq)
         if count is None:
             self.counts[seq] = 1
-            self.max_lat_ns[seq] = lat
+            self.max_lat_ns[seq] = self.min_lat_ns[seq] = lat
         else:
             self.counts[seq] = count + 1
             if lat > self.max_lat_ns[seq]:
                 self.max_lat_ns[seq] = lat
+            elif lat < self.min_lat_ns[seq]:
+                self.min_lat_ns[seq] = lat
         key = bucket(lat // 1000)
         self.hist[key] = self.hist.get(key, 0) + 1
         if seq == self.wait_seq:

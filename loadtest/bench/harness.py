@@ -47,6 +47,7 @@ class Receipts:
 
     counts: Counter[int] = field(default_factory=Counter)
     max_lat_ns: dict[int, int] = field(default_factory=dict)
+    min_lat_ns: dict[int, int] = field(default_factory=dict)
     hist: Histogram = field(default_factory=dict)
     gaps: int = 0
     dups: int = 0
@@ -59,6 +60,8 @@ class Receipts:
             self.counts[int(seq)] += count
         for seq, lat in part["max_lat_ns"].items():
             self.max_lat_ns[int(seq)] = max(lat, self.max_lat_ns.get(int(seq), 0))
+        for seq, lat in part["min_lat_ns"].items():
+            self.min_lat_ns[int(seq)] = min(lat, self.min_lat_ns.get(int(seq), lat))
         merge(self.hist, part["hist"])
         self.gaps += part["gaps"]
         self.dups += part["dups"]
@@ -123,7 +126,7 @@ class Stage:
         """Open and join `n` more citizens, spread evenly over the workers; wall time and failures."""
         k = len(self.pool)
         shares = [n // k + (1 if i < n % k else 0) for i in range(k)]
-        timeout = 60.0 + n / 500  # bounded, generous: joining runs at thousands per second
+        timeout = 60.0 + n / 100  # bounded and generous: joins run at hundreds to thousands per second
         started = time.monotonic()
         replies = await self.pool.call_each(
             "open",

@@ -94,6 +94,7 @@ class Worker:
         out = {
             "counts": r.counts,
             "max_lat_ns": r.max_lat_ns,
+            "min_lat_ns": r.min_lat_ns,
             "hist": r.hist,
             "gaps": r.gaps,
             "dups": r.dups,

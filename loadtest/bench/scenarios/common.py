@@ -56,6 +56,14 @@ def cpu_summary(delta: CpuSample, wall_s: float, idle_rate: float, deliveries: i
 
 
 def latency_summary(receipts: Receipts, seqs: list[int]) -> dict[str, Any]:
-    """Publish -> last receiver (one value per event) and publish -> each receipt (every delivery), in ms."""
+    """Publish -> first and -> last receiver (one value per event), publish -> each receipt (every delivery), in ms.
+
+    The first receiver shows the fixed part of the path (tick, broker hop); first to last is the fan-out itself.
+    """
+    first = [receipts.min_lat_ns[seq] / 1e6 for seq in seqs if seq in receipts.min_lat_ns]
     last = [receipts.max_lat_ns[seq] / 1e6 for seq in seqs if seq in receipts.max_lat_ns]
-    return {"last_receiver_ms": percentiles(last, (50, 99)), "delivery_ms": hist_percentiles(receipts.hist)}
+    return {
+        "first_receiver_ms": percentiles(first, (50, 99)),
+        "last_receiver_ms": percentiles(last, (50, 99)),
+        "delivery_ms": hist_percentiles(receipts.hist),
+    }
