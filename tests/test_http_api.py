@@ -150,3 +150,9 @@ async def test_http_serves_the_web_pages(server: RunningServer) -> None:
 async def test_http_plain_get_on_ws_path_is_not_an_upgrade(server: RunningServer) -> None:
     response = await call(server, "GET", "/ws")
     assert response.status_code in (404, 426)
+
+
+async def test_http_pages_and_scripts_are_served_gzipped(server: RunningServer) -> None:
+    for path in ("/", "/js/citizen.js"):
+        response = await call(server, "GET", path, headers={"Accept-Encoding": "gzip"})
+        assert response.status_code == 200 and response.headers.get("content-encoding") == "gzip", path

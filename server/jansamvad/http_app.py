@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -226,8 +227,10 @@ def create_app(node: Node) -> Starlette:
     ]
     if settings.static_dir.is_dir():
         routes.append(Mount("/", app=StaticFiles(directory=settings.static_dir, html=True), name="static"))
+    # Pages, scripts and JSON go out gzipped: on 2G/3G the citizen page's transfer is what decides time-to-live.
+    # (WebSocket upgrades never reach this app, so the broadcast path is untouched.)
+    middleware = [Middleware(GZipMiddleware, minimum_size=512, compresslevel=6)]
     # Browsers may call the API from the allowed origins only; with none configured, only same-origin pages may.
-    middleware = []
     if settings.allowed_origins:
         middleware.append(
             Middleware(
