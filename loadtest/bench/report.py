@@ -82,6 +82,7 @@ def memory_section(rows: list[dict[str, Any]]) -> str:
             f"**{r['kb_per_conn']:.2f}**",
             f"{r['join_rate_per_s']:,}",
             f"{r['tcp_buffers_kb_delta']:,}",
+            f"{r.get('viewers_updates_received', 0):,}",
         ]
         for r in rows
     ]
@@ -94,6 +95,7 @@ def memory_section(rows: list[dict[str, Any]]) -> str:
         "KB / conn",
         "joins / s",
         "kernel TCP buffers Δ KB",
+        "`viewers` frames sent during the join",
     ]
     return "#### 1. Memory: node RSS per idle joined connection\n\n" + _table(header, body)
 

@@ -19,6 +19,7 @@ async def measure(stage: Stage, n: int) -> dict[str, Any]:
     await stage.settle(SETTLE_S)
     rss_after, tcp_after = stage.server.rss_kb(), tcp_mem_kb()
     stats = await stage.server.stats()
+    receipts = await stage.collect()  # what the citizens got while the room filled up
     joined = join["joined"]
     return {
         "scenario": "memory",
@@ -34,4 +35,7 @@ async def measure(stage: Stage, n: int) -> dict[str, Any]:
         # Kernel TCP buffer memory, machine-wide and for both ends of each loopback pair: for context only.
         "tcp_buffers_kb_delta": tcp_after - tcp_before,
         "client_rss_mb": round(join["client_rss_kb"] / 1024, 1),
+        # The node sends the viewer count to every listener once per presence tick while it changes: during a join
+        # ramp that is a broadcast to the whole room every second.
+        "viewers_updates_received": receipts.other.get("viewers", 0),
     }
