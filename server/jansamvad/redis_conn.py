@@ -57,8 +57,28 @@ _UNAVAILABLE = (
 )
 
 
+_TRANSPORT_RACE = (TypeError, AttributeError, RuntimeError)
+
+
 class RedisUnavailable(ConnectionError):
     """Redis cannot be reached or cannot serve now; the caller answers `unavailable` and the client retries."""
+
+
+def transport_race(exc: BaseException) -> bool:
+    """A write to a connection the peer just closed, misreported by redis-py (redis/redis-py#4287, #3546).
+
+    The transport then raises TypeError or AttributeError (asyncio: its internals are already torn down) or
+    RuntimeError (uvloop: "the handler is closed") instead of ConnectionError, and redis-py lets it through. Seen
+    here when a cluster primary restarts under load. They are recognised by where they were raised, so that our
+    own errors of these types still surface as the bugs they are.
+    """
+    if not isinstance(exc, _TRANSPORT_RACE):
+        return False
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    filename = tb.tb_frame.f_code.co_filename if tb is not None else ""
+    return any(part in filename for part in ("/redis/", "/asyncio/", "uvloop/"))  # uvloop: its .pyx sources
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +224,10 @@ class RedisConn:
                 return await client.execute_command(*args)
             except _UNAVAILABLE as exc:
                 raise RedisUnavailable(str(exc) or type(exc).__name__) from exc
+            except _TRANSPORT_RACE as exc:
+                if transport_race(exc):
+                    raise RedisUnavailable(f"connection lost ({type(exc).__name__})") from exc
+                raise
 
     async def run(self, script: Script, keys: Sequence[str], args: Sequence[str | bytes | int]) -> Any:
         """Run a Lua script on the node that owns its keys (which must share one hash tag)."""
@@ -216,6 +240,10 @@ class RedisConn:
                     return await client.execute_command("EVAL", script.source, len(keys), *keys, *args)
             except _UNAVAILABLE as exc:
                 raise RedisUnavailable(str(exc) or type(exc).__name__) from exc
+            except _TRANSPORT_RACE as exc:
+                if transport_race(exc):
+                    raise RedisUnavailable(f"connection lost ({type(exc).__name__})") from exc
+                raise
 
     # Topology, for the broker's subscriber connections (one per primary)
 

@@ -9,7 +9,7 @@ publish atomically, and lets the store's scripts check and change a question, it
     P:T:seq                    broker: last seq of channel `th:<id>` (INCR)
     P:T:hist                   broker: its history, a capped stream whose entry ids are `<seq>-0`
     P:T:pub                    broker: its sharded pub/sub channel (SPUBLISH / SSUBSCRIBE)
-    P:T:mod:seq|hist|pub       the same for channel `th:<id>:mod` (any `th:<id>:<sub>` maps to P:T:<sub>:...)
+    P:T:mod:seq|hist|pub       the same for channel `th:<id>:mod`
     P:{ch:<name>}:seq|hist|pub a channel that is not a town hall's (not used by the node today)
 
     P:T:meta                   store: the town hall (hash: id, title, lang, status, created_ms)
@@ -18,8 +18,20 @@ publish atomically, and lets the store's scripts check and change a question, it
     P:T:question:<qid>         store: a question (hash)
     P:T:question:<qid>:log     store: its decisions, oldest first (list of JSON [action, by, reason, ts])
     P:T:question:<qid>:voters  store: who voted for it (set)
+    P:T:question:<qid>:claim   store: the moderator who claimed it (string, expires with the claim)
     P:T:state:<state>          store: qids in that state, scored by question number (sorted set; oldest first)
+    P:T:rank                   store: public questions by votes (sorted set qid -> votes)
+    P:T:group_rank             store: groups of public questions by summed votes (sorted set group -> votes)
+    P:T:group_public           store: public questions per group (hash group -> count; a group leaves at 0)
+    P:T:groups                 store: every group's first question and text, oldest first (list of JSON)
+    P:T:recent:<author>        store: the author's latest question texts (list, capped)
     P:T:reactions              store: reaction totals (hash kind -> count)
+    P:T:pseq                   store: last poll number (INCR); poll ids are `p<n>`
+    P:T:polls                  store: poll ids, scored by poll number (sorted set; oldest first)
+    P:T:poll:<pid>             store: a poll (hash; counts in fields c0, c1, ...)
+    P:T:poll:<pid>:voters      store: who voted in it (set)
+    P:T:audit                  store: every decision, restriction, poll and setting change (list of JSON)
+    P:T:restriction:<sub>      store: a ban or timeout in that town hall (JSON); T = {th:*} for everywhere
     P:townhalls                store: every town hall id, scored by creation time (sorted set; its own slot)
 
     P:T:presence               presence: node id -> local listeners (hash)
@@ -36,6 +48,7 @@ from dataclasses import dataclass
 from jansamvad.models import QState
 
 TOWNHALL_CHANNEL_PREFIX = "th:"  # the node's logical channel names: th:<id> and th:<id>:mod
+TOWNHALL_SUBCHANNELS = ("mod",)
 
 
 def _escape(name: str) -> str:
@@ -57,6 +70,13 @@ class ChannelKeys:
 class QuestionKeys:
     hash: str
     log: str
+    voters: str
+    claim: str
+
+
+@dataclass(frozen=True, slots=True)
+class PollKeys:
+    hash: str
     voters: str
 
 
@@ -83,14 +103,56 @@ class TownhallKeys:
 
     def question(self, qid: str) -> QuestionKeys:
         key = self.question_prefix + qid
-        return QuestionKeys(key, key + ":log", key + ":voters")
+        return QuestionKeys(key, key + ":log", key + ":voters", key + ":claim")
 
     def state(self, state: QState) -> str:
         return f"{self.base}:state:{state.value}"
 
     @property
+    def rank(self) -> str:
+        return self.base + ":rank"
+
+    @property
+    def group_rank(self) -> str:
+        return self.base + ":group_rank"
+
+    @property
+    def group_public(self) -> str:
+        return self.base + ":group_public"
+
+    @property
+    def groups(self) -> str:
+        return self.base + ":groups"
+
+    def recent(self, author: str) -> str:
+        return f"{self.base}:recent:{author}"
+
+    @property
     def reactions(self) -> str:
         return self.base + ":reactions"
+
+    @property
+    def pseq(self) -> str:
+        return self.base + ":pseq"
+
+    @property
+    def polls(self) -> str:
+        return self.base + ":polls"
+
+    @property
+    def poll_prefix(self) -> str:
+        return self.base + ":poll:"
+
+    def poll(self, pid: str) -> PollKeys:
+        key = self.poll_prefix + pid
+        return PollKeys(key, key + ":voters")
+
+    @property
+    def audit(self) -> str:
+        return self.base + ":audit"
+
+    def restriction(self, sub: str) -> str:
+        return f"{self.base}:restriction:{sub}"
 
     @property
     def presence(self) -> str:
@@ -126,8 +188,12 @@ class RedisKeys:
 
     def _channel_keys(self, channel: str) -> ChannelKeys:
         if channel.startswith(TOWNHALL_CHANNEL_PREFIX):
-            th, sep, sub = channel[len(TOWNHALL_CHANNEL_PREFIX) :].partition(":")
-            base = f"{self.prefix}:{townhall_tag(th)}" + (":" + sub if sep else "")
+            th, sub = channel[len(TOWNHALL_CHANNEL_PREFIX) :], ""
+            for known in TOWNHALL_SUBCHANNELS:  # from the end: a town hall id may itself contain ':'
+                if th.endswith(":" + known):
+                    th, sub = th[: -len(known) - 1], known
+                    break
+            base = f"{self.prefix}:{townhall_tag(th)}" + (":" + sub if sub else "")
         else:
             base = f"{self.prefix}:{{ch:{_escape(channel)}}}"
         return ChannelKeys(base + ":seq", base + ":hist", base + ":pub")

@@ -66,6 +66,15 @@ def restartable_redis() -> Iterator[RedisServer]:
     server.cleanup()
 
 
+@pytest.fixture
+def restartable_cluster() -> Iterator[Cluster]:
+    """A cluster of this test's own (about 2 s to form), whose nodes persist every write and may be restarted."""
+    _need_server()
+    cluster = start_cluster(persistent=True)
+    yield cluster
+    cluster.cleanup()
+
+
 class Backend:
     def __init__(self, kind: str, url: str | None) -> None:
         self.kind = kind

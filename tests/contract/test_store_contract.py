@@ -7,7 +7,18 @@ import copy
 
 import pytest
 
-from jansamvad.models import PUBLIC_STATES, TRANSITIONS, QState, Question, Status, apply_decision
+from jansamvad.models import (
+    PUBLIC_STATES,
+    TRANSITIONS,
+    PollState,
+    QState,
+    Question,
+    Restriction,
+    RestrictionKind,
+    Status,
+    apply_decision,
+    now_ms,
+)
 from jansamvad.store.base import BadState, NotFound, Store
 from tests.contract.conftest import Parts
 
@@ -272,3 +283,268 @@ async def test_reactions_concurrent_adds_all_count(parts: Parts) -> None:
     th = (await store.create_townhall("t", "hi")).id
     await asyncio.gather(*(store.add_reactions(th, {"clap": 1, "heart": 2}) for _ in range(100)))
     assert await store.add_reactions(th, {}) == {"clap": 100, "heart": 200}
+
+
+# Audience interaction: auto-moderation, groups, rankings, slow mode, polls, claims, restrictions, the audit log.
+
+
+async def test_question_auto_rejected_keeps_its_flags_and_is_audited(parts: Parts) -> None:
+    store = parts.store()
+    th = (await store.create_townhall("t", "hi")).id
+    q, created = await store.add_question(
+        th,
+        author="c-x",
+        key="key-spam0001",
+        text="buy now",
+        name="n",
+        region="r",
+        state=QState.REJECTED,
+        flags=["link", "spam"],
+        lang="en",
+    )
+    assert created and q.state is QState.REJECTED and q.flags == ["link", "spam"] and q.lang == "en"
+    assert [(d.action, d.by, d.reason, d.ts) for d in q.decisions] == [("reject", "auto", "link,spam", q.ts)]
+    assert await store.audit(th) == [{"ts": q.ts, "what": "reject", "qid": q.qid, "by": "auto", "reason": "link,spam"}]
+    assert [x.qid for x in await store.questions(th, [QState.REJECTED])] == [q.qid]
+    assert await store.questions(th, [QState.PENDING]) == []
+
+
+async def test_question_group_and_lang_are_stored(parts: Parts) -> None:
+    store = parts.store()
+    th = (await store.create_townhall("t", "hi")).id
+    first, _ = await store.add_question(
+        th, author="a", key="key-00000001", text="सड़क?", name="n", region="r", lang="hi"
+    )
+    second, _ = await store.add_question(
+        th, author="b", key="key-00000002", text="सड़क कब?", name="n", region="r", group=first.qid
+    )
+    assert (first.group, first.lang) == (first.qid, "hi")
+    assert second.group == first.qid
+    stored = await store.get_question(th, second.qid)
+    assert stored is not None and (stored.group, stored.flags, stored.lang) == (first.qid, [], "")
+    assert await store.groups(th, 10) == [(first.qid, "सड़क?")]
+
+
+async def test_question_for_key_finds_the_stored_question(parts: Parts) -> None:
+    store = parts.store()
+    th = (await store.create_townhall("t", "hi")).id
+    q = await ask(store, th)
+    found = await store.question_for_key(th, "c-sita", "key-00000001")
+    assert found is not None and found.qid == q.qid
+    assert await store.question_for_key(th, "c-ram", "key-00000001") is None
+    assert await store.question_for_key(th, "c-sita", "key-99999999") is None
+    with pytest.raises(NotFound):
+        await store.question_for_key("nosuch", "c-sita", "key-00000001")
+
+
+async def test_recent_texts_are_the_authors_latest_oldest_first(parts: Parts) -> None:
+    store = parts.store()
+    th = (await store.create_townhall("t", "hi")).id
+    for n in range(1, 61):
+        await store.add_question(th, author="c-sita", key=f"key-{n:08d}", text=f"text {n}", name="n", region="r")
+    await store.add_question(th, author="c-ram", key="key-00000001", text="ram's", name="n", region="r")
+    assert await store.recent_texts(th, "c-sita", 3) == ["text 58", "text 59", "text 60"]
+    assert await store.recent_texts(th, "c-sita", 100) == [f"text {n}" for n in range(11, 61)]  # 50 kept
+    assert await store.recent_texts(th, "c-ram", 5) == ["ram's"]
+    assert await store.recent_texts(th, "c-nobody", 5) == []
+    assert await store.recent_texts(th, "c-sita", 0) == []
+
+
+async def test_groups_are_the_newest_oldest_first(parts: Parts) -> None:
+    store = parts.store()
+    th = (await store.create_townhall("t", "hi")).id
+    qs = [await ask(store, th, n) for n in range(1, 5)]
+    await store.add_question(th, author="c-2", key="key-follower", text="same", name="n", region="r", group=qs[0].qid)
+    assert await store.groups(th, 2) == [(qs[2].qid, "प्रश्न 3?"), (qs[3].qid, "प्रश्न 4?")]
+    assert [g for g, _ in await store.groups(th, 10)] == [q.qid for q in qs]
+    assert await store.groups(th, 0) == []
+
+
+async def test_top_votes_ranks_public_questions_and_their_groups(parts: Parts) -> None:
+    store = parts.store()
+    th = (await store.create_townhall("t", "hi")).id
+    a = await ask(store, th, 1)
+    b, _ = await store.add_question(th, author="c-b", key="key-b0000001", text="b", name="n", region="r", group=a.qid)
+    c = await ask(store, th, 3)
+    d = await ask(store, th, 4)  # stays pending: never ranked
+    for q in (a, b, c):
+        await store.decide(th, q.qid, "approve", "m", "")
+    for q, voters in ((a, 3), (b, 2), (c, 4)):
+        for i in range(voters):
+            await store.upvote(th, q.qid, f"c-{i}")
+    assert await store.top_votes(th, 10) == (
+        {c.qid: 4, a.qid: 3, b.qid: 2},
+        {a.qid: 5, c.qid: 4},
+    )
+    assert await store.top_votes(th, 1) == ({c.qid: 4}, {a.qid: 5})
+    # Answered questions stay ranked; a rejected one leaves, and its group keeps the rest of its votes.
+    await store.decide(th, c.qid, "answer", "l", "")
+    await store.decide(th, b.qid, "reject", "m", "")
+    assert await store.top_votes(th, 10) == ({c.qid: 4, a.qid: 3}, {c.qid: 4, a.qid: 3})
+    await store.decide(th, a.qid, "reject", "m", "")
+    assert await store.top_votes(th, 10) == ({c.qid: 4}, {c.qid: 4})
+    assert d.qid not in (await store.top_votes(th, 10))[0]
+    assert await store.top_votes(th, 0) == ({}, {})
+
+
+async def test_top_votes_breaks_ties_by_id(parts: Parts) -> None:
+    store = parts.store()
+    th = (await store.create_townhall("t", "hi")).id
+    qs = [await ask(store, th, n) for n in range(1, 13)]  # q1 ... q12: "q10" sorts before "q2"
+    for q in qs:
+        await store.decide(th, q.qid, "approve", "m", "")
+    for q in qs[:6]:
+        await store.upvote(th, q.qid, "c-1")
+    top, groups = await store.top_votes(th, 8)
+    assert list(top) == ["q1", "q2", "q3", "q4", "q5", "q6", "q10", "q11"]
+    assert list(groups) == list(top)
+
+
+async def test_slow_mode_is_stored_and_audited(parts: Parts) -> None:
+    store = parts.store()
+    th = (await store.create_townhall("t", "hi")).id
+    assert (await store.set_slow_mode(th, 30)).slow_mode_s == 30
+    got = await store.get_townhall(th)
+    assert got is not None and got.slow_mode_s == 30
+    assert (await store.set_slow_mode(th, 0)).slow_mode_s == 0
+    assert [(e["what"], e["seconds"]) for e in await store.audit(th)] == [("slow_mode", 30), ("slow_mode", 0)]
+    with pytest.raises(NotFound):
+        await store.set_slow_mode("nosuch", 10)
+
+
+async def test_poll_goes_draft_open_closed_with_one_vote_per_user(parts: Parts) -> None:
+    store = parts.store()
+    th = (await store.create_townhall("t", "hi")).id
+    poll = await store.create_poll(th, "सड़क या बिजली?", ["सड़क", "बिजली", "पानी"])
+    assert (poll.question, poll.options, poll.state, poll.counts) == (
+        "सड़क या बिजली?",
+        ["सड़क", "बिजली", "पानी"],
+        PollState.DRAFT,
+        [0, 0, 0],
+    )
+    with pytest.raises(BadState):
+        await store.vote_poll(th, poll.pid, "c-1", 0)  # not open yet
+    with pytest.raises(BadState):
+        await store.set_poll_state(th, poll.pid, PollState.CLOSED, "l")  # draft -> closed skips open
+    opened = await store.set_poll_state(th, poll.pid, PollState.OPEN, "l-leader")
+    assert opened.state is PollState.OPEN
+    results = await asyncio.gather(*(store.vote_poll(th, poll.pid, f"c-{i % 10}", i % 3) for i in range(40)))
+    assert sum(results) == 10
+    assert await store.vote_poll(th, poll.pid, "c-new", 2) is True
+    with pytest.raises(BadState):
+        await store.vote_poll(th, poll.pid, "c-other", 3)  # no such option
+    with pytest.raises(BadState):
+        await store.vote_poll(th, poll.pid, "c-other", -1)
+    closed = await store.set_poll_state(th, poll.pid, PollState.CLOSED, "l-leader")
+    assert closed.state is PollState.CLOSED and sum(closed.counts) == 11 and closed.counts[2] >= 1
+    with pytest.raises(BadState):
+        await store.vote_poll(th, poll.pid, "c-late", 0)
+    for state in PollState:
+        with pytest.raises(BadState):
+            await store.set_poll_state(th, poll.pid, state, "l")  # closed is final
+    assert [(e["what"], e["pid"], e["by"]) for e in await store.audit(th)] == [
+        ("poll_open", poll.pid, "l-leader"),
+        ("poll_closed", poll.pid, "l-leader"),
+    ]
+
+
+async def test_polls_filter_by_state_oldest_first(parts: Parts) -> None:
+    store = parts.store()
+    th = (await store.create_townhall("t", "hi")).id
+    first = await store.create_poll(th, "one?", ["a", "b"])
+    second = await store.create_poll(th, "two?", ["a", "b"])
+    third = await store.create_poll(th, "three?", ["a", "b"])
+    await store.set_poll_state(th, third.pid, PollState.OPEN, "l")
+    await store.set_poll_state(th, first.pid, PollState.OPEN, "l")
+    await store.vote_poll(th, first.pid, "c-1", 1)
+    opened = await store.polls(th, [PollState.OPEN])
+    assert [p.pid for p in opened] == [first.pid, third.pid]
+    assert opened[0].counts == [0, 1]
+    assert [p.pid for p in await store.polls(th, [PollState.DRAFT])] == [second.pid]
+    assert len({first.pid, second.pid, third.pid}) == 3
+
+
+async def test_poll_missing_raises_not_found(parts: Parts) -> None:
+    store = parts.store()
+    th = (await store.create_townhall("t", "hi")).id
+    with pytest.raises(NotFound):
+        await store.set_poll_state(th, "p404", PollState.OPEN, "l")
+    with pytest.raises(NotFound):
+        await store.vote_poll(th, "p404", "c-1", 0)
+    with pytest.raises(NotFound):
+        await store.create_poll("nosuch", "q?", ["a", "b"])
+    with pytest.raises(NotFound):
+        await store.polls("nosuch", list(PollState))
+
+
+async def test_claim_holds_a_question_for_one_moderator_at_a_time(parts: Parts) -> None:
+    store = parts.store()
+    th = (await store.create_townhall("t", "hi")).id
+    q = await ask(store, th)
+    holder, until = await store.claim(th, q.qid, "m-asha", 10_000)
+    assert holder == "m-asha" and until > now_ms() + 5_000
+    assert (await store.claim(th, q.qid, "m-ravi", 10_000))[0] == "m-asha"
+    assert (await store.claim(th, q.qid, "m-asha", 20_000))[1] > until  # the holder extends it
+    assert await store.claim_holder(th, q.qid) == "m-asha"
+    assert await store.release(th, q.qid, "m-ravi") is False
+    assert await store.release(th, q.qid, "m-asha") is True
+    assert await store.claim_holder(th, q.qid) is None
+    assert (await store.claim(th, q.qid, "m-ravi", 10_000))[0] == "m-ravi"
+    with pytest.raises(NotFound):
+        await store.claim(th, "q404", "m-asha", 1000)
+
+
+async def test_claim_runs_out(parts: Parts) -> None:
+    store = parts.store()
+    th = (await store.create_townhall("t", "hi")).id
+    q = await ask(store, th)
+    await store.claim(th, q.qid, "m-asha", 50)
+    await asyncio.sleep(0.1)
+    assert await store.claim_holder(th, q.qid) is None
+    assert (await store.claim(th, q.qid, "m-ravi", 10_000))[0] == "m-ravi"
+
+
+async def test_restriction_applies_in_its_scope_and_a_ban_wins(parts: Parts) -> None:
+    store = parts.store()
+    th = (await store.create_townhall("t", "hi")).id
+    other = (await store.create_townhall("t2", "hi")).id
+    now = now_ms()
+    timeout = Restriction("c-x", RestrictionKind.TIMEOUT, now + 60_000, th, "m-asha", "spam", now)
+    await store.restrict(timeout)
+    assert await store.restriction(th, "c-x") == timeout
+    assert await store.restriction(other, "c-x") is None
+    assert await store.restriction(th, "c-y") is None
+    ban = Restriction("c-x", RestrictionKind.BAN, 0, "*", "a-admin", "abuse", now)
+    await store.restrict(ban)
+    assert await store.restriction(th, "c-x") == ban
+    assert await store.restriction(other, "c-x") == ban
+    await store.lift("*", "c-x", "a-admin", "appeal")
+    assert await store.restriction(th, "c-x") == timeout
+    await store.lift(th, "c-x", "m-asha", "")
+    assert await store.restriction(th, "c-x") is None
+    assert [e["what"] for e in await store.audit(th)] == ["timeout", "ban", "lift", "lift"]
+    assert [e["what"] for e in await store.audit(other)] == ["ban", "lift"]  # everywhere: in every town hall
+
+
+async def test_restriction_that_ended_is_not_active(parts: Parts) -> None:
+    store = parts.store()
+    th = (await store.create_townhall("t", "hi")).id
+    now = now_ms()
+    await store.restrict(Restriction("c-x", RestrictionKind.TIMEOUT, now - 1, th, "m", "", now - 60_000))
+    assert await store.restriction(th, "c-x") is None
+
+
+async def test_audit_lists_every_change_in_order(parts: Parts) -> None:
+    store = parts.store()
+    th = (await store.create_townhall("t", "hi")).id
+    q = await ask(store, th)
+    await store.decide(th, q.qid, "approve", "m-asha", "")
+    await store.set_slow_mode(th, 10)
+    poll = await store.create_poll(th, "p?", ["a", "b"])
+    await store.set_poll_state(th, poll.pid, PollState.OPEN, "l")
+    await store.decide(th, q.qid, "reject", "m-asha", "rude")
+    audit = await store.audit(th)
+    assert [e["what"] for e in audit] == ["approve", "slow_mode", "poll_open", "reject"]
+    assert audit[3] == {"ts": audit[3]["ts"], "what": "reject", "qid": q.qid, "by": "m-asha", "reason": "rude"}
+    with pytest.raises(NotFound):
+        await store.audit("nosuch")

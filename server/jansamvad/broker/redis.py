@@ -75,6 +75,7 @@ return {head, complete and 1 or 0, entries}
 )
 
 _ENVELOPE_SEQ0 = b"\x82\xa1s\x00\xa1d"  # msgpack: {"s": 0, "d": ...}, the data follows
+_FILL_RETRIES_S = (0.1, 0.2, 0.4, 0.8, 1.6)  # live events of the channel wait meanwhile (there are few: Redis is ill)
 
 
 def _pack(data: Mapping[str, Any]) -> bytes:
@@ -286,7 +287,10 @@ class RedisBroker:
             self._start_recovery(channel)
             return
         if last is not None and seq <= last:
-            log.warning("seq of %s went back from %d to %d: did Redis lose its data?", channel, last, seq)
+            # Already delivered from history: a fill reads history on another connection, so the live copy of an
+            # event it found can still arrive afterwards. (A seq that restarted because Redis lost its data is
+            # noticed by the fill after the reconnect that such a loss implies.)
+            return
         self._last[channel] = seq
         handler.handle_publication(pub)
 
@@ -302,6 +306,17 @@ class RedisBroker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _read_history(self, channel: str, since: int) -> HistoryResult:
+        """History, retried for a few seconds: right after a reconnect a cluster may still answer CLUSTERDOWN."""
+        for delay in _FILL_RETRIES_S:
+            try:
+                return await self.history(channel, since, self._history_size)
+            except RedisUnavailable:
+                if channel not in self._wanted:
+                    raise
+                await asyncio.sleep(delay)
+        return await self.history(channel, since, self._history_size)
+
     async def _fill(self, channel: str) -> None:
         """Deliver from history what was published since the last delivered seq, then what was held back."""
         ok = False
@@ -309,7 +324,7 @@ class RedisBroker:
             while True:
                 self._recover_again.discard(channel)
                 since = self._last.get(channel, 0)
-                hist = await self.history(channel, since, self._history_size)
+                hist = await self._read_history(channel, since)
                 if hist.head < since:
                     log.error("the seq of %s restarted at %d (was %d): Redis lost its data", channel, hist.head, since)
                     since = 0

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import MovedError, RedisError, ResponseError
 
-from jansamvad.redis_conn import Address, RedisUnavailable
+from jansamvad.redis_conn import Address, RedisUnavailable, transport_race
 
 log = logging.getLogger("jansamvad.broker.redis")
 
@@ -154,7 +154,9 @@ class ShardReader:
             # A peer that stopped reading fills the socket buffer; then the write would wait forever.
             async with asyncio.timeout(self._dead_after_s):
                 await conn.send_command(*args, check_health=False)
-        except (RedisError, OSError) as exc:  # builtin TimeoutError is an OSError
+        except (RedisError, OSError, TypeError, AttributeError, RuntimeError) as exc:  # TimeoutError is an OSError
+            if not isinstance(exc, (RedisError, OSError)) and not transport_race(exc):
+                raise
             raise RedisUnavailable(str(exc) or type(exc).__name__) from exc
 
     # The connection's life
@@ -175,8 +177,12 @@ class ShardReader:
                     await self._resubscribe(conn)
                 self.failures = 0
                 await self._read(conn)
-            except (RedisError, OSError) as exc:
-                if self.up or self.failures == 0:
+            except Exception as exc:
+                # Whatever went wrong, the reader lives on and reconnects: a dead reader would be a node that
+                # silently stops hearing its town halls. Only surprises get a traceback.
+                if not isinstance(exc, (RedisError, OSError)) and not transport_race(exc):
+                    log.exception("redis subscriber %s:%s failed", *self.address)
+                elif self.up or self.failures == 0:
                     log.warning("redis subscriber %s:%s down: %s", *self.address, exc or type(exc).__name__)
                 self.failures += 1
                 if self.failures >= 2:

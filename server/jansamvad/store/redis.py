@@ -1,8 +1,9 @@
-"""The Redis store: town halls, questions, decisions, votes and reactions, shared by every node.
+"""The Redis store: town halls, questions, decisions, votes, polls, claims, restrictions and the audit log.
 
-Each method is one command or one Lua script, and returns only after Redis has applied it. Everything that must not
-be half done (an idempotent ask, a moderation transition with its audit record, a vote counted once per user) is
-one script over keys that share the town hall's hash tag, so it runs atomically on one primary, also in a cluster.
+Each method is one command or one Lua script (store/redis_lua.py) and returns only after Redis has applied it.
+Everything that must not be half done (an idempotent ask, a moderation transition with its audit records, a vote
+counted once per user, a poll vote) is one script over keys that share the town hall's hash tag, so it runs
+atomically on one primary, also in a cluster.
 
 The moderation rules are not written again in Lua: for each action, `_transition_table` runs models.apply_decision
 on every (state, pinned) pair and hands the script the resulting table, so this store follows TRANSITIONS and
@@ -17,135 +18,29 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from jansamvad.models import PUBLIC_STATES, Decision, QState, Question, Status, Townhall, apply_decision, now_ms
-from jansamvad.redis_conn import RedisConn, Script
+from jansamvad.models import (
+    PUBLIC_STATES,
+    Decision,
+    Poll,
+    PollState,
+    QState,
+    Question,
+    Restriction,
+    RestrictionKind,
+    Status,
+    Townhall,
+    apply_decision,
+    now_ms,
+)
+from jansamvad.redis_conn import RedisConn
 from jansamvad.redis_keys import RedisKeys, TownhallKeys, asked_field
+from jansamvad.store import redis_lua as lua
 from jansamvad.store.base import BadState, NotFound, Store, new_townhall_id
 
-# Shared by the scripts that return questions: a question is its hash (flat) and its decisions (JSON, oldest first).
-_LOAD = """
-local function load(key)
-  local h = redis.call('HGETALL', key)
-  if #h == 0 then return nil end
-  return {h, redis.call('LRANGE', key .. ':log', 0, -1)}
-end
-"""
-
-# KEYS: meta, asked, qseq, pending index. ARGV: asked field, question key prefix, pending, author, name, region,
-# text, key, ts. Returns {'new'|'dup', question} or {'notfound'}.
-_ADD_QUESTION = Script(
-    _LOAD
-    + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'notfound'} end
-local qid = redis.call('HGET', KEYS[2], ARGV[1])
-if qid then return {'dup', load(ARGV[2] .. qid)} end
-local n = redis.call('INCR', KEYS[3])
-qid = string.format('q%d', n)
-redis.call('HSET', ARGV[2] .. qid, 'qid', qid, 'state', ARGV[3], 'author', ARGV[4], 'name', ARGV[5],
-  'region', ARGV[6], 'text', ARGV[7], 'key', ARGV[8], 'ts', ARGV[9], 'pinned', '0', 'votes', '0')
-redis.call('HSET', KEYS[2], ARGV[1], qid)
-redis.call('ZADD', KEYS[4], n, qid)
-return {'new', load(ARGV[2] .. qid)}
-"""
-)
-
-# KEYS: meta, question. Returns {'ok', question} / {'none'} / {'notfound'} (no such town hall).
-_GET_QUESTION = Script(
-    _LOAD
-    + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'notfound'} end
-local q = load(KEYS[2])
-if not q then return {'none'} end
-return {'ok', q}
-"""
-)
-
-# KEYS: meta, then one state index per wanted state. ARGV: question key prefix. Oldest first (by question number).
-_QUESTIONS = Script(
-    _LOAD
-    + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'notfound'} end
-local ids = {}
-for i = 2, #KEYS do
-  local z = redis.call('ZRANGE', KEYS[i], 0, -1, 'WITHSCORES')
-  for j = 1, #z, 2 do ids[#ids + 1] = {tonumber(z[j + 1]), z[j]} end
-end
-table.sort(ids, function(a, b) return a[1] < b[1] end)
-local out = {}
-for _, id in ipairs(ids) do
-  local q = load(ARGV[1] .. id[2])
-  if q then out[#out + 1] = q end
-end
-return {'ok', out}
-"""
-)
-
-# KEYS: question, its log, then the state index of every state. ARGV: qid, decision record, number of states,
-# the states (in KEYS order), then transition pairs 'state:pinned' -> 'state:pinned'.
-_DECIDE = Script(
-    _LOAD
-    + """
-local cur = redis.call('HMGET', KEYS[1], 'state', 'pinned')
-if not cur[1] then return {'notfound'} end
-local nstates = tonumber(ARGV[3])
-local from = cur[1] .. ':' .. cur[2]
-local to = nil
-for i = 4 + nstates, #ARGV, 2 do
-  if ARGV[i] == from then to = ARGV[i + 1] break end
-end
-if not to then return {'badstate', cur[1]} end
-local state, pinned = string.match(to, '^(.+):(%d)$')
-redis.call('HSET', KEYS[1], 'state', state, 'pinned', pinned)
-if state ~= cur[1] then
-  local index = {}
-  for i = 1, nstates do index[ARGV[3 + i]] = KEYS[2 + i] end
-  local score = redis.call('ZSCORE', index[cur[1]], ARGV[1])
-  redis.call('ZREM', index[cur[1]], ARGV[1])
-  redis.call('ZADD', index[state], score, ARGV[1])
-end
-redis.call('RPUSH', KEYS[2], ARGV[2])
-return {'ok', load(KEYS[1])}
-"""
-)
-
-# KEYS: question, voters. ARGV: user, then the public states. Returns {'ok', votes, counted} or an error tag.
-_UPVOTE = Script(
-    """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return {'notfound'} end
-local public = false
-for i = 2, #ARGV do
-  if ARGV[i] == state then public = true end
-end
-if not public then return {'badstate', state} end
-if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
-  return {'ok', redis.call('HINCRBY', KEYS[1], 'votes', 1), 1}
-end
-return {'ok', tonumber(redis.call('HGET', KEYS[1], 'votes')), 0}
-"""
-)
-
-# KEYS: meta. ARGV: new status, the ended status. An ended town hall stays ended.
-_SET_STATUS = Script(
-    """
-local cur = redis.call('HGET', KEYS[1], 'status')
-if not cur then return {'notfound'} end
-if cur == ARGV[2] and ARGV[1] ~= ARGV[2] then return {'badstate', cur} end
-redis.call('HSET', KEYS[1], 'status', ARGV[1])
-return {'ok', redis.call('HGETALL', KEYS[1])}
-"""
-)
-
-# KEYS: meta, reactions. ARGV: kind, count, kind, count ... Returns the totals.
-_ADD_REACTIONS = Script(
-    """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'notfound'} end
-for i = 1, #ARGV, 2 do
-  redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1])
-end
-return {'ok', redis.call('HGETALL', KEYS[2])}
-"""
-)
+ANYWHERE = "*"  # a restriction's scope: every town hall
+RECENT_TEXTS = 50  # question texts kept per author (the repeated-text rule reads a few)
+_POLL_PREVIOUS = {PollState.OPEN: PollState.DRAFT, PollState.CLOSED: PollState.OPEN}  # draft -> open -> closed
+_PUBLIC = "," + ",".join(sorted(s.value for s in PUBLIC_STATES)) + ","
 
 
 @functools.cache
@@ -158,6 +53,14 @@ def _transition_table(action: str) -> tuple[str, ...]:
             if apply_decision(q, action, "", "", 0):
                 table += [f"{state.value}:{int(pinned)}", f"{q.state.value}:{int(q.pinned)}"]
     return tuple(table)
+
+
+def _states(states: Iterable[Any]) -> str:
+    return "," + ",".join(str(s) for s in states) + ","
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _text(value: bytes) -> str:
@@ -175,12 +78,12 @@ def _townhall(fields: Mapping[str, bytes]) -> Townhall:
         lang=_text(fields["lang"]),
         status=Status(_text(fields["status"])),
         created_ms=int(fields["created_ms"]),
+        slow_mode_s=int(fields.get("slow_mode_s", b"0")),
     )
 
 
 def _question(th: str, loaded: list[Any]) -> Question:
     fields = _pairs(loaded[0])
-    decisions = [Decision(*json.loads(record)) for record in loaded[1]]
     return Question(
         qid=_text(fields["qid"]),
         th=th,
@@ -193,8 +96,32 @@ def _question(th: str, loaded: list[Any]) -> Question:
         pinned=fields["pinned"] == b"1",
         votes=int(fields["votes"]),
         ts=int(fields["ts"]),
-        decisions=decisions,
+        decisions=[Decision(*json.loads(record)) for record in loaded[1]],
+        group=_text(fields.get("group", b"")),
+        flags=json.loads(fields.get("flags", b"[]")),
+        lang=_text(fields.get("lang", b"")),
     )
+
+
+def _poll(th: str, flat: list[bytes]) -> Poll:
+    fields = _pairs(flat)
+    n = int(fields["n"])
+    return Poll(
+        pid=_text(fields["pid"]),
+        th=th,
+        question=_text(fields["question"]),
+        options=json.loads(fields["options"]),
+        state=PollState(_text(fields["state"])),
+        counts=[int(fields[f"c{i}"]) for i in range(n)],
+        ts=int(fields["ts"]),
+    )
+
+
+def _restriction(raw: bytes | None) -> Restriction | None:
+    if raw is None:
+        return None
+    data = json.loads(raw)
+    return Restriction(**{**data, "kind": RestrictionKind(data["kind"])})
 
 
 def _check(reply: list[Any], what: str) -> list[Any]:
@@ -205,6 +132,12 @@ def _check(reply: list[Any], what: str) -> list[Any]:
     if tag == b"badstate":
         raise BadState(f"not allowed while it is {_text(reply[1])}")
     return reply
+
+
+def _top(flat: list[bytes], limit: int) -> dict[str, int]:
+    """The `limit` highest, ties broken by id (the memory store's order), from what TOP_VOTES returned."""
+    scored = [(-int(float(flat[i + 1])), _text(flat[i])) for i in range(0, len(flat), 2)]
+    return {member: -negative for negative, member in sorted(scored)[: max(limit, 0)]}
 
 
 class RedisStore:
@@ -228,6 +161,7 @@ class RedisStore:
             "lang": lang,
             "status": townhall.status.value,
             "created_ms": townhall.created_ms,
+            "slow_mode_s": townhall.slow_mode_s,
         }
         args: list[Any] = [x for item in mapping.items() for x in item]
         await self._conn.execute("HSET", self._th(townhall.id).meta, *args)
@@ -240,43 +174,101 @@ class RedisStore:
         return _townhall({k.decode(): v for k, v in fields.items()}) if fields else None
 
     async def list_townhalls(self) -> list[Townhall]:
-        ids = await self._conn.execute("ZRANGE", self._keys.townhalls, 0, -1)
-        found = await asyncio.gather(*(self.get_townhall(th.decode()) for th in ids))
+        found = await asyncio.gather(*(self.get_townhall(th) for th in await self._townhall_ids()))
         return [townhall for townhall in found if townhall is not None]
 
+    async def _townhall_ids(self) -> list[str]:
+        return [th.decode() for th in await self._conn.execute("ZRANGE", self._keys.townhalls, 0, -1)]
+
     async def set_status(self, th: str, status: Status) -> Townhall:
-        reply = await self._conn.run(_SET_STATUS, (self._th(th).meta,), (status.value, Status.ENDED.value))
+        reply = await self._conn.run(lua.SET_STATUS, (self._th(th).meta,), (status.value, Status.ENDED.value))
         if reply[0] == b"badstate":
             raise BadState("the town hall has ended")
+        return _townhall(_pairs(_check(reply, f"town hall {th}")[1]))
+
+    async def set_slow_mode(self, th: str, seconds: int) -> Townhall:
+        keys = self._th(th)
+        entry = _json({"ts": now_ms(), "what": "slow_mode", "seconds": seconds})
+        reply = await self._conn.run(lua.SET_SLOW_MODE, (keys.meta, keys.audit), (seconds, entry))
         return _townhall(_pairs(_check(reply, f"town hall {th}")[1]))
 
     # Questions
 
     async def add_question(
-        self, th: str, *, author: str, key: str, text: str, name: str, region: str
+        self,
+        th: str,
+        *,
+        author: str,
+        key: str,
+        text: str,
+        name: str,
+        region: str,
+        state: QState = QState.PENDING,
+        flags: Iterable[str] = (),
+        group: str = "",
+        lang: str = "",
     ) -> tuple[Question, bool]:
         keys = self._th(th)
+        flags = list(flags)
+        reason = _json(",".join(flags)) if state is QState.REJECTED else ""
         reply = await self._conn.run(
-            _ADD_QUESTION,
-            (keys.meta, keys.asked, keys.qseq, keys.state(QState.PENDING)),
+            lua.ADD_QUESTION,
+            (
+                keys.meta,
+                keys.asked,
+                keys.qseq,
+                keys.state(state),
+                keys.recent(author),
+                keys.groups,
+                keys.audit,
+                keys.rank,
+                keys.group_rank,
+                keys.group_public,
+            ),
             (
                 asked_field(author, key),
                 keys.question_prefix,
-                QState.PENDING.value,
+                state.value,
                 author,
                 name,
                 region,
                 text,
                 key,
                 now_ms(),
+                _json(flags),
+                group,
+                lang,
+                _PUBLIC,
+                reason,
+                _json(text),
+                RECENT_TEXTS,
             ),
         )
         _check(reply, f"town hall {th}")
         return _question(th, reply[1]), reply[0] == b"new"
 
+    async def question_for_key(self, th: str, author: str, key: str) -> Question | None:
+        keys = self._th(th)
+        reply = await self._conn.run(
+            lua.QUESTION_FOR_KEY, (keys.meta, keys.asked), (asked_field(author, key), keys.question_prefix)
+        )
+        if _check(reply, f"town hall {th}")[0] == b"none":
+            return None
+        return _question(th, reply[1])
+
+    async def recent_texts(self, th: str, author: str, limit: int) -> list[str]:
+        keys = self._th(th)
+        reply = await self._conn.run(lua.LIST_TAIL, (keys.meta, keys.recent(author)), (max(limit, 0),))
+        return [_text(t) for t in _check(reply, f"town hall {th}")[1]]
+
+    async def groups(self, th: str, limit: int) -> list[tuple[str, str]]:
+        keys = self._th(th)
+        reply = await self._conn.run(lua.LIST_TAIL, (keys.meta, keys.groups), (max(limit, 0),))
+        return [(str(gid), str(text)) for gid, text in map(json.loads, _check(reply, f"town hall {th}")[1])]
+
     async def get_question(self, th: str, qid: str) -> Question | None:
         keys = self._th(th)
-        reply = await self._conn.run(_GET_QUESTION, (keys.meta, keys.question(qid).hash), ())
+        reply = await self._conn.run(lua.GET_QUESTION, (keys.meta, keys.question(qid).hash), ())
         if _check(reply, f"town hall {th}")[0] == b"none":
             return None
         return _question(th, reply[1])
@@ -284,38 +276,172 @@ class RedisStore:
     async def questions(self, th: str, states: Iterable[QState]) -> list[Question]:
         keys = self._th(th)
         indexes = [keys.state(state) for state in dict.fromkeys(states)]
-        reply = await self._conn.run(_QUESTIONS, (keys.meta, *indexes), (keys.question_prefix,))
+        reply = await self._conn.run(lua.QUESTIONS, (keys.meta, *indexes), (keys.question_prefix,))
         return [_question(th, loaded) for loaded in _check(reply, f"town hall {th}")[1]]
 
     async def decide(self, th: str, qid: str, action: str, by: str, reason: str) -> Question:
         keys = self._th(th)
         question = keys.question(qid)
         states = list(QState)
-        record = json.dumps([action, by, reason, now_ms()], ensure_ascii=False)
+        ts = now_ms()
+        record = _json([action, by, reason, ts])
+        entry = _json({"ts": ts, "what": action, "qid": qid, "by": by, "reason": reason})
         reply = await self._conn.run(
-            _DECIDE,
-            (question.hash, question.log, *(keys.state(state) for state in states)),
-            (qid, record, len(states), *(state.value for state in states), *_transition_table(action)),
+            lua.DECIDE,
+            (
+                question.hash,
+                question.log,
+                keys.audit,
+                keys.rank,
+                keys.group_rank,
+                keys.group_public,
+                *(keys.state(state) for state in states),
+            ),
+            (
+                qid,
+                record,
+                entry,
+                _PUBLIC,
+                len(states),
+                *(state.value for state in states),
+                *_transition_table(action),
+            ),
         )
         if reply[0] == b"badstate":
             raise BadState(f"cannot {action} a question that is {_text(reply[1])}")
         return _question(th, _check(reply, f"question {qid}")[1])
 
     async def upvote(self, th: str, qid: str, user: str) -> tuple[int, bool]:
-        question = self._th(th).question(qid)
+        keys = self._th(th)
+        question = keys.question(qid)
         reply = await self._conn.run(
-            _UPVOTE, (question.hash, question.voters), (user, *(state.value for state in PUBLIC_STATES))
+            lua.UPVOTE, (question.hash, question.voters, keys.rank, keys.group_rank), (user, _PUBLIC)
         )
         if reply[0] == b"badstate":
             raise BadState("only public questions take votes")
         _check(reply, f"question {qid}")
         return int(reply[1]), bool(reply[2])
 
+    async def top_votes(self, th: str, limit: int) -> tuple[dict[str, int], dict[str, int]]:
+        keys = self._th(th)
+        reply = await self._conn.run(lua.TOP_VOTES, (keys.meta, keys.rank, keys.group_rank), (limit,))
+        _check(reply, f"town hall {th}")
+        return _top(reply[1], limit), _top(reply[2], limit)
+
     async def add_reactions(self, th: str, counts: Mapping[str, int]) -> dict[str, int]:
         keys = self._th(th)
         args: list[Any] = [x for kind, n in counts.items() for x in (kind, n)]
-        reply = await self._conn.run(_ADD_REACTIONS, (keys.meta, keys.reactions), args)
+        reply = await self._conn.run(lua.ADD_REACTIONS, (keys.meta, keys.reactions), args)
         return {kind: int(n) for kind, n in _pairs(_check(reply, f"town hall {th}")[1]).items()}
+
+    # Polls
+
+    async def create_poll(self, th: str, question: str, options: list[str]) -> Poll:
+        keys = self._th(th)
+        reply = await self._conn.run(
+            lua.CREATE_POLL,
+            (keys.meta, keys.pseq, keys.polls),
+            (keys.poll_prefix, question, _json(list(options)), len(options), now_ms(), PollState.DRAFT.value),
+        )
+        return _poll(th, _check(reply, f"town hall {th}")[1])
+
+    async def set_poll_state(self, th: str, pid: str, state: PollState, by: str) -> Poll:
+        keys = self._th(th)
+        previous = _POLL_PREVIOUS.get(state)
+        entry = _json({"ts": now_ms(), "what": f"poll_{state}", "pid": pid, "by": by})
+        reply = await self._conn.run(
+            lua.SET_POLL_STATE,
+            (keys.poll(pid).hash, keys.audit),
+            (state.value, previous.value if previous else "", entry),
+        )
+        if reply[0] == b"badstate":
+            raise BadState(f"a {_text(reply[1])} poll cannot become {state}")
+        return _poll(th, _check(reply, f"poll {pid}")[1])
+
+    async def vote_poll(self, th: str, pid: str, user: str, option: int) -> bool:
+        poll = self._th(th).poll(pid)
+        reply = await self._conn.run(lua.VOTE_POLL, (poll.hash, poll.voters), (user, option, PollState.OPEN.value))
+        if reply[0] == b"badstate":
+            raise BadState("no such option" if reply[1] == b"option" else "the poll is not open")
+        return bool(_check(reply, f"poll {pid}")[1])
+
+    async def polls(self, th: str, states: Iterable[PollState]) -> list[Poll]:
+        keys = self._th(th)
+        reply = await self._conn.run(lua.POLLS, (keys.meta, keys.polls), (keys.poll_prefix, _states(states)))
+        return [_poll(th, flat) for flat in _check(reply, f"town hall {th}")[1]]
+
+    # Claims (times are the Redis server's, so every node agrees when a claim runs out)
+
+    async def claim(self, th: str, qid: str, moderator: str, ttl_ms: int) -> tuple[str, int]:
+        question = self._th(th).question(qid)
+        reply = await self._conn.run(lua.CLAIM, (question.hash, question.claim), (moderator, max(ttl_ms, 1)))
+        _check(reply, f"question {qid}")
+        return _text(reply[1]), int(reply[2])
+
+    async def release(self, th: str, qid: str, moderator: str) -> bool:
+        keys = self._th(th)
+        reply = await self._conn.run(lua.RELEASE, (keys.meta, keys.question(qid).claim), (moderator,))
+        return bool(_check(reply, f"town hall {th}")[1])
+
+    async def claim_holder(self, th: str, qid: str) -> str | None:
+        keys = self._th(th)
+        reply = await self._conn.run(lua.CLAIM_HOLDER, (keys.meta, keys.question(qid).claim), ())
+        _check(reply, f"town hall {th}")
+        return _text(reply[1]) if len(reply) > 1 else None
+
+    # Restrictions: a key per (scope, sub); the scope `*` has a tag of its own.
+
+    async def restrict(self, restriction: Restriction) -> None:
+        record = {
+            "sub": restriction.sub,
+            "kind": str(restriction.kind),
+            "until_ms": restriction.until_ms,
+            "scope": restriction.scope,
+            "by": restriction.by,
+            "reason": restriction.reason,
+            "ts": restriction.ts,
+        }
+        key = self._th(restriction.scope).restriction(restriction.sub)
+        await self._conn.execute("SET", key, _json(record))
+        entry = {
+            "ts": restriction.ts,
+            "what": str(restriction.kind),
+            "sub": restriction.sub,
+            "by": restriction.by,
+            "reason": restriction.reason,
+            "until": restriction.until_ms,
+            "scope": restriction.scope,
+        }
+        await self._audit_scope(restriction.scope, entry)
+
+    async def lift(self, scope: str, sub: str, by: str, reason: str) -> None:
+        await self._conn.execute("DEL", self._th(scope).restriction(sub))
+        await self._audit_scope(
+            scope, {"ts": now_ms(), "what": "lift", "sub": sub, "by": by, "reason": reason, "scope": scope}
+        )
+
+    async def _audit_scope(self, scope: str, entry: dict[str, object]) -> None:
+        """Append to the audit of the town hall in scope, or of every town hall for `*` (one slot each)."""
+        halls = await self._townhall_ids() if scope == ANYWHERE else [scope]
+        record = _json(entry)
+        await asyncio.gather(
+            *(self._conn.run(lua.APPEND_IF_HALL, (self._th(th).meta, self._th(th).audit), (record,)) for th in halls)
+        )
+
+    async def restriction(self, th: str, sub: str) -> Restriction | None:
+        here, everywhere = await asyncio.gather(
+            self._conn.execute("GET", self._th(th).restriction(sub)),
+            self._conn.execute("GET", self._th(ANYWHERE).restriction(sub)),
+        )
+        now = now_ms()
+        active = [r for r in (_restriction(here), _restriction(everywhere)) if r is not None and r.active(now)]
+        active.sort(key=lambda r: (r.kind is not RestrictionKind.BAN, -r.until_ms))
+        return active[0] if active else None
+
+    async def audit(self, th: str) -> list[dict[str, object]]:
+        keys = self._th(th)
+        reply = await self._conn.run(lua.LIST_TAIL, (keys.meta, keys.audit), (-1,))
+        return [json.loads(entry) for entry in _check(reply, f"town hall {th}")[1]]
 
 
 _: type[Store] = RedisStore
