@@ -96,3 +96,20 @@ async def test_hardening_logs_hold_no_tokens_names_or_phone_numbers(
     text = caplog.text
     for secret in (token, "9876543210", "गुप्त नाम", "गुप्त क्षेत्र"):
         assert secret not in text
+
+
+async def test_hardening_upgrade_head_split_over_packets_still_works(server: RunningServer) -> None:
+    """The fast path takes a whole upgrade head in one packet; a head in pieces goes through uvicorn's parser."""
+    reader, writer = await open_socket(server)
+    try:
+        head = (
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        writer.write(head[:30])
+        await asyncio.sleep(0.05)
+        writer.write(head[30:])
+        response = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert response.startswith(b"HTTP/1.1 101")
+    finally:
+        writer.close()

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ import jwt
 from jansamvad.protocol.roles import Role
 
 AUDIENCE = "jansamvad"
+VERIFIED_CACHE_SIZE = 50_000
 ANY_TOWNHALL = "*"
 
 
@@ -56,6 +58,9 @@ class TokenService:
         self._signing_key: str | bytes | None = private_key if algorithm == "RS256" else self._secret
         self._verify_key: str | bytes = public_key if (algorithm == "RS256" and public_key) else self._secret
         self._leeway = leeway_s
+        # Verified tokens by signature: a reconnecting client presents the same token again (a reconnect storm is
+        # mostly that), and a signature identifies its token. Expiry is still checked on every use.
+        self._verified: OrderedDict[str, Claims] = OrderedDict()
 
     @property
     def can_issue(self) -> bool:
@@ -74,6 +79,21 @@ class TokenService:
         return jwt.encode(claims, self._signing_key, algorithm=self.algorithm), exp
 
     def verify(self, token: str) -> Claims:
+        signature = token.rpartition(".")[2]
+        cached = self._verified.get(signature) if len(signature) >= 40 else None
+        if cached is not None:
+            if cached.exp + self._leeway < time.time():
+                raise InvalidToken("token expired")
+            self._verified.move_to_end(signature)
+            return cached
+        claims = self._verify(token)
+        if len(signature) >= 40:
+            self._verified[signature] = claims
+            if len(self._verified) > VERIFIED_CACHE_SIZE:
+                self._verified.popitem(last=False)
+        return claims
+
+    def _verify(self, token: str) -> Claims:
         try:
             # `algorithms` is a one-element allow-list: alg "none" and algorithm confusion are refused by PyJWT.
             data = jwt.decode(
