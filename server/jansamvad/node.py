@@ -154,6 +154,7 @@ class Node:
         await self.fanout.stop()
         await self.broker.close()
         await self.presence.close()
+        await self.limiter.close()
         await self.store.close()
         log.info("node %s stopped", self.node_id)
 

@@ -33,6 +33,7 @@ publish atomically, and lets the store's scripts check and change a question, it
     P:T:audit                  store: every decision, restriction, poll and setting change (list of JSON)
     P:T:restriction:<sub>      store: a ban or timeout in that town hall (JSON); T = {th:*} for everywhere
     P:townhalls                store: every town hall id, scored by creation time (sorted set; its own slot)
+    P:{rl:<key>}               limiter: a token bucket (hash tokens, ts; expires when it would be full again)
 
     P:T:presence               presence: node id -> local listeners (hash)
     P:T:presence:exp           presence: node id -> when its report expires, server time in ms (sorted set)
@@ -175,6 +176,10 @@ class RedisKeys:
         self.prefix = prefix
         self.townhalls = prefix + ":townhalls"
         self._channels: dict[str, ChannelKeys] = {}
+
+    def rate_bucket(self, key: str) -> str:
+        """A rate limiter's token bucket; each in its own slot (buckets are many and independent)."""
+        return f"{self.prefix}:{{rl:{_escape(key)}}}"
 
     def townhall(self, th: str) -> TownhallKeys:
         return TownhallKeys(f"{self.prefix}:{townhall_tag(th)}")

@@ -13,6 +13,7 @@ from jansamvad.broker.memory import MemoryBroker
 from jansamvad.broker.redis import RedisBroker
 from jansamvad.http_app import create_app
 from jansamvad.http_guard import guarded_protocol_class
+from jansamvad.limiter.redis import RedisRateLimiter
 from jansamvad.node import Node
 from jansamvad.presence.memory import MemoryPresence
 from jansamvad.presence.redis import RedisPresence
@@ -39,6 +40,7 @@ def build_node(settings: Settings) -> Node:
             broker=RedisBroker(conn, keys, history_size=settings.history_size),
             # A node that stops reporting drops out of the viewer totals after three missed reports.
             presence=RedisPresence(conn, keys, ttl_s=max(3 * settings.presence_interval_s, 1.0)),
+            limiter=RedisRateLimiter(conn, keys),
         )
     return Node(
         settings,

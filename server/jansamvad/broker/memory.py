@@ -58,6 +58,9 @@ class MemoryBroker:
         self._subscribed.add(channel)
 
     async def unsubscribe(self, channel: str) -> None:
+        # The node unsubscribes in a task: a new listener may have re-created the room before it runs.
+        if self._handler is not None and channel in self._handler.live_channels():
+            return
         self._subscribed.discard(channel)
 
     async def history(self, channel: str, since: int, limit: int) -> HistoryResult:
@@ -68,7 +71,7 @@ class MemoryBroker:
         oldest = ch.history[0].seq if ch.history else ch.head + 1
         complete = since >= oldest - 1
         if len(pubs) > limit:
-            pubs, complete = pubs[-limit:], False
+            pubs, complete = (pubs[-limit:] if limit else []), False
         return HistoryResult(pubs, ch.head, complete)
 
 
