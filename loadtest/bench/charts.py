@@ -26,13 +26,21 @@ def render(results: dict[str, Any], out_dir: Path, prefix: str = "bench") -> lis
     if broadcast:
         ns = [r["n"] for r in broadcast]
         fig, ax = plt.subplots(figsize=(7, 4.2))
+        ax.plot(
+            ns,
+            [r["n"] * r["cpu"]["us_per_delivery"] / 1000 for r in broadcast],
+            ":",
+            color="gray",
+            label="N × node CPU per delivery (fan-out time)",
+        )
         for label, key, pct, style in (
+            ("first receiver p50", "first_receiver_ms", "p50", "x-"),
             ("last receiver p50", "last_receiver_ms", "p50", "o-"),
             ("last receiver p99", "last_receiver_ms", "p99", "s-"),
             ("each receipt p50", "delivery_ms", "p50", "^--"),
             ("each receipt p99", "delivery_ms", "p99", "v--"),
         ):
-            ax.plot(ns, [r["latency"][key].get(pct, float("nan")) for r in broadcast], style, label=label)
+            ax.plot(ns, [r["latency"].get(key, {}).get(pct, float("nan")) for r in broadcast], style, label=label)
         ax.set_xlabel("citizens on one node (N)")
         ax.set_ylabel("publish → receipt, ms")
         ax.set_title(f"Single broadcast latency vs N\n{subtitle}", fontsize=10)

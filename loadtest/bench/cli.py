@@ -68,6 +68,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
     p.add_argument("--charts-dir", type=Path, help="default: docs/ in full mode, loadtest/reports/ in quick mode")
     p.add_argument("--reports-dir", type=Path, default=REPO / "loadtest" / "reports")
+    p.add_argument("--render", type=Path, metavar="JSON", help="run nothing: report and chart a saved run's JSON")
     args = p.parse_args(argv)
     mode = QUICK if args.quick else FULL
     args.sizes = [int(x) for x in args.sizes.split(",")] if args.sizes else mode["sizes"]
@@ -87,7 +88,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("--conns-per-worker must stay below 19,000 (open files per process)")
     if args.profile is None:
         args.profile = not args.quick
-    args.charts_dir = args.charts_dir or (args.reports_dir if args.quick else REPO / "docs")
     return args
 
 
@@ -284,7 +284,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     args.reports_dir.mkdir(parents=True, exist_ok=True)
-    results = uvloop.run(run(args, argv))
+    if args.render:
+        results = json.loads(args.render.read_text())
+        results["targets"] = targets.evaluate(results)
+        args.quick = results["meta"]["mode"] == "quick"
+    else:
+        results = uvloop.run(run(args, argv))
+    # A quick run never replaces the full run's charts in docs/.
+    args.charts_dir = args.charts_dir or (args.reports_dir if args.quick else REPO / "docs")
     json_path = REPO / results["meta"]["json_path"]
     if not args.no_doc:
         prefix = "bench-quick" if args.quick else "bench"

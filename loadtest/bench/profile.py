@@ -24,6 +24,26 @@ GC_LABEL = "[cyclic garbage collector, inside any allocation]"
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
+# Disjoint buckets for the node's samples: each sample goes to the first entry found anywhere on its stack, so the
+# shares add up to 100 %. Names are substrings of py-spy frames; they follow the node's code and may need updating.
+COMPONENTS: tuple[tuple[str, str], ...] = (
+    ("gc_collect", "cyclic GC"),
+    ("Fanout._flush", "fan-out writes (Fanout._flush)"),
+    ("TokenService.verify", "JWT verification (TokenService.verify)"),
+    ("Node.join", "join: welcome, snapshot (Node.join)"),
+    ("Client._hello", "rest of hello (store lookups)"),
+    ("WsConnection._on_request", "upgrade: admission, websockets accept, 101 (WsConnection._on_request)"),
+    ("ServerProtocol.parse", "websockets parser: request head and frames"),
+    ("Client.on_message", "message decode and validation (Client.on_message)"),
+    ("Client._drain", "message handlers (Client._drain)"),
+    ("connection_made", "new connection: uvicorn protocol, websockets ServerProtocol() (connection_made)"),
+    ("connection_lost", "closed connection (connection_lost)"),
+    ("Node._wheel", "keepalive wheel (Node._wheel)"),
+    ("Node._aggregate", "presence and aggregates"),
+    ("data_received", "other data_received glue"),
+)
+
+
 def py_spy_binary() -> str | None:
     local = Path(sys.executable).with_name("py-spy")
     return str(local) if local.exists() else shutil.which("py-spy")
@@ -82,6 +102,7 @@ def summarize(raw: Path, top: int = 15) -> dict[str, Any]:
     count towards the Python function that called them). `self_native`: the innermost frame of any kind (a libc
     syscall wrapper, a uvloop C function, an interpreter helper, or a Python function).
     """
+    components: Counter[str] = Counter()
     self_py: Counter[str] = Counter()
     self_native: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
@@ -92,6 +113,7 @@ def summarize(raw: Path, top: int = 15) -> dict[str, Any]:
             continue
         count = int(count_s)
         total += count
+        components[next((label for key, label in COMPONENTS if key in stack), "event loop and other")] += count
         frames = [_parse(f) for f in stack.split(";")]
         self_native[_label(*frames[-1])] += count
         python = [f for f in frames if f[1].endswith(".py")]
@@ -114,4 +136,5 @@ def summarize(raw: Path, top: int = 15) -> dict[str, Any]:
         "self_python": table(self_py),
         "self_native": table(self_native),
         "inclusive_python": table(inclusive),
+        "components": table(components),
     }

@@ -315,6 +315,9 @@ def profile_section(prof: dict[str, Any]) -> str:
             rows.append([f"`{py[0]}`", f"{py[1]} %", f"`{nat[0]}`", f"{nat[1]} %"])
         parts += ["", f"**{phase}** ({p['samples']:,} samples)", ""]
         parts.append(_table(["self (Python)", "%", "self (native)", "%"], rows))
+        if p.get("components"):
+            shares = "; ".join(f"{label} {share} %" for label, share in p["components"])
+            parts += ["", f"By component (disjoint, whole stacks): {shares}."]
     return "\n".join(parts)
 
 
@@ -325,9 +328,10 @@ def render(results: dict[str, Any]) -> str:
     if results.get("anatomy"):
         a = results["anatomy"]
         sections.append(
-            f"Of that, websockets' `ServerProtocol` after the handshake holds **{a['websockets_protocol_kib']} KiB** "
-            f"(tracemalloc, `python -m loadtest.bench.anatomy`), {a['headers_kib']} KiB of it the handshake's request "
-            f"headers, kept alive by {', '.join(a['request_held_by']) or '?'}."
+            f"For comparison, a bare websockets `ServerProtocol` after one handshake, as the library leaves it, holds "
+            f"**{a['websockets_protocol_kib']} KiB** (tracemalloc, `python -m loadtest.bench.anatomy`); "
+            f"{a['headers_kib']} KiB of it are the handshake request's headers, kept alive by "
+            f"{', '.join(a['request_held_by']) or '?'} unless the node lets go of them."
         )
     if results.get("broadcast"):
         sections.append(broadcast_section(results["broadcast"]))
