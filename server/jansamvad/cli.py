@@ -68,6 +68,15 @@ def main() -> None:
     help="Directory of the web client.",
 )
 @_opt("allowed-origin", multiple=True, help="Origin allowed to open a WebSocket (repeat; none = any).")
+@_opt("trusted-proxy", multiple=True, help="Load balancer address whose X-Forwarded-For is believed (repeat).")
+@_opt("ask-per-minute", default=3, show_default=True, type=click.IntRange(1), help="Questions per citizen.")
+@_opt("ask-per-minute-per-ip", default=60, show_default=True, type=click.IntRange(1), help="Questions per IP.")
+@_opt("votes-per-minute", default=120, show_default=True, type=click.IntRange(1), help="Votes per citizen.")
+@_opt(
+    "moderation-dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Directory with policy.toml and blocklist.*.txt (default: the built-in lists).",
+)
 @_opt("log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
 @_opt(
     "log-format",
@@ -128,6 +137,11 @@ def serve(**opts: Any) -> None:
         node_id=opts["node_id"],
         static_dir=opts["static_dir"],
         allowed_origins=tuple(opts["allowed_origin"]),
+        trusted_proxies=tuple(opts["trusted_proxy"]),
+        ask_per_minute=opts["ask_per_minute"],
+        ask_per_minute_per_ip=opts["ask_per_minute_per_ip"],
+        votes_per_minute=opts["votes_per_minute"],
+        moderation_dir=opts["moderation_dir"],
         log_level=opts["log_level"],
         max_connections=opts["max_connections"],
         max_connections_per_ip=opts["max_connections_per_ip"],
@@ -257,3 +271,72 @@ def export(townhall: str, fmt: str, url: str, admin_key: str, output: str | None
         Path(output).write_bytes(body)
     else:
         click.echo(body.decode())
+
+
+@main.group()
+def cluster() -> None:
+    """A local deployment on loopback: Redis, several nodes, and HAProxy when it is installed."""
+
+
+@cluster.command("up")
+@click.option("--nodes", default=3, show_default=True, type=click.IntRange(1, 16))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Per node.")
+@click.option(
+    "--redis", "redis_kind", type=click.Choice(["cluster", "standalone"]), default="cluster", show_default=True
+)
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Entry port (the load balancer's; without haproxy, node 0's URL is the entry).",
+)
+def cluster_up(nodes: int, workers: int, redis_kind: str, port: int) -> None:
+    """Start everything, print the entry URL and demo links, and stop it all on Ctrl-C or SIGTERM."""
+    import signal as signals
+    import time as clock
+
+    from jansamvad.cluster import LocalCluster
+
+    local = LocalCluster(
+        nodes=nodes,
+        workers=workers,
+        redis=redis_kind,
+        entry_port=port,
+        extra_args=["--max-connections-per-ip", "100000"],
+    )
+    stopping = False
+    started = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        if not started:  # abort the start; LocalCluster.start stops what it already started
+            raise KeyboardInterrupt
+
+    signals.signal(signals.SIGTERM, stop)
+    signals.signal(signals.SIGINT, stop)
+    local.start()
+    started = True
+    try:
+        click.echo(f"Redis: {local.redis_url}")
+        for node in local.node_procs:
+            click.echo(f"node{node.index}: {node.url} ({workers} worker(s), log {node.log})")
+        if local.haproxy is None:
+            click.echo("haproxy is not installed (apt-get install haproxy): no load balancer, node0 is the entry")
+        click.echo(f"entry: {local.entry_url}")
+        click.echo(f"admin key: {local.admin_key}")
+        th = local.create_townhall(DEMO_TITLE)
+        tokens = TokenService(local.secret)
+        ttl = 12 * 3600
+        leader, _ = tokens.issue(sub="l-demo-leader", role=Role.LEADER, th=th, ttl_s=ttl, name="नेता (Leader)")
+        moderator, _ = tokens.issue(sub="m-demo-moderator", role=Role.MODERATOR, th=th, ttl_s=ttl, name="मॉडरेटर")
+        click.echo(f"citizen: {local.entry_url}/?th={th}")
+        click.echo(f"leader: {local.entry_url}/leader.html?th={th}#token={leader}")
+        click.echo(f"moderator: {local.entry_url}/moderator.html?th={th}#token={moderator}")
+        sys.stdout.flush()
+        while not stopping:
+            clock.sleep(0.2)
+    finally:
+        click.echo("stopping the local cluster")
+        local.stop()

@@ -158,6 +158,11 @@ class WsConnection(asyncio.Protocol):
         assert ws is not None
         node = self.node
         url = urlsplit(request.path)
+        if self.ip in node.settings.trusted_proxies:
+            # Behind our own load balancer every connection comes from it: the client is the last address it added.
+            forwarded = request.headers.get("X-Forwarded-For", "").rpartition(",")[2].strip()
+            if forwarded:
+                self.ip = forwarded
         if url.path != WS_PATH:
             response = ws.reject(404, "Not Found: the WebSocket endpoint is /ws\n")
         else:

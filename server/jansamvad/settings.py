@@ -27,6 +27,7 @@ class Settings:
     node_id: str = ""
     static_dir: Path = DEFAULT_STATIC_DIR
     allowed_origins: tuple[str, ...] = ()  # empty: any Origin may open a WebSocket
+    trusted_proxies: tuple[str, ...] = ()  # peers whose X-Forwarded-For names the client (per-IP limits)
     log_level: str = "info"
 
     # Connections and admission (HTTP 503 + Retry-After during the handshake beyond these).

