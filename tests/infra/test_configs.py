@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import ipaddress
 import json
 import os
 import re
@@ -217,10 +218,10 @@ def run_haproxy(tmp_path: Path) -> Iterator[Callable[[list[int]], tuple[int, int
 async def test_haproxy_carries_wss_sessions_spreads_them_and_passes_the_drain_on(
     make_server: Callable[..., Any], run_haproxy: Callable[[list[int]], tuple[int, int, Path]]
 ) -> None:
-    # Two nodes sharing one store, as Valkey would make them share town halls.
+    # Two nodes sharing one store, as Valkey would make them share town halls, trusting HAProxy's X-Forwarded-For.
     store = MemoryStore()
-    first: RunningServer = await make_server(store=store)
-    second: RunningServer = await make_server(store=store)
+    first: RunningServer = await make_server(store=store, trusted_proxies=("127.0.0.1",))
+    second: RunningServer = await make_server(store=store, trusted_proxies=("127.0.0.1",))
     hall = await make_hall(first)
     https, http, ca = run_haproxy([first.port, second.port])
     tls = ssl.create_default_context(cafile=str(ca))
@@ -235,7 +236,16 @@ async def test_haproxy_carries_wss_sessions_spreads_them_and_passes_the_drain_on
     assert redirect.status_code == 302 and redirect.headers["location"] == f"https://localhost:{https}/?th=x"
 
     url = f"wss://127.0.0.1:{https}/ws"
-    sessions = [await connect(url, ssl=tls, subprotocols=[Subprotocol("jansamvad.v1.json")]) for _ in range(4)]
+    # Each client claims an address of its own choosing; HAProxy must replace the claim with the real one.
+    sessions = [
+        await connect(
+            url,
+            ssl=tls,
+            subprotocols=[Subprotocol("jansamvad.v1.json")],
+            additional_headers={"X-Forwarded-For": f"203.0.113.{n}"},
+        )
+        for n in range(4)
+    ]
     try:
         for n, ws in enumerate(sessions):
             await ws.send(json.dumps({"t": "hello", "token": hall.citizen_token(sub=f"c-proxy-{n}")}))
@@ -243,6 +253,8 @@ async def test_haproxy_carries_wss_sessions_spreads_them_and_passes_the_drain_on
             assert welcome["t"] == "welcome" and welcome["th"] == hall.th
         # leastconn: four long-lived sessions over two nodes end up two and two.
         assert (first.node.open_count, second.node.open_count) == (2, 2)
+        # The nodes count the address HAProxy saw (ours), never the one a client claimed.
+        assert {**first.node.per_ip, **second.node.per_ip} == {"127.0.0.1": 2}
 
         # A draining node tells its clients to come back later and closes with 1012; HAProxy must carry both. The
         # sessions on the other node stay open, so read all four at once and stop when two have closed.
@@ -401,6 +413,15 @@ def test_compose_cluster_is_wired_together() -> None:
     valkey_conf = (COMPOSE / "valkey" / "valkey.conf").read_text(encoding="utf-8")
     for line in ("cluster-enabled yes", "appendonly yes", "appendfsync everysec", "maxmemory-policy noeviction"):
         assert re.search(rf"^{line}$", valkey_conf, re.MULTILINE), line
+
+    # The nodes trust X-Forwarded-For from HAProxy's fixed address, which is outside the range handed out freely.
+    haproxy_ip = services["haproxy"]["networks"]["jansamvad"]["ipv4_address"]
+    assert all(services[name]["environment"]["JANSAMVAD_TRUSTED_PROXY"] == haproxy_ip for name in nodes)
+    ipam = compose["networks"]["jansamvad"]["ipam"]["config"][0]
+    dynamic = ipaddress.ip_network(ipam["ip_range"])
+    for address in [haproxy_ip, *(a.rsplit(":", 1)[0] for a in addresses)]:
+        assert ipaddress.ip_address(address) in ipaddress.ip_network(ipam["subnet"])
+        assert ipaddress.ip_address(address) not in dynamic, f"{address} may be handed to another container"
 
     # HAProxy balances over exactly the node services, Prometheus scrapes exactly them.
     servers = re.findall(r"^\s+server (\S+) (\S+):8000$", HAPROXY_CFG.read_text(encoding="utf-8"), re.MULTILINE)
