@@ -56,7 +56,13 @@ class TokenService:
         self.algorithm = algorithm
         self._secret = secret.encode()
         self._signing_key: str | bytes | None = private_key if algorithm == "RS256" else self._secret
-        self._verify_key: str | bytes = public_key if (algorithm == "RS256" and public_key) else self._secret
+        self._verify_key: str | bytes | jwt.PyJWK = (
+            public_key if (algorithm == "RS256" and public_key) else self._secret
+        )
+        if algorithm == "HS256" and self._secret:
+            # A prepared key: PyJWT otherwise prepares (and inspects) the key again on every decode.
+            k = base64.urlsafe_b64encode(self._secret).rstrip(b"=").decode()
+            self._verify_key = jwt.PyJWK.from_dict({"kty": "oct", "k": k}, algorithm="HS256")
         self._leeway = leeway_s
         # Verified tokens by signature: a reconnecting client presents the same token again (a reconnect storm is
         # mostly that), and a signature identifies its token. Expiry is still checked on every use.

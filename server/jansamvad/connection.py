@@ -79,6 +79,7 @@ class WsConnection(asyncio.Protocol):
         "ip",
         "last_seen",
         "opened_at",
+        "over_cap",
         "paused",
         "pinged",
         "pings",
@@ -102,12 +103,16 @@ class WsConnection(asyncio.Protocol):
         self.last_seen = now
         self.closing_since = 0.0
         self.pinged = False
+        self.over_cap = False  # the transport's buffer passed max_buffered_bytes (uvloop says so: pause_writing)
         self.pings = 0  # pings received since the last keepalive wheel turn
 
     # asyncio.Protocol
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+        # The transport calls pause_writing() when its buffer passes the cap: no buffer-size call on every write.
+        cap = self.node.settings.max_buffered_bytes
+        transport.set_write_buffer_limits(high=cap, low=cap // 2)
         peer = transport.get_extra_info("peername")
         self.ip = peer[0] if isinstance(peer, tuple) else ""
         node = self.node
@@ -146,10 +151,10 @@ class WsConnection(asyncio.Protocol):
             self.node.connection_lost(self)
 
     def pause_writing(self) -> None:
-        pass  # flow control is the write-buffer cap in write_broadcast / send_frame, not pausing
+        self.over_cap = True  # the slow-consumer policy in write_broadcast / send_frame acts on it
 
     def resume_writing(self) -> None:
-        pass
+        self.over_cap = False
 
     # Handshake
 
@@ -247,24 +252,22 @@ class WsConnection(asyncio.Protocol):
 
     def write_broadcast(self, blob: bytes, must_deliver: bool) -> None:
         """The fan-out's write: the same pre-framed bytes for every listener."""
-        transport = self.transport
-        if self.state is not ConnState.OPEN or transport is None:
+        if self.state is not ConnState.OPEN:
             return
-        if transport.get_write_buffer_size() > self.node.settings.max_buffered_bytes:
+        if self.over_cap:
             if must_deliver:
                 self.drop_slow()
             return  # droppable frames (aggregates, audio) are skipped for a slow reader
-        transport.write(blob)
+        self.transport.write(blob)  # type: ignore[union-attr]  # OPEN implies a transport
 
     def send_frame(self, frame: bytes) -> None:
         """A frame for this connection alone (ack, error, welcome, replay)."""
-        transport = self.transport
-        if self.state is not ConnState.OPEN or transport is None:
+        if self.state is not ConnState.OPEN:
             return
-        if transport.get_write_buffer_size() > self.node.settings.max_buffered_bytes:
+        if self.over_cap:
             self.drop_slow()
             return
-        transport.write(frame)
+        self.transport.write(frame)  # type: ignore[union-attr]  # OPEN implies a transport
 
     def resume(self, after_seq: int) -> None:
         """End the replay: write the live frames that waited, except events the replay already covered."""

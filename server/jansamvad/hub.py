@@ -38,6 +38,7 @@ class Room:
         "last_seq",
         "members",
         "sent",
+        "viewers_due",
     )
 
     def __init__(self, channel: str) -> None:
@@ -47,6 +48,7 @@ class Room:
         self.events: list[tuple[int, dict[str, Any], bool]] = []  # (seq, message, droppable) queued this tick
         self.conflated: dict[str, dict[str, Any]] = {}  # conflation key -> latest value this tick
         self.dirty = False
+        self.viewers_due = 0.0  # loop time before which a changed viewer count waits (big rooms, see node.py)
         self.sent: dict[str, object] = {}  # aggregate key -> the last value conflated into this room
         self.last_seq = 0  # the last stream seq this node delivered to the room (0: none yet)
         # Not None while a gap in the stream is being filled from history: later publications wait here.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import gc
 import logging
 import random
 import secrets
@@ -41,6 +42,10 @@ log = logging.getLogger("jansamvad.node")
 
 WHEEL_INTERVAL_S = 1.0
 SNAPSHOT_QUEUE_MAX = 500
+GC_THRESHOLD_0 = 20_000  # allocations between young-generation collections (CPython's default is 700)
+# Viewer counts are one write per listener: in a big room they go out less often (every listeners / this many
+# seconds, at least every presence interval), unless a speech or question write carries them anyway.
+VIEWERS_LISTENERS_PER_S = 5_000
 QUEUE_DEPTH_EVERY = 5  # aggregates ticks between two readings of the moderation queue depth
 _SNAPSHOT_EVENTS = ("speech", "announce")
 
@@ -117,6 +122,10 @@ class Node:
         return type("NodeWsConnection", (WsConnection,), {"node": self, "__slots__": ()})
 
     async def start(self) -> None:
+        # A node holds tens of thousands of long-lived objects: full collections that walk all of them are wasted
+        # work on the hot path. Freeze what exists after startup and collect the young generation less often.
+        gc.freeze()
+        gc.set_threshold(GC_THRESHOLD_0, 20, 100)
         self._loop = asyncio.get_running_loop()
         self.clock = self._handshake_at = self._loop.time()
         await self.broker.start(self)
@@ -471,8 +480,12 @@ class Node:
         self._viewers = await self.presence.totals(local)
         for th, n in self._viewers.items():
             room = self.hub.room(public_channel(th))
-            if room is not None:
-                self._send_if_changed(room, "viewers", {"t": "viewers", "n": n}, True)
+            if room is None:
+                continue
+            now = self.clock_precise()
+            if now >= room.viewers_due or room.events:
+                if self._send_if_changed(room, "viewers", {"t": "viewers", "n": n}, True):
+                    room.viewers_due = now + len(room.members) / VIEWERS_LISTENERS_PER_S
         # Votes, reactions and poll tallies: every node reads the exact totals from the store once per tick and sends
         # them to its local listeners when they changed. Nothing per vote or per tap crosses the broker.
         reactions, self._reactions = self._reactions, {}
@@ -498,11 +511,13 @@ class Node:
                     depth[th] = len(await self.store.questions(th, (QState.PENDING,)))
             self.metrics.queue_depth = depth
 
-    def _send_if_changed(self, room: Room, key: str, message: dict[str, Any], worth_sending: bool) -> None:
+    def _send_if_changed(self, room: Room, key: str, message: dict[str, Any], worth_sending: bool) -> bool:
         # The stored value is compared with the next one, so it must not share mutable parts with the store's objects.
         if worth_sending and room.sent.get(key) != message:
             room.sent[key] = copy.deepcopy(message)
             self.fanout.conflate(room, message, key)
+            return True
+        return False
 
     def stats(self) -> dict[str, Any]:
         return {
