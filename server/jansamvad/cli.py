@@ -91,6 +91,13 @@ def main() -> None:
 @_opt("hello-timeout", default=10.0, show_default=True, type=click.FloatRange(0.1), help="Seconds.")
 @_opt("ping-interval", default=20.0, show_default=True, type=click.FloatRange(0.1), help="Seconds.")
 @_opt("ping-timeout", default=20.0, show_default=True, type=click.FloatRange(0.1), help="Seconds.")
+@_opt(
+    "drain-window",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.0, 600.0),
+    help="Seconds over which a stopping node spreads its clients' reconnects.",
+)
 @_opt("max-message-bytes", default=64 * 1024, show_default=True, type=click.IntRange(1024))
 @_opt("citizen-max-message-bytes", default=4 * 1024, show_default=True, type=click.IntRange(256))
 @_opt("max-question-chars", default=300, show_default=True, type=click.IntRange(10, 5000))
@@ -149,6 +156,7 @@ def serve(**opts: Any) -> None:
         hello_timeout_s=opts["hello_timeout"],
         ping_interval_s=opts["ping_interval"],
         ping_timeout_s=opts["ping_timeout"],
+        drain_window_s=opts["drain_window"],
         max_message_bytes=opts["max_message_bytes"],
         citizen_max_message_bytes=opts["citizen_max_message_bytes"],
         limits=Limits(question_chars=opts["max_question_chars"]),

@@ -143,7 +143,7 @@ class Node:
         self.ready = False
         self.draining = True
         await self.fanout.flush_now()
-        spread_ms = 5000
+        spread_ms = max(1, int(self.settings.drain_window_s * 1000))
         for conn in list(self.connections):
             if conn.state is ConnState.OPEN and conn.client is not None and conn.client.claims is not None:
                 conn.client.send({"t": "reconnect", "after_ms": random.randrange(spread_ms)})

@@ -42,6 +42,7 @@ class Settings:
     ping_interval_s: float = 20.0
     ping_timeout_s: float = 20.0
     close_timeout_s: float = 5.0
+    drain_window_s: float = 5.0  # on SIGTERM, clients are told to come back at a random moment within this window
     max_message_bytes: int = 64 * 1024  # any frame or message (leaders send audio chunks)
     citizen_max_message_bytes: int = 4 * 1024
     max_errors: int = 20
