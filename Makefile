@@ -15,9 +15,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-# The test suite also runs a short locust scenario, so the loadtest extra is part of the dev install.
+# The test suite also runs a short locust scenario and validates the deployment files: their extras are dev too.
 $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev,loadtest]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,loadtest,infra]'
 	touch $@
 
 ## run: install and start one node on the embedded default (no Redis) with a demo town hall; prints three links

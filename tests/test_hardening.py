@@ -113,3 +113,13 @@ async def test_hardening_upgrade_head_split_over_packets_still_works(server: Run
         assert response.startswith(b"HTTP/1.1 101")
     finally:
         writer.close()
+
+
+async def test_hardening_forwarded_for_from_a_trusted_network_names_the_client(make_server: Any) -> None:
+    server = await make_server(trusted_proxies=("127.0.0.0/8",), max_connections_per_ip=1)
+    # Two header lines (a client's own, then the balancer's): the last value is the client; no crash.
+    first = await RawClient.open(server, headers="X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-For: 203.0.113.7\r\n")
+    second = await RawClient.open(server, headers="X-Forwarded-For: 198.51.100.9\r\n")
+    third = await RawClient.open(server, headers="X-Forwarded-For: 203.0.113.7\r\n")
+    assert (first.status, second.status, third.status) == (101, 101, 503)  # one connection per client address
+    assert {c.ip for c in server.node.connections} >= {"203.0.113.7", "198.51.100.9"}

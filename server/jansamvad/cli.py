@@ -6,6 +6,7 @@ Every `serve` flag has a JANSAMVAD_* environment variable (shown by --help); fla
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import sys
 from collections.abc import Callable
@@ -68,7 +69,11 @@ def main() -> None:
     help="Directory of the web client.",
 )
 @_opt("allowed-origin", multiple=True, help="Origin allowed to open a WebSocket (repeat; none = any).")
-@_opt("trusted-proxy", multiple=True, help="Load balancer address whose X-Forwarded-For is believed (repeat).")
+@_opt(
+    "trusted-proxy",
+    multiple=True,
+    help="Load balancer address or network (CIDR) whose X-Forwarded-For is believed (repeat).",
+)
 @_opt("ask-per-minute", default=3, show_default=True, type=click.IntRange(1), help="Questions per citizen.")
 @_opt("ask-per-minute-per-ip", default=60, show_default=True, type=click.IntRange(1), help="Questions per IP.")
 @_opt("votes-per-minute", default=120, show_default=True, type=click.IntRange(1), help="Votes per citizen.")
@@ -185,8 +190,27 @@ def serve(**opts: Any) -> None:
     run_node(settings, demo=demo, loop=opts["loop"])
 
 
+def raise_open_file_limit(wanted: int) -> int:
+    """Raise this process's soft open-file limit towards the hard one (every connection is a file)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, wanted)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft < wanted:
+        logging.getLogger("jansamvad.cli").warning(
+            "open-file limit %d is below --max-connections %d plus headroom: raise `ulimit -n` / LimitNOFILE",
+            soft,
+            wanted,
+        )
+    return soft
+
+
 def run_node(settings: Settings, *, demo: bool, loop: str, reuse_port: bool = False) -> None:
     """Run one node in this process until SIGTERM / SIGINT (also the body of each worker)."""
+    raise_open_file_limit(settings.max_connections + 1000)
     _run(lambda: _serve(settings, demo=demo, reuse_port=reuse_port), loop)
 
 

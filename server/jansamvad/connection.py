@@ -163,9 +163,11 @@ class WsConnection(asyncio.Protocol):
         assert ws is not None
         node = self.node
         url = urlsplit(request.path)
-        if self.ip in node.settings.trusted_proxies:
-            # Behind our own load balancer every connection comes from it: the client is the last address it added.
-            forwarded = request.headers.get("X-Forwarded-For", "").rpartition(",")[2].strip()
+        if node.trusts(self.ip):
+            # Behind our own load balancer every connection comes from it: the client is the last address the
+            # balancer added (a client may send its own header lines too: only the last value counts).
+            values = request.headers.get_all("X-Forwarded-For")
+            forwarded = values[-1].rpartition(",")[2].strip() if values else ""
             if forwarded:
                 self.ip = forwarded
         if url.path != WS_PATH:

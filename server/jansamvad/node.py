@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import gc
+import ipaddress
 import logging
 import random
 import secrets
@@ -87,6 +88,7 @@ class Node:
         self.limiter: RateLimiter = limiter or MemoryRateLimiter()
         self.policy = Policy.load(settings.moderation_dir)
         self._groupers: dict[str, tuple[QuestionGrouper, float]] = {}  # th -> (grouper, loaded at)
+        self._trusted = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
         self.hub = Hub()
         self.metrics = NodeMetrics()
         self.fanout = Fanout(
@@ -166,6 +168,16 @@ class Node:
         await self.limiter.close()
         await self.store.close()
         log.info("node %s stopped", self.node_id)
+
+    def trusts(self, ip: str) -> bool:
+        """Whether a peer is one of our load balancers (an address or a network in --trusted-proxy)."""
+        if not self._trusted or not ip:
+            return False
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in network for network in self._trusted)
 
     def clock_precise(self) -> float:
         assert self._loop is not None

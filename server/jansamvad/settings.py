@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,6 +90,11 @@ class Settings:
             raise SettingsError("RS256 needs --jwt-public-key (a PEM file)")
         if len(self.admin_key) < 16:
             raise SettingsError("admin key must be at least 16 characters (set JANSAMVAD_ADMIN_KEY or --admin-key)")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise SettingsError(f"trusted-proxy {proxy!r} is not an IP address or network") from None
         if not 0 <= self.port <= 65535:
             raise SettingsError("port must be between 0 and 65535")
         for name in ("max_connections", "max_connections_per_ip", "handshakes_per_second", "max_errors"):
