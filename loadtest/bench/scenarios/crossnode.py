@@ -115,6 +115,9 @@ async def _stages(opts: BenchOptions, url: str, per_node: int, nodes: int, label
     return stages
 
 
+SPEECHES_AT_MEMORY_N = 5  # speeches sent to all N after the memory reading (every listener must get each)
+
+
 async def measure(opts: BenchOptions, *, n: int, rounds: int, text_bytes: int, memory_n: int) -> dict[str, Any]:
     # Two or three nodes, Redis and the clients cannot each have a core of their own on a 2-core machine: nothing is
     # pinned here, the kernel balances.
@@ -198,12 +201,31 @@ async def _memory(opts: BenchOptions, url: str, n: int, nodes: int) -> dict[str,
             joined += join["joined"]
         await asyncio.sleep(2.0)
         after = [s.server.rss_kb() for s in stages]
+        # Then every one of them must receive speech: a leader on the first node speaks a few times.
+        a = stages[0]
+        await a.leaders.reserve(1, SPEECHES_AT_MEMORY_N)
+        for stage in stages:
+            await stage.collect()
+        seqs: list[int] = []
+        for r in range(SPEECHES_AT_MEMORY_N):
+            got, _ = await a.leaders.speak(1, f"m{r}", 100)
+            seqs += got
+            if got:
+                await asyncio.gather(*(s.wait_delivered(got[-1]) for s in stages))
+        merged = Receipts()
+        for stage in stages:
+            receipts = await stage.collect()
+            merged.counts.update(receipts.counts)
+            merged.gaps += receipts.gaps
+            merged.dups += receipts.dups
         return {
             "n": joined,
             "nodes": nodes,
             "lost": per_node * nodes - joined,
             "joins": joins,
             "kb_per_conn": round((sum(after) - sum(before)) / max(1, joined), 2),
+            "speeches": len(seqs),
+            "speech_check": check_delivery(merged, seqs, joined),
         }
     finally:
         for stage in stages:
