@@ -1,6 +1,6 @@
 // Leader console: /leader.html?th=<id>#token=<leader token>
 // Go live / end, speech segments (typed, pasted or dictated), push-to-talk audio, announcements, the approved
-// questions by votes (answer, pin), and audience figures.
+// questions by votes (answer, pin), their themes (near-duplicate groups) by summed votes, and audience figures.
 import { Broadcaster } from './audio.js';
 import { getLang, num, onLang, t } from './i18n.js';
 import { startStaff } from './staff.js';
@@ -300,6 +300,51 @@ if (page) {
     renderPolls();
     for (const l of optionsBox.querySelectorAll('.opt-label')) l.textContent = t('poll_option', { n: l.dataset.n });
   });
+
+  // ---- themes: the public questions by `group`, ranked by the node's summed votes (`votes.g`); a group the last
+  // `votes` did not name (not among the top ones) falls back to the sum of its members' votes as seen here.
+  let groupVotes = {};
+  function renderThemes() {
+    const groups = new Map();
+    for (const q of page.questions.all()) {
+      const g = q.group || q.qid;
+      if (!groups.has(g)) groups.set(g, []);
+      groups.get(g).push(q);
+    }
+    const themes = [...groups.entries()].map(([group, qs]) => {
+      qs.sort((a, b) => (a.ts || 0) - (b.ts || 0));
+      const lead = qs.find((q) => q.qid === group) || qs[0];
+      const own = qs.reduce((n, q) => n + (q.votes || 0), 0);
+      return { group, lead, n: qs.length, votes: typeof groupVotes[group] === 'number' ? groupVotes[group] : own };
+    });
+    themes.sort((a, b) => b.votes - a.votes || b.n - a.n || (a.lead.ts || 0) - (b.lead.ts || 0));
+    $('#themes').replaceChildren(
+      ...themes.map((th) =>
+        el(
+          'li',
+          { class: 'theme', dataset: { group: th.group, votes: th.votes, n: th.n } },
+          el('span', { class: 'votebox static', title: t('votes', { n: num(th.votes) }) }, el('b', { text: num(th.votes) })),
+          el(
+            'div',
+            { class: 'qbody' },
+            el('p', { class: 'qtext', text: th.lead.text }),
+            el('p', { class: 'qmeta' }, el('span', { class: 'tcount', text: th.n === 1 ? t('theme_count_one') : t('theme_count', { n: num(th.n) }) })),
+          ),
+        ),
+      ),
+    );
+    $('#themes-empty').hidden = themes.length > 0;
+    $('#themes-count').textContent = themes.length ? num(themes.length) : '';
+  }
+  conn
+    .on('snapshot', renderThemes)
+    .on('question', renderThemes)
+    .on('votes', (ev) => {
+      if (ev.g && typeof ev.g === 'object') groupVotes = ev.g;
+      renderThemes();
+    });
+  onLang(renderThemes);
+  renderThemes();
 
   // ---- audience figures: viewers, approved questions per minute, reactions by kind.
   const seenQ = new Map(); // qid -> when it first became public here

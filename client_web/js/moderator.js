@@ -1,6 +1,9 @@
 // Moderator console: /moderator.html?th=<id>#token=<moderator token>
 // The live queue of pending questions (newest, oldest or most-voted first), approve / reject / pin, keyboard
 // shortcuts, bulk actions, flags, and a log of every decision (queue_update) by anyone.
+// Views: a language (hi / en) and a region filter act on the queue client-side; the cursor, select-all and the bulk
+// buttons only ever see the filtered view. Near-duplicates (same `group`) show as one theme under the group's first
+// question ("+3 similar", expandable), decided together with the theme buttons.
 import { num, onLang, t } from './i18n.js';
 import { startStaff } from './staff.js';
 import { $, button, el, timeOf } from './ui.js';
@@ -29,6 +32,9 @@ if (page) {
   const claims = new Map(); // qid -> {by, until}: who is deciding which question (claim_update)
   let myClaim = null;
   let sort = localStorage.getItem('jansamvad.mod.sort') || 'newest';
+  let langView = ''; // '' (all), 'hi' or 'en'
+  let regionView = ''; // '' (all) or a region seen in the queue
+  const expanded = new Set(); // groups whose similar questions are shown
   const list = $('#queue');
 
   const remember = (q) => known.set(q.qid, { text: q.text, state: q.state, pinned: !!q.pinned });
@@ -39,6 +45,47 @@ if (page) {
     else if (sort === 'oldest') items.sort((a, b) => (a.ts || 0) - (b.ts || 0));
     else items.sort((a, b) => (b.ts || 0) - (a.ts || 0));
     return items;
+  }
+
+  const groupOf = (q) => q.group || q.qid;
+  const inView = (q) => (!langView || q.lang === langView) && (!regionView || (q.region || '') === regionView);
+
+  /** The filtered queue, in order. Everything that acts on "the queue" (keys, select-all, bulk) uses this. */
+  const visible = () => ordered().filter(inView);
+
+  /**
+   * The filtered queue as themes: each group once, where its first member (in the current order) stands, led by
+   * the group's first question when it is still pending here, else by its first member in view.
+   */
+  function themes() {
+    const byGroup = new Map();
+    for (const q of visible()) {
+      const g = groupOf(q);
+      if (!byGroup.has(g)) byGroup.set(g, []);
+      byGroup.get(g).push(q);
+    }
+    return [...byGroup.entries()].map(([group, qs]) => {
+      const i = qs.findIndex((q) => q.qid === group);
+      const lead = i > 0 ? qs.splice(i, 1)[0] : qs.shift();
+      return { group, lead, rest: qs };
+    });
+  }
+
+  /** The rows on screen, top to bottom: each theme's lead, then its similar questions when expanded. */
+  function shown() {
+    const out = [];
+    for (const th of themes()) {
+      out.push({ q: th.lead, th });
+      if (th.rest.length && expanded.has(th.group)) for (const q of th.rest) out.push({ q, th, member: true });
+    }
+    return out;
+  }
+
+  async function decideTheme(th, action, btn) {
+    const qids = [th.lead, ...th.rest].map((q) => q.qid).filter((qid) => !claimedByOther(qid));
+    if (btn) btn.disabled = true;
+    await Promise.all(qids.map((qid) => decide(qid, action, null)));
+    if (btn) btn.disabled = false;
   }
 
   async function decide(qid, action, btn) {
@@ -104,14 +151,53 @@ if (page) {
     if (await decide(qid, 'approve', btn)) await act({ t: 'moderate', qid, action: 'pin' }, btn);
   }
 
-  function row(q) {
-    const who = [q.name, q.region].filter(Boolean).join(' · ');
+  function row({ q, th, member = false }) {
+    const author = [q.name, q.region].filter(Boolean).join(' · ');
     const flags = Array.isArray(q.flags) ? q.flags : [];
     const other = claimedByOther(q.qid);
     const claim = claims.get(q.qid);
+    const lead = !member && th.rest.length > 0;
     const cls =
       `question pending${selected.has(q.qid) ? ' sel' : ''}${current === q.qid ? ' cur' : ''}` +
-      (other ? ' claimed-other' : '');
+      (other ? ' claimed-other' : '') +
+      (lead ? ' theme' : '') +
+      (member ? ' member' : '');
+    // The theme: its size, a toggle for its similar questions, and decisions for all of them at once.
+    let themeBar = null;
+    if (lead) {
+      const open = expanded.has(th.group);
+      const n = th.rest.length + 1;
+      const toggleBtn = el('button', {
+        type: 'button',
+        class: 'similar',
+        'aria-expanded': String(open),
+        text: t('theme_similar', { n: num(th.rest.length) }),
+      });
+      toggleBtn.addEventListener('click', () => {
+        if (open) expanded.delete(th.group);
+        else expanded.add(th.group);
+        renderQueue();
+      });
+      themeBar = el(
+        'div',
+        { class: 'theme-bar' },
+        toggleBtn,
+        el('button', {
+          type: 'button',
+          class: 'theme-approve ok',
+          text: t('theme_approve', { n: num(n) }),
+          onclick: (e) => decideTheme(th, 'approve', e.currentTarget),
+        }),
+        el('button', {
+          type: 'button',
+          class: 'theme-reject danger',
+          text: t('theme_reject', { n: num(n) }),
+          onclick: (e) => decideTheme(th, 'reject', e.currentTarget),
+        }),
+      );
+    }
+    // The group's first question was already decided (or is filtered out): say which theme this one joined.
+    const first = !member && th.group !== q.qid ? known.get(th.group) : null;
     const pick = el('input', {
       type: 'checkbox',
       class: 'pick',
@@ -121,7 +207,7 @@ if (page) {
     pick.addEventListener('change', () => toggle(q.qid, pick.checked));
     const li = el(
       'li',
-      { class: cls, dataset: { qid: q.qid }, tabindex: '-1' },
+      { class: cls, dataset: { qid: q.qid, group: th.group, lang: q.lang || '' }, tabindex: '-1' },
       pick,
       el(
         'div',
@@ -131,11 +217,12 @@ if (page) {
         claim && claim.until > Date.now()
           ? el('p', { class: `claim${other ? '' : ' me'}`, text: other ? t('claimed_by', { who: who(claim.by) }) : t('claimed_me') })
           : null,
+        first && first.text ? el('p', { class: 'theme-of', text: t('theme_of', { text: first.text }) }) : null,
         el('p', { class: 'qtext', text: q.text }),
         el(
           'p',
           { class: 'qmeta' },
-          el('span', { class: 'who', text: who }),
+          el('span', { class: 'who', text: author }),
           el('time', { text: timeOf(q.ts) }),
           q.votes ? el('span', { text: t('votes', { n: num(q.votes) }) }) : null,
         ),
@@ -154,6 +241,7 @@ if (page) {
               })
             : null,
         ),
+        themeBar,
       ),
     );
     if (other) for (const b of li.querySelectorAll('.approve, .reject, .approve-pin')) b.disabled = true;
@@ -166,18 +254,66 @@ if (page) {
     return li;
   }
 
+  // ---- the view: language buttons and a region select built from the regions seen in the queue
+  const langBtns = [...document.querySelectorAll('#lang-filter button')];
+  for (const b of langBtns) {
+    b.addEventListener('click', () => {
+      langView = b.dataset.lang;
+      renderQueue();
+    });
+  }
+  const regionSel = $('#region-filter');
+  regionSel.addEventListener('change', () => {
+    regionView = regionSel.value;
+    renderQueue();
+  });
+
+  function renderFilters() {
+    const counts = { '': 0, hi: 0, en: 0 };
+    const regions = new Set();
+    for (const q of queue.values()) {
+      if (!regionView || (q.region || '') === regionView) {
+        counts[''] += 1;
+        if (q.lang in counts) counts[q.lang] += 1;
+      }
+      if (q.region) regions.add(q.region);
+    }
+    for (const b of langBtns) {
+      b.setAttribute('aria-pressed', String(b.dataset.lang === langView));
+      $('.n', b).textContent = num(counts[b.dataset.lang] || 0);
+    }
+    if (regionView) regions.add(regionView); // keep the chosen one while it has no questions left
+    const names = [...regions].sort((a, b) => a.localeCompare(b, 'hi'));
+    const want = ['', ...names];
+    const have = [...regionSel.options].map((o) => o.value);
+    if (want.join('\n') !== have.join('\n')) {
+      regionSel.replaceChildren(...want.map((r) => new Option(r || t('region_all'), r)));
+    } else regionSel.options[0].textContent = t('region_all');
+    regionSel.value = regionView;
+  }
+
   function renderQueue(focus = false) {
-    const items = ordered();
-    if (current && !queue.has(current)) current = null;
-    list.replaceChildren(...items.map(row));
-    $('#queue-count').textContent = items.length ? num(items.length) : '';
-    $('#queue-empty').hidden = items.length > 0;
-    for (const qid of selected) if (!queue.has(qid)) selected.delete(qid);
+    renderFilters();
+    const view = visible();
+    const rows = shown();
+    const inViewIds = new Set(view.map((q) => q.qid));
+    if (current && !rows.some((r) => r.q.qid === current)) current = null;
+    list.replaceChildren(...rows.map(row));
+    const filtered = langView || regionView;
+    $('#queue-count').textContent = queue.size
+      ? filtered ? `${num(view.length)} / ${num(queue.size)}` : num(queue.size)
+      : '';
+    $('#queue-empty').hidden = view.length > 0;
+    const empty = $('#queue-empty');
+    empty.dataset.i18n = queue.size ? 'queue_filtered_empty' : 'queue_empty';
+    empty.textContent = t(empty.dataset.i18n);
+    // A selection never reaches outside the view: what a filter hides is deselected.
+    for (const qid of selected) if (!inViewIds.has(qid)) selected.delete(qid);
     $('#selected-count').textContent = selected.size ? t('selected', { n: num(selected.size) }) : '';
     $('#approve-selected').disabled = $('#reject-selected').disabled = selected.size === 0;
     const all = $('#select-all');
-    all.checked = items.length > 0 && selected.size === items.length;
-    all.indeterminate = selected.size > 0 && selected.size < items.length;
+    all.checked = view.length > 0 && selected.size === view.length;
+    all.indeterminate = selected.size > 0 && selected.size < view.length;
     if (focus && current) {
       const li = list.querySelector(`li[data-qid="${CSS.escape(current)}"]`);
       li?.focus();
@@ -192,7 +328,7 @@ if (page) {
   }
 
   async function bulk(action) {
-    const qids = ordered()
+    const qids = visible()
       .map((q) => q.qid)
       .filter((qid) => selected.has(qid));
     await Promise.all(qids.map((qid) => decide(qid, action, null)));
@@ -200,7 +336,7 @@ if (page) {
 
   $('#select-all').addEventListener('change', (e) => {
     selected.clear();
-    if (e.target.checked) for (const qid of queue.keys()) selected.add(qid);
+    if (e.target.checked) for (const q of visible()) selected.add(q.qid);
     renderQueue();
   });
   $('#approve-selected').addEventListener('click', () => bulk('approve'));
@@ -218,7 +354,7 @@ if (page) {
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     const tag = e.target.tagName;
     if ((tag === 'INPUT' && e.target.type !== 'checkbox') || tag === 'TEXTAREA' || tag === 'SELECT') return;
-    const items = ordered();
+    const items = shown().map((r) => r.q); // the rows on screen, in the current view
     if (!items.length) return;
     let i = items.findIndex((q) => q.qid === current);
     const key = e.key.toLowerCase();
