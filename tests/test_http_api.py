@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 import pytest
 
 from jansamvad.server import RunningServer
-from tests.helpers import ADMIN_KEY, Session
+from tests.helpers import ADMIN_KEY, Session, joined, make_hall
 
 pytestmark = pytest.mark.anyio
 
@@ -156,3 +157,26 @@ async def test_http_pages_and_scripts_are_served_gzipped(server: RunningServer) 
     for path in ("/", "/js/citizen.js"):
         response = await call(server, "GET", path, headers={"Accept-Encoding": "gzip"})
         assert response.status_code == 200 and response.headers.get("content-encoding") == "gzip", path
+
+
+async def test_http_dashboard_shows_live_townhalls_audience_and_queue(server: RunningServer) -> None:
+    hall = await make_hall(server)
+    await call(server, "POST", f"/api/townhalls/{hall.th}/start", headers=ADMIN)
+    citizen = await joined(server, hall.citizen_token(region="गया"))
+    await joined(server, hall.citizen_token(sub="c-two", region="पटना"))
+    moderator = await joined(server, hall.moderator)
+    qid = (await citizen.request({"t": "ask", "key": "dash-0001", "text": "सड़क?"}))["qid"]
+    await citizen.request({"t": "ask", "key": "dash-0002", "text": "बिजली?"})
+    await moderator.request({"t": "moderate", "qid": qid, "action": "approve"})
+    await citizen.send({"t": "react", "kind": "clap"})
+    assert (await call(server, "GET", "/api/dashboard")).status_code == 401
+    await asyncio.sleep(0.5)  # one presence tick
+    report = (await call(server, "GET", "/api/dashboard", headers=ADMIN)).json()
+    (card,) = [t for t in report["townhalls"] if t["id"] == hall.th]
+    assert card["viewers"] == 3 and card["viewers_by_node"] == {server.node.node_id: 3}
+    assert card["viewers_by_region_here"]["गया"] == 1 and card["viewers_by_region_here"]["पटना"] == 1
+    assert (card["questions"], card["queue_depth"], card["approval_rate"]) == (2, 1, 1.0)
+    assert card["reactions"] == {"clap": 1}
+    assert report["redis"] == {"configured": False, "healthy": True} and report["this_node"]["ready"] is True
+    page = await call(server, "GET", "/dashboard.html")
+    assert page.status_code == 200 and "/js/dashboard.js" in page.text

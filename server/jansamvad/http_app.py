@@ -20,6 +20,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from jansamvad.auth import InvalidToken
+from jansamvad.dashboard import war_room
 from jansamvad.export import build_export, export_csv
 from jansamvad.models import Status
 from jansamvad.node import Node
@@ -194,6 +195,12 @@ def create_app(node: Node) -> Starlette:
             )
         return JSONResponse(report)
 
+    async def dashboard(request: Request) -> Response:
+        """The war room's view: every town hall that is not over, with its audience and its queue; node health."""
+        require_admin(request)
+        report = await war_room(node)
+        return JSONResponse(report, headers={"Cache-Control": "no-store"})
+
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
         return _error(exc.status, exc.code, exc.msg)
@@ -224,6 +231,7 @@ def create_app(node: Node) -> Starlette:
         Route("/api/townhalls/{th}/tokens", issue_token, methods=["POST"]),
         Route("/api/townhalls/{th}/join", join, methods=["POST"]),
         Route("/api/townhalls/{th}/export", export, methods=["GET"]),
+        Route("/api/dashboard", dashboard, methods=["GET"]),
     ]
     if settings.static_dir.is_dir():
         routes.append(Mount("/", app=StaticFiles(directory=settings.static_dir, html=True), name="static"))

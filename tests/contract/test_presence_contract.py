@@ -76,3 +76,12 @@ async def test_presence_close_withdraws_the_node(parts: Parts, backend: Backend)
     assert await staying.totals(["th1"]) == {"th1": 3}
     await leaving.close()
     assert await staying.totals(["th1"]) == {"th1": 1}
+
+
+async def test_presence_by_node_lists_each_live_node(parts: Parts) -> None:
+    presence = parts.presence()
+    await presence.report("node-a", {"th1": 4})
+    await presence.report("node-b", {"th1": 6, "th2": 1})
+    assert await presence.by_node("th1") == {"node-a": 4, "node-b": 6}
+    await presence.report("node-b", {"th2": 1})
+    assert await presence.by_node("th1") == {"node-a": 4}

@@ -548,3 +548,18 @@ async def test_audit_lists_every_change_in_order(parts: Parts) -> None:
     assert audit[3] == {"ts": audit[3]["ts"], "what": "reject", "qid": q.qid, "by": "m-asha", "reason": "rude"}
     with pytest.raises(NotFound):
         await store.audit("nosuch")
+
+
+async def test_store_counts_questions_per_state(parts: Parts) -> None:
+    store = parts.store()
+    th = (await store.create_townhall("counts", "hi")).id
+    qids = []
+    for i in range(4):
+        q, _ = await store.add_question(th, author=f"c-{i}", key=f"count-key-{i}", text="x", name="n", region="")
+        qids.append(q.qid)
+    await store.decide(th, qids[0], "approve", "m", "")
+    await store.decide(th, qids[1], "reject", "m", "")
+    await store.decide(th, qids[2], "approve", "m", "")
+    await store.decide(th, qids[2], "answer", "l", "")
+    counts = await store.counts(th)
+    assert counts == {QState.PENDING: 1, QState.APPROVED: 1, QState.REJECTED: 1, QState.ANSWERED: 1}

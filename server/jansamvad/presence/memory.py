@@ -17,6 +17,9 @@ class MemoryPresence:
     async def totals(self, townhalls: Iterable[str]) -> dict[str, int]:
         return {th: sum(r.get(th, 0) for r in self._reports.values()) for th in townhalls}
 
+    async def by_node(self, th: str) -> dict[str, int]:
+        return {node: counts[th] for node, counts in self._reports.items() if counts.get(th, 0) > 0}
+
     async def close(self) -> None:
         self._reports.clear()
 

@@ -58,6 +58,18 @@ return total
 """
 )
 
+_BY_NODE = Script(
+    _NOW_MS
+    + """
+local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+if #dead > 0 then
+  redis.call('HDEL', KEYS[1], unpack(dead))
+  redis.call('ZREM', KEYS[2], unpack(dead))
+end
+return redis.call('HGETALL', KEYS[1])
+"""
+)
+
 
 class RedisPresence:
     def __init__(self, conn: RedisConn, keys: RedisKeys, *, ttl_s: float = 3.0) -> None:
@@ -88,6 +100,12 @@ class RedisPresence:
             return int(await self._conn.run(_TOTAL, (keys.presence, keys.presence_expiry), ()))
 
         return dict(zip(wanted, await asyncio.gather(*(total(th) for th in wanted)), strict=True))
+
+    async def by_node(self, th: str) -> dict[str, int]:
+        keys = self._keys.townhall(th)
+        flat = await self._conn.run(_BY_NODE, (keys.presence, keys.presence_expiry), ())
+        pairs = [x.decode() if isinstance(x, bytes) else str(x) for x in flat]
+        return {pairs[i]: int(pairs[i + 1]) for i in range(0, len(pairs), 2) if int(pairs[i + 1]) > 0}
 
     async def close(self) -> None:
         reported, self._reported = self._reported, {}

@@ -77,6 +77,10 @@ class Store(Protocol):
         """Questions in any of `states`, oldest first."""
         ...
 
+    async def counts(self, th: str) -> dict[QState, int]:
+        """How many questions are in each state (cheap: for dashboards and metrics)."""
+        ...
+
     async def decide(self, th: str, qid: str, action: str, by: str, reason: str) -> Question:
         """Apply a moderation action (models.TRANSITIONS). Raises NotFound or BadState."""
         ...

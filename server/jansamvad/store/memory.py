@@ -160,6 +160,12 @@ class MemoryStore:
         wanted = frozenset(states)
         return [q for q in self._hall(th).questions.values() if q.state in wanted]
 
+    async def counts(self, th: str) -> dict[QState, int]:
+        counts = dict.fromkeys(QState, 0)
+        for q in self._hall(th).questions.values():
+            counts[q.state] += 1
+        return counts
+
     async def decide(self, th: str, qid: str, action: str, by: str, reason: str) -> Question:
         q = self._question(th, qid)
         if not apply_decision(q, action, by, reason, now_ms()):

@@ -279,6 +279,11 @@ class RedisStore:
         reply = await self._conn.run(lua.QUESTIONS, (keys.meta, *indexes), (keys.question_prefix,))
         return [_question(th, loaded) for loaded in _check(reply, f"town hall {th}")[1]]
 
+    async def counts(self, th: str) -> dict[QState, int]:
+        keys = self._th(th)
+        sizes = await asyncio.gather(*(self._conn.execute("ZCARD", keys.state(state)) for state in QState))
+        return {state: int(n) for state, n in zip(QState, sizes, strict=True)}
+
     async def decide(self, th: str, qid: str, action: str, by: str, reason: str) -> Question:
         keys = self._th(th)
         question = keys.question(qid)

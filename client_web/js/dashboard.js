@@ -1,0 +1,100 @@
+// The war-room dashboard: every live town hall with its audience and queue, and the health of nodes and Redis.
+// Polls GET /api/dashboard every 2 s with the admin key (kept for this tab only, in sessionStorage).
+// Questions per minute are computed here from two consecutive readings.
+
+const KEY = "jansamvad.admin_key";
+const EVERY_MS = 2000;
+const previous = new Map(); // town hall id -> {questions, ts}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  return node;
+}
+
+function row(label, value, cls = "") {
+  return el("div", { class: "wr-row" }, el("span", {}, label), el("strong", cls ? { class: cls } : {}, value));
+}
+
+function perMinute(hall, ts) {
+  const before = previous.get(hall.id);
+  previous.set(hall.id, { questions: hall.questions, ts });
+  if (!before || ts <= before.ts) return "…";
+  return Math.round(((hall.questions - before.questions) * 60000) / (ts - before.ts));
+}
+
+function renderHall(hall, ts) {
+  const card = el("article", { class: "wr-card", "data-th": hall.id });
+  card.append(
+    el("h2", {}, hall.title, " ", el("span", { class: `wr-status ${hall.status}` }, hall.status)),
+    el("div", { class: "wr-big", "data-viewers": hall.viewers }, hall.viewers.toLocaleString("hi-IN"), " ",
+      el("small", {}, "दर्शक · viewers")),
+    row("प्रश्न / मिनट · questions per minute", perMinute(hall, ts)),
+    row("कतार · queue depth", hall.queue_depth, hall.queue_depth > 500 ? "wr-bad" : ""),
+    row("स्वीकृति दर · approval rate", hall.approval_rate === null ? "—" : `${Math.round(hall.approval_rate * 100)} %`),
+    row("प्रश्न · questions (approved / answered / rejected)",
+      `${hall.questions} (${hall.approved} / ${hall.answered} / ${hall.rejected})`),
+    row("प्रतिक्रियाएँ · reactions",
+      Object.entries(hall.reactions).map(([k, v]) => `${k} ${v}`).join(", ") || "—"),
+    row("स्लो मोड · slow mode", hall.slow_mode ? `${hall.slow_mode} s` : "—"),
+  );
+  const nodes = el("details", {}, el("summary", {}, "नोड अनुसार · by node"));
+  for (const [node, n] of Object.entries(hall.viewers_by_node)) nodes.append(row(node, n));
+  const regions = el("details", {}, el("summary", {}, "क्षेत्र अनुसार (इस नोड पर) · by region (this node)"));
+  for (const [region, n] of Object.entries(hall.viewers_by_region_here)) regions.append(row(region, n));
+  card.append(nodes, regions);
+  return card;
+}
+
+function render(report) {
+  const redis = report.redis.configured
+    ? (report.redis.healthy ? el("span", { class: "wr-ok" }, "Redis OK") : el("span", { class: "wr-bad" }, "Redis DOWN"))
+    : el("span", {}, "embedded (no Redis)");
+  const node = report.this_node;
+  document.getElementById("wr-health").replaceChildren(
+    redis, ` · ${report.answered_by}: ${node.ready ? "ready" : "NOT READY"}, ${node.connections} connections, `,
+    `${node.slow_consumer_drops} slow-consumer drops, ${node.rejected_handshakes} rejected handshakes`,
+  );
+  const nodes = document.getElementById("wr-nodes");
+  nodes.replaceChildren(el("p", {}, `नोड · nodes: ${report.nodes.map((n) => `${n.node} (${n.viewers})`).join(", ") || "—"}`));
+  const halls = document.getElementById("wr-halls");
+  halls.replaceChildren(...report.townhalls.map((hall) => renderHall(hall, report.ts)));
+  if (!report.townhalls.length) halls.append(el("p", {}, "कोई सक्रिय टाउन हॉल नहीं · no active town halls"));
+}
+
+async function poll() {
+  const key = sessionStorage.getItem(KEY);
+  if (!key) return showLogin();
+  try {
+    const response = await fetch("/api/dashboard", { headers: { Authorization: `Bearer ${key}` }, cache: "no-store" });
+    if (response.status === 401) {
+      sessionStorage.removeItem(KEY);
+      return showLogin("गलत की · wrong key");
+    }
+    render(await response.json());
+  } catch (error) {
+    document.getElementById("wr-health").replaceChildren(el("span", { class: "wr-bad" }, `offline: ${error}`));
+  }
+  setTimeout(poll, EVERY_MS);
+}
+
+function showLogin(message = "") {
+  const form = document.getElementById("wr-login");
+  form.hidden = false;
+  document.getElementById("wr-error").textContent = message;
+}
+
+document.getElementById("wr-login").addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem(KEY, document.getElementById("wr-key").value.trim());
+  document.getElementById("wr-login").hidden = true;
+  poll();
+});
+
+const fromFragment = new URLSearchParams(location.hash.slice(1)).get("key");
+if (fromFragment) {
+  sessionStorage.setItem(KEY, fromFragment);
+  history.replaceState(null, "", location.pathname);
+}
+poll();

@@ -1,0 +1,70 @@
+"""The war-room dashboard's data: every town hall that is not over, its audience by node and by region, its queue,
+approval rate and reactions, and the health of the nodes and of Redis.
+
+Viewers by node come from presence (every node, every second). Viewers by region are the answering node's own
+listeners (a browser's region is only known where it is connected); the page asks every node it knows of when it
+wants the whole picture. Questions per minute are computed by the page from two readings of `questions`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from jansamvad.models import QState, Status, now_ms
+
+if TYPE_CHECKING:
+    from jansamvad.node import Node
+
+MAX_TOWNHALLS = 50
+
+
+def _regions(node: Node, th: str) -> dict[str, int]:
+    room = node.hub.room(f"th:{th}")
+    if room is None:
+        return {}
+    counts: Counter[str] = Counter()
+    for member in room.members:
+        client = getattr(member, "client", None)
+        if client is not None and client.claims is not None:
+            counts[client.claims.region or "—"] += 1
+    return dict(counts.most_common(30))
+
+
+async def war_room(node: Node) -> dict[str, Any]:
+    store, presence = node.store, node.presence
+    live = [t for t in await store.list_townhalls() if t.status is not Status.ENDED]
+    live.sort(key=lambda t: (t.status is not Status.LIVE, -t.created_ms))
+    townhalls = []
+    nodes: Counter[str] = Counter()
+    for townhall in live[:MAX_TOWNHALLS]:
+        by_node = await presence.by_node(townhall.id)
+        nodes.update(by_node)
+        counts = await store.counts(townhall.id)
+        decided = counts[QState.APPROVED] + counts[QState.ANSWERED] + counts[QState.REJECTED]
+        townhalls.append(
+            {
+                **townhall.admin(),
+                "viewers": sum(by_node.values()),
+                "viewers_by_node": by_node,
+                "viewers_by_region_here": _regions(node, townhall.id),
+                "questions": sum(counts.values()),
+                "queue_depth": counts[QState.PENDING],
+                "approved": counts[QState.APPROVED] + counts[QState.ANSWERED],
+                "answered": counts[QState.ANSWERED],
+                "rejected": counts[QState.REJECTED],
+                "approval_rate": round((counts[QState.APPROVED] + counts[QState.ANSWERED]) / decided, 3)
+                if decided
+                else None,
+                "reactions": await store.add_reactions(townhall.id, {}),
+                "slow_mode": townhall.slow_mode_s,
+            }
+        )
+    return {
+        "ts": now_ms(),
+        "answered_by": node.node_id,
+        "redis": {"configured": bool(node.settings.redis_url), "healthy": node.broker.healthy},
+        "nodes": [{"node": n, "viewers": v, "alive": True} for n, v in sorted(nodes.items())],
+        "this_node": {**node.stats(), "ready": node.ready, "draining": node.draining},
+        "townhalls": townhalls,
+    }
