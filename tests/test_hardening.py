@@ -123,3 +123,16 @@ async def test_hardening_forwarded_for_from_a_trusted_network_names_the_client(m
     third = await RawClient.open(server, headers="X-Forwarded-For: 203.0.113.7\r\n")
     assert (first.status, second.status, third.status) == (101, 101, 503)  # one connection per client address
     assert {c.ip for c in server.node.connections} >= {"203.0.113.7", "198.51.100.9"}
+
+
+async def test_hardening_joins_and_admin_key_guesses_are_limited_per_ip(make_server: Any) -> None:
+    server = await make_server(joins_per_minute_per_ip=3)
+    hall = await make_hall(server)
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        joins = [await http.post(f"/api/townhalls/{hall.th}/join", json={"name": "x"}) for _ in range(4)]
+        guesses = [await http.get("/api/townhalls", headers={"Authorization": f"Bearer guess-{i}"}) for i in range(12)]
+        page = await http.get("/")
+    assert [r.status_code for r in joins] == [201, 201, 201, 429] and joins[-1].headers["Retry-After"]
+    assert [r.status_code for r in guesses][:10] == [401] * 10 and guesses[-1].status_code == 429
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff" and page.headers["x-frame-options"] == "DENY"

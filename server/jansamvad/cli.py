@@ -74,6 +74,13 @@ def main() -> None:
     multiple=True,
     help="Load balancer address or network (CIDR) whose X-Forwarded-For is believed (repeat).",
 )
+@_opt(
+    "joins-per-minute-per-ip",
+    default=60,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Citizen identities one IP may create per minute (POST /api/townhalls/{id}/join).",
+)
 @_opt("ask-per-minute", default=3, show_default=True, type=click.IntRange(1), help="Questions per citizen.")
 @_opt("ask-per-minute-per-ip", default=60, show_default=True, type=click.IntRange(1), help="Questions per IP.")
 @_opt("votes-per-minute", default=120, show_default=True, type=click.IntRange(1), help="Votes per citizen.")
@@ -150,6 +157,7 @@ def serve(**opts: Any) -> None:
         static_dir=opts["static_dir"],
         allowed_origins=tuple(opts["allowed_origin"]),
         trusted_proxies=tuple(opts["trusted_proxy"]),
+        joins_per_minute_per_ip=opts["joins_per_minute_per_ip"],
         ask_per_minute=opts["ask_per_minute"],
         ask_per_minute_per_ip=opts["ask_per_minute_per_ip"],
         votes_per_minute=opts["votes_per_minute"],
@@ -335,7 +343,7 @@ def cluster_up(nodes: int, workers: int, redis_kind: str, port: int) -> None:
         workers=workers,
         redis=redis_kind,
         entry_port=port,
-        extra_args=["--max-connections-per-ip", "100000"],
+        extra_args=["--max-connections-per-ip", "100000", "--joins-per-minute-per-ip", "100000"],
     )
     stopping = False
     started = False

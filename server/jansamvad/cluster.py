@@ -200,3 +200,4 @@ class LocalCluster:
         if self.redis_server is not None:
             self.redis_server.cleanup()
             self.redis_server = None
+        shutil.rmtree(self.workdir, ignore_errors=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jansamvad.auth import InvalidToken
 from jansamvad.dashboard import war_room
@@ -28,6 +30,19 @@ from jansamvad.protocol.roles import Role
 from jansamvad.protocol.text import clean_text
 from jansamvad.store.base import BadState, NotFound
 
+ADMIN_FAILURES_PER_MINUTE = 10
+# What the pages may load: only this origin (no CDN, no inline script); WebSockets to this host; audio from blob:
+# URLs (Media Source Extensions); styles may be inline (small per-page style blocks).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "media-src 'self' blob:; connect-src 'self' ws: wss:; worker-src 'self'; frame-ancestors 'none'; "
+        "base-uri 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
 MAX_NAME_CHARS = 40
 MAX_REGION_CHARS = 40
 MAX_TITLE_CHARS = 120
@@ -37,9 +52,30 @@ _TTL_MAX_S = 7 * 24 * 3600
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, msg: str) -> None:
+    def __init__(self, status: int, code: str, msg: str, retry_ms: int = 0) -> None:
         super().__init__(msg)
-        self.status, self.code, self.msg = status, code, msg
+        self.status, self.code, self.msg, self.retry_ms = status, code, msg, retry_ms
+
+
+class SecurityHeadersMiddleware:
+    """Adds SECURITY_HEADERS to every HTTP response (pure ASGI: no per-request task, streaming untouched)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def _error(status: int, code: str, msg: str) -> JSONResponse:
@@ -50,11 +86,27 @@ def create_app(node: Node) -> Starlette:
     settings = node.settings
     admin_key = settings.admin_key.encode()
 
-    def require_admin(request: Request) -> None:
+    def client_ip(request: Request) -> str:
+        """The caller's address; behind our own load balancer, the last X-Forwarded-For value it added."""
+        peer = request.client.host if request.client else ""
+        if node.trusts(peer):
+            values = request.headers.getlist("x-forwarded-for")
+            forwarded = values[-1].rpartition(",")[2].strip() if values else ""
+            return forwarded or peer
+        return peer
+
+    async def limit(request: Request, what: str, per_minute: int) -> None:
+        retry_ms = await node.limiter.hit(f"http-{what}:{client_ip(request)}", per_minute / 60.0, per_minute)
+        if retry_ms:
+            node.metrics.rate_limited[f"http_{what}"] += 1
+            raise ApiError(429, "rate_limited", f"too many requests; retry in {retry_ms} ms", retry_ms)
+
+    async def require_admin(request: Request) -> None:
         header = request.headers.get("authorization", "")
         scheme, _, key = header.partition(" ")
         # Constant-time comparison: the time taken says nothing about how much of the key was right.
         if scheme.lower() != "bearer" or not hmac.compare_digest(key.strip().encode(), admin_key):
+            await limit(request, "admin-failures", ADMIN_FAILURES_PER_MINUTE)  # guessing the key costs time
             raise ApiError(401, "unauthorized", "admin key required: Authorization: Bearer <admin key>")
 
     async def body(request: Request) -> dict[str, Any]:
@@ -103,11 +155,11 @@ def create_app(node: Node) -> Starlette:
         return JSONResponse({"ready": ready, **node.stats()}, status_code=200 if ready else 503)
 
     async def list_townhalls(request: Request) -> Response:
-        require_admin(request)
+        await require_admin(request)
         return JSONResponse([t.admin() for t in await node.store.list_townhalls()])
 
     async def create_townhall(request: Request) -> Response:
-        require_admin(request)
+        await require_admin(request)
         data = await body(request)
         title = text_field(data, "title", MAX_TITLE_CHARS, required=True)
         lang = data.get("lang", "hi")
@@ -120,7 +172,7 @@ def create_app(node: Node) -> Starlette:
         return JSONResponse((await townhall_or_404(request.path_params["th"])).public())
 
     async def set_status(request: Request, status: Status) -> Response:
-        require_admin(request)
+        await require_admin(request)
         th = request.path_params["th"]
         await townhall_or_404(th)
         try:
@@ -137,7 +189,7 @@ def create_app(node: Node) -> Starlette:
         return await set_status(request, Status.ENDED)
 
     async def issue_token(request: Request) -> Response:
-        require_admin(request)
+        await require_admin(request)
         th = request.path_params["th"]
         await townhall_or_404(th)
         data = await body(request)
@@ -156,6 +208,8 @@ def create_app(node: Node) -> Starlette:
         return JSONResponse({"token": token, "sub": sub, "expires_at": exp}, status_code=201)
 
     async def join(request: Request) -> Response:
+        # Every join mints an identity (one vote per identity): one network may only mint so many a minute.
+        await limit(request, "join", settings.joins_per_minute_per_ip)
         th = request.path_params["th"]
         townhall = await townhall_or_404(th)
         if townhall.status is Status.ENDED:
@@ -197,13 +251,16 @@ def create_app(node: Node) -> Starlette:
 
     async def dashboard(request: Request) -> Response:
         """The war room's view: every town hall that is not over, with its audience and its queue; node health."""
-        require_admin(request)
+        await require_admin(request)
         report = await war_room(node)
         return JSONResponse(report, headers={"Cache-Control": "no-store"})
 
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        return _error(exc.status, exc.code, exc.msg)
+        response = _error(exc.status, exc.code, exc.msg)
+        if exc.retry_ms:
+            response.headers["Retry-After"] = str(max(1, -(-exc.retry_ms // 1000)))
+        return response
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return _error(404, "not_found", str(exc))
@@ -237,7 +294,10 @@ def create_app(node: Node) -> Starlette:
         routes.append(Mount("/", app=StaticFiles(directory=settings.static_dir, html=True), name="static"))
     # Pages, scripts and JSON go out gzipped: on 2G/3G the citizen page's transfer is what decides time-to-live.
     # (WebSocket upgrades never reach this app, so the broadcast path is untouched.)
-    middleware = [Middleware(GZipMiddleware, minimum_size=512, compresslevel=6)]
+    middleware = [
+        Middleware(SecurityHeadersMiddleware),
+        Middleware(GZipMiddleware, minimum_size=512, compresslevel=6),
+    ]
     # Browsers may call the API from the allowed origins only; with none configured, only same-origin pages may.
     if settings.allowed_origins:
         middleware.append(

@@ -57,6 +57,7 @@ class Settings:
 
     # Audience interaction (docs/protocol.md section 4.1). Questions and votes are limited per citizen and per IP
     # across every node (the RateLimiter); reactions per connection, in process (they are far too many for Redis).
+    joins_per_minute_per_ip: int = 60  # citizen identities one network may mint a minute (POST .../join)
     ask_per_minute: int = 3
     ask_per_minute_per_ip: int = 60
     votes_per_minute: int = 120
