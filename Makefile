@@ -6,7 +6,7 @@ ARGS   ?=
 # What ruff checks: only the directories that exist (a fresh clone may not have every one yet).
 LINT   := $(wildcard server tests loadtest fuzzing)
 
-.PHONY: run demo test check lint format pytest fuzz clean
+.PHONY: run demo test check lint format pytest fuzz rolling-restart clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "JanSamvad needs Python 3.11 or newer"'
@@ -40,6 +40,10 @@ pytest: $(VENV)/.installed-dev
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff format $(LINT)
 	$(BIN)/ruff check --fix $(LINT)
+
+## rolling-restart: roll a local 3-node cluster under a locust load; fails if any speech is lost
+rolling-restart: $(VENV)/.installed-dev
+	$(BIN)/python loadtest/rolling_restart.py $(ARGS)
 
 ## fuzz: throw random bytes at the protocol decoder and validator (FUZZ_EXAMPLES inputs, default 20000)
 fuzz: $(VENV)/.installed-dev

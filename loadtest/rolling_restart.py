@@ -1,0 +1,77 @@
+"""Roll a local cluster under a locust load and check that nothing is lost.
+
+    .venv/bin/python loadtest/rolling_restart.py --users 200 --duration 60s
+
+Starts `jansamvad cluster up`'s parts (Redis, 3 nodes, HAProxy: jansamvad.cluster.LocalCluster), runs the locust
+`townhall` scenario through the load balancer (loadtest/run_locust.py --target), and while it runs restarts the
+nodes one at a time (SIGTERM: drain with `reconnect` + 1012, start again, wait for /readyz). The exit status is
+locust's verdict: non-zero when speech was lost, duplicated or late past the scenario's thresholds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from jansamvad.cluster import LocalCluster
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def seconds(duration: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    return float(duration[:-1]) * units[duration[-1]] if duration[-1] in units else float(duration)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--duration", default="60s")
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--reports", default=str(REPO / "loadtest" / "reports"))
+    args = parser.parse_args()
+    if not shutil.which("haproxy"):
+        print("rolling_restart: haproxy is not installed (apt-get install haproxy)", file=sys.stderr)
+        return 2
+    limits = ["--max-connections-per-ip", "100000", "--joins-per-minute-per-ip", "100000"]
+    limits += ["--ask-per-minute-per-ip", "100000", "--drain-window", "2"]
+    cluster = LocalCluster(nodes=args.nodes, redis="standalone", balancer=True, extra_args=limits)
+    cluster.start()
+    try:
+        print(f"rolling_restart: entry {cluster.entry_url}, {args.nodes} nodes", flush=True)
+        locust = subprocess.Popen(
+            [sys.executable, str(REPO / "loadtest" / "run_locust.py"), "--scenario", "townhall",
+             "--users", str(args.users), "--duration", args.duration, "--target", cluster.entry_url,
+             "--admin-key", cluster.admin_key, "--reports", args.reports],
+        )  # fmt: skip
+        total = seconds(args.duration)
+        rolled: list[str] = []
+
+        def roll() -> None:
+            time.sleep(total * 0.25)  # let the audience join first
+            for index in range(args.nodes):
+                if locust.poll() is not None:
+                    return
+                cluster.kill(index, signal.SIGTERM)
+                cluster.restart(index)
+                rolled.append(f"node{index}")
+                time.sleep(total * 0.5 / args.nodes)
+
+        roller = threading.Thread(target=roll, daemon=True)
+        roller.start()
+        status = locust.wait(timeout=total + 180)
+        roller.join(5)
+        print(f"rolling_restart: restarted {', '.join(rolled) or 'nothing'}; locust exited with {status}", flush=True)
+        return status if rolled == [f"node{i}" for i in range(args.nodes)] else 3
+    finally:
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
