@@ -83,6 +83,13 @@ def main() -> None:
 )
 @_opt("ask-per-minute", default=3, show_default=True, type=click.IntRange(1), help="Questions per citizen.")
 @_opt("ask-per-minute-per-ip", default=60, show_default=True, type=click.IntRange(1), help="Questions per IP.")
+@_opt(
+    "citizen-messages-per-second",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="Messages one citizen connection may send a second (bursts of 4x allowed).",
+)
 @_opt("votes-per-minute", default=120, show_default=True, type=click.IntRange(1), help="Votes per citizen.")
 @_opt(
     "moderation-dir",
@@ -161,6 +168,8 @@ def serve(**opts: Any) -> None:
         ask_per_minute=opts["ask_per_minute"],
         ask_per_minute_per_ip=opts["ask_per_minute_per_ip"],
         votes_per_minute=opts["votes_per_minute"],
+        citizen_msgs_per_s=opts["citizen_messages_per_second"],
+        citizen_msg_burst=max(1, int(4 * opts["citizen_messages_per_second"])),
         moderation_dir=opts["moderation_dir"],
         log_level=opts["log_level"],
         max_connections=opts["max_connections"],
