@@ -42,6 +42,9 @@ class Citizen(asyncio.Protocol):
         self.transport = transport
         transport.write(HEAD.format(key="dGhlIHNhbXBsZSBub25jZQ==").encode())
 
+    def on_message(self, message: dict[str, object]) -> None:
+        """For subclasses: every message received."""
+
     def send(self, message: dict[str, object]) -> None:
         self.transport.write(masked(msgpack.packb(message)))
 
@@ -55,14 +58,16 @@ class Citizen(asyncio.Protocol):
             self.transport.write(masked(self.hello))
         while len(self.buf) >= 2:
             n, start = self.buf[1] & 0x7F, 2
-            if n == 126:
-                if len(self.buf) < 4:
+            if n >= 126:
+                start = 4 if n == 126 else 10
+                if len(self.buf) < start:
                     return
-                n, start = int.from_bytes(self.buf[2:4], "big"), 4
+                n = int.from_bytes(self.buf[2:start], "big")
             if len(self.buf) < start + n:
                 return
             payload, self.buf = self.buf[start : start + n], self.buf[start + n :]
             message = msgpack.unpackb(payload)
+            self.on_message(message)
             if message.get("t") == "snapshot" and not self.ready.done():
                 self.ready.set_result(None)
             elif message.get("t") in ("ack", "error") and message.get("re") in Citizen.pending:
