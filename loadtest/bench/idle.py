@@ -10,73 +10,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import secrets
-import struct
 import subprocess
 import sys
 import time
 import urllib.request
 
 import msgpack
+from loadtest.bench.rawclient import RawCitizen
 
 from jansamvad.auth import TokenService
 from jansamvad.protocol.roles import Role
 
-HEAD = (
-    "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    "Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: jansamvad.v1.msgpack\r\n\r\n"
-)
 
-
-# msgpack maps the node sends start with their type: {"t": "speech", ...} and {"t": "snapshot", ...}.
-SPEECH_EVENT = b"\xa1t\xa6speech"
-SNAPSHOT = b"\xa1t\xa8snapshot"
-
-
-def masked(payload: bytes) -> bytes:
-    mask = os.urandom(4)
-    n = len(payload)
-    head = bytes((0x82, 0x80 | n)) if n < 126 else struct.pack("!BBH", 0x82, 0x80 | 126, n)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
-class Listener(asyncio.Protocol):
-    """Counts speech frames; parses just enough of the framing to find them."""
+class Listener(RawCitizen):
+    """Counts the speech events it receives."""
 
     speeches = 0
 
-    def __init__(self, hello: bytes, ready: asyncio.Future[None]) -> None:
-        self.hello, self.ready, self.buf, self.upgraded = hello, ready, b"", False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(HEAD.format(key=base64.b64encode(os.urandom(16)).decode()).encode())
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        if not self.upgraded:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            self.upgraded, self.buf = True, self.buf[end + 4 :]
-            self.transport.write(masked(self.hello))
-        while len(self.buf) >= 2:
-            n, start = self.buf[1] & 0x7F, 2
-            if n == 126:
-                if len(self.buf) < 4:
-                    return
-                n, start = struct.unpack("!H", self.buf[2:4])[0], 4
-            if len(self.buf) < start + n:
-                return
-            payload, self.buf = self.buf[start : start + n], self.buf[start + n :]
-            if payload[1:].startswith(SPEECH_EVENT):  # after the fixmap header byte
-                Listener.speeches += 1
-            elif not self.ready.done() and payload[1:].startswith(SNAPSHOT):
-                self.ready.set_result(None)
+    def on_message(self, message: dict[str, object]) -> None:
+        if message.get("t") == "speech":
+            Listener.speeches += 1
 
 
 def cpu_s(pid: int) -> float:

@@ -18,7 +18,8 @@ import sys
 import time
 
 import msgpack
-from loadtest.bench.idle import HEAD, api, cpu_s, masked
+from loadtest.bench.idle import api, cpu_s
+from loadtest.bench.rawclient import RawCitizen
 
 from jansamvad.auth import TokenService
 from jansamvad.protocol.roles import Role
@@ -29,51 +30,18 @@ TEXTS = [
 ]  # fmt: skip
 
 
-class Citizen(asyncio.Protocol):
+class Citizen(RawCitizen):
+    """Measures submit → ack for the questions it was given."""
+
     latencies: list[float] = []
     pending: dict[int, float] = {}
 
-    def __init__(self, hello: bytes, ready: asyncio.Future[None]) -> None:
-        self.hello, self.ready, self.buf, self.upgraded = hello, ready, b"", False
-        self.unpacker = msgpack.Unpacker()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(HEAD.format(key="dGhlIHNhbXBsZSBub25jZQ==").encode())
-
     def on_message(self, message: dict[str, object]) -> None:
-        """For subclasses: every message received."""
-
-    def send(self, message: dict[str, object]) -> None:
-        self.transport.write(masked(msgpack.packb(message)))
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        if not self.upgraded:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            self.upgraded, self.buf = True, self.buf[end + 4 :]
-            self.transport.write(masked(self.hello))
-        while len(self.buf) >= 2:
-            n, start = self.buf[1] & 0x7F, 2
-            if n >= 126:
-                start = 4 if n == 126 else 10
-                if len(self.buf) < start:
-                    return
-                n = int.from_bytes(self.buf[2:start], "big")
-            if len(self.buf) < start + n:
-                return
-            payload, self.buf = self.buf[start : start + n], self.buf[start + n :]
-            message = msgpack.unpackb(payload)
-            self.on_message(message)
-            if message.get("t") == "snapshot" and not self.ready.done():
-                self.ready.set_result(None)
-            elif message.get("t") in ("ack", "error") and message.get("re") in Citizen.pending:
-                sent = Citizen.pending.pop(message["re"])
-                if message["t"] == "ack":
-                    Citizen.latencies.append((time.monotonic() - sent) * 1000)
+        re_id = message.get("re")
+        if message.get("t") in ("ack", "error") and isinstance(re_id, int) and re_id in Citizen.pending:
+            sent = Citizen.pending.pop(re_id)
+            if message["t"] == "ack":
+                Citizen.latencies.append((time.monotonic() - sent) * 1000)
 
 
 async def run(port: int, pid: int, key: str, secret: str, per_minute: int, seconds: int) -> dict[str, object]:

@@ -14,8 +14,8 @@ import json
 import time
 
 import msgpack
-from loadtest.bench.idle import api, masked
-from loadtest.bench.questions import Citizen
+from loadtest.bench.idle import api
+from loadtest.bench.rawclient import RawCitizen, masked
 
 from jansamvad.auth import TokenService
 from jansamvad.cluster import LocalCluster
@@ -24,7 +24,7 @@ from jansamvad.protocol.roles import Role
 TAP = masked(msgpack.packb({"t": "react", "kind": "clap"}))
 
 
-class Watcher(Citizen):
+class Watcher(RawCitizen):
     frames = 0
     last: dict[str, int] = {}
 
@@ -42,7 +42,7 @@ async def run(cluster: LocalCluster, connections: int, seconds: int, rate: int) 
     api(cluster.node_procs[0].port, f"/api/townhalls/{th}/start", cluster.admin_key, {})
     loop = asyncio.get_running_loop()
 
-    async def join(port: int, sub: str, kind: type[Citizen]) -> Citizen:
+    async def join(port: int, sub: str, kind: type[RawCitizen]) -> RawCitizen:
         ready: asyncio.Future[None] = loop.create_future()
         hello = msgpack.packb({"t": "hello", "token": tokens.issue(sub=sub, role=Role.CITIZEN, th=th, ttl_s=3600)[0]})
         i = abs(hash(sub)) % 60000
@@ -53,7 +53,8 @@ async def run(cluster: LocalCluster, connections: int, seconds: int, rate: int) 
 
     watchers = [await join(node.port, f"w-{node.index}", Watcher) for node in cluster.node_procs]
     tappers = [
-        await join(cluster.node_procs[i % len(cluster.node_procs)].port, f"t-{i}", Citizen) for i in range(connections)
+        await join(cluster.node_procs[i % len(cluster.node_procs)].port, f"t-{i}", RawCitizen)
+        for i in range(connections)
     ]
     await asyncio.sleep(1.5)
     Watcher.frames = 0
