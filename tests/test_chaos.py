@@ -21,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
+from typing import Any
 
 import msgpack
 import pytest
@@ -33,6 +34,15 @@ from tests.redis_servers import server_binary
 from tests.test_cluster import Peer, token
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis, pytest.mark.slow]
+
+
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, Any]]:
+    """These tests drive child processes (Valkey, nodes) from worker threads while the test's loop waits. Under
+    uvloop such a wait twice never woke up (a lost wakeup, which pytest-timeout cannot interrupt because uvloop
+    restarts its poll on EINTR), so this module's test loop is asyncio's. The nodes under test still run uvloop:
+    they are separate processes."""
+    return ("asyncio", {})
 
 
 def status(url: str, path: str, timeout: float = 2.0) -> int:
