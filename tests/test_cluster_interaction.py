@@ -20,6 +20,15 @@ from tests.test_cluster import Peer, token
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis, pytest.mark.slow]
 
+
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, Any]]:
+    """The test loop is asyncio's here: these tests drive child processes (Valkey, nodes, HAProxy), and in full-suite
+    runs a uvloop test loop stopped waking up while doing so (pytest-timeout cannot interrupt uvloop's poll). The
+    nodes under test still run uvloop: they are separate processes."""
+    return ("asyncio", {})
+
+
 T = TypeVar("T")
 CITIZENS = 200
 MOVERS = 50  # citizens that drop their connection mid-vote and come back on the other node
