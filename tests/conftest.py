@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -15,18 +16,24 @@ from jansamvad.server import RunningServer, build_node, start_server
 from jansamvad.store.base import Store
 from tests.helpers import RawClient, Session, node_settings
 
-# In-process async tests run on asyncio; with JANSAMVAD_TEST_UVLOOP=1 also on uvloop. In full-suite runs a uvloop test
-# loop sometimes stopped waking up (idle in epoll with timers due), which pytest-timeout cannot interrupt (uvloop
-# restarts its poll on EINTR), so CI would hang instead of failing. uvloop itself stays covered: every node started
-# as a process (multi-node, browser, locust and bench runs) runs on uvloop. Root cause: still to be found.
+# Every in-process async test runs on asyncio and on uvloop. (JANSAMVAD_TEST_UVLOOP=0 runs asyncio only, for a quick
+# local loop.) Earlier CI hangs that looked like a uvloop lost wakeup were caused by locust being imported into the
+# pytest process, which gevent-patches threads, sockets and sleep: never import locust or gevent in tests.
 _LOOPS = [pytest.param(("asyncio", {}), id="asyncio")]
-if os.environ.get("JANSAMVAD_TEST_UVLOOP") == "1":
+if os.environ.get("JANSAMVAD_TEST_UVLOOP", "1") != "0":
     _LOOPS.append(pytest.param(("asyncio", {"loop_factory": uvloop.new_event_loop}), id="uvloop"))
 
 
 @pytest.fixture(params=_LOOPS)
 def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
     return request.param  # type: ignore[no-any-return]
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    # locust gevent-patches the process on import; every later test would then run on patched sockets and threads
+    # (uvloop loops stop waking, the process cannot exit). Name the test that let it in, instead of hanging later.
+    if "gevent" in sys.modules:
+        raise pytest.UsageError(f"{item.nodeid} imported gevent (through locust?) into the pytest process")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -38,10 +38,9 @@ pytestmark = [pytest.mark.anyio, pytest.mark.redis, pytest.mark.slow]
 
 @pytest.fixture
 def anyio_backend() -> tuple[str, dict[str, Any]]:
-    """These tests drive child processes (Valkey, nodes) from worker threads while the test's loop waits. Under
-    uvloop such a wait twice never woke up (a lost wakeup, which pytest-timeout cannot interrupt because uvloop
-    restarts its poll on EINTR), so this module's test loop is asyncio's. The nodes under test still run uvloop:
-    they are separate processes."""
+    """The test loop here only drives clients of node processes, and those nodes run uvloop themselves (each is a
+    separate process started with uvloop). Running this slow module a second time with a uvloop client loop would
+    double its time and test nothing new, so its client loop is asyncio's."""
     return ("asyncio", {})
 
 

@@ -25,9 +25,9 @@ pytestmark = [pytest.mark.anyio, pytest.mark.redis, pytest.mark.slow]
 
 @pytest.fixture
 def anyio_backend() -> tuple[str, dict[str, Any]]:
-    """The test loop is asyncio's here: these tests drive child processes (Valkey, nodes, HAProxy), and in full-suite
-    runs a uvloop test loop stopped waking up while doing so (pytest-timeout cannot interrupt uvloop's poll). The
-    nodes under test still run uvloop: they are separate processes."""
+    """The test loop here only drives clients of node processes, and those nodes run uvloop themselves (each is a
+    separate process started with uvloop). Running this slow module a second time with a uvloop client loop would
+    double its time and test nothing new, so its client loop is asyncio's."""
     return ("asyncio", {})
 
 
