@@ -24,7 +24,7 @@ function perMinute(hall, ts) {
   return Math.round(((hall.questions - before.questions) * 60000) / (ts - before.ts));
 }
 
-function renderHall(hall, ts) {
+function renderHall(hall, ts, opened) {
   const card = el("article", { class: "wr-card", "data-th": hall.id });
   card.append(
     el("h2", {}, hall.title, " ", el("span", { class: `wr-status ${hall.status}` }, hall.status)),
@@ -39,10 +39,12 @@ function renderHall(hall, ts) {
       Object.entries(hall.reactions).map(([k, v]) => `${k} ${v}`).join(", ") || "—"),
     row("स्लो मोड · slow mode", hall.slow_mode ? `${hall.slow_mode} s` : "—"),
   );
-  const nodes = el("details", {}, el("summary", {}, "नोड अनुसार · by node"));
+  const nodes = el("details", { "data-part": "nodes" }, el("summary", {}, "नोड अनुसार · by node"));
   for (const [node, n] of Object.entries(hall.viewers_by_node)) nodes.append(row(node, n));
-  const regions = el("details", {}, el("summary", {}, "क्षेत्र अनुसार (इस नोड पर) · by region (this node)"));
+  const regions = el("details", { "data-part": "regions" },
+    el("summary", {}, "क्षेत्र अनुसार (इस नोड पर) · by region (this node)"));
   for (const [region, n] of Object.entries(hall.viewers_by_region_here)) regions.append(row(region, n));
+  for (const part of [nodes, regions]) part.open = opened.has(`${hall.id}:${part.dataset.part}`);
   card.append(nodes, regions);
   return card;
 }
@@ -59,7 +61,10 @@ function render(report) {
   const nodes = document.getElementById("wr-nodes");
   nodes.replaceChildren(el("p", {}, `नोड · nodes: ${report.nodes.map((n) => `${n.node} (${n.viewers})`).join(", ") || "—"}`));
   const halls = document.getElementById("wr-halls");
-  halls.replaceChildren(...report.townhalls.map((hall) => renderHall(hall, report.ts)));
+  // "<town hall id>:<nodes|regions>" of the <details> the reader has open (the cards are rebuilt on every poll)
+  const opened = new Set([...halls.querySelectorAll("article[data-th] details[open]")]
+    .map((part) => `${part.closest("article").dataset.th}:${part.dataset.part}`));
+  halls.replaceChildren(...report.townhalls.map((hall) => renderHall(hall, report.ts, opened)));
   if (!report.townhalls.length) halls.append(el("p", {}, "कोई सक्रिय टाउन हॉल नहीं · no active town halls"));
 }
 
