@@ -46,6 +46,8 @@ def test_cli_serve_validates_numbers() -> None:
 def test_cli_serve_help_lists_environment_variables() -> None:
     result = CliRunner().invoke(main, ["serve", "--help"])
     assert "JANSAMVAD_SECRET" in result.output and "JANSAMVAD_MAX_CONNECTIONS" in result.output
+    for name in ("CITIZEN_TOKEN_TTL", "STAFF_TOKEN_TTL", "MAX_OPEN_TOWNHALLS", "TOWNHALL_CREATES_PER_MINUTE"):
+        assert f"JANSAMVAD_{name}" in result.output
 
 
 def test_cli_token_issues_a_verifiable_token() -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import hmac
 import logging
+import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,7 +15,7 @@ import pytest
 
 from jansamvad.models import Status
 from jansamvad.server import RunningServer
-from tests.helpers import RawClient, joined, make_hall
+from tests.helpers import ADMIN_KEY, RawClient, Session, joined, make_hall
 
 pytestmark = pytest.mark.anyio
 
@@ -136,3 +140,110 @@ async def test_hardening_joins_and_admin_key_guesses_are_limited_per_ip(make_ser
     assert [r.status_code for r in guesses][:10] == [401] * 10 and guesses[-1].status_code == 429
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert page.headers["x-content-type-options"] == "nosniff" and page.headers["x-frame-options"] == "DENY"
+
+
+async def test_hardening_admin_cannot_open_unbounded_townhalls(make_server: Any) -> None:
+    server = await make_server(max_open_townhalls=2)
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        made = [await http.post("/api/townhalls", json={"title": f"t{i}"}, headers=admin) for i in range(3)]
+        assert [r.status_code for r in made] == [201, 201, 409]
+        assert made[-1].json()["error"] == "limit_reached" and "--max-open-townhalls" in made[-1].json()["msg"]
+        ended = await http.post(f"/api/townhalls/{made[0].json()['id']}/end", headers=admin)
+        assert ended.status_code == 200
+        assert (await http.post("/api/townhalls", json={"title": "t3"}, headers=admin)).status_code == 201
+
+
+async def test_hardening_townhall_creation_is_rate_limited_per_ip(make_server: Any) -> None:
+    per_minute = 10
+    server = await make_server(townhall_creates_per_minute=per_minute)
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    started = time.monotonic()
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        for created in range(2 * per_minute):
+            answer = await http.post("/api/townhalls", json={"title": f"t{created}"}, headers=admin)
+            if answer.status_code != 201:
+                break
+    # A token bucket: a burst of the per-minute allowance, plus one more per second that passed meanwhile.
+    refilled = int((time.monotonic() - started) * per_minute / 60) + 1
+    assert per_minute <= created <= per_minute + refilled
+    assert answer.status_code == 429 and answer.json()["error"] == "rate_limited"
+    assert int(answer.headers["Retry-After"]) >= 1
+
+
+async def test_hardening_admin_key_is_always_compared_in_constant_time(
+    make_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A timing test would be flaky, so this checks the mechanism: every check of a presented admin key, right or
+    wrong, on every admin endpoint, goes through hmac.compare_digest, and no module compares the key with ==."""
+    server = await make_server()
+    hall = await make_hall(server)
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def recording(a: Any, b: Any) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", recording)
+    near_misses = ["X" + ADMIN_KEY[1:], ADMIN_KEY[:-1] + "X", ADMIN_KEY + "X", ADMIN_KEY]
+    calls = [("GET", "/api/townhalls"), ("GET", "/api/dashboard"), ("GET", f"/api/townhalls/{hall.th}/export")]
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        for method, path in calls:
+            for key in near_misses:
+                compared.clear()
+                response = await http.request(method, path, headers={"Authorization": f"Bearer {key}"})
+                assert response.status_code == (200 if key == ADMIN_KEY else 401), (path, key)
+                assert (key.encode(), ADMIN_KEY.encode()) in compared, (path, key)
+
+    import jansamvad
+
+    package = Path(jansamvad.__file__).parent
+    for module in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.Compare):  # `len(settings.admin_key) < 16` is fine; `key == admin_key` is not
+                for operand in (node.left, *node.comparators):
+                    name = operand.id if isinstance(operand, ast.Name) else getattr(operand, "attr", "")
+                    assert name != "admin_key", f"{module.name}:{node.lineno} compares the admin key directly"
+
+
+async def test_hardening_a_replayed_token_gains_nothing_and_a_ban_ends_every_copy(make_server: Any) -> None:
+    """Tokens are bearer tokens: a stolen copy works until it expires (tests/test_bad_input.py refuses expired ones).
+    What a copy cannot do: vote twice, ask beyond the citizen's own limit, or outlive a ban of the identity."""
+    server = await make_server(ask_per_minute=3)
+    hall = await make_hall(server)
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        assert (await http.post(f"/api/townhalls/{hall.th}/start", headers=admin)).status_code == 200
+    moderator = await joined(server, hall.moderator)
+    token = hall.citizen_token(sub="c-victim")
+    copies = [await joined(server, token) for _ in range(3)]  # the owner's session and two replays
+
+    asked = [
+        await copy.request({"t": "ask", "key": f"key-rep-{i:04d}", "text": f"प्रश्न {i}?"})
+        for i, copy in enumerate(copies)
+    ]
+    assert [a["t"] for a in asked] == ["ack"] * 3
+    over = await copies[0].request({"t": "ask", "key": "key-rep-0009", "text": "एक और?"})
+    assert over["code"] == "rate_limited"  # the limit belongs to the identity, not to a connection
+
+    qid = asked[0]["qid"]
+    await moderator.request({"t": "moderate", "qid": qid, "action": "approve"})
+    votes = [await copy.request({"t": "upvote", "qid": qid}) for copy in copies]
+    assert [v["votes"] for v in votes] == [1, 1, 1] and [v.get("dup", False) for v in votes] == [False, True, True]
+
+    await moderator.request({"t": "restrict", "sub": "c-victim", "action": "ban", "reason": "stolen"})
+    assert [(await copy.expect_close())[0] for copy in copies] == [4011] * 3
+    replay = await Session.open(server)
+    await replay.send({"t": "hello", "token": token})
+    assert (await replay.expect_close())[0] == 4011
+
+
+async def test_hardening_citizen_tokens_expire_after_the_configured_ttl(make_server: Any) -> None:
+    server = await make_server(citizen_token_ttl_s=120)
+    hall = await make_hall(server)
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        joined_at = time.time()
+        answer = (await http.post(f"/api/townhalls/{hall.th}/join", json={"name": "सीता"})).json()
+    assert joined_at + 115 <= answer["expires_at"] <= joined_at + 122
+    assert server.node.tokens.verify(answer["token"]).exp == answer["expires_at"]

@@ -120,7 +120,8 @@ def main() -> None:
         secret, key = secrets.token_urlsafe(32), secrets.token_urlsafe(18)
         argv = ["taskset", "-c", "0", sys.executable, "-m", "jansamvad", "serve", "--port", str(port),
                 "--secret", secret, "--admin-key", key, "--log-level", "warning",
-                "--max-connections-per-ip", "100000", "--handshakes-per-second", "100000"]  # fmt: skip
+                "--max-connections-per-ip", "100000", "--handshakes-per-second", "100000",
+                "--max-open-townhalls", "100000", "--townhall-creates-per-minute", "100000"]  # fmt: skip
         node = subprocess.Popen(argv)
         try:
             time.sleep(2)

@@ -81,6 +81,34 @@ def main() -> None:
     type=click.IntRange(1),
     help="Citizen identities one IP may create per minute (POST /api/townhalls/{id}/join).",
 )
+@_opt(
+    "citizen-token-ttl",
+    default=12 * 3600,
+    show_default=True,
+    type=click.IntRange(60),
+    help="Seconds a citizen token from /join is valid (a stolen copy works no longer than this).",
+)
+@_opt(
+    "staff-token-ttl",
+    default=12 * 3600,
+    show_default=True,
+    type=click.IntRange(60),
+    help="Seconds a leader or moderator token issued by the node is valid.",
+)
+@_opt(
+    "max-open-townhalls",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Town halls scheduled or live at once; creating another is refused with 409 limit_reached.",
+)
+@_opt(
+    "townhall-creates-per-minute",
+    default=60,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Town halls one IP may create per minute, even with the admin key.",
+)
 @_opt("ask-per-minute", default=3, show_default=True, type=click.IntRange(1), help="Questions per citizen.")
 @_opt("ask-per-minute-per-ip", default=60, show_default=True, type=click.IntRange(1), help="Questions per IP.")
 @_opt(
@@ -165,6 +193,10 @@ def serve(**opts: Any) -> None:
         allowed_origins=tuple(opts["allowed_origin"]),
         trusted_proxies=tuple(opts["trusted_proxy"]),
         joins_per_minute_per_ip=opts["joins_per_minute_per_ip"],
+        max_open_townhalls=opts["max_open_townhalls"],
+        citizen_token_ttl_s=opts["citizen_token_ttl"],
+        staff_token_ttl_s=opts["staff_token_ttl"],
+        townhall_creates_per_minute=opts["townhall_creates_per_minute"],
         ask_per_minute=opts["ask_per_minute"],
         ask_per_minute_per_ip=opts["ask_per_minute_per_ip"],
         votes_per_minute=opts["votes_per_minute"],

@@ -28,7 +28,7 @@ from jansamvad.models import Status
 from jansamvad.node import Node
 from jansamvad.protocol.roles import Role
 from jansamvad.protocol.text import clean_text
-from jansamvad.store.base import BadState, NotFound
+from jansamvad.store.base import BadState, LimitReached, NotFound
 
 ADMIN_FAILURES_PER_MINUTE = 10
 # What the pages may load: only this origin (no CDN, no inline script); WebSockets to this host; audio from blob:
@@ -165,7 +165,11 @@ def create_app(node: Node) -> Starlette:
         lang = data.get("lang", "hi")
         if lang not in ("hi", "en"):
             raise ApiError(400, "invalid_field", "lang: expected hi or en")
-        townhall = await node.store.create_townhall(title, lang)
+        await limit(request, "create", settings.townhall_creates_per_minute)
+        try:
+            townhall = await node.store.create_townhall(title, lang, max_open=settings.max_open_townhalls)
+        except LimitReached as exc:
+            raise ApiError(409, "limit_reached", f"{exc}; end one first (--max-open-townhalls)") from None
         return JSONResponse(townhall.admin(), status_code=201)
 
     async def get_townhall(request: Request) -> Response:

@@ -33,6 +33,8 @@ publish atomically, and lets the store's scripts check and change a question, it
     P:T:audit                  store: every decision, restriction, poll and setting change (list of JSON)
     P:T:restriction:<sub>      store: a ban or timeout in that town hall (JSON); T = {th:*} for everywhere
     P:townhalls                store: every town hall id, scored by creation time (sorted set; its own slot)
+    P:townhalls:open           store: town halls not ended yet, scored by creation time (sorted set; counts them
+                               for `max_open_townhalls`; an entry a crash left behind is cleaned when the cap is hit)
     P:{rl:<key>}               limiter: a token bucket (hash tokens, ts; expires when it would be full again)
 
     P:T:presence               presence: node id -> local listeners (hash)
@@ -175,6 +177,7 @@ class RedisKeys:
             raise ValueError("the Redis prefix must be non-empty, without braces or whitespace")
         self.prefix = prefix
         self.townhalls = prefix + ":townhalls"
+        self.open_townhalls = prefix + ":townhalls:open"
         self._channels: dict[str, ChannelKeys] = {}
 
     def rate_bucket(self, key: str) -> str:

@@ -58,6 +58,10 @@ class Settings:
     # Audience interaction (docs/protocol.md section 4.1). Questions and votes are limited per citizen and per IP
     # across every node (the RateLimiter); reactions per connection, in process (they are far too many for Redis).
     joins_per_minute_per_ip: int = 60  # citizen identities one network may mint a minute (POST .../join)
+    # Town halls open (scheduled or live) at once; creating one more is refused (409 limit_reached). A bound on what
+    # a leaked or buggy admin key can make every node track, the dashboard list and the store hold.
+    max_open_townhalls: int = 1000
+    townhall_creates_per_minute: int = 60  # per IP, even with the admin key: a runaway script cannot fill the store
     ask_per_minute: int = 3
     ask_per_minute_per_ip: int = 60
     votes_per_minute: int = 120
@@ -98,7 +102,14 @@ class Settings:
                 raise SettingsError(f"trusted-proxy {proxy!r} is not an IP address or network") from None
         if not 0 <= self.port <= 65535:
             raise SettingsError("port must be between 0 and 65535")
-        for name in ("max_connections", "max_connections_per_ip", "handshakes_per_second", "max_errors"):
+        for name in (
+            "max_connections",
+            "max_connections_per_ip",
+            "handshakes_per_second",
+            "max_errors",
+            "max_open_townhalls",
+            "townhall_creates_per_minute",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.replace('_', '-')} must be at least 1")
         if self.citizen_max_message_bytes > self.max_message_bytes:

@@ -19,7 +19,7 @@ from jansamvad.models import (
     apply_decision,
     now_ms,
 )
-from jansamvad.store.base import BadState, NotFound, Store
+from jansamvad.store.base import BadState, LimitReached, NotFound, Store
 from tests.contract.conftest import Parts
 
 pytestmark = pytest.mark.anyio
@@ -72,6 +72,38 @@ async def test_townhall_status_goes_live_and_ended_is_final(parts: Parts) -> Non
         with pytest.raises(BadState):
             await store.set_status(th, status)
     assert (await store.get_townhall(th)).status is Status.ENDED  # type: ignore[union-attr]
+
+
+async def test_townhall_open_cap_counts_scheduled_and_live_not_ended(parts: Parts) -> None:
+    store = parts.store()
+    first = await store.create_townhall("one", "hi", max_open=2)
+    await store.set_status(first.id, Status.LIVE)
+    second = await store.create_townhall("two", "hi", max_open=2)
+    with pytest.raises(LimitReached, match="the limit is 2"):
+        await store.create_townhall("three", "hi", max_open=2)
+    await store.set_status(second.id, Status.ENDED)  # ending one frees its place
+    third = await store.create_townhall("three", "hi", max_open=2)
+    with pytest.raises(LimitReached):
+        await store.create_townhall("four", "hi", max_open=2)
+    assert (await store.create_townhall("no cap", "hi")).id  # max_open=0: no cap (internal callers, the demo)
+    assert {t.id for t in await store.list_townhalls()} >= {first.id, second.id, third.id}
+
+
+async def test_townhall_open_cap_is_not_fooled_by_an_index_entry_a_crash_left(parts: Parts) -> None:
+    if not parts.backend.is_redis:
+        pytest.skip("the open-town-hall index exists in Redis only (the memory store counts the town halls)")
+    store = parts.store()
+    first = await store.create_townhall("one", "hi", max_open=2)
+    # A node died between ending a town hall and removing it from the index; another id names nothing at all.
+    conn = parts.backend.conn()
+    try:
+        await conn.execute("ZADD", parts.backend.keys.open_townhalls, 1, "vanished")
+        await conn.execute("HSET", parts.backend.keys.townhall(first.id).meta, "status", Status.ENDED.value)
+        second = await store.create_townhall("two", "hi", max_open=2)  # both stale entries are cleaned, not counted
+        members = await conn.execute("ZRANGE", parts.backend.keys.open_townhalls, 0, -1)
+        assert sorted(m.decode() for m in members) == [second.id]
+    finally:
+        await conn.close()
 
 
 async def test_townhall_missing_raises_not_found(parts: Parts) -> None:

@@ -22,12 +22,19 @@ class BadState(Exception):
     """The action does not apply to the current state."""
 
 
+class LimitReached(Exception):
+    """A configured cap would be exceeded (e.g. too many town halls open at once)."""
+
+
 def new_townhall_id() -> str:
     return base64.b32encode(secrets.token_bytes(5)).decode("ascii").lower()
 
 
 class Store(Protocol):
-    async def create_townhall(self, title: str, lang: str) -> Townhall: ...
+    async def create_townhall(self, title: str, lang: str, *, max_open: int = 0) -> Townhall:
+        """A new scheduled town hall. With `max_open` > 0, raises LimitReached when that many are already open
+        (scheduled or live): whoever holds the admin key cannot exhaust the store and the dashboard with millions."""
+        ...
 
     async def get_townhall(self, th: str) -> Townhall | None: ...
 

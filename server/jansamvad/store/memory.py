@@ -17,7 +17,7 @@ from jansamvad.models import (
     apply_decision,
     now_ms,
 )
-from jansamvad.store.base import BadState, NotFound, Store, new_townhall_id
+from jansamvad.store.base import BadState, LimitReached, NotFound, Store, new_townhall_id
 
 ANYWHERE = "*"
 _POLL_NEXT = {PollState.DRAFT: PollState.OPEN, PollState.OPEN: PollState.CLOSED}
@@ -81,7 +81,11 @@ class MemoryStore:
 
     # Town halls
 
-    async def create_townhall(self, title: str, lang: str) -> Townhall:
+    async def create_townhall(self, title: str, lang: str, *, max_open: int = 0) -> Townhall:
+        if max_open > 0:
+            open_now = sum(1 for hall in self._halls.values() if hall.townhall.status is not Status.ENDED)
+            if open_now >= max_open:
+                raise LimitReached(f"{open_now} town halls are open; the limit is {max_open}")
         th = Townhall(new_townhall_id(), title, lang)
         self._halls[th.id] = _Hall(th)
         return th

@@ -35,7 +35,7 @@ from jansamvad.models import (
 from jansamvad.redis_conn import RedisConn
 from jansamvad.redis_keys import RedisKeys, TownhallKeys, asked_field
 from jansamvad.store import redis_lua as lua
-from jansamvad.store.base import BadState, NotFound, Store, new_townhall_id
+from jansamvad.store.base import BadState, LimitReached, NotFound, Store, new_townhall_id
 
 ANYWHERE = "*"  # a restriction's scope: every town hall
 RECENT_TEXTS = 50  # question texts kept per author (the repeated-text rule reads a few)
@@ -153,7 +153,17 @@ class RedisStore:
 
     # Town halls
 
-    async def create_townhall(self, title: str, lang: str) -> Townhall:
+    async def create_townhall(self, title: str, lang: str, *, max_open: int = 0) -> Townhall:
+        if max_open > 0 and await self._conn.execute("ZCARD", self._keys.open_townhalls) >= max_open:
+            # The index can only over-count (a crash between ending a town hall and removing it): recount from the
+            # town halls themselves before refusing. Rare (only at the cap) and bounded by the cap.
+            ids = [th.decode() for th in await self._conn.execute("ZRANGE", self._keys.open_townhalls, 0, -1)]
+            found = await asyncio.gather(*(self.get_townhall(th) for th in ids))
+            gone = [th for th, hall in zip(ids, found, strict=True) if hall is None or hall.status is Status.ENDED]
+            if gone:
+                await self._conn.execute("ZREM", self._keys.open_townhalls, *gone)
+            if len(ids) - len(gone) >= max_open:
+                raise LimitReached(f"{len(ids) - len(gone)} town halls are open; the limit is {max_open}")
         townhall = Townhall(new_townhall_id(), title, lang)
         mapping = {
             "id": townhall.id,
@@ -167,6 +177,7 @@ class RedisStore:
         await self._conn.execute("HSET", self._th(townhall.id).meta, *args)
         # The index lives in its own slot, so it is written second: it never names a town hall that does not exist.
         await self._conn.execute("ZADD", self._keys.townhalls, townhall.created_ms, townhall.id)
+        await self._conn.execute("ZADD", self._keys.open_townhalls, townhall.created_ms, townhall.id)
         return townhall
 
     async def get_townhall(self, th: str) -> Townhall | None:
@@ -184,7 +195,10 @@ class RedisStore:
         reply = await self._conn.run(lua.SET_STATUS, (self._th(th).meta,), (status.value, Status.ENDED.value))
         if reply[0] == b"badstate":
             raise BadState("the town hall has ended")
-        return _townhall(_pairs(_check(reply, f"town hall {th}")[1]))
+        townhall = _townhall(_pairs(_check(reply, f"town hall {th}")[1]))
+        if townhall.status is Status.ENDED:
+            await self._conn.execute("ZREM", self._keys.open_townhalls, th)
+        return townhall
 
     async def set_slow_mode(self, th: str, seconds: int) -> Townhall:
         keys = self._th(th)
