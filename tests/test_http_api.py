@@ -180,3 +180,28 @@ async def test_http_dashboard_shows_live_townhalls_audience_and_queue(server: Ru
     assert report["redis"] == {"configured": False, "healthy": True} and report["this_node"]["ready"] is True
     page = await call(server, "GET", "/dashboard.html")
     assert page.status_code == 200 and "/js/dashboard.js" in page.text
+
+
+async def test_http_health_port_serves_only_probes_and_metrics(make_server: Any) -> None:
+    from tests.redis_servers import free_port
+
+    server = await make_server(health_port=free_port())
+    assert server.health_port and server.health_port != server.port
+    async with httpx.AsyncClient(base_url=f"http://{server.host}:{server.health_port}", timeout=5) as http:
+        assert (await http.get("/healthz")).json() == {"ok": True}
+        assert (await http.get("/readyz")).status_code == 200
+        metrics = await http.get("/metrics")
+        assert metrics.status_code == 200 and "jansamvad_connections" in metrics.text
+        # Nothing else: no API, no pages, no WebSocket upgrade.
+        assert (await http.get("/api/townhalls", headers=ADMIN)).status_code == 404
+        assert (await http.get("/")).status_code == 404
+        upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13"}
+        assert (
+            await http.get("/ws", headers={**upgrade, "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+        ).status_code == 404
+        server.node.ready = False  # draining: the probe on the health port sees it too
+        assert (await http.get("/readyz")).status_code == 503
+    await server.stop()
+    with pytest.raises(httpx.ConnectError):
+        async with httpx.AsyncClient(timeout=2) as http:
+            await http.get(f"http://{server.host}:{server.health_port}/healthz")

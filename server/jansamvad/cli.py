@@ -56,6 +56,14 @@ def main() -> None:
 @main.command()
 @_opt("host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @_opt("port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port for HTTP and WebSocket.")
+@_opt(
+    "health-port",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="A second port with only /healthz, /readyz and /metrics, for probes and scrapes (0: none). Its listen "
+    "queue is its own, so a reconnect storm on the main port cannot make probes time out.",
+)
 @_opt("secret", default="", help="HS256 token secret (at least 32 bytes). Random for --demo if unset.")
 @_opt("admin-key", default="", help="Key for the admin API (at least 16 characters). Random for --demo if unset.")
 @_opt("jwt-algorithm", type=click.Choice(["HS256", "RS256"]), default="HS256", show_default=True)
@@ -182,6 +190,7 @@ def serve(**opts: Any) -> None:
         admin_key = admin_key or secrets.token_urlsafe(18)
     settings = Settings(
         host=opts["host"],
+        health_port=opts["health_port"],
         port=opts["port"],
         secret=secret,
         admin_key=admin_key,
@@ -268,13 +277,17 @@ async def _serve(settings: Settings, *, demo: bool, reuse_port: bool = False) ->
 
     try:
         sock = bind_socket(settings.host, settings.port, reuse_port=reuse_port)
-        running = await start_server(settings, sock=sock)
+        health_sock = None
+        if settings.health_port:
+            health_sock = bind_socket(settings.host, settings.health_port, reuse_port=reuse_port)
+        running = await start_server(settings, sock=sock, health_sock=health_sock)
     except (SettingsError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     if demo:
         await _print_demo_links(running.node, settings, running.port)
     await running.task
+    await running.stop()  # the health port closes after the node drained
 
 
 async def _print_demo_links(node: Any, settings: Settings, port: int) -> None:

@@ -82,6 +82,27 @@ def _error(status: int, code: str, msg: str) -> JSONResponse:
     return JSONResponse({"error": code, "msg": msg}, status_code=status)
 
 
+def health_routes(node: Node) -> list[Route]:
+    """Liveness, readiness and metrics: on the main port, and alone on `--health-port` when one is set."""
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(node.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def readyz(request: Request) -> Response:
+        ready = node.ready and node.broker.healthy
+        return JSONResponse({"ready": ready, **node.stats()}, status_code=200 if ready else 503)
+
+    return [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
+
+
+def create_health_app(node: Node) -> Starlette:
+    """The app on the health port: nothing but probes and metrics (no API, no pages, no WebSockets)."""
+    return Starlette(routes=health_routes(node))
+
+
 def create_app(node: Node) -> Starlette:
     settings = node.settings
     admin_key = settings.admin_key.encode()
@@ -143,16 +164,6 @@ def create_app(node: Node) -> Starlette:
         if townhall is None:
             raise ApiError(404, "not_found", "no such town hall")
         return townhall
-
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"ok": True})
-
-    async def metrics(request: Request) -> Response:
-        return Response(generate_latest(node.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    async def readyz(request: Request) -> Response:
-        ready = node.ready and node.broker.healthy
-        return JSONResponse({"ready": ready, **node.stats()}, status_code=200 if ready else 503)
 
     async def list_townhalls(request: Request) -> Response:
         await require_admin(request)
@@ -281,9 +292,7 @@ def create_app(node: Node) -> Starlette:
             await node.shutdown()
 
     routes: list[Route | Mount] = [
-        Route("/healthz", healthz),
-        Route("/readyz", readyz),
-        Route("/metrics", metrics),
+        *health_routes(node),
         Route("/api/townhalls", list_townhalls, methods=["GET"]),
         Route("/api/townhalls", create_townhall, methods=["POST"]),
         Route("/api/townhalls/{th}", get_townhall, methods=["GET"]),

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import uvicorn
 
 from jansamvad.broker.memory import MemoryBroker
 from jansamvad.broker.redis import RedisBroker
-from jansamvad.http_app import create_app
+from jansamvad.http_app import create_app, create_health_app
 from jansamvad.http_guard import guarded_protocol_class
 from jansamvad.limiter.redis import RedisRateLimiter
 from jansamvad.node import Node
@@ -84,6 +86,9 @@ class RunningServer:
     task: asyncio.Task[None]
     host: str
     port: int
+    health: uvicorn.Server | None = None  # the --health-port server, if any
+    health_task: asyncio.Task[None] | None = None
+    health_port: int = 0
 
     @property
     def base_url(self) -> str:
@@ -98,10 +103,34 @@ class RunningServer:
         self.server.should_exit = True
         if not self.task.done():
             await self.task
+        if self.health is not None and self.health_task is not None:  # probes answer until the node has drained
+            self.health.should_exit = True
+            if not self.health_task.done():
+                await self.health_task
+
+
+class _SecondServer(uvicorn.Server):
+    """The health port's server, in the same loop as the main one, which alone owns SIGTERM / SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    while not server.started:
+        if task.done():
+            await task  # raises what went wrong
+            raise RuntimeError("server stopped during startup")
+        await asyncio.sleep(0.01)
 
 
 async def start_server(
-    settings: Settings, *, sock: socket.socket | None = None, node: Node | None = None
+    settings: Settings,
+    *,
+    sock: socket.socket | None = None,
+    node: Node | None = None,
+    health_sock: socket.socket | None = None,
 ) -> RunningServer:
     settings.validate()
     if node is None and settings.redis_url:
@@ -123,10 +152,30 @@ async def start_server(
     )
     server = uvicorn.Server(config)
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]), name="jansamvad-uvicorn")
-    while not server.started:
-        if task.done():
-            await task  # raises what went wrong
-            raise RuntimeError("server stopped during startup")
-        await asyncio.sleep(0.01)
+    await _started(server, task)
     host, port = sock.getsockname()[:2]
-    return RunningServer(node, server, task, host, port)
+    running = RunningServer(node, server, task, host, port)
+    if settings.health_port or health_sock is not None:
+        health_sock = health_sock or bind_socket(settings.host, settings.health_port)
+        health = _SecondServer(
+            uvicorn.Config(
+                create_health_app(node),
+                ws="none",
+                http=guarded_protocol_class(settings.http_head_timeout_s),
+                lifespan="off",
+                loop="none",
+                log_level=settings.log_level,
+                access_log=False,
+                server_header=False,
+                proxy_headers=False,
+                backlog=1024,
+                timeout_keep_alive=5,
+            )
+        )
+        health_task = asyncio.get_running_loop().create_task(
+            health.serve(sockets=[health_sock]), name="jansamvad-health"
+        )
+        await _started(health, health_task)
+        running.health, running.health_task = health, health_task
+        running.health_port = health_sock.getsockname()[1]
+    return running

@@ -61,6 +61,10 @@ class Settings:
     # Town halls open (scheduled or live) at once; creating one more is refused (409 limit_reached). A bound on what
     # a leaked or buggy admin key can make every node track, the dashboard list and the store hold.
     max_open_townhalls: int = 1000
+    # A second port with only /healthz, /readyz and /metrics (0: none). Probes there have a listen queue of their
+    # own: in a reconnect storm the main port's queue overflows and the kernel drops SYNs (clients retry), which would
+    # otherwise fail load balancer and Kubernetes probes of a node that is alive and working through the storm.
+    health_port: int = 0
     townhall_creates_per_minute: int = 60  # per IP, even with the admin key: a runaway script cannot fill the store
     ask_per_minute: int = 3
     ask_per_minute_per_ip: int = 60
@@ -102,6 +106,8 @@ class Settings:
                 raise SettingsError(f"trusted-proxy {proxy!r} is not an IP address or network") from None
         if not 0 <= self.port <= 65535:
             raise SettingsError("port must be between 0 and 65535")
+        if not 0 <= self.health_port <= 65535 or (self.health_port and self.health_port == self.port):
+            raise SettingsError("health-port must be between 1 and 65535 and differ from port (0: no health port)")
         for name in (
             "max_connections",
             "max_connections_per_ip",

@@ -164,6 +164,8 @@ def local_haproxy_config(backends: list[int], https: int, http: int, stats: int)
 
     text = sub(r"^resolvers docker\n(?:[ \t]+.*\n)+", "", text)
     text = sub(r" resolvers docker init-addr last,libc,none", "", text)
+    # The loopback nodes of these tests serve checks on their main port (no --health-port).
+    text = sub(r" check port 8001 ", " check ", text)
     servers = "".join(f"    server node{i + 1} 127.0.0.1:{port}\n" for i, port in enumerate(backends))
     text = sub(
         r"^    server node1 node1:8000\n    server node2 node2:8000\n    server node3 node3:8000\n", servers, text
@@ -366,6 +368,12 @@ def test_deployment_drains_before_it_is_killed() -> None:
     node = pod["containers"][0]
     assert node["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert node["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    # Probes use the health port (its own listen queue, which a reconnect storm on the main port cannot fill), and
+    # the port the probes name is the one the node is told to open.
+    ports = {port["name"]: port["containerPort"] for port in node["ports"]}
+    assert node["readinessProbe"]["httpGet"]["port"] == node["livenessProbe"]["httpGet"]["port"] == "health"
+    config = yaml_docs(K8S / "configmap.yaml")[0]["data"]
+    assert int(config["JANSAMVAD_HEALTH_PORT"]) == ports["health"] and int(config["JANSAMVAD_PORT"]) == ports["http"]
     pre_stop = int(node["lifecycle"]["preStop"]["exec"]["command"][-1])
     # preStop + up to 5 s of reconnect jitter + 5 s of closing handshakes, with room to spare.
     assert pod["terminationGracePeriodSeconds"] >= pre_stop + 10 + 20

@@ -1,0 +1,474 @@
+"""Reconnect storm at scale: tens of thousands of sessions dropped at the same instant, all reconnecting at once.
+
+    python -m loadtest.bench.storm --clients 30000 --workers 3 --client-procs 4
+
+What it does (loopback only; every loop bounded in count and time):
+1. starts Valkey and one node with `--workers W` (SO_REUSEPORT: W processes share the port, each below the
+   20,000 open-file cap) and admission control (`--handshakes-per-second` per worker);
+2. joins N citizens from P client processes (each process its own source addresses in 127.0.0.0/8, so no source
+   runs out of ephemeral ports), and a leader who speaks;
+3. aborts every citizen's connection at the same moment (no close handshake: a NAT or load balancer restart), the
+   leader speaks twice during the storm, and every citizen reconnects at once with `last_seq`, honouring HTTP 503
+   `Retry-After` with jitter (x0.5-1.5) like the real clients;
+4. measures the time until every citizen is back, the 503s, /healthz answer times during the storm (from a thread),
+   and checks that every citizen holds exactly the spoken seqs, in order, once each.
+
+Prints one JSON line; `--markdown FILE` appends a report section. The clients (`StormClient`) and the health probe
+are shared with `tests/test_chaos.py`, which runs the same storm at a few thousand clients on one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import multiprocessing
+import os
+import platform
+import random
+import struct
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from multiprocessing.connection import Connection
+from typing import Any
+
+import msgpack
+
+from jansamvad.auth import TokenService
+from jansamvad.protocol.roles import Role
+
+PROBE_TIMEOUT_S = 5.0
+
+
+def http_status(url: str, path: str, timeout: float = 2.0) -> int:
+    try:
+        with urllib.request.urlopen(url + path, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (OSError, TimeoutError):
+        return 0
+
+
+class StormClient:
+    """A lean raw WebSocket client (streams, zero mask key) that behaves like the real ones: on HTTP 503 it waits
+    Retry-After with jitter (x0.5..1.5), on a refused or reset connection it backs off with jitter, and it resumes
+    with the last seq it saw. `source` picks the local address (spread over 127.0.0.0/8 for tens of thousands)."""
+
+    def __init__(self, port: int, token: str, rng: random.Random, source: str | None = None) -> None:
+        self.port, self.token, self.rng, self.source = port, token, rng, source
+        self.writer: asyncio.StreamWriter | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.seqs: list[int] = []
+        self.last_seq: int | None = None
+        self.rejected = 0  # HTTP 503 answers
+        self.refused = 0  # connect errors
+        self.recovered: bool | None = None
+        self.back = asyncio.Event()
+
+    def _upgrade(self) -> bytes:
+        key = base64.b64encode(os.urandom(16)).decode()
+        return (
+            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Protocol: jansamvad.v1.msgpack\r\n\r\n"
+        ).encode()
+
+    @staticmethod
+    def _frame(opcode: int, payload: bytes) -> bytes:
+        n = len(payload)
+        head = bytes([0x80 | opcode])
+        if n < 126:
+            head += bytes([0x80 | n])
+        elif n < 65536:
+            head += bytes([0x80 | 126]) + struct.pack("!H", n)
+        else:
+            head += bytes([0x80 | 127]) + struct.pack("!Q", n)
+        return head + b"\0\0\0\0" + payload  # a zero mask key leaves the payload as it is
+
+    @staticmethod
+    async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+        b0, b1 = await reader.readexactly(2)
+        n = b1 & 0x7F
+        if n == 126:
+            (n,) = struct.unpack("!H", await reader.readexactly(2))
+        elif n == 127:
+            (n,) = struct.unpack("!Q", await reader.readexactly(8))
+        return b0 & 0x0F, await reader.readexactly(n)
+
+    async def connect(self) -> None:
+        self.back.clear()
+        local = (self.source, 0) if self.source else None
+        while True:
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", self.port, local_addr=local, limit=1 << 16)
+            except OSError:
+                self.refused += 1
+                await asyncio.sleep(self.rng.uniform(0.1, 0.5))
+                continue
+            try:
+                writer.write(self._upgrade())
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 15)
+            except (OSError, asyncio.IncompleteReadError, TimeoutError):
+                writer.transport.abort()
+                self.refused += 1
+                await asyncio.sleep(self.rng.uniform(0.1, 0.5))
+                continue
+            code = int(head.split(b" ", 2)[1])
+            if code == 101:
+                break
+            writer.transport.abort()
+            if code != 503:
+                raise AssertionError(head)
+            self.rejected += 1
+            retry_after = next(
+                int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"retry-after:")
+            )
+            await asyncio.sleep(retry_after * self.rng.uniform(0.5, 1.5))
+        hello: dict[str, object] = {"t": "hello", "token": self.token}
+        if self.last_seq is not None:
+            hello["last_seq"] = self.last_seq
+        writer.write(self._frame(0x2, msgpack.packb(hello, use_bin_type=True)))
+        self.writer = writer
+        self.task = asyncio.create_task(self._read(reader, writer))
+        await self.back.wait()
+
+    async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                opcode, payload = await self._read_frame(reader)
+                if opcode == 0x9:
+                    writer.write(self._frame(0xA, payload))
+                    continue
+                if opcode == 0x8:
+                    return
+                message = msgpack.unpackb(payload)
+                t = message.get("t")
+                if t == "welcome":
+                    self.recovered = message.get("recovered")
+                    self.back.set()
+                elif t == "speech":
+                    self.seqs.append(message["seq"])
+                    self.last_seq = message["seq"]
+                elif t == "snapshot":
+                    self.last_seq = message["seq"] if self.last_seq is None else max(self.last_seq, message["seq"])
+                elif t == "error":
+                    raise AssertionError(message)
+        except (OSError, asyncio.IncompleteReadError):
+            return
+
+    def drop(self) -> None:
+        """The connection vanishes without a close handshake (a network blip, a load balancer restart)."""
+        if self.writer is not None:
+            self.writer.transport.abort()
+            self.writer = None
+
+    async def stop(self) -> None:
+        self.drop()
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+
+class HealthProbe:
+    """Asks /healthz every 100 ms from a thread (not a busy event loop) and keeps the worst answer time.
+
+    The node answers it on the same event loop that parses the storm's handshakes, so an answer waits behind the
+    burst of upgrades that arrived just before it. The probe allows 5 s (a load balancer's health check should
+    allow as much) and every probe must get its 200."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.worst, self.count = url, 0.0, 0
+        self.failures: list[tuple[int, float]] = []  # (status, seconds); status 0: no answer in time or refused
+        self.stopped = False
+
+    def run(self) -> None:
+        while not self.stopped:
+            started = time.monotonic()
+            code = http_status(self.url, "/healthz", timeout=PROBE_TIMEOUT_S)
+            took = time.monotonic() - started
+            self.worst = max(self.worst, took)
+            self.count += 1
+            if code != 200:
+                self.failures.append((code, took))
+            time.sleep(0.1)
+
+
+class Leader:
+    """The leader's session (websockets' client): speaks and waits for each acknowledgement."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws, self.next_id = ws, 1
+
+    @classmethod
+    async def join(cls, url: str, token: str) -> Leader:
+        from websockets.asyncio.client import connect
+
+        url = url.replace("http://", "ws://") + "/ws"
+        ws = await connect(url, subprotocols=["jansamvad.v1.msgpack"])  # type: ignore[list-item]
+        leader = cls(ws)
+        await ws.send(msgpack.packb({"t": "hello", "token": token}))
+        while (await leader.recv())["t"] != "welcome":
+            pass
+        return leader
+
+    async def recv(self) -> dict[str, Any]:
+        message: dict[str, Any] = msgpack.unpackb(await asyncio.wait_for(self.ws.recv(), 30))
+        return message
+
+    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
+        msg_id, self.next_id = self.next_id, self.next_id + 1
+        await self.ws.send(msgpack.packb({**message, "id": msg_id}))
+        while (reply := await self.recv()).get("re") != msg_id:
+            pass
+        if reply["t"] != "ack":
+            raise RuntimeError(f"the leader's {message['t']} was answered {reply}")
+        return reply
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+# ----------------------------------------------------------------------------------------------- client processes
+
+
+def source_address(proc: int, i: int) -> str:
+    """127.(20+proc).x.y: 250 addresses per process and 28k ephemeral ports each, far more than needed."""
+    return f"127.{20 + proc}.{i // 250 % 250 + 1}.{i % 250 + 1}"
+
+
+async def _timed_connect(client: StormClient, started: float, back: list[float]) -> None:
+    await client.connect()
+    back.append(time.monotonic() - started)
+
+
+async def _serve_commands(pipe: Connection, port: int, tokens: list[str], proc: int, seed: int) -> None:
+    rng = random.Random(seed)
+    clients = [StormClient(port, token, rng, source_address(proc, i)) for i, token in enumerate(tokens)]
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            command, arg = await loop.run_in_executor(None, pipe.recv)
+            if command == "connect" or command == "storm":
+                if command == "storm":
+                    for client in clients:
+                        client.drop()
+                before = sum(c.rejected for c in clients), sum(c.refused for c in clients)
+                started = time.monotonic()
+                back: list[float] = []
+
+                async with asyncio.timeout(arg):
+                    await asyncio.gather(*(_timed_connect(c, started, back) for c in clients))
+                pipe.send(
+                    {
+                        "back_s": sorted(back),
+                        "rejected": sum(c.rejected for c in clients) - before[0],
+                        "refused": sum(c.refused for c in clients) - before[1],
+                        "most_503_one_client": max(c.rejected for c in clients),
+                        "recovered": sum(1 for c in clients if c.recovered),
+                    }
+                )
+            elif command == "wait_seq":
+                async with asyncio.timeout(60):
+                    while not all(c.last_seq == arg for c in clients):
+                        await asyncio.sleep(0.05)
+                pipe.send(True)
+            elif command == "verify":
+                wrong = [c.seqs for c in clients if c.seqs != arg]
+                pipe.send({"wrong": len(wrong), "example": wrong[0] if wrong else None})
+            elif command == "stop":
+                break
+    finally:
+        await asyncio.gather(*(c.stop() for c in clients))
+        pipe.send("stopped")
+
+
+def client_process(pipe: Connection, port: int, tokens: list[str], proc: int, seed: int) -> None:
+    import uvloop
+
+    uvloop.run(_serve_commands(pipe, port, tokens, proc, seed))
+
+
+# ------------------------------------------------------------------------------------------------------- the run
+
+
+def run(opts: argparse.Namespace) -> dict[str, Any]:
+    from jansamvad.cluster import LocalCluster
+    from jansamvad.localredis import free_port
+
+    health_port = free_port()
+
+    per_worker = -(-opts.clients // opts.workers) + 2000
+    if per_worker > 18_000:
+        raise SystemExit(f"{opts.clients} clients over {opts.workers} workers exceed 18,000 per worker: add workers")
+    local = LocalCluster(
+        nodes=1,
+        workers=opts.workers,
+        redis="standalone",
+        balancer=False,
+        extra_args=[
+            "--handshakes-per-second", str(opts.rate),
+            "--max-connections-per-ip", "1000000",
+            "--max-connections", str(per_worker),
+            "--health-port", str(health_port),
+        ],
+    )  # fmt: skip
+    local.start()
+    ctx = multiprocessing.get_context("spawn")
+    pipes: list[Connection] = []
+    procs: list[Any] = []
+    probes: list[HealthProbe] = []
+    result: dict[str, Any] = {}
+    try:
+        node = local.node_procs[0]
+        th = local.create_townhall("तूफ़ान")
+        tokens = TokenService(local.secret)
+        citizen_tokens = [
+            tokens.issue(sub=f"c-{i}", role=Role.CITIZEN, th=th, ttl_s=3600, name="c")[0] for i in range(opts.clients)
+        ]
+        for p in range(opts.client_procs):
+            mine, theirs = ctx.Pipe()
+            share = citizen_tokens[p :: opts.client_procs]
+            proc = ctx.Process(target=client_process, args=(theirs, node.port, share, p, opts.seed + p), daemon=True)
+            proc.start()
+            pipes.append(mine)
+            procs.append(proc)
+
+        async def leader_session() -> dict[str, Any]:
+            leader_token = tokens.issue(sub="l-1", role=Role.LEADER, th=th, ttl_s=3600, name="l")[0]
+            leader = await Leader.join(node.url, leader_token)
+            await leader.request({"t": "go_live"})
+
+            def ask_all(command: str, arg: Any) -> list[Any]:
+                for pipe in pipes:
+                    pipe.send((command, arg))
+                return [pipe.recv() for pipe in pipes]
+
+            started = time.monotonic()
+            first = await asyncio.to_thread(ask_all, "connect", opts.bound_s * 4)
+            first_in = time.monotonic() - started
+            spoken = [(await leader.request({"t": "speech", "text": f"पहले {i}"}))["seq"] for i in range(2)]
+            await asyncio.to_thread(ask_all, "wait_seq", spoken[-1])
+
+            # The same probe on the main port (whose listen queue the storm overflows) and on the health port.
+            probes.extend([HealthProbe(node.url), HealthProbe(f"http://127.0.0.1:{health_port}")])
+            threads = [threading.Thread(target=probe.run, daemon=True) for probe in probes]
+            for thread in threads:
+                thread.start()
+            started = time.monotonic()
+            for pipe in pipes:  # every process drops all its clients and reconnects them at once
+                pipe.send(("storm", opts.bound_s))
+            missed = [(await leader.request({"t": "speech", "text": f"बीच में {i}"}))["seq"] for i in range(2)]
+            storm = await asyncio.to_thread(lambda: [pipe.recv() for pipe in pipes])
+            all_back = time.monotonic() - started
+            await asyncio.to_thread(ask_all, "wait_seq", missed[-1])
+            caught_up = time.monotonic() - started
+            for probe, thread in zip(probes, threads, strict=True):
+                probe.stopped = True
+                thread.join(10)
+            main_probe, health_probe = probes
+            verified = await asyncio.to_thread(ask_all, "verify", spoken + missed)
+            ready = http_status(node.url, "/readyz")
+            await leader.close()
+            back = sorted(s for part in storm for s in part["back_s"])
+            return {
+                "first_connect_s": round(first_in, 2),
+                "first_connect_503": sum(p["rejected"] for p in first),
+                "all_back_s": round(all_back, 2),
+                "back_p50_s": round(back[len(back) // 2], 2),
+                "back_p99_s": round(back[int(len(back) * 0.99)], 2),
+                "all_caught_up_s": round(caught_up, 2),
+                "storm_503": sum(p["rejected"] for p in storm),
+                "most_503_one_client": max(p["most_503_one_client"] for p in storm),
+                "refused_connects": sum(p["refused"] for p in storm),
+                "recovered": sum(p["recovered"] for p in storm),
+                "lost_or_duplicated": sum(v["wrong"] for v in verified),
+                "healthz_probes": health_probe.count,
+                "healthz_failures": len(health_probe.failures),
+                "healthz_worst_s": round(health_probe.worst, 2),
+                "main_port_healthz_probes": main_probe.count,
+                "main_port_healthz_failures": len(main_probe.failures),
+                "main_port_healthz_worst_s": round(main_probe.worst, 2),
+                "readyz_after": ready,
+            }
+
+        result = asyncio.run(leader_session())
+    finally:
+        for probe in probes:
+            probe.stopped = True
+        for pipe in pipes:
+            try:
+                pipe.send(("stop", None))
+            except OSError:
+                pass
+        for proc in procs:
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
+        local.stop()
+    return {
+        "scenario": "reconnect_storm",
+        "clients": opts.clients,
+        "workers": opts.workers,
+        "client_procs": opts.client_procs,
+        "handshakes_per_second_per_worker": opts.rate,
+        **result,
+    }
+
+
+def markdown(result: dict[str, Any], argv: list[str]) -> str:
+    r = result
+    rate = r["handshakes_per_second_per_worker"]
+    health = f"{r['healthz_probes']} probes, {r['healthz_failures']} failed, worst {r['healthz_worst_s']} s"
+    main = (
+        f"{r['main_port_healthz_probes']} probes, {r['main_port_healthz_failures']} failed (5 s timeout), "
+        f"worst {r['main_port_healthz_worst_s']} s"
+    )
+    return f"""
+### Reconnect storm: {r["clients"]:,} clients ({time.strftime("%Y-%m-%d %H:%M")})
+
+`{" ".join(["python -m loadtest.bench.storm", *argv])}` on {os.cpu_count()} CPUs ({platform.machine()},
+Python {platform.python_version()}); one node with {r["workers"]} workers
+(`--handshakes-per-second {rate}` each), Valkey, and {r["client_procs"]} client processes on the same machine.
+
+| measure | value |
+|---|---|
+| first connect of all clients | {r["first_connect_s"]} s ({r["first_connect_503"]:,} HTTP 503s) |
+| **all back after the drop** | **{r["all_back_s"]} s** (per client: p50 {r["back_p50_s"]} s, p99 {r["back_p99_s"]} s) |
+| all caught up (the 2 speeches spoken during the storm received) | {r["all_caught_up_s"]} s |
+| HTTP 503 + `Retry-After` during the storm | {r["storm_503"]:,} (at most {r["most_503_one_client"]} for one client) |
+| refused or reset connects | {r["refused_connects"]:,} |
+| resumed with `recovered: true` | {r["recovered"]:,} of {r["clients"]:,} |
+| **speech lost, duplicated or out of order** | **{r["lost_or_duplicated"]} clients** |
+| `/healthz` on `--health-port` during the storm | {health} |
+| `/healthz` on the main port during the storm | {main} |
+| `/readyz` afterwards | {r["readyz_after"]} |
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=30_000)
+    parser.add_argument("--workers", type=int, default=3, help="node worker processes sharing the port")
+    parser.add_argument("--client-procs", type=int, default=4)
+    parser.add_argument("--rate", type=int, default=1000, help="--handshakes-per-second of each worker")
+    parser.add_argument("--bound-s", type=float, default=180.0, help="fail if the storm takes longer")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--markdown", help="append a report section to this file")
+    opts = parser.parse_args(argv)
+    result = run(opts)
+    print(json.dumps(result))
+    if opts.markdown:
+        with open(opts.markdown, "a", encoding="utf-8") as out:
+            out.write(markdown(result, argv))
+    failed = result["lost_or_duplicated"] or result["healthz_failures"] or result["recovered"] != opts.clients
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
