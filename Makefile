@@ -60,6 +60,12 @@ bench: $(VENV)/.installed
 	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[bench]'
 	PYTHONPATH=. $(BIN)/python -m loadtest.bench $(BENCH_ARGS)
 
+## storm: the reconnect storm at scale (docs/benchmarks.md, "Reconnect storm"), e.g. make storm STORM_ARGS="--clients 30000"
+STORM_ARGS ?= --clients 30000 --workers 3 --client-procs 4
+.PHONY: storm
+storm: $(VENV)/.installed-dev
+	PYTHONPATH=. $(BIN)/python -m loadtest.bench.storm $(STORM_ARGS)
+
 ## loadtest: locust against a fresh local node, judged by the scenario's thresholds (loadtest/README.md), e.g.
 ## make loadtest SCENARIO=townhall USERS=500 DURATION=60s; a deployment: TARGET=https://… ARGS="--admin-key …"
 SCENARIO ?= townhall

@@ -1,10 +1,13 @@
 // The war-room dashboard: every live town hall with its audience and queue, and the health of nodes and Redis.
 // Polls GET /api/dashboard every 2 s with the admin key (kept for this tab only, in sessionStorage).
-// Questions per minute are computed here from two consecutive readings.
+// Questions per minute are computed here over the readings of the last minute (two readings 2 s apart would make
+// every single question count as 30 a minute, and the figure would jump).
 
 const KEY = "jansamvad.admin_key";
 const EVERY_MS = 2000;
-const previous = new Map(); // town hall id -> {questions, ts}
+const WINDOW_MS = 60000;
+const REACTION_EMOJI = { clap: "👏", heart: "❤️", thumbs_up: "👍", laugh: "😂", sad: "😢" };
+const readings = new Map(); // town hall id -> [{questions, ts}], oldest first, spanning about WINDOW_MS
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -18,10 +21,13 @@ function row(label, value, cls = "") {
 }
 
 function perMinute(hall, ts) {
-  const before = previous.get(hall.id);
-  previous.set(hall.id, { questions: hall.questions, ts });
-  if (!before || ts <= before.ts) return "…";
-  return Math.round(((hall.questions - before.questions) * 60000) / (ts - before.ts));
+  const seen = readings.get(hall.id) || [];
+  seen.push({ questions: hall.questions, ts });
+  while (seen.length > 2 && ts - seen[1].ts >= WINDOW_MS) seen.shift(); // keep one reading at least a minute old
+  readings.set(hall.id, seen);
+  const oldest = seen[0];
+  if (seen.length < 2 || ts <= oldest.ts) return "…";
+  return Math.round(((hall.questions - oldest.questions) * 60000) / (ts - oldest.ts));
 }
 
 function renderHall(hall, ts, opened) {
@@ -36,7 +42,8 @@ function renderHall(hall, ts, opened) {
     row("प्रश्न · questions (approved / answered / rejected)",
       `${hall.questions} (${hall.approved} / ${hall.answered} / ${hall.rejected})`),
     row("प्रतिक्रियाएँ · reactions",
-      Object.entries(hall.reactions).map(([k, v]) => `${k} ${v}`).join(", ") || "—"),
+      Object.entries(hall.reactions).map(([k, v]) => `${REACTION_EMOJI[k] || k} ${v}`)
+        .join("  ") || "—"),
     row("स्लो मोड · slow mode", hall.slow_mode ? `${hall.slow_mode} s` : "—"),
   );
   const nodes = el("details", { "data-part": "nodes" }, el("summary", {}, "नोड अनुसार · by node"));
