@@ -244,3 +244,24 @@ async def test_interaction_export_json_and_csv(server: RunningServer) -> None:
     assert [e["what"] for e in report["audit"]] == ["approve", "reject"]
     rows = list(csv.DictReader(io.StringIO(as_moderator.text)))
     assert [r["qid"] for r in rows] == [first["qid"], second["qid"]] and rows[0]["name"] == "सीता"
+
+
+async def test_interaction_leader_speech_and_announcement_with_a_key_are_said_once(server: RunningServer) -> None:
+    """A leader resends after `unavailable` or a lost ack with the same key: the town hall hears it once."""
+    hall = await live_hall(server)
+    leader = await joined(server, hall.leader)
+    citizen = await joined(server, hall.citizen_token(sub="c-listener"))
+    first = await leader.request({"t": "speech", "text": "पहला वाक्य", "key": "key-speech-0001"})
+    again = await leader.request({"t": "speech", "text": "पहला वाक्य", "key": "key-speech-0001"})
+    assert "dup" not in first and again["dup"] is True and again["seq"] == first["seq"]
+    notice = await leader.request({"t": "announce", "text": "गेट 2", "key": "key-notice-0001"})
+    assert (await leader.request({"t": "announce", "text": "गेट 2", "key": "key-notice-0001"}))["seq"] == notice["seq"]
+    plain = await leader.request({"t": "speech", "text": "बिना कुंजी"})  # no key: every send is spoken
+    events = [await citizen.recv_until(lambda m: m["t"] in ("speech", "announce")) for _ in range(3)]
+    assert [(m["t"], m["seq"]) for m in events] == [
+        ("speech", first["seq"]),
+        ("announce", notice["seq"]),
+        ("speech", plain["seq"]),
+    ]
+    bad = await leader.request({"t": "speech", "text": "x", "key": "no spaces allowed"})
+    assert bad["code"] == "invalid_field" and bad["field"] == "key"

@@ -72,7 +72,7 @@ function renderMic() {
 }
 
 if (page) {
-  const { conn, act, header } = page;
+  const { conn, act, actOnce, header } = page;
 
   $('#go-live').addEventListener('click', async (e) => {
     if (await act({ t: 'go_live' }, e.currentTarget)) header.say('');
@@ -109,7 +109,7 @@ if (page) {
     const parts = kind === 'speech' ? segments(text) : [text];
     let ack = null;
     for (const part of parts) {
-      ack = await act({ t: kind, text: part }, null);
+      ack = await actOnce({ t: kind, text: part }, null);
       if (!ack) break;
     }
     if (ack) {
@@ -204,7 +204,7 @@ if (page) {
           const r = ev.results[i];
           const text = r[0].transcript.trim();
           if (!text || status !== 'live') continue;
-          if (r.isFinal) conn.request({ t: 'speech', text: text.slice(0, SPEECH_MAX), final: true }).catch(() => {});
+          if (r.isFinal) actOnce({ t: 'speech', text: text.slice(0, SPEECH_MAX), final: true }, null);
           else if (Date.now() - lastInterim > 1000) {
             lastInterim = Date.now();
             conn.request({ t: 'speech', text: text.slice(0, SPEECH_MAX), final: false }).catch(() => {});

@@ -2,12 +2,15 @@
 // the public questions and the speech stream.
 import { Conn } from './conn.js';
 import { num, onLang, t } from './i18n.js';
-import { $, closeReason, Header, params, QuestionsView, SpeechView } from './ui.js';
+import { $, closeReason, Header, newKey, params, QuestionsView, SpeechView } from './ui.js';
 
 /**
  * Start a staff page. Returns {conn, header, questions, speech, act, state} or null when the link is incomplete.
  * `actions(q, act)` gives the buttons of a public question row.
  */
+const RESEND_FOR_MS = 30000;
+const RESEND_ON = new Set(['unavailable', 'internal', 'disconnected']);
+
 export function startStaff(role, { actions, resume = true, onStatus = () => {} } = {}) {
   const header = new Header();
   const { th } = params();
@@ -33,6 +36,33 @@ export function startStaff(role, { actions, resume = true, onStatus = () => {} }
     } finally {
       if (button) button.disabled = false;
       onStatus(state.status); // re-apply what the current status allows
+    }
+  }
+
+  /**
+   * Like act, for what must happen exactly once (a speech, an announcement): one idempotency key, resent while the
+   * node answers `unavailable` / `internal` or the connection is down, for up to RESEND_FOR_MS. The node speaks a key
+   * once, so a resend after a lost ack is answered `dup` with the first seq instead of being said twice.
+   */
+  async function actOnce(msg, button) {
+    const keyed = { ...msg, key: newKey() };
+    const until = Date.now() + RESEND_FOR_MS;
+    if (button) button.disabled = true;
+    try {
+      for (;;) {
+        try {
+          return await conn.request(keyed);
+        } catch (err) {
+          if (!RESEND_ON.has(err.code) || Date.now() > until) throw err;
+          await new Promise((done) => setTimeout(done, (err.retryMs || 1000) * (0.5 + Math.random())));
+        }
+      }
+    } catch (err) {
+      header.say('request_failed', { what: msg.t, why: err.message }, 'error');
+      return null;
+    } finally {
+      if (button) button.disabled = false;
+      onStatus(state.status);
     }
   }
 
@@ -100,7 +130,7 @@ export function startStaff(role, { actions, resume = true, onStatus = () => {} }
     slow.addEventListener('change', () => act({ t: 'slow_mode', seconds: +slow.value }, slow));
   }
 
-  return { conn, header, questions, speech, act, state };
+  return { conn, header, questions, speech, act, actOnce, state };
 }
 
 function staffToken(role, th) {

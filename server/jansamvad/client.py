@@ -399,13 +399,19 @@ class Client:
     async def _on_speech(self, msg: ClientMessage) -> None:
         await self._townhall_live()
         final = msg.get("final", True)
-        seq = await self.node.publish_event(self.th, {"t": "speech", "text": msg.fields["text"], "final": final})
-        self.send({"t": "ack", "re": msg.id, "seq": seq})
+        event = {"t": "speech", "text": msg.fields["text"], "final": final}
+        seq, dup = await self.node.publish_event_once(self.th, event, msg.get("key", ""))
+        self.send(
+            {"t": "ack", "re": msg.id, "seq": seq, "dup": True} if dup else {"t": "ack", "re": msg.id, "seq": seq}
+        )
 
     async def _on_announce(self, msg: ClientMessage) -> None:
         await self._townhall_live()
-        seq = await self.node.publish_event(self.th, {"t": "announce", "text": msg.fields["text"]})
-        self.send({"t": "ack", "re": msg.id, "seq": seq})
+        event = {"t": "announce", "text": msg.fields["text"]}
+        seq, dup = await self.node.publish_event_once(self.th, event, msg.get("key", ""))
+        self.send(
+            {"t": "ack", "re": msg.id, "seq": seq, "dup": True} if dup else {"t": "ack", "re": msg.id, "seq": seq}
+        )
 
     async def _on_audio(self, msg: ClientMessage) -> None:
         await self._townhall_live()

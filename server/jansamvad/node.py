@@ -326,15 +326,24 @@ class Node:
 
     async def publish_event(self, th: str, message: Mapping[str, Any]) -> int:
         """An event of the town hall's stream: stored in history with the next seq, delivered to every node."""
+        seq, _ = await self.publish_event_once(th, message, "")
+        return seq
+
+    async def publish_event_once(self, th: str, message: Mapping[str, Any], key: str) -> tuple[int, bool]:
+        """publish_event with an idempotency key ("" for none): a retried key returns the first seq and True."""
         assert self._loop is not None
         started = self._loop.time()
+        data = {**message, "ts": now_ms()}
         try:
-            seq = await self.broker.publish(public_channel(th), {**message, "ts": now_ms()}, history=True)
+            if key:
+                seq, dup = await self.broker.publish_once(public_channel(th), data, key)
+            else:
+                seq, dup = await self.broker.publish(public_channel(th), data, history=True), False
         except Exception:
             self.metrics.broker_errors["publish"] += 1
             raise
         self.metrics.broker_publish_seconds.observe(self._loop.time() - started)
-        return seq
+        return seq, dup
 
     async def publish_moderation(self, th: str, message: Mapping[str, Any]) -> None:
         await self.broker.publish(moderation_channel(th), message, history=False)

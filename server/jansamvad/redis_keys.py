@@ -9,6 +9,7 @@ publish atomically, and lets the store's scripts check and change a question, it
     P:T:seq                    broker: last seq of channel `th:<id>` (INCR)
     P:T:hist                   broker: its history, a capped stream whose entry ids are `<seq>-0`
     P:T:pub                    broker: its sharded pub/sub channel (SPUBLISH / SSUBSCRIBE)
+    P:T:pubkeys                broker: idempotency keys of its publications, key -> seq (hash; expires after a day)
     P:T:mod:seq|hist|pub       the same for channel `th:<id>:mod`
     P:{ch:<name>}:seq|hist|pub a channel that is not a town hall's (not used by the node today)
 
@@ -67,6 +68,7 @@ class ChannelKeys:
     seq: str
     hist: str
     pub: str  # the sharded pub/sub channel
+    pubkeys: str  # idempotency keys of publish_once: key -> seq (hash, expires a day after the last one)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,4 +206,4 @@ class RedisKeys:
             base = f"{self.prefix}:{townhall_tag(th)}" + (":" + sub if sub else "")
         else:
             base = f"{self.prefix}:{{ch:{_escape(channel)}}}"
-        return ChannelKeys(base + ":seq", base + ":hist", base + ":pub")
+        return ChannelKeys(base + ":seq", base + ":hist", base + ":pub", base + ":pubkeys")

@@ -60,6 +60,27 @@ async def test_publish_ephemeral_has_seq_zero_and_stays_out_of_history(parts: Pa
     assert hist.head == 2
 
 
+async def test_publish_once_publishes_a_key_once_and_repeats_its_seq(parts: Parts) -> None:
+    """A leader's speech resent after `unavailable` (or a lost ack) is spoken once: same key, same seq, one event."""
+    broker, recorder = await parts.broker()
+    await recorder.listen(broker, CH)
+    assert await broker.publish_once(CH, speech(1), "key-speech-0001") == (1, False)
+    assert await broker.publish(CH, speech(2), history=True) == 2
+    assert await broker.publish_once(CH, speech(1), "key-speech-0001") == (1, True)  # the resend
+    assert await broker.publish_once(CH, speech(3), "key-speech-0003") == (3, False)
+    assert await broker.publish_once(OTHER, speech(1), "key-speech-0001") == (1, False)  # keys are per channel
+    delivered = await recorder.wait_for(CH, 3)
+    assert [p.seq for p in delivered] == [1, 2, 3]
+    assert [p.data["n"] for p in (await broker.history(CH, 0, 100)).publications] == [1, 2, 3]
+
+
+async def test_publish_once_concurrent_resends_publish_once(parts: Parts) -> None:
+    broker, _ = await parts.broker()
+    results = await asyncio.gather(*(broker.publish_once(CH, speech(1), "key-same-0001") for _ in range(20)))
+    assert sorted(results) == [(1, False)] + [(1, True)] * 19
+    assert (await broker.history(CH, 0, 100)).head == 1
+
+
 async def test_publish_ephemeral_only_channel_has_no_history(parts: Parts) -> None:
     broker, _ = await parts.broker()
     await broker.publish(MOD, {"t": "queue_add"}, history=False)

@@ -11,6 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+# How long a publication's idempotency key is remembered: far longer than any client retries (seconds), bounded so a
+# long town hall's keys do not pile up forever.
+PUBLISH_KEY_TTL_S = 24 * 3600
+MEMORY_KEYS_PER_CHANNEL = 10_000  # the memory broker keeps the newest this many keys per channel
+
 
 @dataclass(frozen=True, slots=True)
 class Publication:
@@ -43,6 +48,12 @@ class Broker(Protocol):
 
     async def publish(self, channel: str, data: Mapping[str, Any], *, history: bool) -> int:
         """Publish to every subscribed node; return the seq (0 when `history` is False)."""
+        ...
+
+    async def publish_once(self, channel: str, data: Mapping[str, Any], key: str) -> tuple[int, bool]:
+        """A history publication at most once per `key` (an idempotency key, e.g. a leader's retried speech): the
+        first call publishes and returns (seq, False); a later call with the same key publishes nothing and returns
+        (that seq, True). Keys are remembered for at least PUBLISH_KEY_TTL_S."""
         ...
 
     async def subscribe(self, channel: str) -> None: ...

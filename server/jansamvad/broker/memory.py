@@ -6,15 +6,16 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from jansamvad.broker.base import Broker, BrokerEventHandler, HistoryResult, Publication
+from jansamvad.broker.base import MEMORY_KEYS_PER_CHANNEL, Broker, BrokerEventHandler, HistoryResult, Publication
 
 
 class _Channel:
-    __slots__ = ("head", "history")
+    __slots__ = ("head", "history", "keys")
 
     def __init__(self, size: int) -> None:
         self.head = 0
         self.history: deque[Publication] = deque(maxlen=size)
+        self.keys: dict[str, int] = {}  # idempotency key -> seq, oldest first
 
 
 class MemoryBroker:
@@ -53,6 +54,17 @@ class MemoryBroker:
         if self._handler is not None and channel in self._subscribed:
             self._handler.handle_publication(pub)
         return seq
+
+    async def publish_once(self, channel: str, data: Mapping[str, Any], key: str) -> tuple[int, bool]:
+        ch = self._channel(channel)
+        seq = ch.keys.get(key)
+        if seq is not None:
+            return seq, True
+        seq = await self.publish(channel, data, history=True)
+        ch.keys[key] = seq
+        if len(ch.keys) > MEMORY_KEYS_PER_CHANNEL:
+            del ch.keys[next(iter(ch.keys))]
+        return seq, False
 
     async def subscribe(self, channel: str) -> None:
         self._subscribed.add(channel)

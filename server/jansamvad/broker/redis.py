@@ -24,7 +24,7 @@ from typing import Any
 import msgpack
 from redis.exceptions import SlotNotCoveredError
 
-from jansamvad.broker.base import Broker, BrokerEventHandler, HistoryResult, Publication
+from jansamvad.broker.base import PUBLISH_KEY_TTL_S, Broker, BrokerEventHandler, HistoryResult, Publication
 from jansamvad.broker.redis_reader import Moved, ShardReader
 from jansamvad.redis_conn import Address, RedisConn, RedisUnavailable, Script, redact
 from jansamvad.redis_keys import RedisKeys
@@ -41,6 +41,23 @@ local seq = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], string.format('%d-0', seq), 'd', ARGV[2])
 redis.call('SPUBLISH', ARGV[1], '\\130\\161s' .. cmsgpack.pack(seq) .. '\\161d' .. ARGV[2])
 return seq
+"""
+)
+
+# KEYS: seq counter, history stream, idempotency keys (hash key -> seq).
+# ARGV: pub/sub channel, msgpack(data), history size, key, key TTL (s). Returns {seq, 1 if the key was seen before}.
+_PUBLISH_ONCE = Script(
+    """
+local seen = redis.call('HGET', KEYS[3], ARGV[4])
+if seen then
+  return {tonumber(seen), 1}
+end
+local seq = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], string.format('%d-0', seq), 'd', ARGV[2])
+redis.call('SPUBLISH', ARGV[1], '\\130\\161s' .. cmsgpack.pack(seq) .. '\\161d' .. ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[4], seq)
+redis.call('EXPIRE', KEYS[3], ARGV[5])
+return {seq, 0}
 """
 )
 
@@ -168,6 +185,15 @@ class RedisBroker:
             return int(seq)
         await self._conn.execute("SPUBLISH", keys.pub, _ENVELOPE_SEQ0 + body)
         return 0
+
+    async def publish_once(self, channel: str, data: Mapping[str, Any], key: str) -> tuple[int, bool]:
+        keys = self._keys.channel(channel)
+        seq, seen = await self._conn.run(
+            _PUBLISH_ONCE,
+            (keys.seq, keys.hist, keys.pubkeys),
+            (keys.pub, _pack(data), self._history_size, key, PUBLISH_KEY_TTL_S),
+        )
+        return int(seq), bool(seen)
 
     async def history(self, channel: str, since: int, limit: int) -> HistoryResult:
         keys = self._keys.channel(channel)

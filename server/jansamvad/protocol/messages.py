@@ -100,7 +100,12 @@ CLIENT_MESSAGES: dict[str, MessageSpec] = {
         MessageSpec(
             "speech",
             _LEADER,
-            (_ID, Field("text", str, limit="speech_chars", multiline=True), Field("final", bool, required=False)),
+            (
+                _ID,
+                Field("text", str, limit="speech_chars", multiline=True),
+                Field("final", bool, required=False),
+                Field("key", str, required=False, pattern=KEY_PATTERN),
+            ),
             needs_id=True,
         ),
         MessageSpec(
@@ -112,7 +117,16 @@ CLIENT_MESSAGES: dict[str, MessageSpec] = {
                 Field("mime", str, required=False, pattern=_MIME),
             ),
         ),
-        MessageSpec("announce", _LEADER, (_ID, Field("text", str, limit="announce_chars", multiline=True)), True),
+        MessageSpec(
+            "announce",
+            _LEADER,
+            (
+                _ID,
+                Field("text", str, limit="announce_chars", multiline=True),
+                Field("key", str, required=False, pattern=KEY_PATTERN),
+            ),
+            needs_id=True,
+        ),
         MessageSpec("go_live", _LEADER, (_ID,), needs_id=True),
         MessageSpec("end", _LEADER, (_ID,), needs_id=True),
         MessageSpec(
