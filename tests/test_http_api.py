@@ -205,3 +205,16 @@ async def test_http_health_port_serves_only_probes_and_metrics(make_server: Any)
     with pytest.raises(httpx.ConnectError):
         async with httpx.AsyncClient(timeout=2) as http:
             await http.get(f"http://{server.host}:{server.health_port}/healthz")
+
+
+async def test_http_health_port_taken_fails_the_start_without_leaving_the_main_port_open(make_server: Any) -> None:
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        with pytest.raises(OSError):
+            await make_server(health_port=taken.getsockname()[1])
+    finally:
+        taken.close()

@@ -93,6 +93,8 @@ export default {
   log_auto: 'auto-check',
   'act.timeout': 'timed out',
   'act.ban': 'banned',
+  'act.lift': 'restriction lifted',
+  lift: 'Lift',
   ban_confirm: 'Sure? Press again',
 
   // asking

@@ -93,6 +93,8 @@ export default {
   log_auto: 'स्वतः जाँच',
   'act.timeout': 'कुछ देर रोका',
   'act.ban': 'प्रतिबंधित किया',
+  'act.lift': 'रोक हटाई',
+  lift: 'रोक हटाएँ',
   ban_confirm: 'पक्का? फिर दबाएँ',
 
   // asking

@@ -120,14 +120,24 @@ if (page) {
     return !!c && c.by !== page.state.me && c.until > Date.now();
   };
 
-  async function restrict(q, action, btn) {
+  async function restrict(q, action, btn, text = `${q.name}: ${q.text}`) {
     const msg = { t: 'restrict', sub: q.sub, action };
     const reason = $('#reason').value.trim();
     if (reason) msg.reason = reason;
     if (action === 'timeout') msg.seconds = 600;
     const ack = await act(msg, btn);
     if (ack) {
-      log.unshift({ ts: Date.now(), qid: q.qid, action, by: page.state.me, reason, text: `${q.name}: ${q.text}` });
+      const entry = { ts: Date.now(), qid: q.qid, action, by: page.state.me, reason, text };
+      if (action !== 'lift') entry.sub = q.sub; // a time-out or ban made here can be lifted from the log
+      log.unshift(entry);
+      renderLog();
+    }
+    return ack;
+  }
+
+  async function lift(d, btn) {
+    if (await restrict({ qid: d.qid, sub: d.sub }, 'lift', btn, d.text)) {
+      d.sub = null; // lifted: no second button
       renderLog();
     }
   }
@@ -405,6 +415,7 @@ if (page) {
           el('span', { class: `act ${d.action}`, text: t(`act.${d.action}`) }),
           d.reason ? el('span', { class: 'note', text: ` — ${d.reason}` }) : null,
           el('span', { class: 'ltext', text: d.text || d.qid }),
+          d.sub ? button('lift', 'lift', (e) => lift(d, e.currentTarget)) : null,
         ),
       ),
     );

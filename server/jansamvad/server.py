@@ -68,12 +68,16 @@ async def check_redis(url: str) -> None:
 def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(4096)
-    sock.setblocking(False)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(4096)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()  # e.g. the port is taken: no descriptor left behind
+        raise
     return sock
 
 
@@ -156,26 +160,32 @@ async def start_server(
     host, port = sock.getsockname()[:2]
     running = RunningServer(node, server, task, host, port)
     if settings.health_port or health_sock is not None:
-        health_sock = health_sock or bind_socket(settings.host, settings.health_port)
-        health = _SecondServer(
-            uvicorn.Config(
-                create_health_app(node),
-                ws="none",
-                http=guarded_protocol_class(settings.http_head_timeout_s),
-                lifespan="off",
-                loop="none",
-                log_level=settings.log_level,
-                access_log=False,
-                server_header=False,
-                proxy_headers=False,
-                backlog=1024,
-                timeout_keep_alive=5,
-            )
-        )
-        health_task = asyncio.get_running_loop().create_task(
-            health.serve(sockets=[health_sock]), name="jansamvad-health"
-        )
-        await _started(health, health_task)
-        running.health, running.health_task = health, health_task
-        running.health_port = health_sock.getsockname()[1]
+        try:
+            await _start_health(running, settings, health_sock)
+        except BaseException:
+            await running.stop()  # e.g. the health port is taken: do not leave the main port serving alone
+            raise
     return running
+
+
+async def _start_health(running: RunningServer, settings: Settings, health_sock: socket.socket | None) -> None:
+    health_sock = health_sock or bind_socket(settings.host, settings.health_port)
+    health = _SecondServer(
+        uvicorn.Config(
+            create_health_app(running.node),
+            ws="none",
+            http=guarded_protocol_class(settings.http_head_timeout_s),
+            lifespan="off",
+            loop="none",
+            log_level=settings.log_level,
+            access_log=False,
+            server_header=False,
+            proxy_headers=False,
+            backlog=1024,
+            timeout_keep_alive=5,
+        )
+    )
+    health_task = asyncio.get_running_loop().create_task(health.serve(sockets=[health_sock]), name="jansamvad-health")
+    await _started(health, health_task)
+    running.health, running.health_task = health, health_task
+    running.health_port = health_sock.getsockname()[1]

@@ -157,6 +157,11 @@ def test_townhall_flow(demo_server: Server, tabs: Tabs) -> None:
     expect(moderator.locator("#log li[data-action=reject]").first).to_contain_text("विषय से हटकर")
     expect(citizen.locator("#questions li")).to_have_count(1)
 
+    # --- the time-out is lifted from the decision log (the node confirms; the button goes away)
+    moderator.locator("#log li[data-action=timeout] button.lift").click()
+    expect(moderator.locator("#log li").first).to_have_attribute("data-action", "lift")
+    expect(moderator.locator("#log li button.lift")).to_have_count(0)
+
     # --- every page shows a live viewer count and a live connection
     for role, page in tabs.pages.items():
         expect(page.locator("#viewers"), f"{role} viewer count").to_have_text(re.compile(r"^[1-9]\d*$"))
