@@ -438,7 +438,12 @@ if (page) {
       }
       renderQueue();
     })
-    .on('question', (ev) => remember(ev.q))
+    // The decision log reads state changes from the moderation stream (queue_update). The public `question` event
+    // of the same decision travels on another channel and may arrive first: it must not record the new state, or
+    // the queue_update would look like no change and the decision would be missing from the log.
+    .on('question', (ev) => {
+      if (!known.has(ev.q.qid)) remember(ev.q);
+    })
     .on('claim_update', (ev) => {
       if (ev.by) claims.set(ev.qid, { by: ev.by, until: ev.until || 0 });
       else claims.delete(ev.qid);

@@ -104,6 +104,13 @@ def main() -> None:
     help="Seconds a leader or moderator token issued by the node is valid.",
 )
 @_opt(
+    "ended-retention-days",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Days an ended town hall's data stays (for export) before it expires; 0 keeps it forever.",
+)
+@_opt(
     "max-open-townhalls",
     default=1000,
     show_default=True,
@@ -203,6 +210,7 @@ def serve(**opts: Any) -> None:
         trusted_proxies=tuple(opts["trusted_proxy"]),
         joins_per_minute_per_ip=opts["joins_per_minute_per_ip"],
         max_open_townhalls=opts["max_open_townhalls"],
+        ended_retention_days=opts["ended_retention_days"],
         citizen_token_ttl_s=opts["citizen_token_ttl"],
         staff_token_ttl_s=opts["staff_token_ttl"],
         townhall_creates_per_minute=opts["townhall_creates_per_minute"],

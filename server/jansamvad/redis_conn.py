@@ -245,6 +245,32 @@ class RedisConn:
                     raise RedisUnavailable(f"connection lost ({type(exc).__name__})") from exc
                 raise
 
+    async def keys_with_prefix(self, prefix: str) -> list[str]:
+        """Every key that starts with `prefix`, which must contain a hash tag (all such keys share one slot).
+
+        In a cluster this asks the slot's owner for the slot's keys (CLUSTER GETKEYSINSLOT: work proportional to the
+        slot, not to the whole keyspace); standalone it SCANs with a MATCH pattern. For rare maintenance work (the
+        retention of an ended town hall), never for a request's hot path.
+        """
+        client = await self.connect()
+        try:
+            if isinstance(client, RedisCluster):
+                slot = client.keyslot(prefix)
+                node = client.nodes_manager.get_node_from_slot(slot)
+                count = int(await client.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot, target_nodes=node))
+                found = (
+                    await client.execute_command("CLUSTER", "GETKEYSINSLOT", slot, count, target_nodes=node)
+                    if count
+                    else []
+                )
+            else:
+                pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
+                found = [key async for key in client.scan_iter(match=pattern, count=1000)]
+        except _UNAVAILABLE as exc:
+            raise RedisUnavailable(str(exc) or type(exc).__name__) from exc
+        names = (key.decode() if isinstance(key, bytes) else str(key) for key in found)
+        return sorted(name for name in names if name.startswith(prefix))
+
     # Topology, for the broker's subscriber connections (one per primary)
 
     def primaries(self) -> list[Address]:

@@ -38,7 +38,7 @@ def build_node(settings: Settings) -> Node:
         keys = RedisKeys(settings.redis_prefix)
         return Node(
             settings,
-            store=RedisStore(conn, keys),
+            store=RedisStore(conn, keys, ended_retention_s=settings.ended_retention_days * 86400),
             broker=RedisBroker(conn, keys, history_size=settings.history_size),
             # A node that stops reporting drops out of the viewer totals after three missed reports.
             presence=RedisPresence(conn, keys, ttl_s=max(3 * settings.presence_interval_s, 1.0)),
@@ -46,7 +46,7 @@ def build_node(settings: Settings) -> Node:
         )
     return Node(
         settings,
-        store=MemoryStore(),
+        store=MemoryStore(ended_retention_s=settings.ended_retention_days * 86400),
         broker=MemoryBroker(settings.history_size),
         presence=MemoryPresence(),
     )

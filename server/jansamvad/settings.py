@@ -61,6 +61,8 @@ class Settings:
     # Town halls open (scheduled or live) at once; creating one more is refused (409 limit_reached). A bound on what
     # a leaked or buggy admin key can make every node track, the dashboard list and the store hold.
     max_open_townhalls: int = 1000
+    # An ended town hall's data (questions, votes, audit, event history) is kept this long for export, then expires.
+    ended_retention_days: float = 30.0  # 0: keep forever
     # A second port with only /healthz, /readyz and /metrics (0: none). Probes there have a listen queue of their
     # own: in a reconnect storm the main port's queue overflows and the kernel drops SYNs (clients retry), which would
     # otherwise fail load balancer and Kubernetes probes of a node that is alive and working through the storm.

@@ -126,8 +126,12 @@ class Parts:
         await broker.start(recorder)
         return broker, recorder
 
-    def store(self) -> Store:
-        store: Store = RedisStore(self.backend.conn(), self.backend.keys) if self.backend.is_redis else MemoryStore()
+    def store(self, **options: Any) -> Store:
+        store: Store
+        if self.backend.is_redis:
+            store = RedisStore(self.backend.conn(), self.backend.keys, **options)
+        else:
+            store = MemoryStore(**options)
         self._closers.append(store.close)
         return store
 

@@ -106,6 +106,34 @@ async def test_townhall_open_cap_is_not_fooled_by_an_index_entry_a_crash_left(pa
         await conn.close()
 
 
+async def test_townhall_ended_expires_after_the_retention_and_others_stay(parts: Parts) -> None:
+    store = parts.store(ended_retention_s=1.0)
+    ended = await store.create_townhall("ended", "hi")
+    kept = await store.create_townhall("kept", "hi")
+    await ask(store, ended.id)
+    await ask(store, kept.id)
+    await store.add_reactions(ended.id, {"clap": 2})
+    if parts.backend.is_redis:  # its event stream expires with it (same hash tag)
+        broker, _ = await parts.broker()
+        await broker.publish(f"th:{ended.id}", {"t": "speech", "text": "अंत"}, history=True)
+    await store.set_status(ended.id, Status.ENDED)
+    assert (await store.get_townhall(ended.id)).status is Status.ENDED  # type: ignore[union-attr]  # for export
+    await asyncio.sleep(1.3)
+    assert await store.get_townhall(ended.id) is None
+    assert [t.id for t in await store.list_townhalls()] == [kept.id]
+    with pytest.raises(NotFound):
+        await store.questions(ended.id, [QState.PENDING])
+    assert len(await store.questions(kept.id, [QState.PENDING])) == 1
+    if parts.backend.is_redis:
+        conn = parts.backend.conn()
+        try:
+            assert await conn.keys_with_prefix(parts.backend.keys.townhall(ended.id).base + ":") == []
+            assert await conn.keys_with_prefix(parts.backend.keys.townhall(kept.id).base + ":")
+            assert (await broker.history(f"th:{ended.id}", 0, 10)).head == 0
+        finally:
+            await conn.close()
+
+
 async def test_townhall_missing_raises_not_found(parts: Parts) -> None:
     store = parts.store()
     with pytest.raises(NotFound):

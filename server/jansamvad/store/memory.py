@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 
 from jansamvad.models import (
@@ -28,6 +29,7 @@ class _Hall:
         "audit",
         "by_key",
         "claims",
+        "ended_at",
         "groups",
         "next_pid",
         "next_qid",
@@ -54,15 +56,32 @@ class _Hall:
         self.audit: list[dict[str, object]] = []
         self.next_qid = 1
         self.next_pid = 1
+        self.ended_at: float | None = None  # time.monotonic() when it ended (for the retention)
 
 
 class MemoryStore:
-    def __init__(self) -> None:
+    def __init__(self, *, ended_retention_s: float = 0.0) -> None:
         self._halls: dict[str, _Hall] = {}
         self._restrictions: dict[tuple[str, str], Restriction] = {}  # (scope, sub) -> active restriction
+        self._retention_s = ended_retention_s  # 0: ended town halls are kept for the process's life
+
+    def _expired(self, hall: _Hall) -> bool:
+        return (
+            self._retention_s > 0
+            and hall.ended_at is not None
+            and time.monotonic() - hall.ended_at >= self._retention_s
+        )
+
+    def _live_hall(self, th: str) -> _Hall | None:
+        """The town hall, unless its retention ran out (then it is forgotten here and now)."""
+        hall = self._halls.get(th)
+        if hall is not None and self._expired(hall):
+            del self._halls[th]
+            return None
+        return hall
 
     def _hall(self, th: str) -> _Hall:
-        hall = self._halls.get(th)
+        hall = self._live_hall(th)
         if hall is None:
             raise NotFound(f"no town hall {th}")
         return hall
@@ -91,16 +110,18 @@ class MemoryStore:
         return th
 
     async def get_townhall(self, th: str) -> Townhall | None:
-        hall = self._halls.get(th)
+        hall = self._live_hall(th)
         return hall.townhall if hall else None
 
     async def list_townhalls(self) -> list[Townhall]:
-        return [h.townhall for h in self._halls.values()]
+        return [hall.townhall for th in list(self._halls) if (hall := self._live_hall(th)) is not None]
 
     async def set_status(self, th: str, status: Status) -> Townhall:
         townhall = self._hall(th).townhall
         if townhall.status is Status.ENDED and status is not Status.ENDED:
             raise BadState("the town hall has ended")
+        if status is Status.ENDED and townhall.status is not Status.ENDED:
+            self._halls[th].ended_at = time.monotonic()
         townhall.status = status
         return townhall
 

@@ -140,10 +140,14 @@ def _top(flat: list[bytes], limit: int) -> dict[str, int]:
     return {member: -negative for negative, member in sorted(scored)[: max(limit, 0)]}
 
 
+_EXPIRE_BATCH = 500  # keys per script call: short scripts, so the server never stalls on one
+
+
 class RedisStore:
-    def __init__(self, conn: RedisConn, keys: RedisKeys) -> None:
+    def __init__(self, conn: RedisConn, keys: RedisKeys, *, ended_retention_s: float = 0.0) -> None:
         self._conn = conn.retain()
         self._keys = keys
+        self._retention_s = ended_retention_s  # 0: ended town halls are kept until deleted by hand
 
     def _th(self, th: str) -> TownhallKeys:
         return self._keys.townhall(th)
@@ -185,7 +189,11 @@ class RedisStore:
         return _townhall({k.decode(): v for k, v in fields.items()}) if fields else None
 
     async def list_townhalls(self) -> list[Townhall]:
-        found = await asyncio.gather(*(self.get_townhall(th) for th in await self._townhall_ids()))
+        ids = await self._townhall_ids()
+        found = await asyncio.gather(*(self.get_townhall(th) for th in ids))
+        expired = [th for th, townhall in zip(ids, found, strict=True) if townhall is None]
+        if expired:  # their retention ran out: the index forgets them too
+            await self._conn.execute("ZREM", self._keys.townhalls, *expired)
         return [townhall for townhall in found if townhall is not None]
 
     async def _townhall_ids(self) -> list[str]:
@@ -198,7 +206,16 @@ class RedisStore:
         townhall = _townhall(_pairs(_check(reply, f"town hall {th}")[1]))
         if townhall.status is Status.ENDED:
             await self._conn.execute("ZREM", self._keys.open_townhalls, th)
+            if self._retention_s > 0:
+                # Every key of the town hall (store and event stream) expires after the retention. Ending again
+                # (a retry after an error here) sets the same expiry again, so a partial pass is completed.
+                await self._expire_townhall(th, int(self._retention_s * 1000))
         return townhall
+
+    async def _expire_townhall(self, th: str, ms: int) -> None:
+        names = await self._conn.keys_with_prefix(self._th(th).base + ":")
+        for start in range(0, len(names), _EXPIRE_BATCH):
+            await self._conn.run(lua.EXPIRE_ALL, names[start : start + _EXPIRE_BATCH], (ms,))
 
     async def set_slow_mode(self, th: str, seconds: int) -> Townhall:
         keys = self._th(th)

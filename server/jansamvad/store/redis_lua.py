@@ -334,3 +334,14 @@ if holder then return {'ok', holder} end
 return {'ok'}
 """
 )
+
+# KEYS: some keys of one town hall (one slot). ARGV: milliseconds. Every key expires then; returns how many exist.
+EXPIRE_ALL = Script(
+    """
+local n = 0
+for i = 1, #KEYS do
+  n = n + redis.call('PEXPIRE', KEYS[i], ARGV[1])
+end
+return n
+"""
+)
