@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import base64 as _base64
+import hashlib as _hashlib
+import hmac as _hmac
+import json as _json
 import time
+from typing import Any
 
 import jwt
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from jansamvad.auth import InvalidToken, TokenService
 from jansamvad.protocol.roles import Role
@@ -72,3 +78,81 @@ def test_auth_rs256_verifies_with_the_public_key_only() -> None:
     hs_token, _ = TokenService(SECRET).issue(sub="x", role=Role.ADMIN, th="*", ttl_s=60)
     with pytest.raises(InvalidToken):  # algorithm confusion: an HS256 token is refused by an RS256 node
         verifier.verify(hs_token)
+
+
+# ---- the HS256 fast path gives PyJWT's answers (TokenService._decode_hs256 replaces jwt.decode on the join path)
+
+
+def _b64(data: bytes) -> str:
+    return _base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _signed(header: Any, payload: Any, secret: str = SECRET) -> str:
+    """A token signed with the secret around any JSON (or not-JSON) header and payload."""
+    head = _b64(header if isinstance(header, bytes) else _json.dumps(header).encode())
+    body = _b64(payload if isinstance(payload, bytes) else _json.dumps(payload).encode())
+    signature = _hmac.new(secret.encode(), f"{head}.{body}".encode(), _hashlib.sha256).digest()
+    return f"{head}.{body}.{_b64(signature)}"
+
+
+def _pyjwt_accepts(token: str) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = jwt.decode(
+            token,
+            SECRET,
+            algorithms=["HS256"],
+            audience="jansamvad",
+            leeway=5,
+            options={"require": ["sub", "role", "th", "exp", "aud"]},
+        )
+        return data
+    except Exception:  # PyJWT's own errors, and the odd TypeError / OverflowError on absurd claim values
+        return None
+
+
+def _fast_accepts(token: str) -> dict[str, Any] | None:
+    try:
+        return TokenService(SECRET)._decode_hs256(token)
+    except InvalidToken:
+        return None
+
+
+NOW = int(time.time())
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+    st.lists(st.sampled_from(["jansamvad", "other", 1]), max_size=3),
+    st.sampled_from([NOW - 100, NOW - 3, NOW + 3, NOW + 100, "jansamvad", "citizen", "c-1", "abc"]),
+)
+_claims = st.dictionaries(
+    st.sampled_from(["sub", "role", "th", "exp", "aud", "iat", "nbf", "name", "rg", "x"]), _values, max_size=9
+)
+_headers = st.one_of(
+    st.fixed_dictionaries(
+        {"alg": st.sampled_from(["HS256", "none", "HS512", "RS256", "hs256", None]), "typ": st.just("JWT")}
+    ),
+    st.fixed_dictionaries({"alg": st.just("HS256"), "crit": st.just(["exp"])}),
+    st.sampled_from([[], "HS256", 1, b"not json", b"\xff\xfe"]),
+)
+_good_payload = {"sub": "c-1", "role": "citizen", "th": "abc", "exp": NOW + 600, "aud": "jansamvad"}
+
+
+@settings(max_examples=400, deadline=None)
+@given(header=_headers, payload=st.one_of(_claims, st.just(_good_payload), st.sampled_from([[1], "x", b"\x00"])))
+def test_auth_fast_hs256_agrees_with_pyjwt_on_signed_headers_and_claims(header: Any, payload: Any) -> None:
+    token = _signed(header, payload)
+    assert _fast_accepts(token) == _pyjwt_accepts(token), token
+
+
+@settings(max_examples=400, deadline=None)
+@given(cut=st.integers(0, 400), insert=st.text(alphabet="A_-+/=.é\x00 ", max_size=3), drop=st.integers(0, 3))
+def test_auth_fast_hs256_agrees_with_pyjwt_on_mangled_tokens(cut: int, insert: str, drop: int) -> None:
+    good = _signed({"alg": "HS256", "typ": "JWT"}, _good_payload)
+    cut %= len(good) + 1
+    token = good[:cut] + insert + good[cut + drop :]
+    assert _fast_accepts(token) == _pyjwt_accepts(token), token
+    for other in (_signed({"alg": "HS256"}, _good_payload, secret=SECRET + "x"), good + ".", "." + good):
+        assert _fast_accepts(other) is None and _pyjwt_accepts(other) is None
