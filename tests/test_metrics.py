@@ -49,6 +49,12 @@ async def test_metrics_count_sessions_messages_errors_and_fanout(server: Running
     assert metrics["jansamvad_broker_publish_seconds_count"][()] >= 1
     assert metrics["jansamvad_frames_built_total"][()] >= 1
     assert metrics["jansamvad_broker_healthy"][()] == 1
+    out = metrics["jansamvad_messages_out_total"]
+    # The speech was broadcast to both members of the room (leader and citizen); each got its welcome; the leader
+    # its ack; the citizen the error for its forbidden speech.
+    assert out[(("type", "speech"),)] == 2
+    assert out[(("type", "welcome"),)] == 2
+    assert out[(("type", "ack"),)] >= 1 and out[(("type", "error"),)] == 1
 
 
 async def test_metrics_count_rejected_handshakes_by_reason(make_server: Any) -> None:

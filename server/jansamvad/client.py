@@ -81,6 +81,7 @@ class Client:
     # Sending
 
     def send(self, message: dict[str, Any]) -> None:
+        self.node.metrics.messages_out[message["t"]] += 1
         self.conn.send_frame(frame_message(message, self.conn.encoding))
 
     def send_error(self, violation: ProtocolViolation) -> None:

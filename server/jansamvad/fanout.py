@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -48,6 +49,9 @@ class Fanout:
         self._task: asyncio.Task[None] | None = None
         self.frames_built = 0  # frames encoded (per format), for tests and metrics
         self.writes = 0  # transport writes made by broadcasts
+        # Messages broadcast, by type, counted once per listener they were meant for (metrics). Counted per message
+        # per room per tick, never per connection: nothing is added to the write loop.
+        self.messages_out: Counter[str] = Counter()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="jansamvad-fanout")
@@ -135,6 +139,11 @@ class Fanout:
             if not members:
                 room.events, room.conflated = [], {}
                 continue
+            out, n = self.messages_out, len(members)
+            for _, message, _ in room.events:
+                out[message["t"]] += n
+            for message in room.conflated.values():
+                out[message["t"]] += n
             # Encode once per wire format in use in this room, before the first write.
             blobs = {Encoding.MSGPACK: self._frames(room, Encoding.MSGPACK)}
             if room.json_members:

@@ -28,6 +28,7 @@ class NodeMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.messages_in: Counter[str] = Counter()  # by message type
+        self.messages_out: Counter[str] = Counter()  # sent to one client (acks, errors, welcome, snapshot), by type
         self.errors: Counter[str] = Counter()  # error replies, by code
         self.closes: Counter[int] = Counter()  # connections the node closed, by close code
         self.joins: Counter[str] = Counter()  # by role
@@ -84,6 +85,12 @@ class NodeCollector(Collector):
         yield _counter("jansamvad_joins", "Sessions joined", "role", m.joins)
         yield CounterMetricFamily("jansamvad_leaves", "Joined sessions that ended", value=m.leaves)
         yield _counter("jansamvad_messages_in", "Client messages received", "type", m.messages_in)
+        yield _counter(
+            "jansamvad_messages_out",
+            "Messages sent to clients, by type (a broadcast counts once per listener it was meant for)",
+            "type",
+            m.messages_out + node.fanout.messages_out,
+        )
         yield _counter("jansamvad_errors_sent", "Error replies", "code", m.errors)
         yield _counter("jansamvad_closes", "Connections closed by the node", "code", m.closes)
         yield _counter("jansamvad_rate_limited", "Actions refused by a rate limit", "what", m.rate_limited)
