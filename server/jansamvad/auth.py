@@ -26,9 +26,12 @@ ANY_TOWNHALL = "*"
 REQUIRED_CLAIMS = ("sub", "role", "th", "exp", "aud")
 
 
+_FROM_URLSAFE = str.maketrans("-_", "+/")
+
+
 def _b64decode(part: str) -> bytes:
     """Strict base64url without padding, as JWS uses it: any other character is an error, not skipped."""
-    return base64.b64decode(part + "=" * (-len(part) % 4), altchars=b"-_", validate=True)
+    return binascii.a2b_base64(part.translate(_FROM_URLSAFE) + "=" * (-len(part) % 4), strict_mode=True)
 
 
 class InvalidToken(Exception):
@@ -148,7 +151,7 @@ class TokenService:
             signing_input = f"{parts[0]}.{parts[1]}".encode("ascii")
         except (binascii.Error, UnicodeEncodeError, ValueError):
             raise InvalidToken("invalid token: DecodeError") from None
-        expected = hmac.new(self._secret, signing_input, hashlib.sha256).digest()
+        expected = hmac.digest(self._secret, signing_input, "sha256")
         if not hmac.compare_digest(signature, expected):
             raise InvalidToken("invalid token: InvalidSignatureError")
         try:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from jansamvad.auth import TokenService
-from jansamvad.broker.base import Broker, Publication
+from jansamvad.broker.base import Broker, HistoryResult, Publication
 from jansamvad.client import Client
 from jansamvad.connection import ConnState, WsConnection
 from jansamvad.fanout import CONFLATED, Fanout
@@ -276,6 +276,20 @@ class Node:
             recovered = hist.complete and last_seq <= hist.head
         if not recovered:
             hist = await self.broker.history(channel, 0, self.settings.snapshot_speech)
+        conn.cork()
+        try:
+            await self._send_join(client, townhall, hist, recovered)
+        finally:
+            conn.uncork()
+        self.fanout.resume(conn, hist.head)
+
+    async def _send_join(self, client: Client, townhall: Townhall, hist: HistoryResult, recovered: bool) -> None:
+        """The join's own frames: welcome, then the replay (with fresh aggregates) or a snapshot."""
+        claims = client.claims
+        assert claims is not None
+        th = townhall.id
+        channel = public_channel(th)
+        staff = claims.role in (Role.MODERATOR, Role.ADMIN)
         head = hist.head
         welcome = {
             "t": "welcome",
@@ -320,7 +334,6 @@ class Node:
         init = self._audio_init.get(th)
         if init is not None:
             client.send(init)
-        self.fanout.resume(conn, head)
 
     # Publishing
 
