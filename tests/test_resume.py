@@ -99,3 +99,35 @@ async def test_resume_brings_votes_up_to_date(server: RunningServer) -> None:
     assert welcome["recovered"] is True
     votes = await session.recv_until(lambda m: m["t"] == "votes")
     assert votes["v"] == {qid: 1}
+
+
+async def test_resume_join_frames_leave_in_one_write(server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A join's own frames (welcome + snapshot, or welcome + replay + aggregates) are corked into one transport
+    write: one syscall per join instead of one per frame."""
+    from jansamvad.connection import WsConnection
+
+    hall = await make_hall(server)
+    await server.node.store.set_status(hall.th, Status.LIVE)
+    leader = await joined(server, hall.leader)
+    seqs = await speak(leader, 3)
+    writes: list[bytes] = []
+    real = WsConnection.send_frame
+
+    def spy(self: WsConnection, frame: bytes) -> None:
+        if self.corked is None and self.state.name == "OPEN":
+            writes.append(frame)
+        real(self, frame)
+
+    monkeypatch.setattr(WsConnection, "send_frame", spy)
+    fresh = await Session.open(server)
+    welcome, snapshot = await fresh.hello(hall.citizen_token(sub="c-fresh"))
+    assert welcome["t"] == "welcome" and snapshot is not None and snapshot["seq"] == seqs[-1]
+    assert len(writes) == 1  # welcome and snapshot in one write
+
+    writes.clear()
+    again = await Session.open(server)
+    welcome, _ = await again.hello(hall.citizen_token(sub="c-again"), last_seq=seqs[0])
+    assert welcome["recovered"] is True
+    replay = [await again.recv_until(lambda m: m.get("t") == "speech") for _ in range(2)]
+    assert [m["seq"] for m in replay] == seqs[1:]
+    assert len(writes) == 1  # welcome, the two missed speeches and the viewer count in one write
