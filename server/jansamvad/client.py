@@ -400,19 +400,19 @@ class Client:
     async def _on_speech(self, msg: ClientMessage) -> None:
         await self._townhall_live()
         final = msg.get("final", True)
-        event = {"t": "speech", "text": msg.fields["text"], "final": final}
-        seq, dup = await self.node.publish_event_once(self.th, event, msg.get("key", ""))
-        self.send(
-            {"t": "ack", "re": msg.id, "seq": seq, "dup": True} if dup else {"t": "ack", "re": msg.id, "seq": seq}
-        )
+        await self._say(msg, {"t": "speech", "text": msg.fields["text"], "final": final})
 
     async def _on_announce(self, msg: ClientMessage) -> None:
         await self._townhall_live()
-        event = {"t": "announce", "text": msg.fields["text"]}
+        await self._say(msg, {"t": "announce", "text": msg.fields["text"]})
+
+    async def _say(self, msg: ClientMessage, event: dict[str, Any]) -> None:
+        """Publish a leader's event; with an idempotency key, a resend is acked `dup` with the first seq."""
         seq, dup = await self.node.publish_event_once(self.th, event, msg.get("key", ""))
-        self.send(
-            {"t": "ack", "re": msg.id, "seq": seq, "dup": True} if dup else {"t": "ack", "re": msg.id, "seq": seq}
-        )
+        ack: dict[str, Any] = {"t": "ack", "re": msg.id, "seq": seq}
+        if dup:
+            ack["dup"] = True
+        self.send(ack)
 
     async def _on_audio(self, msg: ClientMessage) -> None:
         await self._townhall_live()

@@ -35,14 +35,12 @@ log = logging.getLogger("jansamvad.broker.redis")
 # The envelope {"s": seq, "d": data} is put together byte by byte (a fixmap of two, then "s", the seq, "d" and the
 # data as it came), so the data is never decoded and re-encoded in Lua, which has no bytes type.
 # MAXLEN ~ trims whole stream nodes only, cheaply; history() hides what the approximate trim keeps beyond the window.
-_PUBLISH = Script(
-    """
+_APPEND_AND_PUBLISH = """
 local seq = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], string.format('%d-0', seq), 'd', ARGV[2])
 redis.call('SPUBLISH', ARGV[1], '\\130\\161s' .. cmsgpack.pack(seq) .. '\\161d' .. ARGV[2])
-return seq
 """
-)
+_PUBLISH = Script(_APPEND_AND_PUBLISH + "return seq\n")
 
 # KEYS: seq counter, history stream, idempotency keys (hash key -> seq).
 # ARGV: pub/sub channel, msgpack(data), history size, key, key TTL (s). Returns {seq, 1 if the key was seen before}.
@@ -51,11 +49,9 @@ _PUBLISH_ONCE = Script(
 local seen = redis.call('HGET', KEYS[3], ARGV[4])
 if seen then
   return {tonumber(seen), 1}
-end
-local seq = redis.call('INCR', KEYS[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], string.format('%d-0', seq), 'd', ARGV[2])
-redis.call('SPUBLISH', ARGV[1], '\\130\\161s' .. cmsgpack.pack(seq) .. '\\161d' .. ARGV[2])
-redis.call('HSET', KEYS[3], ARGV[4], seq)
+end"""
+    + _APPEND_AND_PUBLISH
+    + """redis.call('HSET', KEYS[3], ARGV[4], seq)
 redis.call('EXPIRE', KEYS[3], ARGV[5])
 return {seq, 0}
 """
