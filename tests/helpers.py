@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -278,3 +279,13 @@ class RawClient:
                 await client.writer.wait_closed()
             except (ConnectionError, OSError):
                 pass
+
+
+@pytest.fixture(name="anyio_backend")
+def asyncio_client_loop() -> tuple[str, dict[str, Any]]:
+    """The anyio_backend of the multi-process modules (test_cluster*, test_chaos), which assign it at module level.
+
+    Their test loop only drives clients of node processes, and those nodes run uvloop themselves (each is a separate
+    process started with uvloop). Running these slow modules a second time with a uvloop client loop would double
+    their time and test nothing new, so their client loop is asyncio's."""
+    return ("asyncio", {})

@@ -23,7 +23,6 @@ import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from loadtest.bench.storm import HealthProbe, StormClient, http_status as status
@@ -32,18 +31,14 @@ from redis.crc import key_slot
 from jansamvad.cluster import LocalCluster
 from jansamvad.localredis import CLUSTER_SLOTS, Cluster, RedisServer
 from jansamvad.protocol.roles import Role
+from tests import helpers
 from tests.redis_servers import server_binary
 from tests.test_cluster import Peer, token
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis, pytest.mark.slow]
 
-
-@pytest.fixture
-def anyio_backend() -> tuple[str, dict[str, Any]]:
-    """The test loop here only drives clients of node processes, and those nodes run uvloop themselves (each is a
-    separate process started with uvloop). Running this slow module a second time with a uvloop client loop would
-    double its time and test nothing new, so its client loop is asyncio's."""
-    return ("asyncio", {})
+# This module's anyio_backend: asyncio only (see tests/helpers.py).
+asyncio_client_loop = helpers.asyncio_client_loop
 
 
 # Redis primary failover
