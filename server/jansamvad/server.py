@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from jansamvad.broker.memory import MemoryBroker
 from jansamvad.broker.redis import RedisBroker
@@ -121,6 +122,24 @@ class _SecondServer(uvicorn.Server):
         yield
 
 
+def _config(app: ASGIApp, settings: Settings, *, ws: type[asyncio.Protocol] | str, lifespan: str) -> uvicorn.Config:
+    """uvicorn for a socket we bound ourselves (so `backlog` is only informative), on the running loop, with the
+    slowloris guard on every request head and nothing in the logs about each request."""
+    return uvicorn.Config(
+        app,
+        ws=ws,  # uvicorn takes a protocol class as well as a name
+        http=guarded_protocol_class(settings.http_head_timeout_s),
+        lifespan=lifespan,  # type: ignore[arg-type]
+        loop="none",
+        log_level=settings.log_level,
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+        backlog=4096,
+        timeout_keep_alive=5,
+    )
+
+
 async def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
     while not server.started:
         if task.done():
@@ -141,20 +160,8 @@ async def start_server(
         await check_redis(settings.redis_url)
     node = node or build_node(settings)
     sock = sock or bind_socket(settings.host, settings.port)
-    config = uvicorn.Config(
-        create_app(node),
-        ws=node.protocol_class(),  # every WebSocket upgrade is handed to our protocol, never to ASGI
-        http=guarded_protocol_class(settings.http_head_timeout_s),
-        lifespan="on",
-        loop="none",
-        log_level=settings.log_level,
-        access_log=False,
-        server_header=False,
-        proxy_headers=False,
-        backlog=4096,
-        timeout_keep_alive=5,
-    )
-    server = uvicorn.Server(config)
+    # Every WebSocket upgrade is handed to our protocol, never to ASGI.
+    server = uvicorn.Server(_config(create_app(node), settings, ws=node.protocol_class(), lifespan="on"))
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]), name="jansamvad-uvicorn")
     await _started(server, task)
     host, port = sock.getsockname()[:2]
@@ -170,21 +177,7 @@ async def start_server(
 
 async def _start_health(running: RunningServer, settings: Settings, health_sock: socket.socket | None) -> None:
     health_sock = health_sock or bind_socket(settings.host, settings.health_port)
-    health = _SecondServer(
-        uvicorn.Config(
-            create_health_app(running.node),
-            ws="none",
-            http=guarded_protocol_class(settings.http_head_timeout_s),
-            lifespan="off",
-            loop="none",
-            log_level=settings.log_level,
-            access_log=False,
-            server_header=False,
-            proxy_headers=False,
-            backlog=1024,
-            timeout_keep_alive=5,
-        )
-    )
+    health = _SecondServer(_config(create_health_app(running.node), settings, ws="none", lifespan="off"))
     health_task = asyncio.get_running_loop().create_task(health.serve(sockets=[health_sock]), name="jansamvad-health")
     await _started(health, health_task)
     running.health, running.health_task = health, health_task
