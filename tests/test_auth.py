@@ -156,3 +156,18 @@ def test_auth_fast_hs256_agrees_with_pyjwt_on_mangled_tokens(cut: int, insert: s
     assert _fast_accepts(token) == _pyjwt_accepts(token), token
     for other in (_signed({"alg": "HS256"}, _good_payload, secret=SECRET + "x"), good + ".", "." + good):
         assert _fast_accepts(other) is None and _pyjwt_accepts(other) is None
+
+
+def test_auth_fast_hs256_refuses_standard_base64_spellings_of_the_signature() -> None:
+    """Found by the property test above: `+` for `-` (or `/` for `_`) in the signature must not verify."""
+    for url, std in (("-", "+"), ("_", "/")):
+        # A valid token whose signature has the character (about every other token does; bounded search).
+        good = next(
+            token
+            for n in range(1000)
+            if url in (token := _signed({"alg": "HS256"}, {**_good_payload, "name": str(n)})).rpartition(".")[2]
+        )
+        head, _, signature = good.rpartition(".")
+        other = f"{head}.{signature.replace(url, std, 1)}"
+        assert _fast_accepts(good) is not None
+        assert _fast_accepts(other) is None and _pyjwt_accepts(other) is None

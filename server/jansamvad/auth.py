@@ -30,7 +30,11 @@ _FROM_URLSAFE = str.maketrans("-_", "+/")
 
 
 def _b64decode(part: str) -> bytes:
-    """Strict base64url without padding, as JWS uses it: any other character is an error, not skipped."""
+    """Strict base64url without padding, as JWS uses it: any other character is an error, not skipped. That includes
+    standard base64's `+` and `/`, which would otherwise decode like `-` and `_` after the translation below (a second
+    spelling of the same signature)."""
+    if "+" in part or "/" in part:
+        raise binascii.Error("not base64url")
     return binascii.a2b_base64(part.translate(_FROM_URLSAFE) + "=" * (-len(part) % 4), strict_mode=True)
 
 
