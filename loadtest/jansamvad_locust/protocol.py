@@ -33,6 +33,7 @@ NO_CLOSE_FRAME = 1006  # what a client reports when the TCP connection ended wit
 NOT_EVENTS = frozenset({"welcome", "snapshot", "ack", "error"})
 PUBLIC_QUESTION_STATES = frozenset({"approved", "answered"})
 REACTIONS = ("clap", "heart", "thumbs_up", "laugh", "sad")
+STAFF_ROLES = frozenset({"moderator", "admin"})  # welcome.role values whose every join gets a snapshot
 
 # Request names in locust's statistics (request type "WS"). The README lists them.
 SPEECH_DELIVERY = "speech_delivery"  # leader send -> citizen receipt, from the wall-clock stamp in the text
@@ -113,19 +114,28 @@ class StreamTracker:
         self.duplicates = 0
         self.resumes = 0
         self.unrecovered = 0
+        self.resynced = 0  # staff resumes answered with their (documented) snapshot
 
     def on_welcome(self, seq: int, recovered: bool) -> None:
         self.live_after = seq
         if self.last_seq is not None:
             self.resumes += 1
 
-    def on_snapshot(self, seq: int) -> Outcome | None:
-        """The state at `seq`, sent instead of a replay. Events after our last_seq up to it were never seen."""
+    def on_snapshot(self, seq: int, staff: bool = False) -> Outcome | None:
+        """The state at `seq`, sent instead of a replay. Events after our last_seq up to it were never seen.
+
+        Moderators and admins always get a snapshot, resume or not (docs/protocol.md, section 3: the moderation queue
+        is not replayable): for them the snapshot is the documented way back, it replaces their whole state, and the
+        events it skips are not lost. They are counted in `resynced`, never as a gap.
+        """
         previous = self.last_seq
         if previous is None or seq <= previous:
             self.last_seq = seq if previous is None else previous
             return None
         self.last_seq = seq
+        if staff:
+            self.resynced += 1
+            return None
         self.unrecovered += 1
         return self._gap(
             seq - previous, "resume not recovered (snapshot instead of replay)", f"snapshot seq {seq}, last {previous}"
@@ -175,6 +185,7 @@ class ClientSession:
         self.next_id = 1
         self.pending: dict[int, Pending] = {}
         self.welcomed = False
+        self.staff = False  # a moderator or admin session (from welcome.role): resumes get a snapshot by design
         self.status = ""
         self.sub = ""
         self.public_questions: set[str] = set()  # qids citizens may upvote
@@ -286,6 +297,7 @@ class ClientSession:
         if t == "welcome":
             self.welcomed = True
             self.status, self.sub = msg["status"], msg["sub"]
+            self.staff = msg["role"] in STAFF_ROLES
             self.stream.on_welcome(msg["seq"], msg["recovered"])
             return []
         if t == "snapshot":
@@ -318,7 +330,7 @@ class ClientSession:
             self.queue.setdefault(q["qid"], now)
         for poll in msg.get("polls", ()):
             self._poll(poll)
-        gap = self.stream.on_snapshot(msg["seq"])
+        gap = self.stream.on_snapshot(msg["seq"], staff=self.staff)
         return [gap] if gap else []
 
     def _event(self, t: str, msg: dict[str, Any], wall_ms: float, size: int) -> list[Outcome]:

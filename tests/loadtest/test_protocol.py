@@ -416,3 +416,29 @@ def test_flaky_citizens_report_latencies_apart_but_losses_under_the_common_name(
     out += session.handle(via_wire({"t": "ack", "re": ask["id"], "key": ask["key"], "qid": "q1"}), T0, WALL)
     out += session.handle(speech(8), T0, WALL)
     assert [o.name for o in out] == [SPEECH_DELIVERY_FLAKY, ASK_ACK + FLAKY, STREAM_GAP]
+
+
+def test_a_staff_resume_answered_with_its_documented_snapshot_loses_nothing() -> None:
+    # Moderators and admins always get a snapshot (docs/protocol.md, section 3). A CI run of the rolling restart once
+    # failed on a moderator whose reconnect raced a public event: that snapshot replaces the state, nothing is lost.
+    session = ClientSession(role="moderator")
+    session.handle(via_wire({**welcome(5), "role": "moderator"}), T0, WALL)
+    session.handle(snapshot(5, queue=[]), T0, WALL)
+    session.connection_lost(T0)
+    assert session.hello("tok")["last_seq"] == 5
+    session.handle(via_wire({**welcome(9), "role": "moderator"}), T0, WALL)
+    out = session.handle(snapshot(9, queue=[]), T0, WALL)
+    assert failures(out) == []
+    assert session.stream.lost == 0 and session.stream.resynced == 1 and session.stream.last_seq == 9
+    assert failures(session.handle(speech(10), T0, WALL)) == [] and session.stream.last_seq == 10
+
+
+def test_a_citizen_snapshot_after_a_staff_session_still_counts_as_lost() -> None:
+    # The role comes from each welcome, not from who the locust user was created as.
+    session = ClientSession(role="moderator")
+    session.handle(welcome(5), T0, WALL)  # the node says citizen
+    session.handle(snapshot(5), T0, WALL)
+    session.connection_lost(T0)
+    session.hello("tok")
+    session.handle(welcome(9), T0, WALL)
+    assert [o.name for o in failures(session.handle(snapshot(9), T0, WALL))] == [STREAM_GAP]
