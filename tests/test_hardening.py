@@ -135,9 +135,15 @@ async def test_hardening_joins_and_admin_key_guesses_are_limited_per_ip(make_ser
     async with httpx.AsyncClient(base_url=server.base_url) as http:
         joins = [await http.post(f"/api/townhalls/{hall.th}/join", json={"name": "x"}) for _ in range(4)]
         guesses = [await http.get("/api/townhalls", headers={"Authorization": f"Bearer guess-{i}"}) for i in range(12)]
+        # Locked out, not just slowed down: a right guess now gets the same 429 as a wrong one, on every endpoint
+        # that takes the admin key, so guessing cannot go on at full speed behind the 429s.
+        right = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        after = [await http.get("/api/townhalls", headers=right), await http.get(f"/api/townhalls/{hall.th}/export")]
+        after.append(await http.get(f"/api/townhalls/{hall.th}/export", headers=right))
         page = await http.get("/")
     assert [r.status_code for r in joins] == [201, 201, 201, 429] and joins[-1].headers["Retry-After"]
     assert [r.status_code for r in guesses][:10] == [401] * 10 and guesses[-1].status_code == 429
+    assert [r.status_code for r in after] == [429, 429, 429] and all(r.headers["Retry-After"] for r in after)
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert page.headers["x-content-type-options"] == "nosniff" and page.headers["x-frame-options"] == "DENY"
 

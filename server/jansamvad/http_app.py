@@ -7,7 +7,7 @@ import json
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -116,19 +116,31 @@ def create_app(node: Node) -> Starlette:
             return forwarded or peer
         return peer
 
-    async def limit(request: Request, what: str, per_minute: int) -> None:
-        retry_ms = await node.limiter.hit(f"http-{what}:{client_ip(request)}", per_minute / 60.0, per_minute)
+    async def limit(request: Request, what: str, per_minute: int, cost: int = 1) -> None:
+        key = f"http-{what}:{client_ip(request)}"
+        retry_ms = await node.limiter.hit(key, per_minute / 60.0, per_minute, cost)
         if retry_ms:
             node.metrics.rate_limited[f"http_{what}"] += 1
             raise ApiError(429, "rate_limited", f"too many requests; retry in {retry_ms} ms", retry_ms)
 
-    async def require_admin(request: Request) -> None:
-        header = request.headers.get("authorization", "")
-        scheme, _, key = header.partition(" ")
+    def bearer(request: Request) -> str | None:
+        scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+        return credential.strip() if scheme.lower() == "bearer" else None
+
+    async def check_admin_key(request: Request, credential: str | None) -> bool:
+        """Whether `credential` is the admin key. An address that failed too often is locked out before any key is
+        compared, so a right guess gets in no sooner than a wrong one; a wrong key takes a token of its bucket."""
+        await limit(request, "admin-failures", ADMIN_FAILURES_PER_MINUTE, cost=0)
         # Constant-time comparison: the time taken says nothing about how much of the key was right.
-        if scheme.lower() != "bearer" or not hmac.compare_digest(key.strip().encode(), admin_key):
-            await limit(request, "admin-failures", ADMIN_FAILURES_PER_MINUTE)  # guessing the key costs time
-            raise ApiError(401, "unauthorized", "admin key required: Authorization: Bearer <admin key>")
+        return credential is not None and hmac.compare_digest(credential.encode(), admin_key)
+
+    async def admin_key_failed(request: Request, message: str) -> NoReturn:
+        await limit(request, "admin-failures", ADMIN_FAILURES_PER_MINUTE)  # may answer 429 itself: locked out now
+        raise ApiError(401, "unauthorized", message)
+
+    async def require_admin(request: Request) -> None:
+        if not await check_admin_key(request, bearer(request)):
+            await admin_key_failed(request, "admin key required: Authorization: Bearer <admin key>")
 
     async def body(request: Request) -> dict[str, Any]:
         raw = await request.body()
@@ -243,17 +255,16 @@ def create_app(node: Node) -> Starlette:
 
     async def export(request: Request) -> Response:
         th = request.path_params["th"]
-        scheme, _, credential = request.headers.get("authorization", "").partition(" ")
-        credential = credential.strip()
-        allowed = scheme.lower() == "bearer" and hmac.compare_digest(credential.encode(), admin_key)
-        if not allowed and scheme.lower() == "bearer":
+        credential = bearer(request)
+        allowed = await check_admin_key(request, credential)
+        if not allowed and credential is not None:
             try:
                 claims = node.tokens.verify(credential)
             except InvalidToken:
                 claims = None
             allowed = claims is not None and claims.allows_townhall(th) and claims.role is not Role.CITIZEN
         if not allowed:
-            raise ApiError(401, "unauthorized", "the admin key, or a moderator or leader token of this town hall")
+            await admin_key_failed(request, "the admin key, or a moderator or leader token of this town hall")
         townhall = await townhall_or_404(th)
         report = await build_export(node.store, townhall)
         if request.query_params.get("format", "json") == "csv":

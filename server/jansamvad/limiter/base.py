@@ -10,8 +10,9 @@ from typing import Protocol
 
 
 class RateLimiter(Protocol):
-    async def hit(self, key: str, rate: float, burst: int) -> int:
-        """Take one token. 0 when allowed, otherwise the milliseconds until a token is there (nothing is taken)."""
+    async def hit(self, key: str, rate: float, burst: int, cost: int = 1) -> int:
+        """Take `cost` tokens (0 or 1). 0 when allowed, otherwise the milliseconds until a token is there (nothing is
+        taken). `cost=0` only looks: "would a hit be allowed now?" (a lockout checked before the work it guards)."""
         ...
 
     async def close(self) -> None: ...

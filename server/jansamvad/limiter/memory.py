@@ -13,14 +13,17 @@ class MemoryRateLimiter:
     def __init__(self) -> None:
         self._buckets: dict[str, tuple[float, int]] = {}
 
-    async def hit(self, key: str, rate: float, burst: int) -> int:
+    async def hit(self, key: str, rate: float, burst: int, cost: int = 1) -> int:
         now = int(time.monotonic() * 1000)
-        tokens, last = self._buckets.get(key, (float(burst), now))
+        bucket = self._buckets.get(key)
+        if bucket is None and cost == 0:
+            return 0  # a full bucket: looking creates none
+        tokens, last = bucket or (float(burst), now)
         tokens = refill(tokens, last, now, rate, burst)
         if tokens < 1:
             self._buckets[key] = (tokens, now)
             return max(1, int((1 - tokens) * 1000 / rate))
-        self._buckets[key] = (tokens - 1, now)
+        self._buckets[key] = (tokens - cost, now)
         if len(self._buckets) > _MAX_BUCKETS:
             self._evict_full(now, rate, burst)
         return 0

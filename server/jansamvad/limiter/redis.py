@@ -17,6 +17,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
 local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
 local tokens = tonumber(b[1]) or burst
 local ts = tonumber(b[2]) or now
@@ -24,7 +25,10 @@ tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
 if tokens < 1 then
   return math.max(1, math.ceil((1 - tokens) * 1000 / rate))
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - 1), 'ts', tostring(now))
+if cost == 0 then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - cost), 'ts', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
 return 0
 """
@@ -36,9 +40,9 @@ class RedisRateLimiter:
         self._conn = conn.retain()
         self._keys = keys
 
-    async def hit(self, key: str, rate: float, burst: int) -> int:
+    async def hit(self, key: str, rate: float, burst: int, cost: int = 1) -> int:
         bucket = self._keys.rate_bucket(key)
-        return int(await self._conn.run(_HIT, [bucket], [repr(float(rate)), int(burst)]))
+        return int(await self._conn.run(_HIT, [bucket], [repr(float(rate)), int(burst), int(cost)]))
 
     async def close(self) -> None:
         await self._conn.close()
