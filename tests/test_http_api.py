@@ -199,6 +199,14 @@ async def test_http_health_port_serves_only_probes_and_metrics(make_server: Any)
         assert (
             await http.get("/ws", headers={**upgrade, "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
         ).status_code == 404
+        # The same upgrade as one packet, as a browser sends it (the main port's fast path takes those): still 404.
+        reader, writer = await asyncio.open_connection(server.host, server.health_port)
+        writer.write(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"HTTP/1.1 404")
+        writer.close()
         server.node.ready = False  # draining: the probe on the health port sees it too
         assert (await http.get("/readyz")).status_code == 503
     await server.stop()

@@ -47,15 +47,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         # Fast path for the common case: the first packet of a connection is a whole WebSocket upgrade request.
         # Hand it to the WebSocket protocol as it is, instead of parsing it with httptools and replaying it
-        # (uvicorn's handle_websocket_upgrade); websockets parses and validates the request either way.
-        if self._head_deadline is not None and self.cycle is None and data.startswith(b"GET /ws"):
+        # (uvicorn's handle_websocket_upgrade); websockets parses and validates the request either way. A server
+        # without WebSockets (the health port) has no ws_protocol_class: the request goes the normal way (404).
+        ws_class = self.ws_protocol_class
+        if (
+            ws_class is not None
+            and self._head_deadline is not None
+            and self.cycle is None
+            and data.startswith(b"GET /ws")
+        ):
             head_end = data.find(b"\r\n\r\n")
             if head_end != -1 and head_end + 4 == len(data) and b"websocket" in data.lower():
                 self._disarm()
                 self.connections.discard(self)
-                protocol = self.ws_protocol_class(
-                    config=self.config, server_state=self.server_state, app_state=self.app_state
-                )
+                protocol = ws_class(config=self.config, server_state=self.server_state, app_state=self.app_state)
                 protocol.connection_made(self.transport)
                 protocol.data_received(data)
                 self.transport.set_protocol(protocol)
