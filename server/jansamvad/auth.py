@@ -78,8 +78,9 @@ class TokenService:
             public_key if (algorithm == "RS256" and public_key) else self._secret
         )
         self._leeway = leeway_s
-        # Verified tokens by signature: a reconnecting client presents the same token again (a reconnect storm is
-        # mostly that), and a signature identifies its token. Expiry is still checked on every use.
+        # Verified tokens, whole (about 0.4 KB each): a reconnecting client presents the same token again (a
+        # reconnect storm is mostly that). Keyed by the whole token, not its signature, so that a token whose header
+        # or payload was changed is never answered from here. Expiry is still checked on every use.
         self._verified: OrderedDict[str, Claims] = OrderedDict()
 
     @property
@@ -99,18 +100,16 @@ class TokenService:
         return jwt.encode(claims, self._signing_key, algorithm=self.algorithm), exp
 
     def verify(self, token: str) -> Claims:
-        signature = token.rpartition(".")[2]
-        cached = self._verified.get(signature) if len(signature) >= 40 else None
+        cached = self._verified.get(token)
         if cached is not None:
             if cached.exp + self._leeway < time.time():
                 raise InvalidToken("token expired")
-            self._verified.move_to_end(signature)
+            self._verified.move_to_end(token)
             return cached
         claims = self._verify(token)
-        if len(signature) >= 40:
-            self._verified[signature] = claims
-            if len(self._verified) > VERIFIED_CACHE_SIZE:
-                self._verified.popitem(last=False)
+        self._verified[token] = claims
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
         return claims
 
     def _verify(self, token: str) -> Claims:
@@ -167,14 +166,14 @@ class TokenService:
             raise InvalidToken("invalid token: InvalidAlgorithmError")
         if not isinstance(payload, dict):
             raise InvalidToken("invalid token: DecodeError")
-        if any(claim not in payload for claim in REQUIRED_CLAIMS):
+        if any(payload.get(claim) is None for claim in REQUIRED_CLAIMS):  # PyJWT: a null claim is a missing one
             raise InvalidToken("invalid token: MissingRequiredClaimError")
         now = time.time()
         for claim in ("exp", "nbf", "iat"):
-            value = payload.get(claim)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
-            ):
+            if claim not in payload:
+                continue
+            value = payload[claim]  # a number; null, a string or a bool is refused (PyJWT refuses null too)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 raise InvalidToken("invalid token: DecodeError")
         if payload["exp"] <= now - self._leeway:
             raise InvalidToken("token expired")
