@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from jansamvad.models import Status
+from jansamvad.protocol.roles import Role
 from jansamvad.server import RunningServer
 from tests.helpers import ADMIN_KEY, Hall, Session, joined, make_hall
 
@@ -265,3 +266,8 @@ async def test_interaction_leader_speech_and_announcement_with_a_key_are_said_on
     ]
     bad = await leader.request({"t": "speech", "text": "x", "key": "no spaces allowed"})
     assert bad["code"] == "invalid_field" and bad["field"] == "key"
+    # Keys are each sender's own: a second leader who happens to pick the same key is heard, not acked `dup`.
+    second_token = server.node.tokens.issue(sub="l-second", role=Role.LEADER, th=hall.th, ttl_s=600)[0]
+    second = await joined(server, second_token)
+    other = await second.request({"t": "speech", "text": "दूसरा नेता", "key": "key-speech-0001"})
+    assert "dup" not in other and other["seq"] > plain["seq"]

@@ -407,8 +407,11 @@ class Client:
         await self._say(msg, {"t": "announce", "text": msg.fields["text"]})
 
     async def _say(self, msg: ClientMessage, event: dict[str, Any]) -> None:
-        """Publish a leader's event; with an idempotency key, a resend is acked `dup` with the first seq."""
-        seq, dup = await self.node.publish_event_once(self.th, event, msg.get("key", ""))
+        """Publish a leader's event; with an idempotency key, a resend is acked `dup` with the first seq. Keys are the
+        sender's own (as question keys are the asker's): another leader or admin may pick the same one."""
+        assert self.claims is not None
+        key = msg.get("key", "")
+        seq, dup = await self.node.publish_event_once(self.th, event, f"{self.claims.sub}:{key}" if key else "")
         ack: dict[str, Any] = {"t": "ack", "re": msg.id, "seq": seq}
         if dup:
             ack["dup"] = True
