@@ -165,13 +165,7 @@ class WsConnection(asyncio.Protocol):
         assert ws is not None
         node = self.node
         url = urlsplit(request.path)
-        if node.trusts(self.ip):
-            # Behind our own load balancer every connection comes from it: the client is the last address the
-            # balancer added (a client may send its own header lines too: only the last value counts).
-            values = request.headers.get_all("X-Forwarded-For")
-            forwarded = values[-1].rpartition(",")[2].strip() if values else ""
-            if forwarded:
-                self.ip = forwarded
+        self.ip = node.client_ip(self.ip, request.headers.get_all("X-Forwarded-For"))
         if url.path != WS_PATH:
             response = ws.reject(404, "Not Found: the WebSocket endpoint is /ws\n")
         else:

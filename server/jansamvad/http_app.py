@@ -108,13 +108,7 @@ def create_app(node: Node) -> Starlette:
     admin_key = settings.admin_key.encode()
 
     def client_ip(request: Request) -> str:
-        """The caller's address; behind our own load balancer, the last X-Forwarded-For value it added."""
-        peer = request.client.host if request.client else ""
-        if node.trusts(peer):
-            values = request.headers.getlist("x-forwarded-for")
-            forwarded = values[-1].rpartition(",")[2].strip() if values else ""
-            return forwarded or peer
-        return peer
+        return node.client_ip(request.client.host if request.client else "", request.headers.getlist("x-forwarded-for"))
 
     async def limit(request: Request, what: str, per_minute: int, cost: int = 1) -> None:
         key = f"http-{what}:{client_ip(request)}"

@@ -179,6 +179,14 @@ class Node:
             return False
         return any(address in network for network in self._trusted)
 
+    def client_ip(self, peer: str, forwarded_for: list[str]) -> str:
+        """The client's address: the peer's, or behind our own load balancer (every connection comes from it) the
+        last address it added to X-Forwarded-For. A client may send its own header lines too: only the last value
+        of the last line counts."""
+        if forwarded_for and self.trusts(peer):
+            return forwarded_for[-1].rpartition(",")[2].strip() or peer
+        return peer
+
     def clock_precise(self) -> float:
         assert self._loop is not None
         return self._loop.time()
