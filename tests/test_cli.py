@@ -102,3 +102,18 @@ def test_cli_demo_prints_three_links_that_work_and_stops_on_sigterm() -> None:
         rest = proc.stdout.read()
         proc.stdout.close()
     assert re.search(r"node \S+ stopped", rest), rest
+
+
+def test_cli_tune_gc_freezes_startup_objects_and_raises_the_thresholds() -> None:
+    import gc
+
+    from jansamvad.cli import tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == (20_000, 20, 100)
+        assert gc.get_freeze_count() > 0  # what startup left is out of every later collection
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

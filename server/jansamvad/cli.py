@@ -6,6 +6,7 @@ Every `serve` flag has a JANSAMVAD_* environment variable (shown by --help); fla
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import secrets
 import sys
@@ -292,10 +293,21 @@ async def _serve(settings: Settings, *, demo: bool, reuse_port: bool = False) ->
     except (SettingsError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    tune_gc()
     if demo:
         await _print_demo_links(running.node, settings, running.port)
     await running.task
     await running.stop()  # the health port closes after the node drained
+
+
+def tune_gc() -> None:
+    """Once per node process, after startup. A node holds tens of thousands of long-lived objects (connections,
+    rooms, claims) and full collections that walk all of them are wasted work on the hot path: collect what startup
+    left, freeze the rest out of every later collection, and run the young generation every 20,000 allocations
+    instead of CPython's 700 (and the older ones at 20 and 100 of those, instead of 10 and 10)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 100)
 
 
 async def _print_demo_links(node: Any, settings: Settings, port: int) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import gc
 import ipaddress
 import logging
 import random
@@ -43,7 +42,6 @@ log = logging.getLogger("jansamvad.node")
 
 WHEEL_INTERVAL_S = 1.0
 SNAPSHOT_QUEUE_MAX = 500
-GC_THRESHOLD_0 = 20_000  # allocations between young-generation collections (CPython's default is 700)
 # Viewer counts are one write per listener: in a big room they go out less often (every listeners / this many
 # seconds, at least every presence interval), unless a speech or question write carries them anyway.
 VIEWERS_LISTENERS_PER_S = 5_000
@@ -124,10 +122,6 @@ class Node:
         return type("NodeWsConnection", (WsConnection,), {"node": self, "__slots__": ()})
 
     async def start(self) -> None:
-        # A node holds tens of thousands of long-lived objects: full collections that walk all of them are wasted
-        # work on the hot path. Freeze what exists after startup and collect the young generation less often.
-        gc.freeze()
-        gc.set_threshold(GC_THRESHOLD_0, 20, 100)
         self._loop = asyncio.get_running_loop()
         self.clock = self._handshake_at = self._loop.time()
         await self.broker.start(self)
