@@ -105,14 +105,16 @@ class WsConnection(asyncio.Protocol):
         self.last_seen = now
         self.closing_since = 0.0
         self.pinged = False
-        self.over_cap = False  # the transport's buffer passed max_buffered_bytes (uvloop says so: pause_writing)
+        self.over_cap = False  # the buffer passed max_buffered_bytes and has not drained to half of it yet
         self.pings = 0  # pings received since the last keepalive wheel turn
 
     # asyncio.Protocol
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
-        # The transport calls pause_writing() when its buffer passes the cap: no buffer-size call on every write.
+        # The transport calls pause_writing() when its buffer passes the cap and resume_writing() once it drained
+        # below half of it: no buffer-size call on every write. In between the connection counts as slow (over_cap),
+        # on purpose: a reader that hovers at the cap is not flipped between slow and not on every write.
         cap = self.node.settings.max_buffered_bytes
         transport.set_write_buffer_limits(high=cap, low=cap // 2)
         peer = transport.get_extra_info("peername")
