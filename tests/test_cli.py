@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 
+import pytest
 from click.testing import CliRunner
 
 from jansamvad.auth import TokenService
@@ -117,3 +118,12 @@ def test_cli_tune_gc_freezes_startup_objects_and_raises_the_thresholds() -> None
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_cli_settings_refuse_a_zero_rate_limit_built_in_code() -> None:
+    # The CLI's ranges refuse 0; Settings built in code (tests, embedding) get the same answer from validate().
+    from jansamvad.settings import Settings, SettingsError
+
+    for name in ("joins_per_minute_per_ip", "ask_per_minute", "ask_per_minute_per_ip", "votes_per_minute"):
+        with pytest.raises(SettingsError, match=name.replace("_", "-")):
+            Settings(secret="s" * 32, admin_key="a" * 32, **{name: 0}).validate()

@@ -8,10 +8,12 @@ wants the whole picture. Questions per minute are computed by the page from two 
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from jansamvad.models import QState, Status, now_ms
+from jansamvad.node import public_channel
 
 if TYPE_CHECKING:
     from jansamvad.node import Node
@@ -20,7 +22,7 @@ MAX_TOWNHALLS = 50
 
 
 def _regions(node: Node, th: str) -> dict[str, int]:
-    room = node.hub.room(f"th:{th}")
+    room = node.hub.room(public_channel(th))
     if room is None:
         return {}
     counts: Counter[str] = Counter()
@@ -38,9 +40,11 @@ async def war_room(node: Node) -> dict[str, Any]:
     townhalls = []
     nodes: Counter[str] = Counter()
     for townhall in live[:MAX_TOWNHALLS]:
-        by_node = await presence.by_node(townhall.id)
+        # Three independent reads, one round trip's wait (up to 50 town halls, one after another).
+        by_node, counts, reactions = await asyncio.gather(
+            presence.by_node(townhall.id), store.counts(townhall.id), store.add_reactions(townhall.id, {})
+        )
         nodes.update(by_node)
-        counts = await store.counts(townhall.id)
         decided = counts[QState.APPROVED] + counts[QState.ANSWERED] + counts[QState.REJECTED]
         townhalls.append(
             {
@@ -56,7 +60,7 @@ async def war_room(node: Node) -> dict[str, Any]:
                 "approval_rate": round((counts[QState.APPROVED] + counts[QState.ANSWERED]) / decided, 3)
                 if decided
                 else None,
-                "reactions": await store.add_reactions(townhall.id, {}),
+                "reactions": reactions,
                 "slow_mode": townhall.slow_mode_s,
             }
         )
@@ -64,7 +68,7 @@ async def war_room(node: Node) -> dict[str, Any]:
         "ts": now_ms(),
         "answered_by": node.node_id,
         "redis": {"configured": bool(node.settings.redis_url), "healthy": node.broker.healthy},
-        "nodes": [{"node": n, "viewers": v, "alive": True} for n, v in sorted(nodes.items())],
+        "nodes": [{"node": n, "viewers": v} for n, v in sorted(nodes.items())],  # presence forgets dead nodes
         "this_node": {**node.stats(), "ready": node.ready, "draining": node.draining},
         "townhalls": townhalls,
     }

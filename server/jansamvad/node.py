@@ -514,11 +514,11 @@ class Node:
         }
         await self.presence.report(self.node_id, local)
         self._viewers = await self.presence.totals(local)
+        now = self.clock_precise()
         for th, n in self._viewers.items():
             room = self.hub.room(public_channel(th))
             if room is None:
                 continue
-            now = self.clock_precise()
             if now >= room.viewers_due or room.events:
                 if self._send_if_changed(room, "viewers", {"t": "viewers", "n": n}, True):
                     room.viewers_due = now + len(room.members) / VIEWERS_LISTENERS_PER_S

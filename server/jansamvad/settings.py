@@ -71,7 +71,6 @@ class Settings:
     ask_per_minute: int = 3
     ask_per_minute_per_ip: int = 60
     votes_per_minute: int = 120
-    reactions_per_second: float = 10.0
     claim_ttl_s: float = 30.0
     moderation_dir: Path | None = None  # None: the defaults in jansamvad/moderation/data
     group_threshold: float = 85.0
@@ -117,7 +116,11 @@ class Settings:
             "max_errors",
             "max_open_townhalls",
             "townhall_creates_per_minute",
-        ):
+            "joins_per_minute_per_ip",
+            "ask_per_minute",
+            "ask_per_minute_per_ip",
+            "votes_per_minute",
+        ):  # the rate limits divide by these (a bucket that refills at 0 a minute never says when)
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.replace('_', '-')} must be at least 1")
         if self.citizen_max_message_bytes > self.max_message_bytes:
