@@ -158,6 +158,9 @@ class RedisStore:
     # Town halls
 
     async def create_townhall(self, title: str, lang: str, *, max_open: int = 0) -> Townhall:
+        # A soft cap: the count and the add are separate commands (the index and a town hall live in different
+        # cluster slots), so creates racing on several nodes can each pass it; they are few (creates are rate-limited
+        # per IP and need the admin key), and the cap bounds abuse, it is not a quota.
         if max_open > 0 and await self._conn.execute("ZCARD", self._keys.open_townhalls) >= max_open:
             # The index can only over-count (a crash between ending a town hall and removing it): recount from the
             # town halls themselves before refusing. Rare (only at the cap) and bounded by the cap.
