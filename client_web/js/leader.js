@@ -4,7 +4,7 @@
 import { Broadcaster } from './audio.js';
 import { getLang, num, onLang, t } from './i18n.js';
 import { startStaff } from './staff.js';
-import { $, button, el, pollBars } from './ui.js';
+import { $, button, el, newKey, pollBars } from './ui.js';
 
 const SPEECH_MAX = 2000;
 const REACTION_EMOJI = { clap: '👏', heart: '❤️', thumbs_up: '👍', laugh: '😂', sad: '😢' };
@@ -102,20 +102,34 @@ if (page) {
     await act({ t: 'end' }, endBtn);
   });
 
+  // The part that failed last, with its key: if it is sent again, it goes with the same key (it may have been
+  // stored with only its ack lost: then the node acks it `dup` instead of saying it twice).
+  let unsent = null;
+
   async function sendText(kind, input, stateEl) {
     const text = input.value.trim();
     if (!text) return;
     stateEl.textContent = t('sending');
     const parts = kind === 'speech' ? segments(text) : [text];
     let ack = null;
+    let sent = 0;
     for (const part of parts) {
-      ack = await actOnce({ t: kind, text: part }, null);
-      if (!ack) break;
+      const same = unsent && unsent.kind === kind && unsent.text === part;
+      const key = same ? unsent.key : newKey();
+      ack = await actOnce({ t: kind, text: part }, null, key);
+      if (!ack) {
+        unsent = { kind, text: part, key };
+        break;
+      }
+      unsent = null;
+      sent += 1;
     }
     if (ack) {
       input.value = '';
       stateEl.textContent = t('sent', { seq: ack.seq ?? '' });
     } else {
+      // What was said stays said: only the parts not yet acknowledged are left to send again.
+      input.value = parts.slice(sent).join(' ');
       stateEl.textContent = t('not_sent', { why: header.notice.vars?.why || '' });
     }
   }

@@ -44,8 +44,10 @@ export function startStaff(role, { actions, resume = true, onStatus = () => {} }
    * node answers `unavailable` / `internal` or the connection is down, for up to RESEND_FOR_MS. The node speaks a key
    * once, so a resend after a lost ack is answered `dup` with the first seq instead of being said twice.
    */
-  async function actOnce(msg, button) {
-    const keyed = { ...msg, key: newKey() };
+  // `key`: a caller that may send the same action again later (after a failure) passes the key it used, so the
+  // node still says it once when the first send was stored and only its ack was lost.
+  async function actOnce(msg, button, key = newKey()) {
+    const keyed = { ...msg, key };
     const until = Date.now() + RESEND_FOR_MS;
     if (button) button.disabled = true;
     try {

@@ -1,0 +1,79 @@
+"""The leader console when a long speech fails part-way: what was said stays said, and the part in doubt goes again
+with its first key. Real headless Chromium against a real `jansamvad serve --demo`; the only thing changed on the way
+is one acknowledgement, replaced in the page's WebSocket (Playwright's route_web_socket) by an error, as when a node
+stores a speech and then cannot answer."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgpack
+import pytest
+
+from tests.browser.harness import Server, Tabs, go_live, join_as_citizen, open_staff
+
+pytestmark = pytest.mark.browser
+
+DESKTOP = {"viewport": {"width": 1280, "height": 860}}
+PHONE = {"viewport": {"width": 360, "height": 740}, "locale": "hi-IN"}
+# Four sentences of about 700 characters: the console sends them as two parts (2,000 characters at most each).
+SENTENCES = [f"वाक्य {n}: " + "सड़क बिजली पानी स्कूल अस्पताल " * 23 + "।" for n in range(1, 5)]
+
+
+def test_leader_speech_failing_part_way_keeps_only_the_unsent_part_and_says_nothing_twice(
+    demo_server: Server, tabs: Tabs
+) -> None:
+    from playwright.sync_api import expect
+
+    citizen = tabs.open("citizen", **PHONE)
+    join_as_citizen(citizen, demo_server.links["citizen"])
+    leader = tabs.open("leader", **DESKTOP)
+    speeches: list[dict[str, Any]] = []  # every speech request the console sent, as the node received it
+    swallowed: list[int] = []
+
+    def relay(ws: Any) -> None:
+        server = ws.connect_to_server()
+        answered_by_us: set[int] = set()
+
+        def from_page(message: str | bytes) -> None:
+            msg = msgpack.unpackb(message)  # the console speaks msgpack (binary frames)
+            if msg.get("t") == "speech":
+                speeches.append(msg)
+                if len(speeches) == 2:  # the second part: stored by the node, but its ack will not come back
+                    answered_by_us.add(msg["id"])
+            server.send(message)
+
+        def from_server(message: str | bytes) -> None:
+            msg = msgpack.unpackb(message)
+            if msg.get("t") == "ack" and msg.get("re") in answered_by_us:
+                swallowed.append(msg["seq"])
+                error = {"t": "error", "re": msg["re"], "code": "forbidden", "msg": "injected by the test"}
+                ws.send(msgpack.packb(error))
+                return
+            ws.send(message)
+
+        ws.on_message(from_page)
+        server.on_message(from_server)
+
+    leader.route_web_socket(re.compile(r".*/ws(\?.*)?$"), relay)
+    open_staff(leader, demo_server.links["leader"])
+    go_live(leader)
+
+    leader.fill("#speech-text", " ".join(SENTENCES))
+    leader.click("#speech-send")
+    first_part, second_part = " ".join(SENTENCES[:2]), " ".join(SENTENCES[2:])
+    # The first part was said and acknowledged; only the second is left in the box.
+    expect(leader.locator("#speech-text")).to_have_value(second_part)
+    assert [s["text"] for s in speeches] == [first_part, second_part] and len(swallowed) == 1
+
+    leader.click("#speech-send")  # the leader sends what is left: the same part, with the same key
+    expect(leader.locator("#speech-text")).to_have_value("")
+    assert len(speeches) == 3 and speeches[2]["key"] == speeches[1]["key"] and speeches[2]["text"] == second_part
+
+    # Everyone heard each part exactly once (the second was stored the first time; the resend was acked `dup`).
+    spoken = citizen.locator("#speech li.speech .text")
+    expect(spoken).to_have_count(2)
+    assert spoken.all_inner_texts() == [first_part, second_part]
+    expect(leader.locator("#speech li.speech .text")).to_have_count(2)
+    assert tabs.errors == [] or all("injected by the test" in e for e in tabs.errors), tabs.errors
