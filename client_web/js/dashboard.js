@@ -84,11 +84,21 @@ async function poll() {
       sessionStorage.removeItem(KEY);
       return showLogin("गलत की · wrong key");
     }
-    render(await response.json());
+    if (response.ok) {
+      render(await response.json());
+    } else {
+      // 429 (too many wrong keys from this address), 503 (a draining node): say so, keep the key, try again.
+      const body = await response.json().catch(() => ({}));
+      showTrouble(`HTTP ${response.status} ${body.error || ""} ${body.msg || ""}`.trim());
+    }
   } catch (error) {
-    document.getElementById("wr-health").replaceChildren(el("span", { class: "wr-bad" }, `offline: ${error}`));
+    showTrouble(`offline: ${error}`);
   }
   setTimeout(poll, EVERY_MS);
+}
+
+function showTrouble(text) {
+  document.getElementById("wr-health").replaceChildren(el("span", { class: "wr-bad" }, text));
 }
 
 function showLogin(message = "") {
