@@ -20,19 +20,15 @@ import time
 from pathlib import Path
 
 from jansamvad.cluster import LocalCluster
+from run_locust import parse_duration, stop  # this script's folder is first on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def seconds(duration: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600}
-    return float(duration[:-1]) * units[duration[-1]] if duration[-1] in units else float(duration)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=200)
-    parser.add_argument("--duration", default="60s")
+    parser.add_argument("--duration", type=parse_duration, default=60, help="e.g. 60s, 2m (default 60s)")
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--reports", default=str(REPO / "loadtest" / "reports"))
     args = parser.parse_args()
@@ -47,10 +43,10 @@ def main() -> int:
         print(f"rolling_restart: entry {cluster.entry_url}, {args.nodes} nodes", flush=True)
         locust = subprocess.Popen(
             [sys.executable, str(REPO / "loadtest" / "run_locust.py"), "--scenario", "townhall",
-             "--users", str(args.users), "--duration", args.duration, "--target", cluster.entry_url,
+             "--users", str(args.users), "--duration", f"{args.duration}s", "--target", cluster.entry_url,
              "--admin-key", cluster.admin_key, "--reports", args.reports],
         )  # fmt: skip
-        total = seconds(args.duration)
+        total = args.duration
         rolled: list[str] = []
 
         def roll() -> None:
@@ -65,7 +61,12 @@ def main() -> int:
 
         roller = threading.Thread(target=roll, daemon=True)
         roller.start()
-        status = locust.wait(timeout=total + 180)
+        try:
+            status = locust.wait(timeout=total + 180)
+        except subprocess.TimeoutExpired:
+            stop(locust, signal.SIGINT, 30)  # it writes its reports on SIGINT; SIGKILL after 30 s
+            print("rolling_restart: locust did not finish in time", flush=True)
+            return 4
         roller.join(5)
         print(f"rolling_restart: restarted {', '.join(rolled) or 'nothing'}; locust exited with {status}", flush=True)
         return status if rolled == [f"node{i}" for i in range(args.nodes)] else 3

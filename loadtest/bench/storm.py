@@ -125,9 +125,10 @@ class StormClient:
             if code != 503:
                 raise AssertionError(head)
             self.rejected += 1
-            retry_after = next(
-                int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"retry-after:")
-            )
+            lines = head.split(b"\r\n")
+            retry_after = next((int(v.split(b":", 1)[1]) for v in lines if v.lower().startswith(b"retry-after:")), None)
+            if retry_after is None:  # docs/protocol.md: every 503 of the handshake says when to come back
+                raise AssertionError(f"HTTP 503 without Retry-After: {head!r}")
             await asyncio.sleep(retry_after * self.rng.uniform(0.5, 1.5))
         hello: dict[str, object] = {"t": "hello", "token": self.token}
         if self.last_seq is not None:
