@@ -170,9 +170,13 @@ async def test_http_dashboard_shows_live_townhalls_audience_and_queue(server: Ru
     await moderator.request({"t": "moderate", "qid": qid, "action": "approve"})
     await citizen.send({"t": "react", "kind": "clap"})
     assert (await call(server, "GET", "/api/dashboard")).status_code == 401
-    await asyncio.sleep(0.5)  # one presence tick
-    report = (await call(server, "GET", "/api/dashboard", headers=ADMIN)).json()
-    (card,) = [t for t in report["townhalls"] if t["id"] == hall.th]
+    async with asyncio.timeout(10):  # until a presence tick has counted everyone and summed the clap
+        while True:
+            report = (await call(server, "GET", "/api/dashboard", headers=ADMIN)).json()
+            (card,) = [t for t in report["townhalls"] if t["id"] == hall.th]
+            if card["viewers"] >= 3 and card["reactions"]:
+                break
+            await asyncio.sleep(0.05)
     assert card["viewers"] == 3 and card["viewers_by_node"] == {server.node.node_id: 3}
     assert card["viewers_by_region_here"]["गया"] == 1 and card["viewers_by_region_here"]["पटना"] == 1
     assert (card["questions"], card["queue_depth"], card["approval_rate"]) == (2, 1, 1.0)
