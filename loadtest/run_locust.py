@@ -19,7 +19,6 @@ import re
 import resource
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +28,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from jansamvad.localredis import free_port
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -82,13 +83,6 @@ def arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     if args.target and not args.admin_key and not (args.th and args.leader_token):
         parser.error("--target needs --admin-key, or --th with --leader-token (and --moderator-token)")
     return args, extra
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def raise_open_file_limit(needed: int) -> None:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import subprocess
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -289,3 +293,35 @@ def asyncio_client_loop() -> tuple[str, dict[str, Any]]:
     process started with uvloop). Running these slow modules a second time with a uvloop client loop would double
     their time and test nothing new, so their client loop is asyncio's."""
     return ("asyncio", {})
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a process this test started, by its PID; SIGKILL after 10 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def start_haproxy(
+    haproxy: str, config: Path, listen_port: int, *, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """HAProxy in the foreground on `config`, its output in haproxy.log next to it; returns once 127.0.0.1:listen_port
+    accepts connections. The caller stops it with stop_process."""
+    log_path = config.with_name("haproxy.log")
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen([haproxy, "-db", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", listen_port), timeout=0.5).close()
+            return proc
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                stop_process(proc)
+                log = log_path.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"HAProxy did not listen on {listen_port}:\n{log}") from None
+            time.sleep(0.05)

@@ -140,3 +140,13 @@ def test_targets_are_only_judged_at_their_size() -> None:
     assert MEMORY.judge(5.5, "N = 19,500", 19_500)["status"] == "met"
     assert CPU_PER_DELIVERY.judge(10.4, "N = 19,520", 19_520)["status"] == "missed"
     assert CPU_PER_DELIVERY.judge(4.0, "N = 1,000", 1_000)["status"] == "indicative"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536])
+async def test_read_frame_reads_server_frames_of_every_length_from_a_stream(size: int) -> None:
+    payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    reader = asyncio.StreamReader()
+    reader.feed_data(server_frame(payload, OP_BINARY) + server_frame(b"p", wire.OP_PING))
+    assert await wire.read_frame(reader) == (wire.OP_BINARY, payload)
+    assert await wire.read_frame(reader) == (wire.OP_PING, b"p")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from click.testing import CliRunner
 
 from jansamvad.auth import TokenService
 from jansamvad.cli import main
+from jansamvad.localredis import free_port
 
 SECRET = "cli-secret-" + "x" * 32
 
@@ -61,12 +61,6 @@ def test_cli_token_issues_a_verifiable_token() -> None:
 def test_cli_token_needs_a_townhall_for_other_roles() -> None:
     result = CliRunner().invoke(main, ["token", "--role", "leader", "--secret", SECRET])
     assert result.exit_code == 2 and "give --th" in result.output
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_cli_demo_prints_three_links_that_work_and_stops_on_sigterm() -> None:

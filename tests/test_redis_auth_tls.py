@@ -13,9 +13,6 @@ import datetime
 import ipaddress
 import logging
 import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -28,7 +25,7 @@ from cryptography.x509.oid import NameOID
 
 from jansamvad.redis_conn import RedisUnavailable
 from jansamvad.server import RunningServer, start_server
-from tests.helpers import joined, make_hall, node_settings
+from tests.helpers import joined, make_hall, node_settings, start_haproxy, stop_process
 from tests.redis_servers import RedisServer, free_port, start_standalone
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -114,24 +111,10 @@ class TlsProxy:
             f"frontend redis_tls\n  bind 127.0.0.1:{self.port} ssl crt {pem}\n  default_backend redis\n"
             f"backend redis\n  server valkey 127.0.0.1:{backend_port}\n"
         )
-        self.log = (directory / "haproxy.log").open("ab")
-        self.proc = subprocess.Popen(["haproxy", "-db", "-f", str(config)], stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"haproxy did not listen on {self.port}") from None
-                time.sleep(0.05)
+        self.proc = start_haproxy("haproxy", config, self.port)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        self.log.close()
+        stop_process(self.proc)
 
 
 @pytest.fixture(scope="module")

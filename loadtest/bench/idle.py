@@ -19,6 +19,7 @@ import time
 import urllib.request
 
 import msgpack
+from loadtest.bench import procstat
 from loadtest.bench.rawclient import RawCitizen
 
 from jansamvad.auth import TokenService
@@ -36,8 +37,8 @@ class Listener(RawCitizen):
 
 
 def cpu_s(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """The process's CPU seconds so far (procstat: nanosecond schedstat where the kernel has it)."""
+    return procstat.cpu(pid).seconds
 
 
 def api(port: int, path: str, key: str, body: dict[str, object]) -> dict[str, object]:

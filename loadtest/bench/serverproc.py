@@ -6,7 +6,6 @@ import asyncio
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from jansamvad.localredis import free_port
 
 from . import procstat
 from .children import die_with_parent
@@ -25,12 +26,6 @@ STOP_TIMEOUT_S = 15.0
 
 class ServerFailed(RuntimeError):
     """The node did not come up; the message carries the end of its log."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def jansamvad_command() -> list[str]:

@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import multiprocessing
 import os
 import platform
 import random
-import struct
 import sys
 import threading
 import time
@@ -37,6 +35,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import msgpack
+from loadtest.bench import wire
 
 from jansamvad.auth import TokenService
 from jansamvad.protocol.roles import Role
@@ -70,36 +69,6 @@ class StormClient:
         self.recovered: bool | None = None
         self.back = asyncio.Event()
 
-    def _upgrade(self) -> bytes:
-        key = base64.b64encode(os.urandom(16)).decode()
-        return (
-            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-            "Sec-WebSocket-Protocol: jansamvad.v1.msgpack\r\n\r\n"
-        ).encode()
-
-    @staticmethod
-    def _frame(opcode: int, payload: bytes) -> bytes:
-        n = len(payload)
-        head = bytes([0x80 | opcode])
-        if n < 126:
-            head += bytes([0x80 | n])
-        elif n < 65536:
-            head += bytes([0x80 | 126]) + struct.pack("!H", n)
-        else:
-            head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-        return head + b"\0\0\0\0" + payload  # a zero mask key leaves the payload as it is
-
-    @staticmethod
-    async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-        b0, b1 = await reader.readexactly(2)
-        n = b1 & 0x7F
-        if n == 126:
-            (n,) = struct.unpack("!H", await reader.readexactly(2))
-        elif n == 127:
-            (n,) = struct.unpack("!Q", await reader.readexactly(8))
-        return b0 & 0x0F, await reader.readexactly(n)
-
     async def connect(self) -> None:
         self.back.clear()
         local = (self.source, 0) if self.source else None
@@ -111,7 +80,7 @@ class StormClient:
                 await asyncio.sleep(self.rng.uniform(0.1, 0.5))
                 continue
             try:
-                writer.write(self._upgrade())
+                writer.write(wire.upgrade_request("127.0.0.1", self.port))
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 15)
             except (OSError, asyncio.IncompleteReadError, TimeoutError):
                 writer.transport.abort()
@@ -133,7 +102,7 @@ class StormClient:
         hello: dict[str, object] = {"t": "hello", "token": self.token}
         if self.last_seq is not None:
             hello["last_seq"] = self.last_seq
-        writer.write(self._frame(0x2, msgpack.packb(hello, use_bin_type=True)))
+        writer.write(wire.message_frame(hello))
         self.writer = writer
         self.task = asyncio.create_task(self._read(reader, writer))
         await self.back.wait()
@@ -141,11 +110,11 @@ class StormClient:
     async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                opcode, payload = await self._read_frame(reader)
-                if opcode == 0x9:
-                    writer.write(self._frame(0xA, payload))
+                opcode, payload = await wire.read_frame(reader)
+                if opcode == wire.OP_PING:
+                    writer.write(wire.client_frame(wire.OP_PONG, payload))
                     continue
-                if opcode == 0x8:
+                if opcode == wire.OP_CLOSE:
                     return
                 message = msgpack.unpackb(payload)
                 t = message.get("t")

@@ -7,6 +7,7 @@ fragmented by JanSamvad).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import struct
@@ -117,3 +118,14 @@ def split_frames(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
 
 def close_code(payload: bytes) -> int:
     return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One server frame from a stream, as (opcode, payload): for clients on asyncio streams (storm.py)."""
+    b0, b1 = await reader.readexactly(2)
+    n = b1 & 0x7F
+    if n == 126:
+        (n,) = struct.unpack("!H", await reader.readexactly(2))
+    elif n == 127:
+        (n,) = struct.unpack("!Q", await reader.readexactly(8))
+    return b0 & 0x0F, await reader.readexactly(n)

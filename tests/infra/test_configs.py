@@ -36,10 +36,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from jansamvad.cli import main
-from jansamvad.localredis import server_binary
+from jansamvad.localredis import free_port, server_binary
 from jansamvad.server import RunningServer
 from jansamvad.store.memory import MemoryStore
-from tests.helpers import make_hall
+from tests.helpers import make_hall, start_haproxy, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -82,13 +82,6 @@ def need(tool: str, where: str) -> str:
 
 def yaml_docs(path: Path) -> list[Any]:
     return [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc is not None]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def make_cert(tmp_path: Path) -> Path:
@@ -190,30 +183,13 @@ def run_haproxy(tmp_path: Path) -> Iterator[Callable[[list[int]], tuple[int, int
         https, http, stats = free_port(), free_port(), free_port()
         config = tmp_path / "haproxy.cfg"
         config.write_text(local_haproxy_config(backends, https, http, stats), encoding="utf-8")
-        log = (tmp_path / "haproxy.log").open("wb")
         env = {**os.environ, "TLS_CERT_FILE": str(certs / "jansamvad.pem")}
-        proc = subprocess.Popen([haproxy, "-db", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT, env=env)
-        log.close()
-        procs.append(proc)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", https), timeout=0.2).close()
-                break
-            except OSError:
-                assert proc.poll() is None, (tmp_path / "haproxy.log").read_text(errors="replace")
-                assert time.monotonic() < deadline, "HAProxy did not start listening"
-                time.sleep(0.05)
+        procs.append(start_haproxy(haproxy, config, https, env=env))
         return https, http, certs / "ca.pem"
 
     yield start
     for proc in procs:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 @pytest.mark.anyio

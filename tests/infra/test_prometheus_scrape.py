@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,8 +32,9 @@ from websockets.typing import Subprotocol
 
 from jansamvad.auth import TokenService
 from jansamvad.cluster import NodeProcess, wait_ready
-from jansamvad.localredis import RedisServer, server_binary, start_standalone
+from jansamvad.localredis import RedisServer, free_port, server_binary, start_standalone
 from jansamvad.protocol.roles import Role
+from tests.helpers import start_haproxy, stop_process
 from tests.infra.test_configs import COMPOSE, local_haproxy_config, make_cert, need
 
 PROMETHEUS_DIR = COMPOSE / "prometheus"
@@ -47,13 +47,6 @@ WHERE = "Debian package prometheus; .ci/run installs it"
 NODE_HOSTS = ["127.0.0.2", "127.0.0.3"]
 # The committed scrape_interval is 5 s and is kept: the first scrape of every target lands within about one interval.
 SCRAPE_DEADLINE_S = 30.0
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def local_prometheus_config(tmp_path: Path, node_targets: list[str], haproxy_target: str) -> Path:
@@ -103,16 +96,6 @@ class Stack:
         return f"http://{NODE_HOSTS[index]}:{self.nodes[index].port}"
 
 
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     """Valkey, two node processes on 127.0.0.2 and 127.0.0.3, and HAProxy with the compose config in front."""
@@ -152,19 +135,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             config = config.replace(f" 127.0.0.1:{node.port}\n", f" {host}:{node.port}\n", 1)
         (tmp_path / "haproxy.cfg").write_text(config, encoding="utf-8")
         env = {**os.environ, "TLS_CERT_FILE": str(certs / "jansamvad.pem")}
-        with (tmp_path / "haproxy.log").open("wb") as log:
-            proxy = subprocess.Popen(
-                [haproxy, "-db", "-f", str(tmp_path / "haproxy.cfg")], stdout=log, stderr=subprocess.STDOUT, env=env
-            )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", stats), timeout=0.2).close()
-                break
-            except OSError:
-                assert proxy.poll() is None, (tmp_path / "haproxy.log").read_text(errors="replace")
-                assert time.monotonic() < deadline, "HAProxy did not start listening"
-                time.sleep(0.05)
+        proxy = start_haproxy(haproxy, tmp_path / "haproxy.cfg", stats, env=env)
         yield Stack(nodes, secret, admin_key, stats)
     finally:
         if proxy is not None:
