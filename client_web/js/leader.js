@@ -102,34 +102,36 @@ if (page) {
     await act({ t: 'end' }, endBtn);
   });
 
-  // The part that failed last, with its key: if it is sent again, it goes with the same key (it may have been
-  // stored with only its ack lost: then the node acks it `dup` instead of saying it twice).
-  let unsent = null;
+  // Per kind, what a failed send left in the box: the parts it was being sent as, and the key of the first (the part
+  // in doubt: the node may have stored it and only its ack was lost; sent again with the same key it is acked `dup`,
+  // not said twice). Sending the same text again continues with these parts; an edited text is cut afresh.
+  const unsent = { speech: null, announce: null };
 
   async function sendText(kind, input, stateEl) {
     const text = input.value.trim();
     if (!text) return;
     stateEl.textContent = t('sending');
-    const parts = kind === 'speech' ? segments(text) : [text];
+    const left = unsent[kind];
+    const again = left !== null && left.rest === text;
+    const parts = again ? left.parts : kind === 'speech' ? segments(text) : [text];
+    let key = again ? left.key : newKey();
+    unsent[kind] = null;
     let ack = null;
     let sent = 0;
     for (const part of parts) {
-      const same = unsent && unsent.kind === kind && unsent.text === part;
-      const key = same ? unsent.key : newKey();
       ack = await actOnce({ t: kind, text: part }, null, key);
-      if (!ack) {
-        unsent = { kind, text: part, key };
-        break;
-      }
-      unsent = null;
+      if (!ack) break;
       sent += 1;
+      key = newKey();
     }
     if (ack) {
       input.value = '';
       stateEl.textContent = t('sent', { seq: ack.seq ?? '' });
     } else {
-      // What was said stays said: only the parts not yet acknowledged are left to send again.
-      input.value = parts.slice(sent).join(' ');
+      // What was said stays said: only the parts not yet acknowledged are left in the box.
+      const rest = sent ? parts.slice(sent).join(' ') : text;
+      unsent[kind] = { rest, parts: parts.slice(sent), key };
+      if (sent) input.value = rest;
       stateEl.textContent = t('not_sent', { why: header.notice.vars?.why || '' });
     }
   }
