@@ -312,6 +312,11 @@ class Listener:
             except TimeoutError:
                 pass
             except ConnectionClosed:
+                # A `reconnect` that arrived while an ask waited for its ack is still in peer.seen.
+                for message in peer.seen:
+                    if message.get("t") == "reconnect":
+                        wait_ms = message["after_ms"]
+                        self.drained += 1
                 await asyncio.sleep(wait_ms / 1000)
             finally:
                 await peer.close()

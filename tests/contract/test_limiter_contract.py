@@ -36,7 +36,7 @@ async def test_limiter_refills_over_time(limiter: RateLimiter) -> None:
     assert await limiter.hit("vote:th:c-2", 10.0, 2) == 0
 
 
-async def test_limiter_cost_zero_only_looks(limiter: RateLimiter) -> None:
+async def test_limiter_cost_zero_only_looks(limiter: RateLimiter, backend: Backend) -> None:
     # The admin API checks its failure bucket this way before it compares a key (a lockout, not just a delay).
     for _ in range(2):
         assert await limiter.hit("look:c-5", 0.01, 2, cost=0) == 0  # nothing taken by looking
@@ -44,6 +44,16 @@ async def test_limiter_cost_zero_only_looks(limiter: RateLimiter) -> None:
     assert await limiter.hit("look:c-5", 0.01, 2, cost=0) > 0  # empty: looking says when, like a hit
     assert await limiter.hit("look:c-5", 0.01, 2) > 0
     assert await limiter.hit("never-hit", 0.01, 1, cost=0) == 0
+    # Looking at an address nobody charged leaves no bucket behind (every admin call looks first).
+    if isinstance(limiter, MemoryRateLimiter):
+        assert "never-hit" not in limiter._buckets and "look:c-5" in limiter._buckets
+    else:
+        conn = backend.conn()
+        try:
+            assert await conn.execute("EXISTS", backend.keys.rate_bucket("never-hit")) == 0
+            assert await conn.execute("EXISTS", backend.keys.rate_bucket("look:c-5")) == 1
+        finally:
+            await conn.close()
 
 
 async def test_limiter_keys_are_independent(limiter: RateLimiter) -> None:
