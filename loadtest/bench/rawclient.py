@@ -10,11 +10,6 @@ import msgpack
 from loadtest.bench import wire
 
 
-def masked(payload: bytes) -> bytes:
-    """A client frame (RFC 6455 5.3: clients mask) carrying one binary message."""
-    return wire.client_frame(wire.OP_BINARY, payload)
-
-
 class RawCitizen(asyncio.Protocol):
     """Upgrades, sends `hello`, resolves `ready` on the snapshot, then hands every message to `on_message`."""
 
@@ -40,7 +35,7 @@ class RawCitizen(asyncio.Protocol):
             if end < 0:
                 return
             self.upgraded, self.buf = True, self.buf[end + 4 :]
-            self.transport.write(masked(self.hello))
+            self.transport.write(wire.client_frame(wire.OP_BINARY, self.hello))
         frames, self.buf = wire.split_frames(self.buf)
         for _, payload in frames:
             message = msgpack.unpackb(payload)

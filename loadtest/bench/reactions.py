@@ -14,14 +14,15 @@ import json
 import time
 
 import msgpack
+from loadtest.bench import wire
 from loadtest.bench.idle import api
-from loadtest.bench.rawclient import RawCitizen, masked
+from loadtest.bench.rawclient import RawCitizen
 
 from jansamvad.auth import TokenService
 from jansamvad.cluster import LocalCluster
 from jansamvad.protocol.roles import Role
 
-TAP = masked(msgpack.packb({"t": "react", "kind": "clap"}))
+TAP = wire.message_frame({"t": "react", "kind": "clap"})
 
 
 class Watcher(RawCitizen):

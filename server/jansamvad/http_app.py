@@ -123,7 +123,10 @@ def create_app(node: Node) -> Starlette:
 
     async def check_admin_key(request: Request, credential: str | None) -> bool:
         """Whether `credential` is the admin key. An address that failed too often is locked out before any key is
-        compared, so a right guess gets in no sooner than a wrong one; a wrong key takes a token of its bucket."""
+        compared, so a right guess gets in no sooner than a wrong one; a wrong key takes a token of its bucket.
+        With the Redis limiter the look, the comparison and the charge are separate round trips, so guesses sent at
+        the same instant are all compared before the first is charged: a burst gets as many tries as it sends at
+        once. The key has at least 16 characters (settings.py), which keeps guessing hopeless either way."""
         await limit(request, "admin-failures", ADMIN_FAILURES_PER_MINUTE, cost=0)
         # Constant-time comparison: the time taken says nothing about how much of the key was right.
         return credential is not None and hmac.compare_digest(credential.encode(), admin_key)
