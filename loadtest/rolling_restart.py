@@ -11,6 +11,7 @@ locust's verdict: non-zero when speech was lost, duplicated or late past the sce
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import subprocess
@@ -41,10 +42,13 @@ def main() -> int:
     cluster.start()
     try:
         print(f"rolling_restart: entry {cluster.entry_url}, {args.nodes} nodes", flush=True)
+        # The admin key goes in the environment: out of `ps`, and a key that starts with "-" (token_urlsafe makes
+        # one in 64) would read as an option to argparse.
         locust = subprocess.Popen(
             [sys.executable, str(REPO / "loadtest" / "run_locust.py"), "--scenario", "townhall",
              "--users", str(args.users), "--duration", f"{args.duration}s", "--target", cluster.entry_url,
-             "--admin-key", cluster.admin_key, "--reports", args.reports],
+             "--reports", args.reports],
+            env={**os.environ, "JANSAMVAD_ADMIN_KEY": cluster.admin_key},
         )  # fmt: skip
         total = args.duration
         rolled: list[str] = []
