@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import msgpack
@@ -325,3 +327,13 @@ def start_haproxy(
                 log = log_path.read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"HAProxy did not listen on {listen_port}:\n{log}") from None
             time.sleep(0.05)
+
+
+def run_locust_module() -> ModuleType:
+    """loadtest/run_locust.py as a module: its plain parts (arguments, local_node, rest) without locust or gevent."""
+    path = Path(__file__).resolve().parents[1] / "loadtest" / "run_locust.py"
+    spec = importlib.util.spec_from_file_location("run_locust", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

