@@ -11,7 +11,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from tests.browser.harness import Server, Tabs, go_live, join_as_citizen, open_staff
+from tests.browser.harness import Server, Tabs, go_live, join_as_citizen, open_staff, speak
 
 pytestmark = pytest.mark.browser
 
@@ -21,26 +21,19 @@ PHONE = {"viewport": {"width": 360, "height": 740}, "locale": "hi-IN"}
 SENTENCES = [f"वाक्य {n}: " + "सड़क बिजली पानी स्कूल अस्पताल " * 23 + "।" for n in range(1, 5)]
 
 
-def test_leader_speech_failing_part_way_keeps_only_the_unsent_part_and_says_nothing_twice(
-    demo_server: Server, tabs: Tabs
-) -> None:
-    from playwright.sync_api import expect
+def relay(kind: str, nth: int, sent: list[dict[str, Any]], swallowed: list[int]) -> Any:
+    """A route_web_socket handler: passes every frame through, records the console's `kind` requests in `sent`, and
+    answers the node's ack of the `nth` one with an error instead (the node has stored it; the console never knows)."""
 
-    citizen = tabs.open("citizen", **PHONE)
-    join_as_citizen(citizen, demo_server.links["citizen"])
-    leader = tabs.open("leader", **DESKTOP)
-    speeches: list[dict[str, Any]] = []  # every speech request the console sent, as the node received it
-    swallowed: list[int] = []
-
-    def relay(ws: Any) -> None:
+    def handler(ws: Any) -> None:
         server = ws.connect_to_server()
         answered_by_us: set[int] = set()
 
         def from_page(message: str | bytes) -> None:
             msg = msgpack.unpackb(message)  # the console speaks msgpack (binary frames)
-            if msg.get("t") == "speech":
-                speeches.append(msg)
-                if len(speeches) == 2:  # the second part: stored by the node, but its ack will not come back
+            if msg.get("t") == kind:
+                sent.append(msg)
+                if len(sent) == nth:
                     answered_by_us.add(msg["id"])
             server.send(message)
 
@@ -56,7 +49,20 @@ def test_leader_speech_failing_part_way_keeps_only_the_unsent_part_and_says_noth
         ws.on_message(from_page)
         server.on_message(from_server)
 
-    leader.route_web_socket(re.compile(r".*/ws(\?.*)?$"), relay)
+    return handler
+
+
+def test_leader_speech_failing_part_way_keeps_only_the_unsent_part_and_says_nothing_twice(
+    demo_server: Server, tabs: Tabs
+) -> None:
+    from playwright.sync_api import expect
+
+    citizen = tabs.open("citizen", **PHONE)
+    join_as_citizen(citizen, demo_server.links["citizen"])
+    leader = tabs.open("leader", **DESKTOP)
+    speeches: list[dict[str, Any]] = []  # every speech request the console sent, as the node received it
+    swallowed: list[int] = []
+    leader.route_web_socket(re.compile(r".*/ws(\?.*)?$"), relay("speech", 2, speeches, swallowed))
     open_staff(leader, demo_server.links["leader"])
     go_live(leader)
 
@@ -77,3 +83,31 @@ def test_leader_speech_failing_part_way_keeps_only_the_unsent_part_and_says_noth
     assert spoken.all_inner_texts() == [first_part, second_part]
     expect(leader.locator("#speech li.speech .text")).to_have_count(2)
     assert tabs.errors == [] or all("injected by the test" in e for e in tabs.errors), tabs.errors
+
+
+def test_leader_announcement_in_doubt_goes_again_with_its_key_after_a_speech_in_between(
+    demo_server: Server, tabs: Tabs
+) -> None:
+    from playwright.sync_api import expect
+
+    citizen = tabs.open("citizen", **PHONE)
+    join_as_citizen(citizen, demo_server.links["citizen"])
+    leader = tabs.open("leader", **DESKTOP)
+    notices: list[dict[str, Any]] = []
+    swallowed: list[int] = []
+    leader.route_web_socket(re.compile(r".*/ws(\?.*)?$"), relay("announce", 1, notices, swallowed))
+    open_staff(leader, demo_server.links["leader"])
+    go_live(leader)
+
+    leader.fill("#announce-text", "गेट 2 खुला है")
+    leader.click("#announce-send")
+    expect(leader.locator("#announce-state")).to_have_text(re.compile("नहीं भेजा गया|Not sent"))
+    assert len(swallowed) == 1
+    expect(leader.locator("#announce-text")).to_have_value("गेट 2 खुला है")  # nothing was said: the box is as it was
+    speak(leader, "बीच में एक वाक्य")  # a speech in between does not make the console forget the announcement's key
+    leader.click("#announce-send")
+    expect(leader.locator("#announce-text")).to_have_value("")
+    assert len(notices) == 2 and notices[1]["key"] == notices[0]["key"]
+    notes = citizen.locator("#speech li.announce .text")
+    expect(notes).to_have_count(1)  # stored the first time, acked `dup` the second
+    assert notes.all_inner_texts() == ["गेट 2 खुला है"]
