@@ -52,19 +52,28 @@ def relay(kind: str, nth: int, sent: list[dict[str, Any]], swallowed: list[int])
     return handler
 
 
+def leader_with_a_lost_ack(
+    demo_server: Server, tabs: Tabs, kind: str, nth: int
+) -> tuple[Any, Any, list[Any], list[int]]:
+    """A citizen, and a live leader console whose `nth` `kind` request will be stored but its ack lost: (citizen,
+    leader, the `kind` requests as sent, the seqs of the acks swallowed)."""
+    citizen = tabs.open("citizen", **PHONE)
+    join_as_citizen(citizen, demo_server.links["citizen"])
+    leader = tabs.open("leader", **DESKTOP)
+    sent: list[dict[str, Any]] = []
+    swallowed: list[int] = []
+    leader.route_web_socket(re.compile(r".*/ws(\?.*)?$"), relay(kind, nth, sent, swallowed))
+    open_staff(leader, demo_server.links["leader"])
+    go_live(leader)
+    return citizen, leader, sent, swallowed
+
+
 def test_leader_speech_failing_part_way_keeps_only_the_unsent_part_and_says_nothing_twice(
     demo_server: Server, tabs: Tabs
 ) -> None:
     from playwright.sync_api import expect
 
-    citizen = tabs.open("citizen", **PHONE)
-    join_as_citizen(citizen, demo_server.links["citizen"])
-    leader = tabs.open("leader", **DESKTOP)
-    speeches: list[dict[str, Any]] = []  # every speech request the console sent, as the node received it
-    swallowed: list[int] = []
-    leader.route_web_socket(re.compile(r".*/ws(\?.*)?$"), relay("speech", 2, speeches, swallowed))
-    open_staff(leader, demo_server.links["leader"])
-    go_live(leader)
+    citizen, leader, speeches, swallowed = leader_with_a_lost_ack(demo_server, tabs, "speech", 2)
 
     leader.fill("#speech-text", " ".join(SENTENCES))
     leader.click("#speech-send")
@@ -90,14 +99,7 @@ def test_leader_announcement_in_doubt_goes_again_with_its_key_after_a_speech_in_
 ) -> None:
     from playwright.sync_api import expect
 
-    citizen = tabs.open("citizen", **PHONE)
-    join_as_citizen(citizen, demo_server.links["citizen"])
-    leader = tabs.open("leader", **DESKTOP)
-    notices: list[dict[str, Any]] = []
-    swallowed: list[int] = []
-    leader.route_web_socket(re.compile(r".*/ws(\?.*)?$"), relay("announce", 1, notices, swallowed))
-    open_staff(leader, demo_server.links["leader"])
-    go_live(leader)
+    citizen, leader, notices, swallowed = leader_with_a_lost_ack(demo_server, tabs, "announce", 1)
 
     leader.fill("#announce-text", "गेट 2 खुला है")
     leader.click("#announce-send")
