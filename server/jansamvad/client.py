@@ -167,6 +167,10 @@ class Client:
         if self.limited_answers >= (settings.staff_msg_burst if staff else settings.citizen_msg_burst):
             self.node.metrics.rate_limited["unanswered"] += 1
             return
+        # The k-th refused message of a burst is told to come back when k more messages are allowed, so a client that
+        # resends each after its retry_ms (a pasted speech) is spread over the refill instead of refused again at once.
+        rate = settings.staff_msgs_per_s if staff else settings.citizen_msgs_per_s
+        retry_ms += int(self.limited_answers * 1000 / rate)
         self.limited_answers += 1
         self.send_error(ProtocolViolation(ErrorCode.RATE_LIMITED, "too many messages", re=msg.id, retry_ms=retry_ms))
 
