@@ -82,7 +82,8 @@ class Client:
         self.allowance = float(settings.citizen_msg_burst)
         self.allowance_at = node.clock
         # Reactions have a bucket of their own: a citizen tapping away must not use up the budget of their questions.
-        self.reaction_allowance = float(settings.reaction_burst)
+        # Starts as the shared int (no float object per idle connection); the first reaction makes it a float.
+        self.reaction_allowance: float = settings.reaction_burst
         self.reaction_at = node.clock
         self.limited_answers = 0  # rate_limited answers since the keepalive wheel last turned (it resets this)
 
