@@ -450,19 +450,27 @@ def cluster() -> None:
     type=click.IntRange(1, 65535),
     help="Entry port (the load balancer's; without haproxy, node 0's URL is the entry).",
 )
-def cluster_up(nodes: int, workers: int, redis_kind: str, port: int) -> None:
-    """Start everything, print the entry URL and demo links, and stop it all on Ctrl-C or SIGTERM."""
+@click.option(
+    "--replicas",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 2),
+    help="Valkey replicas per primary (--redis cluster): 1 gives 3 primaries + 3 replicas, as in production.",
+)
+def cluster_up(nodes: int, workers: int, redis_kind: str, port: int, replicas: int) -> None:
+    """Start everything, print the entry URL and demo links, and stop it all on Ctrl-C or SIGTERM.
+
+    Like production: every Valkey writes an AOF (appendfsync everysec) to its own data directory, and the nodes get
+    their token secret, admin key and Redis URL through the environment, never on their command line."""
     import signal as signals
     import time as clock
 
     from jansamvad.cluster import LocalCluster
 
-    local = LocalCluster(
-        nodes=nodes,
-        workers=workers,
-        redis=redis_kind,
-        entry_port=port,
-        extra_args=["--max-connections-per-ip", "100000", "--joins-per-minute-per-ip", "100000"],
+    if replicas and redis_kind != "cluster":
+        raise click.UsageError("--replicas needs --redis cluster")
+    local = LocalCluster.like_production(
+        nodes=nodes, workers=workers, redis=redis_kind, entry_port=port, replicas=replicas
     )
     stopping = False
     started = False
@@ -479,6 +487,8 @@ def cluster_up(nodes: int, workers: int, redis_kind: str, port: int) -> None:
     started = True
     try:
         click.echo(f"Redis: {local.redis_url}")
+        for server in local.redis_servers:
+            click.echo(f"valkey on port {server.port}: AOF (appendfsync everysec) in {server.dir}")
         for node in local.node_procs:
             click.echo(f"node{node.index}: {node.url} ({workers} worker(s), log {node.log})")
         if local.haproxy is None:
