@@ -21,10 +21,10 @@ export function startStaff(role, { actions, resume = true, onStatus = () => {} }
     return null;
   }
 
-  // The staff lane (docs/protocol.md section 1): its own handshake budget, so a citizen storm does not hold us up.
-  const url = wsUrl() + '?lane=staff';
-  const conn = new Conn({ th, url, getToken: async () => token, resume, rate: { perSec: 40, burst: 150 } });
+  const conn = new Conn({ th, getToken: async () => token, resume, rate: { perSec: 40, burst: 150 } });
   const speech = new SpeechView($('#speech'), { empty: $('#speech-empty') });
+  // The staff lane (docs/protocol.md section 1): its own handshake budget, so a citizen storm does not hold us up.
+  conn.url = wsUrl() + '?lane=staff';
 
   /** Send a request from a button: disable it while in flight, show errors in the notice. Resolves to the ack. */
   async function act(msg, button) {
