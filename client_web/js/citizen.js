@@ -11,9 +11,23 @@ import { chosen, getLang, num, onLang, setLang, t } from './i18n.js';
 import { $, closeReason, el, Header, icon, newKey, params, pollBars, QuestionsView, SpeechView } from './ui.js';
 
 const connModule = import('./conn.js');
-// conn.js asks for the msgpack build only once it runs: start fetching it now, alongside.
-document.head.append(el('link', { rel: 'preload', as: 'script', href: '/vendor/msgpack.min.js' }));
 const audioModule = connModule.then(() => import('./audio.js'));
+
+/**
+ * Fetch the wire codec (the msgpack build) now, because a connection is about to start: on joining, and on a return
+ * visit with a session. conn.js asks for it only once it runs, so the preload lets both downloads share the link;
+ * loadCodec() then runs it at once. Never on the bare join form: a preload that is not used within seconds of the
+ * load event is a console warning, and a citizen who only looks at the form needs no codec.
+ */
+let codecFetched = false;
+function fetchCodecNow() {
+  if (codecFetched) return;
+  codecFetched = true;
+  if (new URLSearchParams(location.search).get('enc') !== 'json') {
+    document.head.append(el('link', { rel: 'preload', as: 'script', href: '/vendor/msgpack.min.js' }));
+  }
+  connModule.then((m) => m.loadCodec()).catch(() => {}); // a failure is retried when the connection starts
+}
 
 const { th } = params();
 const MAX_QUESTION = 300;
@@ -419,6 +433,7 @@ async function getToken() {
 }
 
 async function startLive() {
+  fetchCodecNow();
   document.body.dataset.phase = 'live';
   $('#join').hidden = true;
   $('#live').hidden = false;
@@ -566,6 +581,7 @@ $('#join-form').addEventListener('submit', async (e) => {
   const btn = $('#join-btn');
   btn.disabled = true;
   $('span', btn).textContent = t('joining');
+  fetchCodecNow(); // alongside the join request
   try {
     session = await join({ name, region, district, constituency });
     header.say('');

@@ -116,6 +116,8 @@ export class Header {
     const c = $('#conn');
     c.dataset.state = this.conn;
     $('.label', c).textContent = t(`conn.${this.conn}`);
+    // Once the town hall is over nobody is watching: no frozen count of the last moment.
+    $('.viewers').hidden = this.status === 'ended' || this.conn === 'ended';
     $('#viewers').textContent = num(this.viewers);
     const n = $('#notice');
     n.hidden = !this.notice.key;
