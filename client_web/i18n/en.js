@@ -16,6 +16,8 @@ export default {
   'conn.ended': 'ended',
   viewers: 'watching',
   viewers_label: 'people watching now',
+  staff_viewers: 'team',
+  viewers_staff_label: 'citizens watching now · team: leaders, moderators and admins',
   role_leader: 'Leader console',
   role_moderator: 'Moderator console',
 
@@ -124,6 +126,9 @@ export default {
   upvote: 'Upvote',
   upvoted: 'Upvoted',
   upvote_label: 'Upvote this question',
+  own_question: 'Your question',
+  upvote_own: 'This is your own question: you cannot upvote it.',
+  upvote_failed: 'Could not upvote: {why}',
 
   // footer
   you_are: 'You joined as {name}',

@@ -16,6 +16,8 @@ export default {
   'conn.ended': 'प्रसारण समाप्त',
   viewers: 'दर्शक',
   viewers_label: 'अभी देख रहे लोग',
+  staff_viewers: 'टीम',
+  viewers_staff_label: 'अभी देख रहे नागरिक · टीम: वक्ता, मॉडरेटर और एडमिन',
   role_leader: 'वक्ता कंसोल',
   role_moderator: 'मॉडरेटर कंसोल',
 
@@ -124,6 +126,9 @@ export default {
   upvote: 'समर्थन करें',
   upvoted: 'समर्थित',
   upvote_label: 'इस प्रश्न का समर्थन करें',
+  own_question: 'आपका सवाल',
+  upvote_own: 'यह आपका अपना प्रश्न है: अपने प्रश्न का समर्थन नहीं किया जा सकता।',
+  upvote_failed: 'समर्थन नहीं हो सका: {why}',
 
   // footer
   you_are: 'आप {name} के रूप में जुड़े हैं',

@@ -4,10 +4,9 @@
 import { Broadcaster } from './audio.js';
 import { getLang, num, onLang, t } from './i18n.js';
 import { startStaff } from './staff.js';
-import { $, button, el, newKey, pollBars } from './ui.js';
+import { $, button, el, newKey, pollBars, REACTIONS, reactionEmoji } from './ui.js';
 
 const SPEECH_MAX = 2000;
-const REACTION_EMOJI = { clap: '👏', heart: '❤️', thumbs_up: '👍', laugh: '😂', sad: '😢' };
 
 let page = null;
 let status = '';
@@ -399,8 +398,15 @@ if (page) {
     const total = Object.values(reactTotals).reduce((a, b) => a + b, 0);
     $('#fig-reactions').textContent = num(total);
     $('#react-totals').replaceChildren(
-      ...Object.entries(REACTION_EMOJI).map(([kind, emoji]) =>
-        el('span', { title: t(`react.${kind}`), dataset: { kind } }, `${emoji} ${num(reactTotals[kind] || 0)}`),
+      ...REACTIONS.map(([kind, emoji]) =>
+        el(
+          'span',
+          { class: 'react-total', dataset: { kind } },
+          reactionEmoji(emoji),
+          el('span', { class: 'rname', text: t(`react.${kind}`) }),
+          ' ',
+          el('b', { class: 'rcount', text: num(reactTotals[kind] || 0) }),
+        ),
       ),
     );
   }

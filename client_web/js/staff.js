@@ -120,14 +120,14 @@ export function startStaff(role, { actions, resume = true, onStatus = () => {} }
       setStatus(s.status);
       speech.load(s.speech);
       questions.load(s.questions);
-      if (typeof s.viewers === 'number') header.setViewers(s.viewers);
+      if (typeof s.viewers === 'number') header.setViewers(s.viewers, s.staff);
     })
     .on('speech', (ev) => speech.add(ev, 'speech'))
     .on('announce', (ev) => speech.add(ev, 'announce'))
     .on('status', (ev) => setStatus(ev.status))
     .on('question', (ev) => questions.upsert(ev.q))
     .on('votes', (ev) => questions.votes(ev.v))
-    .on('viewers', (ev) => header.setViewers(ev.n));
+    .on('viewers', (ev) => header.setViewers(ev.n, ev.staff));
 
   // Slow mode (leaders and moderators): one question per citizen every N seconds, 0 = off.
   const slow = $('#slow-mode');
