@@ -57,13 +57,19 @@ async def test_node_two_nodes_serve_one_townhall(make_server: MakeServer, backen
     public = await citizen.recv_until(lambda m: m["t"] == "question")
     assert public["q"]["qid"] == asked["qid"] and public["seq"] == 3
 
-    # Votes from both nodes land on one question; each citizen counts once.
+    # Votes from both nodes land on one question; each citizen counts once; the asker's own vote is refused on
+    # whichever node it comes from (the store knows the asker).
+    third = await joined(node_a, hall.citizen_token(sub="c-third"))
     assert (await other.request({"t": "upvote", "qid": asked["qid"]}))["votes"] == 1
-    assert (await citizen.request({"t": "upvote", "qid": asked["qid"]}))["votes"] == 2
-    assert (await citizen.request({"t": "upvote", "qid": asked["qid"]}))["dup"] is True
+    assert (await third.request({"t": "upvote", "qid": asked["qid"]}))["votes"] == 2
+    assert (await third.request({"t": "upvote", "qid": asked["qid"]}))["dup"] is True
+    assert (await citizen.request({"t": "upvote", "qid": asked["qid"]}))["code"] == "own_question"
+    asker_on_b = await joined(node_b, hall.citizen_token(sub="c-on-a"))
+    assert (await asker_on_b.request({"t": "upvote", "qid": asked["qid"]}))["code"] == "own_question"
+    await asker_on_b.close()
 
-    # Viewers are summed over the nodes: two citizens, a leader and a moderator.
-    await citizen.recv_until(lambda m: m["t"] == "viewers" and m["n"] == 4, timeout=5, skipped=True)
+    # Viewers are summed over the nodes: three citizens (viewers.n), and a leader and a moderator (viewers.staff).
+    await citizen.recv_until(lambda m: m["t"] == "viewers" and (m["n"], m["staff"]) == (3, 2), timeout=5, skipped=True)
 
     # A client of node A resumes on node B from where it was.
     await citizen.close()

@@ -192,11 +192,32 @@ ACTION_ROLES: dict[str, frozenset[Role]] = {
     "unpin": frozenset({Role.LEADER, Role.MODERATOR, Role.ADMIN}),
 }
 
+# What each message type does, in words for the `forbidden` error's msg ("a citizen may not speak").
+VERBS: dict[str, str] = {
+    "ask": "ask questions",
+    "upvote": "vote for questions",
+    "react": "react",
+    "poll_vote": "vote in polls",
+    "speech": "speak",
+    "audio": "send audio",
+    "announce": "make announcements",
+    "go_live": "start the town hall",
+    "end": "end the town hall",
+    "moderate": "moderate questions",
+    "poll_create": "create polls",
+    "poll_open": "open polls",
+    "poll_close": "close polls",
+    "claim": "claim questions",
+    "release": "release questions",
+    "restrict": "restrict citizens",
+    "slow_mode": "set slow mode",
+}
+
 # Node -> client messages and the fields they may carry (besides the envelope keys t, re and seq).
 SERVER_MESSAGES: dict[str, frozenset[str]] = {
     "welcome": frozenset({"role", "sub", "name", "th", "title", "status", "seq", "recovered"}),
     "snapshot": frozenset(
-        {"seq", "status", "speech", "questions", "polls", "slow_mode", "viewers", "reactions", "queue"}
+        {"seq", "status", "speech", "questions", "polls", "slow_mode", "viewers", "staff", "reactions", "queue"}
     ),
     "ack": frozenset({"key", "qid", "votes", "seq", "state", "dup", "pid", "option", "sub", "until"}),
     "error": frozenset({"code", "msg", "field", "retry_ms"}),
@@ -207,7 +228,7 @@ SERVER_MESSAGES: dict[str, frozenset[str]] = {
     "question": frozenset({"q", "ts"}),
     "poll": frozenset({"p", "ts"}),
     "settings": frozenset({"slow_mode", "ts"}),
-    "viewers": frozenset({"n"}),
+    "viewers": frozenset({"n", "staff"}),
     "votes": frozenset({"v", "g"}),
     "reactions": frozenset({"c"}),
     "poll_counts": frozenset({"pid", "c"}),
@@ -302,7 +323,7 @@ def parse_client_message(obj: dict[str, Any], limits: Limits, encoding: Encoding
         raise ProtocolViolation(ErrorCode.UNKNOWN_TYPE, f"unknown message type {t[:32]!r}", re=re_id)
     allowed = spec.field_names()
     for key in obj:
-        if key != "t" and key not in allowed:
+        if key not in allowed and key not in ("t", "id"):
             shown = key if isinstance(key, str) else repr(key)
             raise ProtocolViolation(ErrorCode.INVALID_FIELD, f"{shown[:32]}: unknown field", field=shown[:32], re=re_id)
     fields: dict[str, Any] = {}
@@ -315,4 +336,7 @@ def parse_client_message(obj: dict[str, Any], limits: Limits, encoding: Encoding
             continue
         fields[spec_field.name] = _check(spec_field, obj[spec_field.name], limits, encoding, re_id)
     msg_id = fields.pop("id", None)
+    if msg_id is None and "id" in obj and obj["id"] is not None:
+        # Any message may carry an id (a client may tag all it sends); on fire-and-forget types it is only echoed.
+        msg_id = _check(_ID, obj["id"], limits, encoding, re_id)
     return ClientMessage(t, msg_id, fields)
