@@ -65,7 +65,7 @@ def test_viewer_counts_show_citizens_and_team_apart(demo_server: Server, tabs: T
     expect(leader.locator("#fig-viewers")).to_have_text("2")
 
     # No `staff` from the node: the citizens alone, no "– टीम", no error.
-    expect(old_console.locator(".meta .viewers")).to_have_text("2 दर्शक", timeout=VIEWERS_TICK_MS)
+    expect(old_console.locator(".meta .viewers")).to_have_text("2 दर्शक", use_inner_text=True, timeout=VIEWERS_TICK_MS)
     expect(old_console.locator("#staff-count")).to_be_hidden()
 
     # In English, and the count follows a citizen who leaves.
