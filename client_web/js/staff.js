@@ -11,7 +11,7 @@ import { $, closeReason, Header, newKey, params, QuestionsView, SpeechView } fro
 const RESEND_FOR_MS = 30000;
 const RESEND_ON = new Set(['unavailable', 'internal', 'disconnected']);
 
-export function startStaff(role, { actions, resume = true, onStatus = () => {} } = {}) {
+export function startStaff(role, { actions, resume = true, helloExtra = null, onStatus = () => {} } = {}) {
   const header = new Header();
   const { th } = params();
   const token = staffToken(role, th);
@@ -21,7 +21,7 @@ export function startStaff(role, { actions, resume = true, onStatus = () => {} }
     return null;
   }
 
-  const conn = new Conn({ th, getToken: async () => token, resume, rate: { perSec: 40, burst: 150 } });
+  const conn = new Conn({ th, getToken: async () => token, resume, helloExtra, rate: { perSec: 40, burst: 150 } });
   const speech = new SpeechView($('#speech'), { empty: $('#speech-empty') });
 
   /** Send a request from a button: disable it while in flight, show errors in the notice. Resolves to the ack. */
