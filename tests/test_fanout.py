@@ -176,3 +176,24 @@ async def test_fanout_paused_listener_gets_frames_on_resume_without_replayed_seq
     assert listener.resumed_after == {"seq": 5} and listener.paused is None
     assert [m.get("seq") for m in frames(listener.writes[-1])] == [6, None]
     await fanout.stop()
+
+
+async def test_fanout_paused_listener_in_two_streams_drops_only_what_each_replay_covered() -> None:
+    # A moderator replays the public stream (seq) and the moderation stream (mseq): each has its own number line.
+    fanout = await started()
+    hub = Hub()
+    listener = Recorder()
+    listener.paused = []
+    hub.add("th:x", listener)
+    hub.add("th:x:mod", listener, "mseq")
+    public, moderation = hub.room("th:x"), hub.room("th:x:mod")
+    assert public is not None and moderation is not None
+    for seq in (4, 5):
+        fanout.enqueue(public, seq, {"t": "speech", "text": str(seq)})
+    for mseq in (2, 3):
+        fanout.enqueue(moderation, mseq, {"t": "claim_update", "qid": "q1", "by": None, "until": 0})
+    fanout.resume(listener, {"seq": 4, "mseq": 2})
+    await settle()
+    got = [(m["t"], m.get("seq"), m.get("mseq")) for m in frames(listener.writes[-1])]
+    assert got == [("speech", 5, None), ("claim_update", None, 3)]
+    await fanout.stop()
