@@ -236,6 +236,9 @@ class Client:
             raise ConnectionRefused(CloseCode.BAD_HELLO, "an admin token needs hello.th")
         if not claims.allows_townhall(th):
             raise ConnectionRefused(CloseCode.FORBIDDEN, "the token is for another town hall")
+        if self.conn.staff_lane and claims.role not in STAFF:
+            # The staff lane skips the citizens' handshake budget: a citizen may not use it to jump the queue.
+            raise ConnectionRefused(CloseCode.FORBIDDEN, "the staff lane is for leaders, moderators and admins")
         townhall = await node.store.get_townhall(th)
         if townhall is None:
             raise ConnectionRefused(CloseCode.TOWNHALL_NOT_FOUND)
