@@ -131,6 +131,7 @@ export class RequestError extends Error {
  *   outboxKey     localStorage key for the persistent outbox (citizens); omit for none
  *   resume        send last_seq on reconnect (default true)
  *   lastSeq       the highest seq already applied (a page that restored its state from storage)
+ *   helloExtra    () => fields added to a resuming hello (the moderator page's last_mseq)
  *   rate          {perSec, burst}: client-side pacing, kept under the node's per-connection limit
  *   codec, url    overrides for tests
  *
@@ -148,6 +149,7 @@ export class Conn {
     this.onUnauthorized = opts.onUnauthorized || null;
     this.outboxKey = opts.outboxKey || null;
     this.resume = opts.resume !== false;
+    this.helloExtra = opts.helloExtra || null;
     this.codec = opts.codec || null; // chosen on first connect (loadCodec)
     this.url = opts.url || wsUrl();
     this.rate = opts.rate || { perSec: 4, burst: 12 };
@@ -287,7 +289,10 @@ export class Conn {
       }
       const hello = { t: 'hello', token };
       if (this.th) hello.th = this.th;
-      if (this.resume && this.lastSeq !== null) hello.last_seq = this.lastSeq;
+      if (this.resume && this.lastSeq !== null) {
+        hello.last_seq = this.lastSeq;
+        if (this.helloExtra) Object.assign(hello, this.helloExtra());
+      }
       this._sendRaw(hello);
       this.lastHeard = Date.now();
       this._startPing();
@@ -507,6 +512,13 @@ export class Conn {
       this.lastSeq = msg.seq;
     }
     this._emit(t, msg);
+  }
+
+  /** Start again from a fresh snapshot: reconnect without last_seq (a page saw a hole in a stream of its own). */
+  resync(why) {
+    console.warn(`resyncing: ${why}`);
+    this.lastSeq = null;
+    if (!this.stopped && this.ws) this._drop('resync');
   }
 
   /** Send a request with an id; resolves with the ack, rejects with RequestError. */

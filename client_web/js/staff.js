@@ -18,7 +18,7 @@ const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
 // staff_msgs_per_s 50, staff_msg_burst 200; docs/protocol.md), so a long speech is spread out instead of refused.
 export const STAFF_RATE = { perSec: 40, burst: 150 };
 
-export function startStaff(role, { actions, resume = true, onStatus = () => {} } = {}) {
+export function startStaff(role, { actions, resume = true, helloExtra = null, onStatus = () => {} } = {}) {
   const header = new Header();
   const { th } = params();
   const token = staffToken(role, th);
@@ -28,7 +28,7 @@ export function startStaff(role, { actions, resume = true, onStatus = () => {} }
     return null;
   }
 
-  const conn = new Conn({ th, getToken: async () => token, resume, rate: STAFF_RATE });
+  const conn = new Conn({ th, getToken: async () => token, resume, helloExtra, rate: STAFF_RATE });
   const speech = new SpeechView($('#speech'), { empty: $('#speech-empty') });
   // The staff lane (docs/protocol.md section 1): its own handshake budget, so a citizen storm does not hold us up.
   conn.url = wsUrl() + '?lane=staff';

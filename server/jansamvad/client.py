@@ -260,6 +260,24 @@ class Client:
     # Handlers
 
     async def _hello(self, msg: ClientMessage) -> None:
+        """A join always ends, within join_timeout: in `welcome` (and the replay or snapshot), or in a close. A session
+        that could not join (its store or broker unreachable or hung) is taken out of its rooms and closed with 1013
+        (1011 for a surprise), never left joined-but-silent."""
+        try:
+            async with asyncio.timeout(self.node.settings.join_timeout_s):
+                await self._join(msg)
+        except ConnectionRefused:
+            raise
+        except Exception as exc:
+            self.node.abandon_join(self)
+            if isinstance(exc, (Unavailable, ConnectionError, TimeoutError, OSError)):
+                log.warning("join failed: %s", type(exc).__name__)
+                self.conn.close(CloseCode.TRY_AGAIN_LATER, "could not join now")
+            else:
+                log.exception("unexpected error while joining")
+                self.conn.close(CloseCode.INTERNAL_ERROR)
+
+    async def _join(self, msg: ClientMessage) -> None:
         node = self.node
         try:
             claims = node.tokens.verify(msg.fields["token"])
@@ -289,7 +307,7 @@ class Client:
             self.conn.set_max_message_bytes(node.settings.citizen_max_message_bytes)
         else:
             self.allowance = float(node.settings.staff_msg_burst)
-        await node.join(self, msg.get("last_seq"), townhall)
+        await node.join(self, msg.get("last_seq"), townhall, msg.get("last_mseq"))
 
     async def _townhall_live(self) -> None:
         townhall = await self.node.store.get_townhall(self.th)
@@ -325,6 +343,7 @@ class Client:
             raise ProtocolViolation(ErrorCode.BAD_STATE, "the town hall has ended")
         existing = await store.question_for_key(self.th, sub, key)
         if existing is not None:  # a retry: answered again, without spending limits or running the filters
+            await node.publish_question_notice(self.th, existing)  # in case the first attempt could not publish it
             self.send(
                 {"t": "ack", "re": msg.id, "key": key, "qid": existing.qid, "state": str(existing.state), "dup": True}
             )
@@ -351,20 +370,9 @@ class Client:
             group=group,
             lang=script_lang(text),
         )
-        if created and rejected:
-            update = {
-                "t": "queue_update",
-                "qid": q.qid,
-                "state": str(q.state),
-                "pinned": False,
-                "by": "auto",
-                "reason": ",".join(verdict.reasons),
-            }
-            await node.publish_moderation(self.th, update)
-        elif created:
-            if not group:
-                grouper.add(q.qid, text)
-            await node.publish_moderation(self.th, {"t": "queue_add", "q": q.for_moderators()})
+        if created and not rejected and not group:
+            grouper.add(q.qid, text)
+        await node.publish_question_notice(self.th, q)  # also when not created: a concurrent retry stored it
         ack: dict[str, Any] = {"t": "ack", "re": msg.id, "key": key, "qid": q.qid, "state": str(q.state)}
         if not created:
             ack["dup"] = True

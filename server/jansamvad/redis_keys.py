@@ -10,7 +10,7 @@ publish atomically, and lets the store's scripts check and change a question, it
     P:T:hist                   broker: its history, a capped stream whose entry ids are `<seq>-0`
     P:T:pub                    broker: its sharded pub/sub channel (SPUBLISH / SSUBSCRIBE)
     P:T:pubkeys                broker: idempotency keys of its publications, key -> seq (hash; expires after a day)
-    P:T:mod:seq|hist|pub       the same for channel `th:<id>:mod`
+    P:T:mod:seq|hist|pub|pubkeys  the same for channel `th:<id>:mod`, the moderation stream (mseq)
     P:{ch:<name>}:seq|hist|pub a channel that is not a town hall's: the node's control channel `ctl` (a ban kicks the
                                citizen's sessions on every node) uses P:{ch:ctl}:pub, published without history
 

@@ -42,6 +42,8 @@ class Settings:
 
     # Sessions.
     hello_timeout_s: float = 10.0
+    # A hello is answered with welcome, or closed with 1013, within this: also while Redis is down or hung.
+    join_timeout_s: float = 5.0
     http_head_timeout_s: float = 10.0  # a request head must arrive whole within this (slowloris)
     max_pings_per_s: int = 10  # WebSocket pings a client may send per second before it is closed with 4010
     ping_interval_s: float = 20.0
@@ -137,7 +139,12 @@ class Settings:
             raise SettingsError("tick-ms must be between 0 and 100")
         if self.max_buffered_bytes < 16 * 1024:
             raise SettingsError("max-buffered-bytes must be at least 16384")
-        if self.hello_timeout_s <= 0 or self.ping_interval_s <= 0 or self.ping_timeout_s <= 0:
+        if (
+            self.hello_timeout_s <= 0
+            or self.ping_interval_s <= 0
+            or self.ping_timeout_s <= 0
+            or self.join_timeout_s <= 0
+        ):
             raise SettingsError("timeouts must be positive")
         if self.history_size < 10:
             raise SettingsError("history-size must be at least 10")

@@ -89,6 +89,7 @@ CLIENT_MESSAGES: dict[str, MessageSpec] = {
                 Field("token", str, limit="token_chars"),
                 Field("th", str, required=False, pattern=QID_PATTERN),
                 Field("last_seq", int, required=False),
+                Field("last_mseq", int, required=False),
             ),
         ),
         MessageSpec("ping", ANY_ROLE),
@@ -223,9 +224,9 @@ VERBS: dict[str, str] = {
 
 # Node -> client messages and the fields they may carry (besides the envelope keys t, re and seq).
 SERVER_MESSAGES: dict[str, frozenset[str]] = {
-    "welcome": frozenset({"role", "sub", "name", "th", "title", "status", "seq", "recovered"}),
+    "welcome": frozenset({"role", "sub", "name", "th", "title", "status", "seq", "recovered", "mseq"}),
     "snapshot": frozenset(
-        {"seq", "status", "speech", "questions", "polls", "slow_mode", "viewers", "staff", "reactions", "queue"}
+        {"seq", "status", "speech", "questions", "polls", "slow_mode", "viewers", "staff", "reactions", "queue", "mseq"}
     ),
     "ack": frozenset({"key", "qid", "votes", "seq", "state", "dup", "pid", "option", "sub", "until"}),
     "error": frozenset({"code", "msg", "field", "retry_ms"}),
@@ -241,9 +242,9 @@ SERVER_MESSAGES: dict[str, frozenset[str]] = {
     "reactions": frozenset({"c"}),
     "poll_counts": frozenset({"pid", "c"}),
     "audio": frozenset({"data", "n", "init", "mime"}),
-    "queue_add": frozenset({"q"}),
-    "queue_update": frozenset({"qid", "state", "pinned", "by", "reason"}),
-    "claim_update": frozenset({"qid", "by", "until"}),
+    "queue_add": frozenset({"q", "mseq"}),
+    "queue_update": frozenset({"qid", "state", "pinned", "by", "reason", "mseq"}),
+    "claim_update": frozenset({"qid", "by", "until", "mseq"}),
     "reconnect": frozenset({"after_ms"}),
 }
 
