@@ -209,6 +209,12 @@ def test_independent_client_rate_limited_never_ends_the_session(
     assert 20 <= len([m for m in answers if m["t"] == "pong"]) < 60
     time.sleep(limited[-1]["retry_ms"] / 1000)
     assert citizen.request({"t": "ping"})["t"] == "pong"  # still open, never closed with 4010
+    for i in range(100, 140):  # a second flood, seconds later: answered again (the cap is per second)
+        citizen.send({"t": "ping", "id": i})
+    again = [m for m in citizen.quiet() if m["t"] == "error"]
+    assert again and all(m["code"] == "rate_limited" for m in again)
+    time.sleep(max(m["retry_ms"] for m in again) / 1000)
+    assert citizen.request({"t": "ping"})["t"] == "pong"
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
