@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -99,7 +100,7 @@ class WsConnection(asyncio.Protocol):
         self.client: Client | None = None
         self.frag: list[bytes] | None = None
         self.frag_op = Opcode.BINARY
-        self.paused: list[tuple[int, bytes]] | None = None
+        self.paused: list[tuple[str, int, bytes]] | None = None
         self.corked: list[bytes] | None = None  # send_frame()s held back to leave in one write (see cork)
         self.ip = ""
         now = self.node.clock
@@ -290,11 +291,13 @@ class WsConnection(asyncio.Protocol):
         if frames:
             self.send_frame(b"".join(frames))
 
-    def resume(self, after_seq: int) -> None:
+    def resume(self, after: Mapping[str, int]) -> None:
         """End the replay: write the live frames that waited, except events the replay already covered."""
         paused, self.paused = self.paused, None
         if paused and self.state is ConnState.OPEN and self.transport is not None:
-            self.transport.write(b"".join(frame for seq, frame in paused if seq == 0 or seq > after_seq))
+            self.transport.write(
+                b"".join(frame for stream, seq, frame in paused if seq == 0 or seq > after.get(stream, 0))
+            )
 
     # Closing
 

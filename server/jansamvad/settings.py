@@ -42,6 +42,8 @@ class Settings:
 
     # Sessions.
     hello_timeout_s: float = 10.0
+    # A hello is answered with welcome, or closed with 1013, within this: also while Redis is down or hung.
+    join_timeout_s: float = 5.0
     http_head_timeout_s: float = 10.0  # a request head must arrive whole within this (slowloris)
     max_pings_per_s: int = 10  # WebSocket pings a client may send per second before it is closed with 4010
     ping_interval_s: float = 20.0
@@ -55,6 +57,8 @@ class Settings:
     citizen_msg_burst: int = 20
     staff_msgs_per_s: float = 50.0
     staff_msg_burst: int = 200
+    reactions_per_s: float = 5.0  # citizens' reactions, a bucket of their own; over it they are dropped silently
+    reaction_burst: int = 20
     citizen_token_ttl_s: int = 12 * 3600
     staff_token_ttl_s: int = 12 * 3600
     limits: Limits = field(default_factory=Limits)
@@ -135,7 +139,12 @@ class Settings:
             raise SettingsError("tick-ms must be between 0 and 100")
         if self.max_buffered_bytes < 16 * 1024:
             raise SettingsError("max-buffered-bytes must be at least 16384")
-        if self.hello_timeout_s <= 0 or self.ping_interval_s <= 0 or self.ping_timeout_s <= 0:
+        if (
+            self.hello_timeout_s <= 0
+            or self.ping_interval_s <= 0
+            or self.ping_timeout_s <= 0
+            or self.join_timeout_s <= 0
+        ):
             raise SettingsError("timeouts must be positive")
         if self.history_size < 10:
             raise SettingsError("history-size must be at least 10")
