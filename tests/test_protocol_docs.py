@@ -129,6 +129,10 @@ CLIENT_VISIBLE_SETTINGS = {
     "joins_per_minute_per_ip",
     "townhall_creates_per_minute",
     "max_open_townhalls",
+    "history_size",
+    "snapshot_speech",
+    "top_votes",
+    "claim_ttl_s",
 }
 
 
@@ -141,6 +145,10 @@ def _default_of(name: str) -> float:
         return float(getattr(Limits(), name.removeprefix("limits.")))
     if name.startswith("http_app."):
         return float(getattr(http_app, name.removeprefix("http_app.")))
+    if name.startswith("node."):
+        from jansamvad import node
+
+        return float(getattr(node, name.removeprefix("node.")))
     return float(getattr(Settings(), name))
 
 

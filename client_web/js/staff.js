@@ -1,6 +1,6 @@
 // Shared start-up of the leader and moderator consoles: token from the URL fragment, the connection, the header,
 // the public questions and the speech stream.
-import { Conn, RequestError } from './conn.js';
+import { Conn, RequestError, wsUrl } from './conn.js';
 import { num, onLang, t } from './i18n.js';
 import { $, closeReason, Header, newKey, params, QuestionsView, SpeechView } from './ui.js';
 
@@ -33,6 +33,8 @@ export function startStaff(role, { actions, resume = true, onStatus = () => {} }
 
   const conn = new Conn({ th, getToken: async () => token, resume, rate: STAFF_RATE });
   const speech = new SpeechView($('#speech'), { empty: $('#speech-empty') });
+  // The staff lane (docs/protocol.md section 1): its own handshake budget, so a citizen storm does not hold us up.
+  conn.url = wsUrl() + '?lane=staff';
 
   /** Send a request from a button: disable it while in flight, show errors in the notice. Resolves to the ack. */
   async function act(msg, button) {

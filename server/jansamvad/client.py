@@ -82,7 +82,8 @@ class Client:
         self.allowance = float(settings.citizen_msg_burst)
         self.allowance_at = node.clock
         # Reactions have a bucket of their own: a citizen tapping away must not use up the budget of their questions.
-        self.reaction_allowance = float(settings.reaction_burst)
+        # Starts as the shared int (no float object per idle connection); the first reaction makes it a float.
+        self.reaction_allowance: float = settings.reaction_burst
         self.reaction_at = node.clock
         self.limited_answers = 0  # rate_limited answers since the keepalive wheel last turned (it resets this)
 
@@ -269,6 +270,9 @@ class Client:
             raise ConnectionRefused(CloseCode.BAD_HELLO, "an admin token needs hello.th")
         if not claims.allows_townhall(th):
             raise ConnectionRefused(CloseCode.FORBIDDEN, "the token is for another town hall")
+        if self.conn.staff_lane and claims.role not in STAFF:
+            # The staff lane skips the citizens' handshake budget: a citizen may not use it to jump the queue.
+            raise ConnectionRefused(CloseCode.FORBIDDEN, "the staff lane is for leaders, moderators and admins")
         townhall = await node.store.get_townhall(th)
         if townhall is None:
             raise ConnectionRefused(CloseCode.TOWNHALL_NOT_FOUND)

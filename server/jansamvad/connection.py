@@ -36,6 +36,7 @@ _ws_log = logging.getLogger("jansamvad.websockets")
 _ws_log.setLevel(logging.WARNING)
 
 WS_PATH = "/ws"
+STAFF_LANE = "staff"  # /ws?lane=staff: leaders, moderators and admins, with their own handshake budget
 
 
 class ConnState(enum.IntEnum):
@@ -84,6 +85,7 @@ class WsConnection(asyncio.Protocol):
         "paused",
         "pinged",
         "pings",
+        "staff_lane",
         "state",
         "transport",
         "ws",
@@ -107,6 +109,7 @@ class WsConnection(asyncio.Protocol):
         self.pinged = False
         self.over_cap = False  # the buffer passed max_buffered_bytes and has not drained to half of it yet
         self.pings = 0  # pings received since the last keepalive wheel turn
+        self.staff_lane = False  # came in on /ws?lane=staff: only a staff hello may follow
 
     # asyncio.Protocol
 
@@ -168,8 +171,12 @@ class WsConnection(asyncio.Protocol):
         node = self.node
         url = urlsplit(request.path)
         self.ip = node.client_ip(self.ip, request.headers.get_all("X-Forwarded-For"))
+        lane = parse_qs(url.query).get("lane")
+        self.staff_lane = lane == [STAFF_LANE]
         if url.path != WS_PATH:
             response = ws.reject(404, "Not Found: the WebSocket endpoint is /ws\n")
+        elif lane is not None and not self.staff_lane:
+            response = ws.reject(400, "Bad Request: the only lane is lane=staff\n")
         else:
             retry_after = node.admit(self)
             if retry_after is not None:

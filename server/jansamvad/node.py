@@ -106,6 +106,10 @@ class Node:
         self.stream_gaps = 0
         self._handshake_allowance = float(settings.handshakes_per_second)
         self._handshake_at = 0.0
+        # The staff lane's own budget: citizens reconnecting in a storm spend only the citizen one.
+        self.staff_open = 0
+        self._staff_allowance = float(settings.staff_handshakes_per_second)
+        self._staff_at = 0.0
         self._reactions: dict[str, dict[str, int]] = {}
         self._audio_init: dict[str, dict[str, Any]] = {}
         self._audio_n: dict[str, int] = defaultdict(int)
@@ -123,7 +127,7 @@ class Node:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self.clock = self._handshake_at = self._loop.time()
+        self.clock = self._handshake_at = self._staff_at = self._loop.time()
         await self.broker.start(self)
         await self.broker.subscribe(CONTROL_CHANNEL)
         self.fanout.start()
@@ -197,6 +201,20 @@ class Node:
         reason = ""
         if self.draining or not self.ready:
             retry, reason = 5, "not_ready"
+        elif conn.staff_lane:
+            # Not counted against max_connections or the per-IP cap (a leader may share a NAT with thousands of
+            # citizens); bounded by its own cap instead, and a citizen's hello on it is refused (Client._hello).
+            if self.staff_open >= settings.max_staff_connections:
+                retry, reason = 2, "staff_max_connections"
+            else:
+                now = self.clock_precise()
+                rate = settings.staff_handshakes_per_second
+                self._staff_allowance = min(rate, self._staff_allowance + (now - self._staff_at) * rate)
+                self._staff_at = now
+                if self._staff_allowance >= 1:
+                    self._staff_allowance -= 1
+                else:
+                    retry, reason = 1, "staff_rate"
         elif self.open_count >= settings.max_connections:
             retry, reason = 2, "max_connections"
         elif self.per_ip[conn.ip] >= settings.max_connections_per_ip:
@@ -217,6 +235,7 @@ class Node:
 
     def connection_opened(self, conn: WsConnection) -> None:
         self.open_count += 1
+        self.staff_open += conn.staff_lane
         self.per_ip[conn.ip] += 1
         conn.client = Client(self, conn)
 
@@ -226,6 +245,7 @@ class Node:
         if client is None:
             return
         self.open_count -= 1
+        self.staff_open -= conn.staff_lane
         left = self.per_ip[conn.ip] - 1
         if left > 0:
             self.per_ip[conn.ip] = left

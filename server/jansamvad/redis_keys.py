@@ -11,7 +11,8 @@ publish atomically, and lets the store's scripts check and change a question, it
     P:T:pub                    broker: its sharded pub/sub channel (SPUBLISH / SSUBSCRIBE)
     P:T:pubkeys                broker: idempotency keys of its publications, key -> seq (hash; expires after a day)
     P:T:mod:seq|hist|pub       the same for channel `th:<id>:mod`
-    P:{ch:<name>}:seq|hist|pub a channel that is not a town hall's (not used by the node today)
+    P:{ch:<name>}:seq|hist|pub a channel that is not a town hall's: the node's control channel `ctl` (a ban kicks the
+                               citizen's sessions on every node) uses P:{ch:ctl}:pub, published without history
 
     P:T:meta                   store: the town hall (hash: id, title, lang, status, created_ms)
     P:T:qseq                   store: last question number (INCR); question ids are `q<n>`

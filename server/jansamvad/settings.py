@@ -35,6 +35,10 @@ class Settings:
     max_connections: int = 18_000  # per process; stay below the open-file limit
     max_connections_per_ip: int = 1_000
     handshakes_per_second: int = 2_000
+    # The staff lane (/ws?lane=staff): leaders, moderators and admins connect through their own small handshake
+    # budget and connection cap, so a storm of citizen reconnects never makes them wait (docs/operations.md).
+    staff_handshakes_per_second: int = 20
+    max_staff_connections: int = 200
 
     # Sessions.
     hello_timeout_s: float = 10.0
@@ -115,6 +119,8 @@ class Settings:
             "max_connections",
             "max_connections_per_ip",
             "handshakes_per_second",
+            "staff_handshakes_per_second",
+            "max_staff_connections",
             "max_errors",
             "max_open_townhalls",
             "townhall_creates_per_minute",

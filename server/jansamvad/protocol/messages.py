@@ -25,6 +25,14 @@ MAX_REQUEST_ID = 2**53 - 1  # the largest integer a JavaScript client can hold e
 _MIME = re.compile(r"[a-z]+/[A-Za-z0-9.+-]+(;[ A-Za-z0-9=.,\"-]{0,80})?")
 
 
+# What a field with a pattern must look like, in words for the `invalid_field` error's msg.
+_PATTERN_HINTS = {
+    KEY_PATTERN: "expected 8 to 64 characters of A-Z a-z 0-9 _ -",
+    QID_PATTERN: "expected 1 to 64 characters of A-Z a-z 0-9 _ -",
+    _MIME: "expected a MIME type such as audio/webm",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Size limits of user-supplied fields, in characters (text) or bytes (bytes). Configurable per deployment."""
@@ -280,7 +288,7 @@ def _check(spec_field: Field, value: Any, limits: Limits, encoding: Encoding, re
             return value
         if spec_field.pattern is not None:
             if spec_field.pattern.fullmatch(value) is None:
-                raise invalid("has a wrong format")
+                raise invalid(_PATTERN_HINTS.get(spec_field.pattern, "has a wrong format"))
             return value
         if spec_field.limit is not None:
             limit = getattr(limits, spec_field.limit)
