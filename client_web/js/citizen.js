@@ -222,7 +222,10 @@ function setStatus(s) {
   $('#ask-text').disabled = ended;
   $('#ask-btn').disabled = ended;
   for (const b of document.querySelectorAll('#reactions button')) b.disabled = ended;
-  if (ended) header.say('ended');
+  if (ended) {
+    header.say('ended');
+    if (player && player.active) player.stop(); // nothing more will be said
+  }
   questions.render();
   renderPolls();
 }
@@ -428,7 +431,7 @@ function renderAudio() {
   const btn = $('#listen');
   const note = $('#audio-state');
   $('#onair').hidden = !player || !player.onAir;
-  btn.disabled = !player || !player.supported;
+  btn.disabled = !player || !player.supported || (status === 'ended' && !player.active);
   if (!player) return;
   if (!player.supported) {
     note.textContent = t('audio_unsupported');

@@ -1,6 +1,6 @@
 // Shared start-up of the leader and moderator consoles: token from the URL fragment, the connection, the header,
 // the public questions and the speech stream.
-import { Conn, wsUrl } from './conn.js';
+import { Conn, RequestError, wsUrl } from './conn.js';
 import { num, onLang, t } from './i18n.js';
 import { $, closeReason, Header, newKey, params, QuestionsView, SpeechView } from './ui.js';
 
@@ -9,7 +9,10 @@ import { $, closeReason, Header, newKey, params, QuestionsView, SpeechView } fro
  * `actions(q, act)` gives the buttons of a public question row.
  */
 const RESEND_FOR_MS = 30000;
-const RESEND_ON = new Set(['unavailable', 'internal', 'disconnected']);
+const RESEND_ON = new Set(['unavailable', 'internal', 'disconnected', 'no_answer']);
+// A keyed request the node never answered (docs/protocol.md section 10.2: a client resends an unanswered id after a
+// timeout of its own, with the same key) goes again after this long.
+const ANSWER_WITHIN_MS = 10000;
 // `rate_limited` means the node is there and says when it takes the message: wait `retry_ms` and send the same message
 // (same key) again, for as long as this while it keeps saying so (a long pasted speech can meet it many times).
 const LIMITED_FOR_MS = 120000;
@@ -64,7 +67,7 @@ export function startStaff(role, { actions, resume = true, helloExtra = null, on
     try {
       for (;;) {
         try {
-          return await conn.request(keyed);
+          return await answered(conn.request(keyed));
         } catch (err) {
           if (err.code === 'rate_limited' && Date.now() < limitedUntil) {
             // Not sooner than the node said (a token is free again then), and a little later so that the next
@@ -83,6 +86,15 @@ export function startStaff(role, { actions, resume = true, helloExtra = null, on
       if (button) button.disabled = false;
       onStatus(state.status);
     }
+  }
+
+  /** The request's answer, or a `no_answer` RequestError after ANSWER_WITHIN_MS. */
+  function answered(request) {
+    let timer = null;
+    const late = new Promise((_, fail) => {
+      timer = setTimeout(() => fail(new RequestError({ code: 'no_answer', msg: 'no answer from the node' })), ANSWER_WITHIN_MS);
+    });
+    return Promise.race([request, late]).finally(() => clearTimeout(timer));
   }
 
   const questions = new QuestionsView($('#questions'), {

@@ -77,6 +77,8 @@ def test_townhall_end_shows_ended_on_every_page_without_reconnecting(demo_server
     # The citizen can no longer ask or react; the leader can no longer speak, go live or end.
     expect(citizen.locator("#ask-btn")).to_be_disabled()
     expect(citizen.locator("#reactions button").first).to_be_disabled()
+    expect(citizen.locator("#listen")).to_be_disabled()  # no live audio to come
+    expect(leader.locator("#fig-viewers")).to_be_hidden()  # nor a frozen audience figure
     for control in ("#go-live", "#end", "#speech-send", "#announce-send", "#mic", "#slow-mode"):
         expect(leader.locator(control), control).to_be_hidden()
     expect(moderator.locator("#slow-mode")).to_be_hidden()
