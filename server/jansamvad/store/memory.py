@@ -18,6 +18,7 @@ from jansamvad.models import (
     apply_decision,
     now_ms,
 )
+from jansamvad.regions import RegionTree, Unit
 from jansamvad.store.base import BadState, LimitReached, NotFound, Store, new_townhall_id
 
 ANYWHERE = "*"
@@ -64,6 +65,8 @@ class MemoryStore:
         self._halls: dict[str, _Hall] = {}
         self._restrictions: dict[tuple[str, str], Restriction] = {}  # (scope, sub) -> active restriction
         self._retention_s = ended_retention_s  # 0: ended town halls are kept for the process's life
+        self._regions: RegionTree | None = None
+        self._regions_version = 0
 
     def _expired(self, hall: _Hall) -> bool:
         return (
@@ -321,6 +324,22 @@ class MemoryStore:
 
     async def audit(self, th: str) -> list[dict[str, object]]:
         return list(self._hall(th).audit)
+
+    # The region tree
+
+    async def put_region_tree(self, tree: RegionTree) -> int:
+        self._regions = tree  # trees are never changed in place: sharing the object is safe
+        self._regions_version += 1
+        return self._regions_version
+
+    async def region_tree(self) -> RegionTree | None:
+        return self._regions
+
+    async def region_tree_version(self) -> int:
+        return self._regions_version if self._regions is not None else 0
+
+    async def region_unit(self, code: str) -> Unit | None:
+        return self._regions.get(code) if self._regions is not None else None
 
     async def close(self) -> None:
         return None

@@ -1,0 +1,133 @@
+"""Find region units by the first letters of their name, typed in Devanagari or in Latin letters (Hinglish too).
+
+Every name gets a few *keys*: the Devanagari name without nukta or chandrabindu, and a loose Latin form of both the
+English name and the Hindi name transliterated (indic-transliteration, Devanagari → IAST). A query gets the same
+treatment and matches a key it is a prefix of. The loose form is what makes "muzaffarpur", "mujaffarpur" and
+"muzaffarapura" (and मुज़फ़्फ़रपुर, मुजफ्फरपुर) one thing: it drops the short `a` (so the schwa that Hindi does not
+say, and a typist does not type, makes no difference), aspiration (bh/b, sh/s, ph/f/p), doubled letters, the
+nukta's Latin spellings (z/j, f/ph, q/k), m/n (the anusvara) and long/short vowels (ā/a, ee/i, oo/u). It is
+deliberately loose: the ranking puts the units whose name starts with exactly what was typed first, and higher
+levels before lower ones.
+
+Lookup is a binary search in one sorted key list per level, then a walk over the matches: O(log n + results).
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import re
+import unicodedata
+from collections.abc import Iterable
+
+from indic_transliteration import sanscript
+
+from jansamvad.regions import RegionTree, Unit
+
+MAX_QUERY_CHARS = 40
+MAX_LIMIT = 50
+_DEVANAGARI = re.compile(r"[\u0900-\u097F]")
+_NUKTA = "\u093c"
+_NOT_ALNUM = re.compile(r"[^a-z0-9]")
+_ASPIRATE = re.compile(r"(?<=[bcdgjklmnprstvy])h")
+_REPEAT = re.compile(r"(.)\1+")
+_LATIN_FOLDS = (("ee", "i"), ("oo", "u"), ("w", "v"), ("z", "j"), ("f", "p"), ("q", "k"), ("x", "ks"))
+
+
+def devanagari_key(text: str) -> str:
+    """NFC, without nukta, chandrabindu as anusvara, no joiners or spaces: मुजफ्फरपुर == मुज़फ़्फ़रपुर."""
+    decomposed = unicodedata.normalize("NFD", text)
+    decomposed = decomposed.replace(_NUKTA, "").replace("\u0901", "\u0902").replace("\u200c", "").replace("\u200d", "")
+    return "".join(unicodedata.normalize("NFC", decomposed).split())
+
+
+@functools.lru_cache(maxsize=200_000)
+def _word_key(word: str) -> str:
+    if _DEVANAGARI.search(word):
+        word = str(sanscript.transliterate(word, sanscript.DEVANAGARI, sanscript.IAST))
+    s = word.lower().replace("ṛ", "ri").replace("r̥", "ri")
+    s = "".join(c for c in unicodedata.normalize("NFKD", s) if not unicodedata.combining(c))
+    s = _NOT_ALNUM.sub("", s)
+    for old, new in _LATIN_FOLDS:
+        s = s.replace(old, new)
+    s = _ASPIRATE.sub("", s)
+    # m and n are one letter here: the anusvara (गंज = gaṃja) is typed either way ("ganj", "champaran").
+    return _REPEAT.sub(r"\1", s).replace("a", "").replace("m", "n")
+
+
+def loose_key(text: str) -> str:
+    """The loose Latin form (module docstring) of a name or a query, in either script. Word by word (names share
+    words: the cache makes 1 lakh booths cheap), the same for names and queries, so a typed prefix stays a prefix."""
+    return _REPEAT.sub(r"\1", "".join(_word_key(word) for word in unicodedata.normalize("NFC", text).split()))
+
+
+def _plain(text: str) -> str:
+    """For ranking: what was typed, compared as written (case and spaces aside)."""
+    return "".join(devanagari_key(text).lower().split())
+
+
+class RegionIndex:
+    """An immutable search index over one tree (build it again when the tree changes)."""
+
+    def __init__(self, tree: RegionTree) -> None:
+        self.tree = tree
+        # One string per entry, key NUL code: sorting strings is several times faster than sorting tuples.
+        per_level: dict[str, set[str]] = {level.id: set() for level in tree.levels}
+        leaf = tree.levels[-1].id
+        for unit in tree.units.values():
+            entries = per_level[unit.level]
+            for key in self._keys(unit, words=unit.level != leaf):
+                entries.add(f"{key}\0{unit.code}")
+        self._entries: dict[str, list[str]] = {level: sorted(entries) for level, entries in per_level.items()}
+        self._by_upper_code = {code.upper(): code for code in tree.units}
+
+    @staticmethod
+    def _keys(unit: Unit, *, words: bool) -> Iterable[str]:
+        """Keys of the whole name and (above the leaf level, whose names repeat their parents' words) of every
+        later word of it, so that "champaran" finds पश्चिम चम्पारण."""
+        for name in (unit.name_hi, unit.name_en):
+            parts = name.split()
+            starts = range(len(parts)) if words else range(1)
+            for i in starts:
+                rest = " ".join(parts[i:])
+                for key in (loose_key(rest), devanagari_key(rest) if _DEVANAGARI.search(rest) else ""):
+                    if key:
+                        yield key
+
+    def search(self, query: str, *, level: str | None = None, within: str | None = None, limit: int = 10) -> list[Unit]:
+        """Units matching `query` (see the module docstring), best first. `level` and `within` (a unit code: only
+        its subtree) narrow the search; an empty query with `within` lists that subtree's units."""
+        tree = self.tree
+        levels = [level] if level else [lv.id for lv in tree.levels]
+        query = " ".join(unicodedata.normalize("NFC", query).split())
+        if not query:
+            if not within:
+                return []
+            return [u for u in tree.descendants(within) if u.level in levels][:limit]
+        found: dict[str, Unit] = {}
+        exact = self._by_upper_code.get(query.upper())
+        if exact is not None and exact in tree.units:
+            unit = tree.units[exact]
+            if unit.level in levels and (not within or tree.within(exact, within)):
+                found[exact] = unit
+        prefixes = [p for p in {loose_key(query), devanagari_key(query) if _DEVANAGARI.search(query) else ""} if p]
+        # Enough candidates to rank: the best `limit` by typed-prefix, level and name are among them.
+        wanted = limit * 4
+        for level_id in levels:
+            entries = self._entries[level_id]
+            for prefix in prefixes:
+                i = bisect.bisect_left(entries, prefix)
+                while i < len(entries) and entries[i].startswith(prefix) and len(found) < wanted:
+                    code = entries[i].rpartition("\0")[2]
+                    if code not in found and (not within or tree.within(code, within)):
+                        found[code] = tree.units[code]
+                    i += 1
+            if len(found) >= wanted:
+                break
+        typed = _plain(query)
+
+        def rank(unit: Unit) -> tuple[int, int, str]:
+            starts = _plain(unit.name_hi).startswith(typed) or _plain(unit.name_en).startswith(typed)
+            return (0 if unit.code == exact else 1 if starts else 2, tree.depth_of_level[unit.level], unit.name_en)
+
+        return sorted(found.values(), key=rank)[:limit]
