@@ -485,7 +485,7 @@ def regions() -> None:
 def regions_import(file: Any, redis_url: str, redis_prefix: str) -> None:
     """Replace the region tree with FILE (CSV: code,parent,level,name_hi,name_en; - for stdin). Nodes pick it up
     within seconds; the previous tree stays whole until the new one is."""
-    tree = _read_regions(file.read(), file.name)
+    tree = _read_regions(file.read(), getattr(file, "name", "-"))
 
     async def put() -> int:
         store = _region_store(redis_url, redis_prefix)
