@@ -74,10 +74,18 @@ class RegionIndex:
         # One string per entry, key NUL code: sorting strings is several times faster than sorting tuples.
         per_level: dict[str, set[str]] = {level.id: set() for level in tree.levels}
         leaf = tree.levels[-1].id
+        # Each unit's own keys and the size of its subtree: a search within a small subtree (the booths of one
+        # district) walks the subtree instead of every unit in the state that shares the prefix.
+        self._unit_keys: dict[str, tuple[str, ...]] = {}
+        self._subtree_size: dict[str, int] = dict.fromkeys(tree.units, 0)
         for unit in tree.units.values():
             entries = per_level[unit.level]
-            for key in self._keys(unit, words=unit.level != leaf):
+            keys = tuple(dict.fromkeys(self._keys(unit, words=unit.level != leaf)))
+            self._unit_keys[unit.code] = keys
+            for key in keys:
                 entries.add(f"{key}\0{unit.code}")
+            for ancestor in tree.path(unit.code)[:-1]:
+                self._subtree_size[ancestor] += 1
         self._entries: dict[str, list[str]] = {level: sorted(entries) for level, entries in per_level.items()}
         self._by_upper_code = {code.upper(): code for code in tree.units}
 
@@ -103,7 +111,8 @@ class RegionIndex:
         if not query:
             if not within:
                 return []
-            return [u for u in tree.descendants(within) if u.level in levels][:limit]
+            units = tree.descendants(within, level) if level else tree.descendants(within)
+            return units[:limit]
         found: dict[str, Unit] = {}
         exact = self._by_upper_code.get(query.upper())
         if exact is not None and exact in tree.units:
@@ -115,13 +124,21 @@ class RegionIndex:
         wanted = limit * 4
         for level_id in levels:
             entries = self._entries[level_id]
-            for prefix in prefixes:
-                i = bisect.bisect_left(entries, prefix)
-                while i < len(entries) and entries[i].startswith(prefix) and len(found) < wanted:
-                    code = entries[i].rpartition("\0")[2]
-                    if code not in found and (not within or tree.within(code, within)):
-                        found[code] = tree.units[code]
-                    i += 1
+            ranges = [(bisect.bisect_left(entries, p), bisect.bisect_left(entries, p + "\U0010ffff")) for p in prefixes]
+            if within and self._subtree_size[within] < sum(hi - lo for lo, hi in ranges):
+                for unit in tree.descendants(within, level_id):
+                    if len(found) >= wanted:
+                        break
+                    if any(key.startswith(p) for key in self._unit_keys[unit.code] for p in prefixes):
+                        found.setdefault(unit.code, unit)
+            else:
+                for lo, hi in ranges:
+                    for i in range(lo, hi):  # not a slice: "g" matches thousands, we need a few
+                        if len(found) >= wanted:
+                            break
+                        code = entries[i].rpartition("\0")[2]
+                        if code not in found and (not within or tree.within(code, within)):
+                            found[code] = tree.units[code]
             if len(found) >= wanted:
                 break
         typed = _plain(query)

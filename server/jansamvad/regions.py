@@ -133,12 +133,14 @@ class RegionTree:
     def descendants(self, code: str, level: str | None = None) -> list[Unit]:
         """Units below `code` (all, or those at `level`), depth first in import order."""
         found: list[Unit] = []
+        stop = self.depth_of_level[level] if level is not None else len(self.levels)
         stack = list(reversed(self.children.get(code, [])))
         while stack:
             unit = self.units[stack.pop()]
             if level is None or unit.level == level:
                 found.append(unit)
-            stack.extend(reversed(self.children.get(unit.code, [])))
+            if self.depth_of_level[unit.level] < stop:  # nothing at `level` lies below a unit at or under it
+                stack.extend(reversed(self.children.get(unit.code, [])))
         return found
 
     def ordered(self) -> list[Unit]:
