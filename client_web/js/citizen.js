@@ -9,6 +9,7 @@
 // the msgpack build) and the audio player follow, so they do not compete for a slow link's bandwidth.
 import { chosen, getLang, num, onLang, setLang, t } from './i18n.js';
 import { $, closeReason, el, Header, icon, newKey, params, pollBars, QuestionsView, SpeechView } from './ui.js';
+import { chosenUnit } from './regionpick.js';
 
 const connModule = import('./conn.js');
 // conn.js asks for the msgpack build only once it runs: start fetching it now, alongside.
@@ -89,6 +90,7 @@ async function api(method, path, body) {
 
 async function join(profile) {
   const body = { name: profile.name, region: profile.region || '', device_id: deviceId() };
+  if (profile.unit) body.unit = profile.unit; // a region unit (join link or autocomplete): the token carries it
   const res = await api('POST', `/api/townhalls/${encodeURIComponent(th)}/join`, body);
   const s = { token: res.token, sub: res.sub, name: res.name, expires_at: res.expires_at };
   store.set(TOKEN_KEY, s);
@@ -567,7 +569,7 @@ $('#join-form').addEventListener('submit', async (e) => {
   btn.disabled = true;
   $('span', btn).textContent = t('joining');
   try {
-    session = await join({ name, region, district, constituency });
+    session = await join({ name, region, district, constituency, unit: chosenUnit() });
     header.say('');
     startLive();
   } catch (err) {
