@@ -107,21 +107,34 @@ def over_http(csv_path: str, requests: int, timeout_s: float = 120.0) -> list[di
         node.wait(timeout=30)
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=2000, help="in-process searches per query")
     parser.add_argument("--http", type=int, default=0, help="HTTP requests per query against a real node (0: none)")
     args = parser.parse_args(argv)
+    rss_before = _rss_mb()
     start = time.perf_counter()
     tree = generate()
     generated_s = time.perf_counter() - start
+    rss_tree = _rss_mb()
     start = time.perf_counter()
     index = RegionIndex(tree)
     build_s = time.perf_counter() - start
+    rss_index = _rss_mb()
     report: dict[str, Any] = {
         "units": len(tree),
         "generate_s": round(generated_s, 2),
         "index_build_s": round(build_s, 2),
+        "rss_tree_mb": round(rss_tree - rss_before, 1),  # the tree (what the generator also leaves: approximate)
+        "rss_index_mb": round(rss_index - rss_tree, 1),
         "load_avg": os.getloadavg(),
         "in_process": in_process(index, args.rounds),
     }

@@ -1,13 +1,13 @@
 """Find region units by the first letters of their name, typed in Devanagari or in Latin letters (Hinglish too).
 
-Every name gets a few *keys*: the Devanagari name without nukta or chandrabindu, and a loose Latin form of both the
-English name and the Hindi name transliterated (indic-transliteration, Devanagari → IAST). A query gets the same
-treatment and matches a key it is a prefix of. The loose form is what makes "muzaffarpur", "mujaffarpur" and
-"muzaffarapura" (and मुज़फ़्फ़रपुर, मुजफ्फरपुर) one thing: it drops the short `a` (so the schwa that Hindi does not
-say, and a typist does not type, makes no difference), aspiration (bh/b, sh/s, ph/f/p), doubled letters, the
-nukta's Latin spellings (z/j, f/ph, q/k), m/n (the anusvara) and long/short vowels (ā/a, ee/i, oo/u). It is
-deliberately loose: the ranking puts the units whose name starts with exactly what was typed first, and higher
-levels before lower ones.
+Every name gets a few *keys*: a loose Latin form of the English name and of the Hindi name transliterated
+(indic-transliteration, Devanagari → IAST), of the whole name and, above the lowest level, of every later word of it.
+A query, in either script, gets the same treatment and matches a key it is a prefix of. The loose form is what
+makes "muzaffarpur", "mujaffarpur" and "muzaffarapura" (and मुज़फ़्फ़रपुर, मुजफ्फरपुर) one thing: it drops the
+short `a` (so the schwa that Hindi does not say, and a typist does not type, makes no difference), aspiration
+(bh/b, sh/s, ph/f/p), doubled letters, the nukta's Latin spellings (z/j, f/ph, q/k), m/n (the anusvara) and
+long/short vowels (ā/a, ee/i, oo/u). It is deliberately loose: the ranking puts the units whose name starts with
+exactly what was typed first, and higher levels before lower ones.
 
 Lookup is a binary search in one sorted key list per level, then a walk over the matches: O(log n + results).
 """
@@ -76,14 +76,13 @@ class RegionIndex:
         leaf = tree.levels[-1].id
         # Each unit's own keys and the size of its subtree: a search within a small subtree (the booths of one
         # district) walks the subtree instead of every unit in the state that shares the prefix.
-        self._unit_keys: dict[str, tuple[str, ...]] = {}
+        # (The entry strings themselves: a prefix never contains NUL, so an entry starts with it iff its key does.)
+        self._unit_entries: dict[str, tuple[str, ...]] = {}
         self._subtree_size: dict[str, int] = dict.fromkeys(tree.units, 0)
         for unit in tree.units.values():
-            entries = per_level[unit.level]
-            keys = tuple(dict.fromkeys(self._keys(unit, words=unit.level != leaf)))
-            self._unit_keys[unit.code] = keys
-            for key in keys:
-                entries.add(f"{key}\0{unit.code}")
+            entries = tuple(f"{key}\0{unit.code}" for key in dict.fromkeys(self._keys(unit, words=unit.level != leaf)))
+            self._unit_entries[unit.code] = entries
+            per_level[unit.level].update(entries)
             for ancestor in tree.path(unit.code)[:-1]:
                 self._subtree_size[ancestor] += 1
         self._entries: dict[str, list[str]] = {level: sorted(entries) for level, entries in per_level.items()}
@@ -97,10 +96,9 @@ class RegionIndex:
             parts = name.split()
             starts = range(len(parts)) if words else range(1)
             for i in starts:
-                rest = " ".join(parts[i:])
-                for key in (loose_key(rest), devanagari_key(rest) if _DEVANAGARI.search(rest) else ""):
-                    if key:
-                        yield key
+                key = loose_key(" ".join(parts[i:]))
+                if key:
+                    yield key
 
     def search(self, query: str, *, level: str | None = None, within: str | None = None, limit: int = 10) -> list[Unit]:
         """Units matching `query` (see the module docstring), best first. `level` and `within` (a unit code: only
@@ -119,7 +117,8 @@ class RegionIndex:
             unit = tree.units[exact]
             if unit.level in levels and (not within or tree.within(exact, within)):
                 found[exact] = unit
-        prefixes = [p for p in {loose_key(query), devanagari_key(query) if _DEVANAGARI.search(query) else ""} if p]
+        # A Devanagari query is transliterated like the Hindi names were: one kind of key serves both scripts.
+        prefixes = [p for p in (loose_key(query),) if p]
         # Enough candidates to rank: the best `limit` by typed-prefix, level and name are among them.
         wanted = limit * 4
         for level_id in levels:
@@ -129,7 +128,7 @@ class RegionIndex:
                 for unit in tree.descendants(within, level_id):
                     if len(found) >= wanted:
                         break
-                    if any(key.startswith(p) for key in self._unit_keys[unit.code] for p in prefixes):
+                    if any(entry.startswith(p) for entry in self._unit_entries[unit.code] for p in prefixes):
                         found.setdefault(unit.code, unit)
             else:
                 for lo, hi in ranges:

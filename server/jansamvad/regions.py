@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import sys
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -59,6 +60,12 @@ class Unit:
     level: str
     name_hi: str
     name_en: str
+
+
+def unit(code: str, parent: str, level: str, name_hi: str, name_en: str) -> Unit:
+    """A Unit whose level and parent strings are shared with its siblings (a lakh of booths, a few dozen levels and
+    parents' codes: ~13 MB less per node for Bihar)."""
+    return Unit(code, sys.intern(parent), sys.intern(level), name_hi, name_en)
 
 
 def _clean_name(value: str) -> str:
@@ -199,7 +206,7 @@ def read_csv(text: str) -> RegionTree:
         if len(row) != len(CSV_HEADER):
             raise RegionError(f"line {number}: expected {len(CSV_HEADER)} fields, got {len(row)}")
         code, parent, level, hi, en = (field.strip() for field in row)
-        units.append(Unit(code, parent, level, _clean_name(hi), _clean_name(en)))
+        units.append(unit(code, parent, level, _clean_name(hi), _clean_name(en)))
     return RegionTree(levels, units)
 
 

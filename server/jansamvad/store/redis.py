@@ -34,7 +34,7 @@ from jansamvad.models import (
 )
 from jansamvad.redis_conn import RedisConn
 from jansamvad.redis_keys import RedisKeys, TownhallKeys, asked_field
-from jansamvad.regions import RegionError, RegionTree, Unit, format_levels, parse_levels
+from jansamvad.regions import RegionError, RegionTree, Unit, format_levels, parse_levels, unit as region_unit
 from jansamvad.store import redis_lua as lua
 from jansamvad.store.base import BadState, LimitReached, NotFound, Store, new_townhall_id
 
@@ -519,7 +519,7 @@ class RedisStore:
                 cursor, fields = await self._conn.execute("HSCAN", keys.units, cursor, "COUNT", REGION_BATCH)
                 for code, raw in fields.items():
                     parent, level, name_hi, name_en = json.loads(raw)
-                    units.append(Unit(code.decode(), parent, level, name_hi, name_en))
+                    units.append(region_unit(code.decode(), parent, level, name_hi, name_en))
                 if int(cursor) == 0:
                     break
             if levels_raw is not None and await self.region_tree_version() == version:
