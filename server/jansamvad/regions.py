@@ -29,6 +29,7 @@ LEVEL_RE = re.compile(r"[a-z][a-z0-9_]{0,23}")
 MAX_NAME_CHARS = 80
 MAX_LEVELS = 12
 MAX_UNITS = 2_000_000  # Uttar Pradesh has ~1.7 lakh booths; a bound on what an import can make every node hold
+RESERVED_CODES = frozenset({"levels"})  # GET /api/regions/levels
 CSV_HEADER = ("code", "parent", "level", "name_hi", "name_en")
 LEVELS_PREFIX = "# levels:"
 
@@ -105,6 +106,8 @@ class RegionTree:
     def _check(self, unit: Unit) -> None:
         if not CODE_RE.fullmatch(unit.code):
             raise RegionError(f"unit {unit.code!r}: code must be 1-40 of A-Z a-z 0-9 _ -, not starting with _ or -")
+        if unit.code in RESERVED_CODES:
+            raise RegionError(f"unit {unit.code}: the code is reserved (a path of the region API)")
         if unit.level not in self.depth_of_level:
             raise RegionError(f"unit {unit.code}: unknown level {unit.level!r}")
         for name in (unit.name_hi, unit.name_en):

@@ -95,11 +95,18 @@ class _Refused(Exception):
         self.response = response
 
 
-def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
+def region_routes(
+    store: Store, directory: RegionDirectory, limit: Limit, trusts: Callable[[str], bool] = lambda peer: False
+) -> list[Route]:
+    def _base(request: Request) -> str:
+        """The origin links are made of: this request's, with the scheme our own load balancer says the client used
+        (`X-Forwarded-Proto` from a `--trusted-proxy` only: a link printed on a sheet must be the https one)."""
+        base = str(request.base_url).rstrip("/")
+        proto = request.headers.get("x-forwarded-proto", "").strip().lower()
+        if proto in ("http", "https") and request.client is not None and trusts(request.client.host):
+            base = proto + base[base.index(":") :]
+        return base
 
-
-def region_routes(store: Store, directory: RegionDirectory, limit: Limit) -> list[Route]:
     async def tree_and_unit(request: Request) -> tuple[RegionTree, Unit]:
         code = request.path_params["code"]
         index = await directory.index()
