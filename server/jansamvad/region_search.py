@@ -20,8 +20,6 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
-from indic_transliteration import sanscript
-
 from jansamvad.regions import RegionTree, Unit
 
 MAX_QUERY_CHARS = 40
@@ -44,6 +42,9 @@ def devanagari_key(text: str) -> str:
 @functools.lru_cache(maxsize=200_000)
 def _word_key(word: str) -> str:
     if _DEVANAGARI.search(word):
+        # Imported on first use: 0.1 s that a node without a region tree (and the CLI) need not spend at start.
+        from indic_transliteration import sanscript
+
         word = str(sanscript.transliterate(word, sanscript.DEVANAGARI, sanscript.IAST))
     s = word.lower().replace("ṛ", "ri").replace("r̥", "ri")
     s = "".join(c for c in unicodedata.normalize("NFKD", s) if not unicodedata.combining(c))
