@@ -18,6 +18,8 @@ from jansamvad.localredis import RedisServer
 from jansamvad.region_search import RegionIndex, loose_key
 from jansamvad.regions import DEFAULT_LEVELS, RegionError, Unit, bihar_districts, read_csv, write_csv
 from jansamvad.regions_generate import generate
+from jansamvad.regions_http import RegionDirectory
+from jansamvad.store.memory import MemoryStore
 from tests.helpers import stop_process
 from tests.redis_servers import free_port, server_binary, start_standalone
 
@@ -187,3 +189,30 @@ def test_regions_cli_serve_loads_a_tree_at_start(tmp_path: Path) -> None:
         stop_process(proc)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+class _FlakyStore(MemoryStore):
+    """The embedded store, except that reading the tree's version fails while `down` (Redis unreachable)."""
+
+    down = False
+
+    async def region_tree_version(self) -> int:
+        if self.down:
+            raise OSError("store unreachable")
+        return await super().region_tree_version()
+
+
+@pytest.mark.anyio
+async def test_regions_directory_keeps_its_copy_while_the_store_is_unreachable() -> None:
+    store = _FlakyStore()
+    directory = RegionDirectory(store, check_interval_s=0)
+    await store.put_region_tree(read_csv(CSV))
+    first = await directory.index()
+    assert first is not None and "BR-236" in first.tree.units
+    store.down = True
+    assert await directory.index() is first  # searches and joins by link go on
+    assert await directory.unit("B-1") is not None
+    store.down = False
+    await store.put_region_tree(bihar_districts())
+    newer = await directory.index()
+    assert newer is not None and "B-1" not in newer.tree.units and len(newer.tree) == 39

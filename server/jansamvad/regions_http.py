@@ -10,6 +10,7 @@ per IP.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -33,6 +34,8 @@ from jansamvad.region_links import (
 from jansamvad.region_search import MAX_LIMIT, MAX_QUERY_CHARS, RegionIndex
 from jansamvad.regions import CODE_RE, RegionTree, Unit
 from jansamvad.store.base import Store
+
+log = logging.getLogger("jansamvad.regions")
 
 REGION_CHECK_S = 2.0
 DEFAULT_LIMIT = 10
@@ -60,12 +63,17 @@ class RegionDirectory:
             return self._index  # another request is loading a newer tree: answer from the one we have
         async with self._lock:
             if time.monotonic() - self._checked >= self._interval:
-                version = await self._store.region_tree_version()
-                if version != self._version:
-                    tree = await self._store.region_tree()
-                    # Building the index of a lakh of units takes seconds of CPU: off the event loop.
-                    self._index = await asyncio.to_thread(RegionIndex, tree) if tree is not None else None
-                    self._version = version
+                try:
+                    version = await self._store.region_tree_version()
+                    if version != self._version:
+                        tree = await self._store.region_tree()
+                        # Building the index of a lakh of units takes seconds of CPU: off the event loop.
+                        self._index = await asyncio.to_thread(RegionIndex, tree) if tree is not None else None
+                        self._version = version
+                except OSError:  # the store is unreachable (RedisUnavailable): keep answering from our copy
+                    if self._index is None:
+                        raise
+                    log.warning("region tree: store unreachable, still using version %d", self._version)
                 self._checked = time.monotonic()
         return self._index
 
