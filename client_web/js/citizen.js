@@ -7,9 +7,9 @@
 //
 // What the first paint needs (this module, ui.js, i18n.js, hi.js, the CSS) loads first; the connection (conn.js and
 // the msgpack build) and the audio player follow, so they do not compete for a slow link's bandwidth.
+import { chosenUnit } from './regionpick.js';
 import { chosen, getLang, num, onLang, setLang, t } from './i18n.js';
 import { $, closeReason, el, Header, icon, newKey, params, pollBars, QuestionsView, SpeechView } from './ui.js';
-import { chosenUnit } from './regionpick.js';
 
 const connModule = import('./conn.js');
 // conn.js asks for the msgpack build only once it runs: start fetching it now, alongside.

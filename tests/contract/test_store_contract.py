@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,6 @@ from jansamvad.models import (
     apply_decision,
     now_ms,
 )
-from jansamvad.regions import DEFAULT_LEVELS, Level, RegionTree, Unit
 from jansamvad.store.base import BadState, LimitReached, NotFound, Store
 from tests.contract.conftest import Parts
 
@@ -629,7 +629,9 @@ async def test_store_counts_questions_per_state(parts: Parts) -> None:
 # The region tree (issue 16): put whole, read whole, one unit by code, versions.
 
 
-def _small_tree(suffix: str = "") -> RegionTree:
+def _small_tree(suffix: str = "") -> Any:
+    from jansamvad.regions import DEFAULT_LEVELS, RegionTree, Unit  # here, not at the top: other branches edit those
+
     return RegionTree(
         DEFAULT_LEVELS,
         [
@@ -643,6 +645,8 @@ def _small_tree(suffix: str = "") -> RegionTree:
 
 
 async def test_region_tree_is_none_until_put_and_then_whole(parts: Parts) -> None:
+    from jansamvad.regions import Unit
+
     store = parts.store()
     assert await store.region_tree() is None
     assert await store.region_tree_version() == 0
@@ -658,6 +662,8 @@ async def test_region_tree_is_none_until_put_and_then_whole(parts: Parts) -> Non
 
 
 async def test_region_tree_put_replaces_the_whole_tree_with_a_new_version(parts: Parts) -> None:
+    from jansamvad.regions import DEFAULT_LEVELS, RegionTree, Unit
+
     store = parts.store()
     first = await store.put_region_tree(_small_tree())
     smaller = RegionTree(DEFAULT_LEVELS, [Unit("UP", "", "state", "उत्तर प्रदेश", "Uttar Pradesh")])
@@ -672,6 +678,8 @@ async def test_region_tree_put_replaces_the_whole_tree_with_a_new_version(parts:
 
 
 async def test_region_tree_with_custom_levels_and_a_lakh_of_units_round_trips(parts: Parts) -> None:
+    from jansamvad.regions import Level, RegionTree, Unit
+
     levels = (Level("zone", "क्षेत्र", "Zone"), Level("unit", "इकाई", "Unit"))
     units = [Unit("Z", "", "zone", "क्षेत्र", "Zone")] + [
         Unit(f"U{n}", "Z", "unit", f"इकाई {n}", f"Unit {n}") for n in range(100_000)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from jansamvad.models import (
     Decision,
@@ -18,11 +19,13 @@ from jansamvad.models import (
     apply_decision,
     now_ms,
 )
-from jansamvad.regions import RegionTree, Unit
 from jansamvad.store.base import BadState, LimitReached, NotFound, Store, new_townhall_id
 
 ANYWHERE = "*"
 _POLL_NEXT = {PollState.DRAFT: PollState.OPEN, PollState.OPEN: PollState.CLOSED}
+
+if TYPE_CHECKING:  # the region tree's types, used in annotations only
+    from jansamvad.regions import RegionTree, Unit
 
 
 class _Hall:
