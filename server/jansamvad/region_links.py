@@ -37,11 +37,13 @@ def _qr(url: str) -> segno.QRCode:
     return segno.make(url, error="m", micro=False)
 
 
+@functools.lru_cache(maxsize=4096)  # a shared link is previewed by every chat that shows it: ~1 KB each
 def qr_svg(url: str) -> str:
     """An inline SVG (no XML declaration, no fixed size: CSS sizes it)."""
     return str(_qr(url).svg_inline(scale=QR_SCALE, border=2, omitsize=True))
 
 
+@functools.lru_cache(maxsize=4096)
 def qr_png(url: str) -> bytes:
     out = io.BytesIO()
     _qr(url).save(out, kind="png", scale=QR_SCALE * 2, border=2)

@@ -39,7 +39,9 @@ log = logging.getLogger("jansamvad.regions")
 
 REGION_CHECK_S = 2.0
 DEFAULT_LIMIT = 10
-QR_PER_MINUTE = 120  # QR images per IP a minute (a chat app fetches one per preview)
+# QR images per IP a minute: a chat app's preview fetcher asks for one per link shared, from few addresses (a
+# rendering costs ~5 ms of CPU; the same link again comes from a cache).
+QR_PER_MINUTE = 600
 SHEETS_PER_MINUTE = 30  # sheet pages per IP a minute (each renders up to SHEET_PER_PAGE QR codes)
 
 Limit = Callable[[Request, str, int], Awaitable[None]]
