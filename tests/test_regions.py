@@ -216,3 +216,11 @@ async def test_regions_directory_keeps_its_copy_while_the_store_is_unreachable()
     await store.put_region_tree(bihar_districts())
     newer = await directory.index()
     assert newer is not None and "B-1" not in newer.tree.units and len(newer.tree) == 39
+
+
+@pytest.mark.parametrize("typed", ["seeta", "suraj", "booth 17", "muzaffarpur", "kishanganj", "champaran"])
+def test_regions_loose_key_of_every_typed_prefix_is_a_prefix_of_the_whole(typed: str) -> None:
+    # While a person types, each keystroke's key must still lead to the name ("se" on the way to "seeta").
+    whole = loose_key(typed)
+    for end in range(1, len(typed) + 1):
+        assert whole.startswith(loose_key(typed[:end])), typed[:end]

@@ -5,9 +5,9 @@ Every name gets a few *keys*: a loose Latin form of the English name and of the 
 A query, in either script, gets the same treatment and matches a key it is a prefix of. The loose form is what
 makes "muzaffarpur", "mujaffarpur" and "muzaffarapura" (and मुज़फ़्फ़रपुर, मुजफ्फरपुर) one thing: it drops the
 short `a` (so the schwa that Hindi does not say, and a typist does not type, makes no difference), aspiration
-(bh/b, sh/s, ph/f/p), doubled letters, the nukta's Latin spellings (z/j, f/ph, q/k), m/n (the anusvara) and
-long/short vowels (ā/a, ee/i, oo/u). It is deliberately loose: the ranking puts the units whose name starts with
-exactly what was typed first, and higher levels before lower ones.
+(bh/b, sh/s, ph/f/p), doubled letters, the nukta's Latin spellings (z/j, f/ph, q/k), m/n (the anusvara),
+long/short vowels (ā/a, ee/i, oo/u) and e/i, o/u. It is deliberately loose: the ranking puts the units whose
+name starts with exactly what was typed first, and higher levels before lower ones.
 
 Lookup is a binary search in one sorted key list per level, then a walk over the matches: O(log n + results).
 """
@@ -29,7 +29,8 @@ _NUKTA = "\u093c"
 _NOT_ALNUM = re.compile(r"[^a-z0-9]")
 _ASPIRATE = re.compile(r"(?<=[bcdgjklmnprstvy])h")
 _REPEAT = re.compile(r"(.)\1+")
-_LATIN_FOLDS = (("ee", "i"), ("oo", "u"), ("w", "v"), ("z", "j"), ("f", "p"), ("q", "k"), ("x", "ks"))
+# e/i and o/u are one letter each, so that "ee" and "oo" stay prefix-safe while typed ("se" → "seeta" = सीता).
+_LATIN_FOLDS = (("e", "i"), ("o", "u"), ("w", "v"), ("z", "j"), ("f", "p"), ("q", "k"), ("x", "ks"))
 
 
 def devanagari_key(text: str) -> str:
