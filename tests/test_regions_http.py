@@ -202,6 +202,8 @@ async def test_regions_sheet_lists_the_booths_of_a_district_with_qr_codes(server
     assert response.status_code == 200
     page = response.text
     assert "@page" in page and "A4" in page
+    pages = -(-len(booths) // 48)
+    assert f"{len(booths)} लिंक, पेज 1/{pages}" in page
     shown = [b.code for b in booths if f'data-unit="{b.code}"' in page]
     assert shown == [b.code for b in booths[:48]]
     assert page.count("<svg") == len(shown)

@@ -125,7 +125,7 @@ a.go {{ display: inline-block; margin-top: 1rem; padding: .9rem 1.6rem; border-r
 
 
 def sheet_page(
-    tree: RegionTree, unit: Unit, townhall: Townhall, base: str, units: list[Unit], page: int, pages: int
+    tree: RegionTree, unit: Unit, townhall: Townhall, base: str, units: list[Unit], page: int, pages: int, total: int
 ) -> str:
     """A4 print sheet: 12 cards a page (3 x 4), each with the QR code, the names and the short link."""
     e = escape
@@ -170,7 +170,7 @@ nav a {{ margin-right: 6mm; }}
 <body>
 <header>
 <h1>{e(townhall.title)}</h1>
-<p>{e(unit_label_hi(tree, unit))} · {e(unit.name_en)} — {len(units)} लिंक, पेज {page}/{pages}</p>
+<p>{e(unit_label_hi(tree, unit))} · {e(unit.name_en)} — {total} लिंक, पेज {page}/{pages}</p>
 <p>QR स्कैन करें या लिंक खोलें: नाम लिखें और सीधे जुड़ें। Scan, type a name, join.</p>
 </header>
 <nav>{" ".join(nav)}</nav>

@@ -218,7 +218,7 @@ def region_routes(
         await limit(request, "region-sheet", SHEETS_PER_MINUTE)
         page = int(raw_page)
         chunk = units[(page - 1) * SHEET_PER_PAGE : page * SHEET_PER_PAGE]
-        html = await asyncio.to_thread(sheet_page, tree, unit, townhall, _base(request), chunk, page, pages)
+        html = await asyncio.to_thread(sheet_page, tree, unit, townhall, _base(request), chunk, page, pages, len(units))
         return HTMLResponse(html)
 
     async def join_link(request: Request) -> Response:
