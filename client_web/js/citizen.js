@@ -7,6 +7,7 @@
 //
 // What the first paint needs (this module, ui.js, i18n.js, hi.js, the CSS) loads first; the connection (conn.js and
 // the msgpack build) and the audio player follow, so they do not compete for a slow link's bandwidth.
+import { chosenUnit } from './regionpick.js';
 import { chosen, getLang, num, onLang, setLang, t } from './i18n.js';
 import {
   $,
@@ -110,6 +111,7 @@ async function api(method, path, body) {
 
 async function join(profile) {
   const body = { name: profile.name, region: profile.region || '', device_id: deviceId() };
+  if (profile.unit) body.unit = profile.unit; // a region unit (join link or autocomplete): the token carries it
   const res = await api('POST', `/api/townhalls/${encodeURIComponent(th)}/join`, body);
   const s = { token: res.token, sub: res.sub, name: res.name, expires_at: res.expires_at };
   store.set(TOKEN_KEY, s);
@@ -617,7 +619,7 @@ $('#join-form').addEventListener('submit', async (e) => {
   $('span', btn).textContent = t('joining');
   fetchCodecNow(); // alongside the join request
   try {
-    session = await join({ name, region, district, constituency });
+    session = await join({ name, region, district, constituency, unit: chosenUnit() });
     header.say('');
     startLive();
   } catch (err) {

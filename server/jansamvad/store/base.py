@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from jansamvad.models import Poll, PollState, QState, Question, Restriction, Status, Townhall
+from jansamvad.regions import RegionTree, Unit
 
 
 class NotFound(Exception):
@@ -142,6 +143,24 @@ class Store(Protocol):
 
     async def audit(self, th: str) -> list[dict[str, object]]:
         """Every moderation decision, restriction, poll and setting change in this town hall, oldest first."""
+        ...
+
+    # The region tree (regions.py): one per deployment, replaced whole (`jansamvad regions import`).
+
+    async def put_region_tree(self, tree: RegionTree) -> int:
+        """Replace the region tree; returns its new version (> 0). A reader sees the old tree or the new one, whole."""
+        ...
+
+    async def region_tree(self) -> RegionTree | None:
+        """The current tree, or None when none was ever put."""
+        ...
+
+    async def region_tree_version(self) -> int:
+        """The current tree's version, 0 for none: one cheap read, for nodes checking whether their copy is current."""
+        ...
+
+    async def region_unit(self, code: str) -> Unit | None:
+        """One unit of the current tree (without loading the tree)."""
         ...
 
     async def close(self) -> None: ...

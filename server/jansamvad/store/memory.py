@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from jansamvad.models import (
     Decision,
@@ -22,6 +23,9 @@ from jansamvad.store.base import BadState, LimitReached, NotFound, OwnQuestion, 
 
 ANYWHERE = "*"
 _POLL_NEXT = {PollState.DRAFT: PollState.OPEN, PollState.OPEN: PollState.CLOSED}
+
+if TYPE_CHECKING:  # the region tree's types, used in annotations only
+    from jansamvad.regions import RegionTree, Unit
 
 
 class _Hall:
@@ -64,6 +68,8 @@ class MemoryStore:
         self._halls: dict[str, _Hall] = {}
         self._restrictions: dict[tuple[str, str], Restriction] = {}  # (scope, sub) -> active restriction
         self._retention_s = ended_retention_s  # 0: ended town halls are kept for the process's life
+        self._regions: RegionTree | None = None
+        self._regions_version = 0
 
     def _expired(self, hall: _Hall) -> bool:
         return (
@@ -323,6 +329,22 @@ class MemoryStore:
 
     async def audit(self, th: str) -> list[dict[str, object]]:
         return list(self._hall(th).audit)
+
+    # The region tree
+
+    async def put_region_tree(self, tree: RegionTree) -> int:
+        self._regions = tree  # trees are never changed in place: sharing the object is safe
+        self._regions_version += 1
+        return self._regions_version
+
+    async def region_tree(self) -> RegionTree | None:
+        return self._regions
+
+    async def region_tree_version(self) -> int:
+        return self._regions_version if self._regions is not None else 0
+
+    async def region_unit(self, code: str) -> Unit | None:
+        return self._regions.get(code) if self._regions is not None else None
 
     async def close(self) -> None:
         return None
