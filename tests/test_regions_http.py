@@ -212,6 +212,17 @@ async def test_regions_sheet_lists_the_booths_of_a_district_with_qr_codes(server
     assert bad.status_code == 400 and bad.json()["error"] == "invalid_field"
 
 
+async def test_regions_sheet_rate_limit_counts_every_request_also_a_bad_page(server: RunningServer) -> None:
+    # A sheet request lists the unit's booths (a lakh under a state) before it looks at `page`: a request with a bad
+    # page must spend the per-IP budget too, or it is a way round it (docs/protocol.md section 7: 30 a minute).
+    th = await with_tree(server, generated=True)
+    answers = []
+    for _ in range(31):
+        bad = await call(server, "GET", "/api/regions/BR/sheet", params={"th": th, "page": "0"})
+        answers.append(bad.status_code)
+    assert answers == [400] * 30 + [429]
+
+
 async def test_regions_join_by_link_signs_the_unit_into_the_token(server: RunningServer) -> None:
     th = await with_tree(server)
     response = await call(server, "POST", f"/api/townhalls/{th}/join", json={"name": "सीता", "unit": "BR-236"})

@@ -20,6 +20,7 @@ from jansamvad.models import (
     Restriction,
     RestrictionKind,
     Status,
+    Townhall,
     now_ms,
     script_lang,
 )
@@ -314,6 +315,12 @@ class Client:
         if townhall is None or townhall.status is not Status.LIVE:
             raise ProtocolViolation(ErrorCode.BAD_STATE, "the town hall is not live")
 
+    async def _townhall_not_ended(self) -> Townhall:
+        townhall = await self.node.store.get_townhall(self.th)
+        if townhall is None or townhall.status is Status.ENDED:
+            raise ProtocolViolation(ErrorCode.BAD_STATE, "the town hall has ended")
+        return townhall
+
     async def _check_allowed(self) -> None:
         """A banned or timed-out citizen may listen but not act."""
         assert self.claims is not None
@@ -338,9 +345,7 @@ class Client:
         assert self.claims is not None
         node, store, settings = self.node, self.node.store, self.node.settings
         sub, key, text = self.claims.sub, msg.fields["key"], msg.fields["text"]
-        townhall = await store.get_townhall(self.th)
-        if townhall is None or townhall.status is Status.ENDED:
-            raise ProtocolViolation(ErrorCode.BAD_STATE, "the town hall has ended")
+        townhall = await self._townhall_not_ended()
         existing = await store.question_for_key(self.th, sub, key)
         if existing is not None:  # a retry: answered again, without spending limits or running the filters
             await node.publish_question_notice(self.th, existing)  # in case the first attempt could not publish it
@@ -417,6 +422,8 @@ class Client:
         self.send({"t": "ack", "re": msg.id, "pid": poll.pid, "seq": seq})
 
     async def _on_poll_open(self, msg: ClientMessage) -> None:
+        # `end` closes every open poll; an admin may still join an ended town hall, but not open a poll in it.
+        await self._townhall_not_ended()
         await self._set_poll_state(msg, PollState.OPEN)
 
     async def _on_poll_close(self, msg: ClientMessage) -> None:

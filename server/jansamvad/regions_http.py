@@ -207,6 +207,8 @@ def region_routes(
         return Response(await asyncio.to_thread(qr_svg, url), media_type="image/svg+xml", headers=headers)
 
     async def sheet(request: Request) -> Response:
+        # Counted first: listing the booths (a lakh under a state) is the cost, whatever `page` turns out to be.
+        await limit(request, "region-sheet", SHEETS_PER_MINUTE)
         tree, unit = await tree_and_unit(request)
         townhall = await townhall_of(request)
         raw_page = request.query_params.get("page", "1")
@@ -215,7 +217,6 @@ def region_routes(
         pages = max(1, -(-len(units) // SHEET_PER_PAGE))
         if not raw_page.isdigit() or not 1 <= int(raw_page) <= pages:
             return _error(400, "invalid_field", f"page: a whole number from 1 to {pages}")
-        await limit(request, "region-sheet", SHEETS_PER_MINUTE)
         page = int(raw_page)
         chunk = units[(page - 1) * SHEET_PER_PAGE : page * SHEET_PER_PAGE]
         html = await asyncio.to_thread(sheet_page, tree, unit, townhall, _base(request), chunk, page, pages, len(units))
