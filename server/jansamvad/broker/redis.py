@@ -180,11 +180,13 @@ class RedisBroker:
         called itself not ready for it would only be taken out of the load balancer for the town halls that still
         work. Not ready means Redis as a whole is out of reach (docs/reliability.md).
         """
-        return not self._closed and any(r.up for r in self._readers.values())
+        sick = self._conn.sick()  # known not to answer commands, though its subscriber may not have noticed yet
+        return not self._closed and any(r.up and r.address not in sick for r in self._readers.values())
 
     def shards(self) -> tuple[int, int]:
         """(primaries this node subscribes on, of which up): for /readyz, so an operator sees a shard that is down."""
-        return len(self._readers), sum(1 for r in self._readers.values() if r.up)
+        sick = self._conn.sick()
+        return len(self._readers), sum(1 for r in self._readers.values() if r.up and r.address not in sick)
 
     # Publishing and history
 
