@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -165,6 +165,9 @@ class RedisConn:
         self._sick: dict[Address, float] = {}  # server -> loop time it missed a deadline; cleared by its probe
         self._probes: dict[Address, asyncio.Task[None]] = {}
         self.deadline_misses = 0  # calls that ran out of time (a metric for operators)
+        # Called when a probe finds the cluster's primaries changed (a stopped primary failed over): the broker
+        # moves its subscriptions then, instead of waiting for its own subscriber to give the old primary up.
+        self.on_topology_changed: list[Callable[[], None]] = []
 
     # Sharing
 
@@ -326,10 +329,14 @@ class RedisConn:
             while address in self._sick and not self._closed:
                 await asyncio.sleep(self.probe_interval_s)
                 if self._cluster:
+                    before = self.primaries()
                     with contextlib.suppress(Exception):  # the probe lives on whatever the refresh hits
                         # Bounded: the refresh asks every known server in turn and waits out a stopped one.
                         async with asyncio.timeout(4 * (self.command_timeout_s + _SOCKET_SLACK_S)):
                             await self._refresh(defer=address)
+                    if self.primaries() != before:
+                        for listener in self.on_topology_changed:
+                            listener()
                     if address not in self.primaries():
                         break  # failed over: its slots are served elsewhere now
                 if await self._answers(address):

@@ -114,6 +114,9 @@ class RedisBroker:
         backoff_max_s: float = 2.0,
     ) -> None:
         self._conn = conn.retain()
+        # A stopped primary that failed over: move the subscriptions as soon as the connection's probe sees it
+        # (about 2.5 s in tests/test_redis_health.py), not when this node's own subscriber gives up (about 7 s).
+        conn.on_topology_changed.append(self._request_reshape)
         self._keys = keys
         self._history_size = history_size
         self._reader_options: dict[str, float] = {
@@ -169,6 +172,8 @@ class RedisBroker:
         readers, self._readers = self._readers, {}
         await asyncio.gather(*(reader.close() for reader in readers.values()))
         self._handler = None
+        if self._request_reshape in self._conn.on_topology_changed:
+            self._conn.on_topology_changed.remove(self._request_reshape)
         await self._conn.close()
 
     @property
