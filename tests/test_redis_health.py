@@ -89,6 +89,11 @@ def ready(url: str) -> int:
         return 0
 
 
+def metrics(url: str) -> str:
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+        return str(response.read().decode())
+
+
 @dataclass
 class Answer:
     what: str
@@ -215,6 +220,7 @@ async def test_redis_health_stopped_standalone_every_action_is_answered_unavaila
                     assert unavailable(reply), (what, reply)
             assert not books.slow(), books.slow()
             ready_while_stopped = await asyncio.to_thread(ready, node.url)
+            assert "jansamvad_redis_shards_down 1.0" in await asyncio.to_thread(metrics, node.url)
         finally:
             resume(redis)
         # Back: the resends with their keys are acknowledged (the ask may have been stored when the server woke up
