@@ -386,19 +386,21 @@ class RedisConn:
         else:
             wait = ("WAITAOF", 1, 0, self.ack_wait_ms)
 
+        read_timeout_s = self.command_timeout_s + self.ack_wait_ms / 1000 + _SOCKET_SLACK_S  # the deadline comes first
+
         async def call(client: aioredis.Redis | RedisCluster) -> Any:
             commands = [("SET", barrier, "1", "PX", SYNC_TTL_MS), wait]
             if isinstance(client, RedisCluster):
                 node = client.nodes_manager.get_node_from_slot(client.keyslot(barrier))
                 connection = node.acquire_connection()
                 try:
-                    return await _pipelined(connection, commands)
+                    return await _pipelined(connection, commands, read_timeout_s)
                 finally:
                     node.release(connection)
             pool: ConnectionPool = client.connection_pool
             connection = await pool.get_connection()  # type: ignore[no-untyped-call]
             try:
-                return await _pipelined(connection, commands)
+                return await _pipelined(connection, commands, read_timeout_s)
             finally:
                 await pool.release(connection)
 
@@ -489,15 +491,21 @@ class RedisConn:
         return connection_class(**kwargs)
 
 
-async def _pipelined(connection: AbstractConnection, commands: list[tuple[Any, ...]]) -> Any:
+async def _pipelined(connection: AbstractConnection, commands: list[tuple[Any, ...]], read_timeout_s: float) -> Any:
     """Send `commands` in one write on one connection and return the last reply (an error reply raises).
 
-    A failure or cancellation between the replies would leave a reply unread for the connection's next user:
-    the connection is dropped then (redis-py reconnects it on its next use).
+    Each reply may take `read_timeout_s` (a WAIT longer than the socket timeout must not be cut short). A failure,
+    time-out or cancellation between the replies would leave a reply unread for the connection's next user: the
+    connection is dropped then (redis-py reconnects it on its next use).
     """
     try:
         await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
-        replies = [await connection.read_response(disconnect_on_error=False) for _ in commands]
+        replies = []
+        for _ in commands:
+            reply = await connection.read_response(timeout=read_timeout_s, disconnect_on_error=False)
+            if reply is None:  # redis-py's answer to a read that timed out
+                raise RedisUnavailable(f"no reply within {read_timeout_s:g} s")
+            replies.append(reply)
     except BaseException:
         await connection.disconnect(nowait=True)
         raise

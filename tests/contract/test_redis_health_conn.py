@@ -93,6 +93,21 @@ async def test_redis_settle_replica_without_a_replica_answers_unavailable_within
 
 
 @pytest.mark.redis
+async def test_redis_settle_waits_as_long_as_told_even_beyond_the_socket_timeout() -> None:
+    _need_server()
+    server = start_standalone()
+    store, th = await _store(server.url, "replica", wait_ms=2500)  # the socket timeout is 1 + 1 s
+    try:
+        started = time.monotonic()
+        with pytest.raises(RedisUnavailable, match="did not reach a replica within 2500 ms"):
+            await _ask(store, th, "durable-0001")
+        assert time.monotonic() - started >= 2.4  # WAIT's own answer, not a read cut short by the socket timeout
+    finally:
+        await store.close()
+        server.cleanup()
+
+
+@pytest.mark.redis
 @pytest.mark.parametrize("persistent", [True, False], ids=["appendonly", "no-aof"])
 async def test_redis_settle_aof_needs_the_aof(persistent: bool) -> None:
     _need_server()
