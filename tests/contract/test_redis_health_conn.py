@@ -10,8 +10,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from click.testing import CliRunner
 from redis.crc import key_slot
 
+from jansamvad.cli import main
 from jansamvad.redis_conn import RedisConn, RedisUnavailable
 from jansamvad.redis_keys import RedisKeys, sync_key
 from jansamvad.settings import Settings, SettingsError
@@ -168,3 +170,16 @@ def test_redis_settings_ack_durability_is_checked() -> None:
     assert ok.validate().ack_durability == "aof" and base.validate().ack_durability == "none"
     with pytest.raises(SettingsError, match="redis-command-timeout"):
         Settings(secret="s" * 32, admin_key="a" * 16, redis_command_timeout_s=0).validate()
+
+
+def test_redis_cli_ack_durability_and_command_timeout_options() -> None:
+    secret = ["--secret", "s" * 32, "--admin-key", "a" * 16]
+    result = CliRunner().invoke(main, ["serve", *secret], env={"JANSAMVAD_ACK_DURABILITY": "replica"})
+    assert result.exit_code == 2 and "needs --redis-url" in result.output
+    result = CliRunner().invoke(main, ["serve", *secret, "--ack-durability", "disk"])
+    assert result.exit_code == 2 and "disk" in result.output
+    result = CliRunner().invoke(main, ["serve", *secret, "--redis-command-timeout", "0"])
+    assert result.exit_code == 2
+    help_text = CliRunner().invoke(main, ["serve", "--help"]).output
+    for name in ("ACK_DURABILITY", "ACK_WAIT_MS", "REDIS_COMMAND_TIMEOUT"):
+        assert f"JANSAMVAD_{name}" in help_text
