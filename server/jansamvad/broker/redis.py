@@ -271,6 +271,9 @@ class RedisBroker:
         if reader is None:
             self._request_reshape()
             raise RedisUnavailable("the Redis cluster is changing shape; no server for this channel yet")
+        if reader.address in self._conn.sick():
+            # Known not to answer: a subscription would wait out its whole timeout for a confirmation.
+            raise RedisUnavailable(f"Redis at {reader.address[0]}:{reader.address[1]} is not answering; retry")
         return reader
 
     def _add_reader(self, address: Address) -> None:
