@@ -273,9 +273,12 @@ class RedisConn:
         """`call(client)` within the deadline, unless the server that owns `key` is known to be sick."""
         address: Address | None = None
         sent = False  # past the in-flight slot: a deadline missed from here on is the server's doing
+        # Connecting is not a call: the first one discovers the cluster (CLUSTER SLOTS, COMMAND), which takes longer
+        # than a command on a loaded machine; it is bounded by the connect and socket timeouts, and happens once, when
+        # the node starts (the broker connects first).
+        client = await self.connect()
         try:
             async with asyncio.timeout(self.command_timeout_s + extra_s):
-                client = await self.connect()
                 address = self._server_for(key)
                 async with self._limit():
                     sent = True
