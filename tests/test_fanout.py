@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 import msgpack
 import pytest
@@ -19,11 +20,11 @@ class Recorder:
 
     def __init__(self, encoding: Encoding = Encoding.MSGPACK, *, slow: bool = False) -> None:
         self.encoding = encoding
-        self.paused: list[tuple[int, bytes]] | None = None
+        self.paused: list[tuple[str, int, bytes]] | None = None
         self.slow = slow
         self.writes: list[bytes] = []
         self.dropped = False
-        self.resumed_after: int | None = None
+        self.resumed_after: Mapping[str, int] | None = None
 
     def write_broadcast(self, blob: bytes, must_deliver: bool) -> None:
         if self.slow:  # the same policy as WsConnection over its buffer cap
@@ -31,10 +32,10 @@ class Recorder:
             return
         self.writes.append(blob)
 
-    def resume(self, after_seq: int) -> None:
+    def resume(self, after: Mapping[str, int]) -> None:
         paused, self.paused = self.paused or [], None
-        self.resumed_after = after_seq
-        self.writes.append(b"".join(frame for seq, frame in paused if seq == 0 or seq > after_seq))
+        self.resumed_after = after
+        self.writes.append(b"".join(f for stream, seq, f in paused if seq == 0 or seq > after.get(stream, 0)))
 
 
 def frames(blob: bytes) -> list[dict[str, object]]:
@@ -170,8 +171,29 @@ async def test_fanout_paused_listener_gets_frames_on_resume_without_replayed_seq
     for seq in (4, 5, 6):
         fanout.enqueue(room, seq, {"t": "speech", "text": str(seq)})
     fanout.conflate(room, {"t": "viewers", "n": 1})
-    fanout.resume(listener, 5)  # the replay already sent up to seq 5
+    fanout.resume(listener, {"seq": 5})  # the replay already sent up to seq 5
     await settle()
-    assert listener.resumed_after == 5 and listener.paused is None
+    assert listener.resumed_after == {"seq": 5} and listener.paused is None
     assert [m.get("seq") for m in frames(listener.writes[-1])] == [6, None]
+    await fanout.stop()
+
+
+async def test_fanout_paused_listener_in_two_streams_drops_only_what_each_replay_covered() -> None:
+    # A moderator replays the public stream (seq) and the moderation stream (mseq): each has its own number line.
+    fanout = await started()
+    hub = Hub()
+    listener = Recorder()
+    listener.paused = []
+    hub.add("th:x", listener)
+    hub.add("th:x:mod", listener, "mseq")
+    public, moderation = hub.room("th:x"), hub.room("th:x:mod")
+    assert public is not None and moderation is not None
+    for seq in (4, 5):
+        fanout.enqueue(public, seq, {"t": "speech", "text": str(seq)})
+    for mseq in (2, 3):
+        fanout.enqueue(moderation, mseq, {"t": "claim_update", "qid": "q1", "by": None, "until": 0})
+    fanout.resume(listener, {"seq": 4, "mseq": 2})
+    await settle()
+    got = [(m["t"], m.get("seq"), m.get("mseq")) for m in frames(listener.writes[-1])]
+    assert got == [("speech", 5, None), ("claim_update", None, 3)]
     await fanout.stop()

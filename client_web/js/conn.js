@@ -11,6 +11,8 @@ export { newKey };
 
 // Close codes after which the client reconnects (docs/protocol.md 6.2, "rule of thumb").
 export const RECONNECT_CODES = new Set([1001, 1006, 1011, 1012, 1013, 4008, 4009]);
+// townhall_ended: the client stops for good in state 'ended' (not 'offline').
+export const ENDED_CODE = 4005;
 
 // Error codes after which an outbox action is retried (with the same key) rather than dropped.
 // (`timed_out`: a moderator paused this citizen for `retry_ms`.)
@@ -129,11 +131,13 @@ export class RequestError extends Error {
  *   outboxKey     localStorage key for the persistent outbox (citizens); omit for none
  *   resume        send last_seq on reconnect (default true)
  *   lastSeq       the highest seq already applied (a page that restored its state from storage)
+ *   helloExtra    () => fields added to a resuming hello (the moderator page's last_mseq)
  *   rate          {perSec, burst}: client-side pacing, kept under the node's per-connection limit
  *   codec, url    overrides for tests
  *
  * Events (conn.on(type, fn)): every node message type by its `t` ('welcome', 'snapshot', 'speech', ...),
- * plus 'state' (fn(state, detail)) with state one of 'connecting', 'live', 'reconnecting', 'offline',
+ * plus 'state' (fn(state, detail)) with state one of 'connecting', 'live', 'reconnecting', 'offline', 'ended' (closed
+ * with 4005: the town hall is over; final, like 'offline' after a close that is not retried),
  * 'outbox' (fn(item, status, detail)) with status 'queued' | 'sending' | 'acked' | 'failed',
  * and 'closed' (fn(code, reason)) when the client stops for good.
  * Stream events are delivered at most once and in seq order; older or repeated seqs are dropped.
@@ -145,6 +149,7 @@ export class Conn {
     this.onUnauthorized = opts.onUnauthorized || null;
     this.outboxKey = opts.outboxKey || null;
     this.resume = opts.resume !== false;
+    this.helloExtra = opts.helloExtra || null;
     this.codec = opts.codec || null; // chosen on first connect (loadCodec)
     this.url = opts.url || wsUrl();
     this.rate = opts.rate || { perSec: 4, burst: 12 };
@@ -284,7 +289,10 @@ export class Conn {
       }
       const hello = { t: 'hello', token };
       if (this.th) hello.th = this.th;
-      if (this.resume && this.lastSeq !== null) hello.last_seq = this.lastSeq;
+      if (this.resume && this.lastSeq !== null) {
+        hello.last_seq = this.lastSeq;
+        if (this.helloExtra) Object.assign(hello, this.helloExtra());
+      }
       this._sendRaw(hello);
       this.lastHeard = Date.now();
       this._startPing();
@@ -359,7 +367,8 @@ export class Conn {
   _halt(reason, code) {
     this.stopped = true;
     clearTimeout(this.timer);
-    this._setState('offline', reason);
+    // 4005: the town hall is over. That is not a network failure, and there is nothing to reconnect to.
+    this._setState(code === ENDED_CODE ? 'ended' : 'offline', reason);
     this._emit('closed', code, reason);
   }
 
@@ -503,6 +512,13 @@ export class Conn {
       this.lastSeq = msg.seq;
     }
     this._emit(t, msg);
+  }
+
+  /** Start again from a fresh snapshot: reconnect without last_seq (a page saw a hole in a stream of its own). */
+  resync(why) {
+    console.warn(`resyncing: ${why}`);
+    this.lastSeq = null;
+    if (!this.stopped && this.ws) this._drop('resync');
   }
 
   /** Send a request with an id; resolves with the ack, rejects with RequestError. */

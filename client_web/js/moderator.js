@@ -8,10 +8,14 @@ import { num, onLang, t } from './i18n.js';
 import { startStaff } from './staff.js';
 import { $, button, el, timeOf } from './ui.js';
 
-// Queue changes (queue_add / queue_update) are not stream events and are not replayed on resume, so this page asks
-// for a fresh snapshot (with the queue) whenever it reconnects.
+// Queue changes (queue_add, queue_update, claim_update) are the moderation stream, numbered `mseq` (docs/protocol.md,
+// section 2). The page applies each notice once (an mseq it has seen is skipped), and on reconnect sends last_mseq
+// with last_seq: the node replays what was missed, or sends a snapshot with the whole queue. A hole in mseq (the
+// node promises none) makes the page start again from a snapshot.
+let lastMseq = null; // the highest mseq applied; null before the first snapshot
 const page = startStaff('moderator', {
-  resume: false,
+  resume: true,
+  helloExtra: () => (lastMseq === null ? {} : { last_mseq: lastMseq }),
   actions: (q, act) => {
     const m = (action) => (e) => act({ t: 'moderate', qid: q.qid, action }, e.currentTarget);
     const out = [];
@@ -421,8 +425,22 @@ if (page) {
     );
   }
 
+  /** Whether a moderation notice is new: false for one already applied (a replay after a resume, a repeat). */
+  function fresh(ev) {
+    if (typeof ev.mseq !== 'number') return true;
+    if (lastMseq !== null && ev.mseq <= lastMseq) return false;
+    if (lastMseq !== null && ev.mseq > lastMseq + 1) {
+      lastMseq = null;
+      conn.resync(`mseq hole: got ${ev.mseq}`);
+      return false;
+    }
+    lastMseq = ev.mseq;
+    return true;
+  }
+
   conn
     .on('snapshot', (s) => {
+      lastMseq = typeof s.mseq === 'number' ? s.mseq : null;
       queue.clear();
       for (const q of s.queue || []) {
         queue.set(q.qid, q);
@@ -432,6 +450,7 @@ if (page) {
       renderQueue();
     })
     .on('queue_add', (ev) => {
+      if (!fresh(ev)) return;
       if (ev.q && ev.q.state === 'pending') {
         queue.set(ev.q.qid, ev.q);
         remember(ev.q);
@@ -445,11 +464,13 @@ if (page) {
       if (!known.has(ev.q.qid)) remember(ev.q);
     })
     .on('claim_update', (ev) => {
+      if (!fresh(ev)) return;
       if (ev.by) claims.set(ev.qid, { by: ev.by, until: ev.until || 0 });
       else claims.delete(ev.qid);
       renderQueue();
     })
     .on('queue_update', (ev) => {
+      if (!fresh(ev)) return;
       const before = known.get(ev.qid) || { text: '', state: 'pending', pinned: false };
       let action = null;
       if (ev.state !== before.state) action = { approved: 'approve', rejected: 'reject', answered: 'answer' }[ev.state];

@@ -9,6 +9,7 @@ import asyncio
 import gc
 import logging
 import secrets
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -151,6 +152,20 @@ def main() -> None:
 @_opt("max-connections", default=18_000, show_default=True, type=click.IntRange(1), help="Per process.")
 @_opt("max-connections-per-ip", default=1_000, show_default=True, type=click.IntRange(1))
 @_opt("handshakes-per-second", default=2_000, show_default=True, type=click.IntRange(1))
+@_opt(
+    "staff-handshakes-per-second",
+    default=20,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Handshakes a second on the staff lane (/ws?lane=staff), apart from the citizens' budget.",
+)
+@_opt(
+    "max-staff-connections",
+    default=200,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Open staff-lane connections per process (outside --max-connections and the per-IP cap).",
+)
 @_opt("hello-timeout", default=10.0, show_default=True, type=click.FloatRange(0.1), help="Seconds.")
 @_opt("ping-interval", default=20.0, show_default=True, type=click.FloatRange(0.1), help="Seconds.")
 @_opt("ping-timeout", default=20.0, show_default=True, type=click.FloatRange(0.1), help="Seconds.")
@@ -246,6 +261,8 @@ def serve(**opts: Any) -> None:
         max_connections=opts["max_connections"],
         max_connections_per_ip=opts["max_connections_per_ip"],
         handshakes_per_second=opts["handshakes_per_second"],
+        staff_handshakes_per_second=opts["staff_handshakes_per_second"],
+        max_staff_connections=opts["max_staff_connections"],
         hello_timeout_s=opts["hello_timeout"],
         ping_interval_s=opts["ping_interval"],
         ping_timeout_s=opts["ping_timeout"],
@@ -277,8 +294,12 @@ def serve(**opts: Any) -> None:
             )
         except SettingsError as exc:
             raise click.UsageError(str(exc)) from None
-        sys.exit(supervisor.run())
+        status = supervisor.run()
+        if status == 0:
+            click.echo("jansamvad stopped cleanly")
+        sys.exit(status)
     run_node(settings, demo=demo, loop=opts["loop"])
+    click.echo("jansamvad stopped cleanly")
 
 
 def raise_open_file_limit(wanted: int) -> int:
@@ -318,10 +339,14 @@ async def _serve(settings: Settings, *, demo: bool, reuse_port: bool = False) ->
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     tune_gc()
+    _print_listening(settings, running.port, running.health_port)
     if demo:
         await _print_demo_links(running.node, settings, running.port)
     await running.task
     await running.stop()  # the health port closes after the node drained
+    if running.stop_signal is not None:
+        log = logging.getLogger("jansamvad.cli")
+        log.info("stopped by %s after a graceful shutdown", signal.Signals(running.stop_signal).name)
 
 
 def tune_gc() -> None:
@@ -334,6 +359,27 @@ def tune_gc() -> None:
     gc.set_threshold(20_000, 20, 100)
 
 
+def _browser_base(settings: Settings, port: int) -> str:
+    """The URL a browser on this machine opens (a wildcard address is not one it can connect to)."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{port}"
+
+
+def _print_listening(settings: Settings, port: int, health_port: int) -> None:
+    """Where the node listens and how to open the pages of a town hall made over the REST API (README)."""
+    base = _browser_base(settings, port)
+    lines = [
+        f"JanSamvad node listening on {settings.host}:{port}: pages {base}/, WebSocket ws{base[4:]}/ws",
+        f"pages of a town hall <id>: citizen {base}/?th=<id>, leader {base}/leader.html?th=<id>#token=<leader-token>, "
+        f"moderator {base}/moderator.html?th=<id>#token=<moderator-token>",
+    ]
+    if health_port:
+        lines.append(f"health, readiness and metrics on {settings.host}:{health_port}")
+    click.echo("\n".join(lines))
+    sys.stdout.flush()
+
+
 async def _print_demo_links(node: Any, settings: Settings, port: int) -> None:
     townhall = await node.store.create_townhall(DEMO_TITLE, "hi")
     ttl = settings.staff_token_ttl_s
@@ -341,8 +387,7 @@ async def _print_demo_links(node: Any, settings: Settings, port: int) -> None:
     moderator, _ = node.tokens.issue(
         sub="m-demo-moderator", role=Role.MODERATOR, th=townhall.id, ttl_s=ttl, name="मॉडरेटर (Moderator)"
     )
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-    base = f"http://{host}:{port}"
+    base = _browser_base(settings, port)
     lines = [
         "",
         f"JanSamvad demo town hall {townhall.id} is ready. Open these in three browser tabs:",
@@ -429,19 +474,27 @@ def cluster() -> None:
     type=click.IntRange(1, 65535),
     help="Entry port (the load balancer's; without haproxy, node 0's URL is the entry).",
 )
-def cluster_up(nodes: int, workers: int, redis_kind: str, port: int) -> None:
-    """Start everything, print the entry URL and demo links, and stop it all on Ctrl-C or SIGTERM."""
+@click.option(
+    "--replicas",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 2),
+    help="Valkey replicas per primary (--redis cluster): 1 gives 3 primaries + 3 replicas, as in production.",
+)
+def cluster_up(nodes: int, workers: int, redis_kind: str, port: int, replicas: int) -> None:
+    """Start everything, print the entry URL and demo links, and stop it all on Ctrl-C or SIGTERM.
+
+    Like production: every Valkey writes an AOF (appendfsync everysec) to its own data directory, and the nodes get
+    their token secret, admin key and Redis URL through the environment, never on their command line."""
     import signal as signals
     import time as clock
 
     from jansamvad.cluster import LocalCluster
 
-    local = LocalCluster(
-        nodes=nodes,
-        workers=workers,
-        redis=redis_kind,
-        entry_port=port,
-        extra_args=["--max-connections-per-ip", "100000", "--joins-per-minute-per-ip", "100000"],
+    if replicas and redis_kind != "cluster":
+        raise click.UsageError("--replicas needs --redis cluster")
+    local = LocalCluster.like_production(
+        nodes=nodes, workers=workers, redis=redis_kind, entry_port=port, replicas=replicas
     )
     stopping = False
     started = False
@@ -458,6 +511,8 @@ def cluster_up(nodes: int, workers: int, redis_kind: str, port: int) -> None:
     started = True
     try:
         click.echo(f"Redis: {local.redis_url}")
+        for server in local.redis_servers:
+            click.echo(f"valkey on port {server.port}: AOF (appendfsync everysec) in {server.dir}")
         for node in local.node_procs:
             click.echo(f"node{node.index}: {node.url} ({workers} worker(s), log {node.log})")
         if local.haproxy is None:

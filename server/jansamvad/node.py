@@ -1,7 +1,9 @@
 """The Node: owns settings, hub, broker, store, presence and fan-out, and the lifecycle of every connection.
 
 Channels are logical names: `th:<id>` is a town hall's public stream (history-bearing events, plus ephemeral audio
-and aggregates); `th:<id>:mod` carries the moderation queue to moderators and admins.
+and aggregates); `th:<id>:mod` is its moderation stream to moderators and admins (queue notices, numbered `mseq`
+and kept in history like the public stream, so a node that missed some while Redis stumbled fills them in and a
+moderator who reconnects resumes). A per-region scope later is another channel of the same kind.
 """
 
 from __future__ import annotations
@@ -25,15 +27,15 @@ from jansamvad.hub import Hub, Room
 from jansamvad.limiter.base import RateLimiter
 from jansamvad.limiter.memory import MemoryRateLimiter
 from jansamvad.metrics import NodeMetrics
-from jansamvad.models import PUBLIC_STATES, PollState, QState, Status, Townhall, now_ms
+from jansamvad.models import PUBLIC_STATES, PollState, QState, Question, Status, Townhall, now_ms
 from jansamvad.moderation.grouping import QuestionGrouper
 from jansamvad.moderation.policy import Policy
-from jansamvad.presence.base import PresenceManager
+from jansamvad.presence.base import Audience, PresenceManager
 from jansamvad.protocol.codec import PING_FRAME
 from jansamvad.protocol.codes import CloseCode
-from jansamvad.protocol.roles import Role
+from jansamvad.protocol.roles import STAFF, Role
 from jansamvad.settings import Settings
-from jansamvad.store.base import Store
+from jansamvad.store.base import BadState, Store
 
 if TYPE_CHECKING:
     from websockets.typing import Origin
@@ -55,6 +57,9 @@ def public_channel(th: str) -> str:
 
 def moderation_channel(th: str) -> str:
     return f"th:{th}:mod"
+
+
+MODERATION_SEQ = "mseq"  # the field that numbers the moderation stream's notices (the public stream's is "seq")
 
 
 # Every node listens here for orders that concern sessions anywhere (e.g. kicking a banned citizen).
@@ -106,10 +111,14 @@ class Node:
         self.stream_gaps = 0
         self._handshake_allowance = float(settings.handshakes_per_second)
         self._handshake_at = 0.0
+        # The staff lane's own budget: citizens reconnecting in a storm spend only the citizen one.
+        self.staff_open = 0
+        self._staff_allowance = float(settings.staff_handshakes_per_second)
+        self._staff_at = 0.0
         self._reactions: dict[str, dict[str, int]] = {}
         self._audio_init: dict[str, dict[str, Any]] = {}
         self._audio_n: dict[str, int] = defaultdict(int)
-        self._viewers: dict[str, int] = {}
+        self._viewers: dict[str, Audience] = {}  # town hall -> its audience on every node, as of the last tick
         self._ticks = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -123,7 +132,7 @@ class Node:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self.clock = self._handshake_at = self._loop.time()
+        self.clock = self._handshake_at = self._staff_at = self._loop.time()
         await self.broker.start(self)
         await self.broker.subscribe(CONTROL_CHANNEL)
         self.fanout.start()
@@ -197,6 +206,20 @@ class Node:
         reason = ""
         if self.draining or not self.ready:
             retry, reason = 5, "not_ready"
+        elif conn.staff_lane:
+            # Not counted against max_connections or the per-IP cap (a leader may share a NAT with thousands of
+            # citizens); bounded by its own cap instead, and a citizen's hello on it is refused (Client._hello).
+            if self.staff_open >= settings.max_staff_connections:
+                retry, reason = 2, "staff_max_connections"
+            else:
+                now = self.clock_precise()
+                rate = settings.staff_handshakes_per_second
+                self._staff_allowance = min(rate, self._staff_allowance + (now - self._staff_at) * rate)
+                self._staff_at = now
+                if self._staff_allowance >= 1:
+                    self._staff_allowance -= 1
+                else:
+                    retry, reason = 1, "staff_rate"
         elif self.open_count >= settings.max_connections:
             retry, reason = 2, "max_connections"
         elif self.per_ip[conn.ip] >= settings.max_connections_per_ip:
@@ -217,6 +240,7 @@ class Node:
 
     def connection_opened(self, conn: WsConnection) -> None:
         self.open_count += 1
+        self.staff_open += conn.staff_lane
         self.per_ip[conn.ip] += 1
         conn.client = Client(self, conn)
 
@@ -226,6 +250,7 @@ class Node:
         if client is None:
             return
         self.open_count -= 1
+        self.staff_open -= conn.staff_lane
         left = self.per_ip[conn.ip] - 1
         if left > 0:
             self.per_ip[conn.ip] = left
@@ -246,15 +271,28 @@ class Node:
         task = asyncio.get_running_loop().create_task(coro)
         task.add_done_callback(_log_task_error)
 
-    async def _listen(self, channel: str, conn: WsConnection) -> None:
-        if self.hub.add(channel, conn):
-            await self.broker.subscribe(channel)
+    async def _listen(self, channel: str, conn: WsConnection, seq_field: str = "seq", *, staff: bool = False) -> None:
+        """Join a room, and return once the broker carries its channel to this node. Every join into the room waits
+        for the same subscription (not only the one that created the room); a failed one is tried again by the next
+        join, so a room never goes on without one."""
+        self.hub.add(channel, conn, seq_field, staff=staff)
+        room = self.hub.room(channel)
+        assert room is not None
+        task = room.subscribing
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            task = room.subscribing = asyncio.get_running_loop().create_task(self.broker.subscribe(channel))
+            task.add_done_callback(_retrieve)
+        await asyncio.shield(task)  # a join that times out must not cancel the subscription others wait for
 
-    async def join(self, client: Client, last_seq: int | None, townhall: Townhall) -> None:
+    async def join(
+        self, client: Client, last_seq: int | None, townhall: Townhall, last_mseq: int | None = None
+    ) -> None:
         """Add a session to its rooms, then replay what it missed (or send a snapshot), then go live.
 
         Live frames that arrive during the replay wait in `conn.paused`; `resume` drops the ones the replay covered,
-        so the client sees every event exactly once and in order.
+        so the client sees every event exactly once and in order. Moderators and admins have a second stream, the
+        moderation notices (`mseq`): they resume only when both `last_seq` and `last_mseq` can be replayed, and get
+        a snapshot with the whole queue otherwise. A join that fails is undone by the caller (abandon_join).
         """
         conn = client.conn
         claims = client.claims
@@ -264,33 +302,59 @@ class Node:
         conn.paused = []
         self.metrics.joins[str(claims.role)] += 1
         self.hub.add_user(claims.sub, conn)
-        await self._listen(channel, conn)
+        await self._listen(channel, conn, staff=claims.role in STAFF)
         staff = claims.role in (Role.MODERATOR, Role.ADMIN)
+        mod_channel = moderation_channel(th)
         if staff:
-            await self._listen(moderation_channel(th), conn)
+            await self._listen(mod_channel, conn, MODERATION_SEQ)
         if conn.state is not ConnState.OPEN:
             return
         history_size = self.settings.history_size
         recovered = False
-        # Staff always get a snapshot: the moderation queue is not part of the replayable stream.
-        if last_seq is not None and not staff:
+        mhist: HistoryResult | None = None
+        if last_seq is not None and (not staff or last_mseq is not None):
             hist = await self.broker.history(channel, last_seq, history_size)
             recovered = hist.complete and last_seq <= hist.head
+            if recovered and staff and last_mseq is not None:
+                mhist = await self.broker.history(mod_channel, last_mseq, history_size)
+                recovered = mhist.complete and last_mseq <= mhist.head
         if not recovered:
             hist = await self.broker.history(channel, 0, self.settings.snapshot_speech)
+            if staff:
+                # Only the head, and before the store's queue is read: every notice numbered up to it describes a
+                # change the queue already shows, every later one reaches the session live.
+                mhist = await self.broker.history(mod_channel, 0, 0)
         conn.cork()
         try:
-            await self._send_join(client, townhall, hist, recovered)
+            await self._send_join(client, townhall, hist, recovered, mhist)
         finally:
             conn.uncork()
-        self.fanout.resume(conn, hist.head)
+        after = {"seq": hist.head}
+        if mhist is not None:
+            after[MODERATION_SEQ] = mhist.head
+        self.fanout.resume(conn, after)
 
-    async def _send_join(self, client: Client, townhall: Townhall, hist: HistoryResult, recovered: bool) -> None:
+    def abandon_join(self, client: Client) -> None:
+        """Undo a join that failed or ran out of time, at once: the session must not stay in its rooms, paused and
+        buffering their frames, until its close completes. The caller closes it (1013 or 1011)."""
+        claims = client.claims
+        if claims is None:
+            return
+        conn = client.conn
+        conn.paused = None
+        self.metrics.leaves += 1  # it counted as a join
+        self.hub.remove_user(claims.sub, conn)
+        self._leave(public_channel(client.th), conn)
+        self._leave(moderation_channel(client.th), conn)
+        client.claims = None
+
+    async def _send_join(
+        self, client: Client, townhall: Townhall, hist: HistoryResult, recovered: bool, mhist: HistoryResult | None
+    ) -> None:
         """The join's own frames: welcome, then the replay (with fresh aggregates) or a snapshot."""
         claims = client.claims
         assert claims is not None
         th = townhall.id
-        channel = public_channel(th)
         staff = claims.role in (Role.MODERATOR, Role.ADMIN)
         head = hist.head
         welcome = {
@@ -304,17 +368,23 @@ class Node:
             "seq": head,
             "recovered": recovered,
         }
+        if mhist is not None:
+            welcome[MODERATION_SEQ] = mhist.head
         client.send(welcome)
         if recovered:
             for pub in hist.publications:
                 client.send({**pub.data, "seq": pub.seq})
-            # Aggregates are not in the stream: bring them up to date once, instead of waiting for the next change.
-            client.send({"t": "viewers", "n": max(self._viewers.get(th, 0), self.hub.count(channel))})
-            votes = {q.qid: q.votes for q in await self.store.questions(th, PUBLIC_STATES)}
-            if votes:
-                client.send({"t": "votes", "v": votes})
+            if mhist is not None:
+                for pub in mhist.publications:
+                    client.send({**pub.data, MODERATION_SEQ: pub.seq})
+            # Aggregates are not in the stream: bring them up to date once, instead of waiting for the next change;
+            # `votes` always, with empty maps when no question is public, as docs/protocol.md section 2 says.
+            client.send({"t": "viewers", **self._audience(th)})
+            votes, groups = await self.store.top_votes(th, self.settings.top_votes)
+            client.send({"t": "votes", "v": votes, "g": groups})
         else:
             questions = await self.store.questions(th, PUBLIC_STATES)
+            audience = self._audience(th)
             polls = await self.store.polls(th, (PollState.OPEN, PollState.CLOSED))
             snapshot: dict[str, Any] = {
                 "t": "snapshot",
@@ -327,11 +397,13 @@ class Node:
                     {**p.data, "seq": p.seq} for p in hist.publications if p.data["t"] in ("speech", "announce")
                 ],
                 "questions": [q.public() for q in questions],
-                "viewers": max(self._viewers.get(th, 0), self.hub.count(channel)),
+                "viewers": audience["n"],
+                "staff": audience["staff"],
             }
             if staff:
                 pending = await self.store.questions(th, (QState.PENDING,))
                 snapshot["queue"] = [q.for_moderators() for q in pending[:SNAPSHOT_QUEUE_MAX]]
+                snapshot[MODERATION_SEQ] = mhist.head if mhist is not None else 0
             client.send(snapshot)
         init = self._audio_init.get(th)
         if init is not None:
@@ -360,8 +432,42 @@ class Node:
         self.metrics.broker_publish_seconds.observe(self._loop.time() - started)
         return seq, dup
 
-    async def publish_moderation(self, th: str, message: Mapping[str, Any]) -> None:
-        await self.broker.publish(moderation_channel(th), message, history=False)
+    async def end_townhall(self, th: str, by: str) -> tuple[Townhall, int]:
+        """End a town hall (the `end` message and the REST call alike): every open poll closes with its exact final
+        counts, a `poll` event each, before the `status ended` event, whose arrival closes every session with 4005.
+        Returns the town hall and the status event's seq."""
+        townhall = await self.store.set_status(th, Status.ENDED)
+        for poll in await self.store.polls(th, (PollState.OPEN,)):
+            try:
+                closed = await self.store.set_poll_state(th, poll.pid, PollState.CLOSED, by)
+            except BadState:
+                continue  # a poll_close got there first and published its own event
+            await self.publish_event(th, {"t": "poll", "p": closed.public()})
+        seq = await self.publish_event(th, {"t": "status", "status": str(Status.ENDED)})
+        return townhall, seq
+
+    async def publish_moderation(self, th: str, message: Mapping[str, Any], key: str = "") -> int:
+        """A notice of the moderation stream: numbered (`mseq`) and kept in its history, so that nodes fill what they
+        missed and moderators resume. With a key, at most once per key. Returns its mseq."""
+        if key:
+            mseq, _ = await self.broker.publish_once(moderation_channel(th), message, key)
+            return mseq
+        return await self.broker.publish(moderation_channel(th), message, history=True)
+
+    async def publish_question_notice(self, th: str, q: Question) -> None:
+        """Tell the moderators about a question just stored: queue_add, or queue_update when auto-moderation rejected
+        it. Once per question (keyed by qid), so a resent ask (after `unavailable`, answered `dup`) publishes the
+        notice that the first attempt stored the question for but could not publish. A question a human decided
+        meanwhile gets none: the decision's own notice told the moderators."""
+        if q.state is QState.PENDING:
+            message: dict[str, Any] = {"t": "queue_add", "q": q.for_moderators()}
+        elif q.state is QState.REJECTED and [d.by for d in q.decisions] == ["auto"]:
+            reason = ",".join(q.flags)
+            message = {"t": "queue_update", "qid": q.qid, "state": str(q.state), "pinned": False, "by": "auto"}
+            message["reason"] = reason
+        else:
+            return
+        await self.publish_moderation(th, message, key=f"q:{q.qid}")
 
     async def kick(self, sub: str, th: str) -> None:
         """Close a banned citizen's sessions on every node (`th` may be "*" for everywhere)."""
@@ -482,6 +588,8 @@ class Node:
                 state = conn.state
                 if state is ConnState.OPEN:
                     conn.pings = 0
+                    if conn.client is not None:
+                        conn.client.limited_answers = 0
                     idle = now - conn.last_seen
                     if conn.client is not None and conn.client.claims is None and conn.client.inbox is None:
                         if now - conn.opened_at > settings.hello_timeout_s:
@@ -509,18 +617,18 @@ class Node:
                 log.warning("aggregates tick failed: %s", type(exc).__name__)
 
     async def _aggregate_once(self) -> None:
-        local = {
-            channel[3:]: len(room.members) for channel, room in self.hub.rooms.items() if not channel.endswith(":mod")
-        }
+        rooms = self.hub.rooms.items()
+        local = {channel[3:]: _room_audience(room) for channel, room in rooms if not channel.endswith(":mod")}
         await self.presence.report(self.node_id, local)
         self._viewers = await self.presence.totals(local)
         now = self.clock_precise()
-        for th, n in self._viewers.items():
+        for th, audience in self._viewers.items():
             room = self.hub.room(public_channel(th))
             if room is None:
                 continue
             if now >= room.viewers_due or room.events:
-                if self._send_if_changed(room, "viewers", {"t": "viewers", "n": n}, True):
+                message = {"t": "viewers", "n": audience.citizens, "staff": audience.staff}
+                if self._send_if_changed(room, "viewers", message, True):
                     room.viewers_due = now + len(room.members) / VIEWERS_LISTENERS_PER_S
         # Votes, reactions and poll tallies: every node reads the exact totals from the store once per tick and sends
         # them to its local listeners when they changed. Nothing per vote or per tap crosses the broker.
@@ -555,6 +663,14 @@ class Node:
             return True
         return False
 
+    def _audience(self, th: str) -> dict[str, int]:
+        """`viewers.n` (citizens) and `viewers.staff` of a town hall: the last total over every node, or what this
+        node alone has when that is more (a session that just joined is counted before the next presence tick)."""
+        total = self._viewers.get(th, Audience())
+        room = self.hub.room(public_channel(th))
+        here = _room_audience(room) if room is not None else Audience()
+        return {"n": max(total.citizens, here.citizens), "staff": max(total.staff, here.staff)}
+
     def stats(self) -> dict[str, Any]:
         return {
             "node": self.node_id,
@@ -566,6 +682,16 @@ class Node:
             "frames_built": self.fanout.frames_built,
             "broadcast_writes": self.fanout.writes,
         }
+
+
+def _room_audience(room: Room) -> Audience:
+    return Audience(len(room.members) - room.staff, room.staff)
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a shared task's failure as seen: its waiters got it (or timed out); it must not be logged as lost."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _log_task_error(task: asyncio.Task[Any]) -> None:

@@ -10,8 +10,9 @@ publish atomically, and lets the store's scripts check and change a question, it
     P:T:hist                   broker: its history, a capped stream whose entry ids are `<seq>-0`
     P:T:pub                    broker: its sharded pub/sub channel (SPUBLISH / SSUBSCRIBE)
     P:T:pubkeys                broker: idempotency keys of its publications, key -> seq (hash; expires after a day)
-    P:T:mod:seq|hist|pub       the same for channel `th:<id>:mod`
-    P:{ch:<name>}:seq|hist|pub a channel that is not a town hall's (not used by the node today)
+    P:T:mod:seq|hist|pub|pubkeys  the same for channel `th:<id>:mod`, the moderation stream (mseq)
+    P:{ch:<name>}:seq|hist|pub a channel that is not a town hall's: the node's control channel `ctl` (a ban kicks the
+                               citizen's sessions on every node) uses P:{ch:ctl}:pub, published without history
 
     P:T:meta                   store: the town hall (hash: id, title, lang, status, created_ms)
     P:T:qseq                   store: last question number (INCR); question ids are `q<n>`
@@ -30,7 +31,7 @@ publish atomically, and lets the store's scripts check and change a question, it
     P:T:pseq                   store: last poll number (INCR); poll ids are `p<n>`
     P:T:polls                  store: poll ids, scored by poll number (sorted set; oldest first)
     P:T:poll:<pid>             store: a poll (hash; counts in fields c0, c1, ...)
-    P:T:poll:<pid>:voters      store: who voted in it (set)
+    P:T:poll:<pid>:voters      store: who voted in it, and for which option (hash user -> option)
     P:T:audit                  store: every decision, restriction, poll and setting change (list of JSON)
     P:T:restriction:<sub>      store: a ban or timeout in that town hall (JSON); T = {th:*} for everywhere
     P:townhalls                store: every town hall id, scored by creation time (sorted set; its own slot)
@@ -42,7 +43,8 @@ publish atomically, and lets the store's scripts check and change a question, it
                                --ack-durability, written right before WAIT / WAITAOF (redis_conn.settle); likewise
                                P:{ch:<name>}:sync and P:{rl:<key>}:sync for the other tags
 
-    P:T:presence               presence: node id -> local listeners (hash)
+    P:T:presence               presence: node id -> local citizens listening (hash)
+    P:T:presence:staff         presence: node id -> local leaders, moderators and admins listening (hash)
     P:T:presence:exp           presence: node id -> when its report expires, server time in ms (sorted set)
 
 A town hall id is used as-is inside the tag unless it contains `{`, `}` or `%`, which are percent-encoded so the
@@ -166,6 +168,10 @@ class TownhallKeys:
     @property
     def presence(self) -> str:
         return self.base + ":presence"
+
+    @property
+    def presence_staff(self) -> str:
+        return self.base + ":presence:staff"
 
     @property
     def presence_expiry(self) -> str:

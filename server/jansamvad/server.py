@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -102,6 +104,12 @@ class RunningServer:
     health_port: int = 0
 
     @property
+    def stop_signal(self) -> int | None:
+        """The signal (SIGINT / SIGTERM) that stopped the node, once it has stopped because of one."""
+        captured: list[int] = getattr(self.server, "_captured_signals", [])
+        return captured[0] if captured else None
+
+    @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
@@ -118,6 +126,28 @@ class RunningServer:
             self.health.should_exit = True
             if not self.health_task.done():
                 await self.health_task
+
+
+class _NodeServer(uvicorn.Server):
+    """uvicorn's server, minus re-raising the signal it caught once it has shut down gracefully.
+
+    uvicorn restores the old handlers and raises SIGINT / SIGTERM again after a graceful stop: SIGINT becomes a
+    KeyboardInterrupt (click prints "Aborted!", exit status 1) and SIGTERM kills the process (-15), both reading as
+    failures after a clean shutdown. The node records the signal instead (`RunningServer.stop_signal`) and the CLI
+    exits 0 and says it stopped cleanly.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+            yield
+            return
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
 
 
 class _SecondServer(uvicorn.Server):
@@ -167,7 +197,7 @@ async def start_server(
     node = node or build_node(settings)
     sock = sock or bind_socket(settings.host, settings.port)
     # Every WebSocket upgrade is handed to our protocol, never to ASGI.
-    server = uvicorn.Server(_config(create_app(node), settings, ws=node.protocol_class(), lifespan="on"))
+    server = _NodeServer(_config(create_app(node), settings, ws=node.protocol_class(), lifespan="on"))
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]), name="jansamvad-uvicorn")
     await _started(server, task)
     host, port = sock.getsockname()[:2]

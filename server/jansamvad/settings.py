@@ -35,9 +35,15 @@ class Settings:
     max_connections: int = 18_000  # per process; stay below the open-file limit
     max_connections_per_ip: int = 1_000
     handshakes_per_second: int = 2_000
+    # The staff lane (/ws?lane=staff): leaders, moderators and admins connect through their own small handshake
+    # budget and connection cap, so a storm of citizen reconnects never makes them wait (docs/operations.md).
+    staff_handshakes_per_second: int = 20
+    max_staff_connections: int = 200
 
     # Sessions.
     hello_timeout_s: float = 10.0
+    # A hello is answered with welcome, or closed with 1013, within this: also while Redis is down or hung.
+    join_timeout_s: float = 5.0
     http_head_timeout_s: float = 10.0  # a request head must arrive whole within this (slowloris)
     max_pings_per_s: int = 10  # WebSocket pings a client may send per second before it is closed with 4010
     ping_interval_s: float = 20.0
@@ -51,6 +57,8 @@ class Settings:
     citizen_msg_burst: int = 20
     staff_msgs_per_s: float = 50.0
     staff_msg_burst: int = 200
+    reactions_per_s: float = 5.0  # citizens' reactions, a bucket of their own; over it they are dropped silently
+    reaction_burst: int = 20
     citizen_token_ttl_s: int = 12 * 3600
     staff_token_ttl_s: int = 12 * 3600
     limits: Limits = field(default_factory=Limits)
@@ -121,6 +129,8 @@ class Settings:
             "max_connections",
             "max_connections_per_ip",
             "handshakes_per_second",
+            "staff_handshakes_per_second",
+            "max_staff_connections",
             "max_errors",
             "max_open_townhalls",
             "townhall_creates_per_minute",
@@ -137,7 +147,12 @@ class Settings:
             raise SettingsError("tick-ms must be between 0 and 100")
         if self.max_buffered_bytes < 16 * 1024:
             raise SettingsError("max-buffered-bytes must be at least 16384")
-        if self.hello_timeout_s <= 0 or self.ping_interval_s <= 0 or self.ping_timeout_s <= 0:
+        if (
+            self.hello_timeout_s <= 0
+            or self.ping_interval_s <= 0
+            or self.ping_timeout_s <= 0
+            or self.join_timeout_s <= 0
+        ):
             raise SettingsError("timeouts must be positive")
         if self.history_size < 10:
             raise SettingsError("history-size must be at least 10")

@@ -93,6 +93,27 @@ async def test_broker_fills_the_hole_left_while_its_subscription_was_down(
     assert [p.data["n"] for p in recorder.on(CH)] == [1, 2, 3, 4, 5]
 
 
+async def test_broker_fills_a_hole_after_a_resubscribe_on_a_channel_it_had_delivered_nothing_of(
+    parts: Parts, backend: Backend, request: pytest.FixtureRequest
+) -> None:
+    # A quiet moderation stream: subscribed, nothing published yet, then the subscription is lost and notices are
+    # published before it is back. There is no "last delivered seq" to start the fill from but the head at subscribe.
+    subscriber, recorder = await parts.broker(**{**FAST, "backoff_base_s": 0.3, "backoff_max_s": 0.4})
+    publisher, _ = await parts.broker()
+    await publisher.publish(MOD, speech(1), history=True)  # before the subscription: not for this subscriber
+    await recorder.listen(subscriber, MOD)
+    for server in servers(request, backend):
+        with server.client() as admin:
+            admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    for i in range(2, 4):
+        await publisher.publish(MOD, speech(i), history=True)
+    await recorder.wait_for(MOD, 2)
+    await publisher.publish(MOD, speech(4), history=True)
+    await recorder.wait_for(MOD, 3)
+    await asyncio.sleep(0.05)
+    assert recorder.seqs(MOD) == [2, 3, 4]
+
+
 @pytest.mark.redis
 async def test_broker_reconnects_after_the_server_restarts(restartable_redis: RedisServer) -> None:
     parts = Parts(Backend("redis", restartable_redis.url))

@@ -19,7 +19,7 @@ from jansamvad.models import (
     apply_decision,
     now_ms,
 )
-from jansamvad.store.base import BadState, LimitReached, NotFound, Store
+from jansamvad.store.base import BadState, LimitReached, NotFound, OwnQuestion, Store
 from tests.contract.conftest import Parts
 
 pytestmark = pytest.mark.anyio
@@ -313,6 +313,18 @@ async def test_upvote_keeps_counting_after_answer(parts: Parts) -> None:
     assert await store.upvote(th, q.qid, "c-1") == (2, False)
 
 
+async def test_upvote_refuses_the_askers_own_question(parts: Parts) -> None:
+    store = parts.store()
+    th = (await store.create_townhall("t", "hi")).id
+    q = await ask(store, th, author="c-sita")
+    await store.decide(th, q.qid, "approve", "m", "")
+    with pytest.raises(OwnQuestion):
+        await store.upvote(th, q.qid, "c-sita")
+    assert await store.upvote(th, q.qid, "c-ram") == (1, True)
+    stored = await store.get_question(th, q.qid)
+    assert stored is not None and stored.votes == 1
+
+
 async def test_upvote_needs_a_public_question(parts: Parts) -> None:
     store = parts.store()
     th = (await store.create_townhall("t", "hi")).id
@@ -472,6 +484,17 @@ async def test_slow_mode_is_stored_and_audited(parts: Parts) -> None:
         await store.set_slow_mode("nosuch", 10)
 
 
+async def test_poll_vote_second_vote_returns_the_option_that_counts(parts: Parts) -> None:
+    store = parts.store()
+    th = (await store.create_townhall("t", "hi")).id
+    poll = await store.create_poll(th, "सड़क या बिजली?", ["सड़क", "बिजली", "पानी"])
+    await store.set_poll_state(th, poll.pid, PollState.OPEN, "l")
+    assert await store.vote_poll(th, poll.pid, "c-1", 0) == (0, True)
+    assert await store.vote_poll(th, poll.pid, "c-1", 2) == (0, False)  # the first vote counts, and says so
+    closed = await store.set_poll_state(th, poll.pid, PollState.CLOSED, "l")
+    assert closed.counts == [1, 0, 0]
+
+
 async def test_poll_goes_draft_open_closed_with_one_vote_per_user(parts: Parts) -> None:
     store = parts.store()
     th = (await store.create_townhall("t", "hi")).id
@@ -489,8 +512,8 @@ async def test_poll_goes_draft_open_closed_with_one_vote_per_user(parts: Parts) 
     opened = await store.set_poll_state(th, poll.pid, PollState.OPEN, "l-leader")
     assert opened.state is PollState.OPEN
     results = await asyncio.gather(*(store.vote_poll(th, poll.pid, f"c-{i % 10}", i % 3) for i in range(40)))
-    assert sum(results) == 10
-    assert await store.vote_poll(th, poll.pid, "c-new", 2) is True
+    assert sum(counted for _, counted in results) == 10
+    assert await store.vote_poll(th, poll.pid, "c-new", 2) == (2, True)
     with pytest.raises(BadState):
         await store.vote_poll(th, poll.pid, "c-other", 3)  # no such option
     with pytest.raises(BadState):

@@ -235,11 +235,27 @@ class RedisBroker:
             reader = self._reader_for(pub)
             try:
                 await reader.subscribe(pub, wait=self._subscribe_timeout_s)
-                return
+                break
             except Moved:
                 if attempt:
                     raise
                 await self._reshape()
+        if channel not in self._last and channel not in self._recovering:
+            await self._start_at_head(channel)
+
+    async def _start_at_head(self, channel: str) -> None:
+        """Note the channel's head as the last seq delivered, so that a hole after a reconnect is filled even on a
+        channel this node has delivered nothing of yet (a quiet moderation stream). Live events that arrive meanwhile
+        wait; those up to the head are dropped: whoever listens reads history after this subscribe() returned."""
+        self._recovering[channel] = []
+        ok = False
+        try:
+            head = (await self.history(channel, 0, 0)).head
+            self._last.setdefault(channel, head)
+            ok = True
+        finally:
+            held = self._recovering.pop(channel, None) or []
+            self._release(channel, held, checked=ok)
 
     async def unsubscribe(self, channel: str) -> None:
         handler = self._handler

@@ -2,7 +2,7 @@
 
 The broker runs one reader per primary, never one per channel or per listener, and never polls several servers
 from one task (redis-py's `get_sharded_message()` without `target_node` waits on each node in turn and adds up to
-its timeout of latency per message: /work/shared/research/feasibility.md, section 2).
+its timeout of latency per message).
 
 The reader owns its connection and its lifecycle:
 - it reconnects with exponential backoff and full jitter, and after every (re)connect subscribes again to what the

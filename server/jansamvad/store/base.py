@@ -22,6 +22,10 @@ class BadState(Exception):
     """The action does not apply to the current state."""
 
 
+class OwnQuestion(Exception):
+    """A citizen tried to vote for their own question."""
+
+
 class LimitReached(Exception):
     """A configured cap would be exceeded (e.g. too many town halls open at once)."""
 
@@ -93,7 +97,8 @@ class Store(Protocol):
         ...
 
     async def upvote(self, th: str, qid: str, user: str) -> tuple[int, bool]:
-        """One vote per user per public question. Returns (votes, counted). Raises NotFound or BadState."""
+        """One vote per user per public question, never the asker's own. Returns (votes, counted).
+        Raises NotFound, BadState, or OwnQuestion when `user` asked it."""
         ...
 
     async def top_votes(self, th: str, limit: int) -> tuple[dict[str, int], dict[str, int]]:
@@ -110,8 +115,9 @@ class Store(Protocol):
         """draft -> open -> closed only; raises NotFound or BadState. The returned poll carries exact counts."""
         ...
 
-    async def vote_poll(self, th: str, pid: str, user: str, option: int) -> bool:
-        """One vote per user per open poll; True when counted. Raises NotFound or BadState."""
+    async def vote_poll(self, th: str, pid: str, user: str, option: int) -> tuple[int, bool]:
+        """One vote per user per open poll, the first one counts. Returns (the option that counts for this user,
+        counted now). Raises NotFound or BadState."""
         ...
 
     async def polls(self, th: str, states: Iterable[PollState]) -> list[Poll]:

@@ -18,7 +18,7 @@ from jansamvad.models import (
     apply_decision,
     now_ms,
 )
-from jansamvad.store.base import BadState, LimitReached, NotFound, Store, new_townhall_id
+from jansamvad.store.base import BadState, LimitReached, NotFound, OwnQuestion, Store, new_townhall_id
 
 ANYWHERE = "*"
 _POLL_NEXT = {PollState.DRAFT: PollState.OPEN, PollState.OPEN: PollState.CLOSED}
@@ -51,7 +51,7 @@ class _Hall:
         self.recent: dict[str, list[str]] = {}
         self.groups: dict[str, str] = {}  # group id -> representative text, in creation order
         self.polls: dict[str, Poll] = {}
-        self.poll_voters: dict[str, set[str]] = {}
+        self.poll_voters: dict[str, dict[str, int]] = {}  # pid -> voter -> the option that counts
         self.claims: dict[str, tuple[str, int]] = {}
         self.audit: list[dict[str, object]] = []
         self.next_qid = 1
@@ -202,6 +202,8 @@ class MemoryStore:
         q = self._question(th, qid)
         if not q.is_public:
             raise BadState("only public questions take votes")
+        if q.author == user:
+            raise OwnQuestion("you cannot vote for your own question")
         voters = self._hall(th).voters.setdefault(qid, set())
         if user in voters:
             return q.votes, False
@@ -232,7 +234,7 @@ class MemoryStore:
         hall.next_pid += 1
         poll = Poll(pid, th, question, list(options), counts=[0] * len(options))
         hall.polls[pid] = poll
-        hall.poll_voters[pid] = set()
+        hall.poll_voters[pid] = {}
         return poll
 
     async def set_poll_state(self, th: str, pid: str, state: PollState, by: str) -> Poll:
@@ -243,7 +245,7 @@ class MemoryStore:
         self._hall(th).audit.append({"ts": now_ms(), "what": f"poll_{state}", "pid": pid, "by": by})
         return poll
 
-    async def vote_poll(self, th: str, pid: str, user: str, option: int) -> bool:
+    async def vote_poll(self, th: str, pid: str, user: str, option: int) -> tuple[int, bool]:
         poll = self._poll(th, pid)
         if poll.state is not PollState.OPEN:
             raise BadState("the poll is not open")
@@ -251,10 +253,10 @@ class MemoryStore:
             raise BadState("no such option")
         voters = self._hall(th).poll_voters[pid]
         if user in voters:
-            return False
-        voters.add(user)
+            return voters[user], False
+        voters[user] = option
         poll.counts[option] += 1
-        return True
+        return option, True
 
     async def polls(self, th: str, states: Iterable[PollState]) -> list[Poll]:
         wanted = frozenset(states)

@@ -37,7 +37,7 @@ from jansamvad.models import (
 from jansamvad.redis_conn import RedisConn
 from jansamvad.redis_keys import RedisKeys, TownhallKeys, asked_field
 from jansamvad.store import redis_lua as lua
-from jansamvad.store.base import BadState, LimitReached, NotFound, Store, new_townhall_id
+from jansamvad.store.base import BadState, LimitReached, NotFound, OwnQuestion, Store, new_townhall_id
 
 ANYWHERE = "*"  # a restriction's scope: every town hall
 RECENT_TEXTS = 50  # question texts kept per author (the repeated-text rule reads a few)
@@ -367,6 +367,8 @@ class RedisStore:
         )
         if reply[0] == b"badstate":
             raise BadState("only public questions take votes")
+        if reply[0] == b"own":
+            raise OwnQuestion("you cannot vote for your own question")
         _check(reply, f"question {qid}")
         await self._conn.settle(keys.meta)
         return int(reply[1]), bool(reply[2])
@@ -411,14 +413,14 @@ class RedisStore:
         await self._conn.settle(keys.meta)
         return poll
 
-    async def vote_poll(self, th: str, pid: str, user: str, option: int) -> bool:
+    async def vote_poll(self, th: str, pid: str, user: str, option: int) -> tuple[int, bool]:
         poll = self._th(th).poll(pid)
         reply = await self._conn.run(lua.VOTE_POLL, (poll.hash, poll.voters), (user, option, PollState.OPEN.value))
         if reply[0] == b"badstate":
             raise BadState("no such option" if reply[1] == b"option" else "the poll is not open")
-        counted = bool(_check(reply, f"poll {pid}")[1])
+        _check(reply, f"poll {pid}")
         await self._conn.settle(poll.hash)
-        return counted
+        return int(reply[1]), bool(reply[2])
 
     async def polls(self, th: str, states: Iterable[PollState]) -> list[Poll]:
         keys = self._th(th)
