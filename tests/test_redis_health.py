@@ -195,6 +195,7 @@ async def test_redis_health_stopped_standalone_every_action_is_answered_unavaila
         leader, _ = await Peer.join(node.url, token(local, th, Role.LEADER, "l-1"))
         moderator, _ = await Peer.join(node.url, token(local, th, Role.MODERATOR, "m-1"))
         citizen, _ = await Peer.join(node.url, token(local, th, Role.CITIZEN, "c-1"))
+        voter, _ = await Peer.join(node.url, token(local, th, Role.CITIZEN, "c-2"))  # not the asker: own_question
         assert (await leader.request({"t": "go_live"}))["t"] == "ack"
         first = await citizen.request({"t": "ask", "key": "key-first-question", "text": "पहला सवाल"})
         assert first["t"] == "ack", first
@@ -206,7 +207,7 @@ async def test_redis_health_stopped_standalone_every_action_is_answered_unavaila
         books = Books()
         actions: list[tuple[Peer, str, dict[str, Any]]] = [
             (citizen, "ask", {"t": "ask", "key": "key-while-stopped", "text": "रुके हुए में सवाल"}),
-            (citizen, "upvote", {"t": "upvote", "qid": qid}),
+            (voter, "upvote", {"t": "upvote", "qid": qid}),
             (citizen, "poll_vote", {"t": "poll_vote", "pid": pid, "option": 0}),
             (leader, "speech", {"t": "speech", "text": "क्या आवाज़ आ रही है?", "key": "speech-while-stopped"}),
             (leader, "announce", {"t": "announce", "text": "सूचना"}),
@@ -236,7 +237,7 @@ async def test_redis_health_stopped_standalone_every_action_is_answered_unavaila
             f"{books.worst():.2f} s (first: {books.answers[0].took:.2f} s, later ones at most "
             f"{max(a.took for a in books.answers[1:]):.3f} s); /readyz while stopped: {ready_while_stopped}"
         )
-        for peer in (leader, moderator, citizen):
+        for peer in (leader, moderator, citizen, voter):
             await peer.close()
 
 
