@@ -196,6 +196,27 @@ def main() -> None:
 )
 @_opt("redis-prefix", default="jansamvad", show_default=True, help="Prefix of every Redis key and channel.")
 @_opt("redis-max-in-flight", default=64, show_default=True, type=click.IntRange(1, 99), help="Concurrent commands.")
+@_opt(
+    "redis-command-timeout",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.05, 60),
+    help="Seconds any Redis call may take; a server that misses it is failed fast until it answers again.",
+)
+@_opt(
+    "ack-durability",
+    type=click.Choice(["none", "replica", "aof"]),
+    default="none",
+    show_default=True,
+    help="What an ack waits for: the primary only, a replica (WAIT 1), or the primary's AOF (WAITAOF 1 0).",
+)
+@_opt(
+    "ack-wait-ms",
+    default=500,
+    show_default=True,
+    type=click.IntRange(1, 60_000),
+    help="How long an ack waits for --ack-durability before the action is answered `unavailable`.",
+)
 @_opt("loop", type=click.Choice(["uvloop", "asyncio"]), default="uvloop", show_default=True)
 @_opt(
     "workers",
@@ -261,6 +282,9 @@ def serve(**opts: Any) -> None:
         redis_url=opts["redis_url"],
         redis_prefix=opts["redis_prefix"],
         redis_max_in_flight=opts["redis_max_in_flight"],
+        redis_command_timeout_s=opts["redis_command_timeout"],
+        ack_durability=opts["ack_durability"],
+        ack_wait_ms=opts["ack_wait_ms"],
     )
     try:
         settings.validate()

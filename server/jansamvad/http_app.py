@@ -93,8 +93,14 @@ def health_routes(node: Node) -> list[Route]:
         return Response(generate_latest(node.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def readyz(request: Request) -> Response:
+        # Ready: started, not draining, and Redis reachable as a whole. One shard down or failing over does not count
+        # (broker/redis.py, `healthy`); "redis_shards" [primaries, subscribed] shows it to an operator.
         ready = node.ready and node.broker.healthy
-        return JSONResponse({"ready": ready, **node.stats()}, status_code=200 if ready else 503)
+        body: dict[str, Any] = {"ready": ready, **node.stats()}
+        shards = getattr(node.broker, "shards", None)
+        if shards is not None:
+            body["redis_shards"] = list(shards())
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     return [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
 
