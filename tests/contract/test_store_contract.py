@@ -496,6 +496,18 @@ async def test_poll_vote_second_vote_returns_the_option_that_counts(parts: Parts
     assert closed.counts == [1, 0, 0]
 
 
+async def test_poll_cannot_open_once_the_townhall_has_ended(parts: Parts) -> None:
+    # Checked in the same step as the opening: a poll_open racing `end` either opens before the end (and `end`
+    # closes it) or is refused, never left open for good.
+    store = parts.store()
+    th = (await store.create_townhall("t", "hi")).id
+    poll = await store.create_poll(th, "q?", ["a", "b"])
+    await store.set_status(th, Status.ENDED)
+    with pytest.raises(BadState):
+        await store.set_poll_state(th, poll.pid, PollState.OPEN, "l")
+    assert await store.polls(th, (PollState.OPEN,)) == []
+
+
 async def test_poll_goes_draft_open_closed_with_one_vote_per_user(parts: Parts) -> None:
     store = parts.store()
     th = (await store.create_townhall("t", "hi")).id

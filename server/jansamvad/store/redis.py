@@ -406,9 +406,11 @@ class RedisStore:
         entry = _json({"ts": now_ms(), "what": f"poll_{state}", "pid": pid, "by": by})
         reply = await self._conn.run(
             lua.SET_POLL_STATE,
-            (keys.poll(pid).hash, keys.audit),
-            (state.value, previous.value if previous else "", entry),
+            (keys.poll(pid).hash, keys.audit, keys.meta),
+            (state.value, previous.value if previous else "", entry, PollState.OPEN.value, Status.ENDED.value),
         )
+        if reply == [b"badstate", b"ended"]:
+            raise BadState("the town hall has ended")
         if reply[0] == b"badstate":
             raise BadState(f"a {_text(reply[1])} poll cannot become {state}")
         poll = _poll(th, _check(reply, f"poll {pid}")[1])

@@ -256,12 +256,14 @@ return {'ok', redis.call('HGETALL', key)}
 """
 )
 
-# KEYS: poll, audit. ARGV: new state, the state it must come from ('' when none), audit record.
+# KEYS: poll, audit, meta. ARGV: new state, the state it must come from ('' when none), audit record, the open state,
+# the ended status: a poll never opens in an ended town hall (checked in the same step, so it cannot race `end`).
 SET_POLL_STATE = Script(
     """
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return {'notfound'} end
 if cur ~= ARGV[2] then return {'badstate', cur} end
+if ARGV[1] == ARGV[4] and redis.call('HGET', KEYS[3], 'status') == ARGV[5] then return {'badstate', 'ended'} end
 redis.call('HSET', KEYS[1], 'state', ARGV[1])
 redis.call('RPUSH', KEYS[2], ARGV[3])
 return {'ok', redis.call('HGETALL', KEYS[1])}
