@@ -254,6 +254,17 @@ async def test_regions_links_use_the_scheme_our_load_balancer_reports(make_serve
     assert link["url"] == f"{other.base_url}/j/BR-236?th={th}"
 
 
+async def test_regions_links_use_the_public_url_not_the_host_a_client_sends(make_server: Any) -> None:
+    # Links are printed on sheets and QR codes are cached for a day: a forged Host must not end up in them.
+    public = await make_server(public_url="https://jansamvad.example.org")
+    th = await with_tree(public)
+    forged = {"Host": "evil.example.com"}
+    link = (await call(public, "GET", "/api/regions/BR-236/link", params={"th": th}, headers=forged)).json()
+    assert link["url"] == f"https://jansamvad.example.org/j/BR-236?th={th}"
+    page = await call(public, "GET", "/j/BR-236", params={"th": th}, headers=forged)
+    assert "evil.example.com" not in page.text and "https://jansamvad.example.org/j/BR-236" in page.text
+
+
 @pytest.fixture
 def redis_url() -> Any:
     if server_binary() is None:

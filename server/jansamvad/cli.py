@@ -81,6 +81,12 @@ def main() -> None:
 )
 @_opt("allowed-origin", multiple=True, help="Origin allowed to open a WebSocket (repeat; none = any).")
 @_opt(
+    "public-url",
+    default="",
+    help="The origin citizens reach, e.g. https://jansamvad.example.org: region links, QR codes and print sheets are "
+    "made of it (default: the request's own Host, which a client chooses).",
+)
+@_opt(
     "trusted-proxy",
     multiple=True,
     help="Load balancer address or network (CIDR) whose X-Forwarded-For is believed (repeat).",
@@ -165,7 +171,7 @@ def main() -> None:
     default=200,
     show_default=True,
     type=click.IntRange(1),
-    help="Open staff-lane connections per process (outside --max-connections and the per-IP cap).",
+    help="Joined staff sessions on the staff lane per process (outside --max-connections and the per-IP cap).",
 )
 @_opt("hello-timeout", default=10.0, show_default=True, type=click.FloatRange(0.1), help="Seconds.")
 @_opt("ping-interval", default=20.0, show_default=True, type=click.FloatRange(0.1), help="Seconds.")
@@ -250,6 +256,7 @@ def serve(**opts: Any) -> None:
         node_id=opts["node_id"],
         static_dir=opts["static_dir"],
         allowed_origins=tuple(opts["allowed_origin"]),
+        public_url=opts["public_url"],
         trusted_proxies=tuple(opts["trusted_proxy"]),
         joins_per_minute_per_ip=opts["joins_per_minute_per_ip"],
         max_open_townhalls=opts["max_open_townhalls"],

@@ -338,7 +338,7 @@ def create_app(node: Node) -> Starlette:
         Route("/api/townhalls/{th}/join", join, methods=["POST"]),
         Route("/api/townhalls/{th}/export", export, methods=["GET"]),
         Route("/api/dashboard", dashboard, methods=["GET"]),
-        *region_routes(node.store, regions, limit, node.trusts),
+        *region_routes(node.store, regions, limit, node.trusts, settings.public_url),
     ]
     if settings.static_dir.is_dir():
         routes.append(Mount("/", app=StaticFiles(directory=settings.static_dir, html=True), name="static"))

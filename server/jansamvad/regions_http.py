@@ -106,11 +106,19 @@ class _Refused(Exception):
 
 
 def region_routes(
-    store: Store, directory: RegionDirectory, limit: Limit, trusts: Callable[[str], bool] = lambda peer: False
+    store: Store,
+    directory: RegionDirectory,
+    limit: Limit,
+    trusts: Callable[[str], bool] = lambda peer: False,
+    public_url: str = "",
 ) -> list[Route]:
     def _base(request: Request) -> str:
-        """The origin links are made of: this request's, with the scheme our own load balancer says the client used
-        (`X-Forwarded-Proto` from a `--trusted-proxy` only: a link printed on a sheet must be the https one)."""
+        """The origin links are made of: `--public-url` when set (links, QR codes and sheets are cached and printed,
+        so they must not carry whatever Host header a client sent); else this request's, with the scheme our own load
+        balancer says the client used (`X-Forwarded-Proto` from a `--trusted-proxy` only: a printed link must be the
+        https one)."""
+        if public_url:
+            return public_url
         base = str(request.base_url).rstrip("/")
         proto = request.headers.get("x-forwarded-proto", "").strip().lower()
         if proto in ("http", "https") and request.client is not None and trusts(request.client.host):

@@ -29,6 +29,7 @@ class Settings:
     static_dir: Path = DEFAULT_STATIC_DIR
     allowed_origins: tuple[str, ...] = ()  # empty: any Origin may open a WebSocket
     trusted_proxies: tuple[str, ...] = ()  # peers whose X-Forwarded-For names the client (per-IP limits)
+    public_url: str = ""  # the origin citizens reach (https://jansamvad.example.org): region links and QR codes
     log_level: str = "info"
 
     # Connections and admission (HTTP 503 + Retry-After during the handshake beyond these).
@@ -121,6 +122,10 @@ class Settings:
                 ipaddress.ip_network(proxy, strict=False)
             except ValueError:
                 raise SettingsError(f"trusted-proxy {proxy!r} is not an IP address or network") from None
+        if self.public_url and (
+            not self.public_url.startswith(("http://", "https://")) or self.public_url.rstrip("/") != self.public_url
+        ):
+            raise SettingsError("public-url must be an http:// or https:// origin without a trailing slash")
         if not 0 <= self.port <= 65535:
             raise SettingsError("port must be between 0 and 65535")
         if not 0 <= self.health_port <= 65535 or (self.health_port and self.health_port == self.port):
