@@ -279,6 +279,13 @@ if not p[1] then return {'notfound'} end
 if p[1] ~= ARGV[3] then return {'badstate', 'closed'} end
 local option = tonumber(ARGV[2])
 if option < 0 or option >= tonumber(p[2]) then return {'badstate', 'option'} end
+if redis.call('TYPE', KEYS[2])['ok'] == 'set' then
+  -- A poll opened before an upgrade keeps its voters as a set (user only): still one vote per user, though which
+  -- option counted for an earlier voter is not known, so a repeat is acked with the option it asked for.
+  if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return {'ok', option, 0} end
+  redis.call('HINCRBY', KEYS[1], 'c' .. option, 1)
+  return {'ok', option, 1}
+end
 if redis.call('HSETNX', KEYS[2], ARGV[1], option) == 0 then
   return {'ok', tonumber(redis.call('HGET', KEYS[2], ARGV[1])), 0}
 end
