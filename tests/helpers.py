@@ -232,6 +232,14 @@ class RawClient:
         return None
 
     def send_frame(self, opcode: int, payload: bytes, *, mask: bool = True, fin: bool = True) -> None:
+        self.writer.write(self.frame(opcode, payload, mask=mask, fin=fin))
+
+    def send_messages(self, *messages: dict[str, Any]) -> None:
+        """Several msgpack messages in one write, so the node reads them together (one TCP segment on loopback)."""
+        self.writer.write(b"".join(self.frame(0x2, msgpack.packb(m, use_bin_type=True)) for m in messages))
+
+    @staticmethod
+    def frame(opcode: int, payload: bytes, *, mask: bool = True, fin: bool = True) -> bytes:
         import struct
 
         first = (0x80 if fin else 0) | opcode
@@ -247,7 +255,7 @@ class RawClient:
             key = b"\x01\x02\x03\x04"
             payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
             header += key
-        self.writer.write(header + payload)
+        return header + payload
 
     def send_message(self, message: dict[str, Any]) -> None:
         self.send_frame(0x2, msgpack.packb(message, use_bin_type=True))

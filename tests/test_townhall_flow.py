@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgpack
 import pytest
 
 from jansamvad.models import PollState
+from jansamvad.protocol.codes import CloseCode
 from jansamvad.server import RunningServer
-from tests.helpers import Session, joined, make_hall
+from tests.helpers import RawClient, Session, joined, make_hall
 
 pytestmark = pytest.mark.anyio
 
@@ -194,3 +196,38 @@ async def test_townhall_shutdown_tells_clients_to_reconnect_then_closes_1012(mak
     code, _ = await citizen.expect_close()
     assert code == 1012
     await stopping
+
+
+async def read_messages_until(client: RawClient, done: Any, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """The node's messages to a raw client, in order, until `done(messages)` holds."""
+    messages: list[dict[str, Any]] = []
+    while not done(messages):
+        opcode, payload = await client.read_frame(timeout)
+        if opcode == 0x8:
+            raise AssertionError(f"closed: {int.from_bytes(payload[:2], 'big')} {payload[2:].decode()}")
+        messages.append(msgpack.unpackb(payload, raw=False))
+    return messages
+
+
+async def test_session_messages_sent_before_the_welcome_are_handled_after_the_join(server: RunningServer) -> None:
+    # A client that pipelines (hello, then at once what it wants) must not be closed as a bad hello: the messages
+    # wait for the join and are answered in order after the welcome (docs/protocol.md section 1).
+    hall = await make_hall(server)
+    client = await RawClient.open(server)
+    hello = {"t": "hello", "token": hall.citizen_token()}
+    client.send_messages(hello, {"t": "ping", "id": 7}, {**hello, "id": 9})
+    messages = await read_messages_until(client, lambda got: any(m.get("re") == 9 for m in got))
+    kinds = [m["t"] for m in messages]
+    assert kinds[0] == "welcome"
+    pong = next(i for i, m in enumerate(messages) if m["t"] == "pong")
+    error = next(i for i, m in enumerate(messages) if m.get("re") == 9)
+    assert messages[pong]["re"] == 7 and pong < error
+    assert messages[error]["code"] == "already_joined"
+
+
+async def test_session_too_many_messages_before_the_welcome_is_a_bad_hello(server: RunningServer) -> None:
+    hall = await make_hall(server)
+    client = await RawClient.open(server)
+    pings = [{"t": "ping", "id": n} for n in range(40)]
+    client.send_messages({"t": "hello", "token": hall.citizen_token()}, *pings)  # all read before the join is done
+    assert await client.close_code() == CloseCode.BAD_HELLO

@@ -41,6 +41,9 @@ log = logging.getLogger("jansamvad.client")
 
 # Inbound flow control: stop reading a connection whose queued messages pile up; resume when it has caught up.
 _INBOX_PAUSE = 32
+# Messages a client may send after its hello before the welcome comes (a client that pipelines): kept, and handled
+# in order once the join is done. More than this before the welcome is a bad hello.
+EARLY_MESSAGES_MAX = 32
 _INBOX_RESUME = 8
 
 
@@ -60,6 +63,7 @@ class Client:
         "claims",
         "conn",
         "errors",
+        "early",
         "inbox",
         "limited_answers",
         "node",
@@ -77,6 +81,7 @@ class Client:
         self.th = ""
         self.errors = 0
         self.inbox: deque[ClientMessage] | None = None
+        self.early: list[ClientMessage] | None = None  # sent after hello, before the join was done
         self.worker: asyncio.Task[None] | None = None
         self.reading_paused = False
         settings = node.settings
@@ -126,11 +131,22 @@ class Client:
             return
         self.node.metrics.messages_in[msg.type] += 1
         if self.claims is None:
-            if msg.type != "hello" or self.inbox is not None:
+            if self.inbox is None and msg.type == "hello":
+                self._queue(msg)
+            elif self.inbox is None:
                 conn.close(CloseCode.BAD_HELLO, "the first message must be hello")
-                return
-            self._queue(msg)
+            elif self.early is not None and len(self.early) >= EARLY_MESSAGES_MAX:
+                conn.close(CloseCode.BAD_HELLO, f"more than {EARLY_MESSAGES_MAX} messages before the welcome")
+            else:  # the hello is being handled: this one waits for the join, then goes the usual way (below)
+                self.early = self.early or []
+                self.early.append(msg)
             return
+        self._dispatch(msg)
+
+    def _dispatch(self, msg: ClientMessage) -> None:
+        """A joined session's message: rate and role checks, then handled inline or queued for the worker."""
+        assert self.claims is not None
+        conn = self.conn
         if msg.type == "hello":
             self.send_error(ProtocolViolation(ErrorCode.ALREADY_JOINED, "this session has already joined", re=msg.id))
             return
@@ -267,6 +283,11 @@ class Client:
         try:
             async with asyncio.timeout(self.node.settings.join_timeout_s):
                 await self._join(msg)
+            early, self.early = self.early, None
+            for queued in early or ():
+                if self.claims is None or self.conn.state != 1:  # closed meanwhile (1: ConnState.OPEN)
+                    break
+                self._dispatch(queued)
         except ConnectionRefused:
             raise
         except Exception as exc:
