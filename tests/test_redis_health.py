@@ -89,6 +89,15 @@ def ready(url: str) -> int:
         return 0
 
 
+def http_status(url: str) -> tuple[int, str | None]:
+    """The status of a GET and its Retry-After header."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status), response.headers.get("Retry-After")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Retry-After")
+
+
 def metrics(url: str) -> str:
     with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
         return str(response.read().decode())
@@ -221,6 +230,10 @@ async def test_redis_health_stopped_standalone_every_action_is_answered_unavaila
                     assert unavailable(reply), (what, reply)
             assert not books.slow(), books.slow()
             ready_while_stopped = await asyncio.to_thread(ready, node.url)
+            # The REST API says the same in HTTP: 503 with Retry-After, not a 500 (a join is a store call too).
+            started = time.monotonic()
+            rest = await asyncio.to_thread(http_status, node.url + f"/api/townhalls/{th}")
+            assert rest == (503, "1") and time.monotonic() - started < ANSWER_BOUND_S, rest
             assert "jansamvad_redis_shards_down 1.0" in await asyncio.to_thread(metrics, node.url)
         finally:
             resume(redis)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,6 +31,8 @@ from jansamvad.protocol.roles import Role
 from jansamvad.protocol.text import clean_text
 from jansamvad.regions_http import RegionDirectory, region_routes, valid_unit_code
 from jansamvad.store.base import BadState, LimitReached, NotFound
+
+log = logging.getLogger("jansamvad.http")
 
 ADMIN_FAILURES_PER_MINUTE = 10
 # What the pages may load: only this origin (no CDN, no inline script); WebSockets to this host; audio from blob:
@@ -319,6 +322,14 @@ def create_app(node: Node) -> Starlette:
     async def invalid_token(request: Request, exc: Exception) -> Response:
         return _error(500, "internal", "this node cannot issue tokens")
 
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        # The store or broker cannot answer now (Redis down, hung, failing over: RedisUnavailable is a
+        # ConnectionError): a 503 that says when to come back, as the WebSocket side answers `unavailable`, not a 500.
+        log.warning("HTTP %s %s: store unavailable: %s", request.method, request.url.path, exc)
+        response = _error(503, "unavailable", "cannot reach the store right now; try again")
+        response.headers["Retry-After"] = "1"
+        return response
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await node.start()
@@ -363,5 +374,11 @@ def create_app(node: Node) -> Starlette:
         middleware=middleware,
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={ApiError: api_error, NotFound: not_found, InvalidToken: invalid_token},
+        exception_handlers={
+            ApiError: api_error,
+            NotFound: not_found,
+            InvalidToken: invalid_token,
+            ConnectionError: unavailable,
+            TimeoutError: unavailable,
+        },
     )
