@@ -127,7 +127,12 @@ async def test_staff_lane_leader_connects_at_once_and_speaks_during_a_citizen_st
             # The leader connects at the first attempt and speaks while citizens keep being refused.
             refused_before = statuses[503]
             seconds = await leader_connects_and_speaks(ws_url, leader)
-            assert statuses[503] > refused_before and not storm.done(), statuses
+            # ... and the storm was still being refused meanwhile: a further 503 comes while it runs (on a loaded
+            # machine the storm's own clients may be slower than the leader, so give it a bounded moment).
+            async with asyncio.timeout(5):
+                while statuses[503] <= refused_before:
+                    assert not storm.done(), statuses
+                    await asyncio.sleep(0.02)
         finally:
             stop.set()
             await storm
