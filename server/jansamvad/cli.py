@@ -130,7 +130,7 @@ def main() -> None:
 @_opt("ask-per-minute-per-ip", default=60, show_default=True, type=click.IntRange(1), help="Questions per IP.")
 @_opt(
     "citizen-messages-per-second",
-    default=5.0,
+    default=10.0,
     show_default=True,
     type=click.FloatRange(0.1),
     help="Messages one citizen connection may send a second (bursts of 4x allowed).",
@@ -167,11 +167,18 @@ def main() -> None:
     help="Open staff-lane connections per process (outside --max-connections and the per-IP cap).",
 )
 @_opt("hello-timeout", default=10.0, show_default=True, type=click.FloatRange(0.1), help="Seconds.")
+@_opt(
+    "join-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="Seconds: a hello is answered with welcome, or closed with 1013, within this (also while Redis is hung).",
+)
 @_opt("ping-interval", default=20.0, show_default=True, type=click.FloatRange(0.1), help="Seconds.")
 @_opt("ping-timeout", default=20.0, show_default=True, type=click.FloatRange(0.1), help="Seconds.")
 @_opt(
     "drain-window",
-    default=5.0,
+    default=10.0,
     show_default=True,
     type=click.FloatRange(0.0, 600.0),
     help="Seconds over which a stopping node spreads its clients' reconnects.",
@@ -243,6 +250,7 @@ def serve(**opts: Any) -> None:
         staff_handshakes_per_second=opts["staff_handshakes_per_second"],
         max_staff_connections=opts["max_staff_connections"],
         hello_timeout_s=opts["hello_timeout"],
+        join_timeout_s=opts["join_timeout"],
         ping_interval_s=opts["ping_interval"],
         ping_timeout_s=opts["ping_timeout"],
         drain_window_s=opts["drain_window"],
