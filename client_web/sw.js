@@ -8,6 +8,7 @@ const SHELL = [
   '/css/app.css',
   '/vendor/msgpack.min.js',
   '/js/citizen.js',
+  '/js/regionpick.js',
   '/js/conn.js',
   '/js/ui.js',
   '/js/i18n.js',

@@ -256,12 +256,28 @@ async def test_close_1013_when_the_store_is_unreachable_at_hello(make_server: An
 
 @pytest.mark.parametrize(
     "first",
-    [{"t": "ping"}, {"t": "hello"}, {"t": "hello", "token": 5}, {"t": "ask", "id": 1, "key": "abcdefgh", "text": "x"}],
+    [
+        {"t": "ping"},
+        {"t": "ask", "id": 1, "key": "abcdefgh", "text": "x"},
+        {"t": "ask", "token": "x"},
+        {"t": "hello", "token": "x", "extra": 1},
+    ],
 )
 async def test_close_4000_bad_hello(server: RunningServer, first: dict[str, Any]) -> None:
     session = await Session.open(server)
     await session.send(first)
     assert (await session.expect_close())[0] == 4000
+
+
+@pytest.mark.parametrize(
+    "first",
+    [{"t": "hello"}, {"t": "hello", "token": None}, {"t": "hello", "token": 5}, {"t": "hello", "token": "x" * 5000}],
+)
+async def test_close_4001_hello_without_a_usable_token(server: RunningServer, first: dict[str, Any]) -> None:
+    # docs/protocol.md section 1 and the 4001 row: a missing token is the token's fault (get one), not a bad hello.
+    session = await Session.open(server)
+    await session.send(first)
+    assert (await session.expect_close())[0] == 4001
 
 
 def forged_tokens(th: str) -> dict[str, str]:

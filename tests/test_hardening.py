@@ -233,7 +233,8 @@ async def test_hardening_a_replayed_token_gains_nothing_and_a_ban_ends_every_cop
     over = await copies[0].request({"t": "ask", "key": "key-rep-0009", "text": "एक और?"})
     assert over["code"] == "rate_limited"  # the limit belongs to the identity, not to a connection
 
-    qid = asked[0]["qid"]
+    other = await joined(server, hall.citizen_token(sub="c-other"))  # a vote needs someone else's question
+    qid = (await other.request({"t": "ask", "key": "key-other-01", "text": "दूसरा प्रश्न?"}))["qid"]
     await moderator.request({"t": "moderate", "qid": qid, "action": "approve"})
     votes = [await copy.request({"t": "upvote", "qid": qid}) for copy in copies]
     assert [v["votes"] for v in votes] == [1, 1, 1] and [v.get("dup", False) for v in votes] == [False, True, True]

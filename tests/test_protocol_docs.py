@@ -99,3 +99,73 @@ def test_protocol_package_imports_no_io_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# Settings a client can run into: each must have a row in section 10 (issue 13: the limits were nowhere).
+CLIENT_VISIBLE_SETTINGS = {
+    "max_connections",
+    "max_connections_per_ip",
+    "handshakes_per_second",
+    "http_head_timeout_s",
+    "hello_timeout_s",
+    "ping_interval_s",
+    "ping_timeout_s",
+    "max_pings_per_s",
+    "max_message_bytes",
+    "citizen_max_message_bytes",
+    "max_buffered_bytes",
+    "max_errors",
+    "citizen_msgs_per_s",
+    "citizen_msg_burst",
+    "staff_msgs_per_s",
+    "staff_msg_burst",
+    "reactions_per_s",
+    "reaction_burst",
+    "ask_per_minute",
+    "ask_per_minute_per_ip",
+    "votes_per_minute",
+    "staff_token_ttl_s",
+    "citizen_token_ttl_s",
+    "joins_per_minute_per_ip",
+    "townhall_creates_per_minute",
+    "max_open_townhalls",
+    "max_staff_connections",
+    "staff_handshakes_per_second",
+    "join_timeout_s",
+    "history_size",
+    "snapshot_speech",
+    "top_votes",
+    "claim_ttl_s",
+}
+
+
+def _default_of(name: str) -> float:
+    from jansamvad import http_app
+    from jansamvad.protocol.messages import Limits
+    from jansamvad.settings import Settings
+
+    if name.startswith("limits."):
+        return float(getattr(Limits(), name.removeprefix("limits.")))
+    if name.startswith("http_app."):
+        return float(getattr(http_app, name.removeprefix("http_app.")))
+    if name.startswith("node."):
+        from jansamvad import node
+
+        return float(getattr(node, name.removeprefix("node.")))
+    return float(getattr(Settings(), name))
+
+
+def test_docs_limits_table_states_every_client_limit_with_its_default() -> None:
+    rows = table_rows(section("## 10."))
+    documented: dict[str, str] = {}
+    for line in section("## 10.").splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        setting = re.fullmatch(r"`([A-Za-z0-9_.]+)`", cells[1]) if len(cells) == 4 else None
+        if line.startswith("|") and setting is not None:
+            documented[setting.group(1)] = cells[2]
+    assert rows and documented
+    assert CLIENT_VISIBLE_SETTINGS <= set(documented), CLIENT_VISIBLE_SETTINGS - set(documented)
+    for name, cell in documented.items():
+        number = re.match(r"[\d,.]+", cell)
+        assert number is not None, f"{name}: the default {cell!r} does not start with a number"
+        assert float(number.group().replace(",", "")) == _default_of(name), f"{name}: the docs say {cell!r}"

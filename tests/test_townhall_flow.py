@@ -44,7 +44,10 @@ async def test_townhall_flow_speech_question_moderation_answer(server: RunningSe
     assert public["q"]["qid"] == qid and public["q"]["state"] == "approved"
     assert "sub" not in public["q"], "the public question must not reveal the author's id"
 
-    ack = await citizen.request({"t": "upvote", "qid": qid})
+    own = await citizen.request({"t": "upvote", "qid": qid})
+    assert own["code"] == "own_question"  # an asker cannot push their own question up
+    neighbour = await joined(server, hall.citizen_token(sub="c-neighbour"))
+    ack = await neighbour.request({"t": "upvote", "qid": qid})
     assert ack["votes"] == 1
     votes = await citizen.recv_until(lambda m: m["t"] == "votes" and m["v"].get(qid) == 1)
     assert votes["v"] == {qid: 1} and votes["g"] == {qid: 1}
@@ -54,8 +57,9 @@ async def test_townhall_flow_speech_question_moderation_answer(server: RunningSe
     answered = await citizen.recv_until(lambda m: m["t"] == "question")
     assert answered["q"]["state"] == "answered"
 
-    viewers = await citizen.recv_until(lambda m: m["t"] == "viewers" and m["n"] == 3, skipped=True)
-    assert viewers["n"] == 3
+    # Viewers are the citizens (the asker and the neighbour); the leader and the moderator are staff.
+    viewers = await citizen.recv_until(lambda m: m["t"] == "viewers" and m["n"] == 2, skipped=True)
+    assert (viewers["n"], viewers["staff"]) == (2, 2)
 
     await leader.request({"t": "end"})
     ended = await citizen.recv_until(lambda m: m["t"] == "status")

@@ -13,8 +13,11 @@ export default {
   'conn.live': 'live',
   'conn.reconnecting': 'reconnecting…',
   'conn.offline': 'offline',
+  'conn.ended': 'ended',
   viewers: 'watching',
   viewers_label: 'people watching now',
+  staff_viewers: 'team',
+  viewers_staff_label: 'citizens watching now · team: leaders, moderators and admins',
   role_leader: 'Leader console',
   role_moderator: 'Moderator console',
 
@@ -123,6 +126,9 @@ export default {
   upvote: 'Upvote',
   upvoted: 'Upvoted',
   upvote_label: 'Upvote this question',
+  own_question: 'Your question',
+  upvote_own: 'This is your own question: you cannot upvote it.',
+  upvote_failed: 'Could not upvote: {why}',
 
   // footer
   you_are: 'You joined as {name}',
@@ -151,6 +157,7 @@ export default {
   speech_placeholder: 'Type or paste — Ctrl+Enter sends',
   send: 'Send',
   sending: 'Sending…',
+  sending_part: 'Sending… {n}/{of}',
   sent: '✓ sent (#{seq})',
   not_sent: 'Not sent: {why}',
   announce_label: 'Announcement (highlighted for everyone)',

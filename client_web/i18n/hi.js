@@ -13,8 +13,11 @@ export default {
   'conn.live': 'जुड़े हैं',
   'conn.reconnecting': 'फिर से जुड़ रहे हैं…',
   'conn.offline': 'ऑफ़लाइन',
+  'conn.ended': 'प्रसारण समाप्त',
   viewers: 'दर्शक',
   viewers_label: 'अभी देख रहे लोग',
+  staff_viewers: 'टीम',
+  viewers_staff_label: 'अभी देख रहे नागरिक · टीम: वक्ता, मॉडरेटर और एडमिन',
   role_leader: 'वक्ता कंसोल',
   role_moderator: 'मॉडरेटर कंसोल',
 
@@ -123,6 +126,9 @@ export default {
   upvote: 'समर्थन करें',
   upvoted: 'समर्थित',
   upvote_label: 'इस प्रश्न का समर्थन करें',
+  own_question: 'आपका सवाल',
+  upvote_own: 'यह आपका अपना प्रश्न है: अपने प्रश्न का समर्थन नहीं किया जा सकता।',
+  upvote_failed: 'समर्थन नहीं हो सका: {why}',
 
   // footer
   you_are: 'आप {name} के रूप में जुड़े हैं',
@@ -151,6 +157,7 @@ export default {
   speech_placeholder: 'लिखें या चिपकाएँ — Ctrl+Enter से भेजें',
   send: 'भेजें',
   sending: 'भेजा जा रहा है…',
+  sending_part: 'भेजा जा रहा है… {n}/{of}',
   sent: '✓ भेजा गया (#{seq})',
   not_sent: 'नहीं भेजा गया: {why}',
   announce_label: 'घोषणा (सबको उभरी हुई दिखेगी)',

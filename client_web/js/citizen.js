@@ -7,23 +7,45 @@
 //
 // What the first paint needs (this module, ui.js, i18n.js, hi.js, the CSS) loads first; the connection (conn.js and
 // the msgpack build) and the audio player follow, so they do not compete for a slow link's bandwidth.
+import { chosenUnit } from './regionpick.js';
 import { chosen, getLang, num, onLang, setLang, t } from './i18n.js';
-import { $, closeReason, el, Header, icon, newKey, params, pollBars, QuestionsView, SpeechView } from './ui.js';
+import {
+  $,
+  closeReason,
+  el,
+  Header,
+  icon,
+  newKey,
+  params,
+  pollBars,
+  QuestionsView,
+  REACTIONS,
+  reactionEmoji,
+  SpeechView,
+  voteCount,
+} from './ui.js';
 
 const connModule = import('./conn.js');
-// conn.js asks for the msgpack build only once it runs: start fetching it now, alongside.
-document.head.append(el('link', { rel: 'preload', as: 'script', href: '/vendor/msgpack.min.js' }));
 const audioModule = connModule.then(() => import('./audio.js'));
+
+/**
+ * Fetch the wire codec (the msgpack build) now, because a connection is about to start: on joining, and on a return
+ * visit with a session. conn.js asks for it only once it runs, so the preload lets both downloads share the link;
+ * loadCodec() then runs it at once. Never on the bare join form: a preload that is not used within seconds of the
+ * load event is a console warning, and a citizen who only looks at the form needs no codec.
+ */
+let codecFetched = false;
+function fetchCodecNow() {
+  if (codecFetched) return;
+  codecFetched = true;
+  if (new URLSearchParams(location.search).get('enc') !== 'json') {
+    document.head.append(el('link', { rel: 'preload', as: 'script', href: '/vendor/msgpack.min.js' }));
+  }
+  connModule.then((m) => m.loadCodec()).catch(() => {}); // a failure is retried when the connection starts
+}
 
 const { th } = params();
 const MAX_QUESTION = 300;
-const REACTIONS = [
-  ['clap', '👏'],
-  ['heart', '❤️'],
-  ['thumbs_up', '👍'],
-  ['laugh', '😂'],
-  ['sad', '😢'],
-];
 const MAX_OFFLINE_REACTIONS = 10; // reactions have no key or ack: keep a small count while offline, send it later
 const REACT_WINDOW_MS = 2000;
 const REACTS_PER_WINDOW = 4; // well under the node's 5 messages/s per citizen
@@ -89,6 +111,7 @@ async function api(method, path, body) {
 
 async function join(profile) {
   const body = { name: profile.name, region: profile.region || '', device_id: deviceId() };
+  if (profile.unit) body.unit = profile.unit; // a region unit (join link or autocomplete): the token carries it
   const res = await api('POST', `/api/townhalls/${encodeURIComponent(th)}/join`, body);
   const s = { token: res.token, sub: res.sub, name: res.name, expires_at: res.expires_at };
   store.set(TOKEN_KEY, s);
@@ -104,6 +127,7 @@ let conn = null;
 let status = '';
 let voted = new Set();
 let votePending = new Set();
+let own = new Set(); // qids of this citizen's own questions (from the `ask` acks): the node refuses upvoting them
 let mine = [];
 let reactionTotals = {};
 let offlineReacts = {};
@@ -117,7 +141,10 @@ const speech = new SpeechView($('#speech'), { empty: $('#speech-empty') });
 const questions = new QuestionsView($('#questions'), {
   empty: $('#questions-empty'),
   count: $('#q-count'),
+  // One's own question has its vote count, not an upvote button (the node would answer `own_question`), and says so.
+  badges: (q) => (own.has(q.qid) ? [el('span', { class: 'badge own', text: t('own_question') })] : []),
   lead: (q) => {
+    if (own.has(q.qid)) return voteCount(q);
     const done = voted.has(q.qid);
     return el(
       'button',
@@ -148,6 +175,7 @@ audioModule.then(({ LivePlayer }) => {
 const stateKey = () => `jansamvad.state.${th}.${session.sub}`;
 const mineKey = () => `jansamvad.mine.${th}.${session.sub}`;
 const votedKey = () => `jansamvad.voted.${th}.${session.sub}`;
+const ownKey = () => `jansamvad.own.${th}.${session.sub}`;
 const reactKey = () => `jansamvad.reacts.${th}.${session.sub}`;
 const outboxKey = () => `jansamvad.outbox.${th}.${session.sub}`;
 const pollVotesKey = () => `jansamvad.pollvotes.${th}.${session.sub}`;
@@ -196,7 +224,10 @@ function setStatus(s) {
   $('#ask-text').disabled = ended;
   $('#ask-btn').disabled = ended;
   for (const b of document.querySelectorAll('#reactions button')) b.disabled = ended;
-  if (ended) header.say('ended');
+  if (ended) {
+    header.say('ended');
+    if (player && player.active) player.stop(); // nothing more will be said
+  }
   questions.render();
   renderPolls();
 }
@@ -233,8 +264,15 @@ function renderMine() {
   );
 }
 
+function markOwn(qid) {
+  if (!qid || own.has(qid)) return;
+  own.add(qid);
+  store.set(ownKey(), [...own]);
+  questions.render();
+}
+
 function upvote(qid) {
-  if (!session || voted.has(qid) || status === 'ended') return;
+  if (!session || voted.has(qid) || own.has(qid) || status === 'ended') return;
   voted.add(qid);
   votePending.add(qid);
   store.set(votedKey(), [...voted]);
@@ -248,7 +286,10 @@ function onOutbox(item, st, msg) {
     const m = mine.find((x) => x.key === item.key);
     if (!m || m.status === 'acked') return;
     m.status = st === 'acked' && msg && msg.state === 'rejected' ? 'refused' : st;
-    if (st === 'acked' && msg) m.qid = msg.qid;
+    if (st === 'acked' && msg) {
+      m.qid = msg.qid;
+      markOwn(msg.qid);
+    }
     if (st === 'failed' && msg) m.error = msg.msg || msg.code;
     saveMine();
     renderMine();
@@ -266,6 +307,12 @@ function onOutbox(item, st, msg) {
     if (st === 'failed') {
       voted.delete(qid);
       store.set(votedKey(), [...voted]);
+      if (msg && msg.code === 'own_question') {
+        // Asked from this identity on another device (or before this page kept the list): say so in words, and
+        // the button goes.
+        header.say('upvote_own', null, 'error');
+        markOwn(qid);
+      } else if (msg) header.say('upvote_failed', { why: msg.msg || msg.code }, 'error');
     }
     questions.render();
   }
@@ -331,14 +378,16 @@ function setSlowMode(n) {
 function renderReactions() {
   const row = $('#reactions');
   if (!row.childElementCount) {
+    // Every reaction has its name in words: the emoji alone is an empty box on a device without an emoji font (and
+    // is left out there), and a word says what it does in any case.
     for (const [kind, emoji] of REACTIONS) {
       row.append(
         el(
           'button',
           { type: 'button', class: 'react', dataset: { kind }, onclick: () => react(kind) },
-          el('span', { class: 'emoji', 'aria-hidden': 'true', text: emoji }),
+          reactionEmoji(emoji),
+          el('span', { class: 'rname' }),
           el('span', { class: 'rcount' }),
-          el('span', { class: 'sr-only rname' }),
         ),
       );
     }
@@ -384,7 +433,7 @@ function renderAudio() {
   const btn = $('#listen');
   const note = $('#audio-state');
   $('#onair').hidden = !player || !player.onAir;
-  btn.disabled = !player || !player.supported;
+  btn.disabled = !player || !player.supported || (status === 'ended' && !player.active);
   if (!player) return;
   if (!player.supported) {
     note.textContent = t('audio_unsupported');
@@ -419,6 +468,7 @@ async function getToken() {
 }
 
 async function startLive() {
+  fetchCodecNow();
   document.body.dataset.phase = 'live';
   $('#join').hidden = true;
   $('#live').hidden = false;
@@ -426,6 +476,7 @@ async function startLive() {
   voted = new Set(store.get(votedKey(), []));
   votePending = new Set();
   mine = store.get(mineKey(), []);
+  own = new Set([...store.get(ownKey(), []), ...mine.map((m) => m.qid).filter(Boolean)]);
   offlineReacts = store.get(reactKey(), {}) || {};
   pollVotes = store.get(pollVotesKey(), {}) || {};
 
@@ -566,8 +617,9 @@ $('#join-form').addEventListener('submit', async (e) => {
   const btn = $('#join-btn');
   btn.disabled = true;
   $('span', btn).textContent = t('joining');
+  fetchCodecNow(); // alongside the join request
   try {
-    session = await join({ name, region, district, constituency });
+    session = await join({ name, region, district, constituency, unit: chosenUnit() });
     header.say('');
     startLive();
   } catch (err) {

@@ -11,6 +11,8 @@ export { newKey };
 
 // Close codes after which the client reconnects (docs/protocol.md 6.2, "rule of thumb").
 export const RECONNECT_CODES = new Set([1001, 1006, 1011, 1012, 1013, 4008, 4009]);
+// townhall_ended: the client stops for good in state 'ended' (not 'offline').
+export const ENDED_CODE = 4005;
 
 // Error codes after which an outbox action is retried (with the same key) rather than dropped.
 // (`timed_out`: a moderator paused this citizen for `retry_ms`.)
@@ -134,7 +136,8 @@ export class RequestError extends Error {
  *   codec, url    overrides for tests
  *
  * Events (conn.on(type, fn)): every node message type by its `t` ('welcome', 'snapshot', 'speech', ...),
- * plus 'state' (fn(state, detail)) with state one of 'connecting', 'live', 'reconnecting', 'offline',
+ * plus 'state' (fn(state, detail)) with state one of 'connecting', 'live', 'reconnecting', 'offline', 'ended' (closed
+ * with 4005: the town hall is over; final, like 'offline' after a close that is not retried),
  * 'outbox' (fn(item, status, detail)) with status 'queued' | 'sending' | 'acked' | 'failed',
  * and 'closed' (fn(code, reason)) when the client stops for good.
  * Stream events are delivered at most once and in seq order; older or repeated seqs are dropped.
@@ -364,7 +367,8 @@ export class Conn {
   _halt(reason, code) {
     this.stopped = true;
     clearTimeout(this.timer);
-    this._setState('offline', reason);
+    // 4005: the town hall is over. That is not a network failure, and there is nothing to reconnect to.
+    this._setState(code === ENDED_CODE ? 'ended' : 'offline', reason);
     this._emit('closed', code, reason);
   }
 

@@ -7,6 +7,8 @@ const KEY = "jansamvad.admin_key";
 const EVERY_MS = 2000;
 const WINDOW_MS = 60000;
 const REACTION_EMOJI = { clap: "👏", heart: "❤️", thumbs_up: "👍", laugh: "😂", sad: "😢" };
+// Each with its name too: without a colour-emoji font 👏 is an empty box.
+const REACTION_NAME = { clap: "ताली", heart: "दिल", thumbs_up: "पसंद", laugh: "हँसी", sad: "दुख" };
 const readings = new Map(); // town hall id -> [{questions, ts}], oldest first, spanning about WINDOW_MS
 
 function el(tag, attrs = {}, ...children) {
@@ -42,7 +44,7 @@ function renderHall(hall, ts, opened) {
     row("प्रश्न · questions (approved / answered / rejected)",
       `${hall.questions} (${hall.approved} / ${hall.answered} / ${hall.rejected})`),
     row("प्रतिक्रियाएँ · reactions",
-      Object.entries(hall.reactions).map(([k, v]) => `${REACTION_EMOJI[k] || k} ${v}`)
+      Object.entries(hall.reactions).map(([k, v]) => `${REACTION_EMOJI[k] || ""} ${REACTION_NAME[k] || k} ${v}`)
         .join("  ") || "—"),
     row("स्लो मोड · slow mode", hall.slow_mode ? `${hall.slow_mode} s` : "—"),
   );

@@ -4,24 +4,33 @@
 import { Broadcaster } from './audio.js';
 import { getLang, num, onLang, t } from './i18n.js';
 import { startStaff } from './staff.js';
-import { $, button, el, newKey, pollBars } from './ui.js';
+import { $, button, el, newKey, pollBars, REACTIONS, reactionEmoji } from './ui.js';
 
 const SPEECH_MAX = 2000;
-const REACTION_EMOJI = { clap: '👏', heart: '❤️', thumbs_up: '👍', laugh: '😂', sad: '😢' };
 
 let page = null;
 let status = '';
 let mic = null;
+// A text being sent part by part (speech, announce): its send button stays off until the last part is answered, so
+// a second press cannot send the same text again under new keys.
+const busy = { speech: false, announce: false };
+let renderPolls = () => {};
 
 function onStatus(s) {
+  const was = status;
   status = s;
-  // Offer only what applies: go live from scheduled, end while not ended, speak while live.
+  // Offer only what applies: go live from scheduled, end while not ended, speak while live. Once ended, the controls
+  // that act on the town hall (going live, ending, speech, microphone, polls, slow mode) are gone, not just grey
+  // (body[data-status="ended"] .while-open in console.css).
   $('#go-live').disabled = s !== 'scheduled';
   $('#end').disabled = s === 'ended' || !s;
   const live = s === 'live';
-  for (const id of ['#speech-send', '#announce-send', '#mic', '#stt']) $(id).disabled = !live;
+  for (const id of ['#mic', '#stt']) $(id).disabled = !live;
+  $('#speech-send').disabled = !live || busy.speech;
+  $('#announce-send').disabled = !live || busy.announce;
   $('#poll-open').disabled = s === 'ended' || !s;
   if (!live && mic && mic.live) stopMic();
+  if (s === 'ended' && was !== 'ended') renderPolls();
 }
 
 page = startStaff('leader', {
@@ -107,9 +116,23 @@ if (page) {
   // not said twice). Sending the same text again continues with these parts; an edited text is cut afresh.
   const unsent = { speech: null, announce: null };
 
+  // A long paste (hundreds of parts) goes one part at a time, each once acknowledged before the next: in order, at
+  // the pace of the acks and the connection's rate (STAFF_RATE in staff.js), and a part the node answers
+  // `rate_limited` goes again after `retry_ms` with its key (actOnce), so the session never collects errors.
   async function sendText(kind, input, stateEl) {
     const text = input.value.trim();
-    if (!text) return;
+    if (!text || busy[kind]) return;
+    busy[kind] = true;
+    onStatus(status);
+    try {
+      await sendParts(kind, input, stateEl, text);
+    } finally {
+      busy[kind] = false;
+      onStatus(status);
+    }
+  }
+
+  async function sendParts(kind, input, stateEl, text) {
     stateEl.textContent = t('sending');
     const left = unsent[kind];
     const again = left !== null && left.rest === text;
@@ -119,6 +142,7 @@ if (page) {
     let ack = null;
     let sent = 0;
     for (const part of parts) {
+      if (parts.length > 1) stateEl.textContent = t('sending_part', { n: num(sent + 1), of: num(parts.length) });
       ack = await actOnce({ t: kind, text: part }, null, key);
       if (!ack) break;
       sent += 1;
@@ -270,7 +294,7 @@ if (page) {
       $('#poll-new').open = false;
     }
   });
-  function renderPolls() {
+  renderPolls = () => {
     const all = [...polls.values()].sort((a, b) => (a.state === 'open' ? 0 : 1) - (b.state === 'open' ? 0 : 1));
     $('#poll-list').replaceChildren(
       ...all.map((p) =>
@@ -284,7 +308,7 @@ if (page) {
             el('span', { class: `badge ${p.state === 'open' ? 'live' : 'closed'}`, text: t(p.state === 'open' ? 'poll_live' : 'poll_closed') }),
           ),
           pollBars(p),
-          p.state === 'open'
+          p.state === 'open' && status !== 'ended' // after the end the node closes every poll itself
             ? el(
                 'div',
                 { class: 'qactions' },
@@ -294,7 +318,7 @@ if (page) {
         ),
       ),
     );
-  }
+  };
   conn
     .on('snapshot', (s) => {
       polls.clear();
@@ -374,8 +398,15 @@ if (page) {
     const total = Object.values(reactTotals).reduce((a, b) => a + b, 0);
     $('#fig-reactions').textContent = num(total);
     $('#react-totals').replaceChildren(
-      ...Object.entries(REACTION_EMOJI).map(([kind, emoji]) =>
-        el('span', { title: t(`react.${kind}`), dataset: { kind } }, `${emoji} ${num(reactTotals[kind] || 0)}`),
+      ...REACTIONS.map(([kind, emoji]) =>
+        el(
+          'span',
+          { class: 'react-total', dataset: { kind } },
+          reactionEmoji(emoji),
+          el('span', { class: 'rname', text: t(`react.${kind}`) }),
+          ' ',
+          el('b', { class: 'rcount', text: num(reactTotals[kind] || 0) }),
+        ),
       ),
     );
   }

@@ -1,6 +1,6 @@
 // Shared start-up of the leader and moderator consoles: token from the URL fragment, the connection, the header,
 // the public questions and the speech stream.
-import { Conn, wsUrl } from './conn.js';
+import { Conn, RequestError, wsUrl } from './conn.js';
 import { num, onLang, t } from './i18n.js';
 import { $, closeReason, Header, newKey, params, QuestionsView, SpeechView } from './ui.js';
 
@@ -9,7 +9,17 @@ import { $, closeReason, Header, newKey, params, QuestionsView, SpeechView } fro
  * `actions(q, act)` gives the buttons of a public question row.
  */
 const RESEND_FOR_MS = 30000;
-const RESEND_ON = new Set(['unavailable', 'internal', 'disconnected']);
+const RESEND_ON = new Set(['unavailable', 'internal', 'disconnected', 'no_answer']);
+// A keyed request the node never answered (docs/protocol.md section 10.2: a client resends an unanswered id after a
+// timeout of its own, with the same key) goes again after this long.
+const ANSWER_WITHIN_MS = 10000;
+// `rate_limited` means the node is there and says when it takes the message: wait `retry_ms` and send the same message
+// (same key) again, for as long as this while it keeps saying so (a long pasted speech can meet it many times).
+const LIMITED_FOR_MS = 120000;
+const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
+// The staff message rate this console keeps to: below the node's per-connection limit for staff (settings.py:
+// staff_msgs_per_s 50, staff_msg_burst 200; docs/protocol.md), so a long speech is spread out instead of refused.
+export const STAFF_RATE = { perSec: 40, burst: 150 };
 
 export function startStaff(role, { actions, resume = true, helloExtra = null, onStatus = () => {} } = {}) {
   const header = new Header();
@@ -21,7 +31,7 @@ export function startStaff(role, { actions, resume = true, helloExtra = null, on
     return null;
   }
 
-  const conn = new Conn({ th, getToken: async () => token, resume, helloExtra, rate: { perSec: 40, burst: 150 } });
+  const conn = new Conn({ th, getToken: async () => token, resume, helloExtra, rate: STAFF_RATE });
   const speech = new SpeechView($('#speech'), { empty: $('#speech-empty') });
   // The staff lane (docs/protocol.md section 1): its own handshake budget, so a citizen storm does not hold us up.
   conn.url = wsUrl() + '?lane=staff';
@@ -43,22 +53,30 @@ export function startStaff(role, { actions, resume = true, helloExtra = null, on
 
   /**
    * Like act, for what must happen exactly once (a speech, an announcement): one idempotency key, resent while the
-   * node answers `unavailable` / `internal` or the connection is down, for up to RESEND_FOR_MS. The node speaks a key
-   * once, so a resend after a lost ack is answered `dup` with the first seq instead of being said twice.
+   * node answers `unavailable` / `internal` or the connection is down, for up to RESEND_FOR_MS, and after `retry_ms`
+   * while it answers `rate_limited`, for up to LIMITED_FOR_MS. The node speaks a key once, so a resend after a lost
+   * ack is answered `dup` with the first seq instead of being said twice.
    */
   // `key`: a caller that may send the same action again later (after a failure) passes the key it used, so the
   // node still says it once when the first send was stored and only its ack was lost.
   async function actOnce(msg, button, key = newKey()) {
     const keyed = { ...msg, key };
     const until = Date.now() + RESEND_FOR_MS;
+    const limitedUntil = Date.now() + LIMITED_FOR_MS;
     if (button) button.disabled = true;
     try {
       for (;;) {
         try {
-          return await conn.request(keyed);
+          return await answered(conn.request(keyed));
         } catch (err) {
+          if (err.code === 'rate_limited' && Date.now() < limitedUntil) {
+            // Not sooner than the node said (a token is free again then), and a little later so that the next
+            // message finds one too.
+            await sleep((err.retryMs || 1000) + Math.random() * 100);
+            continue;
+          }
           if (!RESEND_ON.has(err.code) || Date.now() > until) throw err;
-          await new Promise((done) => setTimeout(done, (err.retryMs || 1000) * (0.5 + Math.random())));
+          await sleep((err.retryMs || 1000) * (0.5 + Math.random()));
         }
       }
     } catch (err) {
@@ -68,6 +86,15 @@ export function startStaff(role, { actions, resume = true, helloExtra = null, on
       if (button) button.disabled = false;
       onStatus(state.status);
     }
+  }
+
+  /** The request's answer, or a `no_answer` RequestError after ANSWER_WITHIN_MS. */
+  function answered(request) {
+    let timer = null;
+    const late = new Promise((_, fail) => {
+      timer = setTimeout(() => fail(new RequestError({ code: 'no_answer', msg: 'no answer from the node' })), ANSWER_WITHIN_MS);
+    });
+    return Promise.race([request, late]).finally(() => clearTimeout(timer));
   }
 
   const questions = new QuestionsView($('#questions'), {
@@ -107,14 +134,14 @@ export function startStaff(role, { actions, resume = true, helloExtra = null, on
       setStatus(s.status);
       speech.load(s.speech);
       questions.load(s.questions);
-      if (typeof s.viewers === 'number') header.setViewers(s.viewers);
+      if (typeof s.viewers === 'number') header.setViewers(s.viewers, s.staff);
     })
     .on('speech', (ev) => speech.add(ev, 'speech'))
     .on('announce', (ev) => speech.add(ev, 'announce'))
     .on('status', (ev) => setStatus(ev.status))
     .on('question', (ev) => questions.upsert(ev.q))
     .on('votes', (ev) => questions.votes(ev.v))
-    .on('viewers', (ev) => header.setViewers(ev.n));
+    .on('viewers', (ev) => header.setViewers(ev.n, ev.staff));
 
   // Slow mode (leaders and moderators): one question per citizen every N seconds, 0 = off.
   const slow = $('#slow-mode');

@@ -78,6 +78,7 @@ export class Header {
     this.status = '';
     this.conn = 'offline';
     this.viewers = null;
+    this.staff = null;
     this.notice = { key: '', vars: null, kind: 'info' };
     fillIcons();
     applyI18n();
@@ -97,9 +98,22 @@ export class Header {
     this.render();
   }
 
-  setViewers(n) {
+  /** Citizens watching, and (staff pages) the team: leaders, moderators and admins connected, when the node says. */
+  setViewers(n, staff) {
     this.viewers = n;
-    $('#viewers').textContent = num(n);
+    this.staff = typeof staff === 'number' ? staff : null; // an older node sends no `staff`: show citizens only
+    this.renderViewers(); // only the counts: redrawing the notice every second would make screen readers repeat it
+  }
+
+  renderViewers() {
+    // Once the town hall is over nobody is watching: no frozen count of the last moment.
+    $('.viewers').hidden = this.status === 'ended' || this.conn === 'ended';
+    $('#viewers').textContent = num(this.viewers);
+    const staff = $('#staff-count');
+    if (staff) {
+      staff.hidden = this.staff === null;
+      $('#staff-viewers').textContent = num(this.staff);
+    }
   }
 
   /** A notice by i18n key (re-translated on a language switch); an empty key hides it. */
@@ -116,7 +130,7 @@ export class Header {
     const c = $('#conn');
     c.dataset.state = this.conn;
     $('.label', c).textContent = t(`conn.${this.conn}`);
-    $('#viewers').textContent = num(this.viewers);
+    this.renderViewers();
     const n = $('#notice');
     n.hidden = !this.notice.key;
     n.dataset.kind = this.notice.kind;
@@ -191,16 +205,22 @@ export class SpeechView {
   }
 }
 
+/** A question's vote count, not a button (staff pages; a citizen's own question). */
+export function voteCount(q) {
+  return el('span', { class: 'votebox static', title: t('votes', { n: q.votes || 0 }) }, icon('up'), el('b', { text: num(q.votes || 0) }));
+}
+
 /**
  * The public questions: pinned first, then open ones by votes, then answered ones.
  * `lead(q)` gives a node for the left column (the citizen's upvote button, else a vote count);
- * `actions(q)` extra nodes (buttons) under the question.
+ * `badges(q)` extra badges above the text; `actions(q)` extra nodes (buttons) under the question.
  */
 export class QuestionsView {
-  constructor(list, { actions = () => [], lead = null, empty = null, count = null } = {}) {
+  constructor(list, { actions = () => [], lead = null, badges = () => [], empty = null, count = null } = {}) {
     this.list = list;
     this.actions = actions;
     this.lead = lead;
+    this.badges = badges;
     this.empty = empty;
     this.count = count;
     this.qs = new Map();
@@ -258,10 +278,9 @@ export class QuestionsView {
     const badges = [];
     if (q.pinned) badges.push(el('span', { class: 'badge pinned' }, icon('pin'), t('pinned')));
     if (q.state === 'answered') badges.push(el('span', { class: 'badge answered' }, icon('check'), t('q.answered')));
+    badges.push(...this.badges(q));
     const who = [q.name, q.region].filter(Boolean).join(' · ');
-    const lead = this.lead
-      ? this.lead(q)
-      : el('span', { class: 'votebox static', title: t('votes', { n: q.votes || 0 }) }, icon('up'), el('b', { text: num(q.votes || 0) }));
+    const lead = this.lead ? this.lead(q) : voteCount(q);
     const actions = this.actions(q);
     return el(
       'li',
@@ -277,6 +296,54 @@ export class QuestionsView {
       ),
     );
   }
+}
+
+/** The reactions, in the order the buttons show them: kind (the protocol's name) and its emoji. */
+export const REACTIONS = [
+  ['clap', '👏'],
+  ['heart', '❤️'],
+  ['thumbs_up', '👍'],
+  ['laugh', '😂'],
+  ['sad', '😢'],
+];
+
+const drawableCache = new Map();
+
+/**
+ * False when this device has no font for `ch` and would show the empty missing-glyph box instead (👏 on a phone or
+ * a Linux desktop without a colour-emoji font). Drawn once on a small canvas in the page's font and compared with a
+ * private-use code point, which no font draws. When in doubt (no canvas), true: the text label is there anyway.
+ */
+export function drawable(ch) {
+  if (drawableCache.has(ch)) return drawableCache.get(ch);
+  let ok = true;
+  try {
+    const size = 32;
+    const canvas = document.createElement('canvas');
+    canvas.width = canvas.height = size;
+    const g = canvas.getContext('2d', { willReadFrequently: true });
+    if (g) {
+      g.font = `24px ${getComputedStyle(document.body).fontFamily}`;
+      g.textBaseline = 'top';
+      const pixels = (text) => {
+        g.clearRect(0, 0, size, size);
+        g.fillText(text, 2, 2);
+        return g.getImageData(0, 0, size, size).data;
+      };
+      const drawn = pixels(ch);
+      const box = pixels('\u{10FFFD}');
+      ok = drawn.some((v, i) => v !== box[i]);
+    }
+  } catch {
+    ok = true;
+  }
+  drawableCache.set(ch, ok);
+  return ok;
+}
+
+/** A reaction's emoji (decorative: the label beside it says the same), or null where the device cannot draw it. */
+export function reactionEmoji(emoji) {
+  return drawable(emoji) ? el('span', { class: 'emoji', 'aria-hidden': 'true', text: emoji }) : null;
 }
 
 /** A button with a translated label (and optional icon); the label follows language switches via data-i18n. */

@@ -228,9 +228,10 @@ class ClientSession:
         return self.request(ASK_ACK, {"t": "ask", "key": new_key(), "text": text}, now, resend=True)
 
     def upvote(self, qid: str, now: float) -> dict[str, Any]:
-        # bad_state: the question was withdrawn (rejected) after we saw it; a race, not a fault.
+        # bad_state: the question was withdrawn (rejected) after we saw it; a race, not a fault. own_question: the
+        # user picked a public question at random and it was its own, which the node refuses (docs/protocol.md 6.1).
         message = {"t": "upvote", "qid": qid, "key": new_key()}
-        return self.request("upvote_ack", message, now, resend=True, ok_errors=("bad_state",))
+        return self.request("upvote_ack", message, now, resend=True, ok_errors=("bad_state", "own_question"))
 
     def next_to_claim(self) -> str | None:
         """Moderators: the oldest pending question nobody else has claimed (taken off our view of the queue)."""

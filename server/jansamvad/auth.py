@@ -50,6 +50,7 @@ class Claims:
     name: str
     region: str
     exp: int
+    unit: str = ""  # the region unit's code (`ru`), set by the join API only after checking it against the tree
 
     def allows_townhall(self, th: str) -> bool:
         return self.th == th or (self.role is Role.ADMIN and self.th == ANY_TOWNHALL)
@@ -87,7 +88,9 @@ class TokenService:
     def can_issue(self) -> bool:
         return self._signing_key is not None
 
-    def issue(self, *, sub: str, role: Role, th: str, ttl_s: int, name: str = "", region: str = "") -> tuple[str, int]:
+    def issue(
+        self, *, sub: str, role: Role, th: str, ttl_s: int, name: str = "", region: str = "", unit: str = ""
+    ) -> tuple[str, int]:
         if self._signing_key is None:
             raise InvalidToken("this node has no signing key (RS256 without a private key)")
         now = int(time.time())
@@ -97,6 +100,8 @@ class TokenService:
             claims["name"] = name
         if region:
             claims["rg"] = region
+        if unit:
+            claims["ru"] = unit
         return jwt.encode(claims, self._signing_key, algorithm=self.algorithm), exp
 
     def verify(self, token: str) -> Claims:
@@ -121,7 +126,8 @@ class TokenService:
         sub, th = data["sub"], data["th"]
         if not isinstance(sub, str) or not isinstance(th, str):
             raise InvalidToken("malformed claims")
-        return Claims(sub, role, th, str(data.get("name", "")), str(data.get("rg", "")), int(data["exp"]))
+        name, region, unit = (str(data.get(claim, "")) for claim in ("name", "rg", "ru"))
+        return Claims(sub, role, th, name, region, int(data["exp"]), unit)
 
     def _decode_pyjwt(self, token: str) -> dict[str, Any]:
         try:

@@ -22,6 +22,7 @@ from jansamvad.auth import ANY_TOWNHALL, TokenService
 from jansamvad.logs import configure as configure_logging
 from jansamvad.protocol.messages import Limits
 from jansamvad.protocol.roles import Role
+from jansamvad.regions import RegionError, RegionTree, read_csv, write_csv
 from jansamvad.settings import DEFAULT_STATIC_DIR, Settings, SettingsError
 
 DEMO_TITLE = "जन संवाद — डेमो टाउन हॉल (JanSamvad demo town hall)"
@@ -130,7 +131,7 @@ def main() -> None:
 @_opt("ask-per-minute-per-ip", default=60, show_default=True, type=click.IntRange(1), help="Questions per IP.")
 @_opt(
     "citizen-messages-per-second",
-    default=10.0,
+    default=5.0,
     show_default=True,
     type=click.FloatRange(0.1),
     help="Messages one citizen connection may send a second (bursts of 4x allowed).",
@@ -178,7 +179,7 @@ def main() -> None:
 @_opt("ping-timeout", default=20.0, show_default=True, type=click.FloatRange(0.1), help="Seconds.")
 @_opt(
     "drain-window",
-    default=10.0,
+    default=5.0,
     show_default=True,
     type=click.FloatRange(0.0, 600.0),
     help="Seconds over which a stopping node spreads its clients' reconnects.",
@@ -209,6 +210,11 @@ def main() -> None:
     show_default=True,
     type=click.IntRange(1, 256),
     help="Node processes sharing the port (SO_REUSEPORT); above 1 needs --redis-url.",
+)
+@_opt(
+    "regions",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A region tree CSV to load at start (embedded default only; with Redis: `jansamvad regions import`).",
 )
 @click.option("--demo", is_flag=True, help="Create a demo town hall and print citizen, leader and moderator links.")
 def serve(**opts: Any) -> None:
@@ -268,6 +274,11 @@ def serve(**opts: Any) -> None:
         settings.validate()
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
+    regions = None
+    if opts["regions"] is not None:
+        if settings.redis_url:
+            raise click.UsageError("--regions loads the embedded store; with Redis use `jansamvad regions import`")
+        regions = _read_regions(opts["regions"].read_text(encoding="utf-8"), opts["regions"])
     configure_logging(settings.log_level, opts["log_format"], settings.node_id or "node")
     if opts["workers"] > 1:
         from jansamvad.workers import Supervisor
@@ -282,7 +293,7 @@ def serve(**opts: Any) -> None:
         if status == 0:
             click.echo("jansamvad stopped cleanly")
         sys.exit(status)
-    run_node(settings, demo=demo, loop=opts["loop"])
+    run_node(settings, demo=demo, loop=opts["loop"], regions=regions)
     click.echo("jansamvad stopped cleanly")
 
 
@@ -304,13 +315,17 @@ def raise_open_file_limit(wanted: int) -> int:
     return soft
 
 
-def run_node(settings: Settings, *, demo: bool, loop: str, reuse_port: bool = False) -> None:
+def run_node(
+    settings: Settings, *, demo: bool, loop: str, reuse_port: bool = False, regions: RegionTree | None = None
+) -> None:
     """Run one node in this process until SIGTERM / SIGINT (also the body of each worker)."""
     raise_open_file_limit(settings.max_connections + 1000)
-    _run(lambda: _serve(settings, demo=demo, reuse_port=reuse_port), loop)
+    _run(lambda: _serve(settings, demo=demo, reuse_port=reuse_port, regions=regions), loop)
 
 
-async def _serve(settings: Settings, *, demo: bool, reuse_port: bool = False) -> None:
+async def _serve(
+    settings: Settings, *, demo: bool, reuse_port: bool = False, regions: RegionTree | None = None
+) -> None:
     from jansamvad.server import bind_socket, start_server
 
     try:
@@ -322,6 +337,8 @@ async def _serve(settings: Settings, *, demo: bool, reuse_port: bool = False) ->
     except (SettingsError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    if regions is not None:
+        await running.node.store.put_region_tree(regions)
     tune_gc()
     _print_listening(settings, running.port, running.health_port)
     if demo:
@@ -438,6 +455,85 @@ def export(townhall: str, fmt: str, url: str, admin_key: str, output: str | None
         Path(output).write_bytes(body)
     else:
         click.echo(body.decode())
+
+
+def _read_regions(text: str, source: object) -> RegionTree:
+    try:
+        return read_csv(text)
+    except RegionError as exc:
+        raise click.ClickException(f"{source}: {exc}") from None
+
+
+def _region_store(redis_url: str, redis_prefix: str) -> Any:
+    from jansamvad.redis_conn import RedisConn
+    from jansamvad.redis_keys import RedisKeys
+    from jansamvad.store.redis import RedisStore
+
+    try:
+        return RedisStore(RedisConn(redis_url, max_in_flight=8), RedisKeys(redis_prefix))
+    except ValueError as exc:
+        raise click.UsageError(f"redis: {exc}") from None
+
+
+def _redis_opts(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = _opt("redis-prefix", default="jansamvad", show_default=True, help="Prefix of every Redis key.")(command)
+    return _opt("redis-url", required=True, help="The deployment's Redis: redis://host:port/0 or redis+cluster://…")(
+        command
+    )
+
+
+@main.group()
+def regions() -> None:
+    """The region tree (state → district → constituency → panchayat → booth) in the deployment's Redis."""
+
+
+@regions.command("import")
+@click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+@_redis_opts
+def regions_import(file: Any, redis_url: str, redis_prefix: str) -> None:
+    """Replace the region tree with FILE (CSV: code,parent,level,name_hi,name_en; - for stdin). Nodes pick it up
+    within seconds; the previous tree stays whole until the new one is."""
+    tree = _read_regions(file.read(), getattr(file, "name", "-"))
+
+    async def put() -> int:
+        store = _region_store(redis_url, redis_prefix)
+        try:
+            return int(await store.put_region_tree(tree))
+        finally:
+            await store.close()
+
+    try:
+        version = asyncio.run(put())
+    except OSError as exc:
+        raise click.ClickException(f"redis: {exc}") from None
+    counts = ", ".join(f"{sum(1 for u in tree.units.values() if u.level == lv.id)} {lv.id}" for lv in tree.levels)
+    click.echo(f"imported {len(tree)} units ({counts}) as version {version}")
+
+
+@regions.command("export")
+@_redis_opts
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="File (default: stdout).")
+def regions_export(redis_url: str, redis_prefix: str, output: str | None) -> None:
+    """Write the current region tree as CSV (the form `regions import` reads)."""
+
+    async def get() -> RegionTree | None:
+        store = _region_store(redis_url, redis_prefix)
+        try:
+            tree: RegionTree | None = await store.region_tree()
+            return tree
+        finally:
+            await store.close()
+
+    try:
+        tree = asyncio.run(get())
+    except OSError as exc:
+        raise click.ClickException(f"redis: {exc}") from None
+    if tree is None:
+        raise click.ClickException("no region tree in this Redis (and prefix): import one first")
+    if output:
+        Path(output).write_text(write_csv(tree), encoding="utf-8")
+    else:
+        click.echo(write_csv(tree), nl=False)
 
 
 @main.group()

@@ -28,9 +28,9 @@ from jansamvad.moderation.policy import Action
 from jansamvad.protocol.codec import decode, frame_message
 from jansamvad.protocol.codes import CloseCode, ErrorCode
 from jansamvad.protocol.errors import ConnectionRefused, ProtocolViolation
-from jansamvad.protocol.messages import ACTION_ROLES, CLIENT_MESSAGES, ClientMessage, parse_client_message
+from jansamvad.protocol.messages import ACTION_ROLES, CLIENT_MESSAGES, VERBS, ClientMessage, parse_client_message
 from jansamvad.protocol.roles import STAFF, Role
-from jansamvad.store.base import BadState, NotFound
+from jansamvad.store.base import BadState, NotFound, OwnQuestion
 
 if TYPE_CHECKING:
     from jansamvad.connection import WsConnection
@@ -47,6 +47,11 @@ class Unavailable(Exception):
     """The broker or store cannot take the action now; the client should retry with the same key."""
 
 
+# Errors that say "not now" rather than "your message is wrong": a client that meets them has done nothing to stop
+# talking to, so they never count towards max_errors (docs/protocol.md, section 6.1).
+_NOT_THE_CLIENTS_FAULT = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.TIMED_OUT, ErrorCode.UNAVAILABLE})
+
+
 class Client:
     __slots__ = (
         "allowance",
@@ -55,7 +60,10 @@ class Client:
         "conn",
         "errors",
         "inbox",
+        "limited_answers",
         "node",
+        "reaction_allowance",
+        "reaction_at",
         "reading_paused",
         "th",
         "worker",
@@ -73,6 +81,11 @@ class Client:
         settings = node.settings
         self.allowance = float(settings.citizen_msg_burst)
         self.allowance_at = node.clock
+        # Reactions have a bucket of their own: a citizen tapping away must not use up the budget of their questions.
+        # Starts as the shared int (no float object per idle connection); the first reaction makes it a float.
+        self.reaction_allowance: float = settings.reaction_burst
+        self.reaction_at = node.clock
+        self.limited_answers = 0  # rate_limited answers since the keepalive wheel last turned (it resets this)
 
     @property
     def role(self) -> Role | None:
@@ -87,8 +100,8 @@ class Client:
     def send_error(self, violation: ProtocolViolation) -> None:
         self.send(violation.to_message())
         self.node.metrics.errors[str(violation.code)] += 1
-        if violation.code is ErrorCode.UNAVAILABLE:
-            return  # our fault, not the client's: it does not count towards max_errors
+        if violation.code in _NOT_THE_CLIENTS_FAULT:
+            return
         self.errors += 1
         if self.errors > self.node.settings.max_errors:
             self.conn.close(CloseCode.TOO_MANY_ERRORS)
@@ -97,11 +110,16 @@ class Client:
 
     def on_message(self, data: bytes) -> None:
         conn = self.conn
+        obj: dict[str, Any] = {}
         try:
-            msg = parse_client_message(decode(data, conn.encoding), self.node.settings.limits, conn.encoding)
+            obj = decode(data, conn.encoding)
+            msg = parse_client_message(obj, self.node.settings.limits, conn.encoding)
         except ProtocolViolation as violation:
             if self.claims is None:
-                conn.close(CloseCode.BAD_HELLO, violation.msg)
+                # A hello without a usable token (missing, not a string, too long) is refused as the token's fault
+                # (4001: get a token); anything else wrong with the first message as a bad hello (4000).
+                token_fault = obj.get("t") == "hello" and violation.field == "token"
+                conn.close(CloseCode.UNAUTHORIZED if token_fault else CloseCode.BAD_HELLO, violation.msg)
             else:
                 self.send_error(violation)
             return
@@ -113,30 +131,62 @@ class Client:
             self._queue(msg)
             return
         if msg.type == "hello":
-            self.send_error(ProtocolViolation(ErrorCode.ALREADY_JOINED, "this session has joined", re=msg.id))
+            self.send_error(ProtocolViolation(ErrorCode.ALREADY_JOINED, "this session has already joined", re=msg.id))
+            return
+        if msg.type == "react" and self.claims.role is Role.CITIZEN:
+            # Reactions are conflated into one total a second anyway: over the rate they are dropped without a word.
+            if self._reaction_allowed():
+                self.node.count_reaction(self.th, msg.fields["kind"])
+            else:
+                self.node.metrics.rate_limited["reactions"] += 1
             return
         retry_ms = self._rate_limit()
         if retry_ms:
-            self.node.metrics.rate_limited["messages"] += 1
-            self.send_error(
-                ProtocolViolation(ErrorCode.RATE_LIMITED, "too many messages", re=msg.id, retry_ms=retry_ms)
-            )
+            self._answer_rate_limited(msg, retry_ms)
             return
         spec = CLIENT_MESSAGES[msg.type]
         if self.claims.role not in spec.roles:
-            self.send_error(
-                ProtocolViolation(ErrorCode.FORBIDDEN, f"a {self.claims.role} may not {msg.type}", re=msg.id)
-            )
+            what = VERBS.get(msg.type, f"send {msg.type}")
+            self.send_error(ProtocolViolation(ErrorCode.FORBIDDEN, f"a {self.claims.role} may not {what}", re=msg.id))
             return
         # Fire-and-forget messages that need no store round trip are handled right here.
         if msg.type == "ping":
-            self.send({"t": "pong"})
+            self.send({"t": "pong"} if msg.id is None else {"t": "pong", "re": msg.id})
         elif msg.type == "leave":
             conn.close(CloseCode.NORMAL, "left")
-        elif msg.type == "react":
-            self.node.count_reaction(self.th, msg.fields["kind"])
         else:
             self._queue(msg)
+
+    def _answer_rate_limited(self, msg: ClientMessage, retry_ms: int) -> None:
+        """Over the message rate: `rate_limited` with `retry_ms` (a leader's page resends its speech with the same
+        key then), which never counts towards max_errors. A flood past the role's burst in answers within a second
+        is dropped unanswered, so a hostile client cannot make the node write more than it reads."""
+        self.node.metrics.rate_limited["messages"] += 1
+        assert self.claims is not None
+        staff = self.claims.role in STAFF
+        settings = self.node.settings
+        if self.limited_answers >= (settings.staff_msg_burst if staff else settings.citizen_msg_burst):
+            self.node.metrics.rate_limited["unanswered"] += 1
+            return
+        # The k-th refused message of a burst is told to come back when k more messages are allowed, so a client that
+        # resends each after its retry_ms (a pasted speech) is spread over the refill instead of refused again at once.
+        rate = settings.staff_msgs_per_s if staff else settings.citizen_msgs_per_s
+        retry_ms += int(self.limited_answers * 1000 / rate)
+        self.limited_answers += 1
+        self.send_error(ProtocolViolation(ErrorCode.RATE_LIMITED, "too many messages", re=msg.id, retry_ms=retry_ms))
+
+    def _reaction_allowed(self) -> bool:
+        settings = self.node.settings
+        now = self.node.clock_precise()
+        rate = settings.reactions_per_s
+        self.reaction_allowance = min(
+            settings.reaction_burst, self.reaction_allowance + (now - self.reaction_at) * rate
+        )
+        self.reaction_at = now
+        if self.reaction_allowance >= 1:
+            self.reaction_allowance -= 1
+            return True
+        return False
 
     def _rate_limit(self) -> int:
         """A token bucket per connection; returns 0 when the message may pass, else ms until it could."""
@@ -196,14 +246,16 @@ class Client:
                 self.conn.close(CloseCode.TRY_AGAIN_LATER, "store unreachable")
                 return
             self.send_error(
-                ProtocolViolation(ErrorCode.UNAVAILABLE, "temporarily unavailable, retry", re=msg.id, retry_ms=1000)
+                ProtocolViolation(
+                    ErrorCode.UNAVAILABLE, "cannot store this right now; send it again", re=msg.id, retry_ms=1000
+                )
             )
         except Exception:
             log.exception("unexpected error while handling %s", msg.type)
             if self.claims is None:
                 self.conn.close(CloseCode.INTERNAL_ERROR)
             else:
-                self.send(ProtocolViolation(ErrorCode.INTERNAL, "internal error", re=msg.id).to_message())
+                self.send(ProtocolViolation(ErrorCode.INTERNAL, "an unexpected server error", re=msg.id).to_message())
 
     # Handlers
 
@@ -271,7 +323,10 @@ class Client:
         if restriction.kind is RestrictionKind.BAN:
             raise ProtocolViolation(ErrorCode.BANNED, "you are banned from this town hall")
         retry_ms = max(1, restriction.until_ms - now_ms())
-        raise ProtocolViolation(ErrorCode.TIMED_OUT, f"timed out for {retry_ms // 1000 + 1} s", retry_ms=retry_ms)
+        seconds = retry_ms // 1000 + 1
+        raise ProtocolViolation(
+            ErrorCode.TIMED_OUT, f"a moderator has timed you out for {seconds} more seconds", retry_ms=retry_ms
+        )
 
     async def _limit(self, key: str, per_minute: float, burst: int, what: str) -> None:
         retry_ms = await self.node.limiter.hit(key, per_minute / 60.0, burst)
@@ -329,7 +384,10 @@ class Client:
         await self._check_allowed()
         per_minute = self.node.settings.votes_per_minute
         await self._limit(f"vote:{self.th}:{self.claims.sub}", per_minute, per_minute, "votes")
-        votes, counted = await self.node.store.upvote(self.th, qid, self.claims.sub)
+        try:
+            votes, counted = await self.node.store.upvote(self.th, qid, self.claims.sub)
+        except OwnQuestion as exc:
+            raise ProtocolViolation(ErrorCode.OWN_QUESTION, str(exc)) from None
         ack: dict[str, Any] = {"t": "ack", "re": msg.id, "qid": qid, "votes": votes}
         if not counted:
             ack["dup"] = True
@@ -341,7 +399,8 @@ class Client:
         await self._check_allowed()
         per_minute = self.node.settings.votes_per_minute
         await self._limit(f"vote:{self.th}:{self.claims.sub}", per_minute, per_minute, "votes")
-        counted = await self.node.store.vote_poll(self.th, pid, self.claims.sub, option)
+        # The ack names the option that counts: the first vote's, when this is a second one.
+        option, counted = await self.node.store.vote_poll(self.th, pid, self.claims.sub, option)
         ack: dict[str, Any] = {"t": "ack", "re": msg.id, "pid": pid, "option": option}
         if not counted:
             ack["dup"] = True
@@ -386,7 +445,7 @@ class Client:
         scope = self.th
         if msg.get("scope") == "global":
             if self.claims.role is not Role.ADMIN:
-                raise ProtocolViolation(ErrorCode.FORBIDDEN, "only admins restrict everywhere")
+                raise ProtocolViolation(ErrorCode.FORBIDDEN, "only an admin may restrict a citizen in every town hall")
             scope = ANY_TOWNHALL
         reason = msg.get("reason", "")
         store = self.node.store
@@ -441,13 +500,15 @@ class Client:
         await self._set_status(msg, Status.LIVE)
 
     async def _on_end(self, msg: ClientMessage) -> None:
-        await self._set_status(msg, Status.ENDED)
+        assert self.claims is not None
+        _, seq = await self.node.end_townhall(self.th, self.claims.sub)
+        self.send({"t": "ack", "re": msg.id, "seq": seq})
 
     async def _on_moderate(self, msg: ClientMessage) -> None:
         assert self.claims is not None
         action = msg.fields["action"]
         if self.claims.role not in ACTION_ROLES[action]:
-            raise ProtocolViolation(ErrorCode.FORBIDDEN, f"a {self.claims.role} may not {action}")
+            raise ProtocolViolation(ErrorCode.FORBIDDEN, f"a {self.claims.role} may not {action} questions")
         reason = msg.get("reason", "")
         qid = msg.fields["qid"]
         if action in ("approve", "reject"):

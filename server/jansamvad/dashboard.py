@@ -1,7 +1,8 @@
 """The war-room dashboard's data: every town hall that is not over, its audience by node and by region, its queue,
 approval rate and reactions, and the health of the nodes and of Redis.
 
-Viewers by node come from presence (every node, every second). Viewers by region are the answering node's own
+Viewers are citizens (as `viewers.n` on the wire); leaders, moderators and admins connected are `staff`. Viewers by
+node come from presence (every node, every second). Viewers by region are the answering node's own
 listeners (a browser's region is only known where it is connected); the page asks every node it knows of when it
 wants the whole picture. Questions per minute are computed by the page from two readings of `questions`.
 """
@@ -26,9 +27,9 @@ def _regions(node: Node, th: str) -> dict[str, int]:
     if room is None:
         return {}
     counts: Counter[str] = Counter()
-    for member in room.members:
+    for member, staff in room.members.items():
         client = getattr(member, "client", None)
-        if client is not None and client.claims is not None:
+        if not staff and client is not None and client.claims is not None:
             counts[client.claims.region or "—"] += 1
     return dict(counts.most_common(30))
 
@@ -44,13 +45,14 @@ async def war_room(node: Node) -> dict[str, Any]:
         by_node, counts, reactions = await asyncio.gather(
             presence.by_node(townhall.id), store.counts(townhall.id), store.add_reactions(townhall.id, {})
         )
-        nodes.update(by_node)
+        nodes.update({node: audience.citizens for node, audience in by_node.items()})
         decided = counts[QState.APPROVED] + counts[QState.ANSWERED] + counts[QState.REJECTED]
         townhalls.append(
             {
                 **townhall.admin(),
-                "viewers": sum(by_node.values()),
-                "viewers_by_node": by_node,
+                "viewers": sum(audience.citizens for audience in by_node.values()),
+                "staff": sum(audience.staff for audience in by_node.values()),
+                "viewers_by_node": {node: audience.citizens for node, audience in by_node.items()},
                 "viewers_by_region_here": _regions(node, townhall.id),
                 "questions": sum(counts.values()),
                 "queue_depth": counts[QState.PENDING],

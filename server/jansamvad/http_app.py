@@ -28,6 +28,7 @@ from jansamvad.models import Status
 from jansamvad.node import Node
 from jansamvad.protocol.roles import Role
 from jansamvad.protocol.text import clean_text
+from jansamvad.regions_http import RegionDirectory, region_routes, valid_unit_code
 from jansamvad.store.base import BadState, LimitReached, NotFound
 
 ADMIN_FAILURES_PER_MINUTE = 10
@@ -106,6 +107,7 @@ def create_health_app(node: Node) -> Starlette:
 def create_app(node: Node) -> Starlette:
     settings = node.settings
     admin_key = settings.admin_key.encode()
+    regions = RegionDirectory(node.store)
 
     def client_ip(request: Request) -> str:
         return node.client_ip(request.client.host if request.client else "", request.headers.getlist("x-forwarded-for"))
@@ -200,10 +202,13 @@ def create_app(node: Node) -> Starlette:
         th = request.path_params["th"]
         await townhall_or_404(th)
         try:
-            townhall = await node.store.set_status(th, status)
+            if status is Status.ENDED:  # closes the open polls too, as the leader's `end` does
+                townhall, _ = await node.end_townhall(th, "admin")
+            else:
+                townhall = await node.store.set_status(th, status)
+                await node.publish_event(th, {"t": "status", "status": str(status)})
         except BadState as exc:
             raise ApiError(409, "bad_state", str(exc)) from None
-        await node.publish_event(th, {"t": "status", "status": str(status)})
         return JSONResponse(townhall.admin())
 
     async def start_townhall(request: Request) -> Response:
@@ -244,11 +249,28 @@ def create_app(node: Node) -> Starlette:
         device_id = data.get("device_id")
         if device_id is not None and (not isinstance(device_id, str) or not _DEVICE_ID.fullmatch(device_id)):
             raise ApiError(400, "invalid_field", "device_id: 8-64 characters of A-Z a-z 0-9 _ -")
+        # A join link's region unit: checked against the tree and signed into the token, so nodes can trust it.
+        unit_code = data.get("unit")
+        unit = None
+        if unit_code is not None:
+            unit = await regions.unit(unit_code) if valid_unit_code(unit_code) else None
+            if unit is None:
+                raise ApiError(400, "invalid_field", "unit: no such region unit")
+            region = unit.name_hi[:MAX_REGION_CHARS]
         sub = node.tokens.citizen_subject(device_id)
         token, exp = node.tokens.issue(
-            sub=sub, role=Role.CITIZEN, th=th, ttl_s=settings.citizen_token_ttl_s, name=name, region=region
+            sub=sub,
+            role=Role.CITIZEN,
+            th=th,
+            ttl_s=settings.citizen_token_ttl_s,
+            name=name,
+            region=region,
+            unit=unit.code if unit else "",
         )
-        return JSONResponse({"token": token, "sub": sub, "name": name, "expires_at": exp}, status_code=201)
+        answer: dict[str, Any] = {"token": token, "sub": sub, "name": name, "expires_at": exp}
+        if unit is not None:
+            answer["unit"] = {"code": unit.code, "level": unit.level, "name_hi": unit.name_hi, "name_en": unit.name_en}
+        return JSONResponse(answer, status_code=201)
 
     async def export(request: Request) -> Response:
         th = request.path_params["th"]
@@ -310,6 +332,7 @@ def create_app(node: Node) -> Starlette:
         Route("/api/townhalls/{th}/join", join, methods=["POST"]),
         Route("/api/townhalls/{th}/export", export, methods=["GET"]),
         Route("/api/dashboard", dashboard, methods=["GET"]),
+        *region_routes(node.store, regions, limit, node.trusts),
     ]
     if settings.static_dir.is_dir():
         routes.append(Mount("/", app=StaticFiles(directory=settings.static_dir, html=True), name="static"))

@@ -43,6 +43,7 @@ class Room:
         "members",
         "sent",
         "seq_field",
+        "staff",
         "subscribing",
         "viewers_due",
     )
@@ -54,8 +55,9 @@ class Room:
         # The broker subscription of this room, shared by every join that waits for it; a failed one is retried by
         # the next join (the room may outlive the join that created it).
         self.subscribing: asyncio.Task[None] | None = None
-        self.members: dict[Listener, None] = {}  # an insertion-ordered set
+        self.members: dict[Listener, bool] = {}  # an insertion-ordered set; the value: is the member staff?
         self.json_members = 0
+        self.staff = 0  # members that are leaders, moderators or admins (viewers.n counts citizens only)
         self.events: list[tuple[int, dict[str, Any], bool]] = []  # (seq, message, droppable) queued this tick
         self.conflated: dict[str, dict[str, Any]] = {}  # conflation key -> latest value this tick
         self.dirty = False
@@ -81,14 +83,15 @@ class Hub:
             if not sessions:
                 del self.users[sub]
 
-    def add(self, channel: str, member: Listener, seq_field: str = "seq") -> bool:
-        """Add a member; True when the room is new (the node must subscribe)."""
+    def add(self, channel: str, member: Listener, seq_field: str = "seq", *, staff: bool = False) -> bool:
+        """Add a member (`staff`: a leader, moderator or admin); True when the room is new (the node must subscribe)."""
         room = self.rooms.get(channel)
         created = room is None
         if room is None:
             room = self.rooms[channel] = Room(channel, seq_field)
         if member not in room.members:
-            room.members[member] = None
+            room.members[member] = staff
+            room.staff += staff
             if member.encoding is Encoding.JSON:
                 room.json_members += 1
         return created
@@ -98,7 +101,7 @@ class Hub:
         room = self.rooms.get(channel)
         if room is None or member not in room.members:
             return False
-        del room.members[member]
+        room.staff -= room.members.pop(member)
         if member.encoding is Encoding.JSON:
             room.json_members -= 1
         if not room.members:

@@ -30,12 +30,12 @@ from jansamvad.metrics import NodeMetrics
 from jansamvad.models import PUBLIC_STATES, PollState, QState, Question, Status, Townhall, now_ms
 from jansamvad.moderation.grouping import QuestionGrouper
 from jansamvad.moderation.policy import Policy
-from jansamvad.presence.base import PresenceManager
+from jansamvad.presence.base import Audience, PresenceManager
 from jansamvad.protocol.codec import PING_FRAME
 from jansamvad.protocol.codes import CloseCode
-from jansamvad.protocol.roles import Role
+from jansamvad.protocol.roles import STAFF, Role
 from jansamvad.settings import Settings
-from jansamvad.store.base import Store
+from jansamvad.store.base import BadState, Store
 
 if TYPE_CHECKING:
     from websockets.typing import Origin
@@ -118,7 +118,7 @@ class Node:
         self._reactions: dict[str, dict[str, int]] = {}
         self._audio_init: dict[str, dict[str, Any]] = {}
         self._audio_n: dict[str, int] = defaultdict(int)
-        self._viewers: dict[str, int] = {}
+        self._viewers: dict[str, Audience] = {}  # town hall -> its audience on every node, as of the last tick
         self._ticks = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -271,11 +271,11 @@ class Node:
         task = asyncio.get_running_loop().create_task(coro)
         task.add_done_callback(_log_task_error)
 
-    async def _listen(self, channel: str, conn: WsConnection, seq_field: str = "seq") -> None:
+    async def _listen(self, channel: str, conn: WsConnection, seq_field: str = "seq", *, staff: bool = False) -> None:
         """Join a room, and return once the broker carries its channel to this node. Every join into the room waits
         for the same subscription (not only the one that created the room); a failed one is tried again by the next
         join, so a room never goes on without one."""
-        self.hub.add(channel, conn, seq_field)
+        self.hub.add(channel, conn, seq_field, staff=staff)
         room = self.hub.room(channel)
         assert room is not None
         task = room.subscribing
@@ -302,7 +302,7 @@ class Node:
         conn.paused = []
         self.metrics.joins[str(claims.role)] += 1
         self.hub.add_user(claims.sub, conn)
-        await self._listen(channel, conn)
+        await self._listen(channel, conn, staff=claims.role in STAFF)
         staff = claims.role in (Role.MODERATOR, Role.ADMIN)
         mod_channel = moderation_channel(th)
         if staff:
@@ -355,7 +355,6 @@ class Node:
         claims = client.claims
         assert claims is not None
         th = townhall.id
-        channel = public_channel(th)
         staff = claims.role in (Role.MODERATOR, Role.ADMIN)
         head = hist.head
         welcome = {
@@ -378,13 +377,14 @@ class Node:
             if mhist is not None:
                 for pub in mhist.publications:
                     client.send({**pub.data, MODERATION_SEQ: pub.seq})
-            # Aggregates are not in the stream: bring them up to date once, instead of waiting for the next change.
-            client.send({"t": "viewers", "n": max(self._viewers.get(th, 0), self.hub.count(channel))})
-            votes = {q.qid: q.votes for q in await self.store.questions(th, PUBLIC_STATES)}
-            if votes:
-                client.send({"t": "votes", "v": votes})
+            # Aggregates are not in the stream: bring them up to date once, instead of waiting for the next change;
+            # `votes` always, with empty maps when no question is public, as docs/protocol.md section 2 says.
+            client.send({"t": "viewers", **self._audience(th)})
+            votes, groups = await self.store.top_votes(th, self.settings.top_votes)
+            client.send({"t": "votes", "v": votes, "g": groups})
         else:
             questions = await self.store.questions(th, PUBLIC_STATES)
+            audience = self._audience(th)
             polls = await self.store.polls(th, (PollState.OPEN, PollState.CLOSED))
             snapshot: dict[str, Any] = {
                 "t": "snapshot",
@@ -397,7 +397,8 @@ class Node:
                     {**p.data, "seq": p.seq} for p in hist.publications if p.data["t"] in ("speech", "announce")
                 ],
                 "questions": [q.public() for q in questions],
-                "viewers": max(self._viewers.get(th, 0), self.hub.count(channel)),
+                "viewers": audience["n"],
+                "staff": audience["staff"],
             }
             if staff:
                 pending = await self.store.questions(th, (QState.PENDING,))
@@ -430,6 +431,20 @@ class Node:
             raise
         self.metrics.broker_publish_seconds.observe(self._loop.time() - started)
         return seq, dup
+
+    async def end_townhall(self, th: str, by: str) -> tuple[Townhall, int]:
+        """End a town hall (the `end` message and the REST call alike): every open poll closes with its exact final
+        counts, a `poll` event each, before the `status ended` event, whose arrival closes every session with 4005.
+        Returns the town hall and the status event's seq."""
+        townhall = await self.store.set_status(th, Status.ENDED)
+        for poll in await self.store.polls(th, (PollState.OPEN,)):
+            try:
+                closed = await self.store.set_poll_state(th, poll.pid, PollState.CLOSED, by)
+            except BadState:
+                continue  # a poll_close got there first and published its own event
+            await self.publish_event(th, {"t": "poll", "p": closed.public()})
+        seq = await self.publish_event(th, {"t": "status", "status": str(Status.ENDED)})
+        return townhall, seq
 
     async def publish_moderation(self, th: str, message: Mapping[str, Any], key: str = "") -> int:
         """A notice of the moderation stream: numbered (`mseq`) and kept in its history, so that nodes fill what they
@@ -573,6 +588,8 @@ class Node:
                 state = conn.state
                 if state is ConnState.OPEN:
                     conn.pings = 0
+                    if conn.client is not None:
+                        conn.client.limited_answers = 0
                     idle = now - conn.last_seen
                     if conn.client is not None and conn.client.claims is None and conn.client.inbox is None:
                         if now - conn.opened_at > settings.hello_timeout_s:
@@ -600,18 +617,18 @@ class Node:
                 log.warning("aggregates tick failed: %s", type(exc).__name__)
 
     async def _aggregate_once(self) -> None:
-        local = {
-            channel[3:]: len(room.members) for channel, room in self.hub.rooms.items() if not channel.endswith(":mod")
-        }
+        rooms = self.hub.rooms.items()
+        local = {channel[3:]: _room_audience(room) for channel, room in rooms if not channel.endswith(":mod")}
         await self.presence.report(self.node_id, local)
         self._viewers = await self.presence.totals(local)
         now = self.clock_precise()
-        for th, n in self._viewers.items():
+        for th, audience in self._viewers.items():
             room = self.hub.room(public_channel(th))
             if room is None:
                 continue
             if now >= room.viewers_due or room.events:
-                if self._send_if_changed(room, "viewers", {"t": "viewers", "n": n}, True):
+                message = {"t": "viewers", "n": audience.citizens, "staff": audience.staff}
+                if self._send_if_changed(room, "viewers", message, True):
                     room.viewers_due = now + len(room.members) / VIEWERS_LISTENERS_PER_S
         # Votes, reactions and poll tallies: every node reads the exact totals from the store once per tick and sends
         # them to its local listeners when they changed. Nothing per vote or per tap crosses the broker.
@@ -646,6 +663,14 @@ class Node:
             return True
         return False
 
+    def _audience(self, th: str) -> dict[str, int]:
+        """`viewers.n` (citizens) and `viewers.staff` of a town hall: the last total over every node, or what this
+        node alone has when that is more (a session that just joined is counted before the next presence tick)."""
+        total = self._viewers.get(th, Audience())
+        room = self.hub.room(public_channel(th))
+        here = _room_audience(room) if room is not None else Audience()
+        return {"n": max(total.citizens, here.citizens), "staff": max(total.staff, here.staff)}
+
     def stats(self) -> dict[str, Any]:
         return {
             "node": self.node_id,
@@ -657,6 +682,10 @@ class Node:
             "frames_built": self.fanout.frames_built,
             "broadcast_writes": self.fanout.writes,
         }
+
+
+def _room_audience(room: Room) -> Audience:
+    return Audience(len(room.members) - room.staff, room.staff)
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:

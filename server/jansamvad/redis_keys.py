@@ -31,15 +31,21 @@ publish atomically, and lets the store's scripts check and change a question, it
     P:T:pseq                   store: last poll number (INCR); poll ids are `p<n>`
     P:T:polls                  store: poll ids, scored by poll number (sorted set; oldest first)
     P:T:poll:<pid>             store: a poll (hash; counts in fields c0, c1, ...)
-    P:T:poll:<pid>:voters      store: who voted in it (set)
+    P:T:poll:<pid>:voters      store: who voted in it, and for which option (hash user -> option)
     P:T:audit                  store: every decision, restriction, poll and setting change (list of JSON)
     P:T:restriction:<sub>      store: a ban or timeout in that town hall (JSON); T = {th:*} for everywhere
     P:townhalls                store: every town hall id, scored by creation time (sorted set; its own slot)
     P:townhalls:open           store: town halls not ended yet, scored by creation time (sorted set; counts them
                                for `max_open_townhalls`; an entry a crash left behind is cleaned when the cap is hit)
+    P:{regions}:current        store: the version of the region tree in use (string; absent: no tree)
+    P:{regions}:next           store: the last version handed out (INCR)
+    P:{regions}:<v>:units      store: the tree's units, code -> JSON [parent, level, name_hi, name_en] (hash)
+    P:{regions}:<v>:levels     store: its levels, `id|name_hi|name_en, ...` (string); a new version is written
+                               whole before `current` points at it, and the one before it is kept for readers
     P:{rl:<key>}               limiter: a token bucket (hash tokens, ts; expires when it would be full again)
 
-    P:T:presence               presence: node id -> local listeners (hash)
+    P:T:presence               presence: node id -> local citizens listening (hash)
+    P:T:presence:staff         presence: node id -> local leaders, moderators and admins listening (hash)
     P:T:presence:exp           presence: node id -> when its report expires, server time in ms (sorted set)
 
 A town hall id is used as-is inside the tag unless it contains `{`, `}` or `%`, which are percent-encoded so the
@@ -165,8 +171,34 @@ class TownhallKeys:
         return self.base + ":presence"
 
     @property
+    def presence_staff(self) -> str:
+        return self.base + ":presence:staff"
+
+    @property
     def presence_expiry(self) -> str:
         return self.base + ":presence:exp"
+
+
+@dataclass(frozen=True, slots=True)
+class RegionKeys:
+    base: str
+    version: int | None
+
+    @property
+    def current(self) -> str:
+        return self.base + ":current"
+
+    @property
+    def next(self) -> str:
+        return self.base + ":next"
+
+    @property
+    def units(self) -> str:
+        return f"{self.base}:{self.version}:units"
+
+    @property
+    def levels(self) -> str:
+        return f"{self.base}:{self.version}:levels"
 
 
 def asked_field(author: str, key: str) -> str:
@@ -182,6 +214,10 @@ class RedisKeys:
         self.townhalls = prefix + ":townhalls"
         self.open_townhalls = prefix + ":townhalls:open"
         self._channels: dict[str, ChannelKeys] = {}
+
+    def regions(self, version: int | None = None) -> RegionKeys:
+        """The region tree's keys: all in the slot of the tag {regions}, so one primary holds a version whole."""
+        return RegionKeys(f"{self.prefix}:{{regions}}", version)
 
     def rate_bucket(self, key: str) -> str:
         """A rate limiter's token bucket; each in its own slot (buckets are many and independent)."""

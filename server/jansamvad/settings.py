@@ -58,6 +58,8 @@ class Settings:
     citizen_msg_burst: int = 20
     staff_msgs_per_s: float = 50.0
     staff_msg_burst: int = 200
+    reactions_per_s: float = 5.0  # citizens' reactions, a bucket of their own; over it they are dropped silently
+    reaction_burst: int = 20
     citizen_token_ttl_s: int = 12 * 3600
     staff_token_ttl_s: int = 12 * 3600
     limits: Limits = field(default_factory=Limits)

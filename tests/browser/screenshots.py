@@ -103,8 +103,9 @@ def main(out: Path) -> None:
         moderator.locator("#queue li").first.locator("button.reject").click()
         expect(moderator.locator("#queue li")).to_have_count(0)
         for i, page in enumerate(people):
-            for _, _, _, question in CITIZENS[: 4 - i]:
-                page.locator("#questions li", has_text=question).locator("button.upvote").click()
+            for j, (_, _, _, question) in enumerate(CITIZENS[: 4 - i]):
+                if j != i:  # one's own question has no upvote button
+                    page.locator("#questions li", has_text=question).locator("button.upvote").click()
             if i >= 2:
                 page.locator("#questions li", has_text=ROAD_AGAIN).locator("button.upvote").click()
             page.click(f"#reactions button >> nth={i % 3}")

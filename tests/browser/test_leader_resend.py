@@ -113,3 +113,41 @@ def test_leader_announcement_in_doubt_goes_again_with_its_key_after_a_speech_in_
     notes = citizen.locator("#speech li.announce .text")
     expect(notes).to_have_count(1)  # stored the first time, acked `dup` the second
     assert notes.all_inner_texts() == ["गेट 2 खुला है"]
+
+
+def test_leader_speech_never_answered_goes_again_with_its_key(demo_server: Server, tabs: Tabs) -> None:
+    """The node drops a message without an answer when a client floods it (docs/protocol.md section 10.2); a client
+    resends an id it never hears back about, with the same key. Here the first speech never reaches the node."""
+    from playwright.sync_api import expect
+
+    sent: list[dict[str, Any]] = []
+
+    def drop_first_speech(ws: Any) -> None:
+        server = ws.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            msg = msgpack.unpackb(message)
+            if msg.get("t") == "speech":
+                sent.append(msg)
+                if len(sent) == 1:
+                    return  # lost on the way: no ack, no error, the socket stays up
+            server.send(message)
+
+        ws.on_message(from_page)
+        server.on_message(ws.send)
+
+    citizen = tabs.open("citizen", **PHONE)
+    join_as_citizen(citizen, demo_server.links["citizen"])
+    leader = tabs.open("leader", **DESKTOP)
+    leader.route_web_socket(re.compile(r".*/ws(\?.*)?$"), drop_first_speech)
+    open_staff(leader, demo_server.links["leader"])
+    go_live(leader)
+
+    leader.fill("#speech-text", SENTENCES[0])
+    leader.click("#speech-send")
+    expect(leader.locator("#speech-text")).to_have_value("", timeout=30_000)  # the console waits about 10 s
+    assert len(sent) == 2 and sent[1]["key"] == sent[0]["key"] and sent[1]["id"] != sent[0]["id"], sent
+    spoken = citizen.locator("#speech li.speech .text")
+    expect(spoken).to_have_count(1)
+    assert spoken.all_inner_texts() == [SENTENCES[0]]
+    assert tabs.errors == [], tabs.errors

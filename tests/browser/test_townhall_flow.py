@@ -91,15 +91,23 @@ def test_townhall_flow(demo_server: Server, tabs: Tabs) -> None:
     expect(moderator.locator("#log li").first).to_have_attribute("data-action", "approve")
     expect(moderator.locator("#log li").first).to_contain_text(question)
 
-    # --- every citizen sees it; this one upvotes it, the leader sees the vote
+    # --- every citizen sees it; another one upvotes it, the leader and the asker see the vote. The asker has no
+    # upvote button on their own question (the node would refuse it with own_question), it says "your question".
     public = citizen.locator("#questions li", has_text=question)
     expect(public).to_have_attribute("data-state", "approved")
     expect(mine).to_have_attribute("data-status", "approved")
-    public.locator("button.upvote").click()
-    expect(public.locator("button.upvote")).to_have_attribute("aria-pressed", "true")
+    expect(public.locator(".badge.own")).to_have_text("आपका सवाल")
+    expect(public.locator("button.upvote")).to_have_count(0)
+    neighbour = tabs.open("neighbour", **PHONE)
+    join_as_citizen(neighbour, demo_server.links["citizen"], name="गीता")
+    on_neighbour = neighbour.locator("#questions li", has_text=question)
+    on_neighbour.locator("button.upvote").click()
+    expect(on_neighbour.locator("button.upvote")).to_have_attribute("aria-pressed", "true")
+    expect(on_neighbour.locator(".badge.own")).to_have_count(0)
     on_leader = leader.locator("#questions li", has_text=question)
     expect(on_leader.locator(".votebox b")).to_have_text("1")
-    expect(public.locator("button.upvote b")).to_have_text("1")
+    expect(on_neighbour.locator("button.upvote b")).to_have_text("1")
+    expect(public.locator(".votebox b")).to_have_text("1")
 
     # --- reactions: the citizen claps, the leader's audience figures count it
     citizen.click("#reactions [data-kind=clap]")

@@ -15,7 +15,8 @@ def townhall_names(keys: RedisKeys, th: str) -> list[str]:
     question, poll = hall.question("q7"), hall.poll("p2")
     names = [hall.meta, hall.qseq, hall.asked, hall.rank, hall.group_rank, hall.group_public, hall.groups]
     names += [hall.recent("c-sita"), hall.reactions, hall.pseq, hall.polls, hall.audit, hall.restriction("c-x")]
-    names += [hall.presence, hall.presence_expiry, question.hash, question.log, question.voters, question.claim]
+    names += [hall.presence, hall.presence_staff, hall.presence_expiry]
+    names += [question.hash, question.log, question.voters, question.claim]
     names += [poll.hash, poll.voters, *(hall.state(s) for s in QState)]
     for channel in (f"th:{th}", f"th:{th}:mod"):
         names += [keys.channel(channel).seq, keys.channel(channel).hist, keys.channel(channel).pub]

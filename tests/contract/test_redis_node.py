@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from jansamvad.models import PollState
 from jansamvad.redis_conn import RedisConn, RedisUnavailable
 from jansamvad.redis_keys import RedisKeys
 from jansamvad.server import RunningServer, start_server
@@ -57,13 +58,19 @@ async def test_node_two_nodes_serve_one_townhall(make_server: MakeServer, backen
     public = await citizen.recv_until(lambda m: m["t"] == "question")
     assert public["q"]["qid"] == asked["qid"] and public["seq"] == 3
 
-    # Votes from both nodes land on one question; each citizen counts once.
+    # Votes from both nodes land on one question; each citizen counts once; the asker's own vote is refused on
+    # whichever node it comes from (the store knows the asker).
+    third = await joined(node_a, hall.citizen_token(sub="c-third"))
     assert (await other.request({"t": "upvote", "qid": asked["qid"]}))["votes"] == 1
-    assert (await citizen.request({"t": "upvote", "qid": asked["qid"]}))["votes"] == 2
-    assert (await citizen.request({"t": "upvote", "qid": asked["qid"]}))["dup"] is True
+    assert (await third.request({"t": "upvote", "qid": asked["qid"]}))["votes"] == 2
+    assert (await third.request({"t": "upvote", "qid": asked["qid"]}))["dup"] is True
+    assert (await citizen.request({"t": "upvote", "qid": asked["qid"]}))["code"] == "own_question"
+    asker_on_b = await joined(node_b, hall.citizen_token(sub="c-on-a"))
+    assert (await asker_on_b.request({"t": "upvote", "qid": asked["qid"]}))["code"] == "own_question"
+    await asker_on_b.close()
 
-    # Viewers are summed over the nodes: two citizens, a leader and a moderator.
-    await citizen.recv_until(lambda m: m["t"] == "viewers" and m["n"] == 4, timeout=5, skipped=True)
+    # Viewers are summed over the nodes: three citizens (viewers.n), and a leader and a moderator (viewers.staff).
+    await citizen.recv_until(lambda m: m["t"] == "viewers" and (m["n"], m["staff"]) == (3, 2), timeout=5, skipped=True)
 
     # A client of node A resumes on node B from where it was.
     await citizen.close()
@@ -72,6 +79,29 @@ async def test_node_two_nodes_serve_one_townhall(make_server: MakeServer, backen
     assert welcome["recovered"] and snapshot is None
     replay = [await resumed.recv_until(lambda m: "seq" in m) for _ in range(2)]
     assert [m["seq"] for m in replay] == [2, 3]
+
+
+async def test_node_end_closes_open_polls_with_final_counts_on_every_node(
+    make_server: MakeServer, backend: Backend
+) -> None:
+    node_a = await make_server(**on_redis(backend))
+    node_b = await make_server(**on_redis(backend))
+    hall = await make_hall(node_a)
+    leader = await joined(node_a, hall.leader)
+    await leader.request({"t": "go_live"})
+    pid = (await leader.request({"t": "poll_create", "question": "ठीक?", "options": ["हाँ", "नहीं"]}))["pid"]
+    await leader.request({"t": "poll_open", "pid": pid})
+    voters = [await joined(node, hall.citizen_token(sub=f"c-{i}")) for i, node in enumerate((node_a, node_b, node_b))]
+    for voter, option in zip(voters, (0, 1, 1), strict=True):
+        await voter.request({"t": "poll_vote", "pid": pid, "option": option})
+    ended = await leader.request({"t": "end"})
+    for voter in voters:  # on both nodes: the poll's final counts, then the end, then 4005
+        poll = await voter.recv_until(lambda m: m["t"] in ("poll", "status") and m["seq"] > 2)
+        assert (poll["t"], poll["p"]["state"], poll["p"]["counts"]) == ("poll", "closed", [1, 2])
+        status = await voter.recv_until(lambda m: m["t"] == "status")
+        assert (status["status"], status["seq"]) == ("ended", ended["seq"]) and poll["seq"] == ended["seq"] - 1
+        assert (await voter.expect_close())[0] == 4005
+    assert [p.state for p in await node_b.node.store.polls(hall.th, list(PollState))] == [PollState.CLOSED]
 
 
 async def test_node_publishes_one_message_per_event_however_many_listeners(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ from jansamvad.models import (
     apply_decision,
     now_ms,
 )
-from jansamvad.store.base import BadState, LimitReached, NotFound, Store
+from jansamvad.store.base import BadState, LimitReached, NotFound, OwnQuestion, Store
 from tests.contract.conftest import Parts
 
 pytestmark = pytest.mark.anyio
@@ -313,6 +314,18 @@ async def test_upvote_keeps_counting_after_answer(parts: Parts) -> None:
     assert await store.upvote(th, q.qid, "c-1") == (2, False)
 
 
+async def test_upvote_refuses_the_askers_own_question(parts: Parts) -> None:
+    store = parts.store()
+    th = (await store.create_townhall("t", "hi")).id
+    q = await ask(store, th, author="c-sita")
+    await store.decide(th, q.qid, "approve", "m", "")
+    with pytest.raises(OwnQuestion):
+        await store.upvote(th, q.qid, "c-sita")
+    assert await store.upvote(th, q.qid, "c-ram") == (1, True)
+    stored = await store.get_question(th, q.qid)
+    assert stored is not None and stored.votes == 1
+
+
 async def test_upvote_needs_a_public_question(parts: Parts) -> None:
     store = parts.store()
     th = (await store.create_townhall("t", "hi")).id
@@ -472,6 +485,17 @@ async def test_slow_mode_is_stored_and_audited(parts: Parts) -> None:
         await store.set_slow_mode("nosuch", 10)
 
 
+async def test_poll_vote_second_vote_returns_the_option_that_counts(parts: Parts) -> None:
+    store = parts.store()
+    th = (await store.create_townhall("t", "hi")).id
+    poll = await store.create_poll(th, "सड़क या बिजली?", ["सड़क", "बिजली", "पानी"])
+    await store.set_poll_state(th, poll.pid, PollState.OPEN, "l")
+    assert await store.vote_poll(th, poll.pid, "c-1", 0) == (0, True)
+    assert await store.vote_poll(th, poll.pid, "c-1", 2) == (0, False)  # the first vote counts, and says so
+    closed = await store.set_poll_state(th, poll.pid, PollState.CLOSED, "l")
+    assert closed.counts == [1, 0, 0]
+
+
 async def test_poll_goes_draft_open_closed_with_one_vote_per_user(parts: Parts) -> None:
     store = parts.store()
     th = (await store.create_townhall("t", "hi")).id
@@ -489,8 +513,8 @@ async def test_poll_goes_draft_open_closed_with_one_vote_per_user(parts: Parts) 
     opened = await store.set_poll_state(th, poll.pid, PollState.OPEN, "l-leader")
     assert opened.state is PollState.OPEN
     results = await asyncio.gather(*(store.vote_poll(th, poll.pid, f"c-{i % 10}", i % 3) for i in range(40)))
-    assert sum(results) == 10
-    assert await store.vote_poll(th, poll.pid, "c-new", 2) is True
+    assert sum(counted for _, counted in results) == 10
+    assert await store.vote_poll(th, poll.pid, "c-new", 2) == (2, True)
     with pytest.raises(BadState):
         await store.vote_poll(th, poll.pid, "c-other", 3)  # no such option
     with pytest.raises(BadState):
@@ -623,3 +647,68 @@ async def test_store_counts_questions_per_state(parts: Parts) -> None:
     await store.decide(th, qids[2], "answer", "l", "")
     counts = await store.counts(th)
     assert counts == {QState.PENDING: 1, QState.APPROVED: 1, QState.REJECTED: 1, QState.ANSWERED: 1}
+
+
+# The region tree (issue 16): put whole, read whole, one unit by code, versions.
+
+
+def _small_tree(suffix: str = "") -> Any:
+    from jansamvad.regions import DEFAULT_LEVELS, RegionTree, Unit  # here, not at the top: other branches edit those
+
+    return RegionTree(
+        DEFAULT_LEVELS,
+        [
+            Unit("BR", "", "state", "बिहार", "Bihar"),
+            Unit("BR-236", "BR", "district", "गया" + suffix, "Gaya" + suffix),
+            Unit("BR-216", "BR", "district", "मुज़फ़्फ़रपुर", "Muzaffarpur"),
+            Unit("AC-1", "BR-236", "ac", "बोधगया", "Bodh Gaya"),
+            Unit("B-1", "AC-1", "booth", 'बूथ 1, "स्कूल"', 'Booth 1, "school"'),
+        ],
+    )
+
+
+async def test_region_tree_is_none_until_put_and_then_whole(parts: Parts) -> None:
+    from jansamvad.regions import Unit
+
+    store = parts.store()
+    assert await store.region_tree() is None
+    assert await store.region_tree_version() == 0
+    assert await store.region_unit("BR") is None
+    tree = _small_tree()
+    version = await store.put_region_tree(tree)
+    assert version > 0 and await store.region_tree_version() == version
+    got = await store.region_tree()
+    assert got == tree
+    assert got is not None and got.path("B-1") == ("BR", "BR-236", "AC-1", "B-1")
+    assert await store.region_unit("B-1") == Unit("B-1", "AC-1", "booth", 'बूथ 1, "स्कूल"', 'Booth 1, "school"')
+    assert await store.region_unit("nope") is None
+
+
+async def test_region_tree_put_replaces_the_whole_tree_with_a_new_version(parts: Parts) -> None:
+    from jansamvad.regions import DEFAULT_LEVELS, RegionTree, Unit
+
+    store = parts.store()
+    first = await store.put_region_tree(_small_tree())
+    smaller = RegionTree(DEFAULT_LEVELS, [Unit("UP", "", "state", "उत्तर प्रदेश", "Uttar Pradesh")])
+    second = await store.put_region_tree(smaller)
+    assert second > first
+    assert await store.region_tree() == smaller
+    assert await store.region_unit("BR-236") is None  # nothing of the old tree is left visible
+    third = await store.put_region_tree(_small_tree(" (नया)"))
+    assert third > second
+    unit = await store.region_unit("BR-236")
+    assert unit is not None and unit.name_hi == "गया (नया)"
+
+
+async def test_region_tree_with_custom_levels_and_a_lakh_of_units_round_trips(parts: Parts) -> None:
+    from jansamvad.regions import Level, RegionTree, Unit
+
+    levels = (Level("zone", "क्षेत्र", "Zone"), Level("unit", "इकाई", "Unit"))
+    units = [Unit("Z", "", "zone", "क्षेत्र", "Zone")] + [
+        Unit(f"U{n}", "Z", "unit", f"इकाई {n}", f"Unit {n}") for n in range(100_000)
+    ]
+    tree = RegionTree(levels, units)
+    store = parts.store()
+    await store.put_region_tree(tree)
+    got = await store.region_tree()
+    assert got is not None and got.levels == levels and len(got) == 100_001 and got == tree

@@ -235,6 +235,9 @@ def test_an_error_answer_is_a_failure_unless_it_is_an_expected_race() -> None:
     upvote = session.upvote("q9", T0)  # the question was withdrawn meanwhile: bad_state is a race, not a fault
     out = session.handle(via_wire({"t": "error", "re": upvote["id"], "code": "bad_state", "msg": "x"}), T0, WALL)
     assert failures(out) == [] and session.ok_errors == 1
+    own = session.upvote("q1", T0)  # a random public question that was the user's own: refused, not a fault
+    out = session.handle(via_wire({"t": "error", "re": own["id"], "code": "own_question", "msg": "x"}), T0, WALL)
+    assert failures(out) == [] and session.ok_errors == 2
 
 
 def test_an_answer_to_nothing_we_wait_for_is_ignored() -> None:

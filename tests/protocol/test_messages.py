@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from jansamvad.protocol.codec import Encoding
 from jansamvad.protocol.codes import ErrorCode
 from jansamvad.protocol.errors import ProtocolViolation
-from jansamvad.protocol.messages import CLIENT_MESSAGES, Limits, parse_client_message
+from jansamvad.protocol.messages import CLIENT_MESSAGES, VERBS, Limits, parse_client_message
 from jansamvad.protocol.roles import Role
 
 LIMITS = Limits()
@@ -118,3 +119,27 @@ def test_messages_needing_an_ack_require_an_id() -> None:
     for spec in CLIENT_MESSAGES.values():
         if spec.needs_id:
             assert "id" in spec.field_names(), spec.type
+
+
+def test_messages_every_type_a_role_may_not_send_has_words_for_forbidden() -> None:
+    # issue 13: "a citizen may not speech" read as a bug; the forbidden msg says what the message does, in words.
+    restricted = {name for name, spec in CLIENT_MESSAGES.items() if spec.roles != frozenset(Role)}
+    assert restricted <= set(VERBS)
+    assert all(re.fullmatch(r"[a-z ]+", VERBS[name]) for name in restricted)
+
+
+def test_messages_invalid_format_says_what_was_expected() -> None:
+    with pytest.raises(ProtocolViolation) as bad_key:
+        parse_client_message({"t": "ask", "id": 1, "key": "short", "text": "x"}, Limits(), Encoding.MSGPACK)
+    assert bad_key.value.msg == "key: expected 8 to 64 characters of A-Z a-z 0-9 _ -" and bad_key.value.re == 1
+
+
+@pytest.mark.parametrize(
+    "message", [{"t": "react", "kind": "clap"}, {"t": "ping"}, {"t": "leave"}, {"t": "audio", "data": b"x"}]
+)
+def test_messages_id_is_accepted_on_fire_and_forget_types(message: dict[str, object]) -> None:
+    parsed = parse_client_message({**message, "id": 7}, Limits(), Encoding.MSGPACK)
+    assert parsed.id == 7 and "id" not in parsed.fields
+    with pytest.raises(ProtocolViolation) as bad:
+        parse_client_message({**message, "id": "seven"}, Limits(), Encoding.MSGPACK)
+    assert (bad.value.code, bad.value.field) == (ErrorCode.INVALID_FIELD, "id")

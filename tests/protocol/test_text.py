@@ -13,6 +13,15 @@ def test_clean_text_keeps_zwj_and_zwnj_for_devanagari() -> None:
     assert clean_text("क्\u200cष") == "क्\u200cष"
 
 
+def test_clean_text_removes_zwj_and_zwnj_outside_devanagari() -> None:
+    # docs/security.md: the joiners are kept only where Devanagari needs them, right after a Devanagari character.
+    assert clean_text("pay\u200dpal") == "paypal"
+    assert clean_text("\u200cक्ष") == "क्ष"
+    assert clean_text("12\u200c3") == "123"
+    assert clean_text("\U0001f468\u200d\U0001f469") == "\U0001f468\U0001f469"
+    assert clean_text("क्\u200d\u200d\u200cष") == "क्\u200dष"  # one joiner is all a conjunct needs
+
+
 def test_clean_text_replaces_control_characters_with_space() -> None:
     assert clean_text("a\x00b\x07c\x1b[31m") == "a b c [31m"
 

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from jansamvad.presence.base import PresenceManager
+from jansamvad.presence.base import Audience, PresenceManager
 
 
 class MemoryPresence:
     def __init__(self) -> None:
-        self._reports: dict[str, dict[str, int]] = {}
+        self._reports: dict[str, dict[str, Audience]] = {}
 
-    async def report(self, node_id: str, counts: Mapping[str, int]) -> None:
+    async def report(self, node_id: str, counts: Mapping[str, Audience]) -> None:
         self._reports[node_id] = dict(counts)
 
-    async def totals(self, townhalls: Iterable[str]) -> dict[str, int]:
-        return {th: sum(r.get(th, 0) for r in self._reports.values()) for th in townhalls}
+    async def totals(self, townhalls: Iterable[str]) -> dict[str, Audience]:
+        totals = {}
+        for th in townhalls:
+            reports = [r[th] for r in self._reports.values() if th in r]
+            totals[th] = Audience(sum(a.citizens for a in reports), sum(a.staff for a in reports))
+        return totals
 
-    async def by_node(self, th: str) -> dict[str, int]:
-        return {node: counts[th] for node, counts in self._reports.items() if counts.get(th, 0) > 0}
+    async def by_node(self, th: str) -> dict[str, Audience]:
+        return {node: counts[th] for node, counts in self._reports.items() if th in counts and counts[th].total > 0}
 
     async def close(self) -> None:
         self._reports.clear()

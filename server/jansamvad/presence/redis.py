@@ -1,6 +1,7 @@
-"""Presence in Redis: every node reports its listeners per town hall; totals sum over the nodes that still report.
+"""Presence in Redis: every node reports its audience per town hall; totals sum over the nodes that still report.
 
-Per town hall: a hash node id -> listeners, and a sorted set node id -> when that report expires. Expiry uses the
+Per town hall: a hash node id -> citizens listening, a hash node id -> staff (leaders, moderators, admins) listening,
+and a sorted set node id -> when that report expires. Expiry uses the
 Redis server's clock (TIME inside the scripts), so nodes whose clocks disagree still agree on who is alive. A node
 that stops reporting (it crashed, or lost Redis) drops out of the totals `ttl_s` after its last report; the next
 read removes its entries. A node that closes cleanly withdraws its reports at once.
@@ -15,7 +16,7 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 
-from jansamvad.presence.base import PresenceManager
+from jansamvad.presence.base import Audience, PresenceManager
 from jansamvad.redis_conn import RedisConn, Script
 from jansamvad.redis_keys import RedisKeys
 
@@ -26,47 +27,57 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: counts, expiry. ARGV: node id, listeners, ttl ms. A count of 0 withdraws the node's report.
+# KEYS: citizens, expiry, staff. ARGV: node id, citizens, staff, ttl ms. No one at all withdraws the node's report.
 _REPORT = Script(
     _NOW_MS
     + """
-if tonumber(ARGV[2]) <= 0 then
+if tonumber(ARGV[2]) + tonumber(ARGV[3]) <= 0 then
   redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[3], ARGV[1])
   redis.call('ZREM', KEYS[2], ARGV[1])
   return 0
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[3] * 10)
-redis.call('PEXPIRE', KEYS[2], ARGV[3] * 10)
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[1])
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[4] * 10) end
 return 1
 """
 )
 
-# Drops the expired reports (KEYS: counts, expiry): the start of every script that reads presence.
+# Drops the expired reports (KEYS: citizens, expiry, staff): the start of every script that reads presence.
 _PRUNE = (
     _NOW_MS
     + """
 local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
 if #dead > 0 then
   redis.call('HDEL', KEYS[1], unpack(dead))
+  redis.call('HDEL', KEYS[3], unpack(dead))
   redis.call('ZREM', KEYS[2], unpack(dead))
 end
 """
 )
 
-# The sum of the live reports.
+# The sums of the live reports: {citizens, staff}.
 _TOTAL = Script(
     _PRUNE
     + """
-local total = 0
-for _, n in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(n) end
-return total
+local function sum(key)
+  local total = 0
+  for _, n in ipairs(redis.call('HVALS', key)) do total = total + tonumber(n) end
+  return total
+end
+return {sum(KEYS[1]), sum(KEYS[3])}
 """
 )
 
-# The live reports, node by node.
-_BY_NODE = Script(_PRUNE + "return redis.call('HGETALL', KEYS[1])\n")
+# The live reports, node by node: {citizens by node, staff by node}.
+_BY_NODE = Script(_PRUNE + "return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[3])}\n")
+
+
+def _per_node(flat: list[bytes | str | int]) -> dict[str, int]:
+    pairs = [x.decode() if isinstance(x, bytes) else str(x) for x in flat]
+    return {pairs[i]: int(pairs[i + 1]) for i in range(0, len(pairs), 2)}
 
 
 class RedisPresence:
@@ -76,39 +87,45 @@ class RedisPresence:
         self._ttl_ms = max(1, int(ttl_s * 1000))
         self._reported: dict[str, set[str]] = {}  # node id -> town halls it has a live report in
 
-    async def _report_one(self, node_id: str, th: str, listeners: int) -> None:
+    def _script_keys(self, th: str) -> tuple[str, str, str]:
         keys = self._keys.townhall(th)
-        await self._conn.run(_REPORT, (keys.presence, keys.presence_expiry), (node_id, listeners, self._ttl_ms))
+        return keys.presence, keys.presence_expiry, keys.presence_staff
 
-    async def report(self, node_id: str, counts: Mapping[str, int]) -> None:
+    async def _report_one(self, node_id: str, th: str, audience: Audience) -> None:
+        args = (node_id, audience.citizens, audience.staff, self._ttl_ms)
+        await self._conn.run(_REPORT, self._script_keys(th), args)
+
+    async def report(self, node_id: str, counts: Mapping[str, Audience]) -> None:
         previous = self._reported.get(node_id, set())
-        live = {th for th, n in counts.items() if n > 0}
+        live = {th for th, audience in counts.items() if audience.total > 0}
         # Town halls this node no longer serves are withdrawn, so the report replaces the previous one.
         await asyncio.gather(
-            *(self._report_one(node_id, th, n) for th, n in counts.items() if n > 0),
-            *(self._report_one(node_id, th, 0) for th in previous - live),
+            *(self._report_one(node_id, th, counts[th]) for th in live),
+            *(self._report_one(node_id, th, Audience()) for th in previous - live),
         )
         self._reported[node_id] = live
 
-    async def totals(self, townhalls: Iterable[str]) -> dict[str, int]:
+    async def totals(self, townhalls: Iterable[str]) -> dict[str, Audience]:
         wanted = list(dict.fromkeys(townhalls))
 
-        async def total(th: str) -> int:
-            keys = self._keys.townhall(th)
-            return int(await self._conn.run(_TOTAL, (keys.presence, keys.presence_expiry), ()))
+        async def total(th: str) -> Audience:
+            citizens, staff = await self._conn.run(_TOTAL, self._script_keys(th), ())
+            return Audience(int(citizens), int(staff))
 
         return dict(zip(wanted, await asyncio.gather(*(total(th) for th in wanted)), strict=True))
 
-    async def by_node(self, th: str) -> dict[str, int]:
-        keys = self._keys.townhall(th)
-        flat = await self._conn.run(_BY_NODE, (keys.presence, keys.presence_expiry), ())
-        pairs = [x.decode() if isinstance(x, bytes) else str(x) for x in flat]
-        return {pairs[i]: int(pairs[i + 1]) for i in range(0, len(pairs), 2) if int(pairs[i + 1]) > 0}
+    async def by_node(self, th: str) -> dict[str, Audience]:
+        citizens_flat, staff_flat = await self._conn.run(_BY_NODE, self._script_keys(th), ())
+        citizens, staff = _per_node(citizens_flat), _per_node(staff_flat)
+        nodes = {node: Audience(citizens.get(node, 0), staff.get(node, 0)) for node in citizens.keys() | staff.keys()}
+        return {node: audience for node, audience in nodes.items() if audience.total > 0}
 
     async def close(self) -> None:
         reported, self._reported = self._reported, {}
         try:
-            await asyncio.gather(*(self._report_one(node, th, 0) for node, ths in reported.items() for th in ths))
+            await asyncio.gather(
+                *(self._report_one(node, th, Audience()) for node, ths in reported.items() for th in ths)
+            )
         except Exception as exc:  # best effort: otherwise the reports expire after ttl_s
             log.info("could not withdraw presence reports: %s", exc or type(exc).__name__)
         finally:

@@ -39,26 +39,24 @@ OP_TEXT = 0x1
 OP_BINARY = 0x2
 OP_PING = 0x9
 
-# msgpack's C unpacker has a fixed nesting limit; these caps keep one frame from allocating more than it carries.
-_MAX_CONTAINER_LEN = 1024
-
 
 def decode(data: bytes, encoding: Encoding) -> dict[str, Any]:
     """Bytes of one client frame to a message map; `bad_message` if it is not one."""
     try:
         if encoding is Encoding.MSGPACK:
-            obj = msgpack.unpackb(
-                data,
-                raw=False,
-                strict_map_key=True,
-                max_array_len=_MAX_CONTAINER_LEN,
-                max_map_len=_MAX_CONTAINER_LEN,
-                max_ext_len=0,
-            )
+            # No container caps of its own: msgpack's defaults bound a map or array by the frame's length (every entry
+            # takes at least one byte), and the frame is bounded by max_message_bytes, as a JSON frame is. A cap here
+            # would fail the whole frame before its `id` is known, so the client could not tell which request it was;
+            # over-long maps and lists are refused by validation instead, with `re`, as in JSON. msgpack's C unpacker
+            # has a fixed nesting limit (StackError), as json has the recursion limit.
+            obj = msgpack.unpackb(data, raw=False, strict_map_key=True, max_ext_len=0)
         else:
             obj = json.loads(data.decode("utf-8"))
-    except (ValueError, TypeError, RecursionError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        raise ProtocolViolation(ErrorCode.BAD_MESSAGE, f"not valid {encoding.value}: {type(exc).__name__}") from None
+    except (RecursionError, msgpack.StackError):
+        raise ProtocolViolation(ErrorCode.BAD_MESSAGE, "the message is nested too deeply") from None
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError):
+        what = "msgpack" if encoding is Encoding.MSGPACK else "JSON"
+        raise ProtocolViolation(ErrorCode.BAD_MESSAGE, f"the frame is not valid {what}") from None
     if not isinstance(obj, dict):
         raise ProtocolViolation(ErrorCode.BAD_MESSAGE, "a message must be a map")
     return obj

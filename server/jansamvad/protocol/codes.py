@@ -22,6 +22,7 @@ class ErrorCode(enum.StrEnum):
     TIMED_OUT = "timed_out"
     BANNED = "banned"
     CLAIMED = "claimed"
+    OWN_QUESTION = "own_question"
     ALREADY_JOINED = "already_joined"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"

@@ -25,6 +25,14 @@ MAX_REQUEST_ID = 2**53 - 1  # the largest integer a JavaScript client can hold e
 _MIME = re.compile(r"[a-z]+/[A-Za-z0-9.+-]+(;[ A-Za-z0-9=.,\"-]{0,80})?")
 
 
+# What a field with a pattern must look like, in words for the `invalid_field` error's msg.
+_PATTERN_HINTS = {
+    KEY_PATTERN: "expected 8 to 64 characters of A-Z a-z 0-9 _ -",
+    QID_PATTERN: "expected 1 to 64 characters of A-Z a-z 0-9 _ -",
+    _MIME: "expected a MIME type such as audio/webm",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Size limits of user-supplied fields, in characters (text) or bytes (bytes). Configurable per deployment."""
@@ -193,11 +201,32 @@ ACTION_ROLES: dict[str, frozenset[Role]] = {
     "unpin": frozenset({Role.LEADER, Role.MODERATOR, Role.ADMIN}),
 }
 
+# What each message type does, in words for the `forbidden` error's msg ("a citizen may not speak").
+VERBS: dict[str, str] = {
+    "ask": "ask questions",
+    "upvote": "vote for questions",
+    "react": "react",
+    "poll_vote": "vote in polls",
+    "speech": "speak",
+    "audio": "send audio",
+    "announce": "make announcements",
+    "go_live": "start the town hall",
+    "end": "end the town hall",
+    "moderate": "moderate questions",
+    "poll_create": "create polls",
+    "poll_open": "open polls",
+    "poll_close": "close polls",
+    "claim": "claim questions",
+    "release": "release questions",
+    "restrict": "restrict citizens",
+    "slow_mode": "set slow mode",
+}
+
 # Node -> client messages and the fields they may carry (besides the envelope keys t, re and seq).
 SERVER_MESSAGES: dict[str, frozenset[str]] = {
     "welcome": frozenset({"role", "sub", "name", "th", "title", "status", "seq", "recovered", "mseq"}),
     "snapshot": frozenset(
-        {"seq", "status", "speech", "questions", "polls", "slow_mode", "viewers", "reactions", "queue", "mseq"}
+        {"seq", "status", "speech", "questions", "polls", "slow_mode", "viewers", "staff", "reactions", "queue", "mseq"}
     ),
     "ack": frozenset({"key", "qid", "votes", "seq", "state", "dup", "pid", "option", "sub", "until"}),
     "error": frozenset({"code", "msg", "field", "retry_ms"}),
@@ -208,7 +237,7 @@ SERVER_MESSAGES: dict[str, frozenset[str]] = {
     "question": frozenset({"q", "ts"}),
     "poll": frozenset({"p", "ts"}),
     "settings": frozenset({"slow_mode", "ts"}),
-    "viewers": frozenset({"n"}),
+    "viewers": frozenset({"n", "staff"}),
     "votes": frozenset({"v", "g"}),
     "reactions": frozenset({"c"}),
     "poll_counts": frozenset({"pid", "c"}),
@@ -260,7 +289,7 @@ def _check(spec_field: Field, value: Any, limits: Limits, encoding: Encoding, re
             return value
         if spec_field.pattern is not None:
             if spec_field.pattern.fullmatch(value) is None:
-                raise invalid("has a wrong format")
+                raise invalid(_PATTERN_HINTS.get(spec_field.pattern, "has a wrong format"))
             return value
         if spec_field.limit is not None:
             limit = getattr(limits, spec_field.limit)
@@ -303,7 +332,7 @@ def parse_client_message(obj: dict[str, Any], limits: Limits, encoding: Encoding
         raise ProtocolViolation(ErrorCode.UNKNOWN_TYPE, f"unknown message type {t[:32]!r}", re=re_id)
     allowed = spec.field_names()
     for key in obj:
-        if key != "t" and key not in allowed:
+        if key not in allowed and key not in ("t", "id"):
             shown = key if isinstance(key, str) else repr(key)
             raise ProtocolViolation(ErrorCode.INVALID_FIELD, f"{shown[:32]}: unknown field", field=shown[:32], re=re_id)
     fields: dict[str, Any] = {}
@@ -316,4 +345,7 @@ def parse_client_message(obj: dict[str, Any], limits: Limits, encoding: Encoding
             continue
         fields[spec_field.name] = _check(spec_field, obj[spec_field.name], limits, encoding, re_id)
     msg_id = fields.pop("id", None)
+    if msg_id is None and "id" in obj and obj["id"] is not None:
+        # Any message may carry an id (a client may tag all it sends); on fire-and-forget types it is only echoed.
+        msg_id = _check(_ID, obj["id"], limits, encoding, re_id)
     return ClientMessage(t, msg_id, fields)

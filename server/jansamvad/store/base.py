@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from jansamvad.models import Poll, PollState, QState, Question, Restriction, Status, Townhall
+from jansamvad.regions import RegionTree, Unit
 
 
 class NotFound(Exception):
@@ -20,6 +21,10 @@ class NotFound(Exception):
 
 class BadState(Exception):
     """The action does not apply to the current state."""
+
+
+class OwnQuestion(Exception):
+    """A citizen tried to vote for their own question."""
 
 
 class LimitReached(Exception):
@@ -93,7 +98,8 @@ class Store(Protocol):
         ...
 
     async def upvote(self, th: str, qid: str, user: str) -> tuple[int, bool]:
-        """One vote per user per public question. Returns (votes, counted). Raises NotFound or BadState."""
+        """One vote per user per public question, never the asker's own. Returns (votes, counted).
+        Raises NotFound, BadState, or OwnQuestion when `user` asked it."""
         ...
 
     async def top_votes(self, th: str, limit: int) -> tuple[dict[str, int], dict[str, int]]:
@@ -110,8 +116,9 @@ class Store(Protocol):
         """draft -> open -> closed only; raises NotFound or BadState. The returned poll carries exact counts."""
         ...
 
-    async def vote_poll(self, th: str, pid: str, user: str, option: int) -> bool:
-        """One vote per user per open poll; True when counted. Raises NotFound or BadState."""
+    async def vote_poll(self, th: str, pid: str, user: str, option: int) -> tuple[int, bool]:
+        """One vote per user per open poll, the first one counts. Returns (the option that counts for this user,
+        counted now). Raises NotFound or BadState."""
         ...
 
     async def polls(self, th: str, states: Iterable[PollState]) -> list[Poll]:
@@ -136,6 +143,24 @@ class Store(Protocol):
 
     async def audit(self, th: str) -> list[dict[str, object]]:
         """Every moderation decision, restriction, poll and setting change in this town hall, oldest first."""
+        ...
+
+    # The region tree (regions.py): one per deployment, replaced whole (`jansamvad regions import`).
+
+    async def put_region_tree(self, tree: RegionTree) -> int:
+        """Replace the region tree; returns its new version (> 0). A reader sees the old tree or the new one, whole."""
+        ...
+
+    async def region_tree(self) -> RegionTree | None:
+        """The current tree, or None when none was ever put."""
+        ...
+
+    async def region_tree_version(self) -> int:
+        """The current tree's version, 0 for none: one cheap read, for nodes checking whether their copy is current."""
+        ...
+
+    async def region_unit(self, code: str) -> Unit | None:
+        """One unit of the current tree (without loading the tree)."""
         ...
 
     async def close(self) -> None: ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from jansamvad.models import (
     Decision,
@@ -18,10 +19,13 @@ from jansamvad.models import (
     apply_decision,
     now_ms,
 )
-from jansamvad.store.base import BadState, LimitReached, NotFound, Store, new_townhall_id
+from jansamvad.store.base import BadState, LimitReached, NotFound, OwnQuestion, Store, new_townhall_id
 
 ANYWHERE = "*"
 _POLL_NEXT = {PollState.DRAFT: PollState.OPEN, PollState.OPEN: PollState.CLOSED}
+
+if TYPE_CHECKING:  # the region tree's types, used in annotations only
+    from jansamvad.regions import RegionTree, Unit
 
 
 class _Hall:
@@ -51,7 +55,7 @@ class _Hall:
         self.recent: dict[str, list[str]] = {}
         self.groups: dict[str, str] = {}  # group id -> representative text, in creation order
         self.polls: dict[str, Poll] = {}
-        self.poll_voters: dict[str, set[str]] = {}
+        self.poll_voters: dict[str, dict[str, int]] = {}  # pid -> voter -> the option that counts
         self.claims: dict[str, tuple[str, int]] = {}
         self.audit: list[dict[str, object]] = []
         self.next_qid = 1
@@ -64,6 +68,8 @@ class MemoryStore:
         self._halls: dict[str, _Hall] = {}
         self._restrictions: dict[tuple[str, str], Restriction] = {}  # (scope, sub) -> active restriction
         self._retention_s = ended_retention_s  # 0: ended town halls are kept for the process's life
+        self._regions: RegionTree | None = None
+        self._regions_version = 0
 
     def _expired(self, hall: _Hall) -> bool:
         return (
@@ -202,6 +208,8 @@ class MemoryStore:
         q = self._question(th, qid)
         if not q.is_public:
             raise BadState("only public questions take votes")
+        if q.author == user:
+            raise OwnQuestion("you cannot vote for your own question")
         voters = self._hall(th).voters.setdefault(qid, set())
         if user in voters:
             return q.votes, False
@@ -232,7 +240,7 @@ class MemoryStore:
         hall.next_pid += 1
         poll = Poll(pid, th, question, list(options), counts=[0] * len(options))
         hall.polls[pid] = poll
-        hall.poll_voters[pid] = set()
+        hall.poll_voters[pid] = {}
         return poll
 
     async def set_poll_state(self, th: str, pid: str, state: PollState, by: str) -> Poll:
@@ -243,7 +251,7 @@ class MemoryStore:
         self._hall(th).audit.append({"ts": now_ms(), "what": f"poll_{state}", "pid": pid, "by": by})
         return poll
 
-    async def vote_poll(self, th: str, pid: str, user: str, option: int) -> bool:
+    async def vote_poll(self, th: str, pid: str, user: str, option: int) -> tuple[int, bool]:
         poll = self._poll(th, pid)
         if poll.state is not PollState.OPEN:
             raise BadState("the poll is not open")
@@ -251,10 +259,10 @@ class MemoryStore:
             raise BadState("no such option")
         voters = self._hall(th).poll_voters[pid]
         if user in voters:
-            return False
-        voters.add(user)
+            return voters[user], False
+        voters[user] = option
         poll.counts[option] += 1
-        return True
+        return option, True
 
     async def polls(self, th: str, states: Iterable[PollState]) -> list[Poll]:
         wanted = frozenset(states)
@@ -321,6 +329,22 @@ class MemoryStore:
 
     async def audit(self, th: str) -> list[dict[str, object]]:
         return list(self._hall(th).audit)
+
+    # The region tree
+
+    async def put_region_tree(self, tree: RegionTree) -> int:
+        self._regions = tree  # trees are never changed in place: sharing the object is safe
+        self._regions_version += 1
+        return self._regions_version
+
+    async def region_tree(self) -> RegionTree | None:
+        return self._regions
+
+    async def region_tree_version(self) -> int:
+        return self._regions_version if self._regions is not None else 0
+
+    async def region_unit(self, code: str) -> Unit | None:
+        return self._regions.get(code) if self._regions is not None else None
 
     async def close(self) -> None:
         return None

@@ -34,13 +34,15 @@ from jansamvad.models import (
 )
 from jansamvad.redis_conn import RedisConn
 from jansamvad.redis_keys import RedisKeys, TownhallKeys, asked_field
+from jansamvad.regions import RegionError, RegionTree, Unit, format_levels, parse_levels, unit as region_unit
 from jansamvad.store import redis_lua as lua
-from jansamvad.store.base import BadState, LimitReached, NotFound, Store, new_townhall_id
+from jansamvad.store.base import BadState, LimitReached, NotFound, OwnQuestion, Store, new_townhall_id
 
 ANYWHERE = "*"  # a restriction's scope: every town hall
 RECENT_TEXTS = 50  # question texts kept per author (the repeated-text rule reads a few)
 _POLL_PREVIOUS = {PollState.OPEN: PollState.DRAFT, PollState.CLOSED: PollState.OPEN}  # draft -> open -> closed
 _PUBLIC = "," + ",".join(sorted(s.value for s in PUBLIC_STATES)) + ","
+REGION_BATCH = 1000  # units per HSET / HSCAN: no single command holds Redis for long with a lakh of booths
 
 
 @functools.cache
@@ -358,6 +360,8 @@ class RedisStore:
         )
         if reply[0] == b"badstate":
             raise BadState("only public questions take votes")
+        if reply[0] == b"own":
+            raise OwnQuestion("you cannot vote for your own question")
         _check(reply, f"question {qid}")
         return int(reply[1]), bool(reply[2])
 
@@ -397,12 +401,13 @@ class RedisStore:
             raise BadState(f"a {_text(reply[1])} poll cannot become {state}")
         return _poll(th, _check(reply, f"poll {pid}")[1])
 
-    async def vote_poll(self, th: str, pid: str, user: str, option: int) -> bool:
+    async def vote_poll(self, th: str, pid: str, user: str, option: int) -> tuple[int, bool]:
         poll = self._th(th).poll(pid)
         reply = await self._conn.run(lua.VOTE_POLL, (poll.hash, poll.voters), (user, option, PollState.OPEN.value))
         if reply[0] == b"badstate":
             raise BadState("no such option" if reply[1] == b"option" else "the poll is not open")
-        return bool(_check(reply, f"poll {pid}")[1])
+        _check(reply, f"poll {pid}")
+        return int(reply[1]), bool(reply[2])
 
     async def polls(self, th: str, states: Iterable[PollState]) -> list[Poll]:
         keys = self._th(th)
@@ -481,6 +486,61 @@ class RedisStore:
         keys = self._th(th)
         reply = await self._conn.run(lua.LIST_TAIL, (keys.meta, keys.audit), (-1,))
         return [json.loads(entry) for entry in _check(reply, f"town hall {th}")[1]]
+
+    # The region tree
+
+    async def put_region_tree(self, tree: RegionTree) -> int:
+        version = int(await self._conn.execute("INCR", self._keys.regions().next))
+        keys = self._keys.regions(version)
+        units = tree.ordered()
+        for start in range(0, len(units), REGION_BATCH):
+            args: list[str] = []
+            for unit in units[start : start + REGION_BATCH]:
+                args += [unit.code, _json([unit.parent, unit.level, unit.name_hi, unit.name_en])]
+            await self._conn.execute("HSET", keys.units, *args)
+        await self._conn.execute("SET", keys.levels, format_levels(tree.levels))
+        # Only now do readers see it; a reader still loading the previous version finds it for one more import.
+        await self._conn.execute("SET", keys.current, version)
+        older = self._keys.regions(version - 2)
+        await self._conn.execute("UNLINK", older.units, older.levels)
+        return version
+
+    async def region_tree_version(self) -> int:
+        raw = await self._conn.execute("GET", self._keys.regions().current)
+        return int(raw) if raw else 0
+
+    async def region_tree(self) -> RegionTree | None:
+        for _attempt in range(3):  # an import that lands while we read: read the newer version
+            version = await self.region_tree_version()
+            if not version:
+                return None
+            keys = self._keys.regions(version)
+            levels_raw = await self._conn.execute("GET", keys.levels)
+            units: list[Unit] = []
+            cursor = 0
+            while True:
+                cursor, fields = await self._conn.execute("HSCAN", keys.units, cursor, "COUNT", REGION_BATCH)
+                for code, raw in fields.items():
+                    parent, level, name_hi, name_en = json.loads(raw)
+                    units.append(region_unit(code.decode(), parent, level, name_hi, name_en))
+                if int(cursor) == 0:
+                    break
+            if levels_raw is not None and await self.region_tree_version() == version:
+                try:
+                    return RegionTree(parse_levels(levels_raw.decode()), units)
+                except RegionError:
+                    pass  # deleted under us while we read (two imports since): read again
+        raise RuntimeError("the region tree changed on every try")
+
+    async def region_unit(self, code: str) -> Unit | None:
+        version = await self.region_tree_version()
+        if not version:
+            return None
+        raw = await self._conn.execute("HGET", self._keys.regions(version).units, code)
+        if raw is None:
+            return None
+        parent, level, name_hi, name_en = json.loads(raw)
+        return Unit(code, parent, level, name_hi, name_en)
 
 
 _: type[Store] = RedisStore

@@ -151,13 +151,15 @@ return {'ok', load(KEYS[1])}
 """
 )
 
-# KEYS: question, voters, rank, group_rank. ARGV: user, public states. Returns {'ok', votes, counted}.
+# KEYS: question, voters, rank, group_rank. ARGV: user, public states. Returns {'ok', votes, counted}, or {'own'}
+# when the user asked the question.
 UPVOTE = Script(
     _QUESTIONS
     + """
-local q = redis.call('HMGET', KEYS[1], 'state', 'qid', 'group')
+local q = redis.call('HMGET', KEYS[1], 'state', 'qid', 'group', 'author')
 if not q[1] then return {'notfound'} end
 if not among(ARGV[2], q[1]) then return {'badstate', q[1]} end
+if q[4] == ARGV[1] then return {'own'} end
 if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
   local votes = redis.call('HINCRBY', KEYS[1], 'votes', 1)
   redis.call('ZINCRBY', KEYS[3], 1, q[2])
@@ -266,7 +268,8 @@ return {'ok', redis.call('HGETALL', KEYS[1])}
 """
 )
 
-# KEYS: poll, voters. ARGV: user, option, the open state. Returns {'ok', counted}.
+# KEYS: poll, voters (hash user -> option). ARGV: user, option, the open state. Returns {'ok', the option that
+# counts for the user, counted now}: the first vote counts.
 VOTE_POLL = Script(
     """
 local p = redis.call('HMGET', KEYS[1], 'state', 'n')
@@ -274,9 +277,11 @@ if not p[1] then return {'notfound'} end
 if p[1] ~= ARGV[3] then return {'badstate', 'closed'} end
 local option = tonumber(ARGV[2])
 if option < 0 or option >= tonumber(p[2]) then return {'badstate', 'option'} end
-if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return {'ok', 0} end
+if redis.call('HSETNX', KEYS[2], ARGV[1], option) == 0 then
+  return {'ok', tonumber(redis.call('HGET', KEYS[2], ARGV[1])), 0}
+end
 redis.call('HINCRBY', KEYS[1], 'c' .. option, 1)
-return {'ok', 1}
+return {'ok', option, 1}
 """
 )
 
