@@ -224,3 +224,26 @@ def test_regions_loose_key_of_every_typed_prefix_is_a_prefix_of_the_whole(typed:
     whole = loose_key(typed)
     for end in range(1, len(typed) + 1):
         assert whole.startswith(loose_key(typed[:end])), typed[:end]
+
+
+class _CountingUnits(dict[str, Unit]):
+    """The tree's units, counting look-ups: how much of the tree a search walked."""
+
+    lookups = 0
+
+    def __getitem__(self, code: str) -> Unit:
+        self.lookups += 1
+        return super().__getitem__(code)
+
+
+def test_regions_search_within_a_large_subtree_walks_only_what_it_returns() -> None:
+    # `GET /api/regions?within=<state>` is public and not rate-limited (docs/protocol.md section 7): listing a
+    # subtree must cost what it returns, not every booth of the state.
+    lines = ["code,parent,level,name_hi,name_en", "BR,,state,बिहार,Bihar", "D,BR,district,गया,Gaya"]
+    lines += [f"B-{i},D,booth,बूथ {i},Booth {i}" for i in range(5_000)]
+    index = RegionIndex(read_csv("\n".join(lines)))
+    units = _CountingUnits(index.tree.units)
+    index.tree.units = units
+    assert [u.code for u in index.search("", within="BR", limit=3)] == ["D", "B-0", "B-1"]
+    assert [u.code for u in index.search("", within="BR", level="booth", limit=2)] == ["B-0", "B-1"]
+    assert units.lookups < 20

@@ -212,6 +212,17 @@ async def test_regions_sheet_lists_the_booths_of_a_district_with_qr_codes(server
     assert bad.status_code == 400 and bad.json()["error"] == "invalid_field"
 
 
+async def test_regions_sheet_rate_limit_counts_every_request_also_a_bad_page(server: RunningServer) -> None:
+    # A sheet request lists the unit's booths (a lakh under a state) before it looks at `page`: a request with a bad
+    # page must spend the per-IP budget too, or it is a way round it (docs/protocol.md section 7: 30 a minute).
+    th = await with_tree(server, generated=True)
+    answers = []
+    for _ in range(31):
+        bad = await call(server, "GET", "/api/regions/BR/sheet", params={"th": th, "page": "0"})
+        answers.append(bad.status_code)
+    assert answers == [400] * 30 + [429]
+
+
 async def test_regions_join_by_link_signs_the_unit_into_the_token(server: RunningServer) -> None:
     th = await with_tree(server)
     response = await call(server, "POST", f"/api/townhalls/{th}/join", json={"name": "सीता", "unit": "BR-236"})
@@ -241,6 +252,17 @@ async def test_regions_links_use_the_scheme_our_load_balancer_reports(make_serve
     th = await with_tree(other)
     link = (await call(other, "GET", "/api/regions/BR-236/link", params={"th": th}, headers=https)).json()
     assert link["url"] == f"{other.base_url}/j/BR-236?th={th}"
+
+
+async def test_regions_links_use_the_public_url_not_the_host_a_client_sends(make_server: Any) -> None:
+    # Links are printed on sheets and QR codes are cached for a day: a forged Host must not end up in them.
+    public = await make_server(public_url="https://jansamvad.example.org")
+    th = await with_tree(public)
+    forged = {"Host": "evil.example.com"}
+    link = (await call(public, "GET", "/api/regions/BR-236/link", params={"th": th}, headers=forged)).json()
+    assert link["url"] == f"https://jansamvad.example.org/j/BR-236?th={th}"
+    page = await call(public, "GET", "/j/BR-236", params={"th": th}, headers=forged)
+    assert "evil.example.com" not in page.text and "https://jansamvad.example.org/j/BR-236" in page.text
 
 
 @pytest.fixture

@@ -51,11 +51,32 @@ async def test_staff_lane_has_its_own_budget_and_cap(make_server: Any) -> None:
     statuses = [(await RawClient.open(server, path=STAFF_PATH)).status for _ in range(5)]
     assert statuses.count(101) >= 2 and 503 in statuses
     capped = await make_server(max_staff_connections=1)
-    first = await RawClient.open(capped, path=STAFF_PATH)
+    hall = await make_hall(capped)
+    # Upgrades that never say hello hold no slot: otherwise anyone could lock the staff out by opening idle sockets.
+    idle = [await RawClient.open(capped, path=STAFF_PATH) for _ in range(3)]
+    assert [client.status for client in idle] == [101, 101, 101]
+    leader = await staff_session(capped.ws_url)
+    welcome, _ = await leader.hello(hall.leader)
+    assert welcome["role"] == "leader"
     second = await RawClient.open(capped, path=STAFF_PATH)
-    assert (first.status, second.status, second.header("Retry-After")) == (101, 503, "2")
+    assert (second.status, second.header("Retry-After")) == (503, "2")
     citizen = await RawClient.open(capped)  # the citizen lane is not touched by the staff cap
     assert citizen.status == 101
+
+
+async def test_staff_lane_hello_over_the_cap_is_closed_with_1013(make_server: Any) -> None:
+    server = await make_server(max_staff_connections=1)
+    hall = await make_hall(server)
+    first, second = await staff_session(server.ws_url), await staff_session(server.ws_url)  # both upgraded first
+    welcome, _ = await first.hello(hall.leader)
+    assert welcome["role"] == "leader"
+    await second.send({"t": "hello", "token": hall.moderator})
+    code, reason = await second.expect_close()
+    assert code == CloseCode.TRY_AGAIN_LATER and "full" in reason
+    await first.close()
+    third = await staff_session(server.ws_url)  # the slot is free again once the session left
+    welcome, _ = await third.hello(hall.moderator)
+    assert welcome["role"] == "moderator"
 
 
 async def test_staff_lane_unknown_lane_is_a_400(server: RunningServer) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from jansamvad.models import PollState
 from jansamvad.server import RunningServer
 from tests.helpers import Session, joined, make_hall
 
@@ -168,6 +169,19 @@ async def test_townhall_admin_token_joins_any_townhall_as_staff(server: RunningS
     admin = await Session.open(server)
     welcome, snapshot = await admin.hello(hall.admin, th=hall.th)
     assert welcome["role"] == "admin" and snapshot is not None and "queue" in snapshot
+
+
+async def test_townhall_poll_open_after_the_end_is_refused(server: RunningServer) -> None:
+    # `end` closes every open poll (docs/protocol.md section 4): an admin, who may still join an ended town hall,
+    # must not open one afterwards (it would stay open, and vote-less, for good).
+    hall = await make_hall(server)
+    leader = await joined(server, hall.leader)
+    pid = (await leader.request({"t": "poll_create", "question": "ठीक?", "options": ["हाँ", "नहीं"]}))["pid"]
+    await leader.request({"t": "end"})
+    admin = await joined(server, hall.admin, th=hall.th)
+    answer = await admin.request({"t": "poll_open", "pid": pid})
+    assert (answer["t"], answer["code"]) == ("error", "bad_state")
+    assert [p.state for p in await server.node.store.polls(hall.th, PollState)] == [PollState.DRAFT]
 
 
 async def test_townhall_shutdown_tells_clients_to_reconnect_then_closes_1012(make_server: Any) -> None:

@@ -81,6 +81,12 @@ def main() -> None:
 )
 @_opt("allowed-origin", multiple=True, help="Origin allowed to open a WebSocket (repeat; none = any).")
 @_opt(
+    "public-url",
+    default="",
+    help="The origin citizens reach, e.g. https://jansamvad.example.org: region links, QR codes and print sheets are "
+    "made of it (default: the request's own Host, which a client chooses).",
+)
+@_opt(
     "trusted-proxy",
     multiple=True,
     help="Load balancer address or network (CIDR) whose X-Forwarded-For is believed (repeat).",
@@ -165,7 +171,7 @@ def main() -> None:
     default=200,
     show_default=True,
     type=click.IntRange(1),
-    help="Open staff-lane connections per process (outside --max-connections and the per-IP cap).",
+    help="Joined staff sessions on the staff lane per process (outside --max-connections and the per-IP cap).",
 )
 @_opt("hello-timeout", default=10.0, show_default=True, type=click.FloatRange(0.1), help="Seconds.")
 @_opt(
@@ -203,6 +209,27 @@ def main() -> None:
 )
 @_opt("redis-prefix", default="jansamvad", show_default=True, help="Prefix of every Redis key and channel.")
 @_opt("redis-max-in-flight", default=64, show_default=True, type=click.IntRange(1, 99), help="Concurrent commands.")
+@_opt(
+    "redis-command-timeout",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.05, 60),
+    help="Seconds any Redis call may take; a server that misses it is failed fast until it answers again.",
+)
+@_opt(
+    "ack-durability",
+    type=click.Choice(["none", "replica", "aof"]),
+    default="none",
+    show_default=True,
+    help="What an ack waits for: the primary only, a replica (WAIT 1), or the primary's AOF (WAITAOF 1 0).",
+)
+@_opt(
+    "ack-wait-ms",
+    default=500,
+    show_default=True,
+    type=click.IntRange(1, 60_000),
+    help="How long an ack waits for --ack-durability before the action is answered `unavailable`.",
+)
 @_opt("loop", type=click.Choice(["uvloop", "asyncio"]), default="uvloop", show_default=True)
 @_opt(
     "workers",
@@ -236,6 +263,7 @@ def serve(**opts: Any) -> None:
         node_id=opts["node_id"],
         static_dir=opts["static_dir"],
         allowed_origins=tuple(opts["allowed_origin"]),
+        public_url=opts["public_url"],
         trusted_proxies=tuple(opts["trusted_proxy"]),
         joins_per_minute_per_ip=opts["joins_per_minute_per_ip"],
         max_open_townhalls=opts["max_open_townhalls"],
@@ -269,6 +297,9 @@ def serve(**opts: Any) -> None:
         redis_url=opts["redis_url"],
         redis_prefix=opts["redis_prefix"],
         redis_max_in_flight=opts["redis_max_in_flight"],
+        redis_command_timeout_s=opts["redis_command_timeout"],
+        ack_durability=opts["ack_durability"],
+        ack_wait_ms=opts["ack_wait_ms"],
     )
     try:
         settings.validate()

@@ -20,6 +20,7 @@ from jansamvad.models import (
     Restriction,
     RestrictionKind,
     Status,
+    Townhall,
     now_ms,
     script_lang,
 )
@@ -302,6 +303,10 @@ class Client:
                 raise ConnectionRefused(CloseCode.BANNED)
         if self.conn.state != 1:
             return  # closed while we looked things up
+        if self.conn.staff_lane:
+            if node.staff_joined >= node.settings.max_staff_connections:
+                raise ConnectionRefused(CloseCode.TRY_AGAIN_LATER, "the staff lane is full")
+            node.staff_joined += 1  # undone in Node.connection_lost, which sees the claims set just below
         self.claims, self.th = claims, th
         if claims.role is Role.CITIZEN:
             self.conn.set_max_message_bytes(node.settings.citizen_max_message_bytes)
@@ -313,6 +318,12 @@ class Client:
         townhall = await self.node.store.get_townhall(self.th)
         if townhall is None or townhall.status is not Status.LIVE:
             raise ProtocolViolation(ErrorCode.BAD_STATE, "the town hall is not live")
+
+    async def _townhall_not_ended(self) -> Townhall:
+        townhall = await self.node.store.get_townhall(self.th)
+        if townhall is None or townhall.status is Status.ENDED:
+            raise ProtocolViolation(ErrorCode.BAD_STATE, "the town hall has ended")
+        return townhall
 
     async def _check_allowed(self) -> None:
         """A banned or timed-out citizen may listen but not act."""
@@ -338,9 +349,7 @@ class Client:
         assert self.claims is not None
         node, store, settings = self.node, self.node.store, self.node.settings
         sub, key, text = self.claims.sub, msg.fields["key"], msg.fields["text"]
-        townhall = await store.get_townhall(self.th)
-        if townhall is None or townhall.status is Status.ENDED:
-            raise ProtocolViolation(ErrorCode.BAD_STATE, "the town hall has ended")
+        townhall = await self._townhall_not_ended()
         existing = await store.question_for_key(self.th, sub, key)
         if existing is not None:  # a retry: answered again, without spending limits or running the filters
             await node.publish_question_notice(self.th, existing)  # in case the first attempt could not publish it
@@ -417,6 +426,8 @@ class Client:
         self.send({"t": "ack", "re": msg.id, "pid": poll.pid, "seq": seq})
 
     async def _on_poll_open(self, msg: ClientMessage) -> None:
+        # `end` closes every open poll; an admin may still join an ended town hall, but not open a poll in it.
+        await self._townhall_not_ended()
         await self._set_poll_state(msg, PollState.OPEN)
 
     async def _on_poll_close(self, msg: ClientMessage) -> None:

@@ -93,8 +93,14 @@ def health_routes(node: Node) -> list[Route]:
         return Response(generate_latest(node.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def readyz(request: Request) -> Response:
+        # Ready: started, not draining, and Redis reachable as a whole. One shard down or failing over does not count
+        # (broker/redis.py, `healthy`); "redis_shards" [primaries, subscribed] shows it to an operator.
         ready = node.ready and node.broker.healthy
-        return JSONResponse({"ready": ready, **node.stats()}, status_code=200 if ready else 503)
+        body: dict[str, Any] = {"ready": ready, **node.stats()}
+        shards = getattr(node.broker, "shards", None)
+        if shards is not None:
+            body["redis_shards"] = list(shards())
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     return [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
 
@@ -332,7 +338,7 @@ def create_app(node: Node) -> Starlette:
         Route("/api/townhalls/{th}/join", join, methods=["POST"]),
         Route("/api/townhalls/{th}/export", export, methods=["GET"]),
         Route("/api/dashboard", dashboard, methods=["GET"]),
-        *region_routes(node.store, regions, limit, node.trusts),
+        *region_routes(node.store, regions, limit, node.trusts, settings.public_url),
     ]
     if settings.static_dir.is_dir():
         routes.append(Mount("/", app=StaticFiles(directory=settings.static_dir, html=True), name="static"))

@@ -98,6 +98,9 @@ class RedisServer:
         if self.cluster:
             args += ["--cluster-enabled", "yes", "--cluster-config-file", str(self.dir / "nodes.conf")]
             args += ["--cluster-port", str(self.bus_port), "--cluster-node-timeout", str(self.node_timeout_ms)]
+            # As in production (infra/compose/valkey/valkey.conf): a shard that lost every copy of its slots stops
+            # only its own town halls (each lives in one slot), not the whole cluster.
+            args += ["--cluster-require-full-coverage", "no"]
         return args
 
     def spawn(self) -> None:

@@ -78,6 +78,14 @@ class NodeCollector(Collector):
         yield GaugeMetricFamily(
             "jansamvad_broker_healthy", "1 while the broker is reachable", value=int(node.broker.healthy)
         )
+        shards = getattr(node.broker, "shards", None)  # the Redis broker: one shard down is not Redis down
+        if shards is not None:
+            total, up = shards()
+            yield GaugeMetricFamily(
+                "jansamvad_redis_shards_down",
+                "Redis primaries this node cannot subscribe on or that missed a call's deadline",
+                value=total - up,
+            )
         depth = GaugeMetricFamily("jansamvad_moderation_queue_depth", "Pending questions", labels=["townhall"])
         for th, n in m.queue_depth.items():
             depth.add_metric([th], n)

@@ -112,7 +112,7 @@ class Node:
         self._handshake_allowance = float(settings.handshakes_per_second)
         self._handshake_at = 0.0
         # The staff lane's own budget: citizens reconnecting in a storm spend only the citizen one.
-        self.staff_open = 0
+        self.staff_joined = 0  # sessions joined through the staff lane (its cap counts these, not bare upgrades)
         self._staff_allowance = float(settings.staff_handshakes_per_second)
         self._staff_at = 0.0
         self._reactions: dict[str, dict[str, int]] = {}
@@ -208,8 +208,10 @@ class Node:
             retry, reason = 5, "not_ready"
         elif conn.staff_lane:
             # Not counted against max_connections or the per-IP cap (a leader may share a NAT with thousands of
-            # citizens); bounded by its own cap instead, and a citizen's hello on it is refused (Client._hello).
-            if self.staff_open >= settings.max_staff_connections:
+            # citizens); bounded by its own cap instead, and a citizen's hello on it is refused (Client._hello). The cap
+            # counts joined staff sessions only: upgrades that never say hello would otherwise hold every slot. Those
+            # are bounded by the lane's handshake rate times hello_timeout (20/s x 10 s = 200 by default).
+            if self.staff_joined >= settings.max_staff_connections:
                 retry, reason = 2, "staff_max_connections"
             else:
                 now = self.clock_precise()
@@ -240,7 +242,6 @@ class Node:
 
     def connection_opened(self, conn: WsConnection) -> None:
         self.open_count += 1
-        self.staff_open += conn.staff_lane
         self.per_ip[conn.ip] += 1
         conn.client = Client(self, conn)
 
@@ -250,7 +251,8 @@ class Node:
         if client is None:
             return
         self.open_count -= 1
-        self.staff_open -= conn.staff_lane
+        if conn.staff_lane and client.claims is not None:
+            self.staff_joined -= 1
         left = self.per_ip[conn.ip] - 1
         if left > 0:
             self.per_ip[conn.ip] = left

@@ -11,22 +11,31 @@ Why a wrapper rather than the bare redis-py client:
   node instead of waiting, so every call first takes one of `max_in_flight` (< 100) slots.
 - Scripts: EVALSHA, falling back to EVAL (which also caches the script) after a restart or failover emptied the
   script cache.
+- Bounded waits: a server that accepts TCP but never answers (SIGSTOP, a hung host) would otherwise hold every
+  action for redis-py's socket timeout and its retries (5 s, 10 s, more in a cluster). Every call has one deadline
+  (`command_timeout_s`, covering the in-flight slot, the redirections and the retries); a server that missed it is
+  marked sick, and calls routed to it fail at once with RedisUnavailable until a background probe sees it answer
+  again (or, in a cluster, sees its slots served by another primary after a failover). Health is per server, so
+  per slot: town halls on the other shards are not slowed.
+- Durability: with `ack_durability` "replica" or "aof", `settle(key)` returns only once the writes made so far to
+  the key's slot are on a replica (WAIT) or in the primary's AOF (WAITAOF), so an `ack` survives a failover.
 - Sharing: the three parts each call `retain()` and `close()`; the last close closes the client.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import AbstractConnection, Connection, parse_url
+from redis.asyncio.connection import AbstractConnection, Connection, ConnectionPool, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import (
@@ -35,15 +44,26 @@ from redis.exceptions import (
     NoScriptError,
     ReadOnlyError,
     RedisClusterException,
+    RedisError,
+    SlotNotCoveredError,
     TimeoutError as RedisTimeoutError,
     TryAgainError,
 )
+
+from jansamvad.redis_keys import sync_key
 
 log = logging.getLogger("jansamvad.redis")
 
 Address = tuple[str, int]
 _CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 _SCHEMES = ("redis", "rediss", "unix", *_CLUSTER_SCHEMES)
+
+ACK_DURABILITY = ("none", "replica", "aof")  # what an `ack` waits for besides the primary (settings.ack_durability)
+SYNC_TTL_MS = 60_000  # the durability barrier key expires: it only has to exist for the WAIT that follows it
+# redis-py's own read timeout stays above the call's deadline by this much, so the deadline (ours) always fires
+# first: redis-py's timeout would make the cluster client re-discover the topology inline, through a server that
+# may be the stopped one, and close every connection when that fails.
+_SOCKET_SLACK_S = 1.0
 
 # Errors that mean "Redis cannot serve this now" rather than "this request is wrong". A read-only replica answers
 # writes during a failover; a cluster answers CLUSTERDOWN / TRYAGAIN while slots move.
@@ -116,16 +136,24 @@ class RedisConn:
         *,
         max_in_flight: int = 64,
         connect_timeout_s: float = 2.0,
-        command_timeout_s: float = 5.0,
+        command_timeout_s: float = 1.0,
+        probe_interval_s: float = 0.25,
+        ack_durability: str = "none",
+        ack_wait_ms: int = 500,
         client_name: str = "jansamvad",
     ) -> None:
         check_url(url)
+        if ack_durability not in ACK_DURABILITY:
+            raise ValueError(f"ack durability must be one of {', '.join(ACK_DURABILITY)}")
         scheme = urlsplit(url).scheme
         self.url = url
         self._force_cluster = scheme in _CLUSTER_SCHEMES
         self._plain_url = urlunsplit(urlsplit(url)._replace(scheme=_CLUSTER_SCHEMES.get(scheme, scheme)))
         self.connect_timeout_s = connect_timeout_s
-        self.command_timeout_s = command_timeout_s
+        self.command_timeout_s = command_timeout_s  # one call's whole deadline (settings.redis_command_timeout_s)
+        self.probe_interval_s = probe_interval_s
+        self.ack_durability = ack_durability
+        self.ack_wait_ms = ack_wait_ms
         self.client_name = client_name
         self.max_in_flight = max_in_flight
         self._client: aioredis.Redis | RedisCluster | None = None
@@ -134,6 +162,12 @@ class RedisConn:
         self._slots: asyncio.Semaphore | None = None
         self._refs = 0
         self._closed = False
+        self._sick: dict[Address, float] = {}  # server -> loop time it missed a deadline; cleared by its probe
+        self._probes: dict[Address, asyncio.Task[None]] = {}
+        self.deadline_misses = 0  # calls that ran out of time (a metric for operators)
+        # Called when a probe finds the cluster's primaries changed (a stopped primary failed over): the broker
+        # moves its subscriptions then, instead of waiting for its own subscriber to give the old primary up.
+        self.on_topology_changed: list[Callable[[], None]] = []
 
     # Sharing
 
@@ -147,6 +181,10 @@ class RedisConn:
         if self._refs > 0 or self._closed:
             return
         self._closed = True
+        probes = list(self._probes.values())
+        for task in probes:
+            task.cancel()
+        await asyncio.gather(*probes, return_exceptions=True)
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
@@ -176,7 +214,7 @@ class RedisConn:
     def _options(self) -> dict[str, Any]:
         return {
             "socket_connect_timeout": self.connect_timeout_s,
-            "socket_timeout": self.command_timeout_s,
+            "socket_timeout": self.command_timeout_s + _SOCKET_SLACK_S,
             "client_name": self.client_name,
             "protocol": 2,  # the same replies on every redis-py version we support
             # One retry, no backoff: replaces a pooled connection that died with a restarted server, yet fails fast
@@ -217,33 +255,168 @@ class RedisConn:
         return self._slots
 
     async def execute(self, *args: Any) -> Any:
-        """One command, routed by its key in a cluster."""
-        client = await self.connect()
-        async with self._limit():
-            try:
-                return await client.execute_command(*args)
-            except _UNAVAILABLE as exc:
-                raise RedisUnavailable(str(exc) or type(exc).__name__) from exc
-            except _TRANSPORT_RACE as exc:
-                if transport_race(exc):
-                    raise RedisUnavailable(f"connection lost ({type(exc).__name__})") from exc
-                raise
+        """One command, routed by its key (the first argument, as in every command this project sends)."""
+        return await self._call(args[1] if len(args) > 1 else None, lambda client: client.execute_command(*args))
 
     async def run(self, script: Script, keys: Sequence[str], args: Sequence[str | bytes | int]) -> Any:
         """Run a Lua script on the node that owns its keys (which must share one hash tag)."""
-        client = await self.connect()
-        async with self._limit():
+
+        async def call(client: aioredis.Redis | RedisCluster) -> Any:
             try:
+                return await client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                return await client.execute_command("EVAL", script.source, len(keys), *keys, *args)
+
+        return await self._call(keys[0] if keys else None, call)
+
+    async def _call(self, key: str | None, call: Any, extra_s: float = 0.0) -> Any:
+        """`call(client)` within the deadline, unless the server that owns `key` is known to be sick."""
+        address: Address | None = None
+        sent = False  # past the in-flight slot: a deadline missed from here on is the server's doing
+        # Connecting is not a call: the first one discovers the cluster (CLUSTER SLOTS, COMMAND), which takes longer
+        # than a command on a loaded machine; it is bounded by the connect and socket timeouts, and happens once, when
+        # the node starts (the broker connects first).
+        client = await self.connect()
+        try:
+            async with asyncio.timeout(self.command_timeout_s + extra_s):
+                address = self._server_for(key)
+                async with self._limit():
+                    sent = True
+                    return await call(client)
+        except TimeoutError:  # the builtin one: our deadline (redis-py's own is a RedisTimeoutError)
+            self.deadline_misses += 1
+            if sent and address is not None:
+                self._mark_sick(address)
+            where = f" at {address[0]}:{address[1]}" if address else ""
+            raise RedisUnavailable(
+                f"Redis{where} did not answer within {self.command_timeout_s + extra_s:g} s"
+            ) from None
+        except _UNAVAILABLE as exc:
+            raise RedisUnavailable(str(exc) or type(exc).__name__) from exc
+        except _TRANSPORT_RACE as exc:
+            if transport_race(exc):
+                raise RedisUnavailable(f"connection lost ({type(exc).__name__})") from exc
+            raise
+
+    # Health: per server, so per slot
+
+    def _server_for(self, key: str | None) -> Address | None:
+        """The server a call for `key` goes to; raises RedisUnavailable at once if it is sick or unknown."""
+        if key is None or self._client is None:
+            return None
+        try:
+            address = self.owner(key)
+        except SlotNotCoveredError as exc:
+            raise RedisUnavailable(f"no Redis server holds the slot of {key!r} now") from exc
+        since = self._sick.get(address)
+        if since is not None:
+            raise RedisUnavailable(f"Redis at {address[0]}:{address[1]} is not answering; retry")
+        return address
+
+    def sick(self) -> list[Address]:
+        """Servers that missed a deadline and have not answered a probe since."""
+        return sorted(self._sick)
+
+    def _mark_sick(self, address: Address) -> None:
+        if address in self._sick or self._closed:
+            return
+        log.warning("redis %s:%s missed a deadline; failing its calls fast until it answers", *address)
+        self._sick[address] = asyncio.get_running_loop().time()
+        self._probes[address] = asyncio.get_running_loop().create_task(
+            self._probe(address), name=f"jansamvad-redis-probe-{address[0]}:{address[1]}"
+        )
+
+    async def _probe(self, address: Address) -> None:
+        """Until `address` answers a PING (or, in a cluster, no longer owns any slot): then its calls go through."""
+        try:
+            while address in self._sick and not self._closed:
+                await asyncio.sleep(self.probe_interval_s)
+                if self._cluster:
+                    before = self.primaries()
+                    with contextlib.suppress(Exception):  # the probe lives on whatever the refresh hits
+                        # Bounded: the refresh asks every known server in turn and waits out a stopped one.
+                        async with asyncio.timeout(4 * (self.command_timeout_s + _SOCKET_SLACK_S)):
+                            await self._refresh(defer=address)
+                    if self.primaries() != before:
+                        for listener in self.on_topology_changed:
+                            listener()
+                    if address not in self.primaries():
+                        break  # failed over: its slots are served elsewhere now
+                if await self._answers(address):
+                    break
+            else:
+                return
+            log.info("redis %s:%s is back (it answers, or its slots moved to another primary)", *address)
+            self._sick.pop(address, None)
+        finally:
+            self._probes.pop(address, None)
+
+    async def _answers(self, address: Address) -> bool:
+        connection = self.new_connection(address)
+        try:
+            async with asyncio.timeout(self.command_timeout_s):
+                await connection.connect()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+                await connection.send_command("PING", check_health=False)
+                await connection.read_response()
+            return True
+        except (TimeoutError, RedisError, OSError):
+            return False
+        except _TRANSPORT_RACE as exc:
+            if transport_race(exc):
+                return False
+            raise
+        finally:
+            await connection.disconnect(nowait=True)
+
+    # Durability of acknowledged writes
+
+    async def settle(self, key: str) -> None:
+        """Return once every write made so far to `key`'s slot is on a replica ("replica") or in the primary's
+        AOF ("aof"); at once for "none". Raises RedisUnavailable when that does not happen within `ack_wait_ms`:
+        the caller answers `unavailable` and the client resends with the same key (every acked action is
+        idempotent, and the resend settles again before its `dup` ack).
+
+        WAIT and WAITAOF count the writes of their own connection only, and the writes to settle may have gone out
+        on another pooled connection, or not at all (a resend that found its question stored). So one connection
+        sends a barrier first, a SET of the slot's sync key: the replication stream is in order, so once the barrier
+        is on the replica (or in the AOF), so is everything written to that primary before it.
+        """
+        if self.ack_durability == "none":
+            return
+        barrier = sync_key(key)
+        if self.ack_durability == "replica":
+            wait: tuple[Any, ...] = ("WAIT", 1, self.ack_wait_ms)
+        else:
+            wait = ("WAITAOF", 1, 0, self.ack_wait_ms)
+
+        read_timeout_s = self.command_timeout_s + self.ack_wait_ms / 1000 + _SOCKET_SLACK_S  # the deadline comes first
+
+        async def call(client: aioredis.Redis | RedisCluster) -> Any:
+            commands = [("SET", barrier, "1", "PX", SYNC_TTL_MS), wait]
+            if isinstance(client, RedisCluster):
+                node = client.nodes_manager.get_node_from_slot(client.keyslot(barrier))
+                connection = node.acquire_connection()
                 try:
-                    return await client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-                except NoScriptError:
-                    return await client.execute_command("EVAL", script.source, len(keys), *keys, *args)
-            except _UNAVAILABLE as exc:
-                raise RedisUnavailable(str(exc) or type(exc).__name__) from exc
-            except _TRANSPORT_RACE as exc:
-                if transport_race(exc):
-                    raise RedisUnavailable(f"connection lost ({type(exc).__name__})") from exc
-                raise
+                    return await _pipelined(connection, commands, read_timeout_s)
+                finally:
+                    node.release(connection)
+            pool: ConnectionPool = client.connection_pool
+            connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+            try:
+                return await _pipelined(connection, commands, read_timeout_s)
+            finally:
+                await pool.release(connection)
+
+        try:
+            reply = await self._call(barrier, call, extra_s=self.ack_wait_ms / 1000)
+        except RedisError as exc:  # an error reply: MOVED during a failover, WAITAOF without appendonly
+            if "appendonly" in str(exc):
+                log.error("--ack-durability aof needs `appendonly yes` on every primary: %s", exc)
+            raise RedisUnavailable(str(exc) or type(exc).__name__) from exc
+        done = int(reply) if self.ack_durability == "replica" else int(reply[0])
+        if done < 1:
+            what = "a replica" if self.ack_durability == "replica" else "the AOF"
+            raise RedisUnavailable(f"the write did not reach {what} within {self.ack_wait_ms} ms")
 
     async def keys_with_prefix(self, prefix: str) -> list[str]:
         """Every key that starts with `prefix`, which must contain a hash tag (all such keys share one slot).
@@ -292,12 +465,17 @@ class RedisConn:
 
     async def refresh_topology(self) -> None:
         """Ask the cluster again who owns which slots (after MOVED, a failover or a lost subscription)."""
-        client = await self.connect()
+        await self.connect()
+        try:
+            await self._refresh(defer=next(iter(self._sick), None))
+        except _UNAVAILABLE as exc:
+            raise RedisUnavailable(str(exc) or type(exc).__name__) from exc
+
+    async def _refresh(self, *, defer: Address | None) -> None:
+        client = self._client
         if isinstance(client, RedisCluster):
-            try:
-                await client.nodes_manager.initialize()
-            except _UNAVAILABLE as exc:
-                raise RedisUnavailable(str(exc) or type(exc).__name__) from exc
+            # A sick server is asked last: it would hold the refresh for a whole socket timeout.
+            await client.nodes_manager.initialize(last_failed_node_name=f"{defer[0]}:{defer[1]}" if defer else None)
 
     def new_connection(self, address: Address) -> AbstractConnection:
         """A dedicated, unpooled RESP2 connection to one server (for a pub/sub reader, which owns it)."""
@@ -314,3 +492,24 @@ class RedisConn:
             retry=Retry(NoBackoff(), 0),  # the reader reconnects itself, with backoff and resubscription
         )
         return connection_class(**kwargs)
+
+
+async def _pipelined(connection: AbstractConnection, commands: list[tuple[Any, ...]], read_timeout_s: float) -> Any:
+    """Send `commands` in one write on one connection and return the last reply (an error reply raises).
+
+    Each reply may take `read_timeout_s` (a WAIT longer than the socket timeout must not be cut short). A failure,
+    time-out or cancellation between the replies would leave a reply unread for the connection's next user: the
+    connection is dropped then (redis-py reconnects it on its next use).
+    """
+    try:
+        await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+        replies = []
+        for _ in commands:
+            reply = await connection.read_response(timeout=read_timeout_s, disconnect_on_error=False)
+            if reply is None:  # redis-py's answer to a read that timed out
+                raise RedisUnavailable(f"no reply within {read_timeout_s:g} s")
+            replies.append(reply)
+    except BaseException:
+        await connection.disconnect(nowait=True)
+        raise
+    return replies[-1]

@@ -44,6 +44,10 @@ publish atomically, and lets the store's scripts check and change a question, it
                                whole before `current` points at it, and the one before it is kept for readers
     P:{rl:<key>}               limiter: a token bucket (hash tokens, ts; expires when it would be full again)
 
+    P:T:sync                   durability barrier of the town hall's slot (string "1", expires after 60 s): with
+                               --ack-durability, written right before WAIT / WAITAOF (redis_conn.settle); likewise
+                               P:{ch:<name>}:sync and P:{rl:<key>}:sync for the other tags
+
     P:T:presence               presence: node id -> local citizens listening (hash)
     P:T:presence:staff         presence: node id -> local leaders, moderators and admins listening (hash)
     P:T:presence:exp           presence: node id -> when its report expires, server time in ms (sorted set)
@@ -204,6 +208,15 @@ class RegionKeys:
 def asked_field(author: str, key: str) -> str:
     """The idempotency field of (author, key); the length prefix keeps it unambiguous whatever either contains."""
     return f"{len(author)}:{author}{key}"
+
+
+def sync_key(name: str) -> str:
+    """The durability barrier of the slot that holds `name`: the name up to its hash tag, then ":sync"."""
+    start = name.find("{")
+    end = name.find("}", start + 1) if start >= 0 else -1
+    if start < 0 or end < 0 or end == start + 1:
+        return "{" + name + "}:sync"  # no tag: the whole name is hashed, so it becomes the barrier's tag
+    return name[: end + 1] + ":sync"
 
 
 class RedisKeys:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import itertools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -111,8 +112,7 @@ class RegionIndex:
         if not query:
             if not within:
                 return []
-            units = tree.descendants(within, level) if level else tree.descendants(within)
-            return units[:limit]
+            return list(itertools.islice(tree.iter_descendants(within, level), limit))
         found: dict[str, Unit] = {}
         exact = self._by_upper_code.get(query.upper())
         if exact is not None and exact in tree.units:
@@ -127,7 +127,7 @@ class RegionIndex:
             entries = self._entries[level_id]
             ranges = [(bisect.bisect_left(entries, p), bisect.bisect_left(entries, p + "\U0010ffff")) for p in prefixes]
             if within and self._subtree_size[within] < sum(hi - lo for lo, hi in ranges):
-                for unit in tree.descendants(within, level_id):
+                for unit in tree.iter_descendants(within, level_id):
                     if len(found) >= wanted:
                         break
                     if any(entry.startswith(p) for entry in self._unit_entries[unit.code] for p in prefixes):

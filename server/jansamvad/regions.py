@@ -20,7 +20,7 @@ import io
 import re
 import sys
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 
@@ -142,16 +142,19 @@ class RegionTree:
 
     def descendants(self, code: str, level: str | None = None) -> list[Unit]:
         """Units below `code` (all, or those at `level`), depth first in import order."""
-        found: list[Unit] = []
+        return list(self.iter_descendants(code, level))
+
+    def iter_descendants(self, code: str, level: str | None = None) -> Iterator[Unit]:
+        """`descendants`, one at a time: a caller that wants the first few walks only as far as those (a state's
+        subtree is a lakh of booths)."""
         stop = self.depth_of_level[level] if level is not None else len(self.levels)
         stack = list(reversed(self.children.get(code, [])))
         while stack:
             unit = self.units[stack.pop()]
             if level is None or unit.level == level:
-                found.append(unit)
+                yield unit
             if self.depth_of_level[unit.level] < stop:  # nothing at `level` lies below a unit at or under it
                 stack.extend(reversed(self.children.get(unit.code, [])))
-        return found
 
     def ordered(self) -> list[Unit]:
         """Every unit, parents before children: roots, then depth first, siblings in code order. One order for

@@ -106,11 +106,19 @@ class _Refused(Exception):
 
 
 def region_routes(
-    store: Store, directory: RegionDirectory, limit: Limit, trusts: Callable[[str], bool] = lambda peer: False
+    store: Store,
+    directory: RegionDirectory,
+    limit: Limit,
+    trusts: Callable[[str], bool] = lambda peer: False,
+    public_url: str = "",
 ) -> list[Route]:
     def _base(request: Request) -> str:
-        """The origin links are made of: this request's, with the scheme our own load balancer says the client used
-        (`X-Forwarded-Proto` from a `--trusted-proxy` only: a link printed on a sheet must be the https one)."""
+        """The origin links are made of: `--public-url` when set (links, QR codes and sheets are cached and printed,
+        so they must not carry whatever Host header a client sent); else this request's, with the scheme our own load
+        balancer says the client used (`X-Forwarded-Proto` from a `--trusted-proxy` only: a printed link must be the
+        https one)."""
+        if public_url:
+            return public_url
         base = str(request.base_url).rstrip("/")
         proto = request.headers.get("x-forwarded-proto", "").strip().lower()
         if proto in ("http", "https") and request.client is not None and trusts(request.client.host):
@@ -207,6 +215,8 @@ def region_routes(
         return Response(await asyncio.to_thread(qr_svg, url), media_type="image/svg+xml", headers=headers)
 
     async def sheet(request: Request) -> Response:
+        # Counted first: listing the booths (a lakh under a state) is the cost, whatever `page` turns out to be.
+        await limit(request, "region-sheet", SHEETS_PER_MINUTE)
         tree, unit = await tree_and_unit(request)
         townhall = await townhall_of(request)
         raw_page = request.query_params.get("page", "1")
@@ -215,7 +225,6 @@ def region_routes(
         pages = max(1, -(-len(units) // SHEET_PER_PAGE))
         if not raw_page.isdigit() or not 1 <= int(raw_page) <= pages:
             return _error(400, "invalid_field", f"page: a whole number from 1 to {pages}")
-        await limit(request, "region-sheet", SHEETS_PER_MINUTE)
         page = int(raw_page)
         chunk = units[(page - 1) * SHEET_PER_PAGE : page * SHEET_PER_PAGE]
         html = await asyncio.to_thread(sheet_page, tree, unit, townhall, _base(request), chunk, page, pages, len(units))

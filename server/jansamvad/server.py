@@ -37,7 +37,13 @@ def build_node(settings: Settings) -> Node:
     The Redis parts share one connection (each closes its share on shutdown) and connect when the node starts.
     """
     if settings.redis_url:
-        conn = RedisConn(settings.redis_url, max_in_flight=settings.redis_max_in_flight)
+        conn = RedisConn(
+            settings.redis_url,
+            max_in_flight=settings.redis_max_in_flight,
+            command_timeout_s=settings.redis_command_timeout_s,
+            ack_durability=settings.ack_durability,
+            ack_wait_ms=settings.ack_wait_ms,
+        )
         keys = RedisKeys(settings.redis_prefix)
         return Node(
             settings,

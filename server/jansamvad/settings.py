@@ -29,6 +29,7 @@ class Settings:
     static_dir: Path = DEFAULT_STATIC_DIR
     allowed_origins: tuple[str, ...] = ()  # empty: any Origin may open a WebSocket
     trusted_proxies: tuple[str, ...] = ()  # peers whose X-Forwarded-For names the client (per-IP limits)
+    public_url: str = ""  # the origin citizens reach (https://jansamvad.example.org): region links and QR codes
     log_level: str = "info"
 
     # Connections and admission (HTTP 503 + Retry-After during the handshake beyond these).
@@ -98,6 +99,14 @@ class Settings:
     redis_url: str | None = None
     redis_prefix: str = "jansamvad"  # every key and channel name starts with this
     redis_max_in_flight: int = 64  # concurrent commands per node; the cluster client fails beyond 100 per server
+    # Every Redis call ends within this (docs/reliability.md): a server that misses it is failed fast until it
+    # answers again, so an action on a stopped or hung Redis is answered `unavailable` within about this long.
+    redis_command_timeout_s: float = 1.0
+    # What an `ack` waits for besides the primary: "none" (the primary ran it), "replica" (WAIT 1: a replica has
+    # it, so it survives a failover), "aof" (WAITAOF 1 0: the primary's AOF has it on disk). Not within
+    # ack_wait_ms: the action is answered `unavailable` and the client resends with its key (docs/deploy.md).
+    ack_durability: str = "none"
+    ack_wait_ms: int = 500
 
     def validate(self) -> Settings:
         """Raise SettingsError with a clear message for the first invalid value."""
@@ -114,6 +123,10 @@ class Settings:
                 ipaddress.ip_network(proxy, strict=False)
             except ValueError:
                 raise SettingsError(f"trusted-proxy {proxy!r} is not an IP address or network") from None
+        if self.public_url and (
+            not self.public_url.startswith(("http://", "https://")) or self.public_url.rstrip("/") != self.public_url
+        ):
+            raise SettingsError("public-url must be an http:// or https:// origin without a trailing slash")
         if not 0 <= self.port <= 65535:
             raise SettingsError("port must be between 0 and 65535")
         if not 0 <= self.health_port <= 65535 or (self.health_port and self.health_port == self.port):
@@ -160,4 +173,12 @@ class Settings:
                 raise SettingsError(f"redis: {exc}") from None
             if not 1 <= self.redis_max_in_flight <= 99:
                 raise SettingsError("redis-max-in-flight must be between 1 and 99")
+        if not 0.05 <= self.redis_command_timeout_s <= 60:
+            raise SettingsError("redis-command-timeout must be between 0.05 and 60 seconds")
+        if self.ack_durability not in ("none", "replica", "aof"):
+            raise SettingsError("ack-durability must be none, replica or aof")
+        if self.ack_durability != "none" and not self.redis_url:
+            raise SettingsError("ack-durability replica or aof needs --redis-url (the embedded store has no replica)")
+        if not 1 <= self.ack_wait_ms <= 60_000:
+            raise SettingsError("ack-wait-ms must be between 1 and 60000")
         return self

@@ -496,6 +496,40 @@ async def test_poll_vote_second_vote_returns_the_option_that_counts(parts: Parts
     assert closed.counts == [1, 0, 0]
 
 
+async def test_poll_cannot_open_once_the_townhall_has_ended(parts: Parts) -> None:
+    # Checked in the same step as the opening: a poll_open racing `end` either opens before the end (and `end`
+    # closes it) or is refused, never left open for good.
+    store = parts.store()
+    th = (await store.create_townhall("t", "hi")).id
+    poll = await store.create_poll(th, "q?", ["a", "b"])
+    await store.set_status(th, Status.ENDED)
+    with pytest.raises(BadState):
+        await store.set_poll_state(th, poll.pid, PollState.OPEN, "l")
+    assert await store.polls(th, (PollState.OPEN,)) == []
+
+
+async def test_poll_vote_on_voters_kept_as_a_set_by_an_older_node(parts: Parts) -> None:
+    # Polls opened before an upgrade keep their voters as a Redis set (user ids only). During and after a rolling
+    # upgrade votes on them still count once per user instead of failing with WRONGTYPE.
+    if not parts.backend.is_redis:
+        pytest.skip("the voters' key format is Redis's")
+    store = parts.store()
+    th = (await store.create_townhall("t", "hi")).id
+    poll = await store.create_poll(th, "q?", ["a", "b"])
+    await store.set_poll_state(th, poll.pid, PollState.OPEN, "l")
+    conn = parts.backend.conn()
+    voters = parts.backend.keys.townhall(th).poll(poll.pid).voters
+    await conn.execute("SADD", voters, "c-old")  # an older node's vote
+    try:
+        assert await store.vote_poll(th, poll.pid, "c-old", 1) == (1, False)
+        assert await store.vote_poll(th, poll.pid, "c-new", 1) == (1, True)
+        assert (await store.vote_poll(th, poll.pid, "c-new", 0))[1] is False  # a repeat counts nothing
+    finally:
+        await conn.close()
+    closed = await store.set_poll_state(th, poll.pid, PollState.CLOSED, "l")
+    assert closed.counts == [0, 1]
+
+
 async def test_poll_goes_draft_open_closed_with_one_vote_per_user(parts: Parts) -> None:
     store = parts.store()
     th = (await store.create_townhall("t", "hi")).id

@@ -22,6 +22,14 @@ def test_clean_text_removes_zwj_and_zwnj_outside_devanagari() -> None:
     assert clean_text("क्\u200d\u200d\u200cष") == "क्\u200dष"  # one joiner is all a conjunct needs
 
 
+def test_clean_text_keeps_joiners_in_other_indian_scripts() -> None:
+    # The same rule for every Indian script, not Devanagari alone: Bengali's ya-phala after a ra (র‍্য) and the
+    # old-style Malayalam chillu (ന്‍) change their shape without the joiner.
+    assert clean_text("র\u200d্যাব") == "র\u200d্যাব"
+    assert clean_text("അവന്\u200d") == "അവന്\u200d"
+    assert clean_text("ਕ\u200c੍ਸ") == "ਕ\u200c੍ਸ"  # Gurmukhi
+
+
 def test_clean_text_replaces_control_characters_with_space() -> None:
     assert clean_text("a\x00b\x07c\x1b[31m") == "a b c [31m"
 

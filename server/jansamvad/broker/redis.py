@@ -114,6 +114,9 @@ class RedisBroker:
         backoff_max_s: float = 2.0,
     ) -> None:
         self._conn = conn.retain()
+        # A stopped primary that failed over: move the subscriptions as soon as the connection's probe sees it
+        # (about 2.5 s in tests/test_redis_health.py), not when this node's own subscriber gives up (about 7 s).
+        conn.on_topology_changed.append(self._request_reshape)
         self._keys = keys
         self._history_size = history_size
         self._reader_options: dict[str, float] = {
@@ -146,8 +149,12 @@ class RedisBroker:
         for address in self._conn.primaries():
             self._add_reader(address)
         deadline = asyncio.get_running_loop().time() + self._conn.connect_timeout_s * 2
-        while not self.healthy:
+        while not all(r.up for r in self._readers.values()):
             if asyncio.get_running_loop().time() > deadline:
+                if self.healthy:  # a shard is down: its town halls wait for it, the others can start
+                    total, up = self.shards()
+                    log.warning("starting with subscribers on %d of %d Redis primaries", up, total)
+                    return
                 await self.close()
                 raise RedisUnavailable(f"cannot subscribe at Redis {redact(self._conn.url)}")
             await asyncio.sleep(0.01)
@@ -165,11 +172,26 @@ class RedisBroker:
         readers, self._readers = self._readers, {}
         await asyncio.gather(*(reader.close() for reader in readers.values()))
         self._handler = None
+        if self._request_reshape in self._conn.on_topology_changed:
+            self._conn.on_topology_changed.remove(self._request_reshape)
         await self._conn.close()
 
     @property
     def healthy(self) -> bool:
-        return not self._closed and bool(self._readers) and all(r.up for r in self._readers.values())
+        """Redis can serve this node: a subscriber is up on at least one primary (standalone: on the server).
+
+        Not all of them: a shard that is down or failing over stops only the town halls in its slots, and it stops
+        them on every node alike (their actions are answered `unavailable` at once, redis_conn.py), so a node that
+        called itself not ready for it would only be taken out of the load balancer for the town halls that still
+        work. Not ready means Redis as a whole is out of reach (docs/reliability.md).
+        """
+        sick = self._conn.sick()  # known not to answer commands, though its subscriber may not have noticed yet
+        return not self._closed and any(r.up and r.address not in sick for r in self._readers.values())
+
+    def shards(self) -> tuple[int, int]:
+        """(primaries this node subscribes on, of which up): for /readyz, so an operator sees a shard that is down."""
+        sick = self._conn.sick()
+        return len(self._readers), sum(1 for r in self._readers.values() if r.up and r.address not in sick)
 
     # Publishing and history
 
@@ -178,6 +200,7 @@ class RedisBroker:
         body = _pack(data)
         if history:
             seq = await self._conn.run(_PUBLISH, (keys.seq, keys.hist), (keys.pub, body, self._history_size))
+            await self._conn.settle(keys.seq)  # with --ack-durability: the event survives a failover once acked
             return int(seq)
         await self._conn.execute("SPUBLISH", keys.pub, _ENVELOPE_SEQ0 + body)
         return 0
@@ -189,6 +212,7 @@ class RedisBroker:
             (keys.seq, keys.hist, keys.pubkeys),
             (keys.pub, _pack(data), self._history_size, key, PUBLISH_KEY_TTL_S),
         )
+        await self._conn.settle(keys.seq)  # also when `seen`: the first attempt may have failed to settle
         return int(seq), bool(seen)
 
     async def history(self, channel: str, since: int, limit: int) -> HistoryResult:
@@ -264,6 +288,9 @@ class RedisBroker:
         if reader is None:
             self._request_reshape()
             raise RedisUnavailable("the Redis cluster is changing shape; no server for this channel yet")
+        if reader.address in self._conn.sick():
+            # Known not to answer: a subscription would wait out its whole timeout for a confirmation.
+            raise RedisUnavailable(f"Redis at {reader.address[0]}:{reader.address[1]} is not answering; retry")
         return reader
 
     def _add_reader(self, address: Address) -> None:

@@ -3,12 +3,18 @@
 The bucket is a hash (tokens, ts) under `P:{rl:<key>}` (its own hash tag: buckets spread over the cluster). The
 script reads the server's clock (TIME), so nodes with skewed clocks still agree, and lets an idle bucket expire
 once it would be full again.
+
+Buckets are spread over every slot, so a lost or stopped shard would otherwise refuse the questions and votes of
+citizens whose buckets it holds, in town halls on healthy shards too. While a bucket's server cannot answer, the
+limit is kept in this process instead (the memory limiter): per node rather than across nodes, for the few seconds
+of a failover, which bounds abuse without stopping healthy town halls.
 """
 
 from __future__ import annotations
 
 from jansamvad.limiter.base import RateLimiter
-from jansamvad.redis_conn import RedisConn, Script
+from jansamvad.limiter.memory import MemoryRateLimiter
+from jansamvad.redis_conn import RedisConn, RedisUnavailable, Script
 from jansamvad.redis_keys import RedisKeys
 
 _HIT = Script(
@@ -39,12 +45,19 @@ class RedisRateLimiter:
     def __init__(self, conn: RedisConn, keys: RedisKeys) -> None:
         self._conn = conn.retain()
         self._keys = keys
+        self._fallback = MemoryRateLimiter()
+        self.fallbacks = 0  # hits counted in process because the bucket's server could not answer
 
     async def hit(self, key: str, rate: float, burst: int, cost: int = 1) -> int:
         bucket = self._keys.rate_bucket(key)
-        return int(await self._conn.run(_HIT, [bucket], [repr(float(rate)), int(burst), int(cost)]))
+        try:
+            return int(await self._conn.run(_HIT, [bucket], [repr(float(rate)), int(burst), int(cost)]))
+        except RedisUnavailable:
+            self.fallbacks += 1
+            return await self._fallback.hit(key, rate, burst, cost)
 
     async def close(self) -> None:
+        await self._fallback.close()
         await self._conn.close()
 
 

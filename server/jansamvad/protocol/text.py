@@ -7,10 +7,12 @@ import unicodedata
 
 # Bidirectional embeddings, overrides and isolates (U+202A-202E, U+2066-2069) and the marks U+200E/U+200F can make a
 # question render as something other than what was typed ("Trojan Source"); they are removed. ZWJ and ZWNJ
-# (U+200D, U+200C) stay right after a Devanagari character, where they choose between conjunct and half forms
-# (क्<ZWJ>ष, क्<ZWNJ>ष); anywhere else (after Latin letters, digits, emoji, at the start) they only hide one text inside
-# another, and are removed. Emoji ZWJ sequences therefore show as their separate emoji.
-_JOINERS = re.compile(r"(?<![\u0900-\u097f\ua8e0-\ua8ff])[\u200c\u200d]+|(?<=[\u200c\u200d])[\u200c\u200d]+")
+# (U+200D, U+200C) stay right after a character of an Indian script (Devanagari and its extension, and the block
+# U+0980-0DFF: Bengali, Gurmukhi, Gujarati, Odia, Tamil, Telugu, Kannada, Malayalam, Sinhala), where they choose
+# between conjunct and half forms (क्<ZWJ>ष, Bengali র<ZWJ>্য, Malayalam chillu ന്<ZWJ>); anywhere else (after Latin
+# letters, digits, emoji, at the start) they only hide one text inside another, and are removed. Emoji ZWJ sequences
+# therefore show as their separate emoji.
+_JOINERS = re.compile(r"(?<![\u0900-\u0dff\ua8e0-\ua8ff])[\u200c\u200d]+|(?<=[\u200c\u200d])[\u200c\u200d]+")
 _BIDI = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"))
 _ZERO_WIDTH_OTHER = dict.fromkeys(map(ord, "\u200b\u2060\ufeff\u00ad"))
 _SPACES = re.compile(r"[^\S\n]+")

@@ -247,6 +247,8 @@ class MemoryStore:
         poll = self._poll(th, pid)
         if _POLL_NEXT.get(poll.state) is not state:
             raise BadState(f"a {poll.state} poll cannot become {state}")
+        if state is PollState.OPEN and self._hall(th).townhall.status is Status.ENDED:
+            raise BadState("the town hall has ended")
         poll.state = state
         self._hall(th).audit.append({"ts": now_ms(), "what": f"poll_{state}", "pid": pid, "by": by})
         return poll

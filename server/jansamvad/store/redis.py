@@ -1,6 +1,8 @@
 """The Redis store: town halls, questions, decisions, votes, polls, claims, restrictions and the audit log.
 
-Each method is one command or one Lua script (store/redis_lua.py) and returns only after Redis has applied it.
+Each method is one command or one Lua script (store/redis_lua.py) and returns only after Redis has applied it, and
+with --ack-durability also after a replica or the AOF has it (`RedisConn.settle`: every write an `ack` reports on,
+including a retry that found its write already done).
 Everything that must not be half done (an idempotent ask, a moderation transition with its audit records, a vote
 counted once per user, a poll vote) is one script over keys that share the town hall's hash tag, so it runs
 atomically on one primary, also in a cluster.
@@ -209,6 +211,7 @@ class RedisStore:
         if reply[0] == b"badstate":
             raise BadState("the town hall has ended")
         townhall = _townhall(_pairs(_check(reply, f"town hall {th}")[1]))
+        await self._conn.settle(self._th(th).meta)
         if townhall.status is Status.ENDED:
             await self._conn.execute("ZREM", self._keys.open_townhalls, th)
             if self._retention_s > 0:
@@ -226,7 +229,9 @@ class RedisStore:
         keys = self._th(th)
         entry = _json({"ts": now_ms(), "what": "slow_mode", "seconds": seconds})
         reply = await self._conn.run(lua.SET_SLOW_MODE, (keys.meta, keys.audit), (seconds, entry))
-        return _townhall(_pairs(_check(reply, f"town hall {th}")[1]))
+        townhall = _townhall(_pairs(_check(reply, f"town hall {th}")[1]))
+        await self._conn.settle(keys.meta)
+        return townhall
 
     # Questions
 
@@ -281,6 +286,7 @@ class RedisStore:
             ),
         )
         _check(reply, f"town hall {th}")
+        await self._conn.settle(keys.meta)
         return _question(th, reply[1]), reply[0] == b"new"
 
     async def question_for_key(self, th: str, author: str, key: str) -> Question | None:
@@ -290,6 +296,7 @@ class RedisStore:
         )
         if _check(reply, f"town hall {th}")[0] == b"none":
             return None
+        await self._conn.settle(keys.meta)  # the caller acks it `dup`: the first attempt may not have settled
         return _question(th, reply[1])
 
     async def recent_texts(self, th: str, author: str, limit: int) -> list[str]:
@@ -350,7 +357,9 @@ class RedisStore:
         )
         if reply[0] == b"badstate":
             raise BadState(f"cannot {action} a question that is {_text(reply[1])}")
-        return _question(th, _check(reply, f"question {qid}")[1])
+        decided = _question(th, _check(reply, f"question {qid}")[1])
+        await self._conn.settle(keys.meta)
+        return decided
 
     async def upvote(self, th: str, qid: str, user: str) -> tuple[int, bool]:
         keys = self._th(th)
@@ -363,6 +372,7 @@ class RedisStore:
         if reply[0] == b"own":
             raise OwnQuestion("you cannot vote for your own question")
         _check(reply, f"question {qid}")
+        await self._conn.settle(keys.meta)
         return int(reply[1]), bool(reply[2])
 
     async def top_votes(self, th: str, limit: int) -> tuple[dict[str, int], dict[str, int]]:
@@ -386,7 +396,9 @@ class RedisStore:
             (keys.meta, keys.pseq, keys.polls),
             (keys.poll_prefix, question, _json(list(options)), len(options), now_ms(), PollState.DRAFT.value),
         )
-        return _poll(th, _check(reply, f"town hall {th}")[1])
+        poll = _poll(th, _check(reply, f"town hall {th}")[1])
+        await self._conn.settle(keys.meta)
+        return poll
 
     async def set_poll_state(self, th: str, pid: str, state: PollState, by: str) -> Poll:
         keys = self._th(th)
@@ -394,12 +406,16 @@ class RedisStore:
         entry = _json({"ts": now_ms(), "what": f"poll_{state}", "pid": pid, "by": by})
         reply = await self._conn.run(
             lua.SET_POLL_STATE,
-            (keys.poll(pid).hash, keys.audit),
-            (state.value, previous.value if previous else "", entry),
+            (keys.poll(pid).hash, keys.audit, keys.meta),
+            (state.value, previous.value if previous else "", entry, PollState.OPEN.value, Status.ENDED.value),
         )
+        if reply == [b"badstate", b"ended"]:
+            raise BadState("the town hall has ended")
         if reply[0] == b"badstate":
             raise BadState(f"a {_text(reply[1])} poll cannot become {state}")
-        return _poll(th, _check(reply, f"poll {pid}")[1])
+        poll = _poll(th, _check(reply, f"poll {pid}")[1])
+        await self._conn.settle(keys.meta)
+        return poll
 
     async def vote_poll(self, th: str, pid: str, user: str, option: int) -> tuple[int, bool]:
         poll = self._th(th).poll(pid)
@@ -407,6 +423,7 @@ class RedisStore:
         if reply[0] == b"badstate":
             raise BadState("no such option" if reply[1] == b"option" else "the poll is not open")
         _check(reply, f"poll {pid}")
+        await self._conn.settle(poll.hash)
         return int(reply[1]), bool(reply[2])
 
     async def polls(self, th: str, states: Iterable[PollState]) -> list[Poll]:
@@ -447,6 +464,7 @@ class RedisStore:
         }
         key = self._th(restriction.scope).restriction(restriction.sub)
         await self._conn.execute("SET", key, _json(record))
+        await self._conn.settle(key)
         entry = {
             "ts": restriction.ts,
             "what": str(restriction.kind),
@@ -460,6 +478,7 @@ class RedisStore:
 
     async def lift(self, scope: str, sub: str, by: str, reason: str) -> None:
         await self._conn.execute("DEL", self._th(scope).restriction(sub))
+        await self._conn.settle(self._th(scope).restriction(sub))
         await self._audit_scope(
             scope, {"ts": now_ms(), "what": "lift", "sub": sub, "by": by, "reason": reason, "scope": scope}
         )

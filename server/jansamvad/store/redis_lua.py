@@ -256,12 +256,14 @@ return {'ok', redis.call('HGETALL', key)}
 """
 )
 
-# KEYS: poll, audit. ARGV: new state, the state it must come from ('' when none), audit record.
+# KEYS: poll, audit, meta. ARGV: new state, the state it must come from ('' when none), audit record, the open state,
+# the ended status: a poll never opens in an ended town hall (checked in the same step, so it cannot race `end`).
 SET_POLL_STATE = Script(
     """
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return {'notfound'} end
 if cur ~= ARGV[2] then return {'badstate', cur} end
+if ARGV[1] == ARGV[4] and redis.call('HGET', KEYS[3], 'status') == ARGV[5] then return {'badstate', 'ended'} end
 redis.call('HSET', KEYS[1], 'state', ARGV[1])
 redis.call('RPUSH', KEYS[2], ARGV[3])
 return {'ok', redis.call('HGETALL', KEYS[1])}
@@ -277,6 +279,13 @@ if not p[1] then return {'notfound'} end
 if p[1] ~= ARGV[3] then return {'badstate', 'closed'} end
 local option = tonumber(ARGV[2])
 if option < 0 or option >= tonumber(p[2]) then return {'badstate', 'option'} end
+if redis.call('TYPE', KEYS[2])['ok'] == 'set' then
+  -- A poll opened before an upgrade keeps its voters as a set (user only): still one vote per user, though which
+  -- option counted for an earlier voter is not known, so a repeat is acked with the option it asked for.
+  if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return {'ok', option, 0} end
+  redis.call('HINCRBY', KEYS[1], 'c' .. option, 1)
+  return {'ok', option, 1}
+end
 if redis.call('HSETNX', KEYS[2], ARGV[1], option) == 0 then
   return {'ok', tonumber(redis.call('HGET', KEYS[2], ARGV[1])), 0}
 end
