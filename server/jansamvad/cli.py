@@ -174,6 +174,13 @@ def main() -> None:
     help="Joined staff sessions on the staff lane per process (outside --max-connections and the per-IP cap).",
 )
 @_opt("hello-timeout", default=10.0, show_default=True, type=click.FloatRange(0.1), help="Seconds.")
+@_opt(
+    "join-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="Seconds: a hello is answered with welcome, or closed with 1013, within this (also while Redis is hung).",
+)
 @_opt("ping-interval", default=20.0, show_default=True, type=click.FloatRange(0.1), help="Seconds.")
 @_opt("ping-timeout", default=20.0, show_default=True, type=click.FloatRange(0.1), help="Seconds.")
 @_opt(
@@ -277,6 +284,7 @@ def serve(**opts: Any) -> None:
         staff_handshakes_per_second=opts["staff_handshakes_per_second"],
         max_staff_connections=opts["max_staff_connections"],
         hello_timeout_s=opts["hello_timeout"],
+        join_timeout_s=opts["join_timeout"],
         ping_interval_s=opts["ping_interval"],
         ping_timeout_s=opts["ping_timeout"],
         drain_window_s=opts["drain_window"],

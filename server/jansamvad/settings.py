@@ -43,8 +43,9 @@ class Settings:
 
     # Sessions.
     hello_timeout_s: float = 10.0
-    # A hello is answered with welcome, or closed with 1013, within this: also while Redis is down or hung.
-    join_timeout_s: float = 5.0
+    # A hello is answered with welcome, or closed with 1013, within this: also while Redis is down or hung. Not
+    # shorter: on a node busy with a reconnect storm a healthy join can take seconds, and a 1013 brings it back.
+    join_timeout_s: float = 10.0
     http_head_timeout_s: float = 10.0  # a request head must arrive whole within this (slowloris)
     max_pings_per_s: int = 10  # WebSocket pings a client may send per second before it is closed with 4010
     ping_interval_s: float = 20.0

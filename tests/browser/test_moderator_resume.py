@@ -19,7 +19,7 @@ def test_moderator_page_resumes_the_queue_with_last_mseq(demo_server: Server, ta
     tap = WsTap()
     citizen = tabs.open("citizen")
     moderator = tabs.open("moderator")
-    moderator.route_web_socket(re.compile(r"/ws$"), tap)
+    moderator.route_web_socket(re.compile(r"/ws(\?.*)?$"), tap)  # the staff pages use /ws?lane=staff
     join_as_citizen(citizen, demo_server.links["citizen"])
     open_staff(moderator, demo_server.links["moderator"])
     queue = moderator.locator("#queue li")

@@ -230,3 +230,19 @@ async def test_unsubscribe_unknown_channel_is_harmless(parts: Parts) -> None:
 async def test_broker_is_healthy_once_started(parts: Parts) -> None:
     broker, _ = await parts.broker()
     assert broker.healthy
+
+
+async def test_moderation_stream_keyed_notices_are_once_per_key_and_replayable(parts: Parts) -> None:
+    # The node's moderation stream: `queue_add` once per question (key q:<qid>), other notices unkeyed, all replayable.
+    broker, recorder = await parts.broker()
+    await recorder.listen(broker, MOD)
+    assert await broker.publish_once(MOD, {"t": "queue_add", "q": {"qid": "q1"}}, "q:q1") == (1, False)
+    assert await broker.publish(MOD, {"t": "claim_update", "qid": "q1", "by": "m-1", "until": 1}, history=True) == 2
+    assert await broker.publish_once(MOD, {"t": "queue_add", "q": {"qid": "q1"}}, "q:q1") == (1, True)
+    assert await broker.publish_once(CH, speech(1), "q:q1") == (1, False)  # keys are per channel
+    delivered = await recorder.wait_for(MOD, 2)
+    await asyncio.sleep(0.05)
+    assert [(p.seq, p.data["t"]) for p in recorder.on(MOD)] == [(1, "queue_add"), (2, "claim_update")]
+    assert [p.seq for p in delivered] == [1, 2]
+    hist = await broker.history(MOD, 1, 100)
+    assert (hist.head, hist.complete, [p.seq for p in hist.publications]) == (2, True, [2])

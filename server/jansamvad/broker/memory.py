@@ -1,10 +1,17 @@
-"""The embedded default broker: one process, no Redis. History is a ring per channel."""
+"""The embedded default broker: one process, no Redis. History is a ring per channel.
+
+The ring keeps each publication's data as msgpack bytes, as Redis does, and decodes only what a history read returns:
+bytes are not tracked by the garbage collector, while a ring of dicts is thousands of long-lived objects that every
+full collection walks (the moderation stream adds one entry per question).
+"""
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
+
+import msgpack
 
 from jansamvad.broker.base import MEMORY_KEYS_PER_CHANNEL, Broker, BrokerEventHandler, HistoryResult, Publication
 
@@ -14,7 +21,7 @@ class _Channel:
 
     def __init__(self, size: int) -> None:
         self.head = 0
-        self.history: deque[Publication] = deque(maxlen=size)
+        self.history: deque[tuple[int, bytes]] = deque(maxlen=size)  # (seq, msgpack of the data), oldest first
         self.keys: dict[str, int] = {}  # idempotency key -> seq, oldest first
 
 
@@ -50,7 +57,7 @@ class MemoryBroker:
             seq = ch.head
         pub = Publication(channel, seq, data)
         if history:
-            ch.history.append(pub)
+            ch.history.append((seq, msgpack.packb(data if isinstance(data, dict) else dict(data), use_bin_type=True)))
         if self._handler is not None and channel in self._subscribed:
             self._handler.handle_publication(pub)
         return seq
@@ -79,11 +86,12 @@ class MemoryBroker:
         ch = self._channels.get(channel)
         if ch is None:
             return HistoryResult([], 0, since == 0)
-        pubs = [p for p in ch.history if p.seq > since]
-        oldest = ch.history[0].seq if ch.history else ch.head + 1
+        wanted = [entry for entry in ch.history if entry[0] > since]
+        oldest = ch.history[0][0] if ch.history else ch.head + 1
         complete = since >= oldest - 1
-        if len(pubs) > limit:
-            pubs, complete = (pubs[-limit:] if limit else []), False
+        if len(wanted) > limit:
+            wanted, complete = (wanted[-limit:] if limit else []), False
+        pubs = [Publication(channel, seq, msgpack.unpackb(raw, raw=False)) for seq, raw in wanted]
         return HistoryResult(pubs, ch.head, complete)
 
 

@@ -251,7 +251,8 @@ class RedisBroker:
         ok = False
         try:
             head = (await self.history(channel, 0, 0)).head
-            self._last.setdefault(channel, head)
+            if channel in self._wanted:  # not if unsubscribe() ran meanwhile: a stale start would replay old events
+                self._last.setdefault(channel, head)
             ok = True
         finally:
             held = self._recovering.pop(channel, None) or []
