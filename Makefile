@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 # What ruff checks: only the directories that exist (a fresh clone may not have every one yet).
-LINT   := $(wildcard server tests loadtest fuzzing)
+LINT   := $(wildcard server tests loadtest fuzzing infra)
 
 .PHONY: run demo test check lint format pytest fuzz rolling-restart clean
 
@@ -33,6 +33,7 @@ check: $(VENV)/.installed-dev
 	$(BIN)/ruff check $(LINT)
 	$(BIN)/ruff format --check $(LINT)
 	$(BIN)/mypy
+	$(BIN)/mypy $(wildcard infra/ci/*.py)
 
 pytest: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(ARGS)
@@ -86,3 +87,14 @@ $(VENV)/.installed-loadtest: $(VENV)/.installed pyproject.toml
 .PHONY: screenshots
 screenshots: $(VENV)/.installed-dev
 	$(BIN)/python -m tests.browser.screenshots docs/screenshots
+
+## image: the node image from Debian packages alone, no registry (docs/deploy.md, section 2): localhost/jansamvad:local
+## image-smoke: build it, start a container and check it serves a town hall end to end (what CI runs)
+.PHONY: image image-smoke
+image:
+	infra/images/make-base.sh
+	. infra/images/limits.sh && podman build --format docker "$${STACK_ULIMITS[@]}" \
+		--build-arg PYTHON_IMAGE=localhost/jansamvad-base:bookworm -f infra/docker/Dockerfile -t localhost/jansamvad:local .
+
+image-smoke: $(VENV)/.installed-dev
+	PYTHON=$(BIN)/python infra/ci/image-smoke.sh
