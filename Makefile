@@ -88,13 +88,23 @@ $(VENV)/.installed-loadtest: $(VENV)/.installed pyproject.toml
 screenshots: $(VENV)/.installed-dev
 	$(BIN)/python -m tests.browser.screenshots docs/screenshots
 
-## image: the node image from Debian packages alone, no registry (docs/deploy.md, section 2): localhost/jansamvad:local
-## image-smoke: build it, start a container and check it serves a town hall end to end (what CI runs)
-.PHONY: image image-smoke
+## image: every image from Debian packages and PyPI wheels, no registry (docs/deploy.md, section 2): the node image
+## localhost/jansamvad:local and the stack's Valkey, HAProxy and Prometheus; image-smoke: build the node image,
+## start a container and check that it serves a town hall end to end (what tests/infra/test_image.py runs)
+.PHONY: image image-smoke stack-up stack-down stack-reset
 image:
-	infra/images/make-base.sh
-	. infra/images/limits.sh && podman build --format docker "$${STACK_ULIMITS[@]}" \
-		--build-arg PYTHON_IMAGE=localhost/jansamvad-base:bookworm -f infra/docker/Dockerfile -t localhost/jansamvad:local .
+	infra/images/build.sh
 
 image-smoke: $(VENV)/.installed-dev
 	PYTHON=$(BIN)/python infra/ci/image-smoke.sh
+
+## stack-up: the compose stack (3 nodes, 6 Valkey, HAProxy with TLS, Prometheus) on this machine with podman:
+## https://localhost:8443 (docs/deploy.md, section 3); stack-down keeps the data, stack-reset deletes it
+stack-up: $(VENV)/.installed-dev
+	infra/compose/stack.sh up
+
+stack-down:
+	infra/compose/stack.sh down
+
+stack-reset:
+	infra/compose/stack.sh reset
