@@ -3,7 +3,7 @@
 The script makes the Debian base image (once per machine: it stays in podman's store), builds
 infra/docker/Dockerfile unchanged, starts a container and drives it from outside (infra/ci/smoke.py). This test
 runs it and checks that every step was seen; it skips only when no container engine is installed, and fails instead
-when JANSAMVAD_REQUIRE_ENGINE=1 (set by .ci/run once it has installed podman).
+when REQUIRE_CONTAINER_ENGINE=1 (set by .ci/run once it has installed podman).
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ def engine_missing_reason() -> str | None:
     if not missing:
         return None
     reason = f"{' and '.join(missing)} not installed (apt-get install podman runc mmdebstrap; .ci/run does)"
-    if os.environ.get("JANSAMVAD_REQUIRE_ENGINE") == "1":
-        pytest.fail(f"JANSAMVAD_REQUIRE_ENGINE=1 but {reason}")
+    if os.environ.get("REQUIRE_CONTAINER_ENGINE") == "1":
+        pytest.fail(f"REQUIRE_CONTAINER_ENGINE=1 but {reason}")
     return reason
 
 

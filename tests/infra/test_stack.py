@@ -9,7 +9,7 @@ with podman-compose under a project of its own (jansamvad-test) and free loopbac
   stopped (its replica is promoted) and started again, HAProxy restarted, while a leader speaks, citizens listen and
   ask; every speech and question the stack acknowledged must reach every listener / be in the export afterwards.
 
-Skips only when podman, mmdebstrap or podman-compose are missing (fails then under JANSAMVAD_REQUIRE_ENGINE=1,
+Skips only when podman, mmdebstrap or podman-compose are missing (fails then under REQUIRE_CONTAINER_ENGINE=1,
 which .ci/run sets once it has installed them). The stack is removed with its volumes at the end.
 """
 
@@ -26,7 +26,6 @@ import ssl
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -57,6 +56,7 @@ class Stack:
     admin_key: str
     ca: Path
     env: dict[str, str]
+    prometheus: str = ""  # http://127.0.0.1:PORT
 
     @property
     def ws_url(self) -> str:
@@ -95,8 +95,8 @@ def missing_engine() -> str | None:
     if not missing:
         return None
     reason = f"{', '.join(missing)} not installed (.ci/run installs podman, runc, mmdebstrap)"
-    if os.environ.get("JANSAMVAD_REQUIRE_ENGINE") == "1":
-        pytest.fail(f"JANSAMVAD_REQUIRE_ENGINE=1 but {reason}")
+    if os.environ.get("REQUIRE_CONTAINER_ENGINE") == "1":
+        pytest.fail(f"REQUIRE_CONTAINER_ENGINE=1 but {reason}")
     return reason
 
 
@@ -147,7 +147,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         up = stack_sh("up", timeout=900)
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
-        yield Stack(f"https://localhost:{https}", admin_key, COMPOSE / "certs" / "ca.pem", env)
+        yield Stack(
+            f"https://localhost:{https}", admin_key, COMPOSE / "certs" / "ca.pem", env, f"http://127.0.0.1:{prom}"
+        )
     finally:
         down = stack_sh("reset", timeout=300)
         assert down.returncode == 0, down.stderr[-2000:]
@@ -174,6 +176,20 @@ def test_stack_serves_a_locust_townhall_through_haproxy_without_loss(stack: Stac
     assert re.search(r"\[ok\] duplicate stream events: 0 ", summary), summary
     assert re.search(r"speech delivery +p50 .* \((\d+) samples\)", summary), summary
     assert "RESULT: PASS" in summary
+
+
+@pytest.mark.timeout(1200)
+def test_stack_prometheus_scrapes_every_node_and_haproxy(stack: Stack) -> None:
+    deadline = time.monotonic() + 60  # the first scrape comes within one interval (5 s) of the start
+    health: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(stack.prometheus + "/api/v1/targets", timeout=10) as response:
+            targets = json.loads(response.read())["data"]["activeTargets"]
+        health = {t["labels"]["instance"]: t["health"] for t in targets}
+        if health == {"node1": "up", "node2": "up", "node3": "up", "haproxy:8404": "up"}:
+            return
+        time.sleep(2)
+    raise AssertionError(f"Prometheus targets: {health}")
 
 
 # --- Faults ------------------------------------------------------------------------------------------------------
