@@ -144,6 +144,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )
 
     stack_sh("reset", timeout=180)  # leftovers of an interrupted run
+    # compose.yaml fixes the network's subnet (HAProxy's and Valkey's addresses), so a stack of another project
+    # (`make stack-up`) holds it: say so rather than fail somewhere in podman.
+    for network in podman("network", "ls", "--format", "{{.Name}}").stdout.split():
+        subnets = podman("network", "inspect", network, "--format", "{{range .Subnets}}{{.Subnet}} {{end}}").stdout
+        if "172.30.89.0/24" in subnets.split():
+            pytest.fail(f"network {network} holds the stack's subnet: stop that stack first (make stack-down)")
     try:
         up = stack_sh("up", timeout=900)
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
