@@ -144,6 +144,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )
 
     stack_sh("reset", timeout=180)  # leftovers of an interrupted run
+    volumes_before = set(podman("volume", "ls", "--quiet").stdout.split())
     # compose.yaml fixes the network's subnet (HAProxy's and Valkey's addresses), so a stack of another project
     # (`make stack-up`) holds it: say so rather than fail somewhere in podman.
     for network in podman("network", "ls", "--format", "{{.Name}}").stdout.split():
@@ -161,6 +162,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         assert down.returncode == 0, down.stderr[-2000:]
         left = podman("ps", "-a", "--filter", f"label=io.podman.compose.project={PROJECT}", "--format", "{{.Names}}")
         assert not left.stdout.strip(), f"containers left behind: {left.stdout}"
+        volumes_left = set(podman("volume", "ls", "--quiet").stdout.split()) - volumes_before
+        assert not volumes_left, f"volumes left behind: {volumes_left}"
 
 
 @pytest.mark.timeout(1200)
