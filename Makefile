@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 # What ruff checks: only the directories that exist (a fresh clone may not have every one yet).
-LINT   := $(wildcard server tests loadtest fuzzing)
+LINT   := $(wildcard server tests loadtest fuzzing infra)
 
 .PHONY: run demo test check lint format pytest fuzz rolling-restart clean
 
@@ -33,6 +33,7 @@ check: $(VENV)/.installed-dev
 	$(BIN)/ruff check $(LINT)
 	$(BIN)/ruff format --check $(LINT)
 	$(BIN)/mypy
+	$(BIN)/mypy $(wildcard infra/ci/*.py)
 
 pytest: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(ARGS)
@@ -86,3 +87,24 @@ $(VENV)/.installed-loadtest: $(VENV)/.installed pyproject.toml
 .PHONY: screenshots
 screenshots: $(VENV)/.installed-dev
 	$(BIN)/python -m tests.browser.screenshots docs/screenshots
+
+## image: every image from Debian packages and PyPI wheels, no registry (docs/deploy.md, section 2): the node image
+## localhost/jansamvad:local and the stack's Valkey, HAProxy and Prometheus; image-smoke: build the node image,
+## start a container and check that it serves a town hall end to end (what tests/infra/test_image.py runs)
+.PHONY: image image-smoke stack-up stack-down stack-reset
+image:
+	infra/images/build.sh
+
+image-smoke: $(VENV)/.installed-dev
+	PYTHON=$(BIN)/python infra/ci/image-smoke.sh
+
+## stack-up: the compose stack (3 nodes, 6 Valkey, HAProxy with TLS, Prometheus) on this machine with podman:
+## https://localhost:8443 (docs/deploy.md, section 3); stack-down keeps the data, stack-reset deletes it
+stack-up: $(VENV)/.installed-dev
+	infra/compose/stack.sh up
+
+stack-down:
+	infra/compose/stack.sh down
+
+stack-reset:
+	infra/compose/stack.sh reset

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import random
 import time
 import weakref
@@ -97,6 +98,11 @@ class WsUser(HttpUser):
         self.scenario = scenarios.get(getattr(options, "scenario", "townhall"))
         self.th: str = getattr(options, "th", "") or ""
         self.url = ws_url(self.host or "")
+        # locust's HTTP client trusts certifi's bundle only, not REQUESTS_CA_BUNDLE as requests itself would; honour
+        # it, so a deployment with a private CA (infra/compose/certs/ca.pem) can be load-tested over https.
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE")
+        if bundle:
+            self.client.verify = bundle
         self.source_ip: str | None = None
         self.session = self.new_session()
         self.token = self.staff_token()

@@ -103,7 +103,7 @@ def make_cert(tmp_path: Path) -> Path:
 
 def haproxy_check(config: Path, cert: Path) -> subprocess.CompletedProcess[str]:
     haproxy = need("haproxy", "Debian package haproxy; .ci/run installs it")
-    env = {**os.environ, "TLS_CERT_FILE": str(cert)}
+    env = {**os.environ, "TLS_CERT_FILE": str(cert), "HAPROXY_MAXCONN": "200000"}  # compose's production values
     return subprocess.run(
         [haproxy, "-c", "-f", str(config)], capture_output=True, text=True, env=env, timeout=30, check=False
     )
@@ -168,7 +168,7 @@ def local_haproxy_config(backends: list[int], https: int, http: int, stats: int)
     text = sub(r"^    bind :8404$", f"    bind 127.0.0.1:{stats}", text)
     text = sub(r":8443%\[", f":{https}%[", text)
     # The compose container gets a million descriptors; a CI shell may have far fewer.
-    text = sub(r"^    maxconn 200000$", "    maxconn 1000", text)
+    text = sub(r'^    maxconn "\$\{HAPROXY_MAXCONN\}"$', "    maxconn 1000", text)
     return text
 
 
@@ -560,6 +560,49 @@ def test_cluster_init_forms_three_primaries_with_a_replica_each_once(
 
     again = init()
     assert again.returncode == 0 and "cluster already formed" in again.stdout, again.stdout + again.stderr
+
+
+@pytest.mark.redis
+@pytest.mark.timeout(90)
+def test_cluster_init_waits_for_a_restarted_cluster_instead_of_forming_a_new_one(
+    tmp_path: Path, start_valkey: Callable[..., tuple[int, redis.Redis]]
+) -> None:
+    """After `stack-down` / `stack-up` the nodes read nodes.conf and know their peers, but report cluster_state:fail
+    until they have found each other again. `--cluster create` then fails ("Node ... is not empty"), and the whole
+    stack with it; the script must wait instead."""
+    cli = shutil.which("valkey-cli") or shutil.which("redis-cli")
+    if cli is None:
+        pytest.skip("no valkey-cli or redis-cli (Debian package redis-tools; .ci/run installs it)")
+    shim = tmp_path / "bin" / "valkey-cli"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\nexec "{cli}" "$@"\n', encoding="utf-8")
+    shim.chmod(0o755)
+    (port0, node0), (port1, _) = (start_valkey(COMPOSE / "valkey" / "valkey.conf") for _ in range(2))
+    # A cluster that is not whole yet: two nodes that know each other, no slots served.
+    node0.execute_command("CLUSTER", "MEET", "127.0.0.1", str(port1))
+    deadline = time.monotonic() + 10
+    while node0.info("cluster") and "cluster_known_nodes:2" not in node0.execute_command("CLUSTER", "INFO"):
+        assert time.monotonic() < deadline, "the nodes did not meet"
+        time.sleep(0.1)
+    env = {
+        **os.environ,
+        "PATH": f"{shim.parent}:{os.environ['PATH']}",
+        "VALKEY_NODES": f"127.0.0.1:{port0} 127.0.0.1:{port1}",
+    }
+    script = COMPOSE / "valkey" / "cluster-init.sh"
+    with subprocess.Popen(
+        ["sh", str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            first = proc.stdout.readline()
+            assert "waiting until it is whole again" in first, first + proc.stdout.read()
+            assert proc.poll() is None, "the script must wait for the cluster, not give up"
+            node0.execute_command("CLUSTER", "ADDSLOTSRANGE", "0", "16383")  # the cluster is whole again
+            assert proc.wait(timeout=30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
 
 
 # --- Every JANSAMVAD_* name is a real setting --------------------------------------------------------------------

@@ -21,6 +21,17 @@ if valkey-cli -h "$host" -p "$port" cluster info | grep -q '^cluster_state:ok'; 
     valkey-cli -h "$host" -p "$port" cluster nodes
     exit 0
 fi
+# A restarted cluster (nodes.conf on the data volumes) knows its peers but reports cluster_state:fail for the few
+# seconds its nodes need to find each other again; `--cluster create` would then refuse the non-empty nodes. Wait.
+known=$(valkey-cli -h "$host" -p "$port" cluster info | tr -d '\r' | sed -n 's/^cluster_known_nodes://p')
+if [ "${known:-1}" -gt 1 ]; then
+    echo "cluster exists ($known nodes known); waiting until it is whole again"
+    until valkey-cli -h "$host" -p "$port" cluster info | grep -q '^cluster_state:ok'; do
+        sleep 1
+    done
+    valkey-cli -h "$host" -p "$port" cluster nodes
+    exit 0
+fi
 
 # shellcheck disable=SC2086  # one argument per node
 valkey-cli --cluster create $NODES --cluster-replicas 1 --cluster-yes
