@@ -12,7 +12,7 @@ import pytest
 
 from jansamvad.protocol.roles import Role
 from jansamvad.regions import read_csv
-from jansamvad.rollup.tally import UnitTally, roll_up
+from jansamvad.rollup.tally import UnitTally, path_in
 from jansamvad.server import RunningServer
 from tests.helpers import ADMIN_KEY, joined, make_hall
 
@@ -30,45 +30,51 @@ D2-B1,D2,booth,बूथ 2,Booth 2
 )
 
 
+def leaf(code: str) -> tuple[str, ...]:
+    return (code,)
+
+
 def test_rollup_tally_writes_only_the_units_that_changed() -> None:
     tally = UnitTally()
     tally.join("th", "B1")
     tally.join("th", "B1")
     tally.join("th", "")
-    assert tally.take("th") == ({"B1": 2, "unknown": 1}, {"joins": {"B1": 2, "unknown": 1}}, True)
-    assert tally.take("th") == ({}, {}, False)  # nothing changed: the write only renews the report
+    assert tally.take("th", leaf) == ({"B1": 2, "unknown": 1}, {"joins": {"B1": 2, "unknown": 1}}, True)
+    assert tally.take("th", leaf) == ({}, {}, False)  # nothing changed: the write only renews the report
     tally.leave("th", "B1")
     tally.count("th", "asked", "B1")
-    assert tally.take("th") == ({"B1": 1}, {"asked": {"B1": 1}}, False)
+    assert tally.take("th", leaf) == ({"B1": 1}, {"asked": {"B1": 1}}, False)
     tally.leave("th", "B1")
     tally.leave("th", "")
-    assert tally.take("th") == ({"B1": 0, "unknown": 0}, {}, False)
+    tally.leave("th", "B1")  # a leave without a join (never happens) changes nothing
+    assert tally.take("th", leaf) == ({"B1": 0, "unknown": 0}, {}, False)
     assert tally.pending() == set()  # nobody left: no more writes; the report expires
 
 
+def test_rollup_tally_sums_every_unit_up_the_tree() -> None:
+    tally, path_of = UnitTally(), path_in(TREE)
+    for unit in ("D1-B1", "D1-B1", "D2", "", "GONE"):
+        tally.join("th", unit)
+    tally.count("th", "asked", "D1-B1")
+    viewers, activity, full = tally.take("th", path_of)
+    assert full and viewers == {"S1": 3, "D1": 2, "D1-B1": 2, "D2": 1, "unknown": 1, "GONE": 1}
+    assert activity["asked"] == {"S1": 1, "D1": 1, "D1-B1": 1}
+    tally.leave("th", "D1-B1")
+    # A unit leaves along the path it joined by, even under a tree that no longer has it.
+    assert tally.take("th", path_in(None)) == ({"S1": 2, "D1": 1, "D1-B1": 1}, {}, False)
+
+
 def test_rollup_tally_after_a_failed_or_forgotten_write_sends_everything_again() -> None:
-    tally = UnitTally()
-    tally.join("th", "B1")
-    tally.take("th")
-    tally.join("th", "B2")
-    viewers, activity, full = tally.take("th")
+    tally, path_of = UnitTally(), path_in(TREE)
+    tally.join("th", "D1-B1")
+    tally.take("th", path_of)
+    tally.join("th", "D2-B1")
+    viewers, activity, full = tally.take("th", path_of)
     tally.failed("th", activity)
-    assert tally.take("th") == ({"B1": 1, "B2": 1}, {"joins": {"B2": 1}}, True)
+    everyone = {"S1": 2, "D1": 1, "D1-B1": 1, "D2": 1, "D2-B1": 1}
+    assert tally.take("th", path_of) == (everyone, {"joins": {"S1": 1, "D2": 1, "D2-B1": 1}}, True)
     tally.forgotten("th")
-    assert tally.take("th") == ({"B1": 1, "B2": 1}, {}, True)
-
-
-def test_rollup_roll_up_sums_every_unit_with_its_subtree() -> None:
-    leaves = {"D1-B1": {"viewers": 2, "asked": 1}, "D2": {"viewers": 1}, "unknown": {"viewers": 5}}
-    leaves["GONE"] = {"joins": 1}
-    assert roll_up(TREE, leaves) == {
-        "S1": {"viewers": 3, "asked": 1},
-        "D1": {"viewers": 2, "asked": 1},
-        "D1-B1": {"viewers": 2, "asked": 1},
-        "D2": {"viewers": 1},
-        "unknown": {"viewers": 5},
-        "GONE": {"joins": 1},  # a unit of a replaced tree keeps its counts, under its own code
-    }
+    assert tally.take("th", path_of) == (everyone, {}, True)
 
 
 async def call(server: RunningServer, path: str, headers: dict[str, str] | None = None) -> httpx.Response:

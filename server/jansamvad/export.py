@@ -119,14 +119,29 @@ async def build_unit_export(
         row["asked"] += 1
         row[q.state.value] += 1
         row["decisions"] += len(q.decisions)
-    for code, counts in (await rollup.read(th)).items():
-        row = rows[_unit_at(tree, code, depth)]
-        for counter, n in counts.items():
-            if counter in ("joins", "viewers", "reactions", "votes"):
-                row[counter] += n
-            elif counter.startswith("poll:"):  # poll:<pid>:<option>
-                row["polls"][counter[5:]] = row["polls"].get(counter[5:], 0) + n
     polls = await store.polls(th, list(PollState))
+    poll_counters = [f"poll:{p.pid}:{i}" for p in polls for i in range(len(p.options))]
+    counters = ("joins", "viewers", "reactions", "votes", *poll_counters)
+    roots = [u.code for u in tree.units.values() if not u.parent]
+    counts = await rollup.read(th, [*(u.code for u in units), *roots, OTHER_UNIT], counters)
+
+    def add(row: dict[str, Any], code: str, sign: int) -> None:
+        for counter, n in counts.get(code, {}).items():
+            if counter.startswith("poll:"):  # poll:<pid>:<option>
+                key = counter[5:]
+                row["polls"][key] = row["polls"].get(key, 0) + sign * n
+            else:
+                row[counter] += sign * n
+
+    # The nodes summed every unit up the tree: a level's rows are read as they are, and the rest (no unit, or a unit
+    # above the level) is the whole town hall's count (the roots and `unknown`) less the level's rows.
+    other = rows[OTHER_UNIT]
+    for unit in units:
+        add(rows[unit.code], unit.code, 1)
+        add(other, unit.code, -1)
+    for code in (*roots, OTHER_UNIT):
+        add(other, code, 1)
+    other["polls"] = {key: n for key, n in other["polls"].items() if n}
     return {
         "townhall": townhall.admin(),
         "by": level,

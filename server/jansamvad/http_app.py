@@ -29,7 +29,7 @@ from jansamvad.node import Node
 from jansamvad.protocol.roles import Role
 from jansamvad.protocol.text import clean_text
 from jansamvad.regions import RegionTree
-from jansamvad.regions_http import RegionDirectory, region_routes, valid_unit_code
+from jansamvad.regions_http import region_routes, valid_unit_code
 from jansamvad.rollup.view import rollup_view
 from jansamvad.store.base import BadState, LimitReached, NotFound
 
@@ -109,7 +109,7 @@ def create_health_app(node: Node) -> Starlette:
 def create_app(node: Node) -> Starlette:
     settings = node.settings
     admin_key = settings.admin_key.encode()
-    regions = RegionDirectory(node.store)
+    regions = node.regions
 
     def client_ip(request: Request) -> str:
         return node.client_ip(request.client.host if request.client else "", request.headers.getlist("x-forwarded-for"))

@@ -34,9 +34,10 @@ from jansamvad.presence.base import Audience, PresenceManager
 from jansamvad.protocol.codec import PING_FRAME
 from jansamvad.protocol.codes import CloseCode
 from jansamvad.protocol.roles import STAFF, Role
+from jansamvad.regions_http import RegionDirectory
 from jansamvad.rollup.base import Rollup
 from jansamvad.rollup.memory import MemoryRollup
-from jansamvad.rollup.tally import UnitTally
+from jansamvad.rollup.tally import UnitTally, path_in
 from jansamvad.settings import Settings
 from jansamvad.store.base import BadState, Store
 
@@ -96,6 +97,7 @@ class Node:
         # The live roll-up by region unit: counted here at join, leave and activity, written once per tick.
         self.rollup: Rollup = rollup or MemoryRollup()
         self.tally = UnitTally()
+        self.regions = RegionDirectory(store)  # the region tree, for the roll-up and the HTTP routes
         self.policy = Policy.load(settings.moderation_dir)
         self._groupers: dict[str, tuple[QuestionGrouper, float]] = {}  # th -> (grouper, loaded at)
         self._trusted = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
@@ -639,8 +641,14 @@ class Node:
             await self.rollup_once()
 
     async def rollup_once(self) -> None:
+        try:
+            index = await self.regions.index()
+        except OSError:  # no copy of the tree yet and the store is unreachable: units count under their own code
+            index = None
+        path_of = path_in(index.tree if index is not None else None)
+
         async def write(th: str) -> None:
-            viewers, activity, full = self.tally.take(th)
+            viewers, activity, full = self.tally.take(th, path_of)
             try:
                 if not await self.rollup.write(self.node_id, th, viewers, activity, full=full):
                     self.tally.forgotten(th)  # taken for dead meanwhile: its viewers go again whole next tick

@@ -11,6 +11,8 @@ from tests.contract.conftest import Backend, Parts
 
 pytestmark = pytest.mark.anyio
 
+UNITS = ("B1", "B2", "B3", "B9", "unknown")  # every unit these tests write
+
 
 async def test_rollup_viewers_sum_over_nodes_and_activity_adds_up(parts: Parts) -> None:
     rollup = parts.rollup()
@@ -18,13 +20,13 @@ async def test_rollup_viewers_sum_over_nodes_and_activity_adds_up(parts: Parts) 
     activity = {"asked": {"B1": 1}, "reactions": {"B2": 7}}
     await rollup.write("node-b", "th1", {"B1": 2, "unknown": 4}, activity, full=True)
     await rollup.write("node-a", "th2", {"B9": 5}, {}, full=True)
-    assert await rollup.read("th1") == {
+    assert await rollup.read("th1", UNITS) == {
         "B1": {"viewers": 5, "asked": 3},
         "B2": {"viewers": 1, "reactions": 7},
         "unknown": {"viewers": 4},
     }
-    assert await rollup.read("th2") == {"B9": {"viewers": 5}}
-    assert await rollup.read("nobody") == {}
+    assert await rollup.read("th2", UNITS) == {"B9": {"viewers": 5}}
+    assert await rollup.read("nobody", UNITS) == {}
 
 
 async def test_rollup_viewers_are_absolute_so_a_repeated_write_changes_nothing(parts: Parts) -> None:
@@ -32,9 +34,9 @@ async def test_rollup_viewers_are_absolute_so_a_repeated_write_changes_nothing(p
     assert await rollup.write("node-a", "th1", {"B1": 3}, {}, full=True)
     assert await rollup.write("node-a", "th1", {"B1": 3}, {}, full=False)
     assert await rollup.write("node-a", "th1", {"B1": 1, "B2": 2}, {}, full=False)
-    assert await rollup.read("th1") == {"B1": {"viewers": 1}, "B2": {"viewers": 2}}
+    assert await rollup.read("th1", UNITS) == {"B1": {"viewers": 1}, "B2": {"viewers": 2}}
     await rollup.write("node-a", "th1", {"B1": 0}, {}, full=False)  # the last one there left
-    assert await rollup.read("th1") == {"B2": {"viewers": 2}}
+    assert await rollup.read("th1", UNITS) == {"B2": {"viewers": 2}}
 
 
 async def test_rollup_full_write_replaces_the_node_share(parts: Parts) -> None:
@@ -42,7 +44,7 @@ async def test_rollup_full_write_replaces_the_node_share(parts: Parts) -> None:
     await rollup.write("node-a", "th1", {"B1": 3, "B2": 2}, {}, full=True)
     await rollup.write("node-b", "th1", {"B1": 1}, {}, full=True)
     await rollup.write("node-a", "th1", {"B3": 1}, {}, full=True)
-    assert await rollup.read("th1") == {"B1": {"viewers": 1}, "B3": {"viewers": 1}}
+    assert await rollup.read("th1", UNITS) == {"B1": {"viewers": 1}, "B3": {"viewers": 1}}
 
 
 async def test_rollup_concurrent_nodes_all_count(parts: Parts) -> None:
@@ -50,7 +52,21 @@ async def test_rollup_concurrent_nodes_all_count(parts: Parts) -> None:
     await asyncio.gather(
         *(rollup.write(f"node-{i}", "th1", {"B1": i, "B2": 1}, {"votes": {"B1": 1}}, full=True) for i in range(20))
     )
-    assert await rollup.read("th1") == {"B1": {"viewers": sum(range(20)), "votes": 20}, "B2": {"viewers": 20}}
+    assert await rollup.read("th1", UNITS) == {"B1": {"viewers": sum(range(20)), "votes": 20}, "B2": {"viewers": 20}}
+
+
+async def test_rollup_read_gives_only_the_units_and_counters_asked_for(parts: Parts) -> None:
+    rollup = parts.rollup()
+    await rollup.write("node-a", "th1", {"B1": 3, "B2": 1}, {"asked": {"B1": 2}, "poll:p1:0": {"B2": 4}}, full=True)
+    assert await rollup.read("th1", ["B2", "B7"]) == {"B2": {"viewers": 1}}
+    assert await rollup.read("th1", ["B1", "B2"], ["asked", "poll:p1:0"]) == {
+        "B1": {"asked": 2},
+        "B2": {"poll:p1:0": 4},
+    }
+    many = [f"U{i}" for i in range(2500)]  # more than one slice of HMGET
+    await rollup.write("node-a", "th2", dict.fromkeys(many, 1), {"votes": dict.fromkeys(many, 2)}, full=True)
+    read = await rollup.read("th2", many)
+    assert len(read) == 2500 and read["U2499"] == {"viewers": 1, "votes": 2}
 
 
 async def test_rollup_dead_node_viewers_vanish_and_activity_stays(parts: Parts, backend: Backend) -> None:
@@ -59,18 +75,18 @@ async def test_rollup_dead_node_viewers_vanish_and_activity_stays(parts: Parts, 
     alive, doomed = parts.rollup(ttl_s=0.3), parts.rollup(ttl_s=0.3)
     await alive.write("node-alive", "th1", {"B1": 4}, {}, full=True)
     await doomed.write("node-doomed", "th1", {"B1": 6, "B2": 1}, {"asked": {"B2": 1}}, full=True)
-    assert await alive.read("th1") == {"B1": {"viewers": 10}, "B2": {"viewers": 1, "asked": 1}}
+    assert await alive.read("th1", UNITS) == {"B1": {"viewers": 10}, "B2": {"viewers": 1, "asked": 1}}
     deadline = asyncio.get_running_loop().time() + 3
     while True:
         await alive.write("node-alive", "th1", {}, {}, full=False)  # the living node renews its report every tick
-        if await alive.read("th1") == {"B1": {"viewers": 4}, "B2": {"asked": 1}}:
+        if await alive.read("th1", UNITS) == {"B1": {"viewers": 4}, "B2": {"asked": 1}}:
             break
-        assert asyncio.get_running_loop().time() < deadline, await alive.read("th1")
+        assert asyncio.get_running_loop().time() < deadline, await alive.read("th1", UNITS)
         await asyncio.sleep(0.1)
     # The doomed node comes back: its changes-only write is refused, so it sends everything again.
     assert not await doomed.write("node-doomed", "th1", {"B2": 0}, {}, full=False)
     assert await doomed.write("node-doomed", "th1", {"B1": 5}, {}, full=True)
-    assert await alive.read("th1") == {"B1": {"viewers": 9}, "B2": {"asked": 1}}
+    assert await alive.read("th1", UNITS) == {"B1": {"viewers": 9}, "B2": {"asked": 1}}
 
 
 async def test_rollup_close_withdraws_the_node_viewers(parts: Parts, backend: Backend) -> None:
@@ -80,7 +96,7 @@ async def test_rollup_close_withdraws_the_node_viewers(parts: Parts, backend: Ba
     await leaving.write("node-a", "th1", {"B1": 2}, {"joins": {"B1": 2}}, full=True)
     await staying.write("node-b", "th1", {"B1": 1}, {}, full=True)
     await leaving.close()
-    assert await staying.read("th1") == {"B1": {"viewers": 1, "joins": 2}}
+    assert await staying.read("th1", UNITS) == {"B1": {"viewers": 1, "joins": 2}}
 
 
 async def test_store_question_keeps_the_askers_unit(parts: Parts) -> None:

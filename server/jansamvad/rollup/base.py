@@ -1,5 +1,6 @@
-"""The Rollup interface: nodes write what changed per region unit once per aggregates tick; the dashboard reads one
-town hall's leaf counts and sums them up the tree itself (rollup/tally.py), so the write side stays cheap.
+"""The Rollup interface: nodes write what changed per region unit once per aggregates tick, each unit's counts already
+summed up its ancestors by the node (rollup/tally.py); the dashboard reads only the units it shows (a unit and its
+children), so a read costs the size of one screen, not of the tree.
 
 Viewers are a node's own citizens per unit, sent as absolute numbers for the units that changed: a node that dies
 stops renewing its report and its viewers drop out of the totals (like presence). The activity counters (asked,
@@ -8,7 +9,7 @@ approved, reactions, votes) are cumulative per town hall: a question asked stays
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 UNKNOWN_UNIT = "unknown"  # where citizens without a unit in their token (no `ru`) are counted
@@ -36,8 +37,9 @@ class Rollup(Protocol):
         sends all of them again (`full`) next time."""
         ...
 
-    async def read(self, th: str) -> UnitCounts:
-        """The town hall's counts per unit: viewers summed over the live nodes, activity since the start."""
+    async def read(self, th: str, codes: Iterable[str], counters: Iterable[str] = COUNTERS) -> UnitCounts:
+        """The counts of these units (each with its subtree): viewers summed over the live nodes, activity since the
+        start. Units and counters with nothing counted are left out."""
         ...
 
     async def close(self) -> None: ...

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
-from jansamvad.rollup.base import Rollup, UnitCounts
+from jansamvad.rollup.base import COUNTERS, Rollup, UnitCounts
 
 
 class MemoryRollup:
@@ -38,12 +38,20 @@ class MemoryRollup:
                 counts[counter] = counts.get(counter, 0) + n
         return known or full
 
-    async def read(self, th: str) -> UnitCounts:
-        out: UnitCounts = {unit: dict(counts) for unit, counts in self._activity.get(th, {}).items()}
-        for mine in self._viewers.get(th, {}).values():
-            for unit, n in mine.items():
-                counts = out.setdefault(unit, {})
-                counts["viewers"] = counts.get("viewers", 0) + n
+    async def read(self, th: str, codes: Iterable[str], counters: Iterable[str] = COUNTERS) -> UnitCounts:
+        wanted, named = set(codes), set(counters)
+        out: UnitCounts = {}
+        for unit, counts in self._activity.get(th, {}).items():
+            if unit in wanted:
+                picked = {counter: n for counter, n in counts.items() if counter in named and n}
+                if picked:
+                    out[unit] = picked
+        if "viewers" in named:
+            for mine in self._viewers.get(th, {}).values():
+                for unit, n in mine.items():
+                    if unit in wanted:
+                        counts = out.setdefault(unit, {})
+                        counts["viewers"] = counts.get("viewers", 0) + n
         return out
 
     async def close(self) -> None:

@@ -1,22 +1,24 @@
 """The roll-up in Redis: per town hall, one hash of viewers per unit summed over the nodes, one hash per node with its
 own share, a sorted set of when each node's report expires, and one hash of activity counters.
 
-A write is one script per town hall per tick, with only the units that changed: it turns the node's absolute counts
+A write is one script per town hall per tick, with only the units that changed (each with its ancestors: the node
+sums up the tree before it writes): it turns the node's absolute counts
 into increments of the summed hash (so a repeated write changes nothing), adds the activity increments and renews the
 node's report. A node that stops writing (it died, or lost Redis) is removed by the next write or read `ttl_s` later:
-its share is subtracted from the sum and its hash deleted, so a dead node's viewers never stick. Reads are one script
-returning two hashes, whatever the number of nodes. All keys share the town hall's hash tag (one slot in a cluster).
+its share is subtracted from the sum and its hash deleted, so a dead node's viewers never stick. A read is one script
+that fetches only the units asked for (HMGET), whatever the number of nodes and units. All keys share the town
+hall's hash tag (one slot in a cluster).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from jansamvad.redis_conn import RedisConn, Script
 from jansamvad.redis_keys import RedisKeys
-from jansamvad.rollup.base import Rollup, UnitCounts
+from jansamvad.rollup.base import COUNTERS, Rollup, UnitCounts
 
 log = logging.getLogger("jansamvad.rollup.redis")
 
@@ -67,9 +69,23 @@ return 0
 """
 )
 
-# KEYS: summed viewers, expiry, activity. ARGV: node hash prefix. Returns {viewers, activity} as flat hashes.
+# KEYS: summed viewers, expiry, activity. ARGV: node hash prefix, number of units, the units, then activity fields.
+# Returns {viewers of the units, values of the fields} (HMGET in slices: Lua's unpack has a limit).
 _READ = Script(
-    "local prefix = ARGV[1]\n" + _REAP + "return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[3])}\n"
+    "local prefix = ARGV[1]\n"
+    + _REAP
+    + """
+local function hmget(key, first, last)
+  local out = {}
+  for i = first, last, 1000 do
+    local values = redis.call('HMGET', key, unpack(ARGV, i, math.min(i + 999, last)))
+    for _, v in ipairs(values) do out[#out + 1] = v end
+  end
+  return out
+end
+local n = tonumber(ARGV[2])
+return {hmget(KEYS[1], 3, 2 + n), hmget(KEYS[3], 3 + n, #ARGV)}
+"""
 )
 
 # KEYS: summed viewers, expiry, this node's hash. ARGV: node hash prefix, node id. A node leaving cleanly.
@@ -111,17 +127,21 @@ class RedisRollup:
         self._written.add((node_id, th))
         return bool(await self._conn.run(_WRITE, script_keys, args))
 
-    async def read(self, th: str) -> UnitCounts:
+    async def read(self, th: str, codes: Iterable[str], counters: Iterable[str] = COUNTERS) -> UnitCounts:
         keys = self._keys.townhall(th)
-        viewers, activity = await self._conn.run(
-            _READ, (keys.rollup_viewers, keys.rollup_nodes, keys.rollup_activity), (keys.rollup_node_prefix,)
-        )
+        units, named = list(dict.fromkeys(codes)), tuple(counters)
+        activity = [(counter, unit) for counter in named if counter != "viewers" for unit in units]
+        viewers = "viewers" in named
+        args: list[str | int] = [keys.rollup_node_prefix, len(units), *units, *(f"{c}|{u}" for c, u in activity)]
+        seen, done = await self._conn.run(_READ, (keys.rollup_viewers, keys.rollup_nodes, keys.rollup_activity), args)
         out: UnitCounts = {}
-        for i in range(0, len(activity), 2):
-            counter, _, unit = _text(activity[i]).partition("|")
-            out.setdefault(unit, {})[counter] = int(activity[i + 1])
-        for i in range(0, len(viewers), 2):
-            out.setdefault(_text(viewers[i]), {})["viewers"] = int(viewers[i + 1])
+        for (counter, unit), value in zip(activity, done, strict=True):
+            if value is not None and int(value):
+                out.setdefault(unit, {})[counter] = int(value)
+        if viewers:
+            for unit, value in zip(units, seen, strict=True):
+                if value is not None and int(value):
+                    out.setdefault(unit, {})["viewers"] = int(value)
         return out
 
     async def _withdraw(self, node_id: str, th: str) -> None:

@@ -1,5 +1,6 @@
 """The war room's roll-up view of one town hall at one unit: the unit's counts, its children's counts (to sort and
-draw as bars) and the top questions of each child, read as one hash of leaf counts and summed up the tree here."""
+draw as bars) and the top questions of each child. One read of just those units (the nodes summed the tree when
+they wrote), whatever the size of the tree."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ from typing import Any
 
 from jansamvad.models import PUBLIC_STATES, Question
 from jansamvad.regions import RegionTree, Unit
-from jansamvad.rollup.base import Rollup
-from jansamvad.rollup.tally import roll_up, zero_filled
+from jansamvad.rollup.base import COUNTERS, UNKNOWN_UNIT, Rollup
+from jansamvad.rollup.tally import path_in
 from jansamvad.store.base import Store
 
 TOP_QUESTIONS = 3  # per child row
 TOP_QUESTIONS_HERE = 10  # for the unit (or the whole town hall) itself
+
+
+def zero_filled(counts: dict[str, int]) -> dict[str, int]:
+    return {counter: counts.get(counter, 0) for counter in COUNTERS}
 
 
 def _unit_json(tree: RegionTree, unit: Unit) -> dict[str, str]:
@@ -38,59 +43,53 @@ def _top(questions: list[Question], limit: int) -> list[dict[str, Any]]:
 async def rollup_view(
     rollup: Rollup, store: Store, th: str, tree: RegionTree | None, unit: Unit | None
 ) -> dict[str, Any]:
-    """`unit` None: the whole town hall, whose rows are the tree's roots and the units it does not know (`unknown`:
-    citizens who joined without a unit)."""
-    leaves = await rollup.read(th)
-    rolled = roll_up(tree, leaves)
-    questions = await store.questions(th, PUBLIC_STATES)
+    """`unit` None: the whole town hall, whose rows are the tree's roots and `unknown` (citizens who joined without
+    a unit)."""
     if unit is not None and tree is not None:
-        here = rolled.get(unit.code, {})
         child_units = [tree.units[code] for code in tree.children.get(unit.code, [])]
         path = [_unit_json(tree, tree.units[code]) for code in tree.path(unit.code)]
-        questions = [q for q in questions if tree.get(q.unit) is not None and tree.within(q.unit, unit.code)]
+        codes = [unit.code, *(u.code for u in child_units)]
     else:
-        here = {}
-        for counts in leaves.values():
-            for counter, n in counts.items():
-                here[counter] = here.get(counter, 0) + n
-        child_units = [u for u in tree.units.values() if not u.parent] if tree is not None else []
+        child_units = sorted((u for u in tree.units.values() if not u.parent), key=lambda u: u.code) if tree else []
         path = []
-    # Each question's top-level row under this unit: the child on its path (or its own code when the tree lacks it).
+        codes = [*(u.code for u in child_units), UNKNOWN_UNIT]
+    counts = await rollup.read(th, codes)
+    if unit is not None:
+        here = counts.get(unit.code, {})
+    else:  # the whole town hall: every root and `unknown`
+        here = {}
+        for code in codes:
+            for counter, n in counts.get(code, {}).items():
+                here[counter] = here.get(counter, 0) + n
+    questions = await store.questions(th, PUBLIC_STATES)
+    path_of = path_in(tree)
     depth = len(path)
-    by_child: dict[str, list[Question]] = {}
+    by_row: dict[str, list[Question]] = {}  # each question under the row on its unit's path
+    mine: list[Question] = []
     for q in questions:
-        if tree is not None and tree.get(q.unit) is not None:
-            q_path = tree.path(q.unit)
-            if len(q_path) > depth:
-                by_child.setdefault(q_path[depth], []).append(q)
-        elif unit is None:
-            by_child.setdefault(q.unit or "unknown", []).append(q)
+        q_path = path_of(q.unit or UNKNOWN_UNIT)
+        if unit is not None and unit.code not in q_path:
+            continue  # asked outside this unit's subtree
+        mine.append(q)
+        if len(q_path) > depth:
+            by_row.setdefault(q_path[depth], []).append(q)
     rows = []
     for child in child_units:
         assert tree is not None  # child units come from the tree
-        row: dict[str, Any] = {**_unit_json(tree, child), **zero_filled(rolled.get(child.code, {}))}
+        row: dict[str, Any] = {**_unit_json(tree, child), **zero_filled(counts.get(child.code, {}))}
         row["children"] = len(tree.children.get(child.code, []))
-        row["top_questions"] = _top(by_child.get(child.code, []), TOP_QUESTIONS)
+        row["top_questions"] = _top(by_row.get(child.code, []), TOP_QUESTIONS)
         rows.append(row)
-    if unit is None:  # counts under codes the tree does not have: "unknown", or units of a replaced tree
-        for code, counts in sorted(rolled.items()):
-            if tree is None or tree.get(code) is None:
-                rows.append(
-                    {
-                        "code": code,
-                        "level": "",
-                        "name_hi": "अज्ञात" if code == "unknown" else code,
-                        "name_en": "Unknown" if code == "unknown" else code,
-                        **zero_filled(counts),
-                        "children": 0,
-                        "top_questions": _top(by_child.get(code, []), TOP_QUESTIONS),
-                    }
-                )
+    if unit is None:
+        unknown = {"code": UNKNOWN_UNIT, "level": "", "level_hi": "", "level_en": "", "name_hi": "अज्ञात"}
+        unknown["name_en"] = "Unknown"
+        top = _top(by_row.get(UNKNOWN_UNIT, []), TOP_QUESTIONS)
+        rows.append({**unknown, **zero_filled(counts.get(UNKNOWN_UNIT, {})), "children": 0, "top_questions": top})
     return {
         "th": th,
         "unit": path[-1] if path else None,
         "path": path,
         "counts": zero_filled(here),
         "rows": rows,
-        "top_questions": _top(questions, TOP_QUESTIONS_HERE),
+        "top_questions": _top(mine, TOP_QUESTIONS_HERE),
     }
