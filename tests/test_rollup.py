@@ -40,15 +40,26 @@ def test_rollup_tally_writes_only_the_units_that_changed() -> None:
     tally.join("th", "B1")
     tally.join("th", "")
     assert tally.take("th", leaf) == ({"B1": 2, "unknown": 1}, {"joins": {"B1": 2, "unknown": 1}}, True)
+    tally.written("th", "written")
     assert tally.take("th", leaf) == ({}, {}, False)  # nothing changed: the write only renews the report
+    tally.written("th", "written")
     tally.leave("th", "B1")
     tally.count("th", "asked", "B1")
     assert tally.take("th", leaf) == ({"B1": 1}, {"asked": {"B1": 1}}, False)
+    tally.written("th", "written")
+    tally.count("th", "asked", "B1")
+    assert tally.take("th", leaf) == ({}, {"asked": {"B1": 2}}, False)  # totals: a repeated write is harmless
+    tally.written("th", "written")
     tally.leave("th", "B1")
     tally.leave("th", "")
     tally.leave("th", "B1")  # a leave without a join (never happens) changes nothing
     assert tally.take("th", leaf) == ({"B1": 0, "unknown": 0}, {}, False)
-    assert tally.pending() == set()  # nobody left: no more writes; the report expires
+    report = tally.report("th")
+    tally.written("th", "written")
+    assert tally.pending() == []  # nobody left: no more writes; the report retires
+    tally.join("th", "B1")
+    assert tally.report("th") != report  # serving the town hall again: a new report, sent whole
+    assert tally.take("th", leaf) == ({"B1": 1}, {"joins": {"B1": 1}}, True)
 
 
 def test_rollup_tally_sums_every_unit_up_the_tree() -> None:
@@ -57,6 +68,7 @@ def test_rollup_tally_sums_every_unit_up_the_tree() -> None:
         tally.join("th", unit)
     tally.count("th", "asked", "D1-B1")
     viewers, activity, full = tally.take("th", path_of)
+    tally.written("th", "written")
     assert full and viewers == {"S1": 3, "D1": 2, "D1-B1": 2, "D2": 1, "unknown": 1, "GONE": 1}
     assert activity["asked"] == {"S1": 1, "D1": 1, "D1-B1": 1}
     tally.leave("th", "D1-B1")
@@ -64,17 +76,23 @@ def test_rollup_tally_sums_every_unit_up_the_tree() -> None:
     assert tally.take("th", path_in(None)) == ({"S1": 2, "D1": 1, "D1-B1": 1}, {}, False)
 
 
-def test_rollup_tally_after_a_failed_or_forgotten_write_sends_everything_again() -> None:
+def test_rollup_tally_after_a_failed_write_sends_everything_and_after_a_forgotten_one_only_the_new() -> None:
     tally, path_of = UnitTally(), path_in(TREE)
     tally.join("th", "D1-B1")
     tally.take("th", path_of)
+    tally.written("th", "written")
     tally.join("th", "D2-B1")
-    viewers, activity, full = tally.take("th", path_of)
-    tally.failed("th", activity)
+    tally.take("th", path_of)
+    tally.written("th", "failed")  # it may have landed or not: absolute numbers, everything again
     everyone = {"S1": 2, "D1": 1, "D1-B1": 1, "D2": 1, "D2-B1": 1}
-    assert tally.take("th", path_of) == (everyone, {"joins": {"S1": 1, "D2": 1, "D2-B1": 1}}, True)
-    tally.forgotten("th")
-    assert tally.take("th", path_of) == (everyone, {}, True)
+    joins = {"S1": 2, "D1": 1, "D1-B1": 1, "D2": 1, "D2-B1": 1}
+    assert tally.take("th", path_of) == (everyone, {"joins": joins}, True)
+    tally.written("th", "written")
+    tally.count("th", "asked", "D2-B1")
+    tally.take("th", path_of)
+    # The report was taken for dead and its joins retired: the new one carries only the question since.
+    tally.written("th", "forgotten")
+    assert tally.take("th", path_of) == (everyone, {"asked": {"S1": 1, "D2": 1, "D2-B1": 1}}, True)
 
 
 async def call(server: RunningServer, path: str, headers: dict[str, str] | None = None) -> httpx.Response:

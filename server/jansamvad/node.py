@@ -97,6 +97,7 @@ class Node:
         # The live roll-up by region unit: counted here at join, leave and activity, written once per tick.
         self.rollup: Rollup = rollup or MemoryRollup()
         self.tally = UnitTally()
+        self._rollup_lock = asyncio.Lock()  # one roll-up write per town hall at a time (the tick, the last one)
         self.regions = RegionDirectory(store)  # the region tree, for the roll-up and the HTTP routes
         self.policy = Policy.load(settings.moderation_dir)
         self._groupers: dict[str, tuple[QuestionGrouper, float]] = {}  # th -> (grouper, loaded at)
@@ -649,14 +650,17 @@ class Node:
 
         async def write(th: str) -> None:
             viewers, activity, full = self.tally.take(th, path_of)
+            report = f"{self.node_id}.{self.tally.report(th)}"
             try:
-                if not await self.rollup.write(self.node_id, th, viewers, activity, full=full):
-                    self.tally.forgotten(th)  # taken for dead meanwhile: its viewers go again whole next tick
+                written = await self.rollup.write(report, th, viewers, activity, full=full)
             except Exception as exc:
                 log.warning("roll-up write failed: %s", type(exc).__name__)
-                self.tally.failed(th, activity)
+                self.tally.written(th, "failed")
+            else:  # forgotten: taken for dead meanwhile; its next write starts the report again, whole
+                self.tally.written(th, "written" if written else "forgotten")
 
-        await asyncio.gather(*(write(th) for th in self.tally.pending()))
+        async with self._rollup_lock:
+            await asyncio.gather(*(write(th) for th in self.tally.pending()))
 
     async def _aggregate_once(self) -> None:
         rooms = self.hub.rooms.items()

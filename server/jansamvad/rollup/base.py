@@ -2,9 +2,10 @@
 summed up its ancestors by the node (rollup/tally.py); the dashboard reads only the units it shows (a unit and its
 children), so a read costs the size of one screen, not of the tree.
 
-Viewers are a node's own citizens per unit, sent as absolute numbers for the units that changed: a node that dies
-stops renewing its report and its viewers drop out of the totals (like presence). The activity counters (asked,
-approved, reactions, votes) are cumulative per town hall: a question asked stays asked when its node dies.
+Every number a node writes is absolute (its citizens listening per unit now; its activity per unit since it began
+writing), so a write repeated after a lost answer changes nothing. Viewers count while the node's report is live: a
+node that dies stops renewing it and its viewers drop out (like presence). Its activity (joins, asked, approved,
+reactions, votes) stays counted: when a node dies or closes, its activity joins the town hall's retired counts.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ class Rollup(Protocol):
         *,
         full: bool,
     ) -> bool:
-        """Record this node's citizens per unit (absolute counts of the units in `viewers`; 0: none left there;
-        with `full`, units not named have none) and add `activity` (counter -> unit -> increment). Renews the node's
-        report. Returns False when the node's earlier viewer counts were forgotten (it was taken for dead): the caller
-        sends all of them again (`full`) next time."""
+        """Set this node's citizens per unit (the units in `viewers`; 0: none left there) and its activity so far
+        (counter -> unit -> total); with `full`, whatever is not named is 0. Renews the node's report. Returns False,
+        writing nothing, when the node's report had been removed (it was taken for dead, and its activity retired):
+        the caller then counts its activity from what it had not written yet, and writes everything (`full`)."""
         ...
 
     async def read(self, th: str, codes: Iterable[str], counters: Iterable[str] = COUNTERS) -> UnitCounts:

@@ -10,7 +10,8 @@ from jansamvad.rollup.base import COUNTERS, Rollup, UnitCounts
 class MemoryRollup:
     def __init__(self) -> None:
         self._viewers: dict[str, dict[str, dict[str, int]]] = {}  # th -> node -> unit -> citizens
-        self._activity: dict[str, UnitCounts] = {}  # th -> unit -> counter -> count
+        self._activity: dict[str, dict[str, dict[str, int]]] = {}  # th -> node -> "counter|unit" -> total
+        self._retired: dict[str, dict[str, int]] = {}  # th -> "counter|unit" -> total of nodes gone
 
     async def write(
         self,
@@ -21,42 +22,43 @@ class MemoryRollup:
         *,
         full: bool,
     ) -> bool:
-        nodes = self._viewers.setdefault(th, {})
-        known = node_id in nodes
-        mine = nodes.setdefault(node_id, {})
+        nodes, done = self._viewers.setdefault(th, {}), self._activity.setdefault(th, {})
+        if node_id not in nodes and not full:
+            return False
         if full:
-            mine.clear()
+            nodes[node_id], done[node_id] = {}, {}
+        mine, acts = nodes[node_id], done[node_id]
         for unit, n in viewers.items():
             if n > 0:
                 mine[unit] = n
             else:
                 mine.pop(unit, None)
-        units = self._activity.setdefault(th, {})
-        for counter, increments in activity.items():
-            for unit, n in increments.items():
-                counts = units.setdefault(unit, {})
-                counts[counter] = counts.get(counter, 0) + n
-        return known or full
+        for counter, totals in activity.items():
+            for unit, n in totals.items():
+                acts[f"{counter}|{unit}"] = n
+        return True
 
     async def read(self, th: str, codes: Iterable[str], counters: Iterable[str] = COUNTERS) -> UnitCounts:
-        wanted, named = set(codes), set(counters)
         out: UnitCounts = {}
-        for unit, counts in self._activity.get(th, {}).items():
-            if unit in wanted:
-                picked = {counter: n for counter, n in counts.items() if counter in named and n}
-                if picked:
-                    out[unit] = picked
-        if "viewers" in named:
-            for mine in self._viewers.get(th, {}).values():
-                for unit, n in mine.items():
-                    if unit in wanted:
-                        counts = out.setdefault(unit, {})
-                        counts["viewers"] = counts.get("viewers", 0) + n
+        sources = [self._retired.get(th, {}), *self._activity.get(th, {}).values()]
+        named = tuple(counters)
+        for unit in dict.fromkeys(codes):
+            counts = {}
+            for counter in named:
+                if counter == "viewers":
+                    n = sum(mine.get(unit, 0) for mine in self._viewers.get(th, {}).values())
+                else:
+                    n = sum(source.get(f"{counter}|{unit}", 0) for source in sources)
+                if n:
+                    counts[counter] = n
+            if counts:
+                out[unit] = counts
         return out
 
     async def close(self) -> None:
         self._viewers.clear()
         self._activity.clear()
+        self._retired.clear()
 
 
 _: type[Rollup] = MemoryRollup
