@@ -51,6 +51,7 @@ SNAPSHOT_QUEUE_MAX = 500
 # Viewer counts are one write per listener: in a big room they go out less often (every listeners / this many
 # seconds, at least every presence interval), unless a speech or question write carries them anyway.
 VIEWERS_LISTENERS_PER_S = 5_000
+ROLLUP_LAST_WRITE_S = 2.0  # how long a node shutting down waits for its last roll-up write
 QUEUE_DEPTH_EVERY = 5  # aggregates ticks between two readings of the moderation queue depth
 _SNAPSHOT_EVENTS = ("speech", "announce")
 
@@ -177,7 +178,10 @@ class Node:
             except asyncio.CancelledError:
                 pass
         await self.fanout.stop()
-        await self.rollup_once()  # the last second's activity; then the close withdraws this node's viewers
+        try:  # the last second's activity; then the close withdraws this node's viewers (bounded: Redis may be sick)
+            await asyncio.wait_for(self.rollup_once(), ROLLUP_LAST_WRITE_S)
+        except TimeoutError:
+            log.info("last roll-up write did not finish in time")
         await self.rollup.close()
         await self.broker.close()
         await self.presence.close()
