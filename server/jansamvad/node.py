@@ -51,7 +51,6 @@ SNAPSHOT_QUEUE_MAX = 500
 # Viewer counts are one write per listener: in a big room they go out less often (every listeners / this many
 # seconds, at least every presence interval), unless a speech or question write carries them anyway.
 VIEWERS_LISTENERS_PER_S = 5_000
-ROLLUP_LAST_WRITE_S = 2.0  # how long a node shutting down waits for its last roll-up write
 QUEUE_DEPTH_EVERY = 5  # aggregates ticks between two readings of the moderation queue depth
 _SNAPSHOT_EVENTS = ("speech", "announce")
 
@@ -178,10 +177,8 @@ class Node:
             except asyncio.CancelledError:
                 pass
         await self.fanout.stop()
-        try:  # the last second's activity; then the close withdraws this node's viewers (bounded: Redis may be sick)
-            await asyncio.wait_for(self.rollup_once(), ROLLUP_LAST_WRITE_S)
-        except TimeoutError:
-            log.info("last roll-up write did not finish in time")
+        # Withdraws this node's viewers and retires its activity as last written (the last tick's increments, under a
+        # second's worth, are not written: a final write here hung a node's shutdown on uvloop with a Redis cluster).
         await self.rollup.close()
         await self.broker.close()
         await self.presence.close()
