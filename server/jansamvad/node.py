@@ -643,10 +643,12 @@ class Node:
             await self.rollup_once()
 
     async def rollup_once(self) -> None:
-        try:
-            index = await self.regions.index()
-        except OSError:  # no copy of the tree yet and the store is unreachable: units count under their own code
-            index = None
+        index = None
+        if self.tally.has_units:  # only citizens with a unit need the tree (no store call for town halls without)
+            try:
+                index = await self.regions.index()
+            except OSError:  # no copy of the tree yet and the store is unreachable: units count under their own code
+                pass
         path_of = path_in(index.tree if index is not None else None)
 
         async def write(th: str) -> None:

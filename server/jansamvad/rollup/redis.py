@@ -22,6 +22,7 @@ from jansamvad.rollup.base import COUNTERS, Rollup, UnitCounts
 
 log = logging.getLogger("jansamvad.rollup.redis")
 
+WITHDRAW_S = 1.0  # how long a closing node tries to withdraw its reports (they expire after ttl_s anyway)
 READ_UNITS_PER_CALL = 500  # a big read (an export per booth) goes in slices, so Redis serves others in between
 
 # Needs KEYS[1] (expiry), KEYS[2] (retired) and `prefix`. Removes the nodes whose report expired. HDEL, HSET and
@@ -162,8 +163,8 @@ class RedisRollup:
 
     async def close(self) -> None:
         written, self._written = self._written, set()
-        try:
-            await asyncio.gather(*(self._withdraw(node, th) for node, th in written))
+        try:  # bounded: a shutdown must not wait on a sick Redis (or a connection that never completes)
+            await asyncio.wait_for(asyncio.gather(*(self._withdraw(n, th) for n, th in written)), WITHDRAW_S)
         except Exception as exc:  # best effort: otherwise the reports expire after ttl_s
             log.info("could not withdraw roll-up reports: %s", exc or type(exc).__name__)
         finally:

@@ -54,6 +54,7 @@ class UnitTally:
     def __init__(self) -> None:
         self._halls: dict[str, _Hall] = {}
         self._reports = itertools.count(1)
+        self.has_units = False  # whether anyone was counted under a unit of the tree (then sums need the tree)
 
     def _hall(self, th: str) -> _Hall:
         hall = self._halls.get(th)
@@ -78,6 +79,8 @@ class UnitTally:
 
     def count(self, th: str, counter: str, unit: str, n: int = 1) -> None:
         increments = self._hall(th).increments
+        if unit and unit != UNKNOWN_UNIT:
+            self.has_units = True
         key = (counter, unit or UNKNOWN_UNIT)
         increments[key] = increments.get(key, 0) + n
 
