@@ -10,6 +10,15 @@ const REACTION_EMOJI = { clap: "👏", heart: "❤️", thumbs_up: "👍", laugh
 // Each with its name too: without a colour-emoji font 👏 is an empty box.
 const REACTION_NAME = { clap: "ताली", heart: "दिल", thumbs_up: "पसंद", laugh: "हँसी", sad: "दुख" };
 const readings = new Map(); // town hall id -> [{questions, ts}], oldest first, spanning about WINDOW_MS
+// The roll-up by region (GET /api/townhalls/{id}/rollup): per town hall, the unit shown ("" = the whole town hall)
+// and the column its rows are sorted by. Read on every poll while its <details> is open.
+const drill = new Map(); // town hall id -> {unit, sort}
+const shown = new Map(); // town hall id -> the last roll-up read (drawn at once when the card is rebuilt)
+const reading = new Set(); // town hall ids whose roll-up read is under way
+const COLUMNS = [
+  ["viewers", "दर्शक · viewers"], ["joins", "जुड़े · joined"], ["asked", "प्रश्न · asked"],
+  ["approved", "स्वीकृत · approved"], ["reactions", "प्रतिक्रियाएँ · reactions"], ["votes", "मत · poll votes"],
+];
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -53,9 +62,87 @@ function renderHall(hall, ts, opened) {
   const regions = el("details", { "data-part": "regions" },
     el("summary", {}, "क्षेत्र अनुसार (इस नोड पर) · by region (this node)"));
   for (const [region, n] of Object.entries(hall.viewers_by_region_here)) regions.append(row(region, n));
-  for (const part of [nodes, regions]) part.open = opened.has(`${hall.id}:${part.dataset.part}`);
-  card.append(nodes, regions);
+  const rollup = el("details", { "data-part": "rollup" },
+    el("summary", {}, "क्षेत्र रोल-अप (सभी नोड) · roll-up by region (all nodes)"), el("div", { class: "wr-rollup" }, "…"));
+  for (const part of [nodes, regions, rollup]) part.open = opened.has(`${hall.id}:${part.dataset.part}`);
+  if (rollup.open && shown.has(hall.id)) {
+    rollup.querySelector(".wr-rollup").replaceChildren(renderRollup(hall.id, shown.get(hall.id), rollup));
+  }
+  rollup.addEventListener("toggle", () => { if (rollup.open) loadRollup(hall.id, rollup); });
+  card.append(nodes, regions, rollup);
   return card;
+}
+
+async function loadRollup(th, part) {
+  if (reading.has(th)) return;
+  reading.add(th);
+  const state = drill.get(th) || { unit: "", sort: "viewers" };
+  drill.set(th, state);
+  const query = state.unit ? `?unit=${encodeURIComponent(state.unit)}` : "";
+  const key = sessionStorage.getItem(KEY);
+  try {
+    const response = await fetch(`/api/townhalls/${encodeURIComponent(th)}/rollup${query}`,
+      { headers: { Authorization: `Bearer ${key}` }, cache: "no-store" });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const view = await response.json();
+    if (drill.get(th).unit !== state.unit || (view.unit?.code || "") !== state.unit) return; // clicked elsewhere since
+    shown.set(th, view);
+    // The card may have been rebuilt meanwhile: fill the one on the page now.
+    const target = document.querySelector(`article[data-th="${CSS.escape(th)}"] details[data-part="rollup"] .wr-rollup`);
+    if (target) target.replaceChildren(renderRollup(th, view, part));
+  } catch (error) {
+    part.querySelector(".wr-rollup").replaceChildren(el("p", { class: "wr-bad" }, String(error)));
+  } finally {
+    reading.delete(th);
+  }
+}
+
+function renderRollup(th, view, part) {
+  const state = drill.get(th);
+  const go = (unit) => {
+    state.unit = unit;
+    reading.delete(th); // a click wins over a read of the previous unit still under way
+    loadRollup(th, part);
+  };
+  const crumbs = el("p", { class: "wr-crumbs" });
+  const top = el("a", { href: "#", "data-unit": "" }, "सभी · all");
+  top.addEventListener("click", (event) => { event.preventDefault(); go(""); });
+  crumbs.append(top);
+  for (const unit of view.path) {
+    const link = el("a", { href: "#", "data-unit": unit.code }, `${unit.name_hi} (${unit.level_hi})`);
+    link.addEventListener("click", (event) => { event.preventDefault(); go(unit.code); });
+    crumbs.append(" › ", link);
+  }
+  const rows = [...view.rows].sort((a, b) => b[state.sort] - a[state.sort] || a.code.localeCompare(b.code));
+  const most = Math.max(1, ...rows.map((r) => r[state.sort]));
+  const head = el("tr", {}, el("th", {}, "इकाई · unit"));
+  for (const [column, label] of COLUMNS) {
+    const sorted = column === state.sort ? "descending" : "none";
+    const header = el("th", { "data-sort": column, role: "button", tabindex: "0", "aria-sort": sorted }, label);
+    header.addEventListener("click", () => {
+      state.sort = column;
+      header.closest(".wr-rollup").replaceChildren(renderRollup(th, view, part));
+    });
+    head.append(header);
+  }
+  const table = el("table", { class: "wr-table" }, el("thead", {}, head));
+  const body = el("tbody");
+  for (const r of rows) {
+    const name = r.children
+      ? el("a", { href: "#", "data-unit": r.code }, r.name_hi)
+      : el("span", {}, r.name_hi);
+    if (r.children) name.addEventListener("click", (event) => { event.preventDefault(); go(r.code); });
+    const cell = el("td", {}, name, el("small", {}, ` ${r.name_en}`),
+      el("div", { class: "wr-bar", style: `width:${Math.round((100 * r[state.sort]) / most)}%` }));
+    for (const q of r.top_questions) cell.append(el("div", { class: "wr-q" }, `▲${q.votes} ${q.text}`));
+    const tr = el("tr", { "data-code": r.code }, cell);
+    for (const [column] of COLUMNS) tr.append(el("td", { "data-col": column }, r[column].toLocaleString("hi-IN")));
+    body.append(tr);
+  }
+  table.append(body);
+  const totals = el("p", { class: "wr-totals", "data-viewers": view.counts.viewers },
+    COLUMNS.map(([column, label]) => `${label}: ${view.counts[column].toLocaleString("hi-IN")}`).join(" · "));
+  return el("div", {}, crumbs, totals, table);
 }
 
 function render(report) {
@@ -74,6 +161,9 @@ function render(report) {
   const opened = new Set([...halls.querySelectorAll("article[data-th] details[open]")]
     .map((part) => `${part.closest("article").dataset.th}:${part.dataset.part}`));
   halls.replaceChildren(...report.townhalls.map((hall) => renderHall(hall, report.ts, opened)));
+  for (const part of halls.querySelectorAll('details[data-part="rollup"][open]')) {
+    loadRollup(part.closest("article").dataset.th, part);
+  }
   if (!report.townhalls.length) halls.append(el("p", {}, "कोई सक्रिय टाउन हॉल नहीं · no active town halls"));
 }
 

@@ -154,6 +154,7 @@ class Client:
             # Reactions are conflated into one total a second anyway: over the rate they are dropped without a word.
             if self._reaction_allowed():
                 self.node.count_reaction(self.th, msg.fields["kind"])
+                self.node.tally.count(self.th, "reactions", self.claims.unit)
             else:
                 self.node.metrics.rate_limited["reactions"] += 1
             return
@@ -399,7 +400,10 @@ class Client:
             flags=verdict.reasons,
             group=group,
             lang=script_lang(text),
+            unit=self.claims.unit,
         )
+        if created:
+            node.tally.count(self.th, "asked", self.claims.unit)
         if created and not rejected and not group:
             grouper.add(q.qid, text)
         await node.publish_question_notice(self.th, q)  # also when not created: a concurrent retry stored it
@@ -431,6 +435,9 @@ class Client:
         await self._limit(f"vote:{self.th}:{self.claims.sub}", per_minute, per_minute, "votes")
         # The ack names the option that counts: the first vote's, when this is a second one.
         option, counted = await self.node.store.vote_poll(self.th, pid, self.claims.sub, option)
+        if counted:  # per unit: all poll votes, and this poll's option (results by district in the export)
+            self.node.tally.count(self.th, "votes", self.claims.unit)
+            self.node.tally.count(self.th, f"poll:{pid}:{option}", self.claims.unit)
         ack: dict[str, Any] = {"t": "ack", "re": msg.id, "pid": pid, "option": option}
         if not counted:
             ack["dup"] = True
@@ -548,6 +555,8 @@ class Client:
             if holder is not None and holder != self.claims.sub:
                 raise ProtocolViolation(ErrorCode.CLAIMED, f"{holder} is deciding this question")
         q = await self.node.store.decide(self.th, qid, action, self.claims.sub, reason)
+        if action == "approve":  # counted for the asker's unit, which the question carries
+            self.node.tally.count(self.th, "approved", q.unit)
         if action in ("approve", "reject"):
             await self.node.store.release(self.th, qid, self.claims.sub)
         await self.node.publish_moderation(

@@ -24,12 +24,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jansamvad.auth import InvalidToken
 from jansamvad.dashboard import war_room
-from jansamvad.export import build_export, export_csv
+from jansamvad.export import build_export, build_unit_export, export_csv, unit_export_csv
 from jansamvad.models import Status
 from jansamvad.node import Node
 from jansamvad.protocol.roles import Role
 from jansamvad.protocol.text import clean_text
-from jansamvad.regions_http import RegionDirectory, region_routes, valid_unit_code
+from jansamvad.regions import RegionTree
+from jansamvad.regions_http import region_routes, valid_unit_code
+from jansamvad.rollup.view import rollup_view
 from jansamvad.store.base import BadState, LimitReached, NotFound
 
 log = logging.getLogger("jansamvad.http")
@@ -116,7 +118,7 @@ def create_health_app(node: Node) -> Starlette:
 def create_app(node: Node) -> Starlette:
     settings = node.settings
     admin_key = settings.admin_key.encode()
-    regions = RegionDirectory(node.store)
+    regions = node.regions
 
     def client_ip(request: Request) -> str:
         return node.client_ip(request.client.host if request.client else "", request.headers.getlist("x-forwarded-for"))
@@ -281,8 +283,8 @@ def create_app(node: Node) -> Starlette:
             answer["unit"] = {"code": unit.code, "level": unit.level, "name_hi": unit.name_hi, "name_en": unit.name_en}
         return JSONResponse(answer, status_code=201)
 
-    async def export(request: Request) -> Response:
-        th = request.path_params["th"]
+    async def require_staff_of(request: Request, th: str) -> None:
+        """The admin key, or a moderator's or leader's token of this town hall."""
         credential = bearer(request)
         allowed = await check_admin_key(request, credential)
         if not allowed and credential is not None:
@@ -293,7 +295,30 @@ def create_app(node: Node) -> Starlette:
             allowed = claims is not None and claims.allows_townhall(th) and claims.role is not Role.CITIZEN
         if not allowed:
             await admin_key_failed(request, "the admin key, or a moderator or leader token of this town hall")
+
+    async def region_tree_or_400(field: str) -> RegionTree:
+        index = await regions.index()
+        if index is None:
+            raise ApiError(400, "invalid_field", f"{field}: no region tree has been imported")
+        return index.tree
+
+    async def export(request: Request) -> Response:
+        th = request.path_params["th"]
+        await require_staff_of(request, th)
         townhall = await townhall_or_404(th)
+        by = request.query_params.get("by")
+        if by is not None:  # per unit at one level of the region tree
+            tree = await region_tree_or_400("by")
+            if by not in tree.depth_of_level:
+                raise ApiError(400, "invalid_field", f"by: one of {', '.join(tree.depth_of_level)}")
+            units = await build_unit_export(node.store, node.rollup, townhall, tree, by)
+            if request.query_params.get("format", "json") == "csv":
+                return Response(
+                    unit_export_csv(units),
+                    media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="jansamvad-{th}-{by}.csv"'},
+                )
+            return JSONResponse(units)
         report = await build_export(node.store, townhall)
         if request.query_params.get("format", "json") == "csv":
             return Response(
@@ -302,6 +327,22 @@ def create_app(node: Node) -> Starlette:
                 headers={"Content-Disposition": f'attachment; filename="jansamvad-{th}.csv"'},
             )
         return JSONResponse(report)
+
+    async def rollup(request: Request) -> Response:
+        """The live roll-up by region unit: `?unit=<code>` drills down (none: the tree's roots and `unknown`)."""
+        th = request.path_params["th"]
+        await require_staff_of(request, th)
+        await townhall_or_404(th)
+        code = request.query_params.get("unit")
+        index = await regions.index()
+        tree = index.tree if index is not None else None
+        unit = None
+        if code is not None:
+            unit = tree.get(code) if tree is not None and valid_unit_code(code) else None
+            if unit is None:
+                raise ApiError(404, "not_found", "no such region unit")
+        view = await rollup_view(node.rollup, node.store, th, tree, unit)
+        return JSONResponse(view, headers={"Cache-Control": "no-store"})
 
     async def dashboard(request: Request) -> Response:
         """The war room's view: every town hall that is not over, with its audience and its queue; node health."""
@@ -348,6 +389,7 @@ def create_app(node: Node) -> Starlette:
         Route("/api/townhalls/{th}/tokens", issue_token, methods=["POST"]),
         Route("/api/townhalls/{th}/join", join, methods=["POST"]),
         Route("/api/townhalls/{th}/export", export, methods=["GET"]),
+        Route("/api/townhalls/{th}/rollup", rollup, methods=["GET"]),
         Route("/api/dashboard", dashboard, methods=["GET"]),
         *region_routes(node.store, regions, limit, node.trusts, settings.public_url),
     ]

@@ -69,6 +69,7 @@ class Question:
     group: str = ""  # the qid of the first question of its near-duplicate group ("" = its own)
     flags: list[str] = field(default_factory=list)  # auto-moderation reasons
     lang: str = ""  # "hi" or "en", guessed from the script
+    unit: str = ""  # the asker's region unit (the token's `ru`), "" when none: what counts and exports per unit use
 
     @property
     def is_public(self) -> bool:
@@ -93,7 +94,7 @@ class Question:
 
     def for_export(self) -> dict[str, Any]:
         decisions = [{"action": d.action, "by": d.by, "reason": d.reason, "ts": d.ts} for d in self.decisions]
-        return {**self.for_moderators(), "decisions": decisions}
+        return {**self.for_moderators(), "unit": self.unit, "decisions": decisions}
 
 
 class PollState(enum.StrEnum):

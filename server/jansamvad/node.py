@@ -34,6 +34,10 @@ from jansamvad.presence.base import Audience, PresenceManager
 from jansamvad.protocol.codec import PING_FRAME
 from jansamvad.protocol.codes import CloseCode
 from jansamvad.protocol.roles import STAFF, Role
+from jansamvad.regions_http import RegionDirectory
+from jansamvad.rollup.base import Rollup
+from jansamvad.rollup.memory import MemoryRollup
+from jansamvad.rollup.tally import UnitTally, path_in
 from jansamvad.settings import Settings
 from jansamvad.store.base import BadState, Store
 
@@ -76,6 +80,7 @@ class Node:
         broker: Broker,
         presence: PresenceManager,
         limiter: RateLimiter | None = None,
+        rollup: Rollup | None = None,
     ) -> None:
         self.settings = settings
         self.node_id = settings.node_id or "node-" + secrets.token_hex(4)
@@ -89,6 +94,11 @@ class Node:
         self.broker = broker
         self.presence = presence
         self.limiter: RateLimiter = limiter or MemoryRateLimiter()
+        # The live roll-up by region unit: counted here at join, leave and activity, written once per tick.
+        self.rollup: Rollup = rollup or MemoryRollup()
+        self.tally = UnitTally()
+        self._rollup_lock = asyncio.Lock()  # one roll-up write per town hall at a time (the tick, the last one)
+        self.regions = RegionDirectory(store)  # the region tree, for the roll-up and the HTTP routes
         self.policy = Policy.load(settings.moderation_dir)
         self._groupers: dict[str, tuple[QuestionGrouper, float]] = {}  # th -> (grouper, loaded at)
         self._trusted = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
@@ -139,6 +149,7 @@ class Node:
         self._tasks = [
             self._loop.create_task(self._wheel(), name="jansamvad-keepalive"),
             self._loop.create_task(self._aggregates(), name="jansamvad-aggregates"),
+            self._loop.create_task(self._rollups(), name="jansamvad-rollup"),
         ]
         self.ready = True
         log.info("node %s started", self.node_id)
@@ -166,6 +177,9 @@ class Node:
             except asyncio.CancelledError:
                 pass
         await self.fanout.stop()
+        # Withdraws this node's viewers and retires its activity as last written (the last tick's increments, under a
+        # second's worth, are not written: a final write here hung a node's shutdown on uvloop with a Redis cluster).
+        await self.rollup.close()
         await self.broker.close()
         await self.presence.close()
         await self.limiter.close()
@@ -262,6 +276,8 @@ class Node:
         if client.claims is not None:
             self.metrics.leaves += 1
             self.hub.remove_user(client.claims.sub, conn)
+            if client.claims.role is Role.CITIZEN:
+                self.tally.leave(client.th, client.claims.unit)
             self._leave(public_channel(client.th), conn)
             self._leave(moderation_channel(client.th), conn)
 
@@ -304,6 +320,8 @@ class Node:
         conn.paused = []
         self.metrics.joins[str(claims.role)] += 1
         self.hub.add_user(claims.sub, conn)
+        if claims.role is Role.CITIZEN:  # undone in connection_lost or abandon_join
+            self.tally.join(th, claims.unit)
         await self._listen(channel, conn, staff=claims.role in STAFF)
         staff = claims.role in (Role.MODERATOR, Role.ADMIN)
         mod_channel = moderation_channel(th)
@@ -346,6 +364,8 @@ class Node:
         conn.paused = None
         self.metrics.leaves += 1  # it counted as a join
         self.hub.remove_user(claims.sub, conn)
+        if claims.role is Role.CITIZEN:
+            self.tally.leave(client.th, claims.unit)
         self._leave(public_channel(client.th), conn)
         self._leave(moderation_channel(client.th), conn)
         client.claims = None
@@ -617,6 +637,35 @@ class Node:
                 await self._aggregate_once()
             except Exception as exc:
                 log.warning("aggregates tick failed: %s", type(exc).__name__)
+
+    async def _rollups(self) -> None:
+        """Every presence interval: the roll-up's writes, one per town hall with changes, concurrently (pipelined)."""
+        while True:
+            await asyncio.sleep(self.settings.presence_interval_s)
+            await self.rollup_once()
+
+    async def rollup_once(self) -> None:
+        index = None
+        if self.tally.has_units:  # only citizens with a unit need the tree (no store call for town halls without)
+            try:
+                index = await self.regions.index()
+            except OSError:  # no copy of the tree yet and the store is unreachable: units count under their own code
+                pass
+        path_of = path_in(index.tree if index is not None else None)
+
+        async def write(th: str) -> None:
+            viewers, activity, full = self.tally.take(th, path_of)
+            report = f"{self.node_id}.{self.tally.report(th)}"
+            try:
+                written = await self.rollup.write(report, th, viewers, activity, full=full)
+            except Exception as exc:
+                log.warning("roll-up write failed: %s", type(exc).__name__)
+                self.tally.written(th, "failed")
+            else:  # forgotten: taken for dead meanwhile; its next write starts the report again, whole
+                self.tally.written(th, "written" if written else "forgotten")
+
+        async with self._rollup_lock:
+            await asyncio.gather(*(write(th) for th in self.tally.pending()))
 
     async def _aggregate_once(self) -> None:
         rooms = self.hub.rooms.items()

@@ -51,6 +51,10 @@ publish atomically, and lets the store's scripts check and change a question, it
     P:T:presence               presence: node id -> local citizens listening (hash)
     P:T:presence:staff         presence: node id -> local leaders, moderators and admins listening (hash)
     P:T:presence:exp           presence: node id -> when its report expires, server time in ms (sorted set)
+    P:T:rollup:nodes           rollup: node id -> when its report expires, server time in ms (sorted set)
+    P:T:rollup:node:<id>:v     rollup: unit -> that node's citizens listening there or below (hash; gone with the node)
+    P:T:rollup:node:<id>:a     rollup: `<counter>|<unit>` -> that node's joins, asked, approved, reactions, votes (hash)
+    P:T:rollup:retired         rollup: `<counter>|<unit>` -> the activity of nodes that died or closed (hash)
 
 A town hall id is used as-is inside the tag unless it contains `{`, `}` or `%`, which are percent-encoded so the
 tag always closes where it should and different ids never share a name.
@@ -181,6 +185,19 @@ class TownhallKeys:
     @property
     def presence_expiry(self) -> str:
         return self.base + ":presence:exp"
+
+    @property
+    def rollup_nodes(self) -> str:
+        return self.base + ":rollup:nodes"
+
+    @property
+    def rollup_retired(self) -> str:
+        return self.base + ":rollup:retired"
+
+    @property
+    def rollup_node_prefix(self) -> str:
+        """A node's hashes are this plus its node id plus `:v` (viewers) or `:a` (activity); scripts derive others'."""
+        return self.base + ":rollup:node:"
 
 
 @dataclass(frozen=True, slots=True)

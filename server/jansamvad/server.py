@@ -24,6 +24,7 @@ from jansamvad.presence.memory import MemoryPresence
 from jansamvad.presence.redis import RedisPresence
 from jansamvad.redis_conn import RedisConn
 from jansamvad.redis_keys import RedisKeys
+from jansamvad.rollup.redis import RedisRollup
 from jansamvad.settings import Settings
 from jansamvad.store.memory import MemoryStore
 from jansamvad.store.redis import RedisStore
@@ -52,6 +53,13 @@ def build_node(settings: Settings) -> Node:
             # A node that stops reporting drops out of the viewer totals after three missed reports.
             presence=RedisPresence(conn, keys, ttl_s=max(3 * settings.presence_interval_s, 1.0)),
             limiter=RedisRateLimiter(conn, keys),
+            # Like presence: a dead node's viewers per unit leave the roll-up after three missed writes.
+            rollup=RedisRollup(
+                conn,
+                keys,
+                ttl_s=max(3 * settings.presence_interval_s, 1.0),
+                keep_s=settings.ended_retention_days * 86400,
+            ),
         )
     return Node(
         settings,

@@ -22,6 +22,9 @@ from jansamvad.presence.memory import MemoryPresence
 from jansamvad.presence.redis import RedisPresence
 from jansamvad.redis_conn import RedisConn
 from jansamvad.redis_keys import RedisKeys
+from jansamvad.rollup.base import Rollup
+from jansamvad.rollup.memory import MemoryRollup
+from jansamvad.rollup.redis import RedisRollup
 from jansamvad.store.base import Store
 from jansamvad.store.memory import MemoryStore
 from jansamvad.store.redis import RedisStore
@@ -143,6 +146,15 @@ class Parts:
             presence = MemoryPresence()
         self._closers.append(presence.close)
         return presence
+
+    def rollup(self, *, ttl_s: float = 3.0) -> Rollup:
+        rollup: Rollup
+        if self.backend.is_redis:
+            rollup = RedisRollup(self.backend.conn(), self.backend.keys, ttl_s=ttl_s, keep_s=3600)
+        else:
+            rollup = MemoryRollup()
+        self._closers.append(rollup.close)
+        return rollup
 
     async def close(self) -> None:
         closers, self._closers = self._closers, []

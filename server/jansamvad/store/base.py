@@ -64,6 +64,7 @@ class Store(Protocol):
         flags: Iterable[str] = (),
         group: str = "",
         lang: str = "",
+        unit: str = "",
     ) -> tuple[Question, bool]:
         """Store a new question, pending or (auto-moderation) rejected with `flags` as the audit reason.
 

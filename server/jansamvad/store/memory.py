@@ -152,6 +152,7 @@ class MemoryStore:
         flags: Iterable[str] = (),
         group: str = "",
         lang: str = "",
+        unit: str = "",
     ) -> tuple[Question, bool]:
         hall = self._hall(th)
         existing = hall.by_key.get((author, key))
@@ -161,6 +162,7 @@ class MemoryStore:
         hall.next_qid += 1
         flags = list(flags)
         q = Question(qid, th, author, name, region, text, key, state=state, group=group or qid, flags=flags, lang=lang)
+        q.unit = unit
         if state is QState.REJECTED:
             q.decisions.append(Decision("reject", "auto", ",".join(flags), q.ts))
             hall.audit.append({"ts": q.ts, "what": "reject", "qid": qid, "by": "auto", "reason": ",".join(flags)})

@@ -104,6 +104,7 @@ def _question(th: str, loaded: list[Any]) -> Question:
         group=_text(fields.get("group", b"")),
         flags=json.loads(fields.get("flags", b"[]")),
         lang=_text(fields.get("lang", b"")),
+        unit=_text(fields.get("unit", b"")),
     )
 
 
@@ -248,6 +249,7 @@ class RedisStore:
         flags: Iterable[str] = (),
         group: str = "",
         lang: str = "",
+        unit: str = "",
     ) -> tuple[Question, bool]:
         keys = self._th(th)
         flags = list(flags)
@@ -283,6 +285,7 @@ class RedisStore:
                 reason,
                 _json(text),
                 RECENT_TEXTS,
+                unit,
             ),
         )
         _check(reply, f"town hall {th}")

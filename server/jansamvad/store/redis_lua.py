@@ -46,7 +46,7 @@ end
 
 # KEYS: meta, asked, qseq, index of the new state, recent (author), groups, audit, rank, group_rank, group_public.
 # ARGV: asked field, question prefix, state, author, name, region, text, key, ts, flags (JSON), group, lang,
-# public states, rejection reason (JSON string; '' unless auto-rejected), text (JSON string), recent cap.
+# public states, rejection reason (JSON string; '' unless auto-rejected), text (JSON string), recent cap, unit.
 ADD_QUESTION = Script(
     _QUESTIONS
     + """
@@ -60,7 +60,7 @@ local group = ARGV[11]
 if group == '' then group = qid end
 redis.call('HSET', qkey, 'qid', qid, 'state', ARGV[3], 'author', ARGV[4], 'name', ARGV[5], 'region', ARGV[6],
   'text', ARGV[7], 'key', ARGV[8], 'ts', ARGV[9], 'flags', ARGV[10], 'group', group, 'lang', ARGV[12],
-  'pinned', '0', 'votes', '0')
+  'pinned', '0', 'votes', '0', 'unit', ARGV[17])
 redis.call('HSET', KEYS[2], ARGV[1], qid)
 redis.call('ZADD', KEYS[4], n, qid)
 if ARGV[14] ~= '' then
