@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from jansamvad.regions import write_csv
+from jansamvad.regions_generate import generate
 from tests.browser.harness import CHROMIUM, UI_TIMEOUT_MS, Server, ServerFailed, Tabs, demo_server as start_demo, launch
 
 
@@ -59,3 +61,30 @@ def tabs(request: pytest.FixtureRequest, demo_server: Server, browser: Any, tmp_
     if report is None or report.failed:
         t.screenshots()
         print(demo_server.output())
+
+
+@pytest.fixture
+def regions_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
+    """`serve --demo` with a generated Bihar tree, passed as JANSAMVAD_REGIONS (the harness passes the environment):
+    the region-link and roll-up tests share it."""
+    source = tmp_path / "bihar.csv"
+    source.write_text(write_csv(generate(acs=60, panchayats=200, booths=1000)), encoding="utf-8")
+    monkeypatch.setenv("JANSAMVAD_REGIONS", str(source))
+    try:
+        with start_demo(tmp_path / "server.stderr") as srv:
+            yield srv
+    except ServerFailed as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture
+def region_tabs(regions_server: Server, browser: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Tabs]:
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=UI_TIMEOUT_MS)
+    tabs = Tabs(browser, tmp_path)
+    yield tabs
+    report = getattr(request.node, "rep_call", None)
+    if report is None or report.failed:
+        tabs.screenshots()
+        print(regions_server.output())

@@ -6,44 +6,14 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from jansamvad.regions import write_csv
-from jansamvad.regions_generate import generate
-from tests.browser.harness import UI_TIMEOUT_MS, Server, ServerFailed, Tabs, demo_server as start_demo
+from tests.browser.harness import Server, Tabs
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-@pytest.fixture
-def regions_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
-    """`serve --demo` with a generated Bihar tree, passed as JANSAMVAD_REGIONS (the harness passes the environment)."""
-    source = tmp_path / "bihar.csv"
-    source.write_text(write_csv(generate(acs=60, panchayats=200, booths=1000)), encoding="utf-8")
-    monkeypatch.setenv("JANSAMVAD_REGIONS", str(source))
-    try:
-        with start_demo(tmp_path / "server.stderr") as srv:
-            yield srv
-    except ServerFailed as exc:
-        pytest.fail(str(exc))
-
-
-@pytest.fixture
-def region_tabs(regions_server: Server, browser: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Tabs]:
-    from playwright.sync_api import expect
-
-    expect.set_options(timeout=UI_TIMEOUT_MS)
-    tabs = Tabs(browser, tmp_path)
-    yield tabs
-    report = getattr(request.node, "rep_call", None)
-    if report is None or report.failed:
-        tabs.screenshots()
-        print(regions_server.output())
 
 
 def _token_claims(page: Any, th: str) -> dict[str, Any]:

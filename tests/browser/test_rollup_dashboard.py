@@ -5,43 +5,13 @@ open, without a reload."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from jansamvad.regions import write_csv
-from jansamvad.regions_generate import generate
-from tests.browser.harness import UI_TIMEOUT_MS, Server, ServerFailed, Tabs, demo_server as start_demo
+from tests.browser.harness import Server, Tabs
 from tests.browser.test_regions import _th
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-@pytest.fixture
-def rollup_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
-    source = tmp_path / "bihar.csv"
-    source.write_text(write_csv(generate(acs=60, panchayats=200, booths=1000)), encoding="utf-8")
-    monkeypatch.setenv("JANSAMVAD_REGIONS", str(source))
-    try:
-        with start_demo(tmp_path / "server.stderr") as srv:
-            yield srv
-    except ServerFailed as exc:
-        pytest.fail(str(exc))
-
-
-@pytest.fixture
-def rollup_tabs(rollup_server: Server, browser: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Tabs]:
-    from playwright.sync_api import expect
-
-    expect.set_options(timeout=UI_TIMEOUT_MS)
-    tabs = Tabs(browser, tmp_path)
-    yield tabs
-    report = getattr(request.node, "rep_call", None)
-    if report is None or report.failed:
-        tabs.screenshots()
-        print(rollup_server.output())
 
 
 def _join_by_link(tabs: Tabs, server: Server, th: str, code: str, name: str) -> None:
@@ -55,15 +25,15 @@ def _join_by_link(tabs: Tabs, server: Server, th: str, code: str, name: str) -> 
     expect(page.locator("#conn")).to_have_attribute("data-state", "live")
 
 
-def test_rollup_dashboard_drills_down_to_districts_and_updates_live(rollup_server: Server, rollup_tabs: Tabs) -> None:
+def test_rollup_dashboard_drills_down_to_districts_and_updates_live(regions_server: Server, region_tabs: Tabs) -> None:
     from playwright.sync_api import expect
 
-    th = _th(rollup_server)
-    (admin_key,) = re.findall(r"admin key \(for the REST API\): (\S+)", "".join(rollup_server.stdout))
-    _join_by_link(rollup_tabs, rollup_server, th, "BR-236", "सीता")  # Gaya
+    th = _th(regions_server)
+    (admin_key,) = re.findall(r"admin key \(for the REST API\): (\S+)", "".join(regions_server.stdout))
+    _join_by_link(region_tabs, regions_server, th, "BR-236", "सीता")  # Gaya
 
-    admin = rollup_tabs.open("admin")
-    admin.goto(f"{rollup_server.base}/dashboard.html#key={admin_key}")
+    admin = region_tabs.open("admin")
+    admin.goto(f"{regions_server.base}/dashboard.html#key={admin_key}")
     card = admin.locator(f'article[data-th="{th}"]')
     card.locator('details[data-part="rollup"] summary').click()
     bihar = card.locator('tr[data-code="BR"]')
@@ -74,7 +44,7 @@ def test_rollup_dashboard_drills_down_to_districts_and_updates_live(rollup_serve
     expect(patna.locator('td[data-col="viewers"]')).to_have_text("0")
     expect(card.locator(".wr-crumbs")).to_contain_text("बिहार")
 
-    _join_by_link(rollup_tabs, rollup_server, th, "BR-230", "गीता")  # Patna, while the war room watches
+    _join_by_link(region_tabs, regions_server, th, "BR-230", "गीता")  # Patna, while the war room watches
     expect(patna.locator('td[data-col="viewers"]')).to_have_text("1")
     expect(card.locator('tr[data-code="BR-230"] td[data-col="joins"]')).to_have_text("1")
     # Sorted by viewers, most first: the two districts with a citizen lead the table.
@@ -84,4 +54,4 @@ def test_rollup_dashboard_drills_down_to_districts_and_updates_live(rollup_serve
     expect(card.locator('th[data-sort="joins"]')).to_have_attribute("aria-sort", "descending")
     card.locator('.wr-crumbs a[data-unit=""]').click()  # back to the whole town hall
     expect(bihar.locator('td[data-col="viewers"]')).to_have_text("2")
-    assert rollup_tabs.errors == []
+    assert region_tabs.errors == []
