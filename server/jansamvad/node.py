@@ -40,6 +40,7 @@ from jansamvad.rollup.memory import MemoryRollup
 from jansamvad.rollup.tally import UnitTally, path_in
 from jansamvad.settings import Settings
 from jansamvad.store.base import BadState, Store
+from jansamvad.token_bucket import TokenBucket
 
 if TYPE_CHECKING:
     from websockets.typing import Origin
@@ -119,12 +120,10 @@ class Node:
         self.slow_consumer_drops = 0
         self.rejected_handshakes = 0
         self.stream_gaps = 0
-        self._handshake_allowance = float(settings.handshakes_per_second)
-        self._handshake_at = 0.0
+        self._handshakes = TokenBucket(settings.handshakes_per_second, settings.handshakes_per_second)
         # The staff lane's own budget: citizens reconnecting in a storm spend only the citizen one.
         self.staff_joined = 0  # sessions joined through the staff lane (its cap counts these, not bare upgrades)
-        self._staff_allowance = float(settings.staff_handshakes_per_second)
-        self._staff_at = 0.0
+        self._staff_handshakes = TokenBucket(settings.staff_handshakes_per_second, settings.staff_handshakes_per_second)
         self._reactions: dict[str, dict[str, int]] = {}
         self._audio_init: dict[str, dict[str, Any]] = {}
         self._audio_n: dict[str, int] = defaultdict(int)
@@ -142,7 +141,7 @@ class Node:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self.clock = self._handshake_at = self._staff_at = self._loop.time()
+        self.clock = self._handshakes.at = self._staff_handshakes.at = self._loop.time()
         await self.broker.start(self)
         await self.broker.subscribe(CONTROL_CHANNEL)
         self.fanout.start()
@@ -227,28 +226,14 @@ class Node:
             # are bounded by the lane's handshake rate times hello_timeout (20/s x 10 s = 200 by default).
             if self.staff_joined >= settings.max_staff_connections:
                 retry, reason = 2, "staff_max_connections"
-            else:
-                now = self.clock_precise()
-                rate = settings.staff_handshakes_per_second
-                self._staff_allowance = min(rate, self._staff_allowance + (now - self._staff_at) * rate)
-                self._staff_at = now
-                if self._staff_allowance >= 1:
-                    self._staff_allowance -= 1
-                else:
-                    retry, reason = 1, "staff_rate"
+            elif self._staff_handshakes.take(self.clock_precise()):
+                retry, reason = 1, "staff_rate"
         elif self.open_count >= settings.max_connections:
             retry, reason = 2, "max_connections"
         elif self.per_ip[conn.ip] >= settings.max_connections_per_ip:
             retry, reason = 10, "per_ip"
-        else:
-            now = self.clock_precise()
-            rate = settings.handshakes_per_second
-            self._handshake_allowance = min(rate, self._handshake_allowance + (now - self._handshake_at) * rate)
-            self._handshake_at = now
-            if self._handshake_allowance >= 1:
-                self._handshake_allowance -= 1
-            else:
-                retry, reason = 1, "rate"
+        elif self._handshakes.take(self.clock_precise()):
+            retry, reason = 1, "rate"
         if retry is not None:
             self.rejected_handshakes += 1
             self.metrics.handshakes_rejected[reason] += 1
