@@ -148,6 +148,17 @@ def main() -> None:
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="Directory with policy.toml and blocklist.*.txt (default: the built-in lists).",
 )
+@_opt(
+    "record-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for the records of ended town halls and the audio recordings (default: in the temp dir).",
+)
+@_opt(
+    "record-s3-url",
+    default="",
+    help="Keep records in an S3-compatible bucket instead: s3://bucket/prefix?endpoint=https://host&region=... "
+    "(credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).",
+)
 @_opt("log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
 @_opt(
     "log-format",
@@ -277,6 +288,8 @@ def serve(**opts: Any) -> None:
         citizen_msgs_per_s=opts["citizen_messages_per_second"],
         citizen_msg_burst=max(1, int(4 * opts["citizen_messages_per_second"])),
         moderation_dir=opts["moderation_dir"],
+        record_dir=opts["record_dir"],
+        record_s3_url=opts["record_s3_url"],
         log_level=opts["log_level"],
         max_connections=opts["max_connections"],
         max_connections_per_ip=opts["max_connections_per_ip"],

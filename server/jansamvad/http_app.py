@@ -29,6 +29,7 @@ from jansamvad.models import Status
 from jansamvad.node import Node
 from jansamvad.protocol.roles import Role
 from jansamvad.protocol.text import clean_text
+from jansamvad.record_http import record_routes
 from jansamvad.regions import RegionTree
 from jansamvad.regions_http import region_routes, valid_unit_code
 from jansamvad.rollup.view import rollup_view
@@ -392,6 +393,7 @@ def create_app(node: Node) -> Starlette:
         Route("/api/townhalls/{th}/rollup", rollup, methods=["GET"]),
         Route("/api/dashboard", dashboard, methods=["GET"]),
         *region_routes(node.store, regions, limit, node.trusts, settings.public_url),
+        *record_routes(node.records),
     ]
     if settings.static_dir.is_dir():
         routes.append(Mount("/", app=StaticFiles(directory=settings.static_dir, html=True), name="static"))

@@ -73,6 +73,10 @@ class Settings:
     max_open_townhalls: int = 1000
     # An ended town hall's data (questions, votes, audit, event history) is kept this long for export, then expires.
     ended_retention_days: float = 30.0  # 0: keep forever
+    # Where records of ended town halls and the leader's audio recordings are kept (record.py): a directory (None: one
+    # under the system's temporary directory), or an S3-compatible bucket, s3://bucket/prefix?endpoint=...&region=...
+    record_dir: Path | None = None
+    record_s3_url: str = ""
     # A second port with only /healthz, /readyz and /metrics (0: none). Probes there have a listen queue of their
     # own: in a reconnect storm the main port's queue overflows and the kernel drops SYNs (clients retry), which would
     # otherwise fail load balancer and Kubernetes probes of a node that is alive and working through the storm.
