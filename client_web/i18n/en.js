@@ -48,6 +48,15 @@ export default {
   joining: 'Joining…',
   join_failed: 'Could not join: {why}',
 
+  // what you missed (a late joiner's digest)
+  digest_title: 'What you missed',
+  digest_speech: 'The speech so far (last part)',
+  digest_announce: 'Announcements',
+  digest_answered: '{n} questions answered so far',
+  digest_polls: 'Polls',
+  digest_now_live: 'Now live',
+  digest_close: 'OK, hide this',
+
   // live speech and audio
   speech_title: 'Live speech',
   speech_empty: 'The leader’s words will appear here as they speak.',

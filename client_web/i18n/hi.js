@@ -48,6 +48,15 @@ export default {
   joining: 'जुड़ रहे हैं…',
   join_failed: 'जुड़ नहीं सके: {why}',
 
+  // what you missed (a late joiner's digest)
+  digest_title: 'आपसे क्या छूटा',
+  digest_speech: 'भाषण के पिछले अंश',
+  digest_announce: 'घोषणाएँ',
+  digest_answered: 'अब तक {n} प्रश्नों के उत्तर दिए गए',
+  digest_polls: 'मतदान',
+  digest_now_live: 'अब लाइव',
+  digest_close: 'ठीक है, छुपाएँ',
+
   // live speech and audio
   speech_title: 'लाइव भाषण',
   speech_empty: 'नेता के बोलते ही उनकी बात यहाँ दिखेगी।',

@@ -127,6 +127,12 @@ class RecordKeeper:
 
     async def _render(self, townhall: Townhall) -> None:
         th = townhall.id
+        # Asked for right after the end: give every node the time to write the audio it held (RECORD_SETTLE_S).
+        last = await self.journal.read(th, "notice", 1)
+        if last and last[0].event.get("status") == "ended":
+            wait = RECORD_SETTLE_S - (time.time() * 1000 - int(last[0].event.get("ts", 0))) / 1000
+            if wait > 0:
+                await asyncio.sleep(wait)
         record = await self.build(townhall)
         prefix = record_prefix(th)
         for take in record["audio"]:  # written before the page that links them

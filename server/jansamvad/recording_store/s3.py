@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 from jansamvad.recording_store.base import ObjectStore, check_key
 
-_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 _UNRESERVED = "-_.~"
 
 
@@ -56,6 +55,20 @@ class S3Config:
         )
 
 
+def _local(tag: str) -> str:
+    return tag.rpartition("}")[2]
+
+
+def _children(element: ET.Element, name: str) -> list[ET.Element]:
+    """Child elements by local name: servers differ in the XML namespace they use (AWS's, s3rver's, none)."""
+    return [child for child in element if _local(child.tag) == name]
+
+
+def _text(element: ET.Element, name: str) -> str:
+    found = _children(element, name)
+    return (found[0].text or "") if found else ""
+
+
 def _sign(key: bytes, msg: str) -> bytes:
     return hmac.new(key, msg.encode(), hashlib.sha256).digest()
 
@@ -86,11 +99,11 @@ class S3ObjectStore:
                 params["continuation-token"] = token
             _, body = await self._request("GET", f"/{self.config.bucket}", params=params)
             root = ET.fromstring(body)
-            for item in root.iter(f"{_NS}Contents"):
-                name = item.findtext(f"{_NS}Key", "")
+            for item in _children(root, "Contents"):
+                name = _text(item, "Key")
                 keys.append(name[len(self.config.prefix) :])
-            token = root.findtext(f"{_NS}NextContinuationToken", "") or ""
-            if root.findtext(f"{_NS}IsTruncated", "false") != "true" or not token:
+            token = _text(root, "NextContinuationToken")
+            if _text(root, "IsTruncated") != "true" or not token:
                 return sorted(keys)
 
     async def delete(self, key: str) -> None:
@@ -140,10 +153,12 @@ class S3ObjectStore:
         finally:
             connection.close()
 
-    def _signed_headers(self, method: str, path: str, params: dict[str, str], body: bytes) -> dict[str, str]:
+    def _signed_headers(
+        self, method: str, path: str, params: dict[str, str], body: bytes, amz_date: str = ""
+    ) -> dict[str, str]:
         """AWS Signature Version 4 (the `Authorization` header form)."""
         config = self.config
-        amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        amz_date = amz_date or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         day = amz_date[:8]
         payload_hash = hashlib.sha256(body).hexdigest()
         headers = {"host": self._host, "x-amz-content-sha256": payload_hash, "x-amz-date": amz_date}

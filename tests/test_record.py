@@ -1,0 +1,122 @@
+"""The record of an ended town hall at /record/<id>: transcript with times, answered questions with votes and the
+moment each was answered, polls, the leader's audio kept from the live chunks (one file per take), served static with
+ETag / Cache-Control / 304 and Range; a record asked for before it was rendered is rendered then, once."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from jansamvad.models import Status
+from jansamvad.server import RunningServer
+from tests.helpers import joined, make_hall
+
+pytestmark = pytest.mark.anyio
+
+
+async def _get(server: RunningServer, path: str, **headers: str) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+        return await client.get(path, headers=headers)
+
+
+async def _run_and_end(server: RunningServer) -> tuple[str, list[bytes], list[bytes]]:
+    hall = await make_hall(server, "पटना जनसंवाद")
+    leader = await joined(server, hall.leader)
+    moderator = await joined(server, hall.moderator)
+    await leader.request({"t": "go_live"})
+    take1 = [b"\x1aE\xdf\xa3-header-1", b"cluster-a" * 100, b"cluster-b" * 100]
+    await leader.send({"t": "audio", "data": take1[0], "init": True, "mime": "audio/webm;codecs=opus"})
+    for chunk in take1[1:]:
+        await leader.send({"t": "audio", "data": chunk, "mime": "audio/webm;codecs=opus"})
+    await leader.request({"t": "speech", "text": "नमस्ते बिहार"})
+    await leader.request({"t": "announce", "text": "पुल का काम अगले महीने"})
+    take2 = [b"\x1aE\xdf\xa3-header-2", b"cluster-c" * 10]
+    await leader.send({"t": "audio", "data": take2[0], "init": True, "mime": "audio/webm;codecs=opus"})
+    await leader.send({"t": "audio", "data": take2[1], "mime": "audio/webm;codecs=opus"})
+    asker = await joined(server, hall.citizen_token(sub="c-asker", name="राम"))
+    ack = await asker.request({"t": "ask", "key": "ask-key-0001", "text": "पुल कब बनेगा?"})
+    await moderator.request({"t": "moderate", "qid": ack["qid"], "action": "approve"})
+    voter = await joined(server, hall.citizen_token(sub="c-voter", name="गीता"))
+    await voter.request({"t": "upvote", "qid": ack["qid"]})
+    await leader.request({"t": "moderate", "qid": ack["qid"], "action": "answer"})
+    await leader.request({"t": "speech", "text": "धन्यवाद"})
+    await leader.request({"t": "end"})
+    return hall.th, take1, take2
+
+
+async def test_record_after_end_has_transcript_answers_and_audio(make_server: Any, tmp_path: Path) -> None:
+    server = await make_server(record_dir=tmp_path)
+    th, take1, take2 = await _run_and_end(server)
+    # Rendered RECORD_SETTLE_S after the end, or at once by the first request for it: either way one render.
+    response = await _get(server, f"/record/{th}.json")
+    assert response.status_code == 200
+    record = response.json()
+    assert [(x["t"], x["text"]) for x in record["transcript"]] == [
+        ("status", "live"),
+        ("speech", "नमस्ते बिहार"),
+        ("announce", "पुल का काम अगले महीने"),
+        ("speech", "धन्यवाद"),
+        ("status", "ended"),
+    ]
+    assert all(x["ts"] > 0 for x in record["transcript"])
+    [answered] = record["answered"]
+    assert (answered["text"], answered["name"], answered["votes"]) == ("पुल कब बनेगा?", "राम", 1)
+    assert record["started"] <= answered["answered"] <= record["ended"]
+    assert [a["file"] for a in record["audio"]] == ["audio-1.webm", "audio-2.webm"]
+    audio1 = await _get(server, f"/record/{th}/audio-1.webm")
+    assert audio1.status_code == 200 and audio1.content == b"".join(take1)
+    assert audio1.headers["content-type"].startswith("audio/webm")
+    assert (await _get(server, f"/record/{th}/audio-2.webm")).content == b"".join(take2)
+    page = await _get(server, f"/record/{th}")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    for text in ("नमस्ते बिहार", "पुल कब बनेगा?", "राम", f'src="/record/{th}/audio-1.webm"'):
+        assert text in page.text
+    assert server.node.records.renders == 1
+
+
+async def test_record_is_cacheable_with_etag_304_and_range(make_server: Any, tmp_path: Path) -> None:
+    server = await make_server(record_dir=tmp_path)
+    th, take1, _ = await _run_and_end(server)
+    page = await _get(server, f"/record/{th}")
+    etag = page.headers["etag"]
+    assert "public" in page.headers["cache-control"] and "max-age" in page.headers["cache-control"]
+    again = await _get(server, f"/record/{th}", **{"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    whole = b"".join(take1)
+    part = await _get(server, f"/record/{th}/audio-1.webm", Range="bytes=5-24")
+    assert part.status_code == 206 and part.content == whole[5:25]
+    assert part.headers["content-range"] == f"bytes 5-24/{len(whole)}"
+    tail = await _get(server, f"/record/{th}/audio-1.webm", Range="bytes=-10")
+    assert tail.content == whole[-10:]
+    assert (await _get(server, f"/record/{th}/audio-1.webm", Range="bytes=999999-")).status_code == 416
+
+
+async def test_record_not_before_the_end_and_not_for_unknown_ids(make_server: Any, tmp_path: Path) -> None:
+    server = await make_server(record_dir=tmp_path)
+    hall = await make_hall(server)
+    leader = await joined(server, hall.leader)
+    await leader.request({"t": "go_live"})
+    live = await _get(server, f"/record/{hall.th}")
+    assert live.status_code == 404 and live.headers["cache-control"] == "no-store" and "समाप्त" in live.text
+    assert (await _get(server, "/record/nosuchhall")).status_code == 404
+    assert (await _get(server, "/record/nosuchhall.json")).status_code == 404
+    assert (await _get(server, f"/record/{hall.th}/audio-1.exe")).status_code == 404
+    assert (await _get(server, f"/record/{hall.th}/..%2f..%2fetc")).status_code == 404
+
+
+async def test_record_rendered_on_demand_once_when_the_ending_node_did_not(make_server: Any, tmp_path: Path) -> None:
+    server = await make_server(record_dir=tmp_path)
+    hall = await make_hall(server)
+    leader = await joined(server, hall.leader)
+    await leader.request({"t": "go_live"})
+    await leader.request({"t": "speech", "text": "एक"})
+    # Ended behind the node's back (as if the node that ended it died before rendering): no record yet.
+    await server.node.store.set_status(hall.th, Status.ENDED)
+    pages = await asyncio.gather(*(_get(server, f"/record/{hall.th}") for _ in range(6)))
+    assert {p.status_code for p in pages} == {200} and "एक" in pages[0].text
+    assert len({p.headers["etag"] for p in pages}) == 1
+    assert server.node.records.renders == 1
