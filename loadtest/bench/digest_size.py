@@ -1,11 +1,12 @@
-""" "What you missed" on a realistic two-hour town hall: the digest's size and what it costs to build and to serve.
+"""'What you missed' on a realistic two-hour town hall: the digest's size and what it costs to build and to serve.
 
-    .venv/bin/python -m loadtest.bench.digest_size [--minutes 120] [--builds 200]
+    .venv/bin/python -m loadtest.bench.digest_size [--minutes 120] [--builds 200] [--redis]
 
-The town hall is made in memory (the embedded store and journal, so the numbers are the digest's own work, not
-Redis round trips): a final sentence every 6 s of 60-200 Devanagari characters, an announcement every 10 minutes,
-400 questions of which 120 approved and 40 answered with up to 300 votes each, a poll every 20 minutes. Results go
-into docs/benchmarks.md ("What you missed").
+The town hall is made in memory (the embedded store and journal: the digest's own work), or with `--redis` in a
+Valkey it starts on loopback (the Redis journal and store: what a build costs a node with Redis): a final sentence
+every 6 s of 60-200 Devanagari characters, an announcement every 10 minutes, 400 questions of which 120 approved and
+40 answered with up to 300 votes each, a poll every 20 minutes. Results go into docs/benchmarks.md ("What you
+missed").
 """
 
 from __future__ import annotations
@@ -17,9 +18,16 @@ import random
 import time
 
 from jansamvad.digest import DigestCache, build_digest, encoded_size
+from jansamvad.journal.base import Journal
 from jansamvad.journal.memory import MemoryJournal
+from jansamvad.journal.redis import RedisJournal
+from jansamvad.localredis import start_standalone
 from jansamvad.models import PollState, QState
+from jansamvad.redis_conn import RedisConn
+from jansamvad.redis_keys import RedisKeys
+from jansamvad.store.base import Store
 from jansamvad.store.memory import MemoryStore
+from jansamvad.store.redis import RedisStore
 
 _WORDS = (
     "बिहार के हर गाँव में सड़क बिजली पानी और स्कूल पहुँचाना हमारी सरकार का संकल्प है किसान भाइयों को फसल का "
@@ -36,10 +44,13 @@ def _sentence(rng: random.Random, low: int, high: int) -> str:
     return " ".join(words) + "।"
 
 
-async def build_two_hour_townhall(minutes: int = 120, seed: int = 18) -> tuple[MemoryJournal, MemoryStore, str, int]:
-    """(journal, store, town hall id, stream head) of a town hall that has run for `minutes`."""
+async def build_two_hour_townhall(
+    minutes: int = 120, seed: int = 18, parts: tuple[Journal, Store] | None = None
+) -> tuple[Journal, Store, str, int]:
+    """(journal, store, town hall id, stream head) of a town hall that has run for `minutes` (in memory, or in the
+    journal and store given)."""
     rng = random.Random(seed)
-    journal, store = MemoryJournal(), MemoryStore()
+    journal, store = parts or (MemoryJournal(), MemoryStore())
     townhall = await store.create_townhall("पटना जनसंवाद", "hi")
     th = townhall.id
     start_ms = 1_800_000_000_000
@@ -89,8 +100,26 @@ async def main() -> None:
     parser.add_argument("--minutes", type=int, default=120)
     parser.add_argument("--builds", type=int, default=200)
     parser.add_argument("--joins", type=int, default=10_000)
+    parser.add_argument("--redis", action="store_true", help="journal and store in a local Valkey (loopback)")
     args = parser.parse_args()
-    journal, store, th, head = await build_two_hour_townhall(args.minutes)
+    if not args.redis:
+        await measure(args, None)
+        return
+    server = start_standalone()
+    try:
+        conn, keys = RedisConn(server.url), RedisKeys("bench")
+        parts = (RedisJournal(conn, keys), RedisStore(conn, keys))
+        try:
+            await measure(args, parts)
+        finally:
+            await parts[0].close()
+            await parts[1].close()
+    finally:
+        server.cleanup()
+
+
+async def measure(args: argparse.Namespace, parts: tuple[Journal, Store] | None) -> None:
+    journal, store, th, head = await build_two_hour_townhall(args.minutes, parts=parts)
     digest = await build_digest(journal, store, th, head)
     size = encoded_size(digest)
     json_size = len(json.dumps(digest, ensure_ascii=False, separators=(",", ":")).encode())
@@ -104,7 +133,8 @@ async def main() -> None:
         await cache.get(th, head)
     cached_us = (time.perf_counter() - started) / args.joins * 1e6
     speech_lines = len(await journal.read(th, "speech"))
-    print(f"town hall: {args.minutes} min, {speech_lines} final sentences, head seq {head}")
+    where = "Valkey on loopback" if parts else "memory"
+    print(f"town hall: {args.minutes} min, {speech_lines} final sentences, head seq {head}; journal and store: {where}")
     print(
         f"digest: {size} bytes msgpack, {json_size} bytes JSON; {len(digest['speech'])} sentences "
         f"({(digest['speech'][-1]['ts'] - digest['speech'][0]['ts']) / 1000:.0f} s), {len(digest['announce'])} "
