@@ -18,10 +18,12 @@ from tests.helpers import Session, check_server_message, joined, make_hall
 pytestmark = pytest.mark.anyio
 
 
-async def _join_with_digest(server: RunningServer, token: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+async def _join_with_digest(
+    server: RunningServer, token: str, **hello: Any
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """welcome, then what follows until the first message that is neither snapshot nor digest (or 1 s of silence)."""
     session = await Session.open(server)
-    welcome, snapshot = await session.hello(token)
+    welcome, snapshot = await session.hello(token, **hello)
     after = [snapshot] if snapshot is not None else []
     while True:
         try:
@@ -141,3 +143,19 @@ async def test_journal_keeps_the_transcript_beyond_the_history_window(make_serve
     lines = await journal.read(hall.th, "speech")
     assert [e.event["text"] for e in lines] == [f"वाक्य {i}" for i in range(25)]
     assert [e.event["status"] for e in await journal.read(hall.th, "notice")] == ["live"]
+
+
+async def test_digest_after_a_drop_longer_than_the_history_window(make_server: Any) -> None:
+    server = await make_server(history_size=10)
+    hall = await make_hall(server)
+    leader = await joined(server, hall.leader)
+    await leader.request({"t": "go_live"})
+    await leader.request({"t": "speech", "text": "पहला वाक्य"})
+    session = await Session.open(server)
+    welcome, _ = await session.hello(hall.citizen_token(sub="c-train"))
+    await session.close()  # into a tunnel
+    for i in range(20):
+        await leader.request({"t": "speech", "text": f"सुरंग में छूटा वाक्य {i}"})
+    back, after = await _join_with_digest(server, hall.citizen_token(sub="c-train"), last_seq=welcome["seq"])
+    assert back["recovered"] is False and [m["t"] for m in after[:2]] == ["snapshot", "digest"]
+    assert after[1]["speech"][-1]["text"] == "सुरंग में छूटा वाक्य 19"

@@ -120,3 +120,63 @@ async def test_record_rendered_on_demand_once_when_the_ending_node_did_not(make_
     assert {p.status_code for p in pages} == {200} and "एक" in pages[0].text
     assert len({p.headers["etag"] for p in pages}) == 1
     assert server.node.records.renders == 1
+
+
+TREE_CSV = """code,parent,level,name_hi,name_en
+S1,,state,राज्य एक,State One
+D1,S1,district,ज़िला एक,District One
+D2,S1,district,ज़िला दो,District Two
+D1-B1,D1,booth,बूथ 1,Booth 1
+"""
+
+
+async def test_record_reach_by_region_where_regions_are_used(make_server: Any, tmp_path: Path) -> None:
+    from jansamvad.protocol.roles import Role
+    from jansamvad.regions import read_csv
+
+    server = await make_server(record_dir=tmp_path)
+    node = server.node
+    await node.store.put_region_tree(read_csv(TREE_CSV))
+    hall = await make_hall(server)
+    leader = await joined(server, hall.leader)
+    await leader.request({"t": "go_live"})
+    for sub, unit in (("c-1", "D1-B1"), ("c-2", "D1-B1"), ("c-3", "D2")):
+        token = node.tokens.issue(sub=sub, role=Role.CITIZEN, th=hall.th, ttl_s=600, name=sub, unit=unit)[0]
+        await joined(server, token)
+    await node.rollup_once()  # what the next tick does
+    await leader.request({"t": "end"})
+    record = (await _get(server, f"/record/{hall.th}.json")).json()
+    reach = record["reach"]
+    assert (reach["level"], reach["level_hi"]) == ("district", "ज़िला")
+    assert [(u["code"], u["joins"]) for u in reach["units"]] == [("D1", 2), ("D2", 1)]
+    page = (await _get(server, f"/record/{hall.th}")).text
+    assert "ज़िला एक" in page and "कहाँ तक पहुँचा" in page
+
+
+async def test_record_without_regions_has_no_reach_and_invalidate_renders_again(
+    make_server: Any, tmp_path: Path
+) -> None:
+    server = await make_server(record_dir=tmp_path)
+    th, _, _ = await _run_and_end(server)
+    first = await _get(server, f"/record/{th}")
+    assert (await _get(server, f"/record/{th}.json")).json()["reach"] is None
+    await server.node.records.invalidate(th)
+    again = await _get(server, f"/record/{th}")
+    assert again.status_code == 200 and server.node.records.renders == 2
+    assert again.headers["etag"] == first.headers["etag"]  # the same content: the same ETag, caches keep their copy
+    assert (await _get(server, f"/record/{th}/audio-1.webm")).status_code == 200  # the audio stays
+
+
+async def test_audio_recorder_continues_a_take_from_the_last_init_chunk(tmp_path: Path) -> None:
+    from jansamvad.audio_recorder import AudioRecorder, takes
+    from jansamvad.recording_store.fs import FsObjectStore
+
+    objects = FsObjectStore(tmp_path)
+    # A leader who moved to this node goes on without a new header: the take starts from the last one seen.
+    recorder = AudioRecorder(objects, "node-b")
+    recorder.chunk("th1", b"cluster-7", False, "audio/webm", None)  # no header known yet: not recorded
+    recorder.chunk("th1", b"cluster-8", False, "audio/webm", b"HEADER")
+    recorder.chunk("th1", b"cluster-9", False, "audio/webm", b"HEADER")
+    await recorder.finish("th1")
+    [(_, keys)] = await takes(objects, "th1")
+    assert b"".join([await objects.get(k) or b"" for k in keys]) == b"HEADERcluster-8cluster-9"

@@ -101,6 +101,14 @@ class RecordKeeper:
         await asyncio.shield(task)
         return True
 
+    async def invalidate(self, th: str) -> None:
+        """Forget the rendered record (after a citizen's questions were deleted on request): the next request for it
+        renders it again from what is stored then. The audio files stay. Other nodes' in-memory copies of the page
+        go after RENDERED_CACHE newer records, caches in front after max-age."""
+        for name in ("index.html", "record.json"):
+            self._cache.pop(record_prefix(th) + name, None)
+            await self.objects.delete(record_prefix(th) + name)
+
     async def read(self, th: str, name: str) -> Rendered | None:
         """One file of a record (`index.html`, `record.json`, `audio-<n>.<ext>`), rendering the record if needed."""
         key = record_prefix(th) + name
