@@ -180,3 +180,21 @@ async def test_audio_recorder_continues_a_take_from_the_last_init_chunk(tmp_path
     await recorder.finish("th1")
     [(_, keys)] = await takes(objects, "th1")
     assert b"".join([await objects.get(k) or b"" for k in keys]) == b"HEADERcluster-8cluster-9"
+
+
+def test_record_page_escapes_what_citizens_and_leaders_wrote() -> None:
+    from jansamvad.record import render_html
+
+    evil = "<script>alert(1)</script>"
+    record: dict[str, Any] = {
+        "townhall": {"id": "th1", "title": evil, "status": "ended", "lang": "hi"},
+        "started": 1,
+        "ended": 2,
+        "transcript": [{"seq": 1, "t": "speech", "text": evil, "ts": 1}],
+        "answered": [{"qid": "q1", "text": evil, "name": evil, "region": evil, "votes": 1, "asked": 1, "answered": 2}],
+        "polls": [{"pid": "p1", "question": evil, "options": [evil, "ok"], "state": "closed", "counts": [1, 0]}],
+        "reach": None,
+        "audio": [],
+    }
+    page = render_html(record)
+    assert "<script" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page

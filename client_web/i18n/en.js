@@ -48,6 +48,7 @@ export default {
   joining: 'Joining…',
   join_failed: 'Could not join: {why}',
 
+  record_link: 'Read and hear the record of this town hall',
   // what you missed (a late joiner's digest)
   digest_title: 'What you missed',
   digest_speech: 'The speech so far (last part)',

@@ -48,6 +48,7 @@ export default {
   joining: 'जुड़ रहे हैं…',
   join_failed: 'जुड़ नहीं सके: {why}',
 
+  record_link: 'इस जनसंवाद का रिकॉर्ड देखें और सुनें',
   // what you missed (a late joiner's digest)
   digest_title: 'आपसे क्या छूटा',
   digest_speech: 'भाषण के पिछले अंश',

@@ -229,6 +229,9 @@ function setStatus(s) {
     header.say('ended');
     if (player && player.active) player.stop(); // nothing more will be said
   }
+  const record = $('#record-link'); // the town hall's page becomes its record (/record/<id>)
+  record.hidden = !ended;
+  record.href = `/record/${encodeURIComponent(th)}`;
   questions.render();
   renderPolls();
 }

@@ -100,6 +100,12 @@ def test_record_page_after_the_end_reads_and_plays(demo_server: Server, tabs: Ta
     leader.click("#end")  # the second press confirms
     expect(leader.locator("#status")).to_have_attribute("data-status", "ended")
 
+    # The citizen's page, now over, links to the record.
+    link = citizen.locator("#record-link")
+    expect(link).to_be_visible()
+    expect(link).to_have_text("इस जनसंवाद का रिकॉर्ड देखें और सुनें")
+    assert link.get_attribute("href") == f"/record/{townhall_id(demo_server)}"
+
     reader = tabs.open("reader", **PHONE)
     response = reader.goto(f"{demo_server.base}/record/{townhall_id(demo_server)}")
     assert response is not None and response.status == 200
