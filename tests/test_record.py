@@ -93,6 +93,34 @@ async def test_record_is_cacheable_with_etag_304_and_range(make_server: Any, tmp
     tail = await _get(server, f"/record/{th}/audio-1.webm", Range="bytes=-10")
     assert tail.content == whole[-10:]
     assert (await _get(server, f"/record/{th}/audio-1.webm", Range="bytes=999999-")).status_code == 416
+    audio_etag = part.headers["etag"]
+    assert (await _get(server, f"/record/{th}/audio-1.webm", **{"If-None-Match": audio_etag})).status_code == 304
+
+
+async def test_record_audio_is_served_in_pieces_not_read_whole(make_server: Any, tmp_path: Path) -> None:
+    from jansamvad import record_http
+
+    server = await make_server(record_dir=tmp_path)
+    hall = await make_hall(server)
+    leader = await joined(server, hall.leader)
+    await leader.request({"t": "go_live"})
+    chunks = [b"HEADER", *(bytes([i]) * 60_000 for i in range(20))]  # 1.2 MB, in 4-5 segment objects
+    for i, chunk in enumerate(chunks):
+        await leader.send({"t": "audio", "data": chunk, "init": i == 0, "mime": "audio/webm"})
+    await leader.request({"t": "end"})
+    reads: list[tuple[int, int]] = []
+    objects = server.node.objects
+    real = objects.read_range
+
+    async def spy(key: str, start: int, end: int) -> bytes | None:
+        reads.append((start, end))
+        return await real(key, start, end)
+
+    objects.read_range = spy  # type: ignore[method-assign]
+    whole = await _get(server, f"/record/{hall.th}/audio-1.webm")
+    assert whole.status_code == 200 and whole.content == b"".join(chunks)
+    assert int(whole.headers["content-length"]) == len(whole.content)
+    assert len(reads) > 1 and max(end - start + 1 for start, end in reads) <= record_http.AUDIO_PIECE_BYTES
 
 
 async def test_record_not_before_the_end_and_not_for_unknown_ids(make_server: Any, tmp_path: Path) -> None:

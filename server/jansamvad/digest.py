@@ -119,6 +119,7 @@ class DigestCache:
         self.journal = journal
         self.store = store
         self.builds = 0
+        self.failures = 0
         self._cached: dict[str, tuple[int, asyncio.Task[dict[str, Any]]]] = {}
 
     async def get(self, th: str, upto: int) -> dict[str, Any]:
@@ -133,6 +134,17 @@ class DigestCache:
             while len(self._cached) > DIGEST_CACHE_MAX:
                 self._cached.pop(next(iter(self._cached)))
         return await asyncio.shield(cached[1])  # a join that times out must not cancel the build others wait for
+
+    async def for_join(self, th: str, upto: int) -> dict[str, Any] | None:
+        """The digest to send a joining citizen, or None: nothing to show yet, or it could not be built (a store
+        that fails now fails the join's snapshot too; a digest alone never costs a citizen the live stream)."""
+        try:
+            digest = await self.get(th, upto)
+        except Exception as exc:
+            self.failures += 1
+            log.warning("no digest for %s: %s", th, type(exc).__name__)
+            return None
+        return digest if worth_showing(digest) else None
 
     def forget(self, th: str) -> None:
         self._cached.pop(th, None)

@@ -23,7 +23,7 @@ from jansamvad.auth import TokenService
 from jansamvad.broker.base import Broker, HistoryResult, Publication
 from jansamvad.client import Client
 from jansamvad.connection import ConnState, WsConnection
-from jansamvad.digest import DigestCache, DigestCollector, worth_showing
+from jansamvad.digest import DigestCache, DigestCollector
 from jansamvad.fanout import CONFLATED, Fanout
 from jansamvad.hub import Hub, Room
 from jansamvad.journal.base import Journal, journal_kind
@@ -198,6 +198,7 @@ class Node:
         # second's worth, are not written: a final write here hung a node's shutdown on uvloop with a Redis cluster).
         await self.rollup.close()
         await self.recorder.close()
+        await self.records.close()
         await self.journal.close()
         await self.broker.close()
         await self.presence.close()
@@ -433,8 +434,8 @@ class Node:
                 snapshot[MODERATION_SEQ] = mhist.head if mhist is not None else 0
             client.send(snapshot)
             if claims.role is Role.CITIZEN and townhall.status is Status.LIVE and head:
-                digest = await self.digests.get(th, head)  # built once per town hall per change, not per join
-                if worth_showing(digest):
+                digest = await self.digests.for_join(th, head)  # built once per town hall per change, not per join
+                if digest is not None:
                     client.send(digest)
         init = self._audio_init.get(th)
         if init is not None:
@@ -481,7 +482,7 @@ class Node:
                 continue  # a poll_close got there first and published its own event
             await self.publish_event(th, {"t": "poll", "p": closed.public()})
         seq = await self.publish_event(th, {"t": "status", "status": str(Status.ENDED)})
-        self._spawn(self.records.render_after_end(th))
+        self.records.render_after_end(th)
         return townhall, seq
 
     async def publish_moderation(self, th: str, message: Mapping[str, Any], key: str = "") -> int:

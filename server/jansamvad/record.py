@@ -57,6 +57,16 @@ class Rendered:
     content_type: str
 
 
+@dataclass(frozen=True, slots=True)
+class StoredAudio:
+    """A take of the recording in the object store, served in pieces (never read whole for one request)."""
+
+    key: str
+    size: int
+    etag: str  # of its key and size: an audio file is written once, at the render, and never changed
+    content_type: str
+
+
 def rendered(body: bytes, content_type: str) -> Rendered:
     return Rendered(body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"', content_type)
 
@@ -80,12 +90,27 @@ class RecordKeeper:
         self.regions = regions
         self.renders = 0
         self._rendering: dict[str, asyncio.Task[None]] = {}
+        self._later: set[asyncio.Task[None]] = set()
         self._cache: dict[str, Rendered] = {}  # object key -> bytes, for the page and the JSON
 
-    async def render_after_end(self, th: str) -> None:
-        """Called on the node that ended the town hall."""
+    def render_after_end(self, th: str) -> None:
+        """Called on the node that ended the town hall: render the record RECORD_SETTLE_S later, in the background."""
+        task = asyncio.get_running_loop().create_task(self._render_later(th))
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+
+    async def _render_later(self, th: str) -> None:
         await asyncio.sleep(RECORD_SETTLE_S)
-        await self.ensure(th)
+        try:
+            await self.ensure(th)
+        except Exception as exc:  # the first request for it renders it then
+            log.warning("could not render the record of %s: %s", th, exc or type(exc).__name__)
+
+    async def close(self) -> None:
+        """Stop pending renders (a node going down; the first request for such a record renders it)."""
+        for task in list(self._later):
+            task.cancel()
+        await asyncio.gather(*self._later, return_exceptions=True)
 
     async def ensure(self, th: str) -> bool:
         """Render the record unless it exists. False when the town hall does not exist or has not ended."""
@@ -109,8 +134,20 @@ class RecordKeeper:
             self._cache.pop(record_prefix(th) + name, None)
             await self.objects.delete(record_prefix(th) + name)
 
+    async def audio(self, th: str, name: str) -> StoredAudio | None:
+        """A take of the recording (`audio-<n>.<ext>`), rendering the record first if needed."""
+        key = record_prefix(th) + name
+        size = await self.objects.size(key)
+        if size is None and await self.objects.get(record_prefix(th) + "record.json") is None and await self.ensure(th):
+            size = await self.objects.size(key)
+        if size is None:
+            return None
+        etag = '"' + hashlib.sha256(f"{key}:{size}".encode()).hexdigest()[:32] + '"'
+        content_type = next((m for m, e in _AUDIO_EXT.items() if name.endswith("." + e)), "audio/webm")
+        return StoredAudio(key, size, etag, content_type)
+
     async def read(self, th: str, name: str) -> Rendered | None:
-        """One file of a record (`index.html`, `record.json`, `audio-<n>.<ext>`), rendering the record if needed."""
+        """The page (`index.html`) or `record.json` of a record, rendering the record if needed."""
         key = record_prefix(th) + name
         cached = self._cache.get(key)
         if cached is not None:
@@ -120,17 +157,10 @@ class RecordKeeper:
             data = await self.objects.get(key)
         if data is None:
             return None
-        if name.endswith(".html"):
-            content_type = "text/html; charset=utf-8"
-        elif name.endswith(".json"):
-            content_type = "application/json"
-        else:
-            content_type = next((m for m, e in _AUDIO_EXT.items() if name.endswith("." + e)), "audio/webm")
-        result = rendered(data, content_type)
-        if not name.startswith("audio-"):
-            self._cache[key] = result
-            while len(self._cache) > RENDERED_CACHE:
-                self._cache.pop(next(iter(self._cache)))
+        result = rendered(data, "text/html; charset=utf-8" if name.endswith(".html") else "application/json")
+        self._cache[key] = result
+        while len(self._cache) > RENDERED_CACHE:
+            self._cache.pop(next(iter(self._cache)))
         return result
 
     async def _render(self, townhall: Townhall) -> None:

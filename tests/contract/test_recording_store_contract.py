@@ -150,3 +150,14 @@ def test_s3_config_from_url_takes_credentials_from_the_environment(monkeypatch: 
     assert (config.access_key, config.secret_key) == ("AKID", "SECRET")
     with pytest.raises(ValueError):
         S3Config.from_url("http://records")
+
+
+async def test_object_store_size_and_ranges(objects: ObjectStore) -> None:
+    blob = bytes(range(256)) * 1000
+    assert await objects.size("audio/th1/x.part") is None
+    assert await objects.read_range("audio/th1/x.part", 0, 9) is None
+    await objects.put("audio/th1/x.part", blob, "audio/webm")
+    assert await objects.size("audio/th1/x.part") == len(blob)
+    assert await objects.read_range("audio/th1/x.part", 0, 9) == blob[:10]
+    assert await objects.read_range("audio/th1/x.part", 1000, 200_000) == blob[1000:200_001]
+    assert await objects.read_range("audio/th1/x.part", len(blob) - 5, len(blob) - 1) == blob[-5:]

@@ -32,6 +32,15 @@ class ObjectStore(Protocol):
         """The object, or None when there is none."""
         ...
 
+    async def size(self, key: str) -> int | None:
+        """The object's length in bytes, or None when there is none."""
+        ...
+
+    async def read_range(self, key: str, start: int, end: int) -> bytes | None:
+        """Bytes `start` to `end` (inclusive, within the object) of the object, or None when there is none: a
+        recording is served in pieces (HTTP Range), never read whole for one request."""
+        ...
+
     async def list(self, prefix: str) -> list[str]:
         """Every key that starts with `prefix`, sorted."""
         ...

@@ -41,6 +41,26 @@ class FsObjectStore:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
 
+    async def size(self, key: str) -> int | None:
+        path = self._path(key)
+        try:
+            stat = await asyncio.to_thread(path.stat)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return stat.st_size if path.is_file() else None
+
+    async def read_range(self, key: str, start: int, end: int) -> bytes | None:
+        return await asyncio.to_thread(self._read_range, self._path(key), start, end)
+
+    @staticmethod
+    def _read_range(path: Path, start: int, end: int) -> bytes | None:
+        try:
+            with path.open("rb") as file:
+                file.seek(start)
+                return file.read(max(0, end - start + 1))
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+
     async def list(self, prefix: str) -> list[str]:
         return await asyncio.to_thread(self._list, prefix)
 

@@ -89,6 +89,20 @@ class S3ObjectStore:
         status, body = await self._request("GET", self._object_path(key), ok=(200, 404))
         return body if status == 200 else None
 
+    async def size(self, key: str) -> int | None:
+        status, _, headers = await self._exchange("HEAD", self._object_path(key), ok=(200, 404))
+        return int(headers.get("content-length", "0")) if status == 200 else None
+
+    async def read_range(self, key: str, start: int, end: int) -> bytes | None:
+        status, body, _ = await self._exchange(
+            "GET", self._object_path(key), extra={"Range": f"bytes={start}-{end}"}, ok=(200, 206, 404, 416)
+        )
+        if status == 404:
+            return None
+        if status == 416:
+            return b""
+        return body if status == 206 else body[start : end + 1]
+
     async def list(self, prefix: str) -> list[str]:
         keys: list[str] = []
         token = ""
@@ -131,15 +145,31 @@ class S3ObjectStore:
         content_type: str = "",
         ok: tuple[int, ...] = (200,),
     ) -> tuple[int, bytes]:
-        status, data = await asyncio.to_thread(self._send, method, path, params or {}, body, content_type)
-        if status not in ok:
-            raise S3Error(f"S3 {method} {path}: HTTP {status} {data[:200]!r}")
+        status, data, _ = await self._exchange(method, path, params=params, body=body, content_type=content_type, ok=ok)
         return status, data
 
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        body: bytes = b"",
+        content_type: str = "",
+        extra: dict[str, str] | None = None,
+        ok: tuple[int, ...] = (200,),
+    ) -> tuple[int, bytes, dict[str, str]]:
+        status, data, headers = await asyncio.to_thread(
+            self._send, method, path, params or {}, body, content_type, extra or {}
+        )
+        if status not in ok:
+            raise S3Error(f"S3 {method} {path}: HTTP {status} {data[:200]!r}")
+        return status, data, headers
+
     def _send(
-        self, method: str, path: str, params: dict[str, str], body: bytes, content_type: str
-    ) -> tuple[int, bytes]:
-        headers = self._signed_headers(method, path, params, body)
+        self, method: str, path: str, params: dict[str, str], body: bytes, content_type: str, extra: dict[str, str]
+    ) -> tuple[int, bytes, dict[str, str]]:
+        headers = {**self._signed_headers(method, path, params, body), **extra}  # Range need not be signed
         if content_type:
             headers["Content-Type"] = content_type
         query = urllib.parse.urlencode(sorted(params.items()), quote_via=urllib.parse.quote, safe=_UNRESERVED)
@@ -149,7 +179,8 @@ class S3ObjectStore:
         try:
             connection.request(method, target, body=body if method == "PUT" else None, headers=headers)
             response = connection.getresponse()
-            return response.status, response.read()
+            answer = {name.lower(): value for name, value in response.getheaders()}
+            return response.status, response.read(), answer
         finally:
             connection.close()
 
