@@ -226,3 +226,18 @@ def test_record_page_escapes_what_citizens_and_leaders_wrote() -> None:
     }
     page = render_html(record)
     assert "<script" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+async def test_audio_recorder_keeps_two_takes_started_within_one_millisecond(tmp_path: Path) -> None:
+    from jansamvad.audio_recorder import AudioRecorder, takes
+    from jansamvad.recording_store.fs import FsObjectStore
+
+    objects = FsObjectStore(tmp_path)
+    recorder = AudioRecorder(objects, "node-a")
+    recorder.chunk("th1", b"H1", True, "audio/webm", None)
+    recorder.chunk("th1", b"one", False, "audio/webm", b"H1")
+    recorder.chunk("th1", b"H2", True, "audio/webm", b"H1")  # at once: the same millisecond, most likely
+    recorder.chunk("th1", b"two", False, "audio/webm", b"H2")
+    await recorder.finish("th1")
+    recorded = [b"".join([await objects.get(k) or b"" for k in keys]) for _, keys in await takes(objects, "th1")]
+    assert recorded == [b"H1one", b"H2two"]

@@ -45,6 +45,7 @@ class AudioRecorder:
         self.objects = objects
         self.node_id = node_id
         self._takes: dict[str, _Take] = {}
+        self._started = 0  # takes started by this recorder
         self._writes: set[asyncio.Task[None]] = set()
         self.failed_writes = 0
 
@@ -56,7 +57,9 @@ class AudioRecorder:
                 self._write(th, take)
             if not init and last_init is None:
                 return  # no header to start a playable take from: wait for the next init chunk
-            take_id = f"{int(time.time() * 1000):013d}-{self.node_id}"
+            # Unique and in time order: two takes may start within one millisecond (a leader who stops and starts).
+            self._started += 1
+            take_id = f"{int(time.time() * 1000):013d}-{self.node_id}-{self._started:06d}"
             take = self._takes[th] = _Take(take_id, mime or "audio/webm")
             if not init and last_init is not None:
                 take.buffer += last_init

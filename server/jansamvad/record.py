@@ -165,6 +165,8 @@ class RecordKeeper:
 
     async def _render(self, townhall: Townhall) -> None:
         th = townhall.id
+        if await self.objects.get(record_prefix(th) + "record.json") is not None:
+            return  # rendered meanwhile (by a request that checked just before the last render finished)
         # Asked for right after the end: give every node the time to write the audio it held (RECORD_SETTLE_S).
         last = await self.journal.read(th, "notice", 1)
         if last and last[0].event.get("status") == "ended":
