@@ -119,6 +119,7 @@ async def test_record_audio_is_served_in_pieces_not_read_whole(make_server: Any,
     objects.read_range = spy  # type: ignore[method-assign]
     whole = await _get(server, f"/record/{hall.th}/audio-1.webm")
     assert whole.status_code == 200 and whole.content == b"".join(chunks)
+    assert "content-encoding" not in whole.headers  # audio is never gzipped (httpx asks for gzip)
     assert int(whole.headers["content-length"]) == len(whole.content)
     assert len(reads) > 1 and max(end - start + 1 for start, end in reads) <= record_http.AUDIO_PIECE_BYTES
 

@@ -29,7 +29,7 @@ from jansamvad.models import Status
 from jansamvad.node import Node
 from jansamvad.protocol.roles import Role
 from jansamvad.protocol.text import clean_text
-from jansamvad.record_http import record_routes
+from jansamvad.record_http import AUDIO_TYPES, record_routes
 from jansamvad.regions import RegionTree
 from jansamvad.regions_http import region_routes, valid_unit_code
 from jansamvad.rollup.view import rollup_view
@@ -401,7 +401,8 @@ def create_app(node: Node) -> Starlette:
     # (WebSocket upgrades never reach this app, so the broadcast path is untouched.)
     middleware = [
         Middleware(SecurityHeadersMiddleware),
-        Middleware(GZipMiddleware, minimum_size=512, compresslevel=6),
+        # Not the record's audio (record_http.py): Opus does not compress, and a recording is megabytes of CPU.
+        Middleware(GZipMiddleware, minimum_size=512, compresslevel=6, exclude_content_types=AUDIO_TYPES),
     ]
     # Browsers may call the API from the allowed origins only; with none configured, only same-origin pages may.
     if settings.allowed_origins:

@@ -32,6 +32,7 @@ NOT_READY_PAGE = (
 )
 
 
+AUDIO_TYPES = ("text/event-stream", "audio/webm", "audio/ogg", "audio/mp4", "audio/mpeg")  # never gzipped
 AUDIO_PIECE_BYTES = 256 * 1024  # a whole recording goes out in pieces of this size, read one at a time
 
 
