@@ -15,15 +15,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from jansamvad.journal.base import Journal
-from jansamvad.models import PollState, QState, Question
+from jansamvad.models import PollState, QState, Question, Status, Townhall
+from jansamvad.protocol.roles import Role
 from jansamvad.store.base import Store
+
+if TYPE_CHECKING:
+    from jansamvad.client import Client
 
 log = logging.getLogger("jansamvad.digest")
 
@@ -145,6 +149,15 @@ class DigestCache:
             log.warning("no digest for %s: %s", th, type(exc).__name__)
             return None
         return digest if worth_showing(digest) else None
+
+    async def send_after_snapshot(self, client: Client, townhall: Townhall, head: int) -> None:
+        """The join's hook (after a `snapshot`): a citizen of a live town hall gets the digest, if there is one."""
+        claims = client.claims
+        if claims is None or claims.role is not Role.CITIZEN or townhall.status is not Status.LIVE or not head:
+            return
+        digest = await self.for_join(townhall.id, head)
+        if digest is not None:
+            client.send(digest)
 
     def forget(self, th: str) -> None:
         self._cached.pop(th, None)

@@ -433,10 +433,7 @@ class Node:
                 snapshot["queue"] = [q.for_moderators() for q in pending[:SNAPSHOT_QUEUE_MAX]]
                 snapshot[MODERATION_SEQ] = mhist.head if mhist is not None else 0
             client.send(snapshot)
-            if claims.role is Role.CITIZEN and townhall.status is Status.LIVE and head:
-                digest = await self.digests.for_join(th, head)  # built once per town hall per change, not per join
-                if digest is not None:
-                    client.send(digest)
+            await self.digests.send_after_snapshot(client, townhall, head)  # "what you missed", cached per change
         init = self._audio_init.get(th)
         if init is not None:
             client.send(init)
