@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Literal, TypeVar
 
 from jansamvad.protocol.messages import Limits
 
@@ -36,15 +36,28 @@ class Option:
     max: float | None = None
     choices: tuple[str, ...] = ()
     # "file": the flag names a file whose text is the value (PEM keys); "dir": an existing directory.
-    kind: str = ""
-    secret: bool = False  # its default is not shown
+    kind: Literal["", "file", "dir"] = ""
+    hide_default: bool = False  # not shown in --help (a machine path)
     # A token-bucket burst: when not given on the CLI it is 4x this rate field's value (as it always was).
     burst_of: str = ""
 
 
-def setting(default: T, help: str, group: str, **option: Any) -> T:
-    """A Settings field with its default and its Option (help text, group, bounds)."""
-    return field(default=default, metadata={OPTION: Option(help, group, **option)})
+def setting(
+    default: T,
+    help: str,
+    group: str,
+    *,
+    flag: str = "",
+    min: float | None = None,
+    max: float | None = None,
+    choices: tuple[str, ...] = (),
+    kind: Literal["", "file", "dir"] = "",
+    hide_default: bool = False,
+    burst_of: str = "",
+) -> T:
+    """A Settings field: its default and its Option (help text, --help section, flag name, bounds)."""
+    option = Option(help, group, flag, min, max, choices, kind, hide_default, burst_of)
+    return field(default=default, metadata={OPTION: option})
 
 
 NODE = "Node"
@@ -82,7 +95,7 @@ class Settings:
     )
     node_id: str = setting("", "Name of this node in logs and presence (random if unset).", NODE)
     # Containers set it; the default is this checkout's client_web/ (a machine path, so not shown in --help).
-    static_dir: Path = setting(DEFAULT_STATIC_DIR, "Directory of the web client.", NODE, secret=True)
+    static_dir: Path = setting(DEFAULT_STATIC_DIR, "Directory of the web client.", NODE, hide_default=True)
     allowed_origins: tuple[str, ...] = setting(
         (), "Origin allowed to open a WebSocket (repeat; none = any).", SECURITY, flag="allowed-origin"
     )

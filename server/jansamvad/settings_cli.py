@@ -62,10 +62,10 @@ def _number_type(kind: type, option: Option) -> click.ParamType[Any]:
 
 def _click_type(annotation: Any, option: Option) -> tuple[click.ParamType[Any], bool]:
     """The click type of a field's values, and whether the flag repeats (tuples)."""
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    base = args[0] if typing.get_origin(annotation) is not tuple and args else annotation
-    if typing.get_origin(annotation) is tuple:
+    if typing.get_origin(annotation) is tuple:  # tuple[str, ...]: the flag repeats, the variable splits on spaces
         return click.STRING, True
+    optional = [a for a in typing.get_args(annotation) if a is not type(None)]  # X | None
+    base = optional[0] if optional else annotation
     if option.kind == "file":
         return click.Path(exists=True, dir_okay=False), False
     if base is Path:
@@ -84,8 +84,9 @@ def _option(name: str, annotation: Any, default: Any, option: Option, flag: str)
     help_text = option.help
     if option.burst_of:
         rate = Settings.__dataclass_fields__[option.burst_of].metadata[OPTION]
-        help_text += f" (default: {BURST_FACTOR}x --{rate.flag or option.burst_of.replace('_', '-')})"
-    shown = not option.secret and default not in (None, "", ())
+        rate_flag = rate.flag or option.burst_of.replace("_", "-")
+        help_text = f"{help_text.rstrip('.')} (default: {BURST_FACTOR}x --{rate_flag})."
+    shown = not option.hide_default and default not in (None, "", ())
     return SettingOption(
         ["--" + flag, name],
         group=option.group,
