@@ -80,7 +80,7 @@ clean:
 BENCH_ARGS ?=
 .PHONY: bench
 bench: $(VENV)/.installed
-	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install --quiet --constraint $(LOCK_DEV) -e '.[bench]'
 	PYTHONPATH=. $(BIN)/python -m loadtest.bench $(BENCH_ARGS)
 
 ## storm: the reconnect storm at scale (docs/benchmarks.md, "Reconnect storm"), e.g. make storm STORM_ARGS="--clients 30000"

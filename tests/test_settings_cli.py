@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from jansamvad import cli
+from jansamvad import cli, server
 from jansamvad.protocol.messages import Limits
 from jansamvad.settings import Settings
 
@@ -108,7 +108,12 @@ def all_cases(tmp_path: Path) -> list[Case]:
 def started(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
     """The Settings `serve` would run a node with (the node is not started, logging is left alone)."""
     seen: list[Settings] = []
-    monkeypatch.setattr(cli, "run_node", lambda settings, **kwargs: seen.append(settings))
+
+    def record(settings: Settings, **kwargs: object) -> None:
+        seen.append(settings)
+
+    monkeypatch.setattr(server, "run_node", record)
+    monkeypatch.setattr(cli, "run_node", record, raising=False)  # where it was before server.py had it
     monkeypatch.setattr(cli, "configure_logging", lambda *args: None)
     for name in list(os.environ):
         if name.startswith("JANSAMVAD_"):

@@ -21,7 +21,6 @@ from jansamvad.auth import ANY_TOWNHALL, TokenService
 from jansamvad.logs import configure as configure_logging
 from jansamvad.protocol.roles import Role
 from jansamvad.regions import RegionError, RegionTree, read_csv, write_csv
-from jansamvad.server import DEMO_TITLE, run_node
 from jansamvad.settings import SettingsError
 from jansamvad.settings_cli import GroupedCommand, SettingOption, envvar, setting_options, settings_from_params
 
@@ -125,7 +124,9 @@ def serve(**params: Any) -> None:
         if status == 0:
             click.echo("jansamvad stopped cleanly")
         sys.exit(status)
-    run_node(settings, demo=demo, loop=params["loop"], regions=regions)
+    from jansamvad import server  # here, not at the top: the other commands start without uvicorn and the node
+
+    server.run_node(settings, demo=demo, loop=params["loop"], regions=regions)
     click.echo("jansamvad stopped cleanly")
 
 
@@ -297,6 +298,7 @@ def cluster_up(nodes: int, workers: int, redis_kind: str, port: int, replicas: i
     import time as clock
 
     from jansamvad.cluster import LocalCluster
+    from jansamvad.server import DEMO_TITLE
 
     if replicas and redis_kind != "cluster":
         raise click.UsageError("--replicas needs --redis cluster")
