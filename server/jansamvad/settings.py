@@ -56,7 +56,17 @@ def setting(
     burst_of: str = "",
 ) -> T:
     """A Settings field: its default and its Option (help text, --help section, flag name, bounds)."""
-    option = Option(help, group, flag, min, max, choices, kind, hide_default, burst_of)
+    option = Option(
+        help,
+        group,
+        flag=flag,
+        min=min,
+        max=max,
+        choices=choices,
+        kind=kind,
+        hide_default=hide_default,
+        burst_of=burst_of,
+    )
     return field(default=default, metadata={OPTION: option})
 
 
