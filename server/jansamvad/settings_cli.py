@@ -104,29 +104,36 @@ def _flag(name: str, option: Option) -> str:
     return option.flag or name.replace("_", "-")
 
 
+def _declared_limits() -> list[dataclasses.Field[Any]]:
+    return [size for size in dataclasses.fields(Limits) if size.name in LIMIT_OPTIONS]
+
+
+def _declared_settings() -> list[dataclasses.Field[Any]]:
+    """The Settings fields declared with setting(...). One declared without it keeps its default and has no flag
+    (tests/test_settings_cli.py names it), rather than breaking every command at import."""
+    return [spec for spec in dataclasses.fields(Settings) if OPTION in spec.metadata]
+
+
 def setting_options() -> Iterator[SettingOption]:
     """One option per Settings field and per Limits size, in the order they are declared."""
     hints = typing.get_type_hints(Settings)
     limit_hints = typing.get_type_hints(Limits)
     for spec in dataclasses.fields(Settings):
         if spec.name == "limits":
-            for size in dataclasses.fields(Limits):
+            for size in _declared_limits():
                 option = LIMIT_OPTIONS[size.name]
                 flag = option.flag or "max-" + size.name.replace("_", "-")
                 yield _option(LIMIT_PARAM + size.name, limit_hints[size.name], size.default, option, flag)
-            continue
-        option = spec.metadata[OPTION]
-        yield _option(spec.name, hints[spec.name], spec.default, option, _flag(spec.name, option))
+        elif OPTION in spec.metadata:
+            option = spec.metadata[OPTION]
+            yield _option(spec.name, hints[spec.name], spec.default, option, _flag(spec.name, option))
 
 
 def settings_from_params(params: dict[str, Any]) -> Settings:
     """The Settings of parsed `serve` parameters (what setting_options() made; other parameters are ignored)."""
     values: dict[str, Any] = {}
-    limits: dict[str, Any] = {}
-    for spec in dataclasses.fields(Settings):
-        if spec.name == "limits":
-            limits = {size.name: params[LIMIT_PARAM + size.name] for size in dataclasses.fields(Limits)}
-            continue
+    limits = {size.name: params[LIMIT_PARAM + size.name] for size in _declared_limits()}
+    for spec in _declared_settings():
         option: Option = spec.metadata[OPTION]
         value = params[spec.name]
         if option.kind == "file":
@@ -134,8 +141,8 @@ def settings_from_params(params: dict[str, Any]) -> Settings:
         elif isinstance(value, tuple | list):
             value = tuple(value)
         values[spec.name] = value
-    for spec in dataclasses.fields(Settings):
-        burst: Option | None = spec.metadata.get(OPTION)
-        if burst is not None and burst.burst_of and values[spec.name] is None:
+    for spec in _declared_settings():
+        burst: Option = spec.metadata[OPTION]
+        if burst.burst_of and values[spec.name] is None:
             values[spec.name] = max(1, int(BURST_FACTOR * values[burst.burst_of]))
     return Settings(**values, limits=Limits(**limits))
