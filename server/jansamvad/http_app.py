@@ -27,6 +27,8 @@ from jansamvad.dashboard import war_room
 from jansamvad.export import build_export, build_unit_export, export_csv, unit_export_csv
 from jansamvad.models import Status
 from jansamvad.node import Node
+from jansamvad.privacy import erase_route
+from jansamvad.programmes_http import Hooks as ProgrammeHooks, programme_routes
 from jansamvad.protocol.roles import Role
 from jansamvad.protocol.text import clean_text
 from jansamvad.regions import RegionTree
@@ -392,6 +394,8 @@ def create_app(node: Node) -> Starlette:
         Route("/api/townhalls/{th}/rollup", rollup, methods=["GET"]),
         Route("/api/dashboard", dashboard, methods=["GET"]),
         *region_routes(node.store, regions, limit, node.trusts, settings.public_url),
+        *programme_routes(node, ProgrammeHooks(check_admin_key, admin_key_failed, body, limit)),
+        erase_route(node, require_admin, body),
     ]
     if settings.static_dir.is_dir():
         routes.append(Mount("/", app=StaticFiles(directory=settings.static_dir, html=True), name="static"))
