@@ -407,7 +407,7 @@ def _card(townhall: Townhall, programme: Programme, kind: str, lang: str, base: 
         acts.append(f'<a class="go" href="{escape(join_path(townhall.id))}">{escape(w["join_live"])}</a>')
     elif kind == "upcoming" and not programme.cancelled:
         acts.append(f'<a class="go" href="{escape(join_path(townhall.id))}">{escape(w["lobby"])}</a>')
-        acts.append(f'<a href="{escape(ics_path(townhall.id))}" download>📅 {escape(w["calendar"])}</a>')
+        acts.append(f'<a href="{escape(ics_path(townhall.id))}" download>{escape(w["calendar"])}</a>')
     elif kind == "past":
         acts.append(f'<a class="go" href="{escape(record_path(townhall.id))}">{escape(w["record"])}</a>')
     if kind != "past" and not programme.cancelled:
