@@ -233,3 +233,14 @@ async def test_programme_page_stays_light_for_2g(server: RunningServer) -> None:
     assert wire < 8 * 1024, wire
     for fetched in ("<script", '<link rel="stylesheet"', "@font-face", "<img"):
         assert fetched not in raw.text
+
+
+async def test_programme_page_cache_never_serves_another_clients_host(server: RunningServer) -> None:
+    """The page is kept for a few seconds per node; without --public-url its share links carry the request's origin,
+    so a page made for one Host header must not be what the next client gets."""
+    await schedule(server)
+    for path in ("/programmes", "/api/programmes"):
+        forged = await call(server, "GET", path, headers={"Host": "evil.example"})
+        assert forged.status_code == 200 and "evil.example" in forged.text
+        honest = await call(server, "GET", path)
+        assert "evil.example" not in honest.text and "127.0.0.1" in honest.text

@@ -2,8 +2,9 @@
 staff API that schedules, edits and cancels programmes.
 
 Public: `GET /programmes` (the page, server-rendered, no script: it must open on 2G), `GET /programmes/{th}.ics`,
-`GET /api/programmes` and `GET /api/programmes/{th}` (the lobby reads it). The page is rendered at most once every
-PAGE_CACHE_S per language on a node, so a shared link that a whole district opens at once costs one store read.
+`GET /api/programmes` and `GET /api/programmes/{th}` (the lobby reads it). The page and the list are made at most once
+every PAGE_CACHE_S per language on a node, so a shared link that a whole district opens at once costs one store
+read.
 
 Staff: scheduling a new programme creates its town hall and needs the admin key; editing or cancelling one needs the
 admin key or a leader token of that town hall (a leader keeps their own programme's description and time right).
@@ -13,6 +14,7 @@ A moderator's token is refused: moderators decide questions, not the schedule.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -55,6 +57,7 @@ if TYPE_CHECKING:  # the node is only passed in: importing it here would make an
     from jansamvad.node import Node
 
 PAGE_CACHE_S = 5.0
+RENDERED_KEYS = 16  # (page or JSON, language, origin) combinations kept
 PAST_ON_PAGE = 30  # past programmes the page lists, newest first
 MAX_TITLE_CHARS = 120  # as a town hall's title (http_app.MAX_TITLE_CHARS)
 
@@ -132,8 +135,9 @@ def _duration(data: dict[str, Any]) -> int | None:
 def programme_routes(node: Node, hooks: Hooks) -> list[Route]:
     settings = node.settings
     store = node.store
-    pages: dict[str, tuple[float, str]] = {}  # lang -> (monotonic time rendered, page)
-    page_lock = asyncio.Lock()
+    # Rendered answers by (what, language, origin): the origin is in the share links, and without --public-url it
+    # comes from the request, so one client's Host header must never end up in what others are served.
+    rendered = _Rendered()
 
     def base_of(request: Request) -> str:
         """As region links: `--public-url` when set (a calendar file and a share text outlive the request), else
@@ -185,7 +189,7 @@ def programme_routes(node: Node, hooks: Hooks) -> list[Route]:
             await store.put_programme(programme)
         except BadState:
             raise _Refused(409, "bad_state", "the town hall has ended") from None
-        pages.clear()  # this node shows the change at once; other nodes within PAGE_CACHE_S
+        rendered.clear()  # this node shows the change at once; other nodes within PAGE_CACHE_S
 
     # Public
 
@@ -196,9 +200,18 @@ def programme_routes(node: Node, hooks: Hooks) -> list[Route]:
 
     async def list_json(request: Request) -> Response:
         base = base_of(request)
-        groups = sections(await listed())
-        body = {name: [public_json(t, p, base) for t, p in items] for name, items in groups.items()}
-        return JSONResponse(body, headers={"Cache-Control": f"public, max-age={int(PAGE_CACHE_S)}"})
+
+        async def make() -> str:
+            groups = sections(await listed())
+            body = {name: [public_json(t, p, base) for t, p in items] for name, items in groups.items()}
+            return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+        body = await rendered.get(("json", base), make)
+        return Response(
+            body,
+            media_type="application/json",
+            headers={"Cache-Control": f"public, max-age={int(PAGE_CACHE_S)}"},
+        )
 
     async def one_json(request: Request) -> Response:
         townhall, programme = await with_programme(request.path_params["th"])
@@ -217,14 +230,13 @@ def programme_routes(node: Node, hooks: Hooks) -> list[Route]:
 
     async def page(request: Request) -> Response:
         lang = "en" if request.query_params.get("lang") == "en" else "hi"
-        cached = pages.get(lang)
-        if cached is None or time.monotonic() - cached[0] >= PAGE_CACHE_S:
-            async with page_lock:
-                cached = pages.get(lang)
-                if cached is None or time.monotonic() - cached[0] >= PAGE_CACHE_S:
-                    cached = (time.monotonic(), render_page(sections(await listed()), lang, base_of(request)))
-                    pages[lang] = cached
-        return HTMLResponse(cached[1], headers={"Cache-Control": f"public, max-age={int(PAGE_CACHE_S)}"})
+        base = base_of(request)
+
+        async def make() -> str:
+            return render_page(sections(await listed()), lang, base)
+
+        html = await rendered.get((lang, base), make)
+        return HTMLResponse(html, headers={"Cache-Control": f"public, max-age={int(PAGE_CACHE_S)}"})
 
     # Staff
 
@@ -300,7 +312,7 @@ def programme_routes(node: Node, hooks: Hooks) -> list[Route]:
         programme.updated_ms = now_ms()
         await save(programme)
         townhall, _ = await node.end_townhall(th, by)
-        pages.clear()
+        rendered.clear()
         return JSONResponse(public_json(townhall, programme, base_of(request)))
 
     return [
@@ -312,6 +324,31 @@ def programme_routes(node: Node, hooks: Hooks) -> list[Route]:
         Route("/api/programmes/{th}", _answering(edit), methods=["POST"]),
         Route("/api/programmes/{th}/cancel", _answering(cancel), methods=["POST"]),
     ]
+
+
+class _Rendered:
+    """Answers kept for PAGE_CACHE_S, made once however many requests wait for them; at most RENDERED_KEYS kept (a
+    client sending many Host headers only empties it)."""
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[str, str], tuple[float, str]] = {}
+        self._lock = asyncio.Lock()
+
+    async def get(self, key: tuple[str, str], make: Callable[[], Awaitable[str]]) -> str:
+        kept = self._kept.get(key)
+        if kept is not None and time.monotonic() - kept[0] < PAGE_CACHE_S:
+            return kept[1]
+        async with self._lock:
+            kept = self._kept.get(key)
+            if kept is None or time.monotonic() - kept[0] >= PAGE_CACHE_S:
+                if len(self._kept) >= RENDERED_KEYS:
+                    self._kept.clear()
+                kept = (time.monotonic(), await make())
+                self._kept[key] = kept
+        return kept[1]
+
+    def clear(self) -> None:
+        self._kept.clear()
 
 
 def sections(items: list[tuple[Townhall, Programme]]) -> dict[str, list[tuple[Townhall, Programme]]]:
