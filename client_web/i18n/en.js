@@ -63,6 +63,17 @@ export default {
   'lobby.m': '{n} min',
   'lobby.s': '{n} s',
 
+  // the leader's programme card
+  prog_title: 'Programme',
+  prog_page: 'Programme page',
+  prog_edit: 'Change the time or description',
+  prog_leader: 'Speaker',
+  prog_starts: 'When (IST)',
+  prog_desc: 'Description',
+  prog_save: 'Save',
+  prog_saved: 'Saved. The programme page and the calendar file now show it.',
+  prog_failed: 'Could not save: {why}',
+
   // live speech and audio
   speech_title: 'Live speech',
   speech_empty: 'The leader’s words will appear here as they speak.',

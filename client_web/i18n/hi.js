@@ -63,6 +63,17 @@ export default {
   'lobby.m': '{n} मिनट',
   'lobby.s': '{n} सेकंड',
 
+  // the leader's programme card
+  prog_title: 'कार्यक्रम',
+  prog_page: 'कार्यक्रम पेज',
+  prog_edit: 'समय या विवरण बदलें',
+  prog_leader: 'वक्ता',
+  prog_starts: 'कब (IST)',
+  prog_desc: 'विवरण',
+  prog_save: 'सहेजें',
+  prog_saved: 'सहेजा गया। कार्यक्रम पेज और कैलेंडर फ़ाइल अब नया समय दिखाएँगे।',
+  prog_failed: 'सहेज नहीं सके: {why}',
+
   // live speech and audio
   speech_title: 'लाइव भाषण',
   speech_empty: 'नेता के बोलते ही उनकी बात यहाँ दिखेगी।',

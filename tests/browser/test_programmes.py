@@ -235,3 +235,24 @@ def test_programmes_war_room_schedules_edits_and_cancels(programme_server: Serve
     public.goto(srv.base + "/programmes")
     expect(public.locator("#upcoming article", has_text="मुज़फ़्फ़रपुर जनसंवाद").locator(".badge")).to_have_text("रद्द")
     assert phone_tabs.errors == []
+
+
+def test_programmes_leader_corrects_the_time_from_the_console(programme_server: Server, phone_tabs: Tabs) -> None:
+    srv = programme_server
+    th = demo_th(srv)
+    api(srv, f"/api/programmes/{th}", {"leader": "मुख्यमंत्री", "starts_at": at_ist(1, 19)})
+    leader = phone_tabs.open("leader", **DESKTOP)
+    open_staff(leader, srv.links["leader"])
+    expect(leader.locator("#programme")).to_be_visible()
+    expect(leader.locator("#prog-when")).to_contain_text("शाम 7:00 बजे IST")
+    leader.click("#prog-edit summary")
+    expect(leader.locator("#prog-leader")).to_have_value("मुख्यमंत्री")
+    leader.fill("#prog-starts", at_ist(1, 20, 30)[:16])
+    leader.fill("#prog-desc", "बाढ़ राहत और सड़कें")
+    leader.click("#prog-save")
+    expect(leader.locator("#prog-result")).to_contain_text("सहेजा गया")
+    expect(leader.locator("#prog-when")).to_contain_text("रात 8:30 बजे IST")
+    with urllib.request.urlopen(f"{srv.base}/api/programmes/{th}", timeout=10) as response:
+        public = json.loads(response.read())
+    assert public["description"] == "बाढ़ राहत और सड़कें" and public["when_hi"].endswith("रात 8:30 बजे IST")
+    assert phone_tabs.errors == []
