@@ -175,7 +175,7 @@ async def test_programme_cancel_ends_the_townhall_and_marks_it_everywhere(server
     lobby = await joined(server, server.node.tokens.issue(sub="c-x", role=Role.CITIZEN, th=th, ttl_s=600)[0])
     cancelled = await call(server, "POST", f"/api/programmes/{th}/cancel", headers=ADMIN)
     assert cancelled.status_code == 200 and cancelled.json()["cancelled"] is True
-    assert cancelled.json()["status"] == "ended"
+    assert cancelled.json()["status"] == "ended" and cancelled.json()["record_url"] is None
     assert (await lobby.expect_close())[0] == 4005  # who waited in the lobby is told it is over
     again = await call(server, "POST", f"/api/programmes/{th}/cancel", headers=ADMIN)
     assert again.status_code == 409 and again.json()["error"] == "bad_state"

@@ -175,7 +175,10 @@ def public_json(townhall: Townhall, programme: Programme, base: str) -> dict[str
         "when_en": f"{date_en(programme.starts_ms)}, {time_en(programme.starts_ms)}",
         "join_url": base + join_path(townhall.id),
         "ics_url": base + ics_path(townhall.id),
-        "record_url": base + record_path(townhall.id) if townhall.status is Status.ENDED else None,
+        # A cancelled programme ended without taking place: it has no record.
+        "record_url": (
+            base + record_path(townhall.id) if townhall.status is Status.ENDED and not programme.cancelled else None
+        ),
         "share_text": text,
         "whatsapp_url": whatsapp_url(text),
     }
