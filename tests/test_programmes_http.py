@@ -135,6 +135,8 @@ async def test_programme_edit_by_admin_or_its_leader_only(server: RunningServer)
 
 async def test_programme_for_an_existing_townhall_and_bad_input(server: RunningServer) -> None:
     hall = await make_hall(server)
+    none_yet = await call(server, "GET", f"/api/programmes/{hall.th}")
+    assert none_yet.status_code == 204 and none_yet.content == b""  # no programme: no lobby, and no error either
     missing = await call(server, "POST", f"/api/programmes/{hall.th}", json={"leader": "x"}, headers=ADMIN)
     assert missing.status_code == 400 and missing.json()["msg"].startswith("starts_at")
     added = await call(

@@ -2,7 +2,7 @@
 // IST), who speaks and what about, and reminds the citizen to come back (the calendar file, a WhatsApp share).
 // Asking already works in the lobby (the ask card below it, moderated as usual) and the questions asked so far show
 // as usual. When the leader goes live the `status` event turns the page live and the lobby goes away, no reload.
-// A town hall without a programme has no lobby (GET /api/programmes/{id} answers 404).
+// A town hall without a programme has no lobby (GET /api/programmes/{id} answers 204).
 import { getLang, onLang, t } from './i18n.js';
 import { $ } from './ui.js';
 
@@ -14,7 +14,7 @@ let timer = null;
 export async function loadLobby(th) {
   try {
     const res = await fetch(`/api/programmes/${encodeURIComponent(th)}`, { headers: { Accept: 'application/json' } });
-    if (!res.ok) return;
+    if (res.status !== 200) return; // 204: no programme
     programme = await res.json();
   } catch {
     return; // offline: the page works without the lobby

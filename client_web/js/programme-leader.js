@@ -33,7 +33,7 @@ async function load() {
   if (!th) return;
   try {
     const res = await fetch(`/api/programmes/${encodeURIComponent(th)}`, { cache: 'no-store' });
-    if (!res.ok) return;
+    if (res.status !== 200) return; // 204: no programme
     programme = await res.json();
   } catch {
     return;

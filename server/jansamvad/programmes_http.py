@@ -214,7 +214,12 @@ def programme_routes(node: Node, hooks: Hooks) -> list[Route]:
         )
 
     async def one_json(request: Request) -> Response:
-        townhall, programme = await with_programme(request.path_params["th"])
+        th = request.path_params["th"]
+        townhall, programme = await asyncio.gather(townhall_or_404(th), store.programme(th))
+        if programme is None:
+            # A town hall without a programme is the usual case, not an error: the citizen page asks on every
+            # visit, and a 404 would be an error in every visitor's console.
+            return Response(status_code=204, headers={"Cache-Control": "no-cache"})
         return JSONResponse(public_json(townhall, programme, base_of(request)), headers={"Cache-Control": "no-cache"})
 
     async def ics(request: Request) -> Response:
