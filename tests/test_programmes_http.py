@@ -3,6 +3,7 @@ programme page and JSON, the calendar file (read back with the `icalendar` libra
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -274,3 +275,28 @@ async def test_programme_scheduled_on_one_node_is_edited_and_shown_on_another(ma
     cancelled = await call(second, "POST", f"/api/programmes/{th}/cancel", headers=ADMIN)
     assert cancelled.status_code == 200
     assert (await call(first, "GET", f"/api/townhalls/{th}")).json()["status"] == "ended"
+
+
+async def test_programme_page_and_facts_cost_one_store_read_per_node_however_many_ask(server: RunningServer) -> None:
+    """A shared link opened by a whole district at once: 50 page loads and 50 lobby reads, at the same moment, make
+    the list and the facts once each (kept PAGE_CACHE_S on the node)."""
+    th = (await schedule(server))["th"]
+    store = server.node.store
+    reads = {"programmes": 0, "programme": 0}
+    list_all, one = store.programmes, store.programme
+
+    async def counted_list() -> Any:
+        reads["programmes"] += 1
+        return await list_all()
+
+    async def counted_one(th: str) -> Any:
+        reads["programme"] += 1
+        return await one(th)
+
+    store.programmes, store.programme = counted_list, counted_one  # type: ignore[method-assign]
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+        pages = [http.get("/programmes") for _ in range(50)]
+        lobbies = [http.get(f"/api/programmes/{th}") for _ in range(50)]
+        answers = await asyncio.gather(*pages, *lobbies)
+    assert {a.status_code for a in answers} == {200}
+    assert reads == {"programmes": 1, "programme": 1}

@@ -58,6 +58,7 @@ if TYPE_CHECKING:  # the node is only passed in: importing it here would make an
 
 PAGE_CACHE_S = 5.0
 RENDERED_KEYS = 16  # (page or JSON, language, origin) combinations kept
+FACTS_KEYS = 4096  # (town hall, origin) combinations kept
 PAST_ON_PAGE = 30  # past programmes the page lists, newest first
 MAX_TITLE_CHARS = 120  # as a town hall's title (http_app.MAX_TITLE_CHARS)
 
@@ -137,7 +138,10 @@ def programme_routes(node: Node, hooks: Hooks) -> list[Route]:
     store = node.store
     # Rendered answers by (what, language, origin): the origin is in the share links, and without --public-url it
     # comes from the request, so one client's Host header must never end up in what others are served.
-    rendered = _Rendered()
+    rendered = _Rendered(RENDERED_KEYS)
+    # A programme's facts by (town hall, origin): every citizen page asks once per visit, so a town hall that a whole
+    # state opens at once costs one store read per node every PAGE_CACHE_S.
+    facts = _Rendered(FACTS_KEYS)
 
     def base_of(request: Request) -> str:
         """As region links: `--public-url` when set (a calendar file and a share text outlive the request), else
@@ -190,6 +194,7 @@ def programme_routes(node: Node, hooks: Hooks) -> list[Route]:
         except BadState:
             raise _Refused(409, "bad_state", "the town hall has ended") from None
         rendered.clear()  # this node shows the change at once; other nodes within PAGE_CACHE_S
+        facts.clear()
 
     # Public
 
@@ -215,12 +220,20 @@ def programme_routes(node: Node, hooks: Hooks) -> list[Route]:
 
     async def one_json(request: Request) -> Response:
         th = request.path_params["th"]
-        townhall, programme = await asyncio.gather(townhall_or_404(th), store.programme(th))
-        if programme is None:
+        base = base_of(request)
+
+        async def make() -> str:
+            townhall, programme = await asyncio.gather(townhall_or_404(th), store.programme(th))
+            if programme is None:
+                return ""
+            return json.dumps(public_json(townhall, programme, base), ensure_ascii=False, separators=(",", ":"))
+
+        body = await facts.get((th, base), make)
+        if not body:
             # A town hall without a programme is the usual case, not an error: the citizen page asks on every
             # visit, and a 404 would be an error in every visitor's console.
             return Response(status_code=204, headers={"Cache-Control": "no-cache"})
-        return JSONResponse(public_json(townhall, programme, base_of(request)), headers={"Cache-Control": "no-cache"})
+        return Response(body, media_type="application/json", headers={"Cache-Control": "no-cache"})
 
     async def ics(request: Request) -> Response:
         townhall, programme = await with_programme(request.path_params["th"])
@@ -318,6 +331,7 @@ def programme_routes(node: Node, hooks: Hooks) -> list[Route]:
         await save(programme)
         townhall, _ = await node.end_townhall(th, by)
         rendered.clear()
+        facts.clear()
         return JSONResponse(public_json(townhall, programme, base_of(request)))
 
     return [
@@ -332,25 +346,36 @@ def programme_routes(node: Node, hooks: Hooks) -> list[Route]:
 
 
 class _Rendered:
-    """Answers kept for PAGE_CACHE_S, made once however many requests wait for them; at most RENDERED_KEYS kept (a
-    client sending many Host headers only empties it)."""
+    """Answers kept for PAGE_CACHE_S, each made once however many requests wait for it; at most `max_keys` kept (a
+    client sending many Host headers or town hall ids only empties it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_keys: int) -> None:
+        self._max_keys = max_keys
         self._kept: dict[tuple[str, str], tuple[float, str]] = {}
-        self._lock = asyncio.Lock()
+        self._making: dict[tuple[str, str], asyncio.Future[str]] = {}
 
     async def get(self, key: tuple[str, str], make: Callable[[], Awaitable[str]]) -> str:
         kept = self._kept.get(key)
         if kept is not None and time.monotonic() - kept[0] < PAGE_CACHE_S:
             return kept[1]
-        async with self._lock:
-            kept = self._kept.get(key)
-            if kept is None or time.monotonic() - kept[0] >= PAGE_CACHE_S:
-                if len(self._kept) >= RENDERED_KEYS:
-                    self._kept.clear()
-                kept = (time.monotonic(), await make())
-                self._kept[key] = kept
-        return kept[1]
+        making = self._making.get(key)
+        if making is not None:
+            return await asyncio.shield(making)
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._making[key] = future
+        try:
+            value = await make()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: nobody else may be waiting for it
+            raise
+        finally:
+            del self._making[key]
+        future.set_result(value)
+        if len(self._kept) >= self._max_keys:
+            self._kept.clear()
+        self._kept[key] = (time.monotonic(), value)
+        return value
 
     def clear(self) -> None:
         self._kept.clear()
