@@ -138,3 +138,51 @@ async def test_privacy_erase_on_one_node_reaches_the_moderators_of_another(make_
     assert update["reason"] == "erased"
     report = (await call(first, "GET", f"/api/townhalls/{hall.th}/export", headers=ADMIN)).json()
     assert [q["qid"] for q in report["questions"]] == [qids["ram"]]
+
+
+@pytest.mark.redis
+async def test_privacy_no_device_id_or_ip_address_is_stored(make_server: Any, redis_url: str) -> None:
+    """docs/privacy.md: the device id becomes a keyed hash and is never stored; an IP address is only the key of a
+    rate-limit bucket that expires. Read every key the node wrote, whatever its type."""
+    import redis.asyncio as aioredis
+
+    server = await make_server(redis_url=redis_url, redis_prefix="privacy-scan")
+    hall = await make_hall(server)
+    device_id = "phone-device-id-7f3a9c21"
+    joined_now = await call(
+        server, "POST", f"/api/townhalls/{hall.th}/join", json={"name": "सीता", "device_id": device_id}
+    )
+    assert joined_now.status_code == 201
+    citizen = await joined(server, joined_now.json()["token"])
+    await ask(citizen, "हमारे गाँव में स्कूल कब खुलेगा?")
+    await call(server, "GET", f"/api/townhalls/{hall.th}/export", headers=ADMIN)
+
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        found: dict[str, str] = {}
+        async for raw_key in client.scan_iter(match="privacy-scan:*", count=1000):
+            key = raw_key.decode()
+            kind = (await client.type(raw_key)).decode()
+            if kind == "string":
+                value: Any = await client.get(raw_key)
+            elif kind == "hash":
+                value = await client.hgetall(raw_key)
+            elif kind == "list":
+                value = await client.lrange(raw_key, 0, -1)
+            elif kind == "set":
+                value = await client.smembers(raw_key)
+            elif kind == "zset":
+                value = await client.zrange(raw_key, 0, -1, withscores=True)
+            else:
+                value = await client.xrange(raw_key)
+            found[key] = repr(value)
+            if "{rl:" in key:  # a rate-limit bucket: keyed by address or sub, and it expires
+                assert await client.pttl(raw_key) > 0, key
+    finally:
+        await client.aclose()
+    sub = joined_now.json()["sub"]
+    assert any(sub in value for value in found.values())  # the scan sees the question, under the pseudonym
+    for key, value in found.items():
+        assert device_id not in key and device_id not in value, key
+        if "{rl:" not in key:
+            assert "127.0.0.1" not in key and "127.0.0.1" not in value, key
