@@ -19,6 +19,7 @@ import click
 from jansamvad import __version__
 from jansamvad.auth import ANY_TOWNHALL, TokenService
 from jansamvad.logs import configure as configure_logging
+from jansamvad.privacy import erase_command
 from jansamvad.protocol.roles import Role
 from jansamvad.regions import RegionError, RegionTree, read_csv, write_csv
 from jansamvad.settings import SettingsError
@@ -342,3 +343,6 @@ def cluster_up(nodes: int, workers: int, redis_kind: str, port: int, replicas: i
     finally:
         click.echo("stopping the local cluster")
         local.stop()
+
+
+main.add_command(erase_command)  # privacy.py: a citizen's questions deleted on request

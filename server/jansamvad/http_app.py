@@ -27,6 +27,8 @@ from jansamvad.dashboard import war_room
 from jansamvad.export import build_export, build_unit_export, export_csv, unit_export_csv
 from jansamvad.models import Status, Townhall
 from jansamvad.node import Node
+from jansamvad.privacy import erase_route
+from jansamvad.programmes_http import Hooks as ProgrammeHooks, programme_routes
 from jansamvad.protocol.roles import Role
 from jansamvad.protocol.text import clean_text
 from jansamvad.regions import RegionTree
@@ -463,6 +465,8 @@ def create_app(node: Node) -> Starlette:
         *health_routes(node),
         *TownhallApi(node, guard).routes(),
         *region_routes(node.store, node.regions, guard.limit, node.trusts, settings.public_url),
+        *programme_routes(node, ProgrammeHooks(guard.check_admin_key, guard.admin_key_failed, json_body, guard.limit)),
+        erase_route(node, guard.require_admin, json_body),
     ]
     if settings.static_dir.is_dir():
         routes.append(Mount("/", app=StaticFiles(directory=settings.static_dir, html=True), name="static"))

@@ -33,10 +33,13 @@ publish atomically, and lets the store's scripts check and change a question, it
     P:T:poll:<pid>             store: a poll (hash; counts in fields c0, c1, ...)
     P:T:poll:<pid>:voters      store: who voted in it, and for which option (hash user -> option)
     P:T:audit                  store: every decision, restriction, poll and setting change (list of JSON)
+    P:T:programme              store: the town hall's programme (JSON: start, leader, description; programmes.py)
     P:T:restriction:<sub>      store: a ban or timeout in that town hall (JSON); T = {th:*} for everywhere
     P:townhalls                store: every town hall id, scored by creation time (sorted set; its own slot)
     P:townhalls:open           store: town halls not ended yet, scored by creation time (sorted set; counts them
                                for `max_open_townhalls`; an entry a crash left behind is cleaned when the cap is hit)
+    P:programmes               store: town halls that have a programme, scored by start time (sorted set; its own
+                               slot; an entry whose programme expired with its town hall is cleaned when listed)
     P:{regions}:current        store: the version of the region tree in use (string; absent: no tree)
     P:{regions}:next           store: the last version handed out (INCR)
     P:{regions}:<v>:units      store: the tree's units, code -> JSON [parent, level, name_hi, name_en] (hash)
@@ -171,6 +174,10 @@ class TownhallKeys:
     def audit(self) -> str:
         return self.base + ":audit"
 
+    @property
+    def programme(self) -> str:
+        return self.base + ":programme"
+
     def restriction(self, sub: str) -> str:
         return f"{self.base}:restriction:{sub}"
 
@@ -243,6 +250,7 @@ class RedisKeys:
         self.prefix = prefix
         self.townhalls = prefix + ":townhalls"
         self.open_townhalls = prefix + ":townhalls:open"
+        self.programmes = prefix + ":programmes"
         self._channels: dict[str, ChannelKeys] = {}
 
     def regions(self, version: int | None = None) -> RegionKeys:
