@@ -160,6 +160,11 @@ def _default_of(name: str) -> float:
         from jansamvad import client
 
         return float(getattr(client, name.removeprefix("client.")))
+    if name.startswith(("programmes.", "privacy.")):  # limits of the modules that own them
+        import importlib
+
+        module, _, attr = name.partition(".")
+        return float(getattr(importlib.import_module(f"jansamvad.{module}"), attr))
     return float(getattr(Settings(), name))
 
 

@@ -242,3 +242,16 @@ async def test_audio_recorder_keeps_two_takes_started_within_one_millisecond(tmp
     await recorder.finish("th1")
     recorded = [b"".join([await objects.get(k) or b"" for k in keys]) for _, keys in await takes(objects, "th1")]
     assert recorded == [b"H1one", b"H2two"]
+
+
+async def test_record_rendered_again_without_a_citizens_erased_questions(make_server: Any, tmp_path: Path) -> None:
+    from jansamvad.privacy import erase_citizen_questions
+
+    server = await make_server(record_dir=tmp_path)
+    th, _, _ = await _run_and_end(server)
+    assert "पुल कब बनेगा?" in (await _get(server, f"/record/{th}")).text
+    erased = await erase_citizen_questions(server.node, th, "c-asker", "a-admin", "on request")
+    assert [q.text for q in erased] == ["पुल कब बनेगा?"]
+    page = (await _get(server, f"/record/{th}")).text
+    assert "पुल कब बनेगा?" not in page and "राम" not in page
+    assert (await _get(server, f"/record/{th}.json")).json()["answered"] == []

@@ -7,6 +7,7 @@
 //
 // What the first paint needs (this module, ui.js, i18n.js, hi.js, the CSS) loads first; the connection (conn.js and
 // the msgpack build) and the audio player follow, so they do not compete for a slow link's bandwidth.
+import { loadLobby, lobbyStatus } from './lobby.js';
 import { chosenUnit } from './regionpick.js';
 import { chosen, getLang, num, onLang, setLang, t } from './i18n.js';
 import {
@@ -221,6 +222,7 @@ document.addEventListener('visibilitychange', () => document.visibilityState ===
 function setStatus(s) {
   status = s || status;
   header.setStatus(status);
+  lobbyStatus(status);
   const ended = status === 'ended';
   $('#ask-text').disabled = ended;
   $('#ask-btn').disabled = ended;
@@ -725,6 +727,7 @@ async function main() {
     return;
   }
   setTitle((store.get(INFO_KEY) || {}).title);
+  loadLobby(th);
   session = store.get(TOKEN_KEY);
   const returning = session && session.token && !expired(session.expires_at);
   if (returning) startLive();

@@ -35,6 +35,9 @@ log = logging.getLogger("jansamvad.record")
 # holds when it sees the `status ended` event (a publication, so within milliseconds; a segment write well under this).
 RECORD_SETTLE_S = 2.0
 RENDERED_CACHE = 64  # records kept rendered in a node's memory (the page; audio files are read from the store)
+# How long a node serves its in-memory copy before reading the store again: a record rendered anew elsewhere (after
+# an erasure on request) reaches every node's readers within this (and caches in front within their max-age).
+RENDERED_TTL_S = 60.0
 _AUDIO_EXT = {"audio/webm": "webm", "audio/ogg": "ogg", "audio/mp4": "m4a", "audio/mpeg": "mp3"}
 
 
@@ -91,7 +94,7 @@ class RecordKeeper:
         self.renders = 0
         self._rendering: dict[str, asyncio.Task[None]] = {}
         self._later: set[asyncio.Task[None]] = set()
-        self._cache: dict[str, Rendered] = {}  # object key -> bytes, for the page and the JSON
+        self._cache: dict[str, tuple[Rendered, float]] = {}  # object key -> (page or JSON, when read)
 
     def render_after_end(self, th: str) -> None:
         """Called on the node that ended the town hall: render the record RECORD_SETTLE_S later, in the background."""
@@ -129,7 +132,7 @@ class RecordKeeper:
     async def invalidate(self, th: str) -> None:
         """Forget the rendered record (after a citizen's questions were deleted on request): the next request for it
         renders it again from what is stored then. The audio files stay. Other nodes' in-memory copies of the page
-        go after RENDERED_CACHE newer records, caches in front after max-age."""
+        go within RENDERED_TTL_S, caches in front after their max-age."""
         for name in ("index.html", "record.json"):
             self._cache.pop(record_prefix(th) + name, None)
             await self.objects.delete(record_prefix(th) + name)
@@ -150,15 +153,16 @@ class RecordKeeper:
         """The page (`index.html`) or `record.json` of a record, rendering the record if needed."""
         key = record_prefix(th) + name
         cached = self._cache.get(key)
-        if cached is not None:
-            return cached
+        if cached is not None and time.monotonic() - cached[1] < RENDERED_TTL_S:
+            return cached[0]
         data = await self.objects.get(key)
         if data is None and name in ("index.html", "record.json") and await self.ensure(th):
             data = await self.objects.get(key)
         if data is None:
             return None
         result = rendered(data, "text/html; charset=utf-8" if name.endswith(".html") else "application/json")
-        self._cache[key] = result
+        self._cache.pop(key, None)
+        self._cache[key] = (result, time.monotonic())
         while len(self._cache) > RENDERED_CACHE:
             self._cache.pop(next(iter(self._cache)))
         return result

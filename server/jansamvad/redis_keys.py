@@ -35,10 +35,13 @@ publish atomically, and lets the store's scripts check and change a question, it
     P:T:journal:speech         journal: every final speech event, member msgpack [seq, event], score seq (sorted set)
     P:T:journal:notice         journal: every announce and status event, the same way (sorted set)
     P:T:audit                  store: every decision, restriction, poll and setting change (list of JSON)
+    P:T:programme              store: the town hall's programme (JSON: start, leader, description; programmes.py)
     P:T:restriction:<sub>      store: a ban or timeout in that town hall (JSON); T = {th:*} for everywhere
     P:townhalls                store: every town hall id, scored by creation time (sorted set; its own slot)
     P:townhalls:open           store: town halls not ended yet, scored by creation time (sorted set; counts them
                                for `max_open_townhalls`; an entry a crash left behind is cleaned when the cap is hit)
+    P:programmes               store: town halls that have a programme, scored by start time (sorted set; its own
+                               slot; an entry whose programme expired with its town hall is cleaned when listed)
     P:{regions}:current        store: the version of the region tree in use (string; absent: no tree)
     P:{regions}:next           store: the last version handed out (INCR)
     P:{regions}:<v>:units      store: the tree's units, code -> JSON [parent, level, name_hi, name_en] (hash)
@@ -177,6 +180,10 @@ class TownhallKeys:
         """The journal of one kind (`speech` or `notice`): the whole transcript, beyond the stream's history."""
         return f"{self.base}:journal:{kind}"
 
+    @property
+    def programme(self) -> str:
+        return self.base + ":programme"
+
     def restriction(self, sub: str) -> str:
         return f"{self.base}:restriction:{sub}"
 
@@ -249,6 +256,7 @@ class RedisKeys:
         self.prefix = prefix
         self.townhalls = prefix + ":townhalls"
         self.open_townhalls = prefix + ":townhalls:open"
+        self.programmes = prefix + ":programmes"
         self._channels: dict[str, ChannelKeys] = {}
 
     def regions(self, version: int | None = None) -> RegionKeys:
