@@ -130,3 +130,9 @@ stack-down:
 
 stack-reset:
 	infra/compose/stack.sh reset
+
+# A real S3-compatible server process (s3rver, from npm) for the record store's S3 contract tests
+# (tests/test_recording_store.py); without it those tests are skipped.
+.PHONY: s3rver
+s3rver:
+	npm install --no-audit --no-fund --prefix .tools/s3rver s3rver@3.7.1

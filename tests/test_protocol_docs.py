@@ -152,6 +152,10 @@ def _default_of(name: str) -> float:
         from jansamvad import node
 
         return float(getattr(node, name.removeprefix("node.")))
+    if name.startswith("digest."):
+        from jansamvad import digest
+
+        return float(getattr(digest, name.removeprefix("digest.")))
     if name.startswith("client."):
         from jansamvad import client
 

@@ -71,6 +71,8 @@ def _cases(tmp_path: Path) -> Iterator[tuple[str, Any, Any]]:
         "jwt_private_key": (str(public_key), public_key.read_text()),
         "static_dir": (str(tmp_path), tmp_path),
         "moderation_dir": (str(tmp_path), tmp_path),
+        "record_dir": (str(tmp_path), tmp_path),
+        "record_s3_url": ("s3://records?endpoint=http://127.0.0.1:9000", "s3://records?endpoint=http://127.0.0.1:9000"),
         "health_port": ("8001", 8001),
         "secret": ("x" * 40, "x" * 40),
         "admin_key": ("y" * 20, "y" * 20),

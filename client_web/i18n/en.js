@@ -48,6 +48,16 @@ export default {
   joining: 'Joining…',
   join_failed: 'Could not join: {why}',
 
+  record_link: 'Read and hear the record of this town hall',
+  // what you missed (a late joiner's digest)
+  digest_title: 'What you missed',
+  digest_speech: 'The speech so far (last part)',
+  digest_announce: 'Announcements',
+  digest_answered: '{n} questions answered so far',
+  digest_polls: 'Polls',
+  digest_now_live: 'Now live',
+  digest_close: 'OK, hide this',
+
   // lobby (a scheduled town hall with a programme)
   lobby_title: 'The town hall starts soon',
   lobby_in: 'Starts in {time}',

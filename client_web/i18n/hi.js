@@ -48,6 +48,16 @@ export default {
   joining: 'जुड़ रहे हैं…',
   join_failed: 'जुड़ नहीं सके: {why}',
 
+  record_link: 'इस जनसंवाद का रिकॉर्ड देखें और सुनें',
+  // what you missed (a late joiner's digest)
+  digest_title: 'आपसे क्या छूटा',
+  digest_speech: 'भाषण के पिछले अंश',
+  digest_announce: 'घोषणाएँ',
+  digest_answered: 'अब तक {n} प्रश्नों के उत्तर दिए गए',
+  digest_polls: 'मतदान',
+  digest_now_live: 'अब लाइव',
+  digest_close: 'ठीक है, छुपाएँ',
+
   // lobby (a scheduled town hall with a programme)
   lobby_title: 'जनसंवाद जल्द शुरू होगा',
   lobby_in: 'शुरू होने में {time}',

@@ -31,6 +31,7 @@ from jansamvad.privacy import erase_route
 from jansamvad.programmes_http import Hooks as ProgrammeHooks, programme_routes
 from jansamvad.protocol.roles import Role
 from jansamvad.protocol.text import clean_text
+from jansamvad.record_http import AUDIO_TYPES, record_routes
 from jansamvad.regions import RegionTree
 from jansamvad.regions_http import region_routes, valid_unit_code
 from jansamvad.rollup.view import rollup_view
@@ -427,7 +428,8 @@ def _middleware(settings: Settings) -> list[Middleware]:
     # (WebSocket upgrades never reach this app, so the broadcast path is untouched.)
     middleware = [
         Middleware(SecurityHeadersMiddleware),
-        Middleware(GZipMiddleware, minimum_size=512, compresslevel=6),
+        # Not the record's audio (record_http.py): Opus does not compress, and a recording is megabytes of CPU.
+        Middleware(GZipMiddleware, minimum_size=512, compresslevel=6, exclude_content_types=AUDIO_TYPES),
     ]
     # Browsers may call the API from the allowed origins only; with none configured, only same-origin pages may.
     if settings.allowed_origins:
@@ -467,6 +469,7 @@ def create_app(node: Node) -> Starlette:
         *region_routes(node.store, node.regions, guard.limit, node.trusts, settings.public_url),
         *programme_routes(node, ProgrammeHooks(guard.check_admin_key, guard.admin_key_failed, json_body, guard.limit)),
         erase_route(node, guard.require_admin, json_body),
+        *record_routes(node.records),
     ]
     if settings.static_dir.is_dir():
         routes.append(Mount("/", app=StaticFiles(directory=settings.static_dir, html=True), name="static"))

@@ -18,12 +18,16 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from jansamvad.audio_recorder import AudioRecorder
 from jansamvad.auth import TokenService
 from jansamvad.broker.base import Broker, HistoryResult, Publication
 from jansamvad.client import Client
 from jansamvad.connection import ConnState, WsConnection
+from jansamvad.digest import DigestCache, DigestCollector
 from jansamvad.fanout import CONFLATED, Fanout
 from jansamvad.hub import Hub, Room
+from jansamvad.journal.base import Journal, journal_kind
+from jansamvad.journal.memory import MemoryJournal
 from jansamvad.limiter.base import RateLimiter
 from jansamvad.limiter.memory import MemoryRateLimiter
 from jansamvad.metrics import NodeMetrics
@@ -34,6 +38,9 @@ from jansamvad.presence.base import Audience, PresenceManager
 from jansamvad.protocol.codec import PING_FRAME
 from jansamvad.protocol.codes import CloseCode
 from jansamvad.protocol.roles import STAFF, Role
+from jansamvad.record import RecordKeeper
+from jansamvad.recording_store.base import ObjectStore
+from jansamvad.recording_store.open import open_object_store
 from jansamvad.regions_http import RegionDirectory
 from jansamvad.rollup.base import Rollup
 from jansamvad.rollup.memory import MemoryRollup
@@ -82,6 +89,8 @@ class Node:
         presence: PresenceManager,
         limiter: RateLimiter | None = None,
         rollup: Rollup | None = None,
+        journal: Journal | None = None,
+        objects: ObjectStore | None = None,
     ) -> None:
         self.settings = settings
         self.node_id = settings.node_id or "node-" + secrets.token_hex(4)
@@ -132,6 +141,15 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.metrics.attach(self)
+        # Issue 18: the transcript beyond the history window, the "what you missed" digest, the record and the audio.
+        self.journal: Journal = journal or MemoryJournal()
+        self.digests = DigestCache(self.journal, store)
+        self.metrics.registry.register(DigestCollector(self.digests))
+        self.objects = objects or open_object_store(settings.record_dir, settings.record_s3_url)
+        self.recorder = AudioRecorder(self.objects, self.node_id)
+        self.records = RecordKeeper(
+            store=store, journal=self.journal, objects=self.objects, rollup=self.rollup, regions=self.regions
+        )
 
     # Lifecycle
 
@@ -179,6 +197,9 @@ class Node:
         # Withdraws this node's viewers and retires its activity as last written (the last tick's increments, under a
         # second's worth, are not written: a final write here hung a node's shutdown on uvloop with a Redis cluster).
         await self.rollup.close()
+        await self.recorder.close()
+        await self.records.close()
+        await self.journal.close()
         await self.broker.close()
         await self.presence.close()
         await self.limiter.close()
@@ -412,6 +433,7 @@ class Node:
                 snapshot["queue"] = [q.for_moderators() for q in pending[:SNAPSHOT_QUEUE_MAX]]
                 snapshot[MODERATION_SEQ] = mhist.head if mhist is not None else 0
             client.send(snapshot)
+            await self.digests.send_after_snapshot(client, townhall, head)  # "what you missed", cached per change
         init = self._audio_init.get(th)
         if init is not None:
             client.send(init)
@@ -437,6 +459,12 @@ class Node:
             self.metrics.broker_errors["publish"] += 1
             raise
         self.metrics.broker_publish_seconds.observe(self._loop.time() - started)
+        if journal_kind(data) is not None:  # also on dup: the first attempt may have published but not appended
+            try:
+                await self.journal.append(th, seq, data)
+            except Exception as exc:  # the event is out; the transcript misses a line (logged and counted)
+                self.metrics.broker_errors["journal"] += 1
+                log.warning("could not append seq %d of %s to the journal: %s", seq, th, type(exc).__name__)
         return seq, dup
 
     async def end_townhall(self, th: str, by: str) -> tuple[Townhall, int]:
@@ -451,6 +479,7 @@ class Node:
                 continue  # a poll_close got there first and published its own event
             await self.publish_event(th, {"t": "poll", "p": closed.public()})
         seq = await self.publish_event(th, {"t": "status", "status": str(Status.ENDED)})
+        self.records.render_after_end(th)
         return townhall, seq
 
     async def publish_moderation(self, th: str, message: Mapping[str, Any], key: str = "") -> int:
@@ -495,6 +524,8 @@ class Node:
 
     async def publish_audio(self, th: str, data: bytes, init: bool, mime: str) -> None:
         self._audio_n[th] += 1
+        last_init = self._audio_init.get(th)
+        self.recorder.chunk(th, data, init, mime, last_init["data"] if last_init else None)
         message = {"t": "audio", "data": data, "n": self._audio_n[th], "init": init, "mime": mime}
         await self.broker.publish(public_channel(th), message, history=False)
 
@@ -523,6 +554,7 @@ class Node:
         else:
             self._deliver_event(room, pub.seq, data)
         if t == "status" and data.get("status") == Status.ENDED:
+            self._spawn(self.recorder.finish(pub.channel[3:]))  # this node's part of the recording, for the record
             # Let the status event reach everyone first, then close the room with 4005.
             asyncio.get_running_loop().call_later(
                 self.settings.tick_ms / 1000 + 0.2, self._close_room, pub.channel, CloseCode.TOWNHALL_ENDED

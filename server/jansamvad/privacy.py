@@ -44,6 +44,8 @@ async def erase_citizen_questions(node: Node, th: str, sub: str, by: str, reason
         if q.is_public:
             withdrawn = {**q.public(), "text": "", "name": "", "region": "", "state": str(QState.REJECTED)}
             await node.publish_event(th, {"t": "question", "q": {**withdrawn, "pinned": False}})
+    if erased:  # an ended town hall's record is rendered again without them (record.py)
+        await node.records.invalidate(th)
     log.info("erased %d question(s) of a citizen in town hall %s, by %s", len(erased), th, by)
     return erased
 

@@ -32,6 +32,8 @@ publish atomically, and lets the store's scripts check and change a question, it
     P:T:polls                  store: poll ids, scored by poll number (sorted set; oldest first)
     P:T:poll:<pid>             store: a poll (hash; counts in fields c0, c1, ...)
     P:T:poll:<pid>:voters      store: who voted in it, and for which option (hash user -> option)
+    P:T:journal:speech         journal: every final speech event, member msgpack [seq, event], score seq (sorted set)
+    P:T:journal:notice         journal: every announce and status event, the same way (sorted set)
     P:T:audit                  store: every decision, restriction, poll and setting change (list of JSON)
     P:T:programme              store: the town hall's programme (JSON: start, leader, description; programmes.py)
     P:T:restriction:<sub>      store: a ban or timeout in that town hall (JSON); T = {th:*} for everywhere
@@ -173,6 +175,10 @@ class TownhallKeys:
     @property
     def audit(self) -> str:
         return self.base + ":audit"
+
+    def journal(self, kind: str) -> str:
+        """The journal of one kind (`speech` or `notice`): the whole transcript, beyond the stream's history."""
+        return f"{self.base}:journal:{kind}"
 
     @property
     def programme(self) -> str:

@@ -25,6 +25,7 @@ from jansamvad.broker.memory import MemoryBroker
 from jansamvad.broker.redis import RedisBroker
 from jansamvad.http_app import create_app, create_health_app
 from jansamvad.http_guard import guarded_protocol_class
+from jansamvad.journal.redis import RedisJournal
 from jansamvad.limiter.redis import RedisRateLimiter
 from jansamvad.node import Node
 from jansamvad.presence.memory import MemoryPresence
@@ -69,6 +70,7 @@ def build_node(settings: Settings) -> Node:
                 ttl_s=max(3 * settings.presence_interval_s, 1.0),
                 keep_s=settings.ended_retention_days * 86400,
             ),
+            journal=RedisJournal(conn, keys, keep_s=settings.ended_retention_days * 86400),
         )
     return Node(
         settings,

@@ -253,6 +253,20 @@ class Settings:
     ended_retention_days: float = setting(
         30.0, "Days an ended town hall's data stays (for export) before it expires; 0 keeps it forever.", NODE, min=0
     )
+    # Where records of ended town halls and the leader's audio recordings are kept (record.py, recording_store/).
+    record_dir: Path | None = setting(
+        None,
+        "Directory for the records of ended town halls and the audio recordings (default: jansamvad-records in the "
+        "system's temp dir). Nodes that end town halls or serve records must share it, or use --record-s3-url.",
+        NODE,
+        hide_default=True,
+    )
+    record_s3_url: str = setting(
+        "",
+        "Keep records in an S3-compatible bucket instead: s3://bucket/prefix?endpoint=https://host&region=... "
+        "(credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).",
+        NODE,
+    )
     # A second port with only /healthz, /readyz and /metrics (0: none). Probes there have a listen queue of their
     # own: in a reconnect storm the main port's queue overflows and the kernel drops SYNs (clients retry), which would
     # otherwise fail load balancer and Kubernetes probes of a node that is alive and working through the storm.
