@@ -23,7 +23,7 @@ from jansamvad.client import Client
 from jansamvad.connection import ConnState, WsConnection
 from jansamvad.fanout import CONFLATED, Fanout
 from jansamvad.gateway import Gateway
-from jansamvad.hub import Hub, Room
+from jansamvad.hub import Hub
 from jansamvad.keepalive import run_wheel
 from jansamvad.limiter.base import RateLimiter
 from jansamvad.limiter.memory import MemoryRateLimiter
@@ -100,7 +100,6 @@ class Node:
         )
         self._ready = False
         self.draining = False
-        self.stream_gaps = 0
         self._audio_init: dict[str, dict[str, Any]] = {}
         self._audio_n: dict[str, int] = defaultdict(int)
         self._tasks: list[asyncio.Task[None]] = []
@@ -129,6 +128,10 @@ class Node:
     @property
     def slow_consumer_drops(self) -> int:
         return self.gateway.slow_consumer_drops
+
+    @property
+    def stream_gaps(self) -> int:
+        return self.broker.stream_gaps
 
     @property
     def staff_joined(self) -> int:
@@ -466,46 +469,19 @@ class Node:
         elif pub.seq == 0:
             self.fanout.enqueue(room, 0, data, droppable=(t == "audio"))
         else:
-            self._deliver_event(room, pub.seq, data)
+            self.fanout.enqueue(room, pub.seq, data)  # in seq order, once each: the broker's sequencer sees to it
         if t == "status" and data.get("status") == Status.ENDED:
             # Let the status event reach everyone first, then close the room with 4005.
             asyncio.get_running_loop().call_later(
                 self.settings.tick_ms / 1000 + 0.2, self._close_room, pub.channel, CloseCode.TOWNHALL_ENDED
             )
 
-    def _deliver_event(self, room: Room, seq: int, data: Mapping[str, Any]) -> None:
-        """Deliver stream events in seq order; a hole (publications lost while the broker reconnected) is filled
-        from history before anything after it goes out."""
-        if room.gap_buffer is not None:
-            room.gap_buffer.append((seq, dict(data)))
-            return
-        if seq <= room.last_seq:
-            return  # already delivered (e.g. read from history while filling a gap)
-        if room.last_seq and seq > room.last_seq + 1:
-            room.gap_buffer = [(seq, dict(data))]
-            self.stream_gaps += 1
-            self._spawn(self._fill_gap(room))
-            return
-        room.last_seq = seq
-        self.fanout.enqueue(room, seq, data)
-
-    async def _fill_gap(self, room: Room) -> None:
-        try:
-            hist = await self.broker.history(room.channel, room.last_seq, self.settings.history_size)
-        except Exception as exc:
-            log.warning("could not fill a gap in %s: %s", room.channel, type(exc).__name__)
-            hist = None
-        buffered, room.gap_buffer = room.gap_buffer or [], None
-        if hist is None or not hist.complete:
-            # The missed events are gone from history: these sessions must start again from a snapshot.
-            log.warning("gap in %s older than history; asking its sessions to resync", room.channel)
-            room.last_seq = max([seq for seq, _ in buffered] + [hist.head if hist else 0])
-            self._close_room(room.channel, CloseCode.SERVICE_RESTART)
-            return
-        for pub in hist.publications:
-            self._deliver_event(room, pub.seq, pub.data)
-        for seq, data in buffered:
-            self._deliver_event(room, seq, data)
+    def handle_gone(self, channel: str, seqs: range) -> None:
+        """The one resync policy (broker/sequencer.py reports, the node decides): events this node's listeners of the
+        channel missed are gone from history, so they must start again from a snapshot. They are closed with 1012 and
+        reconnect; their resume finds the gap too old and gets a snapshot."""
+        log.warning("gap in %s older than history; asking its sessions to resync", channel)
+        self._close_room(channel, CloseCode.SERVICE_RESTART)
 
     def _control(self, data: Mapping[str, Any]) -> None:
         if data.get("t") == "kick":
