@@ -25,8 +25,7 @@ MAX_LINES = 460  # "no file over ~450 lines"
 # shrink, never grow.
 KNOWN_LONG = {
     "jansamvad.cli": 646,
-    "jansamvad.client": 640,
-    "jansamvad.node": 580,  # split further in the next commit
+    "jansamvad.client": 632,
     "jansamvad.redis_conn": 515,
     "jansamvad.store.redis": 568,
 }
