@@ -53,10 +53,6 @@ EARLY_MESSAGES_MAX = 32
 _INBOX_RESUME = 8
 
 
-class Unavailable(Exception):
-    """The broker or store cannot take the action now; the client should retry with the same key."""
-
-
 class ClientOwner(Protocol):
     """What a session needs of its node (node.py's `Node`); a test may pass a fake one with real stores."""
 
@@ -308,7 +304,7 @@ class Client:
             self.send_error(ProtocolViolation(ErrorCode.NOT_FOUND, str(exc), re=msg.id))
         except BadState as exc:
             self.send_error(ProtocolViolation(ErrorCode.BAD_STATE, str(exc), re=msg.id))
-        except (Unavailable, ConnectionError, TimeoutError, OSError) as exc:
+        except (ConnectionError, TimeoutError, OSError) as exc:
             log.warning("unavailable while handling %s: %s", msg.type, type(exc).__name__)
             if self.claims is None:
                 self.conn.close(CloseCode.TRY_AGAIN_LATER, "store unreachable")
@@ -343,7 +339,7 @@ class Client:
             raise
         except Exception as exc:
             self.node.abandon_join(self)
-            if isinstance(exc, (Unavailable, ConnectionError, TimeoutError, OSError)):
+            if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
                 log.warning("join failed: %s", type(exc).__name__)
                 self.conn.close(CloseCode.TRY_AGAIN_LATER, "could not join now")
             else:
