@@ -105,6 +105,18 @@ async def _ignore(_: Exception) -> None:
     """Retry's failure hook: nothing to do between tries (the connection marks a sick server itself)."""
 
 
+# Following the cluster's shape: tried until it works (close() cancels it), after 0.05, 0.1, 0.2 ... 2 s.
+_RESHAPE_RETRY = Retry(
+    ExponentialBackoff(cap=2.0, base=0.025),
+    retries=-1,
+    supported_errors=(Exception,),  # type: ignore[arg-type]  # whatever failed, the readers must follow the cluster
+)
+
+
+async def _reshape_failed(exc: Exception) -> None:
+    log.warning("could not refresh the Redis cluster topology: %s", exc or type(exc).__name__)
+
+
 def _pack(data: Mapping[str, Any]) -> bytes:
     packed: bytes = msgpack.packb(data if isinstance(data, dict) else dict(data), use_bin_type=True)
     return packed
@@ -359,17 +371,9 @@ class RedisBroker:
             )
 
     async def _reshape_loop(self) -> None:
-        delay = 0.05
         while self._reshape_wanted and not self._closed:
             self._reshape_wanted = False
-            try:
-                await self._reshape()
-                delay = 0.05
-            except Exception as exc:
-                log.warning("could not refresh the Redis cluster topology: %s", exc or type(exc).__name__)
-                self._reshape_wanted = True
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+            await _RESHAPE_RETRY.call_with_retry(self._reshape, _reshape_failed)
 
     async def _reshape(self) -> None:
         """Follow the cluster: a reader per current primary, each channel subscribed on the primary that owns it."""
