@@ -374,7 +374,7 @@ class Client:
         if self.conn.staff_lane:
             if node.staff_joined >= node.settings.max_staff_connections:
                 raise ConnectionRefused(CloseCode.TRY_AGAIN_LATER, "the staff lane is full")
-            node.staff_joined += 1  # undone in Node.connection_lost, which sees the claims set just below
+            node.staff_joined += 1  # undone in Gateway.connection_lost, which sees the claims set just below
         self.claims, self.th = claims, th
         if claims.role is Role.CITIZEN:
             self.conn.set_max_message_bytes(node.settings.citizen_max_message_bytes)

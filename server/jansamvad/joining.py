@@ -85,7 +85,7 @@ class Joiner:
         conn.paused = []
         self._metrics.joins[str(claims.role)] += 1
         self._hub.add_user(claims.sub, conn)
-        if claims.role is Role.CITIZEN:  # undone in connection_lost or abandon_join
+        if claims.role is Role.CITIZEN:  # undone in Node.leave (the connection closed, or abandon_join)
             self._tally.join(th, claims.unit)
         await self._listen(channel, conn, staff=claims.role in STAFF)
         staff = claims.role in (Role.MODERATOR, Role.ADMIN)
