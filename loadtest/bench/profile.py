@@ -30,7 +30,7 @@ COMPONENTS: tuple[tuple[str, str], ...] = (
     ("gc_collect", "cyclic GC"),
     ("Fanout._flush", "fan-out writes (Fanout._flush)"),
     ("TokenService.verify", "JWT verification (TokenService.verify)"),
-    ("Node.join", "join: welcome, snapshot (Node.join)"),
+    ("jansamvad/joining.py", "join: welcome, snapshot (joining.py)"),
     ("Client._hello", "rest of hello (store lookups)"),
     ("WsConnection._on_request", "upgrade: admission, websockets accept, 101 (WsConnection._on_request)"),
     ("ServerProtocol.parse", "websockets parser: request head and frames"),
@@ -38,8 +38,8 @@ COMPONENTS: tuple[tuple[str, str], ...] = (
     ("Client._drain", "message handlers (Client._drain)"),
     ("connection_made", "new connection: uvicorn protocol, websockets ServerProtocol() (connection_made)"),
     ("connection_lost", "closed connection (connection_lost)"),
-    ("Node._wheel", "keepalive wheel (Node._wheel)"),
-    ("Node._aggregate", "presence and aggregates"),
+    ("jansamvad/keepalive.py", "keepalive wheel (keepalive.py)"),
+    ("jansamvad/aggregates.py", "presence and aggregates (aggregates.py)"),
     ("data_received", "other data_received glue"),
 )
 

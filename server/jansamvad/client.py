@@ -10,13 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
-from jansamvad.auth import ANY_TOWNHALL, Claims, InvalidToken
+from jansamvad.auth import ANY_TOWNHALL, Claims, InvalidToken, TokenService
+from jansamvad.limiter.base import RateLimiter
+from jansamvad.metrics import NodeMetrics
 from jansamvad.models import (
     PUBLIC_STATES,
     PollState,
     QState,
+    Question,
     Restriction,
     RestrictionKind,
     Status,
@@ -25,17 +29,19 @@ from jansamvad.models import (
     script_lang,
 )
 from jansamvad.moderation.filters import check as moderate_text
-from jansamvad.moderation.policy import Action
+from jansamvad.moderation.grouping import QuestionGrouper
+from jansamvad.moderation.policy import Action, Policy
 from jansamvad.protocol.codec import decode, frame_message
 from jansamvad.protocol.codes import CloseCode, ErrorCode
 from jansamvad.protocol.errors import ConnectionRefused, ProtocolViolation
 from jansamvad.protocol.messages import ACTION_ROLES, CLIENT_MESSAGES, VERBS, ClientMessage, parse_client_message
 from jansamvad.protocol.roles import STAFF, Role
-from jansamvad.store.base import BadState, NotFound, OwnQuestion
+from jansamvad.rollup.tally import UnitTally
+from jansamvad.settings import Settings
+from jansamvad.store.base import BadState, NotFound, OwnQuestion, Store
 
 if TYPE_CHECKING:
     from jansamvad.connection import WsConnection
-    from jansamvad.node import Node
 
 log = logging.getLogger("jansamvad.client")
 
@@ -47,8 +53,48 @@ EARLY_MESSAGES_MAX = 32
 _INBOX_RESUME = 8
 
 
-class Unavailable(Exception):
-    """The broker or store cannot take the action now; the client should retry with the same key."""
+class ClientOwner(Protocol):
+    """What a session needs of its node (node.py's `Node`); a test may pass a fake one with real stores."""
+
+    settings: Settings
+    metrics: NodeMetrics
+    tokens: TokenService
+    store: Store
+    limiter: RateLimiter
+    policy: Policy
+    tally: UnitTally
+    staff_joined: int  # sessions joined through the staff lane (the gateway's count, capped)
+
+    @property
+    def clock(self) -> float:
+        """Coarse loop time (the keepalive wheel's): cheap to read on every message."""
+        ...
+
+    def clock_precise(self) -> float: ...
+
+    def count_reaction(self, th: str, kind: str) -> None: ...
+
+    async def grouper(self, th: str) -> QuestionGrouper: ...
+
+    async def join(self, client: Client, last_seq: int | None, townhall: Townhall, last_mseq: int | None) -> None: ...
+
+    def abandon_join(self, client: Client) -> None: ...
+
+    def leave(self, client: Client) -> None: ...
+
+    async def publish_event(self, th: str, message: Mapping[str, Any]) -> int: ...
+
+    async def publish_event_once(self, th: str, message: Mapping[str, Any], key: str) -> tuple[int, bool]: ...
+
+    async def publish_moderation(self, th: str, message: Mapping[str, Any], key: str = "") -> int: ...
+
+    async def publish_question_notice(self, th: str, q: Question) -> None: ...
+
+    async def publish_audio(self, th: str, data: bytes, init: bool, mime: str) -> None: ...
+
+    async def end_townhall(self, th: str, by: str) -> tuple[Townhall, int]: ...
+
+    async def kick(self, sub: str, th: str) -> None: ...
 
 
 # Errors that say "not now" rather than "your message is wrong": a client that meets them has done nothing to stop
@@ -74,7 +120,7 @@ class Client:
         "worker",
     )
 
-    def __init__(self, node: Node, conn: WsConnection) -> None:
+    def __init__(self, node: ClientOwner, conn: WsConnection) -> None:
         self.node = node
         self.conn = conn
         self.claims: Claims | None = None
@@ -258,7 +304,7 @@ class Client:
             self.send_error(ProtocolViolation(ErrorCode.NOT_FOUND, str(exc), re=msg.id))
         except BadState as exc:
             self.send_error(ProtocolViolation(ErrorCode.BAD_STATE, str(exc), re=msg.id))
-        except (Unavailable, ConnectionError, TimeoutError, OSError) as exc:
+        except (ConnectionError, TimeoutError, OSError) as exc:
             log.warning("unavailable while handling %s: %s", msg.type, type(exc).__name__)
             if self.claims is None:
                 self.conn.close(CloseCode.TRY_AGAIN_LATER, "store unreachable")
@@ -293,7 +339,7 @@ class Client:
             raise
         except Exception as exc:
             self.node.abandon_join(self)
-            if isinstance(exc, (Unavailable, ConnectionError, TimeoutError, OSError)):
+            if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
                 log.warning("join failed: %s", type(exc).__name__)
                 self.conn.close(CloseCode.TRY_AGAIN_LATER, "could not join now")
             else:
@@ -328,7 +374,7 @@ class Client:
         if self.conn.staff_lane:
             if node.staff_joined >= node.settings.max_staff_connections:
                 raise ConnectionRefused(CloseCode.TRY_AGAIN_LATER, "the staff lane is full")
-            node.staff_joined += 1  # undone in Node.connection_lost, which sees the claims set just below
+            node.staff_joined += 1  # undone in Gateway.connection_lost, which sees the claims set just below
         self.claims, self.th = claims, th
         if claims.role is Role.CITIZEN:
             self.conn.set_max_message_bytes(node.settings.citizen_max_message_bytes)
@@ -579,3 +625,4 @@ class Client:
     def on_closed(self) -> None:
         if self.worker is not None and self.inbox is not None:
             self.inbox.clear()
+        self.node.leave(self)
