@@ -12,7 +12,6 @@ There is no task or timer per connection: the node's keepalive wheel pings, time
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -24,6 +23,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
+from jansamvad.conn_state import ConnState as ConnState  # re-exported: the node reads it from here
 from jansamvad.protocol.codec import SUBPROTOCOLS, Encoding
 from jansamvad.protocol.codes import CloseCode, close_reason
 
@@ -38,13 +38,6 @@ _ws_log.setLevel(logging.WARNING)
 
 WS_PATH = "/ws"
 STAFF_LANE = "staff"  # /ws?lane=staff: leaders, moderators and admins, with their own handshake budget
-
-
-class ConnState(enum.IntEnum):
-    HANDSHAKE = 0
-    OPEN = 1
-    CLOSING = 2
-    CLOSED = 3
 
 
 def _select_subprotocol(_: ServerProtocol, offered: Any) -> Subprotocol | None:
