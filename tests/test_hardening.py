@@ -126,7 +126,7 @@ async def test_hardening_forwarded_for_from_a_trusted_network_names_the_client(m
     second = await RawClient.open(server, headers="X-Forwarded-For: 198.51.100.9\r\n")
     third = await RawClient.open(server, headers="X-Forwarded-For: 203.0.113.7\r\n")
     assert (first.status, second.status, third.status) == (101, 101, 503)  # one connection per client address
-    assert {c.ip for c in server.node.connections} >= {"203.0.113.7", "198.51.100.9"}
+    assert {c.ip for c in server.node.gateway.connections} >= {"203.0.113.7", "198.51.100.9"}
 
 
 async def test_hardening_joins_and_admin_key_guesses_are_limited_per_ip(make_server: Any) -> None:

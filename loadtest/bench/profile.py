@@ -38,8 +38,8 @@ COMPONENTS: tuple[tuple[str, str], ...] = (
     ("Client._drain", "message handlers (Client._drain)"),
     ("connection_made", "new connection: uvicorn protocol, websockets ServerProtocol() (connection_made)"),
     ("connection_lost", "closed connection (connection_lost)"),
-    ("Node._wheel", "keepalive wheel (Node._wheel)"),
-    ("Node._aggregate", "presence and aggregates"),
+    ("jansamvad/keepalive.py", "keepalive wheel (keepalive.py)"),
+    ("jansamvad/aggregates.py", "presence and aggregates (aggregates.py)"),
     ("data_received", "other data_received glue"),
 )
 

@@ -16,14 +16,17 @@ import logging
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from jansamvad.auth import ANY_TOWNHALL, Claims, InvalidToken
+from jansamvad.auth import ANY_TOWNHALL, Claims, InvalidToken, TokenService
 from jansamvad.conn_state import ALIVE, ConnState
+from jansamvad.limiter.base import RateLimiter
+from jansamvad.metrics import NodeMetrics
 from jansamvad.models import (
     PUBLIC_STATES,
     PollState,
     QState,
+    Question,
     Restriction,
     RestrictionKind,
     Status,
@@ -32,7 +35,8 @@ from jansamvad.models import (
     script_lang,
 )
 from jansamvad.moderation.filters import check as moderate_text
-from jansamvad.moderation.policy import Action
+from jansamvad.moderation.grouping import QuestionGrouper
+from jansamvad.moderation.policy import Action, Policy
 from jansamvad.protocol.codec import decode, frame_message
 from jansamvad.protocol.codes import CloseCode, ErrorCode
 from jansamvad.protocol.errors import ConnectionRefused, ProtocolViolation
@@ -75,12 +79,13 @@ from jansamvad.protocol.records import (
     to_map,
 )
 from jansamvad.protocol.roles import ANY_ROLE, STAFF, Role
-from jansamvad.store.base import BadState, NotFound, OwnQuestion
+from jansamvad.rollup.tally import UnitTally
+from jansamvad.settings import Settings
+from jansamvad.store.base import BadState, NotFound, OwnQuestion, Store
 from jansamvad.token_bucket import TokenBucket
 
 if TYPE_CHECKING:
     from jansamvad.connection import WsConnection
-    from jansamvad.node import Node
 
 log = logging.getLogger("jansamvad.client")
 
@@ -94,6 +99,50 @@ _INBOX_RESUME = 8
 
 class Unavailable(Exception):
     """The broker or store cannot take the action now; the client should retry with the same key."""
+
+
+class ClientOwner(Protocol):
+    """What a session needs of its node (node.py's `Node`); a test may pass a fake one with real stores."""
+
+    settings: Settings
+    metrics: NodeMetrics
+    tokens: TokenService
+    store: Store
+    limiter: RateLimiter
+    policy: Policy
+    tally: UnitTally
+    staff_joined: int  # sessions joined through the staff lane (the gateway's count, capped)
+
+    @property
+    def clock(self) -> float:
+        """Coarse loop time (the keepalive wheel's): cheap to read on every message."""
+        ...
+
+    def clock_precise(self) -> float: ...
+
+    def count_reaction(self, th: str, kind: str) -> None: ...
+
+    async def grouper(self, th: str) -> QuestionGrouper: ...
+
+    async def join(self, client: Client, last_seq: int | None, townhall: Townhall, last_mseq: int | None) -> None: ...
+
+    def abandon_join(self, client: Client) -> None: ...
+
+    def leave(self, client: Client) -> None: ...
+
+    async def publish_event(self, th: str, message: Mapping[str, Any]) -> int: ...
+
+    async def publish_event_once(self, th: str, message: Mapping[str, Any], key: str) -> tuple[int, bool]: ...
+
+    async def publish_moderation(self, th: str, message: Mapping[str, Any], key: str = "") -> int: ...
+
+    async def publish_question_notice(self, th: str, q: Question) -> None: ...
+
+    async def publish_audio(self, th: str, data: bytes, init: bool, mime: str) -> None: ...
+
+    async def end_townhall(self, th: str, by: str) -> tuple[Townhall, int]: ...
+
+    async def kick(self, sub: str, th: str) -> None: ...
 
 
 # Errors that say "not now" rather than "your message is wrong": a client that meets them has done nothing to stop
@@ -117,7 +166,7 @@ class Client:
         "worker",
     )
 
-    def __init__(self, node: Node, conn: WsConnection) -> None:
+    def __init__(self, node: ClientOwner, conn: WsConnection) -> None:
         self.node = node
         self.conn = conn
         self.claims: Claims | None = None
@@ -599,6 +648,7 @@ class Client:
     def on_closed(self) -> None:
         if self.worker is not None and self.inbox is not None:
             self.inbox.clear()
+        self.node.leave(self)
 
 
 class Handling(enum.Enum):

@@ -6,15 +6,18 @@ websockets' parser (handshake, masking, fragmentation limits, ping/pong, closing
 pre-framed bytes written straight to the transport by the fan-out (see fanout.py); that is safe because the parser
 never leaves half a frame of its own in the transport and we never send fragmented messages.
 
-There is no task or timer per connection: the node's keepalive wheel pings, times out and reaps all of them.
+There is no task or timer per connection: the keepalive wheel (keepalive.py) pings, times out and reaps all of them.
+What a connection needs of its owner (gateway.py) and of the session on top of it (client.py) is stated below as
+`ConnectionOwner` and `ConnectionSession`, so this module imports neither.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.frames import Frame, Opcode
@@ -23,13 +26,14 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
-from jansamvad.conn_state import ConnState as ConnState  # re-exported: the node reads it from here
+from jansamvad.conn_state import ConnState as ConnState  # re-exported: the node and the wheel read it here
 from jansamvad.protocol.codec import SUBPROTOCOLS, Encoding
 from jansamvad.protocol.codes import CloseCode, close_reason
 
 if TYPE_CHECKING:
-    from jansamvad.client import Client
-    from jansamvad.node import Node
+    from websockets.typing import Origin
+
+    from jansamvad.settings import Settings
 
 log = logging.getLogger("jansamvad.connection")
 # websockets logs every open and close at INFO through this logger; at a million connections that is noise.
@@ -38,6 +42,52 @@ _ws_log.setLevel(logging.WARNING)
 
 WS_PATH = "/ws"
 STAFF_LANE = "staff"  # /ws?lane=staff: leaders, moderators and admins, with their own handshake budget
+
+
+class ConnectionSession(Protocol):
+    """What a connection and the keepalive wheel need of the session on top of it (client.py's `Client`)."""
+
+    @property
+    def claims(self) -> object | None:
+        """None until the hello was accepted (the session joined)."""
+        ...
+
+    @property
+    def inbox(self) -> object | None:
+        """None until a first message (the hello) was queued."""
+        ...
+
+    limited_answers: int  # rate_limited answers since the keepalive wheel last turned (it resets this)
+
+    def on_message(self, data: bytes) -> None: ...
+
+    def on_closed(self) -> None:
+        """The connection is gone: stop working for it and leave whatever the session joined."""
+        ...
+
+
+class ConnectionOwner(Protocol):
+    """What a connection needs of its owner (gateway.py's `Gateway`)."""
+
+    settings: Settings
+    origins: list[Origin | None] | None
+    clock: float  # coarse loop time, advanced by the keepalive wheel
+    closes: Counter[int]  # closes this node made, by code (the metrics')
+    slow_consumer_drops: int
+
+    def client_ip(self, peer: str, forwarded_for: list[str]) -> str: ...
+
+    def admit(self, conn: WsConnection) -> int | None:
+        """None to accept the handshake, or the seconds for Retry-After with an HTTP 503."""
+        ...
+
+    def connection_made(self, conn: WsConnection) -> None: ...
+
+    def connection_opened(self, conn: WsConnection) -> None:
+        """The handshake was accepted: the owner sets `conn.client`."""
+        ...
+
+    def connection_lost(self, conn: WsConnection) -> None: ...
 
 
 def _select_subprotocol(_: ServerProtocol, offered: Any) -> Subprotocol | None:
@@ -63,7 +113,7 @@ def _release_handshake(ws: ServerProtocol) -> None:
 class WsConnection(asyncio.Protocol):
     """One WebSocket connection; uvicorn instantiates it by keyword when it sees an upgrade."""
 
-    node: ClassVar[Node]
+    owner: ClassVar[ConnectionOwner]
 
     __slots__ = (
         "client",
@@ -90,13 +140,13 @@ class WsConnection(asyncio.Protocol):
         self.ws: ServerProtocol | None = None
         self.state = ConnState.HANDSHAKE
         self.encoding = Encoding.MSGPACK
-        self.client: Client | None = None
+        self.client: ConnectionSession | None = None
         self.frag: list[bytes] | None = None
         self.frag_op = Opcode.BINARY
         self.paused: list[tuple[str, int, bytes]] | None = None
         self.corked: list[bytes] | None = None  # send_frame()s held back to leave in one write (see cork)
         self.ip = ""
-        now = self.node.clock
+        now = self.owner.clock
         self.opened_at = now
         self.last_seen = now
         self.closing_since = 0.0
@@ -112,24 +162,24 @@ class WsConnection(asyncio.Protocol):
         # The transport calls pause_writing() when its buffer passes the cap and resume_writing() once it drained
         # below half of it: no buffer-size call on every write. In between the connection counts as slow (over_cap),
         # on purpose: a reader that hovers at the cap is not flipped between slow and not on every write.
-        cap = self.node.settings.max_buffered_bytes
+        cap = self.owner.settings.max_buffered_bytes
         transport.set_write_buffer_limits(high=cap, low=cap // 2)
         peer = transport.get_extra_info("peername")
         self.ip = peer[0] if isinstance(peer, tuple) else ""
-        node = self.node
+        owner = self.owner
         self.ws = ServerProtocol(
-            origins=node.origins,
+            origins=owner.origins,
             select_subprotocol=_select_subprotocol,
-            max_size=node.settings.max_message_bytes,
+            max_size=owner.settings.max_message_bytes,
             logger=_ws_log,
         )
-        node.connection_made(self)
+        owner.connection_made(self)
 
     def data_received(self, data: bytes) -> None:
         ws = self.ws
         assert ws is not None
         ws.receive_data(data)
-        self.last_seen = self.node.clock
+        self.last_seen = self.owner.clock
         self.pinged = False
         for event in ws.events_received():
             if isinstance(event, Frame):
@@ -149,7 +199,7 @@ class WsConnection(asyncio.Protocol):
         self.state = ConnState.CLOSED
         self.paused = None
         if previous is not ConnState.CLOSED:
-            self.node.connection_lost(self)
+            self.owner.connection_lost(self)
 
     def pause_writing(self) -> None:
         self.over_cap = True  # the slow-consumer policy in write_broadcast / send_frame acts on it
@@ -162,9 +212,9 @@ class WsConnection(asyncio.Protocol):
     def _on_request(self, request: Request) -> None:
         ws = self.ws
         assert ws is not None
-        node = self.node
+        owner = self.owner
         url = urlsplit(request.path)
-        self.ip = node.client_ip(self.ip, request.headers.get_all("X-Forwarded-For"))
+        self.ip = owner.client_ip(self.ip, request.headers.get_all("X-Forwarded-For"))
         lane = parse_qs(url.query).get("lane")
         self.staff_lane = lane == [STAFF_LANE]
         if url.path != WS_PATH:
@@ -172,7 +222,7 @@ class WsConnection(asyncio.Protocol):
         elif lane is not None and not self.staff_lane:
             response = ws.reject(400, "Bad Request: the only lane is lane=staff\n")
         else:
-            retry_after = node.admit(self)
+            retry_after = owner.admit(self)
             if retry_after is not None:
                 response = ws.reject(503, "Service Unavailable: try again later\n")
                 response.headers["Retry-After"] = str(retry_after)
@@ -185,9 +235,9 @@ class WsConnection(asyncio.Protocol):
             elif parse_qs(url.query).get("enc") == ["json"]:
                 self.encoding = Encoding.JSON
             self.state = ConnState.OPEN
-            self.opened_at = node.clock
+            self.opened_at = owner.clock
             _release_handshake(ws)
-            node.connection_opened(self)
+            owner.connection_opened(self)
 
     # Frames in
 
@@ -209,13 +259,13 @@ class WsConnection(asyncio.Protocol):
         elif op is Opcode.PING:
             # websockets answers every ping; a flood of them costs a pong each, so it is cut off.
             self.pings += 1
-            if self.pings > self.node.settings.max_pings_per_s:
+            if self.pings > self.owner.settings.max_pings_per_s:
                 self.fail(CloseCode.TOO_MANY_ERRORS, "ping flood")
         elif op is Opcode.CLOSE:
             # The protocol answered the close frame; the transport closes once its EOF is written.
             if self.state is ConnState.OPEN:
                 self.state = ConnState.CLOSING
-                self.closing_since = self.node.clock
+                self.closing_since = self.owner.clock
 
     def _on_message(self, op: Opcode, data: bytes) -> None:
         if self.state is not ConnState.OPEN or self.client is None:
@@ -300,9 +350,9 @@ class WsConnection(asyncio.Protocol):
         if self.state is not ConnState.OPEN or ws is None or ws.state is not State.OPEN:
             return
         ws.send_close(code, close_reason(code, detail))
-        self.node.metrics.closes[code] += 1
+        self.owner.closes[code] += 1
         self.state = ConnState.CLOSING
-        self.closing_since = self.node.clock
+        self.closing_since = self.owner.clock
         self._flush_protocol()
 
     def fail(self, code: CloseCode, detail: str = "") -> None:
@@ -312,14 +362,14 @@ class WsConnection(asyncio.Protocol):
             return
         if ws.state is State.OPEN:
             ws.fail(code, close_reason(code, detail))
-            self.node.metrics.closes[code] += 1
+            self.owner.closes[code] += 1
         self.state = ConnState.CLOSING
-        self.closing_since = self.node.clock
+        self.closing_since = self.owner.clock
         self._flush_protocol()
 
     def drop_slow(self) -> None:
         """A slow consumer: queue the 4009 close frame behind what it has not read; reap it if it never does."""
-        self.node.slow_consumer_drops += 1
+        self.owner.slow_consumer_drops += 1
         self.close(CloseCode.SLOW_CONSUMER, "buffer over the cap")
 
     def abort(self) -> None:

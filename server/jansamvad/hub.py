@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from jansamvad.protocol.codec import Encoding
+from jansamvad.protocol.codes import CloseCode
 
 
 class Listener(Protocol):
@@ -26,6 +27,18 @@ class Listener(Protocol):
 
     def resume(self, after: Mapping[str, int]) -> None:
         """Stop pausing: write the waiting frames, except numbered ones at or below after[their stream]."""
+        ...
+
+
+class Session(Listener, Protocol):
+    """A room member as the node sees it (a connection with a joined session): a listener it can also close."""
+
+    def close(self, code: CloseCode, detail: str = "") -> None:
+        """Start the closing handshake with this close code."""
+        ...
+
+    def send_frame(self, frame: bytes) -> None:
+        """A frame for this member alone."""
         ...
 
 
@@ -55,7 +68,7 @@ class Room:
         # The broker subscription of this room, shared by every join that waits for it; a failed one is retried by
         # the next join (the room may outlive the join that created it).
         self.subscribing: asyncio.Task[None] | None = None
-        self.members: dict[Listener, bool] = {}  # an insertion-ordered set; the value: is the member staff?
+        self.members: dict[Session, bool] = {}  # an insertion-ordered set; the value: is the member staff?
         self.json_members = 0
         self.staff = 0  # members that are leaders, moderators or admins (viewers.n counts citizens only)
         self.events: list[tuple[int, dict[str, Any], bool]] = []  # (seq, message, droppable) queued this tick
@@ -71,19 +84,19 @@ class Room:
 class Hub:
     def __init__(self) -> None:
         self.rooms: dict[str, Room] = {}
-        self.users: dict[str, set[Listener]] = {}  # subject -> its local sessions (to kick a banned user)
+        self.users: dict[str, set[Session]] = {}  # subject -> its local sessions (to kick a banned user)
 
-    def add_user(self, sub: str, member: Listener) -> None:
+    def add_user(self, sub: str, member: Session) -> None:
         self.users.setdefault(sub, set()).add(member)
 
-    def remove_user(self, sub: str, member: Listener) -> None:
+    def remove_user(self, sub: str, member: Session) -> None:
         sessions = self.users.get(sub)
         if sessions is not None:
             sessions.discard(member)
             if not sessions:
                 del self.users[sub]
 
-    def add(self, channel: str, member: Listener, seq_field: str = "seq", *, staff: bool = False) -> bool:
+    def add(self, channel: str, member: Session, seq_field: str = "seq", *, staff: bool = False) -> bool:
         """Add a member (`staff`: a leader, moderator or admin); True when the room is new (the node must subscribe)."""
         room = self.rooms.get(channel)
         created = room is None
@@ -96,7 +109,7 @@ class Hub:
                 room.json_members += 1
         return created
 
-    def remove(self, channel: str, member: Listener) -> bool:
+    def remove(self, channel: str, member: Session) -> bool:
         """Remove a member; True when the room became empty (the node must unsubscribe)."""
         room = self.rooms.get(channel)
         if room is None or member not in room.members:

@@ -9,17 +9,44 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from jansamvad.node import Node
+from jansamvad.broker.base import Broker
+from jansamvad.channels import Channel
+from jansamvad.fanout import Fanout
+from jansamvad.hub import Hub
 
 FANOUT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BROKER_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+class Observed(Protocol):
+    """What the collector reads of a node at scrape time (node.py's `Node`)."""
+
+    @property
+    def hub(self) -> Hub: ...
+
+    @property
+    def fanout(self) -> Fanout: ...
+
+    @property
+    def broker(self) -> Broker: ...
+
+    @property
+    def open_count(self) -> int: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def slow_consumer_drops(self) -> int: ...
+
+    @property
+    def stream_gaps(self) -> int: ...
 
 
 class NodeMetrics:
@@ -50,8 +77,8 @@ class NodeMetrics:
             registry=self.registry,
         )
 
-    def attach(self, node: Node) -> None:
-        self.registry.register(NodeCollector(node))
+    def attach(self, node: Observed) -> None:
+        self.registry.register(NodeCollector(node, self))
 
 
 def _counter(name: str, doc: str, label: str | None, values: Counter[str] | Counter[int]) -> CounterMetricFamily:
@@ -62,17 +89,19 @@ def _counter(name: str, doc: str, label: str | None, values: Counter[str] | Coun
 
 
 class NodeCollector(Collector):
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Observed, metrics: NodeMetrics) -> None:
         self.node = node
+        self.metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
-        node, m = self.node, self.node.metrics
+        node, m = self.node, self.metrics
         yield GaugeMetricFamily("jansamvad_connections", "Open WebSocket sessions", value=node.open_count)
         yield GaugeMetricFamily("jansamvad_rooms", "Channels with local listeners", value=len(node.hub.rooms))
         viewers = GaugeMetricFamily("jansamvad_viewers", "Local listeners per town hall", labels=["townhall"])
-        for channel, room in node.hub.rooms.items():
-            if not channel.endswith(":mod") and channel.startswith("th:"):
-                viewers.add_metric([channel[3:]], len(room.members))
+        for name, room in node.hub.rooms.items():
+            channel = Channel.parse(name)
+            if channel.is_public:
+                viewers.add_metric([channel.th], len(room.members))
         yield viewers
         yield GaugeMetricFamily("jansamvad_ready", "1 while the node accepts sessions", value=int(node.ready))
         yield GaugeMetricFamily(

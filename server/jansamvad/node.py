@@ -1,37 +1,38 @@
-"""The Node: owns settings, hub, broker, store, presence and fan-out, and the lifecycle of every connection.
+"""The Node: owns settings, hub, broker, store, presence and fan-out, and the life of every session.
 
-Channels are logical names: `th:<id>` is a town hall's public stream (history-bearing events, plus ephemeral audio
-and aggregates); `th:<id>:mod` is its moderation stream to moderators and admins (queue notices, numbered `mseq`
-and kept in history like the public stream, so a node that missed some while Redis stumbled fills them in and a
-moderator who reconnects resumes). A per-region scope later is another channel of the same kind.
+The edge (connections, admission, client addresses) is the gateway's (gateway.py), the timers of connections the
+keepalive wheel's (keepalive.py), the aggregates tick aggregates.py's; the node joins sessions to their rooms,
+publishes their events and takes the broker's publications to the fan-out. Channel names: channels.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
-import ipaddress
 import logging
 import random
 import secrets
 from collections import defaultdict
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from jansamvad.aggregates import Aggregates
 from jansamvad.auth import TokenService
 from jansamvad.broker.base import Broker, HistoryResult, Publication
+from jansamvad.channels import CONTROL_CHANNEL, MODERATION_SEQ, Channel, moderation_channel, public_channel
 from jansamvad.client import Client
 from jansamvad.connection import ConnState, WsConnection
 from jansamvad.fanout import CONFLATED, Fanout
+from jansamvad.gateway import Gateway
 from jansamvad.hub import Hub, Room
+from jansamvad.keepalive import run_wheel
 from jansamvad.limiter.base import RateLimiter
 from jansamvad.limiter.memory import MemoryRateLimiter
 from jansamvad.metrics import NodeMetrics
 from jansamvad.models import PUBLIC_STATES, PollState, QState, Question, Status, Townhall, now_ms
 from jansamvad.moderation.grouping import QuestionGrouper
 from jansamvad.moderation.policy import Policy
-from jansamvad.presence.base import Audience, PresenceManager
-from jansamvad.protocol.codec import PING_FRAME
+from jansamvad.presence.base import PresenceManager
+from jansamvad.protocol.codec import frame_message
 from jansamvad.protocol.codes import CloseCode
 from jansamvad.protocol.roles import STAFF, Role
 from jansamvad.regions_http import RegionDirectory
@@ -40,35 +41,12 @@ from jansamvad.rollup.memory import MemoryRollup
 from jansamvad.rollup.tally import UnitTally, path_in
 from jansamvad.settings import Settings
 from jansamvad.store.base import BadState, Store
-from jansamvad.token_bucket import TokenBucket
-
-if TYPE_CHECKING:
-    from websockets.typing import Origin
 
 log = logging.getLogger("jansamvad.node")
 
-WHEEL_INTERVAL_S = 1.0
 SNAPSHOT_QUEUE_MAX = 500
-# Viewer counts are one write per listener: in a big room they go out less often (every listeners / this many
-# seconds, at least every presence interval), unless a speech or question write carries them anyway.
-VIEWERS_LISTENERS_PER_S = 5_000
-QUEUE_DEPTH_EVERY = 5  # aggregates ticks between two readings of the moderation queue depth
-_SNAPSHOT_EVENTS = ("speech", "announce")
-
-
-def public_channel(th: str) -> str:
-    return f"th:{th}"
-
-
-def moderation_channel(th: str) -> str:
-    return f"th:{th}:mod"
-
-
-MODERATION_SEQ = "mseq"  # the field that numbers the moderation stream's notices (the public stream's is "seq")
-
-
-# Every node listens here for orders that concern sessions anywhere (e.g. kicking a banned citizen).
-CONTROL_CHANNEL = "ctl"
+# Re-exported: tests and older callers import the channel names from here.
+__all__ = ["CONTROL_CHANNEL", "MODERATION_SEQ", "Node", "moderation_channel", "public_channel"]
 GROUPS_REFRESH_S = 30.0  # how often a node re-reads the groups other nodes created
 
 
@@ -102,7 +80,6 @@ class Node:
         self.regions = RegionDirectory(store)  # the region tree, for the roll-up and the HTTP routes
         self.policy = Policy.load(settings.moderation_dir)
         self._groupers: dict[str, tuple[QuestionGrouper, float]] = {}  # th -> (grouper, loaded at)
-        self._trusted = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
         self.hub = Hub()
         self.metrics = NodeMetrics()
         self.fanout = Fanout(
@@ -110,44 +87,78 @@ class Node:
             writes_per_yield=settings.writes_per_yield,
             on_flush=self.metrics.fanout_seconds.observe,
         )
-        self.origins: list[Origin | None] | None = list(settings.allowed_origins) or None  # type: ignore[arg-type]
-        self.connections: set[WsConnection] = set()
-        self.open_count = 0
-        self.per_ip: dict[str, int] = defaultdict(int)
-        self.clock = 0.0  # coarse monotonic time, advanced by the wheel: cheap to read on every packet
-        self.ready = False
+        self.gateway = Gateway(settings, self, self.metrics.closes, self.metrics.handshakes_rejected)
+        self.aggregates = Aggregates(
+            settings,
+            self.node_id,
+            hub=self.hub,
+            fanout=self.fanout,
+            store=store,
+            presence=presence,
+            metrics=self.metrics,
+            now=self.clock_precise,
+        )
+        self._ready = False
         self.draining = False
-        self.slow_consumer_drops = 0
-        self.rejected_handshakes = 0
         self.stream_gaps = 0
-        self._handshakes = TokenBucket(settings.handshakes_per_second, settings.handshakes_per_second)
-        # The staff lane's own budget: citizens reconnecting in a storm spend only the citizen one.
-        self.staff_joined = 0  # sessions joined through the staff lane (its cap counts these, not bare upgrades)
-        self._staff_handshakes = TokenBucket(settings.staff_handshakes_per_second, settings.staff_handshakes_per_second)
-        self._reactions: dict[str, dict[str, int]] = {}
         self._audio_init: dict[str, dict[str, Any]] = {}
         self._audio_n: dict[str, int] = defaultdict(int)
-        self._viewers: dict[str, Audience] = {}  # town hall -> its audience on every node, as of the last tick
-        self._ticks = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.metrics.attach(self)
 
+    # The gateway's figures, read here by the metrics, the dashboard and the Client (ClientOwner)
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @ready.setter
+    def ready(self, value: bool) -> None:
+        self._ready = value
+        self.gateway.accepting = value and not self.draining
+
+    @property
+    def clock(self) -> float:
+        return self.gateway.clock
+
+    @property
+    def open_count(self) -> int:
+        return self.gateway.open_count
+
+    @property
+    def slow_consumer_drops(self) -> int:
+        return self.gateway.slow_consumer_drops
+
+    @property
+    def staff_joined(self) -> int:
+        return self.gateway.staff_joined
+
+    @staff_joined.setter
+    def staff_joined(self, value: int) -> None:
+        self.gateway.staff_joined = value
+
+    def client_ip(self, peer: str, forwarded_for: list[str]) -> str:
+        return self.gateway.client_ip(peer, forwarded_for)
+
+    def trusts(self, ip: str) -> bool:
+        return self.gateway.trusts(ip)
+
     # Lifecycle
 
     def protocol_class(self) -> type[WsConnection]:
-        """The WebSocket protocol class uvicorn instantiates on upgrade, bound to this node."""
-        return type("NodeWsConnection", (WsConnection,), {"node": self, "__slots__": ()})
+        """The WebSocket protocol class uvicorn instantiates on upgrade, bound to this node's gateway."""
+        return self.gateway.protocol_class()
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self.clock = self._handshakes.at = self._staff_handshakes.at = self._loop.time()
+        self.gateway.start(self._loop)
         await self.broker.start(self)
         await self.broker.subscribe(CONTROL_CHANNEL)
         self.fanout.start()
         self._tasks = [
-            self._loop.create_task(self._wheel(), name="jansamvad-keepalive"),
-            self._loop.create_task(self._aggregates(), name="jansamvad-aggregates"),
+            self._loop.create_task(run_wheel(self.gateway), name="jansamvad-keepalive"),
+            self._loop.create_task(self.aggregates.run(), name="jansamvad-aggregates"),
             self._loop.create_task(self._rollups(), name="jansamvad-rollup"),
         ]
         self.ready = True
@@ -155,18 +166,21 @@ class Node:
 
     async def shutdown(self, *, code: CloseCode = CloseCode.SERVICE_RESTART) -> None:
         """Stop accepting, tell every client to reconnect elsewhere after a jittered delay, close, release."""
-        self.ready = False
         self.draining = True
+        self.ready = False
         await self.fanout.flush_now()
         spread_ms = max(1, int(self.settings.drain_window_s * 1000))
-        for conn in list(self.connections):
-            if conn.state is ConnState.OPEN and conn.client is not None and conn.client.claims is not None:
-                conn.client.send({"t": "reconnect", "after_ms": random.randrange(spread_ms)})
+        connections = self.gateway.connections
+        for member in {member for sessions in self.hub.users.values() for member in sessions}:  # joined ones
+            self.metrics.messages_out["reconnect"] += 1
+            reconnect = {"t": "reconnect", "after_ms": random.randrange(spread_ms)}
+            member.send_frame(frame_message(reconnect, member.encoding))
+        for conn in list(connections):
             conn.close(code, "node shutting down")
         deadline = asyncio.get_running_loop().time() + self.settings.close_timeout_s
-        while self.connections and asyncio.get_running_loop().time() < deadline:
+        while connections and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
-        for conn in list(self.connections):
+        for conn in list(connections):
             conn.abort()
         for task in self._tasks:
             task.cancel()
@@ -185,86 +199,26 @@ class Node:
         await self.store.close()
         log.info("node %s stopped", self.node_id)
 
-    def trusts(self, ip: str) -> bool:
-        """Whether a peer is one of our load balancers (an address or a network in --trusted-proxy)."""
-        if not self._trusted or not ip:
-            return False
-        try:
-            address = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        return any(address in network for network in self._trusted)
-
-    def client_ip(self, peer: str, forwarded_for: list[str]) -> str:
-        """The client's address: the peer's, or behind our own load balancer (every connection comes from it) the
-        last address it added to X-Forwarded-For. A client may send its own header lines too: only the last value
-        of the last line counts."""
-        if forwarded_for and self.trusts(peer):
-            return forwarded_for[-1].rpartition(",")[2].strip() or peer
-        return peer
-
     def clock_precise(self) -> float:
         assert self._loop is not None
         return self._loop.time()
 
-    # Connections
+    # SessionHost: called by the gateway
 
-    def connection_made(self, conn: WsConnection) -> None:
-        self.connections.add(conn)
+    def open_session(self, conn: WsConnection) -> Client:
+        return Client(self, conn)
 
-    def admit(self, conn: WsConnection) -> int | None:
-        """None to accept the handshake, or the seconds for Retry-After with an HTTP 503."""
-        settings = self.settings
-        retry: int | None = None
-        reason = ""
-        if self.draining or not self.ready:
-            retry, reason = 5, "not_ready"
-        elif conn.staff_lane:
-            # Not counted against max_connections or the per-IP cap (a leader may share a NAT with thousands of
-            # citizens); bounded by its own cap instead, and a citizen's hello on it is refused (Client._hello). The cap
-            # counts joined staff sessions only: upgrades that never say hello would otherwise hold every slot. Those
-            # are bounded by the lane's handshake rate times hello_timeout (20/s x 10 s = 200 by default).
-            if self.staff_joined >= settings.max_staff_connections:
-                retry, reason = 2, "staff_max_connections"
-            elif self._staff_handshakes.take(self.clock_precise()):
-                retry, reason = 1, "staff_rate"
-        elif self.open_count >= settings.max_connections:
-            retry, reason = 2, "max_connections"
-        elif self.per_ip[conn.ip] >= settings.max_connections_per_ip:
-            retry, reason = 10, "per_ip"
-        elif self._handshakes.take(self.clock_precise()):
-            retry, reason = 1, "rate"
-        if retry is not None:
-            self.rejected_handshakes += 1
-            self.metrics.handshakes_rejected[reason] += 1
-        return retry
-
-    def connection_opened(self, conn: WsConnection) -> None:
-        self.open_count += 1
-        self.per_ip[conn.ip] += 1
-        conn.client = Client(self, conn)
-
-    def connection_lost(self, conn: WsConnection) -> None:
-        self.connections.discard(conn)
-        client = conn.client
-        if client is None:
+    def leave(self, client: Client) -> None:
+        """Take a joined session out of its rooms (its connection closed, or its join failed)."""
+        claims, conn = client.claims, client.conn
+        if claims is None:
             return
-        self.open_count -= 1
-        if conn.staff_lane and client.claims is not None:
-            self.staff_joined -= 1
-        left = self.per_ip[conn.ip] - 1
-        if left > 0:
-            self.per_ip[conn.ip] = left
-        else:
-            self.per_ip.pop(conn.ip, None)
-        client.on_closed()
-        if client.claims is not None:
-            self.metrics.leaves += 1
-            self.hub.remove_user(client.claims.sub, conn)
-            if client.claims.role is Role.CITIZEN:
-                self.tally.leave(client.th, client.claims.unit)
-            self._leave(public_channel(client.th), conn)
-            self._leave(moderation_channel(client.th), conn)
+        self.metrics.leaves += 1
+        self.hub.remove_user(claims.sub, conn)
+        if claims.role is Role.CITIZEN:
+            self.tally.leave(client.th, claims.unit)
+        self._leave(public_channel(client.th), conn)
+        self._leave(moderation_channel(client.th), conn)
 
     def _leave(self, channel: str, conn: WsConnection) -> None:
         if self.hub.remove(channel, conn):
@@ -342,17 +296,10 @@ class Node:
     def abandon_join(self, client: Client) -> None:
         """Undo a join that failed or ran out of time, at once: the session must not stay in its rooms, paused and
         buffering their frames, until its close completes. The caller closes it (1013 or 1011)."""
-        claims = client.claims
-        if claims is None:
+        if client.claims is None:
             return
-        conn = client.conn
-        conn.paused = None
-        self.metrics.leaves += 1  # it counted as a join
-        self.hub.remove_user(claims.sub, conn)
-        if claims.role is Role.CITIZEN:
-            self.tally.leave(client.th, claims.unit)
-        self._leave(public_channel(client.th), conn)
-        self._leave(moderation_channel(client.th), conn)
+        client.conn.paused = None
+        self.leave(client)  # it counted as a join
         client.claims = None
 
     async def _send_join(
@@ -386,12 +333,12 @@ class Node:
                     client.send({**pub.data, MODERATION_SEQ: pub.seq})
             # Aggregates are not in the stream: bring them up to date once, instead of waiting for the next change;
             # `votes` always, with empty maps when no question is public, as docs/protocol.md section 2 says.
-            client.send({"t": "viewers", **self._audience(th)})
+            client.send({"t": "viewers", **self.aggregates.audience(th)})
             votes, groups = await self.store.top_votes(th, self.settings.top_votes)
             client.send({"t": "votes", "v": votes, "g": groups})
         else:
             questions = await self.store.questions(th, PUBLIC_STATES)
-            audience = self._audience(th)
+            audience = self.aggregates.audience(th)
             polls = await self.store.polls(th, (PollState.OPEN, PollState.CLOSED))
             snapshot: dict[str, Any] = {
                 "t": "snapshot",
@@ -499,9 +446,7 @@ class Node:
         await self.broker.publish(public_channel(th), message, history=False)
 
     def count_reaction(self, th: str, kind: str) -> None:
-        """Reactions are counted here and sent on as one total per town hall per aggregates tick."""
-        counts = self._reactions.setdefault(th, {})
-        counts[kind] = counts.get(kind, 0) + 1
+        self.aggregates.count_reaction(th, kind)
 
     # BrokerEventHandler
 
@@ -512,7 +457,7 @@ class Node:
             self._control(data)
             return
         if t == "audio" and data.get("init"):
-            self._audio_init[pub.channel[3:]] = dict(data)
+            self._audio_init[Channel.parse(pub.channel).th] = dict(data)
         room = self.hub.room(pub.channel)
         if room is None:
             return
@@ -564,11 +509,13 @@ class Node:
 
     def _control(self, data: Mapping[str, Any]) -> None:
         if data.get("t") == "kick":
-            th = data.get("th")
-            for member in list(self.hub.users.get(str(data.get("sub")), ())):
-                if isinstance(member, WsConnection) and member.client is not None:
-                    if th in ("*", member.client.th):
-                        member.close(CloseCode.BANNED)
+            th = str(data.get("th"))
+            sessions = self.hub.users.get(str(data.get("sub")), set())
+            if th != "*":  # only this user's sessions in that town hall (each session is in its public room)
+                room = self.hub.room(public_channel(th))
+                sessions = {member for member in sessions if room is not None and member in room.members}
+            for member in list(sessions):
+                member.close(CloseCode.BANNED)
 
     def live_channels(self) -> list[str]:
         return [CONTROL_CHANNEL, *self.hub.channels()]
@@ -578,50 +525,7 @@ class Node:
         if room is None:
             return
         for member in list(room.members):
-            if isinstance(member, WsConnection):
-                member.close(code)
-
-    # Shared timers: one for all connections, never one per connection.
-
-    async def _wheel(self) -> None:
-        settings = self.settings
-        assert self._loop is not None
-        while True:
-            await asyncio.sleep(WHEEL_INTERVAL_S)
-            now = self.clock = self._loop.time()
-            ping_after = settings.ping_interval_s
-            dead_after = settings.ping_interval_s + settings.ping_timeout_s
-            for conn in list(self.connections):
-                state = conn.state
-                if state is ConnState.OPEN:
-                    conn.pings = 0
-                    if conn.client is not None:
-                        conn.client.limited_answers = 0
-                    idle = now - conn.last_seen
-                    if conn.client is not None and conn.client.claims is None and conn.client.inbox is None:
-                        if now - conn.opened_at > settings.hello_timeout_s:
-                            conn.close(CloseCode.HELLO_TIMEOUT)
-                            continue
-                    if idle > dead_after:
-                        conn.fail(CloseCode.INTERNAL_ERROR, "keepalive timeout")
-                        conn.abort()
-                    elif idle > ping_after and not conn.pinged:
-                        conn.pinged = True
-                        conn.send_frame(PING_FRAME)
-                elif state is ConnState.HANDSHAKE:
-                    if now - conn.opened_at > settings.hello_timeout_s:
-                        conn.abort()
-                elif state is ConnState.CLOSING and now - conn.closing_since > settings.close_timeout_s:
-                    conn.abort()
-
-    async def _aggregates(self) -> None:
-        """Every presence interval: report and read viewer counts, and sum reactions into the store."""
-        while True:
-            await asyncio.sleep(self.settings.presence_interval_s)
-            try:
-                await self._aggregate_once()
-            except Exception as exc:
-                log.warning("aggregates tick failed: %s", type(exc).__name__)
+            member.close(code)
 
     async def _rollups(self) -> None:
         """Every presence interval: the roll-up's writes, one per town hall with changes, concurrently (pipelined)."""
@@ -652,76 +556,17 @@ class Node:
         async with self._rollup_lock:
             await asyncio.gather(*(write(th) for th in self.tally.pending()))
 
-    async def _aggregate_once(self) -> None:
-        rooms = self.hub.rooms.items()
-        local = {channel[3:]: _room_audience(room) for channel, room in rooms if not channel.endswith(":mod")}
-        await self.presence.report(self.node_id, local)
-        self._viewers = await self.presence.totals(local)
-        now = self.clock_precise()
-        for th, audience in self._viewers.items():
-            room = self.hub.room(public_channel(th))
-            if room is None:
-                continue
-            if now >= room.viewers_due or room.events:
-                message = {"t": "viewers", "n": audience.citizens, "staff": audience.staff}
-                if self._send_if_changed(room, "viewers", message, True):
-                    room.viewers_due = now + len(room.members) / VIEWERS_LISTENERS_PER_S
-        # Votes, reactions and poll tallies: every node reads the exact totals from the store once per tick and sends
-        # them to its local listeners when they changed. Nothing per vote or per tap crosses the broker.
-        reactions, self._reactions = self._reactions, {}
-        for th in local:
-            room = self.hub.room(public_channel(th))
-            if room is None:
-                continue
-            votes, groups = await self.store.top_votes(th, self.settings.top_votes)
-            self._send_if_changed(room, "votes", {"t": "votes", "v": votes, "g": groups}, bool(votes))
-            totals = await self.store.add_reactions(th, reactions.pop(th, {}))
-            self._send_if_changed(room, "reactions", {"t": "reactions", "c": totals}, bool(totals))
-            for poll in await self.store.polls(th, (PollState.OPEN,)):
-                message = {"t": "poll_counts", "pid": poll.pid, "c": list(poll.counts)}
-                self._send_if_changed(room, f"poll_counts:{poll.pid}", message, True)
-        for th, counts in reactions.items():  # taps from sessions that left before the tick
-            await self.store.add_reactions(th, counts)
-        self._ticks += 1
-        if self._ticks % QUEUE_DEPTH_EVERY == 0:  # for the metrics; only where this node has moderators
-            depth = {}
-            for channel in self.hub.rooms:
-                if channel.endswith(":mod"):
-                    th = channel[3:-4]
-                    depth[th] = len(await self.store.questions(th, (QState.PENDING,)))
-            self.metrics.queue_depth = depth
-
-    def _send_if_changed(self, room: Room, key: str, message: dict[str, Any], worth_sending: bool) -> bool:
-        # The stored value is compared with the next one, so it must not share mutable parts with the store's objects.
-        if worth_sending and room.sent.get(key) != message:
-            room.sent[key] = copy.deepcopy(message)
-            self.fanout.conflate(room, message, key)
-            return True
-        return False
-
-    def _audience(self, th: str) -> dict[str, int]:
-        """`viewers.n` (citizens) and `viewers.staff` of a town hall: the last total over every node, or what this
-        node alone has when that is more (a session that just joined is counted before the next presence tick)."""
-        total = self._viewers.get(th, Audience())
-        room = self.hub.room(public_channel(th))
-        here = _room_audience(room) if room is not None else Audience()
-        return {"n": max(total.citizens, here.citizens), "staff": max(total.staff, here.staff)}
-
     def stats(self) -> dict[str, Any]:
         return {
             "node": self.node_id,
-            "connections": self.open_count,
+            "connections": self.gateway.open_count,
             "rooms": len(self.hub.rooms),
-            "slow_consumer_drops": self.slow_consumer_drops,
-            "rejected_handshakes": self.rejected_handshakes,
+            "slow_consumer_drops": self.gateway.slow_consumer_drops,
+            "rejected_handshakes": self.gateway.rejected_handshakes,
             "stream_gaps": self.stream_gaps,
             "frames_built": self.fanout.frames_built,
             "broadcast_writes": self.fanout.writes,
         }
-
-
-def _room_audience(room: Room) -> Audience:
-    return Audience(len(room.members) - room.staff, room.staff)
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:

@@ -232,7 +232,7 @@ async def test_haproxy_carries_wss_sessions_spreads_them_and_passes_the_drain_on
         # leastconn: four long-lived sessions over two nodes end up two and two.
         assert (first.node.open_count, second.node.open_count) == (2, 2)
         # The nodes count the address HAProxy saw (ours), never the one a client claimed.
-        assert {**first.node.per_ip, **second.node.per_ip} == {"127.0.0.1": 2}
+        assert {**first.node.gateway.per_ip, **second.node.gateway.per_ip} == {"127.0.0.1": 2}
 
         # A draining node tells its clients to come back later and closes with 1012; HAProxy must carry both. The
         # sessions on the other node stay open, so read all four at once and stop when two have closed.

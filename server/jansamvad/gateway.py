@@ -1,0 +1,136 @@
+"""The edge of a node: which connections exist, which handshakes are let in, and from which address they come.
+
+The gateway is the owner every `WsConnection` talks to (connection.py's `ConnectionOwner`): it keeps the registry of
+connections, the per-IP counts, the two handshake budgets (citizens, and the staff lane's own), the coarse clock the
+keepalive wheel advances, and the client-IP rule for our own load balancers. What runs on top of a connection once
+it is open (the session: hello, join, messages) is the node's, reached through `SessionHost`; the gateway knows
+nothing of town halls, rooms or the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections import Counter, defaultdict
+from typing import TYPE_CHECKING, Protocol
+
+from jansamvad.connection import ConnectionSession, WsConnection
+from jansamvad.settings import Settings
+from jansamvad.token_bucket import TokenBucket
+
+if TYPE_CHECKING:
+    from websockets.typing import Origin
+
+
+class SessionHost(Protocol):
+    """The node's side of the gateway."""
+
+    def open_session(self, conn: WsConnection) -> ConnectionSession:
+        """The session for a connection whose handshake was accepted."""
+        ...
+
+
+class Gateway:
+    def __init__(self, settings: Settings, host: SessionHost, closes: Counter[int], rejected: Counter[str]) -> None:
+        self.settings = settings
+        self._host = host
+        self.closes = closes  # the metrics' closes by code, bumped by the connections
+        self._rejected = rejected  # the metrics' rejected handshakes by reason
+        self._trusted = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
+        self.origins: list[Origin | None] | None = list(settings.allowed_origins) or None  # type: ignore[arg-type]
+        self.connections: set[WsConnection] = set()
+        self.open_count = 0
+        self.per_ip: dict[str, int] = defaultdict(int)
+        self.clock = 0.0  # coarse monotonic time, advanced by the keepalive wheel: cheap to read on every packet
+        self.accepting = False  # False before the node started and while it drains
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.slow_consumer_drops = 0
+        self.rejected_handshakes = 0
+        self._handshakes = TokenBucket(settings.handshakes_per_second, settings.handshakes_per_second)
+        # The staff lane's own budget: citizens reconnecting in a storm spend only the citizen one.
+        self.staff_joined = 0  # sessions joined through the staff lane (its cap counts these, not bare upgrades)
+        self._staff_handshakes = TokenBucket(settings.staff_handshakes_per_second, settings.staff_handshakes_per_second)
+
+    def protocol_class(self) -> type[WsConnection]:
+        """The WebSocket protocol class uvicorn instantiates on upgrade, bound to this gateway."""
+        return type("NodeWsConnection", (WsConnection,), {"owner": self, "__slots__": ()})
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.clock = self._handshakes.at = self._staff_handshakes.at = loop.time()
+
+    def _now(self) -> float:
+        assert self._loop is not None  # start() ran: no handshake is admitted before (accepting is False)
+        return self._loop.time()
+
+    # Client addresses
+
+    def trusts(self, ip: str) -> bool:
+        """Whether a peer is one of our load balancers (an address or a network in --trusted-proxy)."""
+        if not self._trusted or not ip:
+            return False
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in network for network in self._trusted)
+
+    def client_ip(self, peer: str, forwarded_for: list[str]) -> str:
+        """The client's address: the peer's, or behind our own load balancer (every connection comes from it) the
+        last address it added to X-Forwarded-For. A client may send its own header lines too: only the last value
+        of the last line counts."""
+        if forwarded_for and self.trusts(peer):
+            return forwarded_for[-1].rpartition(",")[2].strip() or peer
+        return peer
+
+    # ConnectionOwner: called by the connections
+
+    def connection_made(self, conn: WsConnection) -> None:
+        self.connections.add(conn)
+
+    def admit(self, conn: WsConnection) -> int | None:
+        """None to accept the handshake, or the seconds for Retry-After with an HTTP 503."""
+        settings = self.settings
+        retry: int | None = None
+        reason = ""
+        if not self.accepting:
+            retry, reason = 5, "not_ready"
+        elif conn.staff_lane:
+            # Not counted against max_connections or the per-IP cap (a leader may share a NAT with thousands of
+            # citizens); bounded by its own cap instead, and a citizen's hello on it is refused (Client._hello). The cap
+            # counts joined staff sessions only: upgrades that never say hello would otherwise hold every slot. Those
+            # are bounded by the lane's handshake rate times hello_timeout (20/s x 10 s = 200 by default).
+            if self.staff_joined >= settings.max_staff_connections:
+                retry, reason = 2, "staff_max_connections"
+            elif self._staff_handshakes.take(self._now()):
+                retry, reason = 1, "staff_rate"
+        elif self.open_count >= settings.max_connections:
+            retry, reason = 2, "max_connections"
+        elif self.per_ip[conn.ip] >= settings.max_connections_per_ip:
+            retry, reason = 10, "per_ip"
+        elif self._handshakes.take(self._now()):
+            retry, reason = 1, "rate"
+        if retry is not None:
+            self.rejected_handshakes += 1
+            self._rejected[reason] += 1
+        return retry
+
+    def connection_opened(self, conn: WsConnection) -> None:
+        self.open_count += 1
+        self.per_ip[conn.ip] += 1
+        conn.client = self._host.open_session(conn)
+
+    def connection_lost(self, conn: WsConnection) -> None:
+        self.connections.discard(conn)
+        session = conn.client
+        if session is None:
+            return
+        self.open_count -= 1
+        if conn.staff_lane and session.claims is not None:
+            self.staff_joined -= 1
+        left = self.per_ip[conn.ip] - 1
+        if left > 0:
+            self.per_ip[conn.ip] = left
+        else:
+            self.per_ip.pop(conn.ip, None)
+        session.on_closed()  # the session leaves whatever it joined
