@@ -1,7 +1,7 @@
 """One client session: hello, then role-checked messages, each answered with ack or error.
 
 `ROUTES` (at the end) names every client message type with the roles that may send it, its handler and how it is
-handled. Handlers read typed records (protocol/records.py) and answer with typed records.
+handled. The handlers (handlers.py) read typed records (protocol/records.py) and answer with typed records.
 
 The session logic talks to its connection only through `send_frame`, `close`, `fail` and the pause / resume of
 live frames, so it does not care how bytes reach the socket. Messages that touch the store or broker are handled
@@ -20,35 +20,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from jansamvad.auth import ANY_TOWNHALL, Claims, InvalidToken, TokenService
 from jansamvad.conn_state import ALIVE, ConnState
-from jansamvad.limiter.base import RateLimiter
-from jansamvad.metrics import NodeMetrics
-from jansamvad.models import (
-    PUBLIC_STATES,
-    PollState,
-    QState,
-    Question,
-    Restriction,
-    RestrictionKind,
-    Status,
-    Townhall,
-    now_ms,
-    script_lang,
-)
-from jansamvad.moderation.filters import check as moderate_text
-from jansamvad.moderation.grouping import QuestionGrouper
-from jansamvad.moderation.policy import Action, Policy
+from jansamvad.handlers import HandlerOwner, MessageHandlers
+from jansamvad.models import RestrictionKind, Status, Townhall
 from jansamvad.protocol.codec import decode, frame_message
 from jansamvad.protocol.codes import CloseCode, ErrorCode
 from jansamvad.protocol.errors import ConnectionRefused, ProtocolViolation
-from jansamvad.protocol.messages import ACTION_ROLES, VERBS, parse_client_message
+from jansamvad.protocol.messages import VERBS, parse_client_message
 from jansamvad.protocol.records import (
-    Ack,
     Announce,
-    AnnounceEvent,
     Ask,
     Audio,
     Claim,
-    ClaimUpdate,
     ClientMessage,
     End,
     GoLive,
@@ -58,30 +40,21 @@ from jansamvad.protocol.records import (
     Ping,
     PollClose,
     PollCreate,
-    PollEvent,
     PollOpen,
     PollVote,
     Pong,
-    QuestionEvent,
-    QueueUpdate,
     React,
     Release,
     Restrict,
     ServerMessage,
-    SettingsEvent,
     SlowMode,
     Speech,
-    SpeechEvent,
-    StatusEvent,
     Upvote,
     error_record,
     frame_record,
-    to_map,
 )
 from jansamvad.protocol.roles import ANY_ROLE, STAFF, Role
-from jansamvad.rollup.tally import UnitTally
-from jansamvad.settings import Settings
-from jansamvad.store.base import BadState, NotFound, OwnQuestion, Store
+from jansamvad.store.base import BadState, NotFound
 from jansamvad.token_bucket import TokenBucket
 
 if TYPE_CHECKING:
@@ -101,16 +74,11 @@ class Unavailable(Exception):
     """The broker or store cannot take the action now; the client should retry with the same key."""
 
 
-class ClientOwner(Protocol):
-    """What a session needs of its node (node.py's `Node`); a test may pass a fake one with real stores."""
+class ClientOwner(HandlerOwner, Protocol):
+    """What a session needs of its node (node.py's `Node`): what its handlers need, and the join; a test may pass a
+    fake one with real stores."""
 
-    settings: Settings
-    metrics: NodeMetrics
     tokens: TokenService
-    store: Store
-    limiter: RateLimiter
-    policy: Policy
-    tally: UnitTally
     staff_joined: int  # sessions joined through the staff lane (the gateway's count, capped)
 
     @property
@@ -118,31 +86,11 @@ class ClientOwner(Protocol):
         """Coarse loop time (the keepalive wheel's): cheap to read on every message."""
         ...
 
-    def clock_precise(self) -> float: ...
-
-    def count_reaction(self, th: str, kind: str) -> None: ...
-
-    async def grouper(self, th: str) -> QuestionGrouper: ...
-
     async def join(self, client: Client, last_seq: int | None, townhall: Townhall, last_mseq: int | None) -> None: ...
 
     def abandon_join(self, client: Client) -> None: ...
 
     def leave(self, client: Client) -> None: ...
-
-    async def publish_event(self, th: str, message: Mapping[str, Any]) -> int: ...
-
-    async def publish_event_once(self, th: str, message: Mapping[str, Any], key: str) -> tuple[int, bool]: ...
-
-    async def publish_moderation(self, th: str, message: Mapping[str, Any], key: str = "") -> int: ...
-
-    async def publish_question_notice(self, th: str, q: Question) -> None: ...
-
-    async def publish_audio(self, th: str, data: bytes, init: bool, mime: str) -> None: ...
-
-    async def end_townhall(self, th: str, by: str) -> tuple[Townhall, int]: ...
-
-    async def kick(self, sub: str, th: str) -> None: ...
 
 
 # Errors that say "not now" rather than "your message is wrong": a client that meets them has done nothing to stop
@@ -150,7 +98,7 @@ class ClientOwner(Protocol):
 _NOT_THE_CLIENTS_FAULT = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.TIMED_OUT, ErrorCode.UNAVAILABLE})
 
 
-class Client:
+class Client(MessageHandlers):
     __slots__ = (
         "claims",
         "conn",
@@ -165,6 +113,9 @@ class Client:
         "th",
         "worker",
     )
+
+    node: ClientOwner  # more than its handlers need of it (MessageHandlers)
+    conn: WsConnection
 
     def __init__(self, node: ClientOwner, conn: WsConnection) -> None:
         self.node = node
@@ -296,6 +247,27 @@ class Client:
         wait_s = bucket.take(now)
         return max(1, int(wait_s * 1000)) if wait_s else 0
 
+    # Messages handled at once (the queued ones are in handlers.py)
+
+    def _on_ping(self, msg: Ping) -> None:
+        self.send(Pong(re=msg.id))
+
+    def _on_leave(self, msg: Leave) -> None:
+        self.conn.close(CloseCode.NORMAL, "left")
+
+    def _on_react(self, msg: React) -> None:
+        assert self.claims is not None
+        bucket = self.reactions
+        now = self.node.clock_precise()
+        if bucket is None:
+            settings = self.node.settings
+            bucket = self.reactions = TokenBucket(settings.reactions_per_s, settings.reaction_burst, now)
+        if bucket.take(now):
+            self.node.metrics.rate_limited["reactions"] += 1
+            return
+        self.node.count_reaction(self.th, msg.kind)
+        self.node.tally.count(self.th, "reactions", self.claims.unit)
+
     def _queue(self, msg: ClientMessage) -> None:
         if self.inbox is None:
             self.inbox = deque()
@@ -406,244 +378,6 @@ class Client:
         if claims.role is Role.CITIZEN:
             self.conn.set_max_message_bytes(node.settings.citizen_max_message_bytes)
         await node.join(self, msg.last_seq, townhall, msg.last_mseq)
-
-    async def _townhall_live(self) -> None:
-        townhall = await self.node.store.get_townhall(self.th)
-        if townhall is None or townhall.status is not Status.LIVE:
-            raise ProtocolViolation(ErrorCode.BAD_STATE, "the town hall is not live")
-
-    async def _townhall_not_ended(self) -> Townhall:
-        townhall = await self.node.store.get_townhall(self.th)
-        if townhall is None or townhall.status is Status.ENDED:
-            raise ProtocolViolation(ErrorCode.BAD_STATE, "the town hall has ended")
-        return townhall
-
-    async def _check_allowed(self) -> None:
-        """A banned or timed-out citizen may listen but not act."""
-        assert self.claims is not None
-        restriction = await self.node.store.restriction(self.th, self.claims.sub)
-        if restriction is None:
-            return
-        if restriction.kind is RestrictionKind.BAN:
-            raise ProtocolViolation(ErrorCode.BANNED, "you are banned from this town hall")
-        retry_ms = max(1, restriction.until_ms - now_ms())
-        seconds = retry_ms // 1000 + 1
-        raise ProtocolViolation(
-            ErrorCode.TIMED_OUT, f"a moderator has timed you out for {seconds} more seconds", retry_ms=retry_ms
-        )
-
-    async def _limit(self, key: str, per_minute: float, burst: int, what: str) -> None:
-        retry_ms = await self.node.limiter.hit(key, per_minute / 60.0, burst)
-        if retry_ms:
-            self.node.metrics.rate_limited[what] += 1
-            raise ProtocolViolation(ErrorCode.RATE_LIMITED, f"too many {what}", retry_ms=retry_ms)
-
-    def _on_ping(self, msg: Ping) -> None:
-        self.send(Pong(re=msg.id))
-
-    def _on_leave(self, msg: Leave) -> None:
-        self.conn.close(CloseCode.NORMAL, "left")
-
-    def _on_react(self, msg: React) -> None:
-        assert self.claims is not None
-        bucket = self.reactions
-        now = self.node.clock_precise()
-        if bucket is None:
-            settings = self.node.settings
-            bucket = self.reactions = TokenBucket(settings.reactions_per_s, settings.reaction_burst, now)
-        if bucket.take(now):
-            self.node.metrics.rate_limited["reactions"] += 1
-            return
-        self.node.count_reaction(self.th, msg.kind)
-        self.node.tally.count(self.th, "reactions", self.claims.unit)
-
-    async def _on_ask(self, msg: Ask) -> None:
-        assert self.claims is not None
-        node, store, settings = self.node, self.node.store, self.node.settings
-        sub, key, text = self.claims.sub, msg.key, msg.text
-        townhall = await self._townhall_not_ended()
-        existing = await store.question_for_key(self.th, sub, key)
-        if existing is not None:  # a retry: answered again, without spending limits or running the filters
-            await node.publish_question_notice(self.th, existing)  # in case the first attempt could not publish it
-            self.send(Ack(re=msg.id, key=key, qid=existing.qid, state=str(existing.state), dup=True))
-            return
-        await self._check_allowed()
-        await self._limit(f"ask:{self.th}:{sub}", settings.ask_per_minute, settings.ask_per_minute, "questions")
-        per_ip = settings.ask_per_minute_per_ip
-        await self._limit(f"ask-ip:{self.conn.ip}", per_ip, per_ip, "questions from this network")
-        if townhall.slow_mode_s:
-            await self._limit(f"slow:{self.th}:{sub}", 60.0 / townhall.slow_mode_s, 1, "questions in slow mode")
-        verdict = moderate_text(node.policy, text, await store.recent_texts(self.th, sub, node.policy.repeat_window))
-        rejected = verdict.action is Action.REJECT
-        grouper = await node.grouper(self.th)
-        group = "" if rejected else (grouper.match(text) or "")
-        q, created = await store.add_question(
-            self.th,
-            author=sub,
-            key=key,
-            text=text,
-            name=self.claims.name,
-            region=self.claims.region,
-            state=QState.REJECTED if rejected else QState.PENDING,
-            flags=verdict.reasons,
-            group=group,
-            lang=script_lang(text),
-            unit=self.claims.unit,
-        )
-        if created:
-            node.tally.count(self.th, "asked", self.claims.unit)
-        if created and not rejected and not group:
-            grouper.add(q.qid, text)
-        await node.publish_question_notice(self.th, q)  # also when not created: a concurrent retry stored it
-        self.send(Ack(re=msg.id, key=key, qid=q.qid, state=str(q.state), dup=not created))
-
-    async def _on_upvote(self, msg: Upvote) -> None:
-        assert self.claims is not None
-        qid = msg.qid
-        await self._check_allowed()
-        per_minute = self.node.settings.votes_per_minute
-        await self._limit(f"vote:{self.th}:{self.claims.sub}", per_minute, per_minute, "votes")
-        try:
-            votes, counted = await self.node.store.upvote(self.th, qid, self.claims.sub)
-        except OwnQuestion as exc:
-            raise ProtocolViolation(ErrorCode.OWN_QUESTION, str(exc)) from None
-        self.send(Ack(re=msg.id, qid=qid, votes=votes, dup=not counted))
-
-    async def _on_poll_vote(self, msg: PollVote) -> None:
-        assert self.claims is not None
-        pid, option = msg.pid, msg.option
-        await self._check_allowed()
-        per_minute = self.node.settings.votes_per_minute
-        await self._limit(f"vote:{self.th}:{self.claims.sub}", per_minute, per_minute, "votes")
-        # The ack names the option that counts: the first vote's, when this is a second one.
-        option, counted = await self.node.store.vote_poll(self.th, pid, self.claims.sub, option)
-        if counted:  # per unit: all poll votes, and this poll's option (results by district in the export)
-            self.node.tally.count(self.th, "votes", self.claims.unit)
-            self.node.tally.count(self.th, f"poll:{pid}:{option}", self.claims.unit)
-        self.send(Ack(re=msg.id, pid=pid, option=option, dup=not counted))
-
-    async def _on_poll_create(self, msg: PollCreate) -> None:
-        poll = await self.node.store.create_poll(self.th, msg.question, msg.options)
-        self.send(Ack(re=msg.id, pid=poll.pid))
-
-    async def _set_poll_state(self, msg: PollOpen | PollClose, state: PollState) -> None:
-        assert self.claims is not None
-        poll = await self.node.store.set_poll_state(self.th, msg.pid, state, self.claims.sub)
-        seq = await self.node.publish_event(self.th, to_map(PollEvent(p=poll.public())))
-        self.send(Ack(re=msg.id, pid=poll.pid, seq=seq))
-
-    async def _on_poll_open(self, msg: PollOpen) -> None:
-        # `end` closes every open poll; an admin may still join an ended town hall, but not open a poll in it.
-        await self._townhall_not_ended()
-        await self._set_poll_state(msg, PollState.OPEN)
-
-    async def _on_poll_close(self, msg: PollClose) -> None:
-        await self._set_poll_state(msg, PollState.CLOSED)
-
-    async def _on_claim(self, msg: Claim) -> None:
-        assert self.claims is not None
-        qid, me = msg.qid, self.claims.sub
-        ttl_ms = int(self.node.settings.claim_ttl_s * 1000)
-        holder, until = await self.node.store.claim(self.th, qid, me, ttl_ms)
-        if holder != me:
-            raise ProtocolViolation(ErrorCode.CLAIMED, f"{holder} is deciding this question")
-        await self.node.publish_moderation(self.th, to_map(ClaimUpdate(qid=qid, by=me, until=until)))
-        self.send(Ack(re=msg.id, qid=qid, until=until))
-
-    async def _on_release(self, msg: Release) -> None:
-        assert self.claims is not None
-        qid = msg.qid
-        if await self.node.store.release(self.th, qid, self.claims.sub):
-            await self.node.publish_moderation(self.th, to_map(ClaimUpdate(qid=qid, by=None, until=0)))
-        self.send(Ack(re=msg.id, qid=qid))
-
-    async def _on_restrict(self, msg: Restrict) -> None:
-        assert self.claims is not None
-        target, action = msg.sub, msg.action
-        scope = self.th
-        if msg.scope == "global":
-            if self.claims.role is not Role.ADMIN:
-                raise ProtocolViolation(ErrorCode.FORBIDDEN, "only an admin may restrict a citizen in every town hall")
-            scope = ANY_TOWNHALL
-        reason = msg.reason
-        store = self.node.store
-        if action == "lift":
-            await store.lift(scope, target, self.claims.sub, reason)
-            self.send(Ack(re=msg.id, sub=target, until=0))
-            return
-        kind = RestrictionKind(action)
-        seconds = msg.seconds
-        if seconds is None:
-            seconds = 600 if kind is RestrictionKind.TIMEOUT else 0
-        until = now_ms() + seconds * 1000 if seconds else 0
-        await store.restrict(Restriction(target, kind, until, scope, self.claims.sub, reason, now_ms()))
-        if kind is RestrictionKind.BAN:
-            await self.node.kick(target, scope)
-        self.send(Ack(re=msg.id, sub=target, until=until))
-
-    async def _on_slow_mode(self, msg: SlowMode) -> None:
-        seconds = msg.seconds
-        await self.node.store.set_slow_mode(self.th, seconds)
-        seq = await self.node.publish_event(self.th, to_map(SettingsEvent(slow_mode=seconds)))
-        self.send(Ack(re=msg.id, seq=seq))
-
-    async def _on_speech(self, msg: Speech) -> None:
-        await self._townhall_live()
-        await self._say(msg, SpeechEvent(text=msg.text, final=msg.final))
-
-    async def _on_announce(self, msg: Announce) -> None:
-        await self._townhall_live()
-        await self._say(msg, AnnounceEvent(text=msg.text))
-
-    async def _say(self, msg: Speech | Announce, event: SpeechEvent | AnnounceEvent) -> None:
-        """Publish a leader's event; with an idempotency key, a resend is acked `dup` with the first seq. Keys are the
-        sender's own (as question keys are the asker's): another leader or admin may pick the same one."""
-        assert self.claims is not None
-        key = msg.key
-        once = f"{self.claims.sub}:{key}" if key else ""
-        seq, dup = await self.node.publish_event_once(self.th, to_map(event), once)
-        self.send(Ack(re=msg.id, seq=seq, dup=dup))
-
-    async def _on_audio(self, msg: Audio) -> None:
-        await self._townhall_live()
-        await self.node.publish_audio(self.th, msg.data, msg.init, msg.mime)
-
-    async def _set_status(self, msg: GoLive, status: Status) -> None:
-        await self.node.store.set_status(self.th, status)
-        seq = await self.node.publish_event(self.th, to_map(StatusEvent(status=str(status))))
-        self.send(Ack(re=msg.id, seq=seq))
-
-    async def _on_go_live(self, msg: GoLive) -> None:
-        await self._set_status(msg, Status.LIVE)
-
-    async def _on_end(self, msg: End) -> None:
-        assert self.claims is not None
-        _, seq = await self.node.end_townhall(self.th, self.claims.sub)
-        self.send(Ack(re=msg.id, seq=seq))
-
-    async def _on_moderate(self, msg: Moderate) -> None:
-        assert self.claims is not None
-        action = msg.action
-        if self.claims.role not in ACTION_ROLES[action]:
-            raise ProtocolViolation(ErrorCode.FORBIDDEN, f"a {self.claims.role} may not {action} questions")
-        reason = msg.reason
-        qid = msg.qid
-        if action in ("approve", "reject"):
-            holder = await self.node.store.claim_holder(self.th, qid)
-            if holder is not None and holder != self.claims.sub:
-                raise ProtocolViolation(ErrorCode.CLAIMED, f"{holder} is deciding this question")
-        q = await self.node.store.decide(self.th, qid, action, self.claims.sub, reason)
-        if action == "approve":  # counted for the asker's unit, which the question carries
-            self.node.tally.count(self.th, "approved", q.unit)
-        if action in ("approve", "reject"):
-            await self.node.store.release(self.th, qid, self.claims.sub)
-        update = QueueUpdate(qid=q.qid, state=str(q.state), pinned=q.pinned, by=self.claims.sub, reason=reason)
-        await self.node.publish_moderation(self.th, to_map(update))
-        # A question enters, changes in, or (rejected after approval) leaves the public list: an event for everyone.
-        was_public = any(d.action == "approve" for d in q.decisions[:-1])
-        if q.state in PUBLIC_STATES or (q.state is QState.REJECTED and was_public):
-            await self.node.publish_event(self.th, to_map(QuestionEvent(q=q.public())))
-        self.send(Ack(re=msg.id, qid=q.qid, state=str(q.state)))
 
     def on_closed(self) -> None:
         if self.worker is not None and self.inbox is not None:
