@@ -25,7 +25,6 @@ MAX_LINES = 460  # "no file over ~450 lines"
 # shrink, never grow.
 KNOWN_LONG = {
     "jansamvad.cli": 646,
-    "jansamvad.node": 580,  # split further in the next commit
     "jansamvad.redis_conn": 515,
     "jansamvad.store.redis": 568,
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 import subprocess
 import sys
@@ -140,22 +141,14 @@ CLIENT_VISIBLE_SETTINGS = {
 
 
 def _default_of(name: str) -> float:
-    from jansamvad import http_app
     from jansamvad.protocol.messages import Limits
     from jansamvad.settings import Settings
 
     if name.startswith("limits."):
         return float(getattr(Limits(), name.removeprefix("limits.")))
-    if name.startswith("http_app."):
-        return float(getattr(http_app, name.removeprefix("http_app.")))
-    if name.startswith("node."):
-        from jansamvad import node
-
-        return float(getattr(node, name.removeprefix("node.")))
-    if name.startswith("client."):
-        from jansamvad import client
-
-        return float(getattr(client, name.removeprefix("client.")))
+    if "." in name:  # a module's constant: `http_app.X`, `client.X`, `joining.X`
+        module, _, constant = name.rpartition(".")
+        return float(getattr(importlib.import_module(f"jansamvad.{module}"), constant))
     return float(getattr(Settings(), name))
 
 

@@ -30,7 +30,7 @@ COMPONENTS: tuple[tuple[str, str], ...] = (
     ("gc_collect", "cyclic GC"),
     ("Fanout._flush", "fan-out writes (Fanout._flush)"),
     ("TokenService.verify", "JWT verification (TokenService.verify)"),
-    ("Node.join", "join: welcome, snapshot (Node.join)"),
+    ("jansamvad/joining.py", "join: welcome, snapshot (joining.py)"),
     ("Client._hello", "rest of hello (store lookups)"),
     ("WsConnection._on_request", "upgrade: admission, websockets accept, 101 (WsConnection._on_request)"),
     ("ServerProtocol.parse", "websockets parser: request head and frames"),

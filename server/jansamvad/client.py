@@ -70,10 +70,6 @@ EARLY_MESSAGES_MAX = 32
 _INBOX_RESUME = 8
 
 
-class Unavailable(Exception):
-    """The broker or store cannot take the action now; the client should retry with the same key."""
-
-
 class ClientOwner(HandlerOwner, Protocol):
     """What a session needs of its node (node.py's `Node`): what its handlers need, and the join; a test may pass a
     fake one with real stores."""
@@ -303,7 +299,7 @@ class Client(MessageHandlers):
             self.send_error(ProtocolViolation(ErrorCode.NOT_FOUND, str(exc), re=msg.id))
         except BadState as exc:
             self.send_error(ProtocolViolation(ErrorCode.BAD_STATE, str(exc), re=msg.id))
-        except (Unavailable, ConnectionError, TimeoutError, OSError) as exc:
+        except (ConnectionError, TimeoutError, OSError) as exc:
             log.warning("unavailable while handling %s: %s", msg.type, type(exc).__name__)
             if self.claims is None:
                 self.conn.close(CloseCode.TRY_AGAIN_LATER, "store unreachable")
@@ -338,7 +334,7 @@ class Client(MessageHandlers):
             raise
         except Exception as exc:
             self.node.abandon_join(self)
-            if isinstance(exc, (Unavailable, ConnectionError, TimeoutError, OSError)):
+            if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
                 log.warning("join failed: %s", type(exc).__name__)
                 self.conn.close(CloseCode.TRY_AGAIN_LATER, "could not join now")
             else:
@@ -373,7 +369,7 @@ class Client(MessageHandlers):
         if self.conn.staff_lane:
             if node.staff_joined >= node.settings.max_staff_connections:
                 raise ConnectionRefused(CloseCode.TRY_AGAIN_LATER, "the staff lane is full")
-            node.staff_joined += 1  # undone in Node.connection_lost, which sees the claims set just below
+            node.staff_joined += 1  # undone in Gateway.connection_lost, which sees the claims set just below
         self.claims, self.th = claims, th
         if claims.role is Role.CITIZEN:
             self.conn.set_max_message_bytes(node.settings.citizen_max_message_bytes)

@@ -13,8 +13,8 @@ import asyncio
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from jansamvad.channels import public_channel
 from jansamvad.models import QState, Status, now_ms
-from jansamvad.node import public_channel
 
 if TYPE_CHECKING:
     from jansamvad.node import Node

@@ -50,9 +50,7 @@ class Room:
         "conflated",
         "dirty",
         "events",
-        "gap_buffer",
         "json_members",
-        "last_seq",
         "members",
         "sent",
         "seq_field",
@@ -76,9 +74,6 @@ class Room:
         self.dirty = False
         self.viewers_due = 0.0  # loop time before which a changed viewer count waits (big rooms, see node.py)
         self.sent: dict[str, object] = {}  # aggregate key -> the last value conflated into this room
-        self.last_seq = 0  # the last stream seq this node delivered to the room (0: none yet)
-        # Not None while a gap in the stream is being filled from history: later publications wait here.
-        self.gap_buffer: list[tuple[int, dict[str, Any]]] | None = None
 
 
 class Hub:

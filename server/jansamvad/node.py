@@ -17,24 +17,25 @@ from typing import Any
 
 from jansamvad.aggregates import Aggregates
 from jansamvad.auth import TokenService
-from jansamvad.broker.base import Broker, HistoryResult, Publication
+from jansamvad.broker.base import Broker, Publication
 from jansamvad.channels import CONTROL_CHANNEL, MODERATION_SEQ, Channel, moderation_channel, public_channel
 from jansamvad.client import Client
-from jansamvad.connection import ConnState, WsConnection
+from jansamvad.connection import WsConnection
 from jansamvad.fanout import CONFLATED, Fanout
 from jansamvad.gateway import Gateway
-from jansamvad.hub import Hub, Room
+from jansamvad.hub import Hub
+from jansamvad.joining import Joiner
 from jansamvad.keepalive import run_wheel
 from jansamvad.limiter.base import RateLimiter
 from jansamvad.limiter.memory import MemoryRateLimiter
 from jansamvad.metrics import NodeMetrics
-from jansamvad.models import PUBLIC_STATES, PollState, QState, Question, Status, Townhall, now_ms
+from jansamvad.models import PollState, QState, Question, Status, Townhall, now_ms
 from jansamvad.moderation.grouping import QuestionGrouper
 from jansamvad.moderation.policy import Policy
 from jansamvad.presence.base import PresenceManager
 from jansamvad.protocol.codec import frame_message
 from jansamvad.protocol.codes import CloseCode
-from jansamvad.protocol.roles import STAFF, Role
+from jansamvad.protocol.roles import Role
 from jansamvad.regions_http import RegionDirectory
 from jansamvad.rollup.base import Rollup
 from jansamvad.rollup.memory import MemoryRollup
@@ -44,7 +45,6 @@ from jansamvad.store.base import BadState, Store
 
 log = logging.getLogger("jansamvad.node")
 
-SNAPSHOT_QUEUE_MAX = 500
 # Re-exported: tests and older callers import the channel names from here.
 __all__ = ["CONTROL_CHANNEL", "MODERATION_SEQ", "Node", "moderation_channel", "public_channel"]
 GROUPS_REFRESH_S = 30.0  # how often a node re-reads the groups other nodes created
@@ -100,9 +100,19 @@ class Node:
         )
         self._ready = False
         self.draining = False
-        self.stream_gaps = 0
         self._audio_init: dict[str, dict[str, Any]] = {}
         self._audio_n: dict[str, int] = defaultdict(int)
+        self.joiner = Joiner(
+            settings,
+            hub=self.hub,
+            broker=broker,
+            store=store,
+            fanout=self.fanout,
+            metrics=self.metrics,
+            tally=self.tally,
+            aggregates=self.aggregates,
+            audio_init=self._audio_init,
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.metrics.attach(self)
@@ -129,6 +139,10 @@ class Node:
     @property
     def slow_consumer_drops(self) -> int:
         return self.gateway.slow_consumer_drops
+
+    @property
+    def stream_gaps(self) -> int:
+        return self.broker.stream_gaps
 
     @property
     def staff_joined(self) -> int:
@@ -228,70 +242,10 @@ class Node:
         task = asyncio.get_running_loop().create_task(coro)
         task.add_done_callback(_log_task_error)
 
-    async def _listen(self, channel: str, conn: WsConnection, seq_field: str = "seq", *, staff: bool = False) -> None:
-        """Join a room, and return once the broker carries its channel to this node. Every join into the room waits
-        for the same subscription (not only the one that created the room); a failed one is tried again by the next
-        join, so a room never goes on without one."""
-        self.hub.add(channel, conn, seq_field, staff=staff)
-        room = self.hub.room(channel)
-        assert room is not None
-        task = room.subscribing
-        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
-            task = room.subscribing = asyncio.get_running_loop().create_task(self.broker.subscribe(channel))
-            task.add_done_callback(_retrieve)
-        await asyncio.shield(task)  # a join that times out must not cancel the subscription others wait for
-
     async def join(
         self, client: Client, last_seq: int | None, townhall: Townhall, last_mseq: int | None = None
     ) -> None:
-        """Add a session to its rooms, then replay what it missed (or send a snapshot), then go live.
-
-        Live frames that arrive during the replay wait in `conn.paused`; `resume` drops the ones the replay covered,
-        so the client sees every event exactly once and in order. Moderators and admins have a second stream, the
-        moderation notices (`mseq`): they resume only when both `last_seq` and `last_mseq` can be replayed, and get
-        a snapshot with the whole queue otherwise. A join that fails is undone by the caller (abandon_join).
-        """
-        conn = client.conn
-        claims = client.claims
-        assert claims is not None
-        th = townhall.id
-        channel = public_channel(th)
-        conn.paused = []
-        self.metrics.joins[str(claims.role)] += 1
-        self.hub.add_user(claims.sub, conn)
-        if claims.role is Role.CITIZEN:  # undone in connection_lost or abandon_join
-            self.tally.join(th, claims.unit)
-        await self._listen(channel, conn, staff=claims.role in STAFF)
-        staff = claims.role in (Role.MODERATOR, Role.ADMIN)
-        mod_channel = moderation_channel(th)
-        if staff:
-            await self._listen(mod_channel, conn, MODERATION_SEQ)
-        if conn.state is not ConnState.OPEN:
-            return
-        history_size = self.settings.history_size
-        recovered = False
-        mhist: HistoryResult | None = None
-        if last_seq is not None and (not staff or last_mseq is not None):
-            hist = await self.broker.history(channel, last_seq, history_size)
-            recovered = hist.complete and last_seq <= hist.head
-            if recovered and staff and last_mseq is not None:
-                mhist = await self.broker.history(mod_channel, last_mseq, history_size)
-                recovered = mhist.complete and last_mseq <= mhist.head
-        if not recovered:
-            hist = await self.broker.history(channel, 0, self.settings.snapshot_speech)
-            if staff:
-                # Only the head, and before the store's queue is read: every notice numbered up to it describes a
-                # change the queue already shows, every later one reaches the session live.
-                mhist = await self.broker.history(mod_channel, 0, 0)
-        conn.cork()
-        try:
-            await self._send_join(client, townhall, hist, recovered, mhist)
-        finally:
-            conn.uncork()
-        after = {"seq": hist.head}
-        if mhist is not None:
-            after[MODERATION_SEQ] = mhist.head
-        self.fanout.resume(conn, after)
+        await self.joiner.join(client, last_seq, townhall, last_mseq)
 
     def abandon_join(self, client: Client) -> None:
         """Undo a join that failed or ran out of time, at once: the session must not stay in its rooms, paused and
@@ -301,67 +255,6 @@ class Node:
         client.conn.paused = None
         self.leave(client)  # it counted as a join
         client.claims = None
-
-    async def _send_join(
-        self, client: Client, townhall: Townhall, hist: HistoryResult, recovered: bool, mhist: HistoryResult | None
-    ) -> None:
-        """The join's own frames: welcome, then the replay (with fresh aggregates) or a snapshot."""
-        claims = client.claims
-        assert claims is not None
-        th = townhall.id
-        staff = claims.role in (Role.MODERATOR, Role.ADMIN)
-        head = hist.head
-        welcome = {
-            "t": "welcome",
-            "role": str(claims.role),
-            "sub": claims.sub,
-            "name": claims.name,
-            "th": th,
-            "title": townhall.title,
-            "status": str(townhall.status),
-            "seq": head,
-            "recovered": recovered,
-        }
-        if mhist is not None:
-            welcome[MODERATION_SEQ] = mhist.head
-        client.send(welcome)
-        if recovered:
-            for pub in hist.publications:
-                client.send({**pub.data, "seq": pub.seq})
-            if mhist is not None:
-                for pub in mhist.publications:
-                    client.send({**pub.data, MODERATION_SEQ: pub.seq})
-            # Aggregates are not in the stream: bring them up to date once, instead of waiting for the next change;
-            # `votes` always, with empty maps when no question is public, as docs/protocol.md section 2 says.
-            client.send({"t": "viewers", **self.aggregates.audience(th)})
-            votes, groups = await self.store.top_votes(th, self.settings.top_votes)
-            client.send({"t": "votes", "v": votes, "g": groups})
-        else:
-            questions = await self.store.questions(th, PUBLIC_STATES)
-            audience = self.aggregates.audience(th)
-            polls = await self.store.polls(th, (PollState.OPEN, PollState.CLOSED))
-            snapshot: dict[str, Any] = {
-                "t": "snapshot",
-                "seq": head,
-                "status": str(townhall.status),
-                "polls": [p.public() for p in polls],
-                "slow_mode": townhall.slow_mode_s,
-                "reactions": await self.store.add_reactions(th, {}),
-                "speech": [
-                    {**p.data, "seq": p.seq} for p in hist.publications if p.data["t"] in ("speech", "announce")
-                ],
-                "questions": [q.public() for q in questions],
-                "viewers": audience["n"],
-                "staff": audience["staff"],
-            }
-            if staff:
-                pending = await self.store.questions(th, (QState.PENDING,))
-                snapshot["queue"] = [q.for_moderators() for q in pending[:SNAPSHOT_QUEUE_MAX]]
-                snapshot[MODERATION_SEQ] = mhist.head if mhist is not None else 0
-            client.send(snapshot)
-        init = self._audio_init.get(th)
-        if init is not None:
-            client.send(init)
 
     # Publishing
 
@@ -466,46 +359,19 @@ class Node:
         elif pub.seq == 0:
             self.fanout.enqueue(room, 0, data, droppable=(t == "audio"))
         else:
-            self._deliver_event(room, pub.seq, data)
+            self.fanout.enqueue(room, pub.seq, data)  # in seq order, once each: the broker's sequencer sees to it
         if t == "status" and data.get("status") == Status.ENDED:
             # Let the status event reach everyone first, then close the room with 4005.
             asyncio.get_running_loop().call_later(
                 self.settings.tick_ms / 1000 + 0.2, self._close_room, pub.channel, CloseCode.TOWNHALL_ENDED
             )
 
-    def _deliver_event(self, room: Room, seq: int, data: Mapping[str, Any]) -> None:
-        """Deliver stream events in seq order; a hole (publications lost while the broker reconnected) is filled
-        from history before anything after it goes out."""
-        if room.gap_buffer is not None:
-            room.gap_buffer.append((seq, dict(data)))
-            return
-        if seq <= room.last_seq:
-            return  # already delivered (e.g. read from history while filling a gap)
-        if room.last_seq and seq > room.last_seq + 1:
-            room.gap_buffer = [(seq, dict(data))]
-            self.stream_gaps += 1
-            self._spawn(self._fill_gap(room))
-            return
-        room.last_seq = seq
-        self.fanout.enqueue(room, seq, data)
-
-    async def _fill_gap(self, room: Room) -> None:
-        try:
-            hist = await self.broker.history(room.channel, room.last_seq, self.settings.history_size)
-        except Exception as exc:
-            log.warning("could not fill a gap in %s: %s", room.channel, type(exc).__name__)
-            hist = None
-        buffered, room.gap_buffer = room.gap_buffer or [], None
-        if hist is None or not hist.complete:
-            # The missed events are gone from history: these sessions must start again from a snapshot.
-            log.warning("gap in %s older than history; asking its sessions to resync", room.channel)
-            room.last_seq = max([seq for seq, _ in buffered] + [hist.head if hist else 0])
-            self._close_room(room.channel, CloseCode.SERVICE_RESTART)
-            return
-        for pub in hist.publications:
-            self._deliver_event(room, pub.seq, pub.data)
-        for seq, data in buffered:
-            self._deliver_event(room, seq, data)
+    def handle_gone(self, channel: str, seqs: range) -> None:
+        """The one resync policy (broker/sequencer.py reports, the node decides): events this node's listeners of the
+        channel missed are gone from history, so they must start again from a snapshot. They are closed with 1012 and
+        reconnect; their resume finds the gap too old and gets a snapshot."""
+        log.warning("gap in %s older than history; asking its sessions to resync", channel)
+        self._close_room(channel, CloseCode.SERVICE_RESTART)
 
     def _control(self, data: Mapping[str, Any]) -> None:
         if data.get("t") == "kick":
@@ -567,12 +433,6 @@ class Node:
             "frames_built": self.fanout.frames_built,
             "broadcast_writes": self.fanout.writes,
         }
-
-
-def _retrieve(task: asyncio.Task[Any]) -> None:
-    """Mark a shared task's failure as seen: its waiters got it (or timed out); it must not be logged as lost."""
-    if not task.cancelled():
-        task.exception()
 
 
 def _log_task_error(task: asyncio.Task[Any]) -> None:

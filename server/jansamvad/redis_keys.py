@@ -64,10 +64,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from jansamvad.channels import Channel
 from jansamvad.models import QState
-
-TOWNHALL_CHANNEL_PREFIX = "th:"  # the node's logical channel names: th:<id> and th:<id>:mod
-TOWNHALL_SUBCHANNELS = ("mod",)
 
 
 def _escape(name: str) -> str:
@@ -264,13 +262,9 @@ class RedisKeys:
         return keys
 
     def _channel_keys(self, channel: str) -> ChannelKeys:
-        if channel.startswith(TOWNHALL_CHANNEL_PREFIX):
-            th, sub = channel[len(TOWNHALL_CHANNEL_PREFIX) :], ""
-            for known in TOWNHALL_SUBCHANNELS:  # from the end: a town hall id may itself contain ':'
-                if th.endswith(":" + known):
-                    th, sub = th[: -len(known) - 1], known
-                    break
-            base = f"{self.prefix}:{townhall_tag(th)}" + (":" + sub if sub else "")
+        parsed = Channel.parse(channel)
+        if parsed.th:
+            base = f"{self.prefix}:{townhall_tag(parsed.th)}" + (":" + parsed.stream if parsed.stream else "")
         else:
             base = f"{self.prefix}:{{ch:{_escape(channel)}}}"
         return ChannelKeys(base + ":seq", base + ":hist", base + ":pub", base + ":pubkeys")

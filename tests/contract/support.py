@@ -23,9 +23,13 @@ class Recorder:
     def __init__(self) -> None:
         self.pubs: list[Publication] = []
         self.channels: set[str] = set()
+        self.gone: list[tuple[str, range]] = []  # what the broker reported it can never deliver
 
     def handle_publication(self, pub: Publication) -> None:
         self.pubs.append(pub)
+
+    def handle_gone(self, channel: str, seqs: range) -> None:
+        self.gone.append((channel, seqs))
 
     def live_channels(self) -> list[str]:
         return sorted(self.channels)

@@ -36,6 +36,11 @@ class BrokerEventHandler(Protocol):
 
     def handle_publication(self, pub: Publication) -> None: ...
 
+    def handle_gone(self, channel: str, seqs: range) -> None:
+        """These seqs of the channel will never be delivered (history no longer has them, or could not be read):
+        the node decides what its listeners do about it (sequencer.py). Called at most once per hole."""
+        ...
+
     def live_channels(self) -> list[str]:
         """Every channel with local listeners: what a broker must subscribe to again after it reconnects."""
         ...
@@ -67,4 +72,9 @@ class Broker(Protocol):
     @property
     def healthy(self) -> bool:
         """False while the broker cannot publish (its server is unreachable)."""
+        ...
+
+    @property
+    def stream_gaps(self) -> int:
+        """Holes noticed in numbered streams, each filled from history or reported gone (broker/sequencer.py)."""
         ...

@@ -14,6 +14,7 @@ from typing import Any
 import msgpack
 
 from jansamvad.broker.base import MEMORY_KEYS_PER_CHANNEL, Broker, BrokerEventHandler, HistoryResult, Publication
+from jansamvad.broker.sequencer import Sequencer
 
 
 class _Channel:
@@ -31,6 +32,13 @@ class MemoryBroker:
         self._channels: dict[str, _Channel] = {}
         self._subscribed: set[str] = set()
         self._handler: BrokerEventHandler | None = None
+        # In one process nothing is lost on the way, but a subscription can still be dropped and made again: the same
+        # sequencer as the Redis broker's keeps the order and fills (or reports) what was missed.
+        self._sequencer = Sequencer(
+            lambda channel, since: self.history(channel, since, self._history_size),
+            lambda: self._handler,
+            self._subscribed.__contains__,
+        )
 
     async def start(self, handler: BrokerEventHandler) -> None:
         self._handler = handler
@@ -38,10 +46,15 @@ class MemoryBroker:
     async def close(self) -> None:
         self._handler = None
         self._subscribed.clear()
+        await self._sequencer.close()
 
     @property
     def healthy(self) -> bool:
         return True
+
+    @property
+    def stream_gaps(self) -> int:
+        return self._sequencer.gaps
 
     def _channel(self, name: str) -> _Channel:
         ch = self._channels.get(name)
@@ -58,8 +71,8 @@ class MemoryBroker:
         pub = Publication(channel, seq, data)
         if history:
             ch.history.append((seq, msgpack.packb(data if isinstance(data, dict) else dict(data), use_bin_type=True)))
-        if self._handler is not None and channel in self._subscribed:
-            self._handler.handle_publication(pub)
+        if channel in self._subscribed:
+            self._sequencer.accept(pub)
         return seq
 
     async def publish_once(self, channel: str, data: Mapping[str, Any], key: str) -> tuple[int, bool]:
@@ -74,13 +87,23 @@ class MemoryBroker:
         return seq, False
 
     async def subscribe(self, channel: str) -> None:
+        again = channel not in self._subscribed
         self._subscribed.add(channel)
+        if not self._sequencer.knows(channel):
+            await self._sequencer.start_at_head(channel, self._head(channel))
+        elif again:
+            self._sequencer.recover(channel)  # subscribed again after a loss: fill what was published meanwhile
+
+    async def _head(self, channel: str) -> int:
+        ch = self._channels.get(channel)
+        return ch.head if ch is not None else 0
 
     async def unsubscribe(self, channel: str) -> None:
         # The node unsubscribes in a task: a new listener may have re-created the room before it runs.
         if self._handler is not None and channel in self._handler.live_channels():
             return
         self._subscribed.discard(channel)
+        self._sequencer.forget(channel)
 
     async def history(self, channel: str, since: int, limit: int) -> HistoryResult:
         ch = self._channels.get(channel)

@@ -10,8 +10,9 @@ The payload on the wire is msgpack of {"s": seq, "d": data}; data may hold bytes
 
 Subscribing: one reader connection per primary (redis_reader.py), one SSUBSCRIBE per channel per node however many
 listeners the channel has on the node. After a reader reconnects it subscribes again to the handler's live
-channels (the hub is the source of truth), and then fills any hole in each channel from history before it delivers
-live events again: a channel's publications reach the handler once each, in seq order, across reconnects.
+channels (the hub is the source of truth), and the sequencer (sequencer.py) fills any hole in each channel from
+history before live events go on: a channel's publications reach the handler once each, in seq order, across
+reconnects, or the handler hears which seqs are gone.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import msgpack
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import SlotNotCoveredError
 
 from jansamvad.broker.base import PUBLISH_KEY_TTL_S, Broker, BrokerEventHandler, HistoryResult, Publication
 from jansamvad.broker.redis_reader import Moved, ShardReader
+from jansamvad.broker.sequencer import Sequencer
 from jansamvad.redis_conn import Address, RedisConn, RedisUnavailable, Script, redact
 from jansamvad.redis_keys import RedisKeys
 
@@ -88,7 +92,29 @@ return {head, complete and 1 or 0, entries}
 )
 
 _ENVELOPE_SEQ0 = b"\x82\xa1s\x00\xa1d"  # msgpack: {"s": 0, "d": ...}, the data follows
-_FILL_RETRIES_S = (0.1, 0.2, 0.4, 0.8, 1.6)  # live events of the channel wait meanwhile (there are few: Redis is ill)
+# Filling a hole: 5 retries after 0.1, 0.2, 0.4, 0.8, 1.6 s; live events of the channel wait meanwhile (there are few:
+# Redis is ill). RedisUnavailable is what every call of redis_conn.py raises for an unreachable or sick server.
+_FILL_RETRY = Retry(
+    ExponentialBackoff(cap=1.6, base=0.05),
+    retries=5,
+    supported_errors=(RedisUnavailable,),  # type: ignore[arg-type]  # a builtin ConnectionError, not a RedisError
+)
+
+
+async def _ignore(_: Exception) -> None:
+    """Retry's failure hook: nothing to do between tries (the connection marks a sick server itself)."""
+
+
+# Following the cluster's shape: tried until it works (close() cancels it), after 0.05, 0.1, 0.2 ... 2 s.
+_RESHAPE_RETRY = Retry(
+    ExponentialBackoff(cap=2.0, base=0.025),
+    retries=-1,
+    supported_errors=(Exception,),  # type: ignore[arg-type]  # whatever failed, the readers must follow the cluster
+)
+
+
+async def _reshape_failed(exc: Exception) -> None:
+    log.warning("could not refresh the Redis cluster topology: %s", exc or type(exc).__name__)
 
 
 def _pack(data: Mapping[str, Any]) -> bytes:
@@ -131,11 +157,7 @@ class RedisBroker:
         self._readers: dict[Address, ShardReader] = {}
         self._wanted: set[str] = set()  # logical channels subscribe() was asked for and unsubscribe() not since
         self._names: dict[bytes, str] = {}  # pub/sub channel -> logical channel, for incoming messages
-        self._last: dict[str, int] = {}  # the last seq delivered per channel: where a hole starts
-        self._recovering: dict[str, list[Publication]] = {}  # live publications held back while a hole is filled
-        self._recover_again: set[str] = set()
-        self.holes_filled = 0  # publications delivered from history because live delivery missed them
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._sequencer = Sequencer(self._read_history, lambda: self._handler, self._wanted.__contains__)
         self._reshape_wanted = False
         self._reshape_task: asyncio.Task[None] | None = None
         self._closed = False
@@ -163,12 +185,10 @@ class RedisBroker:
         if self._closed:
             return
         self._closed = True
-        tasks = list(self._tasks)
         if self._reshape_task is not None:
-            tasks.append(self._reshape_task)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            self._reshape_task.cancel()
+            await asyncio.gather(self._reshape_task, return_exceptions=True)
+        await self._sequencer.close()
         readers, self._readers = self._readers, {}
         await asyncio.gather(*(reader.close() for reader in readers.values()))
         self._handler = None
@@ -187,6 +207,15 @@ class RedisBroker:
         """
         sick = self._conn.sick()  # known not to answer commands, though its subscriber may not have noticed yet
         return not self._closed and any(r.up and r.address not in sick for r in self._readers.values())
+
+    @property
+    def stream_gaps(self) -> int:
+        return self._sequencer.gaps
+
+    @property
+    def holes_filled(self) -> int:
+        """Publications delivered from history because live delivery missed them."""
+        return self._sequencer.holes_filled
 
     def shards(self) -> tuple[int, int]:
         """(primaries this node subscribes on, of which up): for /readyz, so an operator sees a shard that is down."""
@@ -240,23 +269,11 @@ class RedisBroker:
                 if attempt:
                     raise
                 await self._reshape()
-        if channel not in self._last and channel not in self._recovering:
-            await self._start_at_head(channel)
+        if not self._sequencer.knows(channel):
+            await self._sequencer.start_at_head(channel, self._head(channel))
 
-    async def _start_at_head(self, channel: str) -> None:
-        """Note the channel's head as the last seq delivered, so that a hole after a reconnect is filled even on a
-        channel this node has delivered nothing of yet (a quiet moderation stream). Live events that arrive meanwhile
-        wait; those up to the head are dropped: whoever listens reads history after this subscribe() returned."""
-        self._recovering[channel] = []
-        ok = False
-        try:
-            head = (await self.history(channel, 0, 0)).head
-            if channel in self._wanted:  # not if unsubscribe() ran meanwhile: a stale start would replay old events
-                self._last.setdefault(channel, head)
-            ok = True
-        finally:
-            held = self._recovering.pop(channel, None) or []
-            self._release(channel, held, checked=ok)
+    async def _head(self, channel: str) -> int:
+        return (await self.history(channel, 0, 0)).head
 
     async def unsubscribe(self, channel: str) -> None:
         handler = self._handler
@@ -264,8 +281,7 @@ class RedisBroker:
             # The node spawns unsubscribe() as a task; a new listener may have re-created the room before it ran.
             return
         self._wanted.discard(channel)
-        self._last.pop(channel, None)
-        self._recovering.pop(channel, None)
+        self._sequencer.forget(channel)
         pub = self._keys.channel(channel).pub.encode()
         self._names.pop(pub, None)
         for reader in list(self._readers.values()):
@@ -310,12 +326,12 @@ class RedisBroker:
         except Exception as exc:
             log.warning("dropping a malformed publication on %s: %s", logical, exc)
             return
-        self._accept(pub)
+        self._sequencer.accept(pub)
 
     def on_subscribed(self, reader: ShardReader, channel: bytes) -> None:
         logical = self._names.get(channel)
-        if logical is not None and logical in self._last:
-            self._recover(logical)  # subscribed again after a loss: events may have been published meanwhile
+        if logical is not None and self._sequencer.delivered(logical) is not None:
+            self._sequencer.recover(logical)  # subscribed again after a loss: events may have been published meanwhile
 
     def on_topology_changed(self, reader: ShardReader) -> None:
         self._request_reshape()
@@ -333,101 +349,15 @@ class RedisBroker:
                 self._request_reshape()
         return channels
 
-    # Delivery in seq order, without holes
-
-    def _accept(self, pub: Publication) -> None:
-        handler = self._handler
-        if handler is None:
-            return
-        channel, seq = pub.channel, pub.seq
-        if seq == 0:
-            handler.handle_publication(pub)  # ephemeral: no place in the order, never held back
-            return
-        held = self._recovering.get(channel)
-        if held is not None:
-            held.append(pub)
-            return
-        last = self._last.get(channel)
-        if last is not None and seq > last + 1:
-            self._recovering[channel] = [pub]
-            self._start_recovery(channel)
-            return
-        if last is not None and seq <= last:
-            # Already delivered from history: a fill reads history on another connection, so the live copy of an
-            # event it found can still arrive afterwards. (A seq that restarted because Redis lost its data is
-            # noticed by the fill after the reconnect that such a loss implies.)
-            return
-        self._last[channel] = seq
-        handler.handle_publication(pub)
-
-    def _recover(self, channel: str) -> None:
-        if channel in self._recovering:
-            self._recover_again.add(channel)
-            return
-        self._recovering[channel] = []
-        self._start_recovery(channel)
-
-    def _start_recovery(self, channel: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._fill(channel), name=f"jansamvad-recover-{channel}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    # The sequencer's history
 
     async def _read_history(self, channel: str, since: int) -> HistoryResult:
         """History, retried for a few seconds: right after a reconnect a cluster may still answer CLUSTERDOWN."""
-        for delay in _FILL_RETRIES_S:
-            try:
-                return await self.history(channel, since, self._history_size)
-            except RedisUnavailable:
-                if channel not in self._wanted:
-                    raise
-                await asyncio.sleep(delay)
-        return await self.history(channel, since, self._history_size)
-
-    async def _fill(self, channel: str) -> None:
-        """Deliver from history what was published since the last delivered seq, then what was held back."""
-        ok = False
-        try:
-            while True:
-                self._recover_again.discard(channel)
-                since = self._last.get(channel, 0)
-                hist = await self._read_history(channel, since)
-                if hist.head < since:
-                    log.error("the seq of %s restarted at %d (was %d): Redis lost its data", channel, hist.head, since)
-                    since = 0
-                    hist = await self.history(channel, 0, self._history_size)
-                if not hist.complete:
-                    log.warning("%s: events after seq %d already left the history window", channel, since)
-                handler = self._handler
-                if handler is None or channel not in self._wanted:
-                    return
-                for pub in hist.publications:
-                    if pub.seq > since:
-                        since = self._last[channel] = pub.seq
-                        self.holes_filled += 1
-                        handler.handle_publication(pub)
-                if channel not in self._recover_again:
-                    ok = True
-                    return
-        except Exception as exc:
-            log.warning("could not fill the hole in %s: %s", channel, exc or type(exc).__name__)
-        finally:
-            held = self._recovering.pop(channel, None) or []
-            self._release(channel, held, checked=ok)
-
-    def _release(self, channel: str, held: list[Publication], *, checked: bool) -> None:
-        handler = self._handler
-        if handler is None or channel not in self._wanted:
-            return
-        for pub in held:
-            last = self._last.get(channel, 0)
-            if pub.seq <= last:
-                continue  # history already delivered it
-            if checked:
-                self._accept(pub)  # a hole behind it starts another fill
-            else:
-                # History could not be read (Redis is down again): deliver what we have rather than hold it forever.
-                self._last[channel] = pub.seq
-                handler.handle_publication(pub)
+        return await _FILL_RETRY.call_with_retry(
+            lambda: self.history(channel, since, self._history_size),
+            _ignore,
+            is_retryable=lambda _: channel in self._wanted,  # nobody listens any more: give up at once
+        )
 
     # Cluster topology
 
@@ -441,17 +371,9 @@ class RedisBroker:
             )
 
     async def _reshape_loop(self) -> None:
-        delay = 0.05
         while self._reshape_wanted and not self._closed:
             self._reshape_wanted = False
-            try:
-                await self._reshape()
-                delay = 0.05
-            except Exception as exc:
-                log.warning("could not refresh the Redis cluster topology: %s", exc or type(exc).__name__)
-                self._reshape_wanted = True
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+            await _RESHAPE_RETRY.call_with_retry(self._reshape, _reshape_failed)
 
     async def _reshape(self) -> None:
         """Follow the cluster: a reader per current primary, each channel subscribed on the primary that owns it."""

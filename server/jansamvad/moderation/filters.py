@@ -21,10 +21,6 @@ class Verdict:
     action: Action
     reasons: tuple[str, ...]  # e.g. "blocked_word:hinglish", "link", "phone", "repeated_text"
 
-    @property
-    def flags(self) -> list[str]:
-        return list(self.reasons)
-
 
 ALLOWED = Verdict(Action.ALLOW, ())
 

@@ -26,14 +26,6 @@ class QuestionGrouper:
     def __len__(self) -> int:
         return len(self._groups)
 
-    def assign(self, qid: str, text: str) -> str:
-        """The group for a new question: an existing one it resembles, or a new one named after it."""
-        group = self.match(text)
-        if group is None:
-            self.add(qid, text)
-            return qid
-        return group
-
     def match(self, text: str) -> str | None:
         """The group a question resembles, or None."""
         key = comparable(text)

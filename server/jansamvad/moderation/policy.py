@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jansamvad.moderation.normalize import comparable, tokens
+from jansamvad.moderation.normalize import tokens
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "data"
 
@@ -101,7 +101,3 @@ def find_phones(text: str) -> list[str]:
         for m in _PHONE.finditer(text.translate(_DIGITS))
         if sum(c.isdigit() for c in m.group(0)) >= 10
     ]
-
-
-def similar_texts_key(text: str) -> str:
-    return comparable(text)

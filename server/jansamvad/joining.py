@@ -1,0 +1,187 @@
+"""Joining a session to its town hall: its rooms, then the replay of what it missed (or a snapshot), then live.
+
+A join waits until the broker carries the room's channel to this node, reads history (a resume) or the store (a
+snapshot), writes the join's own frames in one write (corked), and lets the live frames that waited meanwhile go,
+minus the ones the replay covered (fanout.resume). Node.join is the entry; node.abandon_join undoes a failed one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from jansamvad.aggregates import Aggregates
+from jansamvad.broker.base import Broker, HistoryResult
+from jansamvad.channels import MODERATION_SEQ, moderation_channel, public_channel
+from jansamvad.connection import ConnState, WsConnection
+from jansamvad.fanout import Fanout
+from jansamvad.hub import Hub
+from jansamvad.metrics import NodeMetrics
+from jansamvad.models import PUBLIC_STATES, PollState, QState, Townhall
+from jansamvad.protocol.roles import STAFF, Role
+from jansamvad.rollup.tally import UnitTally
+from jansamvad.settings import Settings
+from jansamvad.store.base import Store
+
+if TYPE_CHECKING:
+    from jansamvad.client import Client
+
+SNAPSHOT_QUEUE_MAX = 500  # pending questions in a moderator's snapshot
+
+
+class Joiner:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        hub: Hub,
+        broker: Broker,
+        store: Store,
+        fanout: Fanout,
+        metrics: NodeMetrics,
+        tally: UnitTally,
+        aggregates: Aggregates,
+        audio_init: Mapping[str, dict[str, Any]],  # town hall -> its last audio init segment (node.py keeps it)
+    ) -> None:
+        self._settings = settings
+        self._hub = hub
+        self._broker = broker
+        self._store = store
+        self._fanout = fanout
+        self._metrics = metrics
+        self._tally = tally
+        self._aggregates = aggregates
+        self._audio_init = audio_init
+
+    async def _listen(self, channel: str, conn: WsConnection, seq_field: str = "seq", *, staff: bool = False) -> None:
+        """Join a room, and return once the broker carries its channel to this node. Every join into the room waits
+        for the same subscription (not only the one that created the room); a failed one is tried again by the next
+        join, so a room never goes on without one."""
+        self._hub.add(channel, conn, seq_field, staff=staff)
+        room = self._hub.room(channel)
+        assert room is not None
+        task = room.subscribing
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            task = room.subscribing = asyncio.get_running_loop().create_task(self._broker.subscribe(channel))
+            task.add_done_callback(_retrieve)
+        await asyncio.shield(task)  # a join that times out must not cancel the subscription others wait for
+
+    async def join(
+        self, client: Client, last_seq: int | None, townhall: Townhall, last_mseq: int | None = None
+    ) -> None:
+        """Add a session to its rooms, then replay what it missed (or send a snapshot), then go live.
+
+        Live frames that arrive during the replay wait in `conn.paused`; `resume` drops the ones the replay covered,
+        so the client sees every event exactly once and in order. Moderators and admins have a second stream, the
+        moderation notices (`mseq`): they resume only when both `last_seq` and `last_mseq` can be replayed, and get
+        a snapshot with the whole queue otherwise. A join that fails is undone by the caller (abandon_join).
+        """
+        conn = client.conn
+        claims = client.claims
+        assert claims is not None
+        th = townhall.id
+        channel = public_channel(th)
+        conn.paused = []
+        self._metrics.joins[str(claims.role)] += 1
+        self._hub.add_user(claims.sub, conn)
+        if claims.role is Role.CITIZEN:  # undone in Node.leave (the connection closed, or abandon_join)
+            self._tally.join(th, claims.unit)
+        await self._listen(channel, conn, staff=claims.role in STAFF)
+        staff = claims.role in (Role.MODERATOR, Role.ADMIN)
+        mod_channel = moderation_channel(th)
+        if staff:
+            await self._listen(mod_channel, conn, MODERATION_SEQ)
+        if conn.state is not ConnState.OPEN:
+            return
+        history_size = self._settings.history_size
+        recovered = False
+        mhist: HistoryResult | None = None
+        if last_seq is not None and (not staff or last_mseq is not None):
+            hist = await self._broker.history(channel, last_seq, history_size)
+            recovered = hist.complete and last_seq <= hist.head
+            if recovered and staff and last_mseq is not None:
+                mhist = await self._broker.history(mod_channel, last_mseq, history_size)
+                recovered = mhist.complete and last_mseq <= mhist.head
+        if not recovered:
+            hist = await self._broker.history(channel, 0, self._settings.snapshot_speech)
+            if staff:
+                # Only the head, and before the store's queue is read: every notice numbered up to it describes a
+                # change the queue already shows, every later one reaches the session live.
+                mhist = await self._broker.history(mod_channel, 0, 0)
+        conn.cork()
+        try:
+            await self._send_join(client, townhall, hist, recovered, mhist)
+        finally:
+            conn.uncork()
+        after = {"seq": hist.head}
+        if mhist is not None:
+            after[MODERATION_SEQ] = mhist.head
+        self._fanout.resume(conn, after)
+
+    async def _send_join(
+        self, client: Client, townhall: Townhall, hist: HistoryResult, recovered: bool, mhist: HistoryResult | None
+    ) -> None:
+        """The join's own frames: welcome, then the replay (with fresh aggregates) or a snapshot."""
+        claims = client.claims
+        assert claims is not None
+        th = townhall.id
+        staff = claims.role in (Role.MODERATOR, Role.ADMIN)
+        head = hist.head
+        welcome = {
+            "t": "welcome",
+            "role": str(claims.role),
+            "sub": claims.sub,
+            "name": claims.name,
+            "th": th,
+            "title": townhall.title,
+            "status": str(townhall.status),
+            "seq": head,
+            "recovered": recovered,
+        }
+        if mhist is not None:
+            welcome[MODERATION_SEQ] = mhist.head
+        client.send(welcome)
+        if recovered:
+            for pub in hist.publications:
+                client.send({**pub.data, "seq": pub.seq})
+            if mhist is not None:
+                for pub in mhist.publications:
+                    client.send({**pub.data, MODERATION_SEQ: pub.seq})
+            # Aggregates are not in the stream: bring them up to date once, instead of waiting for the next change;
+            # `votes` always, with empty maps when no question is public, as docs/protocol.md section 2 says.
+            client.send({"t": "viewers", **self._aggregates.audience(th)})
+            votes, groups = await self._store.top_votes(th, self._settings.top_votes)
+            client.send({"t": "votes", "v": votes, "g": groups})
+        else:
+            questions = await self._store.questions(th, PUBLIC_STATES)
+            audience = self._aggregates.audience(th)
+            polls = await self._store.polls(th, (PollState.OPEN, PollState.CLOSED))
+            snapshot: dict[str, Any] = {
+                "t": "snapshot",
+                "seq": head,
+                "status": str(townhall.status),
+                "polls": [p.public() for p in polls],
+                "slow_mode": townhall.slow_mode_s,
+                "reactions": await self._store.add_reactions(th, {}),
+                "speech": [
+                    {**p.data, "seq": p.seq} for p in hist.publications if p.data["t"] in ("speech", "announce")
+                ],
+                "questions": [q.public() for q in questions],
+                "viewers": audience["n"],
+                "staff": audience["staff"],
+            }
+            if staff:
+                pending = await self._store.questions(th, (QState.PENDING,))
+                snapshot["queue"] = [q.for_moderators() for q in pending[:SNAPSHOT_QUEUE_MAX]]
+                snapshot[MODERATION_SEQ] = mhist.head if mhist is not None else 0
+            client.send(snapshot)
+        init = self._audio_init.get(th)
+        if init is not None:
+            client.send(init)
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a shared task's failure as seen: its waiters got it (or timed out); it must not be logged as lost."""
+    if not task.cancelled():
+        task.exception()
