@@ -27,6 +27,7 @@ from jansamvad.dashboard import war_room
 from jansamvad.export import build_export, build_unit_export, export_csv, unit_export_csv
 from jansamvad.models import Status
 from jansamvad.node import Node
+from jansamvad.protocol.records import StatusEvent, to_map
 from jansamvad.protocol.roles import Role
 from jansamvad.protocol.text import clean_text
 from jansamvad.regions import RegionTree
@@ -217,7 +218,7 @@ def create_app(node: Node) -> Starlette:
                 townhall, _ = await node.end_townhall(th, "admin")
             else:
                 townhall = await node.store.set_status(th, status)
-                await node.publish_event(th, {"t": "status", "status": str(status)})
+                await node.publish_event(th, to_map(StatusEvent(status=str(status))))
         except BadState as exc:
             raise ApiError(409, "bad_state", str(exc)) from None
         return JSONResponse(townhall.admin())

@@ -19,6 +19,7 @@ from jansamvad.fanout import Fanout
 from jansamvad.hub import Hub
 from jansamvad.metrics import NodeMetrics
 from jansamvad.models import PUBLIC_STATES, PollState, QState, Townhall
+from jansamvad.protocol.records import Viewers, Votes
 from jansamvad.protocol.roles import STAFF, Role
 from jansamvad.rollup.tally import UnitTally
 from jansamvad.settings import Settings
@@ -150,9 +151,10 @@ class Joiner:
                     client.send({**pub.data, MODERATION_SEQ: pub.seq})
             # Aggregates are not in the stream: bring them up to date once, instead of waiting for the next change;
             # `votes` always, with empty maps when no question is public, as docs/protocol.md section 2 says.
-            client.send({"t": "viewers", **self._aggregates.audience(th)})
+            audience = self._aggregates.audience(th)
+            client.send(Viewers(n=audience["n"], staff=audience["staff"]))
             votes, groups = await self._store.top_votes(th, self._settings.top_votes)
-            client.send({"t": "votes", "v": votes, "g": groups})
+            client.send(Votes(v=votes, g=groups))
         else:
             questions = await self._store.questions(th, PUBLIC_STATES)
             audience = self._aggregates.audience(th)

@@ -223,8 +223,38 @@ class QueueUpdate(ServerMessage, tag="queue_update"):
     qid: str
     state: str
     pinned: bool
-    by: str
+    by: str  # a moderator's sub, or "auto" (auto-moderation rejected it)
     reason: str
+
+
+class QueueAdd(ServerMessage, tag="queue_add"):
+    q: dict[str, Any]  # the question as moderators see it (Question.for_moderators)
+
+
+# Aggregates, conflated once per tick per room, and what a node says before it goes.
+
+
+class Viewers(ServerMessage, tag="viewers"):
+    n: int  # citizens
+    staff: int
+
+
+class Votes(ServerMessage, tag="votes"):
+    v: dict[str, int]  # qid -> votes, the top public questions
+    g: dict[str, int]  # group -> its questions' summed votes
+
+
+class Reactions(ServerMessage, tag="reactions"):
+    c: dict[str, int]  # kind -> total
+
+
+class PollCounts(ServerMessage, tag="poll_counts"):
+    pid: str
+    c: list[int]  # votes per option
+
+
+class Reconnect(ServerMessage, tag="reconnect"):
+    after_ms: int
 
 
 SERVER_RECORDS: tuple[type[ServerMessage], ...] = (
@@ -239,6 +269,12 @@ SERVER_RECORDS: tuple[type[ServerMessage], ...] = (
     QuestionEvent,
     ClaimUpdate,
     QueueUpdate,
+    QueueAdd,
+    Viewers,
+    Votes,
+    Reactions,
+    PollCounts,
+    Reconnect,
 )
 
 for _client_record in CLIENT_RECORDS:
