@@ -33,11 +33,13 @@ from jansamvad.protocol.records import (
     Restrict,
     ServerMessage,
     SettingsEvent,
+    Snapshot,
     Speech,
     SpeechEvent,
     StatusEvent,
     Viewers,
     Votes,
+    Welcome,
     encode_record,
     error_record,
     frame_record,
@@ -194,6 +196,51 @@ SENT: list[tuple[ServerMessage, dict[str, Any]]] = [
     (Reactions(c={"clap": 70_000, "heart": 1}), {"t": "reactions", "c": {"clap": 70_000, "heart": 1}}),
     (PollCounts(pid="p1", c=[0, 5, 300]), {"t": "poll_counts", "pid": "p1", "c": [0, 5, 300]}),
     (Reconnect(after_ms=4_321), {"t": "reconnect", "after_ms": 4_321}),
+    (
+        Welcome(
+            role="citizen", sub="c-1", name="सीता", th="th1", title="टाउन हॉल", status="live", seq=0, recovered=False
+        ),
+        {"t": "welcome", "role": "citizen", "sub": "c-1", "name": "सीता", "th": "th1", "title": "टाउन हॉल"}
+        | {"status": "live", "seq": 0, "recovered": False},
+    ),
+    (
+        Welcome(role="admin", sub="a", name="", th="th1", title="", status="ended", seq=9, recovered=True, mseq=0),
+        {"t": "welcome", "role": "admin", "sub": "a", "name": "", "th": "th1", "title": "", "status": "ended"}
+        | {"seq": 9, "recovered": True, "mseq": 0},
+    ),
+    (
+        Snapshot(
+            seq=3,
+            status="live",
+            polls=[{"pid": "p1", "options": ["a", "b"]}],
+            slow_mode=0,
+            reactions={},
+            speech=[{"t": "speech", "text": "नमस्ते", "final": True, "ts": 1, "seq": 3}],
+            questions=[],
+            viewers=2,
+            staff=1,
+        ),
+        {"t": "snapshot", "seq": 3, "status": "live", "polls": [{"pid": "p1", "options": ["a", "b"]}], "slow_mode": 0}
+        | {"reactions": {}, "speech": [{"t": "speech", "text": "नमस्ते", "final": True, "ts": 1, "seq": 3}]}
+        | {"questions": [], "viewers": 2, "staff": 1},
+    ),
+    (
+        Snapshot(
+            seq=0,
+            status="draft",
+            polls=[],
+            slow_mode=30,
+            reactions={"clap": 2},
+            speech=[],
+            questions=[],
+            viewers=0,
+            staff=1,
+            queue=[{"qid": "q1"}],
+            mseq=0,
+        ),
+        {"t": "snapshot", "seq": 0, "status": "draft", "polls": [], "slow_mode": 30, "reactions": {"clap": 2}}
+        | {"speech": [], "questions": [], "viewers": 0, "staff": 1, "queue": [{"qid": "q1"}], "mseq": 0},
+    ),
 ]
 
 

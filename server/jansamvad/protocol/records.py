@@ -231,6 +231,35 @@ class QueueAdd(ServerMessage, tag="queue_add"):
     q: dict[str, Any]  # the question as moderators see it (Question.for_moderators)
 
 
+# The join's answers (joining.py): welcome, then a snapshot unless the session resumed.
+
+
+class Welcome(ServerMessage, tag="welcome"):
+    role: str
+    sub: str
+    name: str
+    th: str
+    title: str
+    status: str
+    seq: int  # the public stream's head
+    recovered: bool  # True: the replay after last_seq follows, no snapshot
+    mseq: int | None = None  # the moderation stream's head, for moderators and admins
+
+
+class Snapshot(ServerMessage, tag="snapshot"):
+    seq: int
+    status: str
+    polls: list[dict[str, Any]]
+    slow_mode: int
+    reactions: dict[str, int]
+    speech: list[dict[str, Any]]  # the last speech and announce events, each with its seq
+    questions: list[dict[str, Any]]
+    viewers: int
+    staff: int
+    queue: list[dict[str, Any]] | None = None  # moderators and admins: the pending questions
+    mseq: int | None = None  # moderators and admins: the moderation stream's head
+
+
 # Aggregates, conflated once per tick per room, and what a node says before it goes.
 
 
@@ -270,6 +299,8 @@ SERVER_RECORDS: tuple[type[ServerMessage], ...] = (
     ClaimUpdate,
     QueueUpdate,
     QueueAdd,
+    Welcome,
+    Snapshot,
     Viewers,
     Votes,
     Reactions,
