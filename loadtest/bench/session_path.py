@@ -11,6 +11,7 @@ join (store, broker, snapshot) and the fan-out are measured by the node benchmar
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import time
@@ -75,6 +76,49 @@ def _ack_encoder() -> Callable[[], bytes]:
     )
 
 
+_QUESTION = {
+    "qid": "q123",
+    "text": "सड़क कब बनेगी? " * 4,
+    "name": "सीता",
+    "region": "Patna",
+    "votes": 12,
+    "state": "approved",
+}
+_WELCOME = {
+    "role": "citizen",
+    "sub": "c-1",
+    "name": "सीता",
+    "th": "th1",
+    "title": "टाउन हॉल",
+    "status": "live",
+    "seq": 40,
+}
+_SNAPSHOT = {
+    "seq": 40,
+    "status": "live",
+    "polls": [{"pid": "p1", "question": "सबसे ज़रूरी?", "options": ["सड़क", "बिजली", "पानी"], "state": "open"}],
+    "slow_mode": 0,
+    "reactions": {"clap": 120, "heart": 40},
+    "speech": [{"t": "speech", "text": "नमस्ते " * 20, "final": True, "ts": 1, "seq": n} for n in range(5)],
+    "questions": [_QUESTION] * 10,
+    "viewers": 5000,
+    "staff": 3,
+}
+
+
+def _join_encoder() -> Callable[[], bytes]:
+    """The welcome and the snapshot a joining citizen gets (5 speeches, 10 questions, a poll), encoded and framed."""
+    records = importlib.import_module("jansamvad.protocol.records") if TYPED else None
+    if records is not None and hasattr(records, "Snapshot"):
+        welcome, snapshot = records.Welcome(**_WELCOME, recovered=False), records.Snapshot(**_SNAPSHOT)
+        return lambda: (
+            records.frame_record(welcome, Encoding.MSGPACK) + records.frame_record(snapshot, Encoding.MSGPACK)
+        )
+    welcome_map = {"t": "welcome", **_WELCOME, "recovered": False}
+    snapshot_map = {"t": "snapshot", **_SNAPSHOT}
+    return lambda: frame_message(welcome_map, Encoding.MSGPACK) + frame_message(snapshot_map, Encoding.MSGPACK)
+
+
 def _us_per_call(fn: Callable[[], object], n: int = 50_000, repeats: int = 7) -> float:
     best = float("inf")
     for _ in range(repeats):
@@ -97,6 +141,7 @@ def main() -> None:
         "ask_decode_validate_us": _us_per_call(lambda: _parse(ASK)),
         "ping_on_message_to_pong_us": _us_per_call(lambda: client.on_message(PING)),
         "ack_encode_frame_us": _us_per_call(_ack_encoder()),
+        "welcome_snapshot_encode_frame_us": _us_per_call(_join_encoder(), n=10_000),
     }
     print(json.dumps(results))
 
