@@ -8,17 +8,39 @@ LINT   := $(wildcard server tests loadtest fuzzing infra)
 
 .PHONY: run demo test check lint format pytest fuzz rolling-restart clean
 
-$(VENV)/.installed: pyproject.toml
+# Dependencies come from the locks in requirements/ (exact versions, `make lock` writes them from pyproject.toml's
+# ranges); the project itself is installed on top without resolving anything. `pip check` fails when pyproject.toml
+# asks for something the lock lacks (a dependency added without `make lock`).
+LOCK_RUN := requirements/run.txt
+LOCK_DEV := requirements/dev.txt
+
+$(VENV)/.installed: pyproject.toml $(LOCK_RUN)
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "JanSamvad needs Python 3.11 or newer"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -r $(LOCK_RUN)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip check
 	touch $@
 
 # The test suite also runs a short locust scenario and validates the deployment files: their extras are dev too.
-$(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev,loadtest,infra]'
+$(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml $(LOCK_DEV)
+	$(BIN)/python -m pip install --quiet -r $(LOCK_DEV)
+	$(BIN)/python -m pip check
 	touch $@
+
+## lock: re-resolve requirements/run.txt (the node, the image) and requirements/dev.txt (+ dev, loadtest, infra:
+## what CI installs) from pyproject.toml's ranges, for every platform and Python >= 3.11 (uv pip compile --universal);
+## run it after changing a dependency, or to take newer releases (LOCK_ARGS=--upgrade), and commit both files
+UV_VERSION := 0.13.9
+LOCK_ARGS  ?=
+UV_COMPILE  = $(VENV)/.uv/bin/uv pip compile --quiet --universal --python-version 3.11 \
+		--custom-compile-command "make lock" $(LOCK_ARGS)
+.PHONY: lock
+lock:
+	test -x $(VENV)/.uv/bin/uv || { $(PYTHON) -m venv $(VENV)/.uv && $(VENV)/.uv/bin/python -m pip install --quiet uv==$(UV_VERSION); }
+	$(UV_COMPILE) pyproject.toml -o $(LOCK_RUN)
+	$(UV_COMPILE) --extra dev --extra loadtest --extra infra --constraint $(LOCK_RUN) pyproject.toml -o $(LOCK_DEV)
 
 ## run: install and start one node on the embedded default (no Redis) with a demo town hall; prints three links
 run: $(VENV)/.installed
@@ -58,7 +80,7 @@ clean:
 BENCH_ARGS ?=
 .PHONY: bench
 bench: $(VENV)/.installed
-	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install --quiet --constraint $(LOCK_DEV) -e '.[bench]'
 	PYTHONPATH=. $(BIN)/python -m loadtest.bench $(BENCH_ARGS)
 
 ## storm: the reconnect storm at scale (docs/benchmarks.md, "Reconnect storm"), e.g. make storm STORM_ARGS="--clients 30000"
@@ -79,7 +101,7 @@ loadtest: $(VENV)/.installed-loadtest
 		$(if $(TARGET),--target $(TARGET)) $(ARGS)
 
 $(VENV)/.installed-loadtest: $(VENV)/.installed pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[loadtest]'
+	$(BIN)/python -m pip install --quiet --constraint $(LOCK_DEV) -e '.[loadtest]'
 	touch $@
 
 ## screenshots: every web page in Hindi and English at 360 px and desktop width -> docs/screenshots/ (headless
@@ -108,3 +130,9 @@ stack-down:
 
 stack-reset:
 	infra/compose/stack.sh reset
+
+# A real S3-compatible server process (s3rver, from npm) for the record store's S3 contract tests
+# (tests/test_recording_store.py); without it those tests are skipped.
+.PHONY: s3rver
+s3rver:
+	npm install --no-audit --no-fund --prefix .tools/s3rver s3rver@3.7.1

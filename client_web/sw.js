@@ -9,6 +9,7 @@ const SHELL = [
   '/vendor/msgpack.min.js',
   '/js/citizen.js',
   '/js/regionpick.js',
+  '/js/lobby.js',
   '/js/conn.js',
   '/js/ui.js',
   '/js/i18n.js',

@@ -103,7 +103,7 @@ def test_cli_demo_prints_three_links_that_work_and_stops_on_sigterm() -> None:
 def test_cli_tune_gc_freezes_startup_objects_and_raises_the_thresholds() -> None:
     import gc
 
-    from jansamvad.cli import tune_gc
+    from jansamvad.server import tune_gc
 
     before = gc.get_threshold()
     try:

@@ -48,6 +48,42 @@ export default {
   joining: 'Joining…',
   join_failed: 'Could not join: {why}',
 
+  record_link: 'Read and hear the record of this town hall',
+  // what you missed (a late joiner's digest)
+  digest_title: 'What you missed',
+  digest_speech: 'The speech so far (last part)',
+  digest_announce: 'Announcements',
+  digest_answered: '{n} questions answered so far',
+  digest_polls: 'Polls',
+  digest_now_live: 'Now live',
+  digest_close: 'OK, hide this',
+
+  // lobby (a scheduled town hall with a programme)
+  lobby_title: 'The town hall starts soon',
+  lobby_in: 'Starts in {time}',
+  lobby_soon: 'About to start…',
+  lobby_when: 'When:',
+  lobby_leader: 'Speaker:',
+  lobby_ask: 'You can ask your question now. Everyone sees it once a moderator approves it.',
+  lobby_calendar: 'Add to calendar',
+  lobby_share: 'Share on WhatsApp',
+  lobby_remind: 'Come back on time: add it to your calendar or send it to friends. This page goes live by itself.',
+  'lobby.d': '{n} d',
+  'lobby.h': '{n} h',
+  'lobby.m': '{n} min',
+  'lobby.s': '{n} s',
+
+  // the leader's programme card
+  prog_title: 'Programme',
+  prog_page: 'Programme page',
+  prog_edit: 'Change the time or description',
+  prog_leader: 'Speaker',
+  prog_starts: 'When (IST)',
+  prog_desc: 'Description',
+  prog_save: 'Save',
+  prog_saved: 'Saved. The programme page and the calendar file now show it.',
+  prog_failed: 'Could not save: {why}',
+
   // live speech and audio
   speech_title: 'Live speech',
   speech_empty: 'The leader’s words will appear here as they speak.',

@@ -48,6 +48,42 @@ export default {
   joining: 'जुड़ रहे हैं…',
   join_failed: 'जुड़ नहीं सके: {why}',
 
+  record_link: 'इस जनसंवाद का रिकॉर्ड देखें और सुनें',
+  // what you missed (a late joiner's digest)
+  digest_title: 'आपसे क्या छूटा',
+  digest_speech: 'भाषण के पिछले अंश',
+  digest_announce: 'घोषणाएँ',
+  digest_answered: 'अब तक {n} प्रश्नों के उत्तर दिए गए',
+  digest_polls: 'मतदान',
+  digest_now_live: 'अब लाइव',
+  digest_close: 'ठीक है, छुपाएँ',
+
+  // lobby (a scheduled town hall with a programme)
+  lobby_title: 'जनसंवाद जल्द शुरू होगा',
+  lobby_in: 'शुरू होने में {time}',
+  lobby_soon: 'बस शुरू होने वाला है…',
+  lobby_when: 'कब:',
+  lobby_leader: 'वक्ता:',
+  lobby_ask: 'आप अभी से अपना सवाल पूछ सकते हैं। मॉडरेटर की मंज़ूरी के बाद वह सबको दिखेगा।',
+  lobby_calendar: 'कैलेंडर में जोड़ें',
+  lobby_share: 'WhatsApp पर भेजें',
+  lobby_remind: 'समय पर वापस आइए: कैलेंडर में जोड़ लें, या दोस्तों को भेजें। लाइव होते ही यह पेज अपने आप बदल जाएगा।',
+  'lobby.d': '{n} दिन',
+  'lobby.h': '{n} घंटे',
+  'lobby.m': '{n} मिनट',
+  'lobby.s': '{n} सेकंड',
+
+  // the leader's programme card
+  prog_title: 'कार्यक्रम',
+  prog_page: 'कार्यक्रम पेज',
+  prog_edit: 'समय या विवरण बदलें',
+  prog_leader: 'वक्ता',
+  prog_starts: 'कब (IST)',
+  prog_desc: 'विवरण',
+  prog_save: 'सहेजें',
+  prog_saved: 'सहेजा गया। कार्यक्रम पेज और कैलेंडर फ़ाइल अब नया समय दिखाएँगे।',
+  prog_failed: 'सहेज नहीं सके: {why}',
+
   // live speech and audio
   speech_title: 'लाइव भाषण',
   speech_empty: 'नेता के बोलते ही उनकी बात यहाँ दिखेगी।',

@@ -7,6 +7,7 @@
 //
 // What the first paint needs (this module, ui.js, i18n.js, hi.js, the CSS) loads first; the connection (conn.js and
 // the msgpack build) and the audio player follow, so they do not compete for a slow link's bandwidth.
+import { loadLobby, lobbyStatus } from './lobby.js';
 import { chosenUnit } from './regionpick.js';
 import { chosen, getLang, num, onLang, setLang, t } from './i18n.js';
 import {
@@ -19,6 +20,7 @@ import {
   params,
   pollBars,
   QuestionsView,
+  timeOf,
   REACTIONS,
   reactionEmoji,
   SpeechView,
@@ -220,6 +222,7 @@ document.addEventListener('visibilitychange', () => document.visibilityState ===
 function setStatus(s) {
   status = s || status;
   header.setStatus(status);
+  lobbyStatus(status);
   const ended = status === 'ended';
   $('#ask-text').disabled = ended;
   $('#ask-btn').disabled = ended;
@@ -228,6 +231,9 @@ function setStatus(s) {
     header.say('ended');
     if (player && player.active) player.stop(); // nothing more will be said
   }
+  const record = $('#record-link'); // the town hall's page becomes its record (/record/<id>)
+  record.hidden = !ended;
+  record.href = `/record/${encodeURIComponent(th)}`;
   questions.render();
   renderPolls();
 }
@@ -364,6 +370,31 @@ function pollVote(pid, option) {
   store.set(pollVotesKey(), pollVotes);
   queueAction({ t: 'poll_vote', pid, option });
   renderPolls();
+}
+
+// "What you missed" (docs/protocol.md 2.1): a late joiner's digest, shown above the live speech until closed.
+let digest = null;
+
+function renderDigest() {
+  const box = $('#digest');
+  const body = $('#digest-body');
+  body.replaceChildren();
+  box.hidden = !digest;
+  if (!digest) return;
+  const part = (key, items, render) => {
+    if (!items || !items.length) return;
+    body.append(el('h3', { text: t(key, { n: num(digest.answered_total || 0) }) }), el('ol', {}, ...items.map(render)));
+  };
+  const line = (x) => el('li', {}, el('time', { text: timeOf(x.ts) }), ' ', x.text);
+  part('digest_speech', digest.speech, line);
+  part('digest_announce', digest.announce, line);
+  part('digest_answered', digest.answered, (q) =>
+    el('li', { dataset: { qid: q.qid } }, q.text, ' ', el('small', { text: `— ${q.name} · ${t('poll_votes', { n: num(q.votes) })}` })),
+  );
+  if (digest.polls && digest.polls.length) {
+    body.append(el('h3', { text: t('digest_polls') }));
+    for (const p of digest.polls) body.append(el('p', { class: 'poll-q', text: p.question }), pollBars(p));
+  }
 }
 
 function setSlowMode(n) {
@@ -533,6 +564,8 @@ async function startLive() {
       if (Object.keys(offlineReacts).length) flushOfflineReacts();
     })
     .on('snapshot', (s) => {
+      digest = null; // a digest, if any, follows the snapshot
+      renderDigest();
       setStatus(s.status);
       speech.load(s.speech);
       questions.load(s.questions);
@@ -545,6 +578,10 @@ async function startLive() {
       setSlowMode(s.slow_mode || 0);
       renderMine();
       scheduleSave();
+    })
+    .on('digest', (d) => {
+      digest = d;
+      renderDigest();
     })
     .on('speech', (ev) => {
       speech.add(ev, 'speech');
@@ -656,6 +693,11 @@ $('#ask-form').addEventListener('submit', (e) => {
   askCount();
 });
 
+$('#digest-close').addEventListener('click', () => {
+  digest = null;
+  renderDigest();
+});
+
 $('#leave').addEventListener('click', () => {
   if (conn) conn.stop();
   player?.stop();
@@ -668,6 +710,7 @@ $('#leave').addEventListener('click', () => {
 onLang(() => {
   askCount();
   renderPolls();
+  renderDigest();
   setSlowMode();
   renderMine();
   renderReactions();
@@ -684,6 +727,7 @@ async function main() {
     return;
   }
   setTitle((store.get(INFO_KEY) || {}).title);
+  loadLobby(th);
   session = store.get(TOKEN_KEY);
   const returning = session && session.token && !expired(session.expires_at);
   if (returning) startLive();

@@ -6,8 +6,8 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, NoReturn
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -25,14 +25,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from jansamvad.auth import InvalidToken
 from jansamvad.dashboard import war_room
 from jansamvad.export import build_export, build_unit_export, export_csv, unit_export_csv
-from jansamvad.models import Status
+from jansamvad.models import Status, Townhall
 from jansamvad.node import Node
+from jansamvad.privacy import erase_route
+from jansamvad.programmes_http import Hooks as ProgrammeHooks, programme_routes
 from jansamvad.protocol.records import StatusEvent, to_map
 from jansamvad.protocol.roles import Role
 from jansamvad.protocol.text import clean_text
+from jansamvad.record_http import AUDIO_TYPES, record_routes
 from jansamvad.regions import RegionTree
 from jansamvad.regions_http import region_routes, valid_unit_code
 from jansamvad.rollup.view import rollup_view
+from jansamvad.settings import Settings
 from jansamvad.store.base import BadState, LimitReached, NotFound
 
 log = logging.getLogger("jansamvad.http")
@@ -116,124 +120,175 @@ def create_health_app(node: Node) -> Starlette:
     return Starlette(routes=health_routes(node))
 
 
-def create_app(node: Node) -> Starlette:
-    settings = node.settings
-    admin_key = settings.admin_key.encode()
-    regions = node.regions
+def bearer(request: Request) -> str | None:
+    """The credential of an `Authorization: Bearer <credential>` header, if there is one."""
+    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+    return credential.strip() if scheme.lower() == "bearer" else None
 
-    def client_ip(request: Request) -> str:
-        return node.client_ip(request.client.host if request.client else "", request.headers.getlist("x-forwarded-for"))
 
-    async def limit(request: Request, what: str, per_minute: int, cost: int = 1) -> None:
-        key = f"http-{what}:{client_ip(request)}"
-        retry_ms = await node.limiter.hit(key, per_minute / 60.0, per_minute, cost)
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object (an empty body is an empty one), at most MAX_BODY_BYTES."""
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise ApiError(413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "bad_json", "body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_json", "body must be a JSON object")
+    return data
+
+
+def text_field(data: dict[str, Any], name: str, limit: int, *, required: bool) -> str:
+    """A text field of a JSON body, cleaned (protocol/text.py) and at most `limit` characters."""
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise ApiError(400, "invalid_field", f"{name}: missing")
+        return ""
+    if not isinstance(value, str):
+        raise ApiError(400, "invalid_field", f"{name}: expected a string")
+    value = clean_text(value)
+    if len(value) > limit:
+        raise ApiError(400, "too_long", f"{name}: longer than {limit}")
+    if required and not value:
+        raise ApiError(400, "invalid_field", f"{name}: must not be empty")
+    return value
+
+
+class Guard:
+    """Who may call the REST API, and how often: per-IP rate limits, the admin key, staff tokens."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.admin_key = node.settings.admin_key.encode()
+
+    def client_ip(self, request: Request) -> str:
+        peer = request.client.host if request.client else ""
+        return self.node.client_ip(peer, request.headers.getlist("x-forwarded-for"))
+
+    async def limit(self, request: Request, what: str, per_minute: int, cost: int = 1) -> None:
+        key = f"http-{what}:{self.client_ip(request)}"
+        retry_ms = await self.node.limiter.hit(key, per_minute / 60.0, per_minute, cost)
         if retry_ms:
-            node.metrics.rate_limited[f"http_{what}"] += 1
+            self.node.metrics.rate_limited[f"http_{what}"] += 1
             raise ApiError(429, "rate_limited", f"too many requests; retry in {retry_ms} ms", retry_ms)
 
-    def bearer(request: Request) -> str | None:
-        scheme, _, credential = request.headers.get("authorization", "").partition(" ")
-        return credential.strip() if scheme.lower() == "bearer" else None
-
-    async def check_admin_key(request: Request, credential: str | None) -> bool:
+    async def check_admin_key(self, request: Request, credential: str | None) -> bool:
         """Whether `credential` is the admin key. An address that failed too often is locked out before any key is
         compared, so a right guess gets in no sooner than a wrong one; a wrong key takes a token of its bucket.
         With the Redis limiter the look, the comparison and the charge are separate round trips, so guesses sent at
         the same instant are all compared before the first is charged: a burst gets as many tries as it sends at
         once. The key has at least 16 characters (settings.py), which keeps guessing hopeless either way."""
-        await limit(request, "admin-failures", ADMIN_FAILURES_PER_MINUTE, cost=0)
+        await self.limit(request, "admin-failures", ADMIN_FAILURES_PER_MINUTE, cost=0)
         # Constant-time comparison: the time taken says nothing about how much of the key was right.
-        return credential is not None and hmac.compare_digest(credential.encode(), admin_key)
+        return credential is not None and hmac.compare_digest(credential.encode(), self.admin_key)
 
-    async def admin_key_failed(request: Request, message: str) -> NoReturn:
-        await limit(request, "admin-failures", ADMIN_FAILURES_PER_MINUTE)  # may answer 429 itself: locked out now
+    async def admin_key_failed(self, request: Request, message: str) -> NoReturn:
+        await self.limit(request, "admin-failures", ADMIN_FAILURES_PER_MINUTE)  # may answer 429 itself: locked out
         raise ApiError(401, "unauthorized", message)
 
-    async def require_admin(request: Request) -> None:
-        if not await check_admin_key(request, bearer(request)):
-            await admin_key_failed(request, "admin key required: Authorization: Bearer <admin key>")
+    async def require_admin(self, request: Request) -> None:
+        if not await self.check_admin_key(request, bearer(request)):
+            await self.admin_key_failed(request, "admin key required: Authorization: Bearer <admin key>")
 
-    async def body(request: Request) -> dict[str, Any]:
-        raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
-            raise ApiError(413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
-        if not raw:
-            return {}
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            raise ApiError(400, "bad_json", "body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise ApiError(400, "bad_json", "body must be a JSON object")
-        return data
+    async def require_staff_of(self, request: Request, th: str) -> None:
+        """The admin key, or a moderator's or leader's token of this town hall."""
+        credential = bearer(request)
+        allowed = await self.check_admin_key(request, credential)
+        if not allowed and credential is not None:
+            try:
+                claims = self.node.tokens.verify(credential)
+            except InvalidToken:
+                claims = None
+            allowed = claims is not None and claims.allows_townhall(th) and claims.role is not Role.CITIZEN
+        if not allowed:
+            await self.admin_key_failed(request, "the admin key, or a moderator or leader token of this town hall")
 
-    def text_field(data: dict[str, Any], name: str, limit: int, *, required: bool) -> str:
-        value = data.get(name)
-        if value is None:
-            if required:
-                raise ApiError(400, "invalid_field", f"{name}: missing")
-            return ""
-        if not isinstance(value, str):
-            raise ApiError(400, "invalid_field", f"{name}: expected a string")
-        value = clean_text(value)
-        if len(value) > limit:
-            raise ApiError(400, "too_long", f"{name}: longer than {limit}")
-        if required and not value:
-            raise ApiError(400, "invalid_field", f"{name}: must not be empty")
-        return value
 
-    async def townhall_or_404(th: str) -> Any:
-        townhall = await node.store.get_townhall(th)
+class TownhallApi:
+    """The REST API of town halls (docs/protocol.md, section 7): one method per route, the node as explicit state."""
+
+    def __init__(self, node: Node, guard: Guard) -> None:
+        self.node = node
+        self.guard = guard
+        self.settings = node.settings
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/api/townhalls", self.list_townhalls, methods=["GET"]),
+            Route("/api/townhalls", self.create_townhall, methods=["POST"]),
+            Route("/api/townhalls/{th}", self.get_townhall, methods=["GET"]),
+            Route("/api/townhalls/{th}/start", self.start_townhall, methods=["POST"]),
+            Route("/api/townhalls/{th}/end", self.end_townhall, methods=["POST"]),
+            Route("/api/townhalls/{th}/tokens", self.issue_token, methods=["POST"]),
+            Route("/api/townhalls/{th}/join", self.join, methods=["POST"]),
+            Route("/api/townhalls/{th}/export", self.export, methods=["GET"]),
+            Route("/api/townhalls/{th}/rollup", self.rollup, methods=["GET"]),
+            Route("/api/dashboard", self.dashboard, methods=["GET"]),
+        ]
+
+    async def townhall_or_404(self, th: str) -> Townhall:
+        townhall = await self.node.store.get_townhall(th)
         if townhall is None:
             raise ApiError(404, "not_found", "no such town hall")
         return townhall
 
-    async def list_townhalls(request: Request) -> Response:
-        await require_admin(request)
-        return JSONResponse([t.admin() for t in await node.store.list_townhalls()])
+    async def region_tree_or_400(self, field: str) -> RegionTree:
+        index = await self.node.regions.index()
+        if index is None:
+            raise ApiError(400, "invalid_field", f"{field}: no region tree has been imported")
+        return index.tree
 
-    async def create_townhall(request: Request) -> Response:
-        await require_admin(request)
-        data = await body(request)
+    async def list_townhalls(self, request: Request) -> Response:
+        await self.guard.require_admin(request)
+        return JSONResponse([t.admin() for t in await self.node.store.list_townhalls()])
+
+    async def create_townhall(self, request: Request) -> Response:
+        await self.guard.require_admin(request)
+        data = await json_body(request)
         title = text_field(data, "title", MAX_TITLE_CHARS, required=True)
         lang = data.get("lang", "hi")
         if lang not in ("hi", "en"):
             raise ApiError(400, "invalid_field", "lang: expected hi or en")
-        await limit(request, "create", settings.townhall_creates_per_minute)
+        await self.guard.limit(request, "create", self.settings.townhall_creates_per_minute)
         try:
-            townhall = await node.store.create_townhall(title, lang, max_open=settings.max_open_townhalls)
+            townhall = await self.node.store.create_townhall(title, lang, max_open=self.settings.max_open_townhalls)
         except LimitReached as exc:
             raise ApiError(409, "limit_reached", f"{exc}; end one first (--max-open-townhalls)") from None
         return JSONResponse(townhall.admin(), status_code=201)
 
-    async def get_townhall(request: Request) -> Response:
-        return JSONResponse((await townhall_or_404(request.path_params["th"])).public())
+    async def get_townhall(self, request: Request) -> Response:
+        return JSONResponse((await self.townhall_or_404(request.path_params["th"])).public())
 
-    async def set_status(request: Request, status: Status) -> Response:
-        await require_admin(request)
+    async def start_townhall(self, request: Request) -> Response:
+        return await self._set_status(request, Status.LIVE)
+
+    async def end_townhall(self, request: Request) -> Response:
+        return await self._set_status(request, Status.ENDED)
+
+    async def _set_status(self, request: Request, status: Status) -> Response:
+        await self.guard.require_admin(request)
         th = request.path_params["th"]
-        await townhall_or_404(th)
+        await self.townhall_or_404(th)
         try:
             if status is Status.ENDED:  # closes the open polls too, as the leader's `end` does
-                townhall, _ = await node.end_townhall(th, "admin")
+                townhall, _ = await self.node.end_townhall(th, "admin")
             else:
-                townhall = await node.store.set_status(th, status)
-                await node.publish_event(th, to_map(StatusEvent(status=str(status))))
+                townhall = await self.node.store.set_status(th, status)
+                await self.node.publish_event(th, to_map(StatusEvent(status=str(status))))
         except BadState as exc:
             raise ApiError(409, "bad_state", str(exc)) from None
         return JSONResponse(townhall.admin())
 
-    async def start_townhall(request: Request) -> Response:
-        return await set_status(request, Status.LIVE)
-
-    async def end_townhall(request: Request) -> Response:
-        return await set_status(request, Status.ENDED)
-
-    async def issue_token(request: Request) -> Response:
-        await require_admin(request)
+    async def issue_token(self, request: Request) -> Response:
+        await self.guard.require_admin(request)
         th = request.path_params["th"]
-        await townhall_or_404(th)
-        data = await body(request)
+        await self.townhall_or_404(th)
+        data = await json_body(request)
         try:
             role = Role(str(data.get("role")))
         except ValueError:
@@ -241,21 +296,22 @@ def create_app(node: Node) -> Starlette:
         if role not in (Role.LEADER, Role.MODERATOR):
             raise ApiError(400, "invalid_field", "role: expected leader or moderator")
         name = text_field(data, "name", MAX_NAME_CHARS, required=False) or str(role)
-        ttl = data.get("ttl", settings.staff_token_ttl_s)
+        ttl = data.get("ttl", self.settings.staff_token_ttl_s)
         if type(ttl) is not int or not 60 <= ttl <= _TTL_MAX_S:
             raise ApiError(400, "invalid_field", f"ttl: seconds between 60 and {_TTL_MAX_S}")
-        sub = f"{role.value[0]}-" + node.tokens.citizen_subject(None)[2:]
-        token, exp = node.tokens.issue(sub=sub, role=role, th=th, ttl_s=ttl, name=name)
+        tokens = self.node.tokens
+        sub = f"{role.value[0]}-" + tokens.citizen_subject(None)[2:]
+        token, exp = tokens.issue(sub=sub, role=role, th=th, ttl_s=ttl, name=name)
         return JSONResponse({"token": token, "sub": sub, "expires_at": exp}, status_code=201)
 
-    async def join(request: Request) -> Response:
+    async def join(self, request: Request) -> Response:
         # Every join mints an identity (one vote per identity): one network may only mint so many a minute.
-        await limit(request, "join", settings.joins_per_minute_per_ip)
+        await self.guard.limit(request, "join", self.settings.joins_per_minute_per_ip)
         th = request.path_params["th"]
-        townhall = await townhall_or_404(th)
+        townhall = await self.townhall_or_404(th)
         if townhall.status is Status.ENDED:
             raise ApiError(409, "bad_state", "the town hall has ended")
-        data = await body(request)
+        data = await json_body(request)
         name = text_field(data, "name", MAX_NAME_CHARS, required=True)
         region = text_field(data, "region", MAX_REGION_CHARS, required=False)
         device_id = data.get("device_id")
@@ -265,16 +321,16 @@ def create_app(node: Node) -> Starlette:
         unit_code = data.get("unit")
         unit = None
         if unit_code is not None:
-            unit = await regions.unit(unit_code) if valid_unit_code(unit_code) else None
+            unit = await self.node.regions.unit(unit_code) if valid_unit_code(unit_code) else None
             if unit is None:
                 raise ApiError(400, "invalid_field", "unit: no such region unit")
             region = unit.name_hi[:MAX_REGION_CHARS]
-        sub = node.tokens.citizen_subject(device_id)
-        token, exp = node.tokens.issue(
+        sub = self.node.tokens.citizen_subject(device_id)
+        token, exp = self.node.tokens.issue(
             sub=sub,
             role=Role.CITIZEN,
             th=th,
-            ttl_s=settings.citizen_token_ttl_s,
+            ttl_s=self.settings.citizen_token_ttl_s,
             name=name,
             region=region,
             unit=unit.code if unit else "",
@@ -284,123 +340,97 @@ def create_app(node: Node) -> Starlette:
             answer["unit"] = {"code": unit.code, "level": unit.level, "name_hi": unit.name_hi, "name_en": unit.name_en}
         return JSONResponse(answer, status_code=201)
 
-    async def require_staff_of(request: Request, th: str) -> None:
-        """The admin key, or a moderator's or leader's token of this town hall."""
-        credential = bearer(request)
-        allowed = await check_admin_key(request, credential)
-        if not allowed and credential is not None:
-            try:
-                claims = node.tokens.verify(credential)
-            except InvalidToken:
-                claims = None
-            allowed = claims is not None and claims.allows_townhall(th) and claims.role is not Role.CITIZEN
-        if not allowed:
-            await admin_key_failed(request, "the admin key, or a moderator or leader token of this town hall")
-
-    async def region_tree_or_400(field: str) -> RegionTree:
-        index = await regions.index()
-        if index is None:
-            raise ApiError(400, "invalid_field", f"{field}: no region tree has been imported")
-        return index.tree
-
-    async def export(request: Request) -> Response:
+    async def export(self, request: Request) -> Response:
         th = request.path_params["th"]
-        await require_staff_of(request, th)
-        townhall = await townhall_or_404(th)
+        await self.guard.require_staff_of(request, th)
+        townhall = await self.townhall_or_404(th)
         by = request.query_params.get("by")
+        as_csv = request.query_params.get("format", "json") == "csv"
         if by is not None:  # per unit at one level of the region tree
-            tree = await region_tree_or_400("by")
+            tree = await self.region_tree_or_400("by")
             if by not in tree.depth_of_level:
                 raise ApiError(400, "invalid_field", f"by: one of {', '.join(tree.depth_of_level)}")
-            units = await build_unit_export(node.store, node.rollup, townhall, tree, by)
-            if request.query_params.get("format", "json") == "csv":
-                return Response(
-                    unit_export_csv(units),
-                    media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="jansamvad-{th}-{by}.csv"'},
-                )
+            units = await build_unit_export(self.node.store, self.node.rollup, townhall, tree, by)
+            if as_csv:
+                return _csv(unit_export_csv(units), f"jansamvad-{th}-{by}.csv")
             return JSONResponse(units)
-        report = await build_export(node.store, townhall)
-        if request.query_params.get("format", "json") == "csv":
-            return Response(
-                export_csv(report),
-                media_type="text/csv; charset=utf-8",
-                headers={"Content-Disposition": f'attachment; filename="jansamvad-{th}.csv"'},
-            )
+        report = await build_export(self.node.store, townhall)
+        if as_csv:
+            return _csv(export_csv(report), f"jansamvad-{th}.csv")
         return JSONResponse(report)
 
-    async def rollup(request: Request) -> Response:
+    async def rollup(self, request: Request) -> Response:
         """The live roll-up by region unit: `?unit=<code>` drills down (none: the tree's roots and `unknown`)."""
         th = request.path_params["th"]
-        await require_staff_of(request, th)
-        await townhall_or_404(th)
+        await self.guard.require_staff_of(request, th)
+        await self.townhall_or_404(th)
         code = request.query_params.get("unit")
-        index = await regions.index()
+        index = await self.node.regions.index()
         tree = index.tree if index is not None else None
         unit = None
         if code is not None:
             unit = tree.get(code) if tree is not None and valid_unit_code(code) else None
             if unit is None:
                 raise ApiError(404, "not_found", "no such region unit")
-        view = await rollup_view(node.rollup, node.store, th, tree, unit)
+        view = await rollup_view(self.node.rollup, self.node.store, th, tree, unit)
         return JSONResponse(view, headers={"Cache-Control": "no-store"})
 
-    async def dashboard(request: Request) -> Response:
+    async def dashboard(self, request: Request) -> Response:
         """The war room's view: every town hall that is not over, with its audience and its queue; node health."""
-        await require_admin(request)
-        report = await war_room(node)
+        await self.guard.require_admin(request)
+        report = await war_room(self.node)
         return JSONResponse(report, headers={"Cache-Control": "no-store"})
 
-    async def api_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ApiError)
-        response = _error(exc.status, exc.code, exc.msg)
-        if exc.retry_ms:
-            response.headers["Retry-After"] = str(max(1, -(-exc.retry_ms // 1000)))
-        return response
 
-    async def not_found(request: Request, exc: Exception) -> Response:
-        return _error(404, "not_found", str(exc))
+def _csv(text: str, filename: str) -> Response:
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
-    async def invalid_token(request: Request, exc: Exception) -> Response:
-        return _error(500, "internal", "this node cannot issue tokens")
 
-    async def unavailable(request: Request, exc: Exception) -> Response:
-        # The store or broker cannot answer now (Redis down, hung, failing over: RedisUnavailable is a
-        # ConnectionError): a 503 that says when to come back, as the WebSocket side answers `unavailable`, not a 500.
-        log.warning("HTTP %s %s: store unavailable: %s", request.method, request.url.path, exc)
-        response = _error(503, "unavailable", "cannot reach the store right now; try again")
-        response.headers["Retry-After"] = "1"
-        return response
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    response = _error(exc.status, exc.code, exc.msg)
+    if exc.retry_ms:
+        response.headers["Retry-After"] = str(max(1, -(-exc.retry_ms // 1000)))
+    return response
 
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await node.start()
-        try:
-            yield
-        finally:
-            await node.shutdown()
 
-    routes: list[Route | Mount] = [
-        *health_routes(node),
-        Route("/api/townhalls", list_townhalls, methods=["GET"]),
-        Route("/api/townhalls", create_townhall, methods=["POST"]),
-        Route("/api/townhalls/{th}", get_townhall, methods=["GET"]),
-        Route("/api/townhalls/{th}/start", start_townhall, methods=["POST"]),
-        Route("/api/townhalls/{th}/end", end_townhall, methods=["POST"]),
-        Route("/api/townhalls/{th}/tokens", issue_token, methods=["POST"]),
-        Route("/api/townhalls/{th}/join", join, methods=["POST"]),
-        Route("/api/townhalls/{th}/export", export, methods=["GET"]),
-        Route("/api/townhalls/{th}/rollup", rollup, methods=["GET"]),
-        Route("/api/dashboard", dashboard, methods=["GET"]),
-        *region_routes(node.store, regions, limit, node.trusts, settings.public_url),
-    ]
-    if settings.static_dir.is_dir():
-        routes.append(Mount("/", app=StaticFiles(directory=settings.static_dir, html=True), name="static"))
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return _error(404, "not_found", str(exc))
+
+
+async def _invalid_token(request: Request, exc: Exception) -> Response:
+    return _error(500, "internal", "this node cannot issue tokens")
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    # The store or broker cannot answer now (Redis down, hung, failing over: RedisUnavailable is a
+    # ConnectionError): a 503 that says when to come back, as the WebSocket side answers `unavailable`, not a 500.
+    log.warning("HTTP %s %s: store unavailable: %s", request.method, request.url.path, exc)
+    response = _error(503, "unavailable", "cannot reach the store right now; try again")
+    response.headers["Retry-After"] = "1"
+    return response
+
+
+EXCEPTION_HANDLERS: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+    ApiError: _api_error,
+    NotFound: _not_found,
+    InvalidToken: _invalid_token,
+    ConnectionError: _unavailable,
+    TimeoutError: _unavailable,
+}
+
+
+def _middleware(settings: Settings) -> list[Middleware]:
     # Pages, scripts and JSON go out gzipped: on 2G/3G the citizen page's transfer is what decides time-to-live.
     # (WebSocket upgrades never reach this app, so the broadcast path is untouched.)
     middleware = [
         Middleware(SecurityHeadersMiddleware),
-        Middleware(GZipMiddleware, minimum_size=512, compresslevel=6),
+        # Not the record's audio (record_http.py): Opus does not compress, and a recording is megabytes of CPU.
+        Middleware(GZipMiddleware, minimum_size=512, compresslevel=6, exclude_content_types=AUDIO_TYPES),
     ]
     # Browsers may call the API from the allowed origins only; with none configured, only same-origin pages may.
     if settings.allowed_origins:
@@ -413,15 +443,40 @@ def create_app(node: Node) -> Starlette:
                 max_age=600,
             )
         )
+    return middleware
+
+
+def _lifespan(node: Node) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """The node starts with the app and shuts down (drains its sessions) with it."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await node.start()
+        try:
+            yield
+        finally:
+            await node.shutdown()
+
+    return lifespan
+
+
+def create_app(node: Node) -> Starlette:
+    """The main port's app: probes, the REST API, the region pages and the static web client."""
+    settings = node.settings
+    guard = Guard(node)
+    routes: list[Route | Mount] = [
+        *health_routes(node),
+        *TownhallApi(node, guard).routes(),
+        *region_routes(node.store, node.regions, guard.limit, node.trusts, settings.public_url),
+        *programme_routes(node, ProgrammeHooks(guard.check_admin_key, guard.admin_key_failed, json_body, guard.limit)),
+        erase_route(node, guard.require_admin, json_body),
+        *record_routes(node.records),
+    ]
+    if settings.static_dir.is_dir():
+        routes.append(Mount("/", app=StaticFiles(directory=settings.static_dir, html=True), name="static"))
     return Starlette(
-        middleware=middleware,
+        middleware=_middleware(settings),
         routes=routes,
-        lifespan=lifespan,
-        exception_handlers={
-            ApiError: api_error,
-            NotFound: not_found,
-            InvalidToken: invalid_token,
-            ConnectionError: unavailable,
-            TimeoutError: unavailable,
-        },
+        lifespan=_lifespan(node),
+        exception_handlers=EXCEPTION_HANDLERS,
     )

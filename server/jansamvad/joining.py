@@ -15,6 +15,7 @@ from jansamvad.aggregates import Aggregates
 from jansamvad.broker.base import Broker, HistoryResult
 from jansamvad.channels import MODERATION_SEQ, moderation_channel, public_channel
 from jansamvad.connection import ConnState, WsConnection
+from jansamvad.digest import DigestCache
 from jansamvad.fanout import Fanout
 from jansamvad.hub import Hub
 from jansamvad.metrics import NodeMetrics
@@ -44,6 +45,7 @@ class Joiner:
         tally: UnitTally,
         aggregates: Aggregates,
         audio_init: Mapping[str, dict[str, Any]],  # town hall -> its last audio init segment (node.py keeps it)
+        digests: DigestCache,
     ) -> None:
         self._settings = settings
         self._hub = hub
@@ -54,6 +56,7 @@ class Joiner:
         self._tally = tally
         self._aggregates = aggregates
         self._audio_init = audio_init
+        self._digests = digests
 
     async def _listen(self, channel: str, conn: WsConnection, seq_field: str = "seq", *, staff: bool = False) -> None:
         """Join a room, and return once the broker carries its channel to this node. Every join into the room waits
@@ -175,6 +178,7 @@ class Joiner:
                 mseq=(mhist.head if mhist is not None else 0) if staff else None,
             )
             client.send(snapshot)
+            await self._digests.send_after_snapshot(client, townhall, head)  # "what you missed", cached per change
         init = self._audio_init.get(th)
         if init is not None:
             client.send(init)

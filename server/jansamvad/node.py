@@ -16,15 +16,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from jansamvad.aggregates import Aggregates
+from jansamvad.audio_recorder import AudioRecorder
 from jansamvad.auth import TokenService
 from jansamvad.broker.base import Broker, Publication
 from jansamvad.channels import CONTROL_CHANNEL, MODERATION_SEQ, Channel, moderation_channel, public_channel
 from jansamvad.client import Client
 from jansamvad.connection import WsConnection
+from jansamvad.digest import DigestCache, DigestCollector
 from jansamvad.fanout import CONFLATED, Fanout
 from jansamvad.gateway import Gateway
 from jansamvad.hub import Hub
 from jansamvad.joining import Joiner
+from jansamvad.journal.base import Journal, journal_kind
+from jansamvad.journal.memory import MemoryJournal
 from jansamvad.keepalive import run_wheel
 from jansamvad.limiter.base import RateLimiter
 from jansamvad.limiter.memory import MemoryRateLimiter
@@ -36,6 +40,9 @@ from jansamvad.presence.base import PresenceManager
 from jansamvad.protocol.codes import CloseCode
 from jansamvad.protocol.records import PollEvent, QueueAdd, QueueUpdate, Reconnect, StatusEvent, frame_record, to_map
 from jansamvad.protocol.roles import Role
+from jansamvad.record import RecordKeeper
+from jansamvad.recording_store.base import ObjectStore
+from jansamvad.recording_store.open import open_object_store
 from jansamvad.regions_http import RegionDirectory
 from jansamvad.rollup.base import Rollup
 from jansamvad.rollup.memory import MemoryRollup
@@ -60,6 +67,8 @@ class Node:
         presence: PresenceManager,
         limiter: RateLimiter | None = None,
         rollup: Rollup | None = None,
+        journal: Journal | None = None,
+        objects: ObjectStore | None = None,
     ) -> None:
         self.settings = settings
         self.node_id = settings.node_id or "node-" + secrets.token_hex(4)
@@ -102,6 +111,10 @@ class Node:
         self.draining = False
         self._audio_init: dict[str, dict[str, Any]] = {}
         self._audio_n: dict[str, int] = defaultdict(int)
+        # Issue 18: the transcript beyond the history window, the "what you missed" digest, the record and the audio.
+        self.journal: Journal = journal or MemoryJournal()
+        self.digests = DigestCache(self.journal, store)
+        self.metrics.registry.register(DigestCollector(self.digests))
         self.joiner = Joiner(
             settings,
             hub=self.hub,
@@ -112,10 +125,16 @@ class Node:
             tally=self.tally,
             aggregates=self.aggregates,
             audio_init=self._audio_init,
+            digests=self.digests,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.metrics.attach(self)
+        self.objects = objects or open_object_store(settings.record_dir, settings.record_s3_url)
+        self.recorder = AudioRecorder(self.objects, self.node_id)
+        self.records = RecordKeeper(
+            store=store, journal=self.journal, objects=self.objects, rollup=self.rollup, regions=self.regions
+        )
 
     # The gateway's figures, read here by the metrics, the dashboard and the Client (ClientOwner)
 
@@ -207,6 +226,9 @@ class Node:
         # Withdraws this node's viewers and retires its activity as last written (the last tick's increments, under a
         # second's worth, are not written: a final write here hung a node's shutdown on uvloop with a Redis cluster).
         await self.rollup.close()
+        await self.recorder.close()
+        await self.records.close()
+        await self.journal.close()
         await self.broker.close()
         await self.presence.close()
         await self.limiter.close()
@@ -277,6 +299,12 @@ class Node:
             self.metrics.broker_errors["publish"] += 1
             raise
         self.metrics.broker_publish_seconds.observe(self._loop.time() - started)
+        if journal_kind(data) is not None:  # also on dup: the first attempt may have published but not appended
+            try:
+                await self.journal.append(th, seq, data)
+            except Exception as exc:  # the event is out; the transcript misses a line (logged and counted)
+                self.metrics.broker_errors["journal"] += 1
+                log.warning("could not append seq %d of %s to the journal: %s", seq, th, type(exc).__name__)
         return seq, dup
 
     async def end_townhall(self, th: str, by: str) -> tuple[Townhall, int]:
@@ -291,6 +319,7 @@ class Node:
                 continue  # a poll_close got there first and published its own event
             await self.publish_event(th, to_map(PollEvent(p=closed.public())))
         seq = await self.publish_event(th, to_map(StatusEvent(status=str(Status.ENDED))))
+        self.records.render_after_end(th)
         return townhall, seq
 
     async def publish_moderation(self, th: str, message: Mapping[str, Any], key: str = "") -> int:
@@ -334,6 +363,8 @@ class Node:
 
     async def publish_audio(self, th: str, data: bytes, init: bool, mime: str) -> None:
         self._audio_n[th] += 1
+        last_init = self._audio_init.get(th)
+        self.recorder.chunk(th, data, init, mime, last_init["data"] if last_init else None)
         message = {"t": "audio", "data": data, "n": self._audio_n[th], "init": init, "mime": mime}
         await self.broker.publish(public_channel(th), message, history=False)
 
@@ -360,6 +391,7 @@ class Node:
         else:
             self.fanout.enqueue(room, pub.seq, data)  # in seq order, once each: the broker's sequencer sees to it
         if t == "status" and data.get("status") == Status.ENDED:
+            self._spawn(self.recorder.finish(Channel.parse(pub.channel).th))  # this node's part of the recording
             # Let the status event reach everyone first, then close the room with 4005.
             asyncio.get_running_loop().call_later(
                 self.settings.tick_ms / 1000 + 0.2, self._close_room, pub.channel, CloseCode.TOWNHALL_ENDED

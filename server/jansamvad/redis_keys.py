@@ -32,11 +32,16 @@ publish atomically, and lets the store's scripts check and change a question, it
     P:T:polls                  store: poll ids, scored by poll number (sorted set; oldest first)
     P:T:poll:<pid>             store: a poll (hash; counts in fields c0, c1, ...)
     P:T:poll:<pid>:voters      store: who voted in it, and for which option (hash user -> option)
+    P:T:journal:speech         journal: every final speech event, member msgpack [seq, event], score seq (sorted set)
+    P:T:journal:notice         journal: every announce and status event, the same way (sorted set)
     P:T:audit                  store: every decision, restriction, poll and setting change (list of JSON)
+    P:T:programme              store: the town hall's programme (JSON: start, leader, description; programmes.py)
     P:T:restriction:<sub>      store: a ban or timeout in that town hall (JSON); T = {th:*} for everywhere
     P:townhalls                store: every town hall id, scored by creation time (sorted set; its own slot)
     P:townhalls:open           store: town halls not ended yet, scored by creation time (sorted set; counts them
                                for `max_open_townhalls`; an entry a crash left behind is cleaned when the cap is hit)
+    P:programmes               store: town halls that have a programme, scored by start time (sorted set; its own
+                               slot; an entry whose programme expired with its town hall is cleaned when listed)
     P:{regions}:current        store: the version of the region tree in use (string; absent: no tree)
     P:{regions}:next           store: the last version handed out (INCR)
     P:{regions}:<v>:units      store: the tree's units, code -> JSON [parent, level, name_hi, name_en] (hash)
@@ -169,6 +174,14 @@ class TownhallKeys:
     def audit(self) -> str:
         return self.base + ":audit"
 
+    def journal(self, kind: str) -> str:
+        """The journal of one kind (`speech` or `notice`): the whole transcript, beyond the stream's history."""
+        return f"{self.base}:journal:{kind}"
+
+    @property
+    def programme(self) -> str:
+        return self.base + ":programme"
+
     def restriction(self, sub: str) -> str:
         return f"{self.base}:restriction:{sub}"
 
@@ -241,6 +254,7 @@ class RedisKeys:
         self.prefix = prefix
         self.townhalls = prefix + ":townhalls"
         self.open_townhalls = prefix + ":townhalls:open"
+        self.programmes = prefix + ":programmes"
         self._channels: dict[str, ChannelKeys] = {}
 
     def regions(self, version: int | None = None) -> RegionKeys:

@@ -1,15 +1,22 @@
-"""Running a node: one port for HTTP (uvicorn + Starlette) and WebSockets (our protocol class, no ASGI)."""
+"""Running a node: one port for HTTP (uvicorn + Starlette) and WebSockets (our protocol class, no ASGI).
+
+The wiring: build_node picks the parts, start_server serves them in the running loop, run_node runs a node in this
+process until a signal (the CLI and each worker call it).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -18,14 +25,17 @@ from jansamvad.broker.memory import MemoryBroker
 from jansamvad.broker.redis import RedisBroker
 from jansamvad.http_app import create_app, create_health_app
 from jansamvad.http_guard import guarded_protocol_class
+from jansamvad.journal.redis import RedisJournal
 from jansamvad.limiter.redis import RedisRateLimiter
 from jansamvad.node import Node
 from jansamvad.presence.memory import MemoryPresence
 from jansamvad.presence.redis import RedisPresence
+from jansamvad.protocol.roles import Role
 from jansamvad.redis_conn import RedisConn
 from jansamvad.redis_keys import RedisKeys
+from jansamvad.regions import RegionTree
 from jansamvad.rollup.redis import RedisRollup
-from jansamvad.settings import Settings
+from jansamvad.settings import Settings, SettingsError
 from jansamvad.store.memory import MemoryStore
 from jansamvad.store.redis import RedisStore
 
@@ -60,6 +70,7 @@ def build_node(settings: Settings) -> Node:
                 ttl_s=max(3 * settings.presence_interval_s, 1.0),
                 keep_s=settings.ended_retention_days * 86400,
             ),
+            journal=RedisJournal(conn, keys, keep_s=settings.ended_retention_days * 86400),
         )
     return Node(
         settings,
@@ -226,3 +237,118 @@ async def _start_health(running: RunningServer, settings: Settings, health_sock:
     await _started(health, health_task)
     running.health, running.health_task = health, health_task
     running.health_port = health_sock.getsockname()[1]
+
+
+# --- Running a node in this process: the body of `jansamvad serve` and of each worker (workers.py) -------------
+
+DEMO_TITLE = "जन संवाद — डेमो टाउन हॉल (JanSamvad demo town hall)"
+
+
+def raise_open_file_limit(wanted: int) -> int:
+    """Raise this process's soft open-file limit towards the hard one (every connection is a file)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, wanted)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft < wanted:
+        log.warning(
+            "open-file limit %d is below --max-connections %d plus headroom: raise `ulimit -n` / LimitNOFILE",
+            soft,
+            wanted,
+        )
+    return soft
+
+
+def run_node(
+    settings: Settings, *, demo: bool, loop: str, reuse_port: bool = False, regions: RegionTree | None = None
+) -> None:
+    """Run one node in this process until SIGTERM / SIGINT (also the body of each worker)."""
+    raise_open_file_limit(settings.max_connections + 1000)
+    _run(lambda: _serve(settings, demo=demo, reuse_port=reuse_port, regions=regions), loop)
+
+
+async def _serve(
+    settings: Settings, *, demo: bool, reuse_port: bool = False, regions: RegionTree | None = None
+) -> None:
+    try:
+        sock = bind_socket(settings.host, settings.port, reuse_port=reuse_port)
+        health_sock = None
+        if settings.health_port:
+            health_sock = bind_socket(settings.host, settings.health_port, reuse_port=reuse_port)
+        running = await start_server(settings, sock=sock, health_sock=health_sock)
+    except (SettingsError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    if regions is not None:
+        await running.node.store.put_region_tree(regions)
+    tune_gc()
+    _print_listening(settings, running.port, running.health_port)
+    if demo:
+        await _print_demo_links(running.node, settings, running.port)
+    await running.task
+    await running.stop()  # the health port closes after the node drained
+    if running.stop_signal is not None:
+        log.info("stopped by %s after a graceful shutdown", signal.Signals(running.stop_signal).name)
+
+
+def tune_gc() -> None:
+    """Once per node process, after startup. A node holds tens of thousands of long-lived objects (connections,
+    rooms, claims) and full collections that walk all of them are wasted work on the hot path: collect what startup
+    left, freeze the rest out of every later collection, and run the young generation every 20,000 allocations
+    instead of CPython's 700 (and the older ones at 20 and 100 of those, instead of 10 and 10)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 100)
+
+
+def _browser_base(settings: Settings, port: int) -> str:
+    """The URL a browser on this machine opens (a wildcard address is not one it can connect to)."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{port}"
+
+
+def _print_listening(settings: Settings, port: int, health_port: int) -> None:
+    """Where the node listens and how to open the pages of a town hall made over the REST API (README)."""
+    base = _browser_base(settings, port)
+    lines = [
+        f"JanSamvad node listening on {settings.host}:{port}: pages {base}/, WebSocket ws{base[4:]}/ws",
+        f"pages of a town hall <id>: citizen {base}/?th=<id>, leader {base}/leader.html?th=<id>#token=<leader-token>, "
+        f"moderator {base}/moderator.html?th=<id>#token=<moderator-token>",
+    ]
+    if health_port:
+        lines.append(f"health, readiness and metrics on {settings.host}:{health_port}")
+    print("\n".join(lines), flush=True)
+
+
+async def _print_demo_links(node: Node, settings: Settings, port: int) -> None:
+    townhall = await node.store.create_townhall(DEMO_TITLE, "hi")
+    ttl = settings.staff_token_ttl_s
+    leader, _ = node.tokens.issue(sub="l-demo-leader", role=Role.LEADER, th=townhall.id, ttl_s=ttl, name="नेता (Leader)")
+    moderator, _ = node.tokens.issue(
+        sub="m-demo-moderator", role=Role.MODERATOR, th=townhall.id, ttl_s=ttl, name="मॉडरेटर (Moderator)"
+    )
+    base = _browser_base(settings, port)
+    lines = [
+        "",
+        f"JanSamvad demo town hall {townhall.id} is ready. Open these in three browser tabs:",
+        f"citizen: {base}/?th={townhall.id}",
+        f"leader: {base}/leader.html?th={townhall.id}#token={leader}",
+        f"moderator: {base}/moderator.html?th={townhall.id}#token={moderator}",
+        f"admin key (for the REST API): {settings.admin_key}",
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _run(coro_factory: Callable[[], Coroutine[Any, Any, None]], loop: str) -> None:
+    if loop == "uvloop":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(coro_factory())
+    else:
+        asyncio.run(coro_factory())

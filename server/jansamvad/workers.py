@@ -18,6 +18,7 @@ import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
+from jansamvad.server import run_node
 from jansamvad.settings import Settings, SettingsError
 
 log = logging.getLogger("jansamvad.workers")
@@ -33,7 +34,6 @@ def worker_settings(settings: Settings, index: int) -> Settings:
 
 
 def _worker_main(settings: Settings, index: int, demo: bool, loop: str, log_format: str) -> None:
-    from jansamvad.cli import run_node
     from jansamvad.logs import configure
 
     mine = worker_settings(settings, index)

@@ -248,6 +248,7 @@ SERVER_MESSAGES: dict[str, frozenset[str]] = {
     "queue_update": frozenset({"qid", "state", "pinned", "by", "reason", "mseq"}),
     "claim_update": frozenset({"qid", "by", "until", "mseq"}),
     "reconnect": frozenset({"after_ms"}),
+    "digest": frozenset({"upto", "live_since", "speech", "announce", "answered", "answered_total", "polls"}),
 }
 
 # Events of the town hall's stream: they carry `seq` and are replayed on resume.

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from jansamvad.models import Poll, PollState, QState, Question, Restriction, Status, Townhall
+from jansamvad.programmes import Programme
 from jansamvad.regions import RegionTree, Unit
 
 
@@ -144,6 +145,26 @@ class Store(Protocol):
 
     async def audit(self, th: str) -> list[dict[str, object]]:
         """Every moderation decision, restriction, poll and setting change in this town hall, oldest first."""
+        ...
+
+    async def erase_questions(self, th: str, author: str, by: str, reason: str) -> list[Question]:
+        """Delete every question `author` asked in this town hall, on the citizen's request (docs/privacy.md): the
+        question, its decisions, voters and claim, its place in the queue and the rankings, its idempotency key and
+        the author's recent texts. Returns the questions as they were; the audit log gets one `erase` entry (the
+        qids, who, why; no text). Raises NotFound for an unknown town hall."""
+        ...
+
+    # Programmes (programmes.py): the schedule of a town hall, kept and expired with it.
+
+    async def put_programme(self, programme: Programme) -> None:
+        """Store (create or replace) the programme of town hall `programme.th`. Raises NotFound, or BadState when
+        the town hall has ended (a past programme is history)."""
+        ...
+
+    async def programme(self, th: str) -> Programme | None: ...
+
+    async def programmes(self) -> list[Programme]:
+        """Every programme whose town hall is still kept, earliest start first."""
         ...
 
     # The region tree (regions.py): one per deployment, replaced whole (`jansamvad regions import`).

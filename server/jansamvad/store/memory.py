@@ -19,6 +19,7 @@ from jansamvad.models import (
     apply_decision,
     now_ms,
 )
+from jansamvad.programmes import Programme
 from jansamvad.store.base import BadState, LimitReached, NotFound, OwnQuestion, Store, new_townhall_id
 
 ANYWHERE = "*"
@@ -39,6 +40,7 @@ class _Hall:
         "next_qid",
         "poll_voters",
         "polls",
+        "programme",
         "questions",
         "reactions",
         "recent",
@@ -61,6 +63,7 @@ class _Hall:
         self.next_qid = 1
         self.next_pid = 1
         self.ended_at: float | None = None  # time.monotonic() when it ended (for the retention)
+        self.programme: Programme | None = None
 
 
 class MemoryStore:
@@ -206,6 +209,21 @@ class MemoryStore:
         self._hall(th).audit.append({"ts": q.decisions[-1].ts, "what": action, "qid": qid, "by": by, "reason": reason})
         return q
 
+    async def erase_questions(self, th: str, author: str, by: str, reason: str) -> list[Question]:
+        hall = self._hall(th)
+        erased = [q for q in hall.questions.values() if q.author == author]
+        for q in erased:
+            del hall.questions[q.qid]
+            hall.by_key.pop((author, q.key), None)
+            hall.voters.pop(q.qid, None)
+            hall.claims.pop(q.qid, None)
+            hall.groups.pop(q.qid, None)
+        hall.recent.pop(author, None)
+        if erased:
+            qids = [q.qid for q in erased]
+            hall.audit.append({"ts": now_ms(), "what": "erase", "qids": qids, "by": by, "reason": reason})
+        return erased
+
     async def upvote(self, th: str, qid: str, user: str) -> tuple[int, bool]:
         q = self._question(th, qid)
         if not q.is_public:
@@ -333,6 +351,22 @@ class MemoryStore:
 
     async def audit(self, th: str) -> list[dict[str, object]]:
         return list(self._hall(th).audit)
+
+    # Programmes
+
+    async def put_programme(self, programme: Programme) -> None:
+        hall = self._hall(programme.th)
+        if hall.townhall.status is Status.ENDED:
+            raise BadState("the town hall has ended")
+        hall.programme = Programme.from_json(programme.to_json())  # a copy: the caller's object stays its own
+
+    async def programme(self, th: str) -> Programme | None:
+        hall = self._live_hall(th)
+        return Programme.from_json(hall.programme.to_json()) if hall and hall.programme else None
+
+    async def programmes(self) -> list[Programme]:
+        found = [hall.programme for th in list(self._halls) if (hall := self._live_hall(th)) and hall.programme]
+        return sorted((Programme.from_json(p.to_json()) for p in found), key=lambda p: (p.starts_ms, p.th))
 
     # The region tree
 

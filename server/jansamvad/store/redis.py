@@ -34,6 +34,7 @@ from jansamvad.models import (
     apply_decision,
     now_ms,
 )
+from jansamvad.programmes import Programme
 from jansamvad.redis_conn import RedisConn
 from jansamvad.redis_keys import RedisKeys, TownhallKeys, asked_field
 from jansamvad.regions import RegionError, RegionTree, Unit, format_levels, parse_levels, unit as region_unit
@@ -364,6 +365,36 @@ class RedisStore:
         await self._conn.settle(keys.meta)
         return decided
 
+    async def erase_questions(self, th: str, author: str, by: str, reason: str) -> list[Question]:
+        # Found in Python (no per-author index exists; an erasure is a rare admin action), deleted in one script
+        # that checks each question's author again, so a question is erased whole or not at all.
+        keys = self._th(th)
+        erased = [q for q in await self.questions(th, QState) if q.author == author]
+        states = list(QState)
+        entry = _json({"ts": now_ms(), "what": "erase", "qids": [q.qid for q in erased], "by": by, "reason": reason})
+        per_question: list[Any] = []
+        for q in erased:
+            heads_group = q.group == q.qid
+            per_question += [q.qid, asked_field(author, q.key), _json([q.qid, q.text]) if heads_group else ""]
+        reply = await self._conn.run(
+            lua.ERASE_QUESTIONS,
+            (
+                keys.meta,
+                keys.asked,
+                keys.recent(author),
+                keys.groups,
+                keys.audit,
+                keys.rank,
+                keys.group_rank,
+                keys.group_public,
+                *(keys.state(state) for state in states),
+            ),
+            (keys.question_prefix, author, _PUBLIC, entry, len(states), *(s.value for s in states), *per_question),
+        )
+        _check(reply, f"town hall {th}")
+        await self._conn.settle(keys.meta)
+        return erased
+
     async def upvote(self, th: str, qid: str, user: str) -> tuple[int, bool]:
         keys = self._th(th)
         question = keys.question(qid)
@@ -508,6 +539,33 @@ class RedisStore:
         keys = self._th(th)
         reply = await self._conn.run(lua.LIST_TAIL, (keys.meta, keys.audit), (-1,))
         return [json.loads(entry) for entry in _check(reply, f"town hall {th}")[1]]
+
+    # Programmes
+
+    async def put_programme(self, programme: Programme) -> None:
+        keys = self._th(programme.th)
+        reply = await self._conn.run(
+            lua.PUT_PROGRAMME, (keys.meta, keys.programme), (programme.to_json(), Status.ENDED.value)
+        )
+        if reply[0] == b"badstate":
+            raise BadState("the town hall has ended")
+        _check(reply, f"town hall {programme.th}")
+        await self._conn.settle(keys.meta)
+        # The index lives in its own slot and is written second: it may name a programme that expired since, which
+        # `programmes` cleans, never miss one that exists.
+        await self._conn.execute("ZADD", self._keys.programmes, programme.starts_ms, programme.th)
+
+    async def programme(self, th: str) -> Programme | None:
+        raw = await self._conn.execute("GET", self._th(th).programme)
+        return Programme.from_json(raw) if raw is not None else None
+
+    async def programmes(self) -> list[Programme]:
+        ids = [th.decode() for th in await self._conn.execute("ZRANGE", self._keys.programmes, 0, -1)]
+        found = await asyncio.gather(*(self.programme(th) for th in ids))
+        gone = [th for th, programme in zip(ids, found, strict=True) if programme is None]
+        if gone:  # their town hall's retention ran out: the index forgets them too
+            await self._conn.execute("ZREM", self._keys.programmes, *gone)
+        return sorted((p for p in found if p is not None), key=lambda p: (p.starts_ms, p.th))
 
     # The region tree
 

@@ -123,6 +123,46 @@ return {'ok', out}
 # KEYS: question, its log, audit, rank, group_rank, group_public, then the index of every state.
 # ARGV: qid, decision record, audit record, public states, number of states, the states (in KEYS order), then
 # transition pairs 'state:pinned' -> 'state:pinned' (from models.apply_decision).
+# KEYS: meta, asked, recent (author), groups, audit, rank, group_rank, group_public, then the state indexes.
+# ARGV: question prefix, author, public states, audit entry (JSON), number of states, the states, then per question
+# its qid, its idempotency field and its entry in `groups` ('' when it does not head a group).
+ERASE_QUESTIONS = Script(
+    _QUESTIONS
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'notfound'} end
+local nstates = tonumber(ARGV[5])
+local index = {}
+for i = 1, nstates do index[ARGV[5 + i]] = KEYS[8 + i] end
+local erased = 0
+for i = 6 + nstates, #ARGV, 3 do
+  local qkey = ARGV[1] .. ARGV[i]
+  local q = redis.call('HMGET', qkey, 'author', 'state')
+  if q[1] == ARGV[2] then
+    publicity(qkey, among(ARGV[3], q[2]), false, KEYS[6], KEYS[7], KEYS[8])
+    redis.call('ZREM', index[q[2]], ARGV[i])
+    redis.call('DEL', qkey, qkey .. ':log', qkey .. ':voters', qkey .. ':claim')
+    redis.call('HDEL', KEYS[2], ARGV[i + 1])
+    if ARGV[i + 2] ~= '' then redis.call('LREM', KEYS[4], 0, ARGV[i + 2]) end
+    erased = erased + 1
+  end
+end
+redis.call('DEL', KEYS[3])
+if erased > 0 then redis.call('RPUSH', KEYS[5], ARGV[4]) end
+return {'ok', erased}
+"""
+)
+
+# KEYS: meta, programme. ARGV: the programme (JSON), the ended status. Only while the town hall exists, not ended.
+PUT_PROGRAMME = Script(
+    """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {'notfound'} end
+if status == ARGV[2] then return {'badstate', status} end
+redis.call('SET', KEYS[2], ARGV[1])
+return {'ok'}
+"""
+)
+
 DECIDE = Script(
     _QUESTIONS
     + """
