@@ -46,7 +46,8 @@ from jansamvad.recording_store.open import open_object_store
 from jansamvad.regions_http import RegionDirectory
 from jansamvad.rollup.base import Rollup
 from jansamvad.rollup.memory import MemoryRollup
-from jansamvad.rollup.tally import UnitTally, path_in
+from jansamvad.rollup.tally import UnitTally
+from jansamvad.rollup.writer import RollupWriter
 from jansamvad.settings import Settings
 from jansamvad.store.base import BadState, Store
 
@@ -85,8 +86,8 @@ class Node:
         # The live roll-up by region unit: counted here at join, leave and activity, written once per tick.
         self.rollup: Rollup = rollup or MemoryRollup()
         self.tally = UnitTally()
-        self._rollup_lock = asyncio.Lock()  # one roll-up write per town hall at a time (the tick, the last one)
         self.regions = RegionDirectory(store)  # the region tree, for the roll-up and the HTTP routes
+        self.rollup_writer = RollupWriter(self.node_id, self.tally, self.rollup, self.regions)
         self.policy = Policy.load(settings.moderation_dir)
         self._groupers: dict[str, tuple[QuestionGrouper, float]] = {}  # th -> (grouper, loaded at)
         self.hub = Hub()
@@ -115,6 +116,11 @@ class Node:
         self.journal: Journal = journal or MemoryJournal()
         self.digests = DigestCache(self.journal, store)
         self.metrics.registry.register(DigestCollector(self.digests))
+        self.objects = objects or open_object_store(settings.record_dir, settings.record_s3_url)
+        self.recorder = AudioRecorder(self.objects, self.node_id)
+        self.records = RecordKeeper(
+            store=store, journal=self.journal, objects=self.objects, rollup=self.rollup, regions=self.regions
+        )
         self.joiner = Joiner(
             settings,
             hub=self.hub,
@@ -130,11 +136,6 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.metrics.attach(self)
-        self.objects = objects or open_object_store(settings.record_dir, settings.record_s3_url)
-        self.recorder = AudioRecorder(self.objects, self.node_id)
-        self.records = RecordKeeper(
-            store=store, journal=self.journal, objects=self.objects, rollup=self.rollup, regions=self.regions
-        )
 
     # The gateway's figures, read here by the metrics, the dashboard and the Client (ClientOwner)
 
@@ -192,7 +193,7 @@ class Node:
         self._tasks = [
             self._loop.create_task(run_wheel(self.gateway), name="jansamvad-keepalive"),
             self._loop.create_task(self.aggregates.run(), name="jansamvad-aggregates"),
-            self._loop.create_task(self._rollups(), name="jansamvad-rollup"),
+            self._loop.create_task(self.rollup_writer.run(self.settings.presence_interval_s), name="jansamvad-rollup"),
         ]
         self.ready = True
         log.info("node %s started", self.node_id)
@@ -391,7 +392,8 @@ class Node:
         else:
             self.fanout.enqueue(room, pub.seq, data)  # in seq order, once each: the broker's sequencer sees to it
         if t == "status" and data.get("status") == Status.ENDED:
-            self._spawn(self.recorder.finish(Channel.parse(pub.channel).th))  # this node's part of the recording
+            # This node's part of the recording, for the record.
+            self._spawn(self.recorder.finish(Channel.parse(pub.channel).th))
             # Let the status event reach everyone first, then close the room with 4005.
             asyncio.get_running_loop().call_later(
                 self.settings.tick_ms / 1000 + 0.2, self._close_room, pub.channel, CloseCode.TOWNHALL_ENDED
@@ -424,34 +426,9 @@ class Node:
         for member in list(room.members):
             member.close(code)
 
-    async def _rollups(self) -> None:
-        """Every presence interval: the roll-up's writes, one per town hall with changes, concurrently (pipelined)."""
-        while True:
-            await asyncio.sleep(self.settings.presence_interval_s)
-            await self.rollup_once()
-
     async def rollup_once(self) -> None:
-        index = None
-        if self.tally.has_units:  # only citizens with a unit need the tree (no store call for town halls without)
-            try:
-                index = await self.regions.index()
-            except OSError:  # no copy of the tree yet and the store is unreachable: units count under their own code
-                pass
-        path_of = path_in(index.tree if index is not None else None)
-
-        async def write(th: str) -> None:
-            viewers, activity, full = self.tally.take(th, path_of)
-            report = f"{self.node_id}.{self.tally.report(th)}"
-            try:
-                written = await self.rollup.write(report, th, viewers, activity, full=full)
-            except Exception as exc:
-                log.warning("roll-up write failed: %s", type(exc).__name__)
-                self.tally.written(th, "failed")
-            else:  # forgotten: taken for dead meanwhile; its next write starts the report again, whole
-                self.tally.written(th, "written" if written else "forgotten")
-
-        async with self._rollup_lock:
-            await asyncio.gather(*(write(th) for th in self.tally.pending()))
+        """What the next roll-up tick writes, now."""
+        await self.rollup_writer.write_once()
 
     def stats(self) -> dict[str, Any]:
         return {

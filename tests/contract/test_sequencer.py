@@ -12,8 +12,11 @@ import pytest
 from jansamvad.broker.base import Broker
 from jansamvad.broker.memory import MemoryBroker
 from jansamvad.broker.redis import RedisBroker
-from tests.contract.conftest import Parts
+from jansamvad.models import Status
+from jansamvad.node import public_channel
+from tests.contract.conftest import Backend, Parts
 from tests.contract.support import eventually
+from tests.helpers import Session, joined, make_hall
 
 pytestmark = pytest.mark.anyio
 
@@ -82,3 +85,29 @@ async def test_sequencer_passes_a_subscription_made_twice_without_a_loss_through
     await broker.publish(CH, speech(2), history=True)
     await recorder.wait_for(CH, 2)
     assert recorder.seqs(CH) == [1, 2] and recorder.gone == []
+
+
+async def test_sequencer_history_lost_makes_a_node_on_redis_resync_its_sessions(
+    make_server: Any, backend: Backend
+) -> None:
+    # The node's side of the policy on a real Redis (tests/test_node_gaps.py does it on the memory broker): the
+    # broker reports the seqs gone, the node closes the room's sessions with 1012, their resume gets a snapshot.
+    if not backend.is_redis:
+        pytest.skip("the memory broker's node is tests/test_node_gaps.py")
+    server = await make_server(history_size=10, redis_url=backend.url, redis_prefix=backend.prefix)
+    hall = await make_hall(server)
+    node = server.node
+    await node.store.set_status(hall.th, Status.LIVE)
+    citizen = await joined(server, hall.citizen_token())
+    await node.publish_event(hall.th, {"t": "speech", "text": "first"})
+    first = await citizen.recv_until(lambda m: m["t"] == "speech")
+    channel = public_channel(hall.th)
+    await drop_subscription(node.broker, channel)
+    for i in range(20):
+        await node.publish_event(hall.th, {"t": "speech", "text": f"lost {i}"})
+    await node.broker.subscribe(channel)
+    code, _ = await citizen.expect_close()
+    assert code == 1012
+    again = await Session.open(server)
+    welcome, snapshot = await again.hello(hall.citizen_token(sub="c-again"), last_seq=first["seq"])
+    assert welcome["recovered"] is False and snapshot is not None and snapshot["seq"] == first["seq"] + 20
