@@ -67,6 +67,23 @@ async def test_error_bad_message_for_invalid_json_and_non_map(server: RunningSer
     assert (await session.recv())["code"] == "bad_message"
 
 
+async def test_error_bad_message_for_an_unpaired_surrogate_in_json(server: RunningServer) -> None:
+    # "\ud800" is valid JSON syntax but no text: no UTF-8 encoder takes it, so kept it failed the ask as `internal`
+    # and would fail every encoding of a message that carries it.
+    hall = await make_hall(server)
+    await server.node.store.set_status(hall.th, Status.LIVE)
+    moderator = await joined(server, hall.moderator)
+    session = await joined(server, hall.citizen_token(), encoding="json")
+    await session.ws.send('{"t":"ask","id":1,"key":"surrogate-1","text":"\\ud800 सवाल"}')
+    assert (await session.recv_until(lambda m: m["t"] in ("ack", "error")))["code"] == "bad_message"
+    await session.ws.send('{"t":"ping","\\udc00":1}')
+    assert (await session.recv_until(lambda m: m["t"] == "error"))["code"] == "bad_message"
+    leader = await joined(server, hall.leader)
+    assert (await leader.request({"t": "speech", "text": "सुनिए"}))["t"] == "ack"
+    for listener in (moderator, session):  # the fan-out still runs for everyone
+        assert (await listener.recv_until(lambda m: m["t"] == "speech"))["text"] == "सुनिए"
+
+
 async def test_error_unknown_type(server: RunningServer) -> None:
     hall = await make_hall(server)
     session = await joined(server, hall.citizen_token())

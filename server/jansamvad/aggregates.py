@@ -20,6 +20,7 @@ from jansamvad.hub import Hub, Room
 from jansamvad.metrics import NodeMetrics
 from jansamvad.models import PollState, QState
 from jansamvad.presence.base import Audience, PresenceManager
+from jansamvad.protocol.records import PollCounts, Reactions, Viewers, Votes, to_map
 from jansamvad.settings import Settings
 from jansamvad.store.base import Store
 
@@ -97,7 +98,7 @@ class Aggregates:
             if room is None:
                 continue
             if now >= room.viewers_due or room.events:
-                message = {"t": "viewers", "n": audience.citizens, "staff": audience.staff}
+                message = to_map(Viewers(n=audience.citizens, staff=audience.staff))
                 if self._send_if_changed(room, "viewers", message, True):
                     room.viewers_due = now + len(room.members) / VIEWERS_LISTENERS_PER_S
         # Votes, reactions and poll tallies: every node reads the exact totals from the store once per tick and sends
@@ -108,11 +109,11 @@ class Aggregates:
             if room is None:
                 continue
             votes, groups = await store.top_votes(th, settings.top_votes)
-            self._send_if_changed(room, "votes", {"t": "votes", "v": votes, "g": groups}, bool(votes))
+            self._send_if_changed(room, "votes", to_map(Votes(v=votes, g=groups)), bool(votes))
             totals = await store.add_reactions(th, reactions.pop(th, {}))
-            self._send_if_changed(room, "reactions", {"t": "reactions", "c": totals}, bool(totals))
+            self._send_if_changed(room, "reactions", to_map(Reactions(c=totals)), bool(totals))
             for poll in await store.polls(th, (PollState.OPEN,)):
-                message = {"t": "poll_counts", "pid": poll.pid, "c": list(poll.counts)}
+                message = to_map(PollCounts(pid=poll.pid, c=list(poll.counts)))
                 self._send_if_changed(room, f"poll_counts:{poll.pid}", message, True)
         for th, counts in reactions.items():  # taps from sessions that left before the tick
             await store.add_reactions(th, counts)

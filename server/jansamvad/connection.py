@@ -14,7 +14,6 @@ What a connection needs of its owner (gateway.py) and of the session on top of i
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 from collections import Counter
 from collections.abc import Mapping
@@ -27,6 +26,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
+from jansamvad.conn_state import ConnState as ConnState  # re-exported: the node and the wheel read it here
 from jansamvad.protocol.codec import SUBPROTOCOLS, Encoding
 from jansamvad.protocol.codes import CloseCode, close_reason
 
@@ -42,13 +42,6 @@ _ws_log.setLevel(logging.WARNING)
 
 WS_PATH = "/ws"
 STAFF_LANE = "staff"  # /ws?lane=staff: leaders, moderators and admins, with their own handshake budget
-
-
-class ConnState(enum.IntEnum):
-    HANDSHAKE = 0
-    OPEN = 1
-    CLOSING = 2
-    CLOSED = 3
 
 
 class ConnectionSession(Protocol):

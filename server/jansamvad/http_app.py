@@ -29,6 +29,7 @@ from jansamvad.models import Status, Townhall
 from jansamvad.node import Node
 from jansamvad.privacy import erase_route
 from jansamvad.programmes_http import Hooks as ProgrammeHooks, programme_routes
+from jansamvad.protocol.records import StatusEvent, to_map
 from jansamvad.protocol.roles import Role
 from jansamvad.protocol.text import clean_text
 from jansamvad.record_http import AUDIO_TYPES, record_routes
@@ -278,7 +279,7 @@ class TownhallApi:
                 townhall, _ = await self.node.end_townhall(th, "admin")
             else:
                 townhall = await self.node.store.set_status(th, status)
-                await self.node.publish_event(th, {"t": "status", "status": str(status)})
+                await self.node.publish_event(th, to_map(StatusEvent(status=str(status))))
         except BadState as exc:
             raise ApiError(409, "bad_state", str(exc)) from None
         return JSONResponse(townhall.admin())

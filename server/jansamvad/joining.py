@@ -20,6 +20,7 @@ from jansamvad.fanout import Fanout
 from jansamvad.hub import Hub
 from jansamvad.metrics import NodeMetrics
 from jansamvad.models import PUBLIC_STATES, PollState, QState, Townhall
+from jansamvad.protocol.records import Snapshot, Viewers, Votes, Welcome
 from jansamvad.protocol.roles import STAFF, Role
 from jansamvad.rollup.tally import UnitTally
 from jansamvad.settings import Settings
@@ -131,19 +132,17 @@ class Joiner:
         th = townhall.id
         staff = claims.role in (Role.MODERATOR, Role.ADMIN)
         head = hist.head
-        welcome = {
-            "t": "welcome",
-            "role": str(claims.role),
-            "sub": claims.sub,
-            "name": claims.name,
-            "th": th,
-            "title": townhall.title,
-            "status": str(townhall.status),
-            "seq": head,
-            "recovered": recovered,
-        }
-        if mhist is not None:
-            welcome[MODERATION_SEQ] = mhist.head
+        welcome = Welcome(
+            role=str(claims.role),
+            sub=claims.sub,
+            name=claims.name,
+            th=th,
+            title=townhall.title,
+            status=str(townhall.status),
+            seq=head,
+            recovered=recovered,
+            mseq=mhist.head if mhist is not None else None,
+        )
         client.send(welcome)
         if recovered:
             for pub in hist.publications:
@@ -153,31 +152,31 @@ class Joiner:
                     client.send({**pub.data, MODERATION_SEQ: pub.seq})
             # Aggregates are not in the stream: bring them up to date once, instead of waiting for the next change;
             # `votes` always, with empty maps when no question is public, as docs/protocol.md section 2 says.
-            client.send({"t": "viewers", **self._aggregates.audience(th)})
+            audience = self._aggregates.audience(th)
+            client.send(Viewers(n=audience["n"], staff=audience["staff"]))
             votes, groups = await self._store.top_votes(th, self._settings.top_votes)
-            client.send({"t": "votes", "v": votes, "g": groups})
+            client.send(Votes(v=votes, g=groups))
         else:
             questions = await self._store.questions(th, PUBLIC_STATES)
             audience = self._aggregates.audience(th)
             polls = await self._store.polls(th, (PollState.OPEN, PollState.CLOSED))
-            snapshot: dict[str, Any] = {
-                "t": "snapshot",
-                "seq": head,
-                "status": str(townhall.status),
-                "polls": [p.public() for p in polls],
-                "slow_mode": townhall.slow_mode_s,
-                "reactions": await self._store.add_reactions(th, {}),
-                "speech": [
-                    {**p.data, "seq": p.seq} for p in hist.publications if p.data["t"] in ("speech", "announce")
-                ],
-                "questions": [q.public() for q in questions],
-                "viewers": audience["n"],
-                "staff": audience["staff"],
-            }
+            queue: list[dict[str, Any]] | None = None
             if staff:
                 pending = await self._store.questions(th, (QState.PENDING,))
-                snapshot["queue"] = [q.for_moderators() for q in pending[:SNAPSHOT_QUEUE_MAX]]
-                snapshot[MODERATION_SEQ] = mhist.head if mhist is not None else 0
+                queue = [q.for_moderators() for q in pending[:SNAPSHOT_QUEUE_MAX]]
+            snapshot = Snapshot(
+                seq=head,
+                status=str(townhall.status),
+                polls=[p.public() for p in polls],
+                slow_mode=townhall.slow_mode_s,
+                reactions=await self._store.add_reactions(th, {}),
+                speech=[{**p.data, "seq": p.seq} for p in hist.publications if p.data["t"] in ("speech", "announce")],
+                questions=[q.public() for q in questions],
+                viewers=audience["n"],
+                staff=audience["staff"],
+                queue=queue,
+                mseq=(mhist.head if mhist is not None else 0) if staff else None,
+            )
             client.send(snapshot)
             await self._digests.send_after_snapshot(client, townhall, head)  # "what you missed", cached per change
         init = self._audio_init.get(th)

@@ -37,8 +37,8 @@ from jansamvad.models import PollState, QState, Question, Status, Townhall, now_
 from jansamvad.moderation.grouping import QuestionGrouper
 from jansamvad.moderation.policy import Policy
 from jansamvad.presence.base import PresenceManager
-from jansamvad.protocol.codec import frame_message
 from jansamvad.protocol.codes import CloseCode
+from jansamvad.protocol.records import PollEvent, QueueAdd, QueueUpdate, Reconnect, StatusEvent, frame_record, to_map
 from jansamvad.protocol.roles import Role
 from jansamvad.record import RecordKeeper
 from jansamvad.recording_store.base import ObjectStore
@@ -207,8 +207,8 @@ class Node:
         connections = self.gateway.connections
         for member in {member for sessions in self.hub.users.values() for member in sessions}:  # joined ones
             self.metrics.messages_out["reconnect"] += 1
-            reconnect = {"t": "reconnect", "after_ms": random.randrange(spread_ms)}
-            member.send_frame(frame_message(reconnect, member.encoding))
+            reconnect = Reconnect(after_ms=random.randrange(spread_ms))
+            member.send_frame(frame_record(reconnect, member.encoding))
         for conn in list(connections):
             conn.close(code, "node shutting down")
         deadline = asyncio.get_running_loop().time() + self.settings.close_timeout_s
@@ -318,8 +318,8 @@ class Node:
                 closed = await self.store.set_poll_state(th, poll.pid, PollState.CLOSED, by)
             except BadState:
                 continue  # a poll_close got there first and published its own event
-            await self.publish_event(th, {"t": "poll", "p": closed.public()})
-        seq = await self.publish_event(th, {"t": "status", "status": str(Status.ENDED)})
+            await self.publish_event(th, to_map(PollEvent(p=closed.public())))
+        seq = await self.publish_event(th, to_map(StatusEvent(status=str(Status.ENDED))))
         self.records.render_after_end(th)
         return townhall, seq
 
@@ -336,15 +336,14 @@ class Node:
         it. Once per question (keyed by qid), so a resent ask (after `unavailable`, answered `dup`) publishes the
         notice that the first attempt stored the question for but could not publish. A question a human decided
         meanwhile gets none: the decision's own notice told the moderators."""
+        notice: QueueAdd | QueueUpdate
         if q.state is QState.PENDING:
-            message: dict[str, Any] = {"t": "queue_add", "q": q.for_moderators()}
+            notice = QueueAdd(q=q.for_moderators())
         elif q.state is QState.REJECTED and [d.by for d in q.decisions] == ["auto"]:
-            reason = ",".join(q.flags)
-            message = {"t": "queue_update", "qid": q.qid, "state": str(q.state), "pinned": False, "by": "auto"}
-            message["reason"] = reason
+            notice = QueueUpdate(qid=q.qid, state=str(q.state), pinned=False, by="auto", reason=",".join(q.flags))
         else:
             return
-        await self.publish_moderation(th, message, key=f"q:{q.qid}")
+        await self.publish_moderation(th, to_map(notice), key=f"q:{q.qid}")
 
     async def kick(self, sub: str, th: str) -> None:
         """Close a banned citizen's sessions on every node (`th` may be "*" for everywhere)."""

@@ -14,6 +14,7 @@ import pytest
 
 from jansamvad.protocol.codec import Encoding, decode as server_decode, encode as server_encode
 from jansamvad.protocol.messages import CLIENT_MESSAGES, Limits, parse_client_message
+from jansamvad.protocol.records import Hello
 from jansamvad.protocol.text import clean_text
 from jansamvad_locust.net import source_ip, ws_url
 from jansamvad_locust.protocol import (
@@ -82,7 +83,7 @@ def test_first_hello_has_no_last_seq_and_the_node_accepts_it() -> None:
     hello = ClientSession().hello("tok")
     assert hello == {"t": "hello", "token": "tok"}
     parsed = parse_client_message(server_decode(encode(hello), Encoding.MSGPACK), Limits(), Encoding.MSGPACK)
-    assert parsed.type == "hello" and parsed.fields == {"token": "tok"}
+    assert parsed == Hello(token="tok")
 
 
 def test_hello_after_events_resumes_from_the_last_applied_seq() -> None:

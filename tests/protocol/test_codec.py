@@ -67,6 +67,9 @@ def test_codec_round_trips_every_value_kind(encoding: Encoding) -> None:
         (b'{"t": "ping"', Encoding.JSON),
         (b"[1, 2]", Encoding.JSON),
         (b"\xff\xfe", Encoding.JSON),  # not UTF-8
+        (b'{"t":"ask","id":1,"key":"abcd-1234","text":"\\ud800"}', Encoding.JSON),  # an unpaired surrogate
+        (b'{"t":"ping","\\udc00x":1}', Encoding.JSON),  # in a key
+        (b'{"t":"ping","id":1,"k":["a",{"b":"\\ud83d"}]}', Encoding.JSON),  # deeper, the first half of a pair alone
         (b"[" * 100_000 + b"]" * 100_000, Encoding.JSON),  # deep nesting
         (b"\x91" * 100_000 + b"\xc0", Encoding.MSGPACK),  # deep nesting
     ],
@@ -75,6 +78,11 @@ def test_decode_rejects_what_is_not_a_message(data: bytes, encoding: Encoding) -
     with pytest.raises(ProtocolViolation) as info:
         decode(data, encoding)
     assert info.value.code is ErrorCode.BAD_MESSAGE
+
+
+def test_decode_json_surrogate_pair_escape_is_one_character() -> None:
+    # A client may escape an emoji as its UTF-16 pair (JSON.stringify does not, some libraries do): that is valid.
+    assert decode(b'{"t":"react","x":"\\ud83d\\ude00"}', Encoding.JSON) == {"t": "react", "x": "\U0001f600"}
 
 
 def test_decode_bytes_field_takes_bin_or_base64() -> None:

@@ -11,6 +11,7 @@ from jansamvad.protocol.codec import Encoding
 from jansamvad.protocol.codes import ErrorCode
 from jansamvad.protocol.errors import ProtocolViolation
 from jansamvad.protocol.messages import CLIENT_MESSAGES, VERBS, Limits, parse_client_message
+from jansamvad.protocol.records import Ask, Audio, Hello
 from jansamvad.protocol.roles import Role
 
 LIMITS = Limits()
@@ -28,17 +29,17 @@ def violation(obj: dict[str, Any], encoding: Encoding = Encoding.MSGPACK) -> Pro
 
 def test_parse_ask_keeps_id_key_and_cleans_text() -> None:
     msg = parse({"t": "ask", "id": 4, "key": "abcd-1234", "text": "  सड़क\u202e कब?  "})
-    assert (msg.type, msg.id, msg.fields) == ("ask", 4, {"key": "abcd-1234", "text": "सड़क कब?"})
+    assert msg == Ask(id=4, key="abcd-1234", text="सड़क कब?")
 
 
 def test_parse_hello_with_optional_fields() -> None:
     msg = parse({"t": "hello", "token": "x.y.z", "last_seq": 12, "th": "abc"})
-    assert msg.fields == {"token": "x.y.z", "last_seq": 12, "th": "abc"}
+    assert msg == Hello(token="x.y.z", last_seq=12, th="abc")
 
 
 def test_parse_audio_bytes_in_msgpack_and_base64_in_json() -> None:
-    assert parse({"t": "audio", "data": b"\x1a\x45"}).fields["data"] == b"\x1a\x45"
-    assert parse({"t": "audio", "data": "GkU="}, Encoding.JSON).fields["data"] == b"\x1a\x45"
+    assert parse({"t": "audio", "data": b"\x1a\x45"}) == Audio(data=b"\x1a\x45")
+    assert parse({"t": "audio", "data": "GkU="}, Encoding.JSON) == Audio(data=b"\x1a\x45")
 
 
 def test_parse_rejects_missing_type() -> None:
@@ -139,7 +140,7 @@ def test_messages_invalid_format_says_what_was_expected() -> None:
 )
 def test_messages_id_is_accepted_on_fire_and_forget_types(message: dict[str, object]) -> None:
     parsed = parse_client_message({**message, "id": 7}, Limits(), Encoding.MSGPACK)
-    assert parsed.id == 7 and "id" not in parsed.fields
+    assert parsed.id == 7 and parsed.type == message["t"]
     with pytest.raises(ProtocolViolation) as bad:
         parse_client_message({**message, "id": "seven"}, Limits(), Encoding.MSGPACK)
     assert (bad.value.code, bad.value.field) == (ErrorCode.INVALID_FIELD, "id")

@@ -51,7 +51,13 @@ def decode(data: bytes, encoding: Encoding) -> dict[str, Any]:
             # has a fixed nesting limit (StackError), as json has the recursion limit.
             obj = msgpack.unpackb(data, raw=False, strict_map_key=True, max_ext_len=0)
         else:
-            obj = json.loads(data.decode("utf-8"))
+            text = data.decode("utf-8")
+            obj = json.loads(text)
+            # json.loads turns an escape such as "\ud800" into an unpaired surrogate, which no UTF-8 encoder takes:
+            # kept, it fails every later encoding of the message (an ask was answered `internal`; the answer to a
+            # bad key could not be sent). Only a frame with such an escape pays for this check.
+            if ("\\ud" in text or "\\uD" in text) and _has_lone_surrogate(obj):
+                raise ProtocolViolation(ErrorCode.BAD_MESSAGE, "a string has an unpaired UTF-16 surrogate")
     except (RecursionError, msgpack.StackError):
         raise ProtocolViolation(ErrorCode.BAD_MESSAGE, "the message is nested too deeply") from None
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError):
@@ -60,6 +66,14 @@ def decode(data: bytes, encoding: Encoding) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise ProtocolViolation(ErrorCode.BAD_MESSAGE, "a message must be a map")
     return obj
+
+
+def _has_lone_surrogate(obj: object) -> bool:
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _json_default(obj: object) -> object:

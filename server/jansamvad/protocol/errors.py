@@ -28,16 +28,6 @@ class ProtocolViolation(Exception):
         self.re = re
         self.retry_ms = retry_ms
 
-    def to_message(self) -> dict[str, object]:
-        out: dict[str, object] = {"t": "error", "code": str(self.code), "msg": self.msg}
-        if self.re is not None:
-            out["re"] = self.re
-        if self.field is not None:
-            out["field"] = self.field
-        if self.retry_ms is not None:
-            out["retry_ms"] = self.retry_ms
-        return out
-
 
 class ConnectionRefused(Exception):
     """The session must end with a close code from the registry."""

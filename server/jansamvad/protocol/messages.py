@@ -1,18 +1,20 @@
 """Every message type of protocol v1, its fields and the roles that may send it, and their validation.
 
 `CLIENT_MESSAGES` and `SERVER_MESSAGES` are the tables of docs/protocol.md sections 4 and 5 as code; a test walks the
-docs against them. `parse_client_message` turns a decoded map into a `ClientMessage` or raises `ProtocolViolation`.
+docs against them. `parse_client_message` turns a decoded map into its typed record (records.py) or raises
+`ProtocolViolation`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from jansamvad.protocol.codec import Encoding, decode_bytes_field
 from jansamvad.protocol.codes import ErrorCode
 from jansamvad.protocol.errors import ProtocolViolation
+from jansamvad.protocol.records import CLIENT_RECORD_BY_TYPE, ClientMessage
 from jansamvad.protocol.roles import ANY_ROLE, Role
 from jansamvad.protocol.text import clean_text
 
@@ -253,16 +255,6 @@ SERVER_MESSAGES: dict[str, frozenset[str]] = {
 STREAM_EVENTS = frozenset({"speech", "announce", "status", "question", "poll", "settings"})
 
 
-@dataclass(slots=True)
-class ClientMessage:
-    type: str
-    id: int | None
-    fields: dict[str, Any] = field(default_factory=dict)
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self.fields.get(name, default)
-
-
 def _check(spec_field: Field, value: Any, limits: Limits, encoding: Encoding, re_id: int | None) -> Any:
     name = spec_field.name
 
@@ -349,4 +341,4 @@ def parse_client_message(obj: dict[str, Any], limits: Limits, encoding: Encoding
     if msg_id is None and "id" in obj and obj["id"] is not None:
         # Any message may carry an id (a client may tag all it sends); on fire-and-forget types it is only echoed.
         msg_id = _check(_ID, obj["id"], limits, encoding, re_id)
-    return ClientMessage(t, msg_id, fields)
+    return CLIENT_RECORD_BY_TYPE[t](id=msg_id, **fields)
