@@ -17,6 +17,7 @@ from jansamvad.models import (
     PUBLIC_STATES,
     PollState,
     QState,
+    Question,
     Restriction,
     RestrictionKind,
     Status,
@@ -24,6 +25,7 @@ from jansamvad.models import (
     now_ms,
     script_lang,
 )
+from jansamvad.moderation import scope as moderation_scope
 from jansamvad.moderation.filters import check as moderate_text
 from jansamvad.moderation.policy import Action
 from jansamvad.protocol.codec import decode, frame_message
@@ -464,18 +466,22 @@ class Client:
     async def _on_claim(self, msg: ClientMessage) -> None:
         assert self.claims is not None
         qid, me = msg.fields["qid"], self.claims.sub
+        q = await self._question_in_scope(qid)
         ttl_ms = int(self.node.settings.claim_ttl_s * 1000)
         holder, until = await self.node.store.claim(self.th, qid, me, ttl_ms)
         if holder != me:
             raise ProtocolViolation(ErrorCode.CLAIMED, f"{holder} is deciding this question")
-        await self.node.publish_moderation(self.th, {"t": "claim_update", "qid": qid, "by": me, "until": until})
+        notice = {"t": "claim_update", "qid": qid, "by": me, "until": until, "unit": q.unit if q else ""}
+        await self.node.publish_moderation(self.th, notice)
         self.send({"t": "ack", "re": msg.id, "qid": qid, "until": until})
 
     async def _on_release(self, msg: ClientMessage) -> None:
         assert self.claims is not None
         qid = msg.fields["qid"]
+        q = await self._question_in_scope(qid)
         if await self.node.store.release(self.th, qid, self.claims.sub):
-            await self.node.publish_moderation(self.th, {"t": "claim_update", "qid": qid, "by": None, "until": 0})
+            notice = {"t": "claim_update", "qid": qid, "by": None, "until": 0, "unit": q.unit if q else ""}
+            await self.node.publish_moderation(self.th, notice)
         self.send({"t": "ack", "re": msg.id, "qid": qid})
 
     async def _on_restrict(self, msg: ClientMessage) -> None:
@@ -488,6 +494,8 @@ class Client:
             scope = ANY_TOWNHALL
         reason = msg.get("reason", "")
         store = self.node.store
+        tree = await self.node.regions.current_tree() if self.claims.scope else None
+        await moderation_scope.check_citizen(store, self.th, self.claims, target, tree)
         if action == "lift":
             await store.lift(scope, target, self.claims.sub, reason)
             self.send({"t": "ack", "re": msg.id, "sub": target, "until": 0})
@@ -513,7 +521,14 @@ class Client:
 
     async def _on_announce(self, msg: ClientMessage) -> None:
         await self._townhall_live()
-        await self._say(msg, {"t": "announce", "text": msg.fields["text"]})
+        event: dict[str, Any] = {"t": "announce", "text": msg.fields["text"]}
+        to = msg.get("to")
+        if to is not None:  # to a region subtree only (targeting.py): the unit must be in the tree
+            unit = await self.node.regions.unit(to)
+            if unit is None:
+                raise ProtocolViolation(ErrorCode.INVALID_FIELD, "to: no such region unit", field="to")
+            event.update(to=unit.code, to_name=unit.name_hi)
+        await self._say(msg, event)
 
     async def _say(self, msg: ClientMessage, event: dict[str, Any]) -> None:
         """Publish a leader's event; with an idempotency key, a resend is acked `dup` with the first seq. Keys are the
@@ -550,31 +565,47 @@ class Client:
             raise ProtocolViolation(ErrorCode.FORBIDDEN, f"a {self.claims.role} may not {action} questions")
         reason = msg.get("reason", "")
         qid = msg.fields["qid"]
-        if action in ("approve", "reject"):
+        to = ""
+        if self.claims.scope or action == "forward":  # a local moderator's (moderation/scope.py)
+            tree = await self.node.regions.current_tree()
+            found = await moderation_scope.question_in_scope(self.node.store, self.th, self.claims, qid, tree)
+            if action == "forward" and found is not None:
+                to = moderation_scope.forward_target(tree, self.claims, found)
+        if action in ("approve", "reject", "forward"):
             holder = await self.node.store.claim_holder(self.th, qid)
             if holder is not None and holder != self.claims.sub:
                 raise ProtocolViolation(ErrorCode.CLAIMED, f"{holder} is deciding this question")
-        q = await self.node.store.decide(self.th, qid, action, self.claims.sub, reason)
+        q = await self.node.store.decide(self.th, qid, action, self.claims.sub, reason, to)
         if action == "approve":  # counted for the asker's unit, which the question carries
             self.node.tally.count(self.th, "approved", q.unit)
-        if action in ("approve", "reject"):
+        if action in ("approve", "reject", "forward"):
             await self.node.store.release(self.th, qid, self.claims.sub)
-        await self.node.publish_moderation(
-            self.th,
-            {
-                "t": "queue_update",
-                "qid": q.qid,
-                "state": str(q.state),
-                "pinned": q.pinned,
-                "by": self.claims.sub,
-                "reason": reason,
-            },
-        )
+        notice = {
+            "t": "queue_update",
+            "qid": q.qid,
+            "state": str(q.state),
+            "pinned": q.pinned,
+            "by": self.claims.sub,
+            "reason": reason,
+            "unit": q.unit,
+        }
+        if q.forwarded_to:
+            notice["fwd"] = q.forwarded_to
+        await self.node.publish_moderation(self.th, notice)
         # A question enters, changes in, or (rejected after approval) leaves the public list: an event for everyone.
+        # A forward changes nothing the public sees.
         was_public = any(d.action == "approve" for d in q.decisions[:-1])
-        if q.state in PUBLIC_STATES or (q.state is QState.REJECTED and was_public):
+        if action == "forward":
+            pass
+        elif q.state in PUBLIC_STATES or (q.state is QState.REJECTED and was_public):
             await self.node.publish_event(self.th, {"t": "question", "q": q.public()})
         self.send({"t": "ack", "re": msg.id, "qid": q.qid, "state": str(q.state)})
+
+    async def _question_in_scope(self, qid: str) -> Question | None:
+        """The question (None: no such qid), after checking a local moderator's scope (moderation/scope.py)."""
+        assert self.claims is not None
+        tree = await self.node.regions.current_tree() if self.claims.scope else self.node.regions.tree
+        return await moderation_scope.question_in_scope(self.node.store, self.th, self.claims, qid, tree)
 
     def on_closed(self) -> None:
         if self.worker is not None and self.inbox is not None:

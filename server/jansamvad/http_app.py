@@ -26,13 +26,16 @@ from jansamvad.auth import InvalidToken
 from jansamvad.dashboard import war_room
 from jansamvad.export import build_export, build_unit_export, export_csv, unit_export_csv
 from jansamvad.models import Status
+from jansamvad.moderation import scope as moderation_scope
 from jansamvad.node import Node
+from jansamvad.protocol.messages import KEY_PATTERN
 from jansamvad.protocol.roles import Role
 from jansamvad.protocol.text import clean_text
 from jansamvad.regions import RegionTree
 from jansamvad.regions_http import region_routes, valid_unit_code
 from jansamvad.rollup.view import rollup_view
 from jansamvad.store.base import BadState, LimitReached, NotFound
+from jansamvad.targeting import unit_path
 
 log = logging.getLogger("jansamvad.http")
 
@@ -243,9 +246,42 @@ def create_app(node: Node) -> Starlette:
         ttl = data.get("ttl", settings.staff_token_ttl_s)
         if type(ttl) is not int or not 60 <= ttl <= _TTL_MAX_S:
             raise ApiError(400, "invalid_field", f"ttl: seconds between 60 and {_TTL_MAX_S}")
+        # A local moderator's unit (moderation/scope.py): checked against the region tree, signed in as `sc`.
+        scope = data.get("scope")
+        if scope is not None:
+            if role is not Role.MODERATOR:
+                raise ApiError(400, "invalid_field", "scope: only moderator tokens have a scope")
+            unit = await regions.unit(scope) if valid_unit_code(scope) else None
+            if unit is None:
+                raise ApiError(400, "invalid_field", "scope: no such region unit")
         sub = f"{role.value[0]}-" + node.tokens.citizen_subject(None)[2:]
-        token, exp = node.tokens.issue(sub=sub, role=role, th=th, ttl_s=ttl, name=name)
-        return JSONResponse({"token": token, "sub": sub, "expires_at": exp}, status_code=201)
+        token, exp = node.tokens.issue(sub=sub, role=role, th=th, ttl_s=ttl, name=name, scope=scope or "")
+        answer: dict[str, Any] = {"token": token, "sub": sub, "expires_at": exp}
+        if scope is not None:
+            answer["scope"] = scope
+        return JSONResponse(answer, status_code=201)
+
+    async def announce(request: Request) -> Response:
+        """The war room's announcement, to everyone or (`to`) to a region subtree only (targeting.py)."""
+        await require_admin(request)
+        th = request.path_params["th"]
+        townhall = await townhall_or_404(th)
+        if townhall.status is not Status.LIVE:
+            raise ApiError(409, "bad_state", "the town hall is not live")
+        data = await body(request)
+        text = text_field(data, "text", settings.limits.announce_chars, required=True)
+        event: dict[str, Any] = {"t": "announce", "text": text}
+        to = data.get("to")
+        if to is not None:
+            unit = await regions.unit(to) if valid_unit_code(to) else None
+            if unit is None:
+                raise ApiError(400, "invalid_field", "to: no such region unit")
+            event.update(to=unit.code, to_name=unit.name_hi)
+        key = data.get("key")
+        if key is not None and (not isinstance(key, str) or not KEY_PATTERN.fullmatch(key)):
+            raise ApiError(400, "invalid_field", "key: 8-64 characters of A-Z a-z 0-9 _ -")
+        seq, dup = await node.publish_event_once(th, event, f"admin:{key}" if key else "")
+        return JSONResponse({"seq": seq, "dup": dup}, status_code=200 if dup else 201)
 
     async def join(request: Request) -> Response:
         # Every join mints an identity (one vote per identity): one network may only mint so many a minute.
@@ -283,10 +319,12 @@ def create_app(node: Node) -> Starlette:
             answer["unit"] = {"code": unit.code, "level": unit.level, "name_hi": unit.name_hi, "name_en": unit.name_en}
         return JSONResponse(answer, status_code=201)
 
-    async def require_staff_of(request: Request, th: str) -> None:
-        """The admin key, or a moderator's or leader's token of this town hall."""
+    async def require_staff_of(request: Request, th: str) -> str:
+        """The admin key, or a moderator's or leader's token of this town hall. Returns a local moderator's scope
+        (moderation/scope.py), "" for everyone else."""
         credential = bearer(request)
         allowed = await check_admin_key(request, credential)
+        claims = None
         if not allowed and credential is not None:
             try:
                 claims = node.tokens.verify(credential)
@@ -295,6 +333,7 @@ def create_app(node: Node) -> Starlette:
             allowed = claims is not None and claims.allows_townhall(th) and claims.role is not Role.CITIZEN
         if not allowed:
             await admin_key_failed(request, "the admin key, or a moderator or leader token of this town hall")
+        return claims.scope if claims is not None else ""
 
     async def region_tree_or_400(field: str) -> RegionTree:
         index = await regions.index()
@@ -304,7 +343,7 @@ def create_app(node: Node) -> Starlette:
 
     async def export(request: Request) -> Response:
         th = request.path_params["th"]
-        await require_staff_of(request, th)
+        scope = await require_staff_of(request, th)
         townhall = await townhall_or_404(th)
         by = request.query_params.get("by")
         if by is not None:  # per unit at one level of the region tree
@@ -312,6 +351,8 @@ def create_app(node: Node) -> Starlette:
             if by not in tree.depth_of_level:
                 raise ApiError(400, "invalid_field", f"by: one of {', '.join(tree.depth_of_level)}")
             units = await build_unit_export(node.store, node.rollup, townhall, tree, by)
+            if scope:
+                units = moderation_scope.scoped_units(units, scope, tree)
             if request.query_params.get("format", "json") == "csv":
                 return Response(
                     unit_export_csv(units),
@@ -320,6 +361,8 @@ def create_app(node: Node) -> Starlette:
                 )
             return JSONResponse(units)
         report = await build_export(node.store, townhall)
+        if scope:
+            report = moderation_scope.scoped_export(report, scope, await regions.current_tree())
         if request.query_params.get("format", "json") == "csv":
             return Response(
                 export_csv(report),
@@ -331,11 +374,15 @@ def create_app(node: Node) -> Starlette:
     async def rollup(request: Request) -> Response:
         """The live roll-up by region unit: `?unit=<code>` drills down (none: the tree's roots and `unknown`)."""
         th = request.path_params["th"]
-        await require_staff_of(request, th)
+        scope = await require_staff_of(request, th)
         await townhall_or_404(th)
         code = request.query_params.get("unit")
         index = await regions.index()
         tree = index.tree if index is not None else None
+        if scope:  # a local moderator's dashboard: its own subtree, from its unit down
+            code = code or scope
+            if not moderation_scope.in_scope(scope, unit_path(tree, code)):
+                raise ApiError(403, "out_of_scope", "this unit is not within your scope")
         unit = None
         if code is not None:
             unit = tree.get(code) if tree is not None and valid_unit_code(code) else None
@@ -387,6 +434,7 @@ def create_app(node: Node) -> Starlette:
         Route("/api/townhalls/{th}/start", start_townhall, methods=["POST"]),
         Route("/api/townhalls/{th}/end", end_townhall, methods=["POST"]),
         Route("/api/townhalls/{th}/tokens", issue_token, methods=["POST"]),
+        Route("/api/townhalls/{th}/announce", announce, methods=["POST"]),
         Route("/api/townhalls/{th}/join", join, methods=["POST"]),
         Route("/api/townhalls/{th}/export", export, methods=["GET"]),
         Route("/api/townhalls/{th}/rollup", rollup, methods=["GET"]),

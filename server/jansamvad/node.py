@@ -28,6 +28,7 @@ from jansamvad.limiter.base import RateLimiter
 from jansamvad.limiter.memory import MemoryRateLimiter
 from jansamvad.metrics import NodeMetrics
 from jansamvad.models import PUBLIC_STATES, PollState, QState, Question, Status, Townhall, now_ms
+from jansamvad.moderation import scope as moderation_scope
 from jansamvad.moderation.grouping import QuestionGrouper
 from jansamvad.moderation.policy import Policy
 from jansamvad.presence.base import Audience, PresenceManager
@@ -40,6 +41,7 @@ from jansamvad.rollup.memory import MemoryRollup
 from jansamvad.rollup.tally import UnitTally, path_in
 from jansamvad.settings import Settings
 from jansamvad.store.base import BadState, Store
+from jansamvad.targeting import SKIP, Targeted, UnitIndex, announcement_for, in_scope, unit_path
 from jansamvad.token_bucket import TokenBucket
 
 if TYPE_CHECKING:
@@ -104,6 +106,7 @@ class Node:
         self._groupers: dict[str, tuple[QuestionGrouper, float]] = {}  # th -> (grouper, loaded at)
         self._trusted = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
         self.hub = Hub()
+        self.units = UnitIndex()  # citizens by every ancestor unit of their `ru`, for targeted events (targeting.py)
         self.metrics = NodeMetrics()
         self.fanout = Fanout(
             tick_s=settings.tick_ms / 1000,
@@ -263,6 +266,7 @@ class Node:
             self.hub.remove_user(client.claims.sub, conn)
             if client.claims.role is Role.CITIZEN:
                 self.tally.leave(client.th, client.claims.unit)
+            self.units.remove(conn)
             self._leave(public_channel(client.th), conn)
             self._leave(moderation_channel(client.th), conn)
 
@@ -307,6 +311,8 @@ class Node:
         self.hub.add_user(claims.sub, conn)
         if claims.role is Role.CITIZEN:  # undone in connection_lost or abandon_join
             self.tally.join(th, claims.unit)
+            if claims.unit:  # indexed by every ancestor unit before it joins the room: targeted events find it
+                self.units.add(channel, conn, unit_path(await self.regions.current_tree(), claims.unit))
         await self._listen(channel, conn, staff=claims.role in STAFF)
         staff = claims.role in (Role.MODERATOR, Role.ADMIN)
         mod_channel = moderation_channel(th)
@@ -351,6 +357,7 @@ class Node:
         self.hub.remove_user(claims.sub, conn)
         if claims.role is Role.CITIZEN:
             self.tally.leave(client.th, claims.unit)
+        self.units.remove(conn)
         self._leave(public_channel(client.th), conn)
         self._leave(moderation_channel(client.th), conn)
         client.claims = None
@@ -378,12 +385,19 @@ class Node:
         if mhist is not None:
             welcome[MODERATION_SEQ] = mhist.head
         client.send(welcome)
+        # Targeted events and scoped notices: each session gets in its replay or snapshot what the live stream gives
+        # it (targeting.py), the event or its `skip` filler.
+        path = self.units.path(client.conn)
+        sees_all = claims.role in STAFF
+        scope = moderation_scope.scope_of(claims)
+        tree = await self.regions.current_tree() if scope else self.regions.tree
         if recovered:
             for pub in hist.publications:
-                client.send({**pub.data, "seq": pub.seq})
+                data = pub.data if sees_all or announcement_for(pub.data, path) else {"t": SKIP}
+                client.send({**data, "seq": pub.seq})
             if mhist is not None:
                 for pub in mhist.publications:
-                    client.send({**pub.data, MODERATION_SEQ: pub.seq})
+                    client.send({**moderation_scope.notice_for(scope, pub.data, tree), MODERATION_SEQ: pub.seq})
             # Aggregates are not in the stream: bring them up to date once, instead of waiting for the next change;
             # `votes` always, with empty maps when no question is public, as docs/protocol.md section 2 says.
             client.send({"t": "viewers", **self._audience(th)})
@@ -401,7 +415,9 @@ class Node:
                 "slow_mode": townhall.slow_mode_s,
                 "reactions": await self.store.add_reactions(th, {}),
                 "speech": [
-                    {**p.data, "seq": p.seq} for p in hist.publications if p.data["t"] in ("speech", "announce")
+                    {**p.data, "seq": p.seq}
+                    for p in hist.publications
+                    if p.data["t"] in _SNAPSHOT_EVENTS and (sees_all or announcement_for(p.data, path))
                 ],
                 "questions": [q.public() for q in questions],
                 "viewers": audience["n"],
@@ -409,6 +425,8 @@ class Node:
             }
             if staff:
                 pending = await self.store.questions(th, (QState.PENDING,))
+                if scope:  # a local moderator's queue: its subtree only (moderation/scope.py)
+                    pending = [q for q in pending if in_scope(scope, unit_path(tree, q.unit))]
                 snapshot["queue"] = [q.for_moderators() for q in pending[:SNAPSHOT_QUEUE_MAX]]
                 snapshot[MODERATION_SEQ] = mhist.head if mhist is not None else 0
             client.send(snapshot)
@@ -467,10 +485,11 @@ class Node:
         notice that the first attempt stored the question for but could not publish. A question a human decided
         meanwhile gets none: the decision's own notice told the moderators."""
         if q.state is QState.PENDING:
-            message: dict[str, Any] = {"t": "queue_add", "q": q.for_moderators()}
+            message: dict[str, Any] = {"t": "queue_add", "q": q.for_moderators(), "unit": q.unit}
         elif q.state is QState.REJECTED and [d.by for d in q.decisions] == ["auto"]:
             reason = ",".join(q.flags)
             message = {"t": "queue_update", "qid": q.qid, "state": str(q.state), "pinned": False, "by": "auto"}
+            message["unit"] = q.unit
             message["reason"] = reason
         else:
             return
@@ -542,7 +561,16 @@ class Node:
             self._spawn(self._fill_gap(room))
             return
         room.last_seq = seq
-        self.fanout.enqueue(room, seq, data)
+        self.fanout.enqueue(room, seq, data, targeted=self._targeted(room, data))
+
+    def _targeted(self, room: Room, data: Mapping[str, Any]) -> Targeted | None:
+        """For whom in the room an event is (targeting.py): None, everyone, for every ordinary event."""
+        if room.seq_field == MODERATION_SEQ:
+            return moderation_scope.notice_audience(room.members, data, self.regions.tree)
+        to = data.get("to")
+        if not to:
+            return None
+        return Targeted(self.units.members(room.channel, to), staff=True)
 
     async def _fill_gap(self, room: Room) -> None:
         try:
