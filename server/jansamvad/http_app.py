@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from jansamvad.auth import InvalidToken
 from jansamvad.dashboard import war_room
 from jansamvad.export import build_export, build_unit_export, export_csv, unit_export_csv
-from jansamvad.models import Status
+from jansamvad.models import QState, Status
 from jansamvad.moderation import scope as moderation_scope
 from jansamvad.node import Node
 from jansamvad.protocol.messages import KEY_PATTERN
@@ -391,6 +391,19 @@ def create_app(node: Node) -> Starlette:
         view = await rollup_view(node.rollup, node.store, th, tree, unit)
         return JSONResponse(view, headers={"Cache-Control": "no-store"})
 
+    async def forwarded(request: Request) -> Response:
+        """The questions local moderators forwarded, best per district (moderation/scope.py): for the leader and the
+        town-hall-wide moderators; a local moderator gets those of its own subtree."""
+        th = request.path_params["th"]
+        scope = await require_staff_of(request, th)
+        await townhall_or_404(th)
+        tree = await regions.current_tree()
+        questions = await node.store.questions(th, (QState.PENDING, QState.APPROVED))
+        if scope:
+            questions = [q for q in questions if moderation_scope.in_scope(scope, unit_path(tree, q.unit))]
+        rows = moderation_scope.best_forwarded(questions, tree)
+        return JSONResponse({"th": th, "districts": rows}, headers={"Cache-Control": "no-store"})
+
     async def dashboard(request: Request) -> Response:
         """The war room's view: every town hall that is not over, with its audience and its queue; node health."""
         await require_admin(request)
@@ -438,6 +451,7 @@ def create_app(node: Node) -> Starlette:
         Route("/api/townhalls/{th}/join", join, methods=["POST"]),
         Route("/api/townhalls/{th}/export", export, methods=["GET"]),
         Route("/api/townhalls/{th}/rollup", rollup, methods=["GET"]),
+        Route("/api/townhalls/{th}/forwarded", forwarded, methods=["GET"]),
         Route("/api/dashboard", dashboard, methods=["GET"]),
         *region_routes(node.store, regions, limit, node.trusts, settings.public_url),
     ]

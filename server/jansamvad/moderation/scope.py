@@ -146,3 +146,35 @@ def scoped_units(report: dict[str, Any], scope: str, tree: RegionTree | None) ->
     """An export per unit as a local moderator may read it: the rows of units within its subtree only."""
     units = [row for row in report["units"] if in_scope(scope, unit_path(tree, row["code"]))]
     return {**report, "units": units}
+
+
+BEST_PER_DISTRICT = 5  # forwarded questions per district in the leader's view
+
+
+def district_of(tree: RegionTree | None, unit: str) -> str:
+    """The unit's ancestor one level below the top (a district under the state), itself at the top, "" for none."""
+    path = unit_path(tree, unit)
+    return path[1] if len(path) > 1 else (path[0] if path else "")
+
+
+def best_forwarded(questions: Iterable[Question], tree: RegionTree | None) -> list[dict[str, Any]]:
+    """The questions local moderators forwarded, still open (pending or approved), grouped per district, most votes
+    first, BEST_PER_DISTRICT each: what the leader and the town-hall-wide moderators pick from."""
+    groups: dict[str, list[Question]] = {}
+    for q in questions:
+        if q.forwarded_to and q.state in (QState.PENDING, QState.APPROVED):
+            groups.setdefault(district_of(tree, q.unit), []).append(q)
+    rows: list[dict[str, Any]] = []
+    for code, members in sorted(groups.items(), key=lambda item: (-len(item[1]), item[0])):
+        unit = tree.get(code) if tree is not None and code else None
+        members.sort(key=lambda q: (-q.votes, q.ts))
+        rows.append(
+            {
+                "code": code,
+                "name_hi": unit.name_hi if unit else "",
+                "name_en": unit.name_en if unit else "",
+                "count": len(members),
+                "questions": [q.for_moderators() for q in members[:BEST_PER_DISTRICT]],
+            }
+        )
+    return rows
