@@ -14,12 +14,15 @@ from typing import Any
 import httpx
 import pytest
 
+from jansamvad.fanout import Fanout
+from jansamvad.hub import Hub
 from jansamvad.moderation.scope import ROOT_SCOPE
 from jansamvad.protocol.roles import Role
 from jansamvad.regions import read_csv
 from jansamvad.server import RunningServer
-from jansamvad.targeting import UnitIndex, announcement_for, in_scope, unit_path
+from jansamvad.targeting import Targeted, UnitIndex, announcement_for, in_scope, unit_path
 from tests.helpers import ADMIN_KEY, Hall, Session, joined, make_hall
+from tests.test_fanout import Recorder, frames, settle
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -228,3 +231,35 @@ async def test_scope_tokens_are_minted_for_units_of_the_tree_and_exports_are_cut
         assert outside.status_code == 403 and outside.json()["error"] == "out_of_scope"
     claims = server.node.tokens.verify(made.json()["token"])
     assert claims.scope == "D1" and claims.role is Role.MODERATOR
+
+
+async def test_scope_fanout_encodes_each_variant_once_and_ordinary_ticks_once() -> None:
+    fanout = Fanout(tick_s=0.001, writes_per_yield=1000)
+    fanout.start()
+    try:
+        hub, index = Hub(), UnitIndex()
+        gaya = [Recorder() for _ in range(50)]
+        patna = [Recorder() for _ in range(50)]
+        staff = Recorder()
+        for listener in gaya:
+            index.add("th:x", listener, unit_path(TREE, "D1-B1"))
+        for listener in patna:
+            index.add("th:x", listener, unit_path(TREE, "D2-B1"))
+        for listener in [*gaya, *patna]:
+            hub.add("th:x", listener)
+        hub.add("th:x", staff, staff=True)
+        room = hub.room("th:x")
+        assert room is not None
+        fanout.enqueue(room, 1, {"t": "speech", "text": "सबके लिए"})
+        await settle()
+        assert fanout.frames_built == 1  # an ordinary tick: one frame for 101 listeners, as before
+        announce = {"t": "announce", "text": "गया के लिए", "to": "D1"}
+        fanout.enqueue(room, 2, announce, targeted=Targeted(index.members("th:x", "D1"), staff=True))
+        await settle()
+        assert fanout.frames_built == 3  # one frame per variant, not per listener
+        assert frames(gaya[0].writes[1]) == [{**announce, "seq": 2}] == frames(staff.writes[1])
+        assert frames(patna[0].writes[1]) == [{"t": "skip", "seq": 2}]
+        assert all(g.writes[1] is gaya[0].writes[1] for g in gaya), "the very same bytes object per variant"
+        assert all(p.writes[1] is patna[0].writes[1] for p in patna)
+    finally:
+        await fanout.stop()

@@ -211,16 +211,22 @@ class Fanout:
         writes: int,
     ) -> int:
         """A tick with targeted events: each member's variant (which targeted events it gets in full) is looked up
-        once, each (format, variant) pair is encoded once, then written like an ordinary tick. Returns the writes
-        count carried on (for the yield every writes_per_yield)."""
+        (a set lookup per targeted event), each (format, variant) pair is encoded once, on first use, then written
+        like an ordinary tick. Returns the writes count carried on (for the yield every writes_per_yield)."""
         staff = room.members
-        chosen: list[tuple[Listener, tuple[Encoding, tuple[bool, ...]]]] = []
+        blobs: dict[tuple[Encoding, tuple[bool, ...]], tuple[bytes, bytes, list[tuple[str, int, bytes]]]] = {}
+        only = targeted[0] if len(targeted) == 1 else None  # the usual case: one announcement in the tick
         for member in members:
-            is_staff = staff.get(member, False)
-            chosen.append((member, (member.encoding, tuple(t.gets(member, is_staff) for t in targeted))))
-        blobs = {key: self._frames(room, key[0], events, conflated, key[1]) for key in {key for _, key in chosen}}
-        for member, key in chosen:
-            must_blob, blob, items = blobs[key]
+            if only is not None:
+                variant: tuple[bool, ...] = _IN if member in only.full or (only.staff and staff.get(member)) else _OUT
+            else:
+                is_staff = staff.get(member, False)
+                variant = tuple(t.gets(member, is_staff) for t in targeted)
+            key = (member.encoding, variant)
+            built = blobs.get(key)
+            if built is None:
+                built = blobs[key] = self._frames(room, key[0], events, conflated, variant)
+            must_blob, blob, items = built
             paused = member.paused
             if paused is not None:
                 paused.extend(items)
@@ -232,3 +238,6 @@ class Fanout:
                 writes = 0
                 await asyncio.sleep(0)
         return writes
+
+
+_IN, _OUT = (True,), (False,)  # the variants of a tick with one targeted event

@@ -47,9 +47,7 @@ def test_scoped_moderator_page_shows_only_its_district_and_forwards_up(
 
     th = parse_qs(urlsplit(regions_server.links["citizen"]).query)["th"][0]
     (admin_key,) = re.findall(r"admin key \(for the REST API\): (\S+)", "".join(regions_server.stdout))
-    minted = _post(
-        f"{regions_server.base}/api/townhalls/{th}/tokens", admin_key, {"role": "moderator", "scope": GAYA}
-    )
+    minted = _post(f"{regions_server.base}/api/townhalls/{th}/tokens", admin_key, {"role": "moderator", "scope": GAYA})
     gaya, muzaffarpur = region_tabs.open("gaya"), region_tabs.open("muzaffarpur")
     _join_by_link(gaya, regions_server, th, GAYA, "सीता")
     _join_by_link(muzaffarpur, regions_server, th, MUZAFFARPUR, "राम")
