@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.browser.harness import Server, Tabs, ask, open_staff
+from tests.browser.harness import Server, Tabs, ask, go_live, open_staff, speak
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -76,4 +76,31 @@ def test_scoped_moderator_page_shows_only_its_district_and_forwards_up(
     best = root.locator(f"#best-list li[data-unit='{GAYA}']")
     expect(best).to_contain_text("गया में पानी")
     expect(root.locator("#queue li")).to_have_count(4)  # the whole town hall's queue
+    assert not region_tabs.errors, region_tabs.errors
+
+
+def test_scoped_announcement_from_the_leader_page_reaches_only_the_picked_district(
+    regions_server: Server, region_tabs: Tabs
+) -> None:
+    from playwright.sync_api import expect
+
+    th = parse_qs(urlsplit(regions_server.links["citizen"]).query)["th"][0]
+    gaya, muzaffarpur = region_tabs.open("gaya"), region_tabs.open("muzaffarpur")
+    _join_by_link(gaya, regions_server, th, GAYA, "सीता")
+    _join_by_link(muzaffarpur, regions_server, th, MUZAFFARPUR, "राम")
+    leader = region_tabs.open("leader")
+    open_staff(leader, regions_server.links["leader"])
+    go_live(leader)
+    leader.locator("#announce-to").press_sequentially("gaya", delay=50)
+    expect(leader.locator("#announce-to-units option").first).to_have_attribute("value", "गया")
+    leader.fill("#announce-to", "गया")  # what choosing the suggestion does: the value, then an input event
+    leader.fill("#announce-text", "गया के सभी बूथ: शाम 5 बजे सभा")
+    leader.click("#announce-send")
+    sent = leader.locator("#speech li.announce").last
+    expect(sent).to_contain_text("गया के सभी बूथ")
+    expect(sent.locator(".to")).to_have_attribute("data-to", GAYA)
+    expect(gaya.locator("#speech li.announce .text").last).to_have_text("गया के सभी बूथ: शाम 5 बजे सभा")
+    speak(leader, "सबके लिए: नमस्ते")  # after the announcement: Muzaffarpur hears this, and never the announcement
+    expect(muzaffarpur.locator("#speech li.speech .text").last).to_have_text("सबके लिए: नमस्ते")
+    expect(muzaffarpur.locator("#speech li.announce")).to_have_count(0)
     assert not region_tabs.errors, region_tabs.errors
