@@ -3,6 +3,7 @@
 // questions by votes (answer, pin), their themes (near-duplicate groups) by summed votes, and audience figures.
 import { Broadcaster } from './audio.js';
 import { getLang, num, onLang, t } from './i18n.js';
+import { showForwarded } from './forwarded.js';
 import { unitPicker } from './regionpick.js';
 import { startStaff } from './staff.js';
 import { $, button, el, newKey, pollBars, REACTIONS, reactionEmoji } from './ui.js';
@@ -442,5 +443,6 @@ if (page) {
     renderMic();
   });
 
+  showForwarded(conn, $('#best')); // the questions the districts' moderators forwarded up, best per district
   conn.start();
 }

@@ -8,6 +8,7 @@
 // only its subtree's questions (the node sends the rest of the moderation stream as `skip`), and forwards the good
 // ones up a level; a town-hall-wide moderator sees the questions the districts forwarded, best per district.
 import { num, onLang, t } from './i18n.js';
+import { showForwarded } from './forwarded.js';
 import { startStaff } from './staff.js';
 import { $, button, el, timeOf } from './ui.js';
 
@@ -538,58 +539,14 @@ if (page) {
       .catch(() => {});
   }
 
-  let best = [];
-  function renderBest() {
-    $('#best').hidden = !!scope;
-    $('#best-empty').hidden = best.length > 0;
-    $('#best-list').replaceChildren(
-      ...best.map((d) =>
-        el(
-          'li',
-          { dataset: { unit: d.code } },
-          el('h3', { text: d.code ? `${d.name_hi || d.code} · ${d.name_en || ''} (${num(d.count)})` : t('best_unknown') }),
-          el(
-            'ol',
-            { class: 'questions' },
-            ...d.questions.map((q) =>
-              el(
-                'li',
-                { class: 'question', dataset: { qid: q.qid } },
-                el('p', { class: 'qtext', text: q.text }),
-                el('p', { class: 'qmeta' }, el('span', { class: 'who', text: [q.name, q.region].filter(Boolean).join(' · ') }), q.votes ? el('span', { text: t('votes', { n: num(q.votes) }) }) : null),
-              ),
-            ),
-          ),
-        ),
-      ),
-    );
-  }
-  async function loadBest() {
-    if (scope) return;
-    try {
-      const token = await conn.getToken();
-      const res = await fetch(`/api/townhalls/${encodeURIComponent(conn.th)}/forwarded`, {
-        headers: { Authorization: `Bearer ${token}` },
-      });
-      if (res.ok) best = (await res.json()).districts || [];
-    } catch {
-      /* offline: the next round tries again */
-    }
-    renderBest();
-  }
-  if (!scope) {
-    loadBest();
-    setInterval(loadBest, 5000);
-  }
+  if (!scope) showForwarded(conn, $('#best'));
 
   onLang(() => {
     renderQueue();
     renderLog();
     renderScope();
-    renderBest();
   });
   renderScope();
-  renderBest();
   renderQueue();
   renderLog();
   conn.start();

@@ -1,6 +1,7 @@
 """A local moderator's page in real headless Chromium (issue 16 item 4): scoped to Gaya district, it names its area
 (Hindi first), lists only Gaya's questions while Muzaffarpur asks too, and forwards one up; the town-hall-wide
-moderator's page then shows it among the districts' best questions."""
+moderator's page and the leader's page then show it among the districts' best questions. And the leader announces
+to Gaya only, picking it with the region autocomplete."""
 
 from __future__ import annotations
 
@@ -76,6 +77,9 @@ def test_scoped_moderator_page_shows_only_its_district_and_forwards_up(
     best = root.locator(f"#best-list li[data-unit='{GAYA}']")
     expect(best).to_contain_text("गया में पानी")
     expect(root.locator("#queue li")).to_have_count(4)  # the whole town hall's queue
+    leader = region_tabs.open("leader")
+    open_staff(leader, regions_server.links["leader"])
+    expect(leader.locator(f"#best-list li[data-unit='{GAYA}']")).to_contain_text("गया में पानी")
     assert not region_tabs.errors, region_tabs.errors
 
 
