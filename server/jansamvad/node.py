@@ -3,7 +3,8 @@
 Channels are logical names: `th:<id>` is a town hall's public stream (history-bearing events, plus ephemeral audio
 and aggregates); `th:<id>:mod` is its moderation stream to moderators and admins (queue notices, numbered `mseq`
 and kept in history like the public stream, so a node that missed some while Redis stumbled fills them in and a
-moderator who reconnects resumes). A per-region scope later is another channel of the same kind.
+moderator who reconnects resumes). Events for part of a room (announcements to a region subtree, notices for
+local moderators) stay in these two streams, with a `skip` for the rest of the room: targeting.py.
 """
 
 from __future__ import annotations
