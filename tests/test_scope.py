@@ -49,18 +49,19 @@ def test_scope_rule_units_under_a_scope_and_questions_without_a_unit_at_the_root
     assert not announcement_for({"to": "D1"}, ("S1", "D2")) and not announcement_for({"to": "D1"}, ())
 
 
-def test_scope_unit_index_holds_each_member_under_every_ancestor_until_it_leaves() -> None:
+def test_scope_unit_index_targets_every_citizen_under_a_unit_until_it_leaves() -> None:
     index = UnitIndex()
     a, b = object(), object()
-    index.add("th:x", a, unit_path(TREE, "D1-B1"))
-    index.add("th:x", b, unit_path(TREE, "D2-B1"))
-    assert index.members("th:x", "S1") == {a, b} and index.members("th:x", "D1") == {a}
-    assert index.members("th:y", "S1") == set() and index.path(a) == ("S1", "D1", "D1-B1")
+    index.add(a, unit_path(TREE, "D1-B1"))
+    index.add(b, unit_path(TREE, "D2-B1"))
+    index.add(object(), ())  # no unit: not indexed
+    state, gaya = index.under("S1"), index.under("D1")
+    assert state.hit(a) and state.hit(b) and gaya.hit(a) and not gaya.hit(b)
+    assert index.path(a) == ("S1", "D1", "D1-B1") and len(index.paths) == 2
+    assert gaya.gets(object(), True) and not gaya.gets(object(), False)  # staff get it, strangers do not
     index.remove(a)
     index.remove(a)  # twice: harmless
-    assert index.members("th:x", "D1") == set() and index.members("th:x", "S1") == {b}
-    index.remove(b)
-    assert index.members("th:x", "S1") == set() and index._by_unit == {}  # nothing left behind
+    assert not gaya.hit(a) and index.paths == {b: ("S1", "D2", "D2-B1")}  # read at flush time: a left
 
 
 def token(hall: Hall, role: Role, sub: str, *, unit: str = "", scope: str = "") -> str:
@@ -242,9 +243,9 @@ async def test_scope_fanout_encodes_each_variant_once_and_ordinary_ticks_once() 
         patna = [Recorder() for _ in range(50)]
         staff = Recorder()
         for listener in gaya:
-            index.add("th:x", listener, unit_path(TREE, "D1-B1"))
+            index.add(listener, unit_path(TREE, "D1-B1"))
         for listener in patna:
-            index.add("th:x", listener, unit_path(TREE, "D2-B1"))
+            index.add(listener, unit_path(TREE, "D2-B1"))
         for listener in [*gaya, *patna]:
             hub.add("th:x", listener)
         hub.add("th:x", staff, staff=True)
@@ -254,12 +255,18 @@ async def test_scope_fanout_encodes_each_variant_once_and_ordinary_ticks_once() 
         await settle()
         assert fanout.frames_built == 1  # an ordinary tick: one frame for 101 listeners, as before
         announce = {"t": "announce", "text": "गया के लिए", "to": "D1"}
-        fanout.enqueue(room, 2, announce, targeted=Targeted(index.members("th:x", "D1"), staff=True))
+        fanout.enqueue(room, 2, announce, targeted=index.under("D1"))
         await settle()
         assert fanout.frames_built == 3  # one frame per variant, not per listener
         assert frames(gaya[0].writes[1]) == [{**announce, "seq": 2}] == frames(staff.writes[1])
         assert frames(patna[0].writes[1]) == [{"t": "skip", "seq": 2}]
         assert all(g.writes[1] is gaya[0].writes[1] for g in gaya), "the very same bytes object per variant"
         assert all(p.writes[1] is patna[0].writes[1] for p in patna)
+        # Two targeted events in one tick (a set, and a unit): each listener's variant is both choices together.
+        fanout.enqueue(room, 3, {**announce, "to": "D2"}, targeted=index.under("D2"))
+        fanout.enqueue(room, 4, {"t": "skip"}, targeted=Targeted({gaya[0]}, staff=False))
+        await settle()
+        assert frames(gaya[0].writes[2]) == [{"t": "skip", "seq": 3}, {"t": "skip", "seq": 4}]
+        assert [m["t"] for m in frames(patna[0].writes[2])] == ["announce", "skip"]
     finally:
         await fanout.stop()

@@ -216,9 +216,12 @@ class Fanout:
         staff = room.members
         blobs: dict[tuple[Encoding, tuple[bool, ...]], tuple[bytes, bytes, list[tuple[str, int, bytes]]]] = {}
         only = targeted[0] if len(targeted) == 1 else None  # the usual case: one announcement in the tick
+        if only is not None:
+            full, unit, paths = only.full, only.unit, only.paths
         for member in members:
-            if only is not None:
-                variant: tuple[bool, ...] = _IN if member in only.full or (only.staff and staff.get(member)) else _OUT
+            if only is not None:  # inlined Targeted.gets: this loop runs once per listener
+                hit = member in full if full is not None else unit in paths.get(member, ())
+                variant: tuple[bool, ...] = _IN if hit or (only.staff and staff.get(member)) else _OUT
             else:
                 is_staff = staff.get(member, False)
                 variant = tuple(t.gets(member, is_staff) for t in targeted)

@@ -107,7 +107,9 @@ class Node:
         self._groupers: dict[str, tuple[QuestionGrouper, float]] = {}  # th -> (grouper, loaded at)
         self._trusted = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
         self.hub = Hub()
-        self.units = UnitIndex()  # citizens by every ancestor unit of their `ru`, for targeted events (targeting.py)
+        self.units = (
+            UnitIndex()
+        )  # citizens' unit paths (every ancestor of their `ru`), for targeted events (targeting.py)
         self.metrics = NodeMetrics()
         self.fanout = Fanout(
             tick_s=settings.tick_ms / 1000,
@@ -313,7 +315,7 @@ class Node:
         if claims.role is Role.CITIZEN:  # undone in connection_lost or abandon_join
             self.tally.join(th, claims.unit)
             if claims.unit:  # indexed by every ancestor unit before it joins the room: targeted events find it
-                self.units.add(channel, conn, unit_path(await self.regions.current_tree(), claims.unit))
+                self.units.add(conn, unit_path(await self.regions.current_tree(), claims.unit))
         await self._listen(channel, conn, staff=claims.role in STAFF)
         staff = claims.role in (Role.MODERATOR, Role.ADMIN)
         mod_channel = moderation_channel(th)
@@ -571,7 +573,7 @@ class Node:
         to = data.get("to")
         if not to:
             return None
-        return Targeted(self.units.members(room.channel, to), staff=True)
+        return self.units.under(to)
 
     async def _fill_gap(self, room: Room) -> None:
         try:

@@ -3,9 +3,11 @@
 The stream stays one stream: a targeted event has its `seq` (or `mseq`) like any other, in the same order for
 everyone. Who may see it is decided per *group*, never per connection on the ordinary path:
 
-- The node keeps, per town hall, a local index of its citizens by every ancestor unit of their `ru` (`UnitIndex`:
-  built once at join, removed at leave). An announcement `to` a unit goes in full to that unit's set (and to staff),
-  and as a `skip` filler with the same seq to everyone else, so nobody sees a hole and nobody sees it twice.
+- The node keeps a local index of its citizens' unit paths, every ancestor of their `ru` (`UnitIndex`: built once at
+  join from the tree, removed at leave). An announcement `to` a unit goes in full to the citizens with that unit on
+  their path (and to staff), and as a `skip` filler with the same seq to everyone else, so nobody sees a hole and
+  nobody sees it twice. The path is the tree's own cached tuple, shared by every citizen of a booth: the index costs
+  one dict entry per citizen (a set per ancestor unit cost ~5 times as much memory at 5 levels, for the same lookup).
 - A scoped moderator (moderation/scope.py) gets a notice about a question outside its subtree as a `skip` with the
   notice's `mseq`. Moderators are few (a few hundred per town hall at most), so that set is computed per notice from
   the moderation room's members.
@@ -26,17 +28,33 @@ SKIP = "skip"  # the filler's message type: "this seq / mseq is not for you"; it
 
 
 class Targeted:
-    """Who gets a targeted event in full: the members in `full`, and staff members when `staff` is true. Everyone
-    else in the room gets the `skip` filler with the same number."""
+    """Who gets a targeted event in full: the members in `full` (a set), or when `full` is None those with `unit` on
+    their path in `paths` (the node's UnitIndex, read at flush time); and staff members when `staff` is true.
+    Everyone else in the room gets the `skip` filler with the same number."""
 
-    __slots__ = ("full", "staff")
+    __slots__ = ("full", "paths", "staff", "unit")
 
-    def __init__(self, full: Collection[object], *, staff: bool) -> None:
-        self.full = full  # may be a live set of the index: read at flush time, which is when membership counts
+    def __init__(
+        self,
+        full: Collection[object] | None = None,
+        *,
+        staff: bool,
+        unit: str = "",
+        paths: Mapping[object, tuple[str, ...]] | None = None,
+    ) -> None:
+        self.full = full
         self.staff = staff
+        self.unit = unit
+        self.paths: Mapping[object, tuple[str, ...]] = paths if paths is not None else {}
+
+    def hit(self, member: object) -> bool:
+        """Whether the member is in the target group (staff aside)."""
+        if self.full is not None:
+            return member in self.full
+        return self.unit in self.paths.get(member, ())
 
     def gets(self, member: object, is_staff: bool) -> bool:
-        return (self.staff and is_staff) or member in self.full
+        return (self.staff and is_staff) or self.hit(member)
 
 
 def filler() -> dict[str, Any]:
@@ -67,41 +85,21 @@ def announcement_for(data: Mapping[str, Any], path: Sequence[str]) -> bool:
 
 
 class UnitIndex:
-    """Per channel: unit code -> this node's members whose unit lies in that unit's subtree (every ancestor)."""
+    """This node's citizens with a unit -> their unit path (every ancestor, the unit last)."""
 
     def __init__(self) -> None:
-        self._by_unit: dict[str, dict[str, set[object]]] = {}
-        self._joined: dict[object, tuple[str, tuple[str, ...]]] = {}  # member -> (channel, its unit path)
+        self.paths: dict[object, tuple[str, ...]] = {}
 
-    def add(self, channel: str, member: object, path: tuple[str, ...]) -> None:
-        if not path or member in self._joined:
-            return
-        self._joined[member] = (channel, path)
-        units = self._by_unit.setdefault(channel, {})
-        for code in path:
-            units.setdefault(code, set()).add(member)
+    def add(self, member: object, path: tuple[str, ...]) -> None:
+        if path:
+            self.paths[member] = path
 
     def remove(self, member: object) -> None:
-        joined = self._joined.pop(member, None)
-        if joined is None:
-            return
-        channel, path = joined
-        units = self._by_unit.get(channel)
-        if units is None:
-            return
-        for code in path:
-            members = units.get(code)
-            if members is not None:
-                members.discard(member)
-                if not members:
-                    del units[code]
-        if not units:
-            del self._by_unit[channel]
+        self.paths.pop(member, None)
 
     def path(self, member: object) -> tuple[str, ...]:
-        joined = self._joined.get(member)
-        return joined[1] if joined is not None else ()
+        return self.paths.get(member, ())
 
-    def members(self, channel: str, unit: str) -> set[object]:
-        """The live set of members under `unit` (an empty set when none): not to be changed by the caller."""
-        return self._by_unit.get(channel, {}).get(unit) or set()
+    def under(self, unit: str) -> Targeted:
+        """The target group of an announcement to `unit`: its subtree's citizens, and staff."""
+        return Targeted(staff=True, unit=unit, paths=self.paths)
