@@ -595,9 +595,8 @@ class Client:
         # A question enters, changes in, or (rejected after approval) leaves the public list: an event for everyone.
         # A forward changes nothing the public sees.
         was_public = any(d.action == "approve" for d in q.decisions[:-1])
-        if action == "forward":
-            pass
-        elif q.state in PUBLIC_STATES or (q.state is QState.REJECTED and was_public):
+        changes_public = q.state in PUBLIC_STATES or (q.state is QState.REJECTED and was_public)
+        if action != "forward" and changes_public:
             await self.node.publish_event(self.th, {"t": "question", "q": q.public()})
         self.send({"t": "ack", "re": msg.id, "qid": q.qid, "state": str(q.state)})
 

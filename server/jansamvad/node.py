@@ -107,9 +107,7 @@ class Node:
         self._groupers: dict[str, tuple[QuestionGrouper, float]] = {}  # th -> (grouper, loaded at)
         self._trusted = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
         self.hub = Hub()
-        self.units = (
-            UnitIndex()
-        )  # citizens' unit paths (every ancestor of their `ru`), for targeted events (targeting.py)
+        self.units = UnitIndex()  # citizens' unit paths, for targeted events (targeting.py)
         self.metrics = NodeMetrics()
         self.fanout = Fanout(
             tick_s=settings.tick_ms / 1000,
