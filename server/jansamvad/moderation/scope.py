@@ -70,11 +70,6 @@ def _above(tree: RegionTree | None, code: str) -> Sequence[str]:
     return unit_path(tree, code) if code != ROOT_SCOPE else ()
 
 
-def sees_notice(scope: str, path: Sequence[str]) -> bool:
-    """Whether a moderator with this scope gets a moderation notice about a question from this unit path in full."""
-    return in_scope(scope, path)
-
-
 def notice_unit(data: Mapping[str, Any]) -> str:
     """The unit of the question a moderation notice is about ("" for none: notices from before scopes, too)."""
     unit = data.get("unit", "")
