@@ -111,6 +111,8 @@ async def test_scope_district_moderator_sees_and_decides_only_its_subtree(make_s
         assert refused["code"] == "out_of_scope", (message, refused)
     refused = await gaya_mod.request({"t": "restrict", "sub": "c-patna", "action": "timeout"})
     assert refused["code"] == "out_of_scope"
+    refused = await gaya_mod.request({"t": "slow_mode", "seconds": 60})  # the whole town hall: not Gaya's to set
+    assert refused["code"] == "out_of_scope"
     allowed = await gaya_mod.request({"t": "restrict", "sub": "c-gaya", "action": "timeout", "seconds": 10})
     assert allowed["t"] == "ack"
     assert (await gaya_mod.request({"t": "restrict", "sub": "c-gaya", "action": "lift"}))["t"] == "ack"

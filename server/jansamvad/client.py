@@ -509,6 +509,8 @@ class Client:
         self.send({"t": "ack", "re": msg.id, "sub": target, "until": until})
 
     async def _on_slow_mode(self, msg: ClientMessage) -> None:
+        assert self.claims is not None
+        moderation_scope.check_town_hall_wide(self.claims, "set slow mode")
         seconds = msg.fields["seconds"]
         await self.node.store.set_slow_mode(self.th, seconds)
         seq = await self.node.publish_event(self.th, {"t": "settings", "slow_mode": seconds})

@@ -44,6 +44,12 @@ def out_of_scope(scope: str) -> ProtocolViolation:
     return ProtocolViolation(ErrorCode.OUT_OF_SCOPE, f"this question is not from your scope ({scope})")
 
 
+def check_town_hall_wide(claims: Claims, what: str) -> None:
+    """Raise out_of_scope for a local moderator: what reaches the whole town hall (slow mode) is not its to set."""
+    if scope_of(claims):
+        raise ProtocolViolation(ErrorCode.OUT_OF_SCOPE, f"a moderator of one area may not {what} for everyone")
+
+
 def check_question(tree: RegionTree | None, claims: Claims, q: Question) -> None:
     """Raise out_of_scope unless the question was asked within the session's scope."""
     scope = scope_of(claims)
