@@ -2,7 +2,8 @@
 
 The edge (connections, admission, client addresses) is the gateway's (gateway.py), the timers of connections the
 keepalive wheel's (keepalive.py), the aggregates tick aggregates.py's; the node joins sessions to their rooms,
-publishes their events and takes the broker's publications to the fan-out. Channel names: channels.py.
+publishes their events and takes the broker's publications to the fan-out. Channel names: channels.py. Events for
+part of a room (announcements to a unit, notices for local moderators) get a `skip` for the rest: targeting.py.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from jansamvad.limiter.base import RateLimiter
 from jansamvad.limiter.memory import MemoryRateLimiter
 from jansamvad.metrics import NodeMetrics
 from jansamvad.models import PollState, QState, Question, Status, Townhall, now_ms
+from jansamvad.moderation import scope as moderation_scope
 from jansamvad.moderation.grouping import QuestionGrouper
 from jansamvad.moderation.policy import Policy
 from jansamvad.presence.base import PresenceManager
@@ -50,6 +52,7 @@ from jansamvad.rollup.tally import UnitTally
 from jansamvad.rollup.writer import RollupWriter
 from jansamvad.settings import Settings
 from jansamvad.store.base import BadState, Store
+from jansamvad.targeting import UnitIndex
 
 log = logging.getLogger("jansamvad.node")
 
@@ -87,6 +90,7 @@ class Node:
         self.rollup: Rollup = rollup or MemoryRollup()
         self.tally = UnitTally()
         self.regions = RegionDirectory(store)  # the region tree, for the roll-up and the HTTP routes
+        self.units = UnitIndex()  # citizens' unit paths, for targeted events (targeting.py)
         self.rollup_writer = RollupWriter(self.node_id, self.tally, self.rollup, self.regions)
         self.policy = Policy.load(settings.moderation_dir)
         self._groupers: dict[str, tuple[QuestionGrouper, float]] = {}  # th -> (grouper, loaded at)
@@ -132,6 +136,8 @@ class Node:
             aggregates=self.aggregates,
             audio_init=self._audio_init,
             digests=self.digests,
+            units=self.units,
+            regions=self.regions,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -254,6 +260,7 @@ class Node:
         self.hub.remove_user(claims.sub, conn)
         if claims.role is Role.CITIZEN:
             self.tally.leave(client.th, claims.unit)
+        self.units.remove(conn)  # targeting.py's index of citizens' units
         self._leave(public_channel(client.th), conn)
         self._leave(moderation_channel(client.th), conn)
 
@@ -338,9 +345,11 @@ class Node:
         meanwhile gets none: the decision's own notice told the moderators."""
         notice: QueueAdd | QueueUpdate
         if q.state is QState.PENDING:
-            notice = QueueAdd(q=q.for_moderators())
+            notice = QueueAdd(q=q.for_moderators(), unit=q.unit)
         elif q.state is QState.REJECTED and [d.by for d in q.decisions] == ["auto"]:
-            notice = QueueUpdate(qid=q.qid, state=str(q.state), pinned=False, by="auto", reason=",".join(q.flags))
+            notice = QueueUpdate(
+                qid=q.qid, state=str(q.state), pinned=False, by="auto", reason=",".join(q.flags), unit=q.unit
+            )
         else:
             return
         await self.publish_moderation(th, to_map(notice), key=f"q:{q.qid}")
@@ -389,8 +398,10 @@ class Node:
             self.fanout.conflate(room, data)
         elif pub.seq == 0:
             self.fanout.enqueue(room, 0, data, droppable=(t == "audio"))
-        else:
-            self.fanout.enqueue(room, pub.seq, data)  # in seq order, once each: the broker's sequencer sees to it
+        else:  # in seq order, once each: the broker's sequencer sees to it
+            self.fanout.enqueue(
+                room, pub.seq, data, targeted=moderation_scope.audience(room, data, self.units, self.regions)
+            )
         if t == "status" and data.get("status") == Status.ENDED:
             # This node's part of the recording, for the record.
             self._spawn(self.recorder.finish(Channel.parse(pub.channel).th))
