@@ -49,7 +49,6 @@ class Joiner:
         aggregates: Aggregates,
         audio_init: Mapping[str, dict[str, Any]],  # town hall -> its last audio init segment (node.py keeps it)
         digests: DigestCache,
-        units: UnitIndex,  # citizens' unit paths, for targeted events (targeting.py)
         regions: RegionDirectory,
     ) -> None:
         self._settings = settings
@@ -62,8 +61,8 @@ class Joiner:
         self._aggregates = aggregates
         self._audio_init = audio_init
         self._digests = digests
-        self._units = units
         self._regions = regions
+        self.units = UnitIndex(regions)  # citizens' unit paths, for targeted events (targeting.py); Node.leave too
 
     async def _listen(self, channel: str, conn: WsConnection, seq_field: str = "seq", *, staff: bool = False) -> None:
         """Join a room, and return once the broker carries its channel to this node. Every join into the room waits
@@ -99,7 +98,7 @@ class Joiner:
         if claims.role is Role.CITIZEN:  # undone in Node.leave (the connection closed, or abandon_join)
             self._tally.join(th, claims.unit)
             if claims.unit:  # indexed with its unit path before it joins the room: targeted events find it
-                self._units.add(conn, unit_path(await self._regions.current_tree(), claims.unit))
+                self.units.add(conn, unit_path(await self._regions.current_tree(), claims.unit))
         await self._listen(channel, conn, staff=claims.role in STAFF)
         staff = claims.role in (Role.MODERATOR, Role.ADMIN)
         mod_channel = moderation_channel(th)
@@ -155,7 +154,7 @@ class Joiner:
         client.send(welcome)
         # Targeted events and scoped notices: each session gets in its replay or snapshot what the live stream gives
         # it (targeting.py), the event or its `skip` filler.
-        path = self._units.path(client.conn)
+        path = self.units.path(client.conn)
         sees_all = claims.role in STAFF
         scope = moderation_scope.scope_of(claims)
         tree = await self._regions.current_tree() if scope else self._regions.tree

@@ -2,8 +2,7 @@
 
 The edge (connections, admission, client addresses) is the gateway's (gateway.py), the timers of connections the
 keepalive wheel's (keepalive.py), the aggregates tick aggregates.py's; the node joins sessions to their rooms,
-publishes their events and takes the broker's publications to the fan-out. Channel names: channels.py. Events for
-part of a room (announcements to a unit, notices for local moderators) get a `skip` for the rest: targeting.py.
+publishes their events and takes the broker's publications to the fan-out. Channel names: channels.py.
 """
 
 from __future__ import annotations
@@ -52,7 +51,6 @@ from jansamvad.rollup.tally import UnitTally
 from jansamvad.rollup.writer import RollupWriter
 from jansamvad.settings import Settings
 from jansamvad.store.base import BadState, Store
-from jansamvad.targeting import UnitIndex
 
 log = logging.getLogger("jansamvad.node")
 
@@ -90,7 +88,6 @@ class Node:
         self.rollup: Rollup = rollup or MemoryRollup()
         self.tally = UnitTally()
         self.regions = RegionDirectory(store)  # the region tree, for the roll-up and the HTTP routes
-        self.units = UnitIndex()  # citizens' unit paths, for targeted events (targeting.py)
         self.rollup_writer = RollupWriter(self.node_id, self.tally, self.rollup, self.regions)
         self.policy = Policy.load(settings.moderation_dir)
         self._groupers: dict[str, tuple[QuestionGrouper, float]] = {}  # th -> (grouper, loaded at)
@@ -136,7 +133,6 @@ class Node:
             aggregates=self.aggregates,
             audio_init=self._audio_init,
             digests=self.digests,
-            units=self.units,
             regions=self.regions,
         )
         self._tasks: list[asyncio.Task[None]] = []
@@ -260,7 +256,7 @@ class Node:
         self.hub.remove_user(claims.sub, conn)
         if claims.role is Role.CITIZEN:
             self.tally.leave(client.th, claims.unit)
-        self.units.remove(conn)  # targeting.py's index of citizens' units
+        self.joiner.units.remove(conn)  # targeting.py's index of citizens' units
         self._leave(public_channel(client.th), conn)
         self._leave(moderation_channel(client.th), conn)
 
@@ -405,9 +401,7 @@ class Node:
         elif pub.seq == 0:
             self.fanout.enqueue(room, 0, data, droppable=(t == "audio"))
         else:  # in seq order, once each: the broker's sequencer sees to it
-            self.fanout.enqueue(
-                room, pub.seq, data, targeted=moderation_scope.audience(room, data, self.units, self.regions)
-            )
+            self.fanout.enqueue(room, pub.seq, data, targeted=moderation_scope.audience(room, data, self.joiner.units))
         if t == "status" and data.get("status") == Status.ENDED:
             # This node's part of the recording, for the record.
             self._spawn(self.recorder.finish(Channel.parse(pub.channel).th))

@@ -20,7 +20,7 @@ per session, so a resume gives each citizen the same answer the live stream gave
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from jansamvad.regions import RegionTree
 
@@ -84,11 +84,23 @@ def announcement_for(data: Mapping[str, Any], path: Sequence[str]) -> bool:
     return not to or to in path
 
 
-class UnitIndex:
-    """This node's citizens with a unit -> their unit path (every ancestor, the unit last)."""
+class TreeSource(Protocol):
+    @property
+    def tree(self) -> RegionTree | None: ...
 
-    def __init__(self) -> None:
+
+class UnitIndex:
+    """This node's citizens with a unit -> their unit path (every ancestor, the unit last); and where the node's
+    region tree is, for placing moderation notices in it."""
+
+    def __init__(self, regions: TreeSource | None = None) -> None:
         self.paths: dict[object, tuple[str, ...]] = {}
+        self.regions = regions
+
+    @property
+    def tree(self) -> RegionTree | None:
+        """The tree the node holds now (no store call: the fan-out cannot wait)."""
+        return self.regions.tree if self.regions is not None else None
 
     def add(self, member: object, path: tuple[str, ...]) -> None:
         if path:

@@ -15,7 +15,7 @@ moderator (`bad_state`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from jansamvad.auth import Claims
 from jansamvad.channels import MODERATION_SEQ
@@ -104,16 +104,11 @@ def notice_audience(members: Iterable[object], data: Mapping[str, Any], tree: Re
     return Targeted({m for m in members if m not in hidden}, staff=False)
 
 
-class HasTree(Protocol):
-    @property
-    def tree(self) -> RegionTree | None: ...
-
-
-def audience(room: Room, data: Mapping[str, Any], units: UnitIndex, regions: HasTree) -> Targeted | None:
+def audience(room: Room, data: Mapping[str, Any], units: UnitIndex) -> Targeted | None:
     """For whom in a room a stream event is (the node's hook into the fan-out): None, everyone, for every ordinary
     event; a moderation notice about a question outside some member's scope; an announcement `to` a unit."""
     if room.seq_field == MODERATION_SEQ:
-        return notice_audience(room.members, data, regions.tree)
+        return notice_audience(room.members, data, units.tree)
     to = data.get("to")
     return units.under(to) if isinstance(to, str) and to else None
 
