@@ -272,3 +272,22 @@ async def test_scope_fanout_encodes_each_variant_once_and_ordinary_ticks_once() 
         assert [m["t"] for m in frames(patna[0].writes[2])] == ["announce", "skip"]
     finally:
         await fanout.stop()
+
+
+async def test_scope_erasure_reaches_the_local_moderator_of_the_question(make_server: Any) -> None:
+    # privacy.py withdraws an erased citizen's pending question with a queue_update: it names the question's unit,
+    # so the local moderator whose queue holds it gets it in full (not a `skip`) and drops it.
+    server: RunningServer = await make_server(**UNLIMITED)
+    await server.node.store.put_region_tree(TREE)
+    hall = await make_hall(server)
+    gaya_citizen = await joined(server, token(hall, Role.CITIZEN, "c-gaya", unit="D1-B1"))
+    gaya_mod = await joined(server, token(hall, Role.MODERATOR, "m-gaya", scope="D1"))
+    qid = await ask(gaya_citizen, "key-g0000009", "गया में बिजली?")
+    added = await gaya_mod.recv_until(modstream(gaya_mod))
+    assert added["t"] == "queue_add" and added["q"]["qid"] == qid
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+        erased = await http.post(f"/api/townhalls/{hall.th}/erase", json={"sub": "c-gaya"}, headers=ADMIN)
+    assert erased.status_code == 200 and erased.json()["erased"] == [qid], erased.text
+    update = await gaya_mod.recv_until(modstream(gaya_mod))
+    assert (update["t"], update.get("qid"), update.get("reason")) == ("queue_update", qid, "erased")
+    assert update["unit"] == "D1-B1"
