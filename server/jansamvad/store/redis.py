@@ -250,7 +250,10 @@ class RedisStore(RedisErasure, RedisProgrammes, RedisRegions):
         states = list(QState)
         ts = now_ms()
         record = _json([action, by, reason, ts, to] if to else [action, by, reason, ts])
-        entry = _json({"ts": ts, "what": action, "qid": qid, "by": by, "reason": reason, **({"to": to} if to else {})})
+        audit: dict[str, object] = {"ts": ts, "what": action, "qid": qid, "by": by, "reason": reason}
+        if to:  # a forward's target (moderation/scope.py)
+            audit["to"] = to
+        entry = _json(audit)
         reply = await self._conn.run(
             lua.DECIDE,
             (
