@@ -64,6 +64,19 @@ def test_cli_token_needs_a_townhall_for_other_roles() -> None:
     assert result.exit_code == 2 and "give --th" in result.output
 
 
+def test_cli_token_scope_makes_a_local_moderator_and_only_a_moderator() -> None:
+    args = ["token", "--th", "th1", "--secret", SECRET, "--scope", "D1"]
+    result = CliRunner().invoke(main, [*args, "--role", "moderator"])
+    assert result.exit_code == 0, result.output
+    claims = TokenService(SECRET).verify(result.output.strip())
+    assert (claims.role, claims.th, claims.scope) == ("moderator", "th1", "D1")
+    for role, scope in (("leader", "D1"), ("moderator", "not a code!")):
+        refused = CliRunner().invoke(
+            main, ["token", "--th", "th1", "--secret", SECRET, "--role", role, "--scope", scope]
+        )
+        assert refused.exit_code == 2 and "--scope" in refused.output, (role, refused.output)
+
+
 def test_cli_demo_prints_three_links_that_work_and_stops_on_sigterm() -> None:
     port = free_port()
     proc = subprocess.Popen(

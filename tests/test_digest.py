@@ -13,6 +13,7 @@ from loadtest.bench.digest_size import build_two_hour_townhall
 from jansamvad.digest import DIGEST_MAX_BYTES, DigestCache, build_digest, encoded_size
 from jansamvad.journal.memory import MemoryJournal
 from jansamvad.server import RunningServer
+from jansamvad.store.memory import MemoryStore
 from tests.helpers import Session, check_server_message, joined, make_hall
 
 pytestmark = pytest.mark.anyio
@@ -118,6 +119,18 @@ async def test_digest_of_a_two_hour_townhall_fits_in_8_kib() -> None:
     assert digest["speech"][-1]["text"] == last.event["text"]
     assert digest["answered"] and digest["polls"] and digest["announce"]
     assert digest["answered_total"] > len(digest["answered"])
+
+
+async def test_digest_leaves_out_announcements_to_one_unit() -> None:
+    # One digest serves every late joiner of the town hall: an announcement `to` a unit (targeting.py) is for its
+    # citizens alone, so it must not reach the others through the digest.
+    journal, store = MemoryJournal(), MemoryStore()
+    th = (await store.create_townhall("पटना जनसंवाद", "hi")).id
+    await journal.append(th, 1, {"t": "status", "status": "live", "ts": 1000})
+    await journal.append(th, 2, {"t": "announce", "text": "सबके लिए", "ts": 2000})
+    await journal.append(th, 3, {"t": "announce", "text": "केवल गया", "to": "gaya", "to_name": "गया", "ts": 3000})
+    digest = await build_digest(journal, store, th, 3)
+    assert [a["text"] for a in digest["announce"]] == ["सबके लिए"]
 
 
 async def test_digest_cache_shares_one_build_between_concurrent_joins() -> None:

@@ -3,6 +3,8 @@
 // questions by votes (answer, pin), their themes (near-duplicate groups) by summed votes, and audience figures.
 import { Broadcaster } from './audio.js';
 import { getLang, num, onLang, t } from './i18n.js';
+import { showForwarded } from './forwarded.js';
+import { unitPicker } from './regionpick.js';
 import { startStaff } from './staff.js';
 import { $, button, el, newKey, pollBars, REACTIONS, reactionEmoji } from './ui.js';
 
@@ -115,6 +117,7 @@ if (page) {
   // in doubt: the node may have stored it and only its ack was lost; sent again with the same key it is acked `dup`,
   // not said twice). Sending the same text again continues with these parts; an edited text is cut afresh.
   const unsent = { speech: null, announce: null };
+  const announceTarget = unitPicker($('#announce-to'));
 
   // A long paste (hundreds of parts) goes one part at a time, each once acknowledged before the next: in order, at
   // the pace of the acks and the connection's rate (STAFF_RATE in staff.js), and a part the node answers
@@ -122,6 +125,11 @@ if (page) {
   async function sendText(kind, input, stateEl) {
     const text = input.value.trim();
     if (!text || busy[kind]) return;
+    if (kind === 'announce' && $('#announce-to').value.trim() && !announceTarget()) {
+      // A target typed but not picked from the suggestions: never fall back to announcing to everyone.
+      stateEl.textContent = t('announce_to_pick');
+      return;
+    }
     busy[kind] = true;
     onStatus(status);
     try {
@@ -143,7 +151,9 @@ if (page) {
     let sent = 0;
     for (const part of parts) {
       if (parts.length > 1) stateEl.textContent = t('sending_part', { n: num(sent + 1), of: num(parts.length) });
-      ack = await actOnce({ t: kind, text: part }, null, key);
+      // An announcement to a region unit picked with the autocomplete reaches only that subtree (protocol section 2).
+      const to = kind === 'announce' ? announceTarget() : null;
+      ack = await actOnce(to ? { t: kind, text: part, to: to.code } : { t: kind, text: part }, null, key);
       if (!ack) break;
       sent += 1;
       key = newKey();
@@ -433,5 +443,6 @@ if (page) {
     renderMic();
   });
 
+  showForwarded(conn, $('#best')); // the questions the districts' moderators forwarded up, best per district
   conn.start();
 }

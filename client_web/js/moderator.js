@@ -4,7 +4,11 @@
 // Views: a language (hi / en) and a region filter act on the queue client-side; the cursor, select-all and the bulk
 // buttons only ever see the filtered view. Near-duplicates (same `group`) show as one theme under the group's first
 // question ("+3 similar", expandable), decided together with the theme buttons.
+// A local moderator (a token scoped to a region unit, docs/protocol.md section 3.1) sees its unit in the header and
+// only its subtree's questions (the node sends the rest of the moderation stream as `skip`), and forwards the good
+// ones up a level; a town-hall-wide moderator sees the questions the districts forwarded, best per district.
 import { num, onLang, t } from './i18n.js';
+import { showForwarded } from './forwarded.js';
 import { startStaff } from './staff.js';
 import { $, button, el, timeOf } from './ui.js';
 
@@ -40,6 +44,7 @@ if (page) {
   let regionView = ''; // '' (all) or a region seen in the queue
   const expanded = new Set(); // groups whose similar questions are shown
   const list = $('#queue');
+  const scope = tokenScope(await conn.getToken()); // '' for a town-hall-wide moderator
 
   const remember = (q) => known.set(q.qid, { text: q.text, state: q.state, pinned: !!q.pinned });
 
@@ -161,6 +166,13 @@ if (page) {
     }, 4000);
   }
 
+  /** Send a question up to the parent level's queue; it stays pending here, marked as forwarded. */
+  async function forward(q, btn) {
+    const ack = await act({ t: 'moderate', qid: q.qid, action: 'forward' }, btn);
+    if (ack) renderQueue();
+    return ack;
+  }
+
   async function approvePin(qid, btn) {
     if (await decide(qid, 'approve', btn)) await act({ t: 'moderate', qid, action: 'pin' }, btn);
   }
@@ -232,6 +244,7 @@ if (page) {
           ? el('p', { class: `claim${other ? '' : ' me'}`, text: other ? t('claimed_by', { who: who(claim.by) }) : t('claimed_me') })
           : null,
         first && first.text ? el('p', { class: 'theme-of', text: t('theme_of', { text: first.text }) }) : null,
+        q.fwd ? el('p', { class: 'fwd', text: t('fwd_badge', { to: q.fwd === '*' ? t('fwd_top') : q.fwd }) }) : null,
         el('p', { class: 'qtext', text: q.text }),
         el(
           'p',
@@ -247,6 +260,7 @@ if (page) {
           button('reject danger', 'reject', (e) => decide(q.qid, 'reject', e.currentTarget)),
           button('approve-pin', 'approve_pin', (e) => approvePin(q.qid, e.currentTarget), 'pin'),
           // The author: a 10-minute time-out, or a ban (second press confirms); the reason field applies to both.
+          scope ? button('forward', 'forward_up', (e) => forward(q, e.currentTarget)) : null,
           q.sub ? button('timeout', 'timeout', (e) => restrict(q, 'timeout', e.currentTarget)) : null,
           q.sub
             ? button('ban danger', 'ban', (e) => {
@@ -469,19 +483,29 @@ if (page) {
       else claims.delete(ev.qid);
       renderQueue();
     })
+    // A notice about a question outside this moderator's scope: only its number (no hole in mseq).
+    .on('skip', (ev) => {
+      fresh(ev);
+    })
     .on('queue_update', (ev) => {
       if (!fresh(ev)) return;
       const before = known.get(ev.qid) || { text: '', state: 'pending', pinned: false };
       let action = null;
       if (ev.state !== before.state) action = { approved: 'approve', rejected: 'reject', answered: 'answer' }[ev.state];
       else if (!!ev.pinned !== before.pinned) action = ev.pinned ? 'pin' : 'unpin';
+      const waiting = queue.get(ev.qid);
+      if (ev.fwd && (!waiting || waiting.fwd !== ev.fwd)) {
+        action = 'forward';
+        if (waiting) waiting.fwd = ev.fwd;
+      }
       known.set(ev.qid, { text: before.text, state: ev.state, pinned: !!ev.pinned });
       if (action) {
         log.unshift({ ts: Date.now(), qid: ev.qid, action, by: ev.by, reason: ev.reason, text: before.text });
         if (log.length > 200) log.pop();
         renderLog();
       }
-      if (ev.state !== 'pending' && queue.delete(ev.qid)) renderQueue();
+      if (ev.state !== 'pending') queue.delete(ev.qid);
+      renderQueue();
     });
   setInterval(() => {
     // Claims run out on the node after claim_ttl without a claim_update: redraw when one may have.
@@ -496,11 +520,45 @@ if (page) {
     if (stale) renderQueue();
   }, 5000);
 
+  // ---- the scope in the header (Hindi first), and for a town-hall-wide moderator the districts' best questions
+  let scopeUnit = null;
+  function renderScope() {
+    const tag = $('#scope');
+    tag.hidden = false;
+    tag.dataset.scope = scope;
+    const name = scopeUnit ? `${scopeUnit.name_hi} · ${scopeUnit.name_en}` : scope;
+    tag.textContent = t('scope_label', { name: scope ? name : t('scope_all') });
+  }
+  if (scope) {
+    fetch(`/api/regions/${encodeURIComponent(scope)}`)
+      .then((res) => (res.ok ? res.json() : null))
+      .then((unit) => {
+        scopeUnit = unit;
+        renderScope();
+      })
+      .catch(() => {});
+  }
+
+  if (!scope) showForwarded(conn, $('#best'));
+
   onLang(() => {
     renderQueue();
     renderLog();
+    renderScope();
   });
+  renderScope();
   renderQueue();
   renderLog();
   conn.start();
+}
+
+/** The scope claim (`sc`) of this page's token: read from the token itself, which the page already holds. */
+function tokenScope(token) {
+  try {
+    const payload = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const claims = JSON.parse(decodeURIComponent(escape(atob(payload))));
+    return typeof claims.sc === 'string' ? claims.sc : '';
+  } catch {
+    return '';
+  }
 }

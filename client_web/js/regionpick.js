@@ -27,7 +27,7 @@ function label(unit) {
   return unit.name_hi === unit.name_en ? unit.name_hi : `${unit.name_hi} (${unit.name_en})`;
 }
 
-function attach(input, level, within) {
+function attach(input, level, within, onPick = null) {
   if (!input) return;
   const list = document.createElement('datalist');
   list.id = `${input.id}-units`;
@@ -42,7 +42,8 @@ function attach(input, level, within) {
     const key = `${q}|${scope}`;
     if (key === asked || (!q && !scope)) return;
     asked = key;
-    const params = new URLSearchParams({ level, limit: String(LIMIT) });
+    const params = new URLSearchParams({ limit: String(LIMIT) });
+    if (level) params.set('level', level);
     if (q) params.set('q', q);
     if (scope) params.set('within', scope);
     const answer = await getJson(`/api/regions?${params}`);
@@ -59,8 +60,9 @@ function attach(input, level, within) {
   };
   input.addEventListener('input', () => {
     const value = input.value.trim();
-    picked[level === 'district' ? 'district' : 'constituency'] =
-      found.find((u) => u.name_hi === value || u.name_en === value || label(u) === value) || null;
+    const unit = found.find((u) => u.name_hi === value || u.name_en === value || label(u) === value) || null;
+    if (onPick) onPick(unit);
+    else picked[level === 'district' ? 'district' : 'constituency'] = unit;
     clearTimeout(timer);
     timer = setTimeout(lookup, DEBOUNCE_MS);
   });
@@ -98,6 +100,18 @@ export function chosenUnit() {
   if (linked) return linked.code;
   const unit = picked.constituency || picked.district;
   return unit ? unit.code : '';
+}
+
+/**
+ * The same autocomplete on any input, at any level (the leader's announcement target): returns a function that gives
+ * the unit picked from the suggestions, or null while the text names none.
+ */
+export function unitPicker(input, level = '') {
+  let unit = null;
+  attach(input, level, () => '', (u) => {
+    unit = u;
+  });
+  return () => unit;
 }
 
 async function init() {

@@ -177,10 +177,13 @@ export class SpeechView {
       'li',
       { class: announce ? 'announce' : 'speech', dataset: { seq: ev.seq ?? '' } },
       announce ? el('strong', { class: 'tag', text: t('announcement') }) : null,
+      // An announcement to a region unit (docs/protocol.md section 2) names it: the citizens there, and staff.
+      announce && ev.to ? el('span', { class: 'to', dataset: { to: ev.to }, text: `→ ${ev.to_name || ev.to} ` }) : null,
       el('span', { class: 'text', text: ev.text }),
       el('time', { text: timeOf(ev.ts) }),
     );
     const rec = { t: announce ? 'announce' : 'speech', seq: ev.seq, text: ev.text, ts: ev.ts, final: ev.final };
+    if (announce && ev.to) Object.assign(rec, { to: ev.to, to_name: ev.to_name });
     if (!announce && this.interim) {
       this.interim.replaceWith(item);
       this.interim = null;

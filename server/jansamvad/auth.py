@@ -51,6 +51,9 @@ class Claims:
     region: str
     exp: int
     unit: str = ""  # the region unit's code (`ru`), set by the join API only after checking it against the tree
+    # A moderator's scope (`sc`): the region unit whose subtree it moderates, checked against the tree when minted;
+    # "" for a town-hall-wide (root) moderator. moderation/scope.py enforces it.
+    scope: str = ""
 
     def allows_townhall(self, th: str) -> bool:
         return self.th == th or (self.role is Role.ADMIN and self.th == ANY_TOWNHALL)
@@ -89,7 +92,16 @@ class TokenService:
         return self._signing_key is not None
 
     def issue(
-        self, *, sub: str, role: Role, th: str, ttl_s: int, name: str = "", region: str = "", unit: str = ""
+        self,
+        *,
+        sub: str,
+        role: Role,
+        th: str,
+        ttl_s: int,
+        name: str = "",
+        region: str = "",
+        unit: str = "",
+        scope: str = "",
     ) -> tuple[str, int]:
         if self._signing_key is None:
             raise InvalidToken("this node has no signing key (RS256 without a private key)")
@@ -102,6 +114,8 @@ class TokenService:
             claims["rg"] = region
         if unit:
             claims["ru"] = unit
+        if scope:
+            claims["sc"] = scope
         return jwt.encode(claims, self._signing_key, algorithm=self.algorithm), exp
 
     def verify(self, token: str) -> Claims:
@@ -126,8 +140,8 @@ class TokenService:
         sub, th = data["sub"], data["th"]
         if not isinstance(sub, str) or not isinstance(th, str):
             raise InvalidToken("malformed claims")
-        name, region, unit = (str(data.get(claim, "")) for claim in ("name", "rg", "ru"))
-        return Claims(sub, role, th, name, region, int(data["exp"]), unit)
+        name, region, unit, scope = (str(data.get(claim, "")) for claim in ("name", "rg", "ru", "sc"))
+        return Claims(sub, role, th, name, region, int(data["exp"]), unit, scope)
 
     def _decode_pyjwt(self, token: str) -> dict[str, Any]:
         try:

@@ -21,7 +21,7 @@ from jansamvad.auth import ANY_TOWNHALL, TokenService
 from jansamvad.logs import configure as configure_logging
 from jansamvad.privacy import erase_command
 from jansamvad.protocol.roles import Role
-from jansamvad.regions import RegionError, RegionTree, read_csv, write_csv
+from jansamvad.regions import CODE_RE, RegionError, RegionTree, read_csv, write_csv
 from jansamvad.settings import SettingsError
 from jansamvad.settings_cli import GroupedCommand, SettingOption, envvar, setting_options, settings_from_params
 
@@ -137,16 +137,24 @@ def serve(**params: Any) -> None:
 @click.option("--sub", default="", help="Subject (default: random).")
 @click.option("--name", default="", help="Display name.")
 @click.option("--ttl", default=3600, show_default=True, type=click.IntRange(60), help="Seconds until it expires.")
+@click.option(
+    "--scope",
+    default="",
+    help="Moderators: the region unit whose subtree it moderates (a local moderator); not checked against the tree "
+    "here, the admin API checks it.",
+)
 @_opt("secret", required=True, help="The node's HS256 secret.")
-def token(role: str, th: str, sub: str, name: str, ttl: int, secret: str) -> None:
+def token(role: str, th: str, sub: str, name: str, ttl: int, scope: str, secret: str) -> None:
     """Print a token for a role (HS256)."""
     if len(secret.encode()) < 32:
         raise click.UsageError("secret must be at least 32 bytes")
     if th == ANY_TOWNHALL and role != Role.ADMIN:
         raise click.UsageError("only admin tokens may be for any town hall; give --th")
+    if scope and (role != Role.MODERATOR or not CODE_RE.fullmatch(scope)):
+        raise click.UsageError("--scope is a region unit's code, for moderator tokens only")
     service = TokenService(secret)
     value, _ = service.issue(
-        sub=sub or f"{role[0]}-{secrets.token_hex(6)}", role=Role(role), th=th, ttl_s=ttl, name=name
+        sub=sub or f"{role[0]}-{secrets.token_hex(6)}", role=Role(role), th=th, ttl_s=ttl, name=name, scope=scope
     )
     click.echo(value)
 

@@ -67,7 +67,8 @@ async def build_digest(journal: Journal, store: Store, th: str, upto: int) -> di
             for e in speech_entries
             if int(e.event.get("ts", 0)) >= last_ts - DIGEST_SPEECH_S * 1000
         ]
-    announcements = [e for e in notices if e.event.get("t") == "announce"]
+    # Announcements to everyone only: the digest is one per town hall, and one `to` a unit is for its citizens alone.
+    announcements = [e for e in notices if e.event.get("t") == "announce" and not e.event.get("to")]
     live_since = next((int(e.event.get("ts", 0)) for e in notices if e.event.get("status") == "live"), 0)
     answered = sorted(await store.questions(th, (QState.ANSWERED,)), key=_answered_at)
     polls = [p for p in await store.polls(th, (PollState.OPEN, PollState.CLOSED))]

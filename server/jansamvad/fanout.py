@@ -8,6 +8,10 @@
 - Slow consumers: a listener whose transport buffer is over the cap is skipped for droppable frames and closed with
   4009 for must-deliver ones (it resumes from history when it reconnects). Decided by the listener itself.
 
+Targeted events (targeting.py) go in full to their group and as a `skip` filler with the same number to the rest of
+the room: each variant is encoded once per wire format. Only a tick that holds one looks at members one by one
+(to pick their variant); ordinary ticks write the one blob per format as before.
+
 One flusher task writes every room in order, so two ticks never interleave on one connection.
 
 A session that replays history is paused (its live frames wait in `paused`). It is resumed by the flusher, at the
@@ -23,8 +27,9 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from jansamvad.hub import Listener, Room
+from jansamvad.hub import Event, Listener, Room, Session
 from jansamvad.protocol.codec import Encoding, frame_message
+from jansamvad.targeting import Targeted, filler
 
 # Aggregates sent as "latest value per tick"; map-valued fields are merged key by key.
 CONFLATED = frozenset({"viewers", "votes", "reactions", "poll_counts"})
@@ -65,8 +70,16 @@ class Fanout:
                 pass
             self._task = None
 
-    def enqueue(self, room: Room, seq: int, message: Mapping[str, Any], *, droppable: bool = False) -> None:
-        room.events.append((seq, dict(message), droppable))
+    def enqueue(
+        self,
+        room: Room,
+        seq: int,
+        message: Mapping[str, Any],
+        *,
+        droppable: bool = False,
+        targeted: Targeted | None = None,
+    ) -> None:
+        room.events.append((seq, dict(message), droppable, targeted))
         self._mark(room)
 
     def conflate(self, room: Room, message: Mapping[str, Any], key: str | None = None) -> None:
@@ -113,16 +126,30 @@ class Fanout:
             self._scheduled = False
             await self._flush()
 
-    def _frames(self, room: Room, encoding: Encoding) -> tuple[bytes, bytes, list[tuple[str, int, bytes]]]:
+    def _frames(
+        self,
+        room: Room,
+        encoding: Encoding,
+        events: list[Event],
+        conflated: Mapping[str, dict[str, Any]],
+        variant: tuple[bool, ...] = (),
+    ) -> tuple[bytes, bytes, list[tuple[str, int, bytes]]]:
+        """The blobs of one tick for one wire format; `variant` says, per targeted event in order, whether this group
+        gets it in full (else its `skip` filler)."""
         must: list[bytes] = []
         drop: list[bytes] = []
         items: list[tuple[str, int, bytes]] = []
         field = room.seq_field
-        for seq, message, droppable in room.events:
+        k = 0
+        for seq, message, droppable, targeted in events:
+            if targeted is not None:
+                if not variant[k]:
+                    message = filler()
+                k += 1
             frame = frame_message(_with_seq(field, seq, message), encoding)
             (drop if droppable else must).append(frame)
             items.append((field, seq, frame))
-        for message in room.conflated.values():
+        for message in conflated.values():
             frame = frame_message(message, encoding)
             drop.append(frame)
             items.append((field, 0, frame))
@@ -142,15 +169,20 @@ class Fanout:
                 room.events, room.conflated = [], {}
                 continue
             out, n = self.messages_out, len(members)
-            for _, message, _ in room.events:
+            events, conflated = room.events, room.conflated
+            for _, message, _, _ in events:
                 out[message["t"]] += n
-            for message in room.conflated.values():
+            for message in conflated.values():
                 out[message["t"]] += n
-            # Encode once per wire format in use in this room, before the first write.
-            blobs = {Encoding.MSGPACK: self._frames(room, Encoding.MSGPACK)}
-            if room.json_members:
-                blobs[Encoding.JSON] = self._frames(room, Encoding.JSON)
             room.events, room.conflated = [], {}
+            targeted = [t for _, _, _, t in events if t is not None]
+            if targeted:
+                writes = await self._flush_targeted(room, members, events, conflated, targeted, writes)
+                continue
+            # Encode once per wire format in use in this room, before the first write.
+            blobs = {Encoding.MSGPACK: self._frames(room, Encoding.MSGPACK, events, conflated)}
+            if room.json_members:
+                blobs[Encoding.JSON] = self._frames(room, Encoding.JSON, events, conflated)
             for member in members:
                 must_blob, blob, items = blobs[member.encoding]
                 paused = member.paused
@@ -168,3 +200,47 @@ class Fanout:
             listener.resume(after)
         if self._on_flush is not None and rooms:
             self._on_flush(time.perf_counter() - started)
+
+    async def _flush_targeted(
+        self,
+        room: Room,
+        members: list[Session],
+        events: list[Event],
+        conflated: Mapping[str, dict[str, Any]],
+        targeted: list[Targeted],
+        writes: int,
+    ) -> int:
+        """A tick with targeted events: each member's variant (which targeted events it gets in full) is looked up
+        (a set lookup per targeted event), each (format, variant) pair is encoded once, on first use, then written
+        like an ordinary tick. Returns the writes count carried on (for the yield every writes_per_yield)."""
+        staff = room.members
+        blobs: dict[tuple[Encoding, tuple[bool, ...]], tuple[bytes, bytes, list[tuple[str, int, bytes]]]] = {}
+        only = targeted[0] if len(targeted) == 1 else None  # the usual case: one announcement in the tick
+        if only is not None:
+            full, unit, paths = only.full, only.unit, only.paths
+        for member in members:
+            if only is not None:  # inlined Targeted.gets: this loop runs once per listener
+                hit = member in full if full is not None else unit in paths.get(member, ())
+                variant: tuple[bool, ...] = _IN if hit or (only.staff and staff.get(member)) else _OUT
+            else:
+                is_staff = staff.get(member, False)
+                variant = tuple(t.gets(member, is_staff) for t in targeted)
+            key = (member.encoding, variant)
+            built = blobs.get(key)
+            if built is None:
+                built = blobs[key] = self._frames(room, key[0], events, conflated, variant)
+            must_blob, blob, items = built
+            paused = member.paused
+            if paused is not None:
+                paused.extend(items)
+                continue
+            member.write_broadcast(blob, bool(must_blob))
+            writes += 1
+            if writes >= self._writes_per_yield:
+                self.writes += writes
+                writes = 0
+                await asyncio.sleep(0)
+        return writes
+
+
+_IN, _OUT = (True,), (False,)  # the variants of a tick with one targeted event

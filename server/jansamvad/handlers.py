@@ -25,6 +25,7 @@ from jansamvad.models import (
     now_ms,
     script_lang,
 )
+from jansamvad.moderation import scope as moderation_scope
 from jansamvad.moderation.filters import check as moderate_text
 from jansamvad.moderation.grouping import QuestionGrouper
 from jansamvad.moderation.policy import Action, Policy
@@ -61,6 +62,7 @@ from jansamvad.protocol.records import (
     to_map,
 )
 from jansamvad.protocol.roles import Role
+from jansamvad.regions_http import RegionDirectory
 from jansamvad.rollup.tally import UnitTally
 from jansamvad.settings import Settings
 from jansamvad.store.base import OwnQuestion, Store
@@ -75,6 +77,7 @@ class HandlerOwner(Protocol):
     limiter: RateLimiter
     policy: Policy
     tally: UnitTally
+    regions: RegionDirectory  # the region tree: announcement targets, local moderators' scopes
 
     def clock_precise(self) -> float: ...
 
@@ -235,18 +238,22 @@ class MessageHandlers:
     async def _on_claim(self, msg: Claim) -> None:
         assert self.claims is not None
         qid, me = msg.qid, self.claims.sub
+        q = await self._question_in_scope(qid)
         ttl_ms = int(self.node.settings.claim_ttl_s * 1000)
         holder, until = await self.node.store.claim(self.th, qid, me, ttl_ms)
         if holder != me:
             raise ProtocolViolation(ErrorCode.CLAIMED, f"{holder} is deciding this question")
-        await self.node.publish_moderation(self.th, to_map(ClaimUpdate(qid=qid, by=me, until=until)))
+        notice = ClaimUpdate(qid=qid, by=me, until=until, unit=q.unit if q else "")
+        await self.node.publish_moderation(self.th, to_map(notice))
         self.send(Ack(re=msg.id, qid=qid, until=until))
 
     async def _on_release(self, msg: Release) -> None:
         assert self.claims is not None
         qid = msg.qid
+        q = await self._question_in_scope(qid)
         if await self.node.store.release(self.th, qid, self.claims.sub):
-            await self.node.publish_moderation(self.th, to_map(ClaimUpdate(qid=qid, by=None, until=0)))
+            notice = ClaimUpdate(qid=qid, by=None, until=0, unit=q.unit if q else "")
+            await self.node.publish_moderation(self.th, to_map(notice))
         self.send(Ack(re=msg.id, qid=qid))
 
     async def _on_restrict(self, msg: Restrict) -> None:
@@ -259,6 +266,8 @@ class MessageHandlers:
             scope = ANY_TOWNHALL
         reason = msg.reason
         store = self.node.store
+        tree = await self.node.regions.current_tree() if self.claims.scope else None
+        await moderation_scope.check_citizen(store, self.th, self.claims, target, tree)
         if action == "lift":
             await store.lift(scope, target, self.claims.sub, reason)
             self.send(Ack(re=msg.id, sub=target, until=0))
@@ -274,6 +283,8 @@ class MessageHandlers:
         self.send(Ack(re=msg.id, sub=target, until=until))
 
     async def _on_slow_mode(self, msg: SlowMode) -> None:
+        assert self.claims is not None
+        moderation_scope.check_town_hall_wide(self.claims, "set slow mode")
         seconds = msg.seconds
         await self.node.store.set_slow_mode(self.th, seconds)
         seq = await self.node.publish_event(self.th, to_map(SettingsEvent(slow_mode=seconds)))
@@ -285,7 +296,13 @@ class MessageHandlers:
 
     async def _on_announce(self, msg: Announce) -> None:
         await self._townhall_live()
-        await self._say(msg, AnnounceEvent(text=msg.text))
+        event = AnnounceEvent(text=msg.text)
+        if msg.to:  # to a region subtree only (targeting.py): the unit must be in the tree
+            unit = await self.node.regions.unit(msg.to)
+            if unit is None:
+                raise ProtocolViolation(ErrorCode.INVALID_FIELD, "to: no such region unit", field="to")
+            event = AnnounceEvent(text=msg.text, to=unit.code, to_name=unit.name_hi)
+        await self._say(msg, event)
 
     async def _say(self, msg: Speech | Announce, event: SpeechEvent | AnnounceEvent) -> None:
         """Publish a leader's event; with an idempotency key, a resend is acked `dup` with the first seq. Keys are the
@@ -320,19 +337,41 @@ class MessageHandlers:
             raise ProtocolViolation(ErrorCode.FORBIDDEN, f"a {self.claims.role} may not {action} questions")
         reason = msg.reason
         qid = msg.qid
-        if action in ("approve", "reject"):
+        to = ""
+        if self.claims.scope or action == "forward":  # a local moderator's (moderation/scope.py)
+            tree = await self.node.regions.current_tree()
+            found = await moderation_scope.question_in_scope(self.node.store, self.th, self.claims, qid, tree)
+            if action == "forward" and found is not None:
+                to = moderation_scope.forward_target(tree, self.claims, found)
+        if action in ("approve", "reject", "forward"):
             holder = await self.node.store.claim_holder(self.th, qid)
             if holder is not None and holder != self.claims.sub:
                 raise ProtocolViolation(ErrorCode.CLAIMED, f"{holder} is deciding this question")
-        q = await self.node.store.decide(self.th, qid, action, self.claims.sub, reason)
+        q = await self.node.store.decide(self.th, qid, action, self.claims.sub, reason, to)
         if action == "approve":  # counted for the asker's unit, which the question carries
             self.node.tally.count(self.th, "approved", q.unit)
-        if action in ("approve", "reject"):
+        if action in ("approve", "reject", "forward"):
             await self.node.store.release(self.th, qid, self.claims.sub)
-        update = QueueUpdate(qid=q.qid, state=str(q.state), pinned=q.pinned, by=self.claims.sub, reason=reason)
+        update = QueueUpdate(
+            qid=q.qid,
+            state=str(q.state),
+            pinned=q.pinned,
+            by=self.claims.sub,
+            reason=reason,
+            unit=q.unit,
+            fwd=q.forwarded_to,
+        )
         await self.node.publish_moderation(self.th, to_map(update))
         # A question enters, changes in, or (rejected after approval) leaves the public list: an event for everyone.
+        # A forward changes nothing the public sees.
         was_public = any(d.action == "approve" for d in q.decisions[:-1])
-        if q.state in PUBLIC_STATES or (q.state is QState.REJECTED and was_public):
+        changes_public = q.state in PUBLIC_STATES or (q.state is QState.REJECTED and was_public)
+        if action != "forward" and changes_public:
             await self.node.publish_event(self.th, to_map(QuestionEvent(q=q.public())))
         self.send(Ack(re=msg.id, qid=q.qid, state=str(q.state)))
+
+    async def _question_in_scope(self, qid: str) -> Question | None:
+        """The question (None: no such qid), after checking a local moderator's scope (moderation/scope.py)."""
+        assert self.claims is not None
+        tree = await self.node.regions.current_tree() if self.claims.scope else self.node.regions.tree
+        return await moderation_scope.question_in_scope(self.node.store, self.th, self.claims, qid, tree)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,18 +24,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from jansamvad.auth import InvalidToken
 from jansamvad.dashboard import war_room
 from jansamvad.export import build_export, build_unit_export, export_csv, unit_export_csv
+from jansamvad.http_request import ApiError, json_body, text_field
 from jansamvad.models import Status, Townhall
+from jansamvad.moderation import scope as moderation_scope
 from jansamvad.node import Node
 from jansamvad.privacy import erase_route
 from jansamvad.programmes_http import Hooks as ProgrammeHooks, programme_routes
 from jansamvad.protocol.roles import Role
-from jansamvad.protocol.text import clean_text
 from jansamvad.record_http import AUDIO_TYPES, record_routes
 from jansamvad.regions import RegionTree
 from jansamvad.regions_http import region_routes, valid_unit_code
 from jansamvad.rollup.view import rollup_view
+from jansamvad.scope_http import Hooks as ScopeHooks, scope_routes, token_scope
 from jansamvad.settings import Settings
 from jansamvad.store.base import BadState, LimitReached, NotFound
+from jansamvad.targeting import unit_path
 
 log = logging.getLogger("jansamvad.http")
 
@@ -56,15 +58,8 @@ SECURITY_HEADERS = {
 MAX_NAME_CHARS = 40
 MAX_REGION_CHARS = 40
 MAX_TITLE_CHARS = 120
-MAX_BODY_BYTES = 4096
 _DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 _TTL_MAX_S = 7 * 24 * 3600
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, msg: str, retry_ms: int = 0) -> None:
-        super().__init__(msg)
-        self.status, self.code, self.msg, self.retry_ms = status, code, msg, retry_ms
 
 
 class SecurityHeadersMiddleware:
@@ -125,39 +120,6 @@ def bearer(request: Request) -> str | None:
     return credential.strip() if scheme.lower() == "bearer" else None
 
 
-async def json_body(request: Request) -> dict[str, Any]:
-    """The request's JSON object (an empty body is an empty one), at most MAX_BODY_BYTES."""
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise ApiError(413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
-    if not raw:
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise ApiError(400, "bad_json", "body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "bad_json", "body must be a JSON object")
-    return data
-
-
-def text_field(data: dict[str, Any], name: str, limit: int, *, required: bool) -> str:
-    """A text field of a JSON body, cleaned (protocol/text.py) and at most `limit` characters."""
-    value = data.get(name)
-    if value is None:
-        if required:
-            raise ApiError(400, "invalid_field", f"{name}: missing")
-        return ""
-    if not isinstance(value, str):
-        raise ApiError(400, "invalid_field", f"{name}: expected a string")
-    value = clean_text(value)
-    if len(value) > limit:
-        raise ApiError(400, "too_long", f"{name}: longer than {limit}")
-    if required and not value:
-        raise ApiError(400, "invalid_field", f"{name}: must not be empty")
-    return value
-
-
 class Guard:
     """Who may call the REST API, and how often: per-IP rate limits, the admin key, staff tokens."""
 
@@ -194,10 +156,12 @@ class Guard:
         if not await self.check_admin_key(request, bearer(request)):
             await self.admin_key_failed(request, "admin key required: Authorization: Bearer <admin key>")
 
-    async def require_staff_of(self, request: Request, th: str) -> None:
-        """The admin key, or a moderator's or leader's token of this town hall."""
+    async def require_staff_of(self, request: Request, th: str) -> str:
+        """The admin key, or a moderator's or leader's token of this town hall. Returns a local moderator's scope
+        (moderation/scope.py), "" for everyone else."""
         credential = bearer(request)
         allowed = await self.check_admin_key(request, credential)
+        claims = None
         if not allowed and credential is not None:
             try:
                 claims = self.node.tokens.verify(credential)
@@ -206,6 +170,7 @@ class Guard:
             allowed = claims is not None and claims.allows_townhall(th) and claims.role is not Role.CITIZEN
         if not allowed:
             await self.admin_key_failed(request, "the admin key, or a moderator or leader token of this town hall")
+        return claims.scope if claims is not None else ""
 
 
 class TownhallApi:
@@ -228,7 +193,13 @@ class TownhallApi:
             Route("/api/townhalls/{th}/export", self.export, methods=["GET"]),
             Route("/api/townhalls/{th}/rollup", self.rollup, methods=["GET"]),
             Route("/api/dashboard", self.dashboard, methods=["GET"]),
+            *scope_routes(
+                self.settings, self.node.store, self.node.regions, self.node.publish_event_once, self.hooks()
+            ),
         ]
+
+    def hooks(self) -> ScopeHooks:
+        return ScopeHooks(self.guard.require_admin, self.guard.require_staff_of, self.townhall_or_404)
 
     async def townhall_or_404(self, th: str) -> Townhall:
         townhall = await self.node.store.get_townhall(th)
@@ -297,10 +268,14 @@ class TownhallApi:
         ttl = data.get("ttl", self.settings.staff_token_ttl_s)
         if type(ttl) is not int or not 60 <= ttl <= _TTL_MAX_S:
             raise ApiError(400, "invalid_field", f"ttl: seconds between 60 and {_TTL_MAX_S}")
+        scope = await token_scope(self.node.regions, role, data)  # a local moderator's unit (scope_http.py)
         tokens = self.node.tokens
         sub = f"{role.value[0]}-" + tokens.citizen_subject(None)[2:]
-        token, exp = tokens.issue(sub=sub, role=role, th=th, ttl_s=ttl, name=name)
-        return JSONResponse({"token": token, "sub": sub, "expires_at": exp}, status_code=201)
+        token, exp = tokens.issue(sub=sub, role=role, th=th, ttl_s=ttl, name=name, scope=scope or "")
+        answer: dict[str, Any] = {"token": token, "sub": sub, "expires_at": exp}
+        if scope is not None:
+            answer["scope"] = scope
+        return JSONResponse(answer, status_code=201)
 
     async def join(self, request: Request) -> Response:
         # Every join mints an identity (one vote per identity): one network may only mint so many a minute.
@@ -340,7 +315,7 @@ class TownhallApi:
 
     async def export(self, request: Request) -> Response:
         th = request.path_params["th"]
-        await self.guard.require_staff_of(request, th)
+        scope = await self.guard.require_staff_of(request, th)
         townhall = await self.townhall_or_404(th)
         by = request.query_params.get("by")
         as_csv = request.query_params.get("format", "json") == "csv"
@@ -349,10 +324,14 @@ class TownhallApi:
             if by not in tree.depth_of_level:
                 raise ApiError(400, "invalid_field", f"by: one of {', '.join(tree.depth_of_level)}")
             units = await build_unit_export(self.node.store, self.node.rollup, townhall, tree, by)
+            if scope:
+                units = moderation_scope.scoped_units(units, scope, tree)
             if as_csv:
                 return _csv(unit_export_csv(units), f"jansamvad-{th}-{by}.csv")
             return JSONResponse(units)
         report = await build_export(self.node.store, townhall)
+        if scope:
+            report = moderation_scope.scoped_export(report, scope, await self.node.regions.current_tree())
         if as_csv:
             return _csv(export_csv(report), f"jansamvad-{th}.csv")
         return JSONResponse(report)
@@ -360,11 +339,15 @@ class TownhallApi:
     async def rollup(self, request: Request) -> Response:
         """The live roll-up by region unit: `?unit=<code>` drills down (none: the tree's roots and `unknown`)."""
         th = request.path_params["th"]
-        await self.guard.require_staff_of(request, th)
+        scope = await self.guard.require_staff_of(request, th)
         await self.townhall_or_404(th)
         code = request.query_params.get("unit")
         index = await self.node.regions.index()
         tree = index.tree if index is not None else None
+        if scope:  # a local moderator's dashboard: its own subtree, from its unit down
+            code = code or scope
+            if not moderation_scope.in_scope(scope, unit_path(tree, code)):
+                raise ApiError(403, "out_of_scope", "this unit is not within your scope")
         unit = None
         if code is not None:
             unit = tree.get(code) if tree is not None and valid_unit_code(code) else None

@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from jansamvad.protocol.codec import Encoding
 from jansamvad.protocol.codes import CloseCode
+
+if TYPE_CHECKING:
+    from jansamvad.targeting import Targeted
+
+# A stream event queued for a room this tick: (seq, message, droppable, for whom when targeted; None: everyone).
+Event = tuple[int, dict[str, Any], bool, "Targeted | None"]
 
 
 class Listener(Protocol):
@@ -69,7 +75,7 @@ class Room:
         self.members: dict[Session, bool] = {}  # an insertion-ordered set; the value: is the member staff?
         self.json_members = 0
         self.staff = 0  # members that are leaders, moderators or admins (viewers.n counts citizens only)
-        self.events: list[tuple[int, dict[str, Any], bool]] = []  # (seq, message, droppable) queued this tick
+        self.events: list[Event] = []  # queued this tick
         self.conflated: dict[str, dict[str, Any]] = {}  # conflation key -> latest value this tick
         self.dirty = False
         self.viewers_due = 0.0  # loop time before which a changed viewer count waits (big rooms, see node.py)

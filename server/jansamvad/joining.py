@@ -20,11 +20,14 @@ from jansamvad.fanout import Fanout
 from jansamvad.hub import Hub
 from jansamvad.metrics import NodeMetrics
 from jansamvad.models import PUBLIC_STATES, PollState, QState, Townhall
+from jansamvad.moderation import scope as moderation_scope
 from jansamvad.protocol.records import Snapshot, Viewers, Votes, Welcome
 from jansamvad.protocol.roles import STAFF, Role
+from jansamvad.regions_http import RegionDirectory
 from jansamvad.rollup.tally import UnitTally
 from jansamvad.settings import Settings
 from jansamvad.store.base import Store
+from jansamvad.targeting import UnitIndex, announcement_for, filler, in_scope, unit_path
 
 if TYPE_CHECKING:
     from jansamvad.client import Client
@@ -46,6 +49,7 @@ class Joiner:
         aggregates: Aggregates,
         audio_init: Mapping[str, dict[str, Any]],  # town hall -> its last audio init segment (node.py keeps it)
         digests: DigestCache,
+        regions: RegionDirectory,
     ) -> None:
         self._settings = settings
         self._hub = hub
@@ -57,6 +61,8 @@ class Joiner:
         self._aggregates = aggregates
         self._audio_init = audio_init
         self._digests = digests
+        self._regions = regions
+        self.units = UnitIndex(regions)  # citizens' unit paths, for targeted events (targeting.py); Node.leave too
 
     async def _listen(self, channel: str, conn: WsConnection, seq_field: str = "seq", *, staff: bool = False) -> None:
         """Join a room, and return once the broker carries its channel to this node. Every join into the room waits
@@ -91,6 +97,8 @@ class Joiner:
         self._hub.add_user(claims.sub, conn)
         if claims.role is Role.CITIZEN:  # undone in Node.leave (the connection closed, or abandon_join)
             self._tally.join(th, claims.unit)
+            if claims.unit:  # indexed with its unit path before it joins the room: targeted events find it
+                self.units.add(conn, unit_path(await self._regions.current_tree(), claims.unit))
         await self._listen(channel, conn, staff=claims.role in STAFF)
         staff = claims.role in (Role.MODERATOR, Role.ADMIN)
         mod_channel = moderation_channel(th)
@@ -144,12 +152,19 @@ class Joiner:
             mseq=mhist.head if mhist is not None else None,
         )
         client.send(welcome)
+        # Targeted events and scoped notices: each session gets in its replay or snapshot what the live stream gives
+        # it (targeting.py), the event or its `skip` filler.
+        path = self.units.path(client.conn)
+        sees_all = claims.role in STAFF
+        scope = moderation_scope.scope_of(claims)
+        tree = await self._regions.current_tree() if scope else self._regions.tree
         if recovered:
             for pub in hist.publications:
-                client.send({**pub.data, "seq": pub.seq})
+                data = pub.data if sees_all or announcement_for(pub.data, path) else filler()
+                client.send({**data, "seq": pub.seq})
             if mhist is not None:
                 for pub in mhist.publications:
-                    client.send({**pub.data, MODERATION_SEQ: pub.seq})
+                    client.send({**moderation_scope.notice_for(scope, pub.data, tree), MODERATION_SEQ: pub.seq})
             # Aggregates are not in the stream: bring them up to date once, instead of waiting for the next change;
             # `votes` always, with empty maps when no question is public, as docs/protocol.md section 2 says.
             audience = self._aggregates.audience(th)
@@ -163,6 +178,8 @@ class Joiner:
             queue: list[dict[str, Any]] | None = None
             if staff:
                 pending = await self._store.questions(th, (QState.PENDING,))
+                if scope:  # a local moderator's queue: its subtree only (moderation/scope.py)
+                    pending = [q for q in pending if in_scope(scope, unit_path(tree, q.unit))]
                 queue = [q.for_moderators() for q in pending[:SNAPSHOT_QUEUE_MAX]]
             snapshot = Snapshot(
                 seq=head,
@@ -170,7 +187,11 @@ class Joiner:
                 polls=[p.public() for p in polls],
                 slow_mode=townhall.slow_mode_s,
                 reactions=await self._store.add_reactions(th, {}),
-                speech=[{**p.data, "seq": p.seq} for p in hist.publications if p.data["t"] in ("speech", "announce")],
+                speech=[
+                    {**p.data, "seq": p.seq}
+                    for p in hist.publications
+                    if p.data["t"] in ("speech", "announce") and (sees_all or announcement_for(p.data, path))
+                ],
                 questions=[q.public() for q in questions],
                 viewers=audience["n"],
                 staff=audience["staff"],

@@ -50,6 +50,7 @@ class Decision:
     by: str
     reason: str
     ts: int
+    to: str = ""  # `forward` only: the scope the question went up to (a unit code, or ROOT_SCOPE)
 
 
 @dataclass(slots=True)
@@ -89,12 +90,30 @@ class Question:
             "ts": self.ts,
         }
 
+    @property
+    def forwarded_to(self) -> str:
+        """The scope the question was last forwarded up to ("" when no local moderator forwarded it)."""
+        for decision in reversed(self.decisions):
+            if decision.action == "forward":
+                return decision.to
+        return ""
+
     def for_moderators(self) -> dict[str, Any]:
-        return {**self.public(), "sub": self.author, "flags": list(self.flags), "lang": self.lang}
+        return {
+            **self.public(),
+            "sub": self.author,
+            "flags": list(self.flags),
+            "lang": self.lang,
+            "unit": self.unit,
+            "fwd": self.forwarded_to,
+        }
 
     def for_export(self) -> dict[str, Any]:
         decisions = [{"action": d.action, "by": d.by, "reason": d.reason, "ts": d.ts} for d in self.decisions]
-        return {**self.for_moderators(), "unit": self.unit, "decisions": decisions}
+        for record, decision in zip(decisions, self.decisions, strict=True):
+            if decision.to:
+                record["to"] = decision.to
+        return {**self.for_moderators(), "decisions": decisions}
 
 
 class PollState(enum.StrEnum):
@@ -156,10 +175,12 @@ TRANSITIONS: dict[str, frozenset[QState]] = {
     "answer": frozenset({QState.APPROVED}),
     "pin": frozenset({QState.APPROVED, QState.ANSWERED}),
     "unpin": frozenset({QState.APPROVED, QState.ANSWERED}),
+    # A local moderator sends a question up to the parent level's queue (moderation/scope.py); its state stays.
+    "forward": frozenset({QState.PENDING, QState.APPROVED}),
 }
 
 
-def apply_decision(q: Question, action: str, by: str, reason: str, ts: int) -> bool:
+def apply_decision(q: Question, action: str, by: str, reason: str, ts: int, to: str = "") -> bool:
     """Apply a moderation action in place. False (and no change) when it does not apply to the current state."""
     if q.state not in TRANSITIONS[action]:
         return False
@@ -174,5 +195,5 @@ def apply_decision(q: Question, action: str, by: str, reason: str, ts: int) -> b
         q.pinned = True
     elif action == "unpin":
         q.pinned = False
-    q.decisions.append(Decision(action, by, reason, ts))
+    q.decisions.append(Decision(action, by, reason, ts, to))
     return True

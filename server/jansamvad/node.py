@@ -34,6 +34,7 @@ from jansamvad.limiter.base import RateLimiter
 from jansamvad.limiter.memory import MemoryRateLimiter
 from jansamvad.metrics import NodeMetrics
 from jansamvad.models import PollState, QState, Question, Status, Townhall, now_ms
+from jansamvad.moderation import scope as moderation_scope
 from jansamvad.moderation.grouping import QuestionGrouper
 from jansamvad.moderation.policy import Policy
 from jansamvad.presence.base import PresenceManager
@@ -132,6 +133,7 @@ class Node:
             aggregates=self.aggregates,
             audio_init=self._audio_init,
             digests=self.digests,
+            regions=self.regions,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -254,6 +256,7 @@ class Node:
         self.hub.remove_user(claims.sub, conn)
         if claims.role is Role.CITIZEN:
             self.tally.leave(client.th, claims.unit)
+        self.joiner.units.remove(conn)  # targeting.py's index of citizens' units
         self._leave(public_channel(client.th), conn)
         self._leave(moderation_channel(client.th), conn)
 
@@ -344,9 +347,11 @@ class Node:
         meanwhile gets none: the decision's own notice told the moderators."""
         notice: QueueAdd | QueueUpdate
         if q.state is QState.PENDING:
-            notice = QueueAdd(q=q.for_moderators())
+            notice = QueueAdd(q=q.for_moderators(), unit=q.unit)
         elif q.state is QState.REJECTED and [d.by for d in q.decisions] == ["auto"]:
-            notice = QueueUpdate(qid=q.qid, state=str(q.state), pinned=False, by="auto", reason=",".join(q.flags))
+            notice = QueueUpdate(
+                qid=q.qid, state=str(q.state), pinned=False, by="auto", reason=",".join(q.flags), unit=q.unit
+            )
         else:
             return
         await self.publish_moderation(th, to_map(notice), key=f"q:{q.qid}")
@@ -395,8 +400,8 @@ class Node:
             self.fanout.conflate(room, data)
         elif pub.seq == 0:
             self.fanout.enqueue(room, 0, data, droppable=(t == "audio"))
-        else:
-            self.fanout.enqueue(room, pub.seq, data)  # in seq order, once each: the broker's sequencer sees to it
+        else:  # in seq order, once each: the broker's sequencer sees to it
+            self.fanout.enqueue(room, pub.seq, data, targeted=moderation_scope.audience(room, data, self.joiner.units))
         if t == "status" and data.get("status") == Status.ENDED:
             # This node's part of the recording, for the record.
             self._spawn(self.recorder.finish(Channel.parse(pub.channel).th))

@@ -40,7 +40,8 @@ async def erase_citizen_questions(node: Node, th: str, sub: str, by: str, reason
     """Delete `sub`'s questions in town hall `th` and withdraw them from every page; returns what was erased."""
     erased = await node.store.erase_questions(th, sub, by, reason)
     for q in erased:
-        notice = QueueUpdate(qid=q.qid, state=str(QState.REJECTED), pinned=False, by=by, reason=ERASED)
+        # With the question's unit: a local moderator whose queue holds it gets the notice, not a `skip`.
+        notice = QueueUpdate(qid=q.qid, state=str(QState.REJECTED), pinned=False, by=by, reason=ERASED, unit=q.unit)
         await node.publish_moderation(th, to_map(notice))
         if q.is_public:
             withdrawn = {**q.public(), "text": "", "name": "", "region": "", "state": str(QState.REJECTED)}

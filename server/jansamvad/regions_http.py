@@ -58,6 +58,19 @@ class RegionDirectory:
         self._index: RegionIndex | None = None
         self._lock = asyncio.Lock()
 
+    @property
+    def tree(self) -> RegionTree | None:
+        """The copy loaded last (no store call): for code that cannot wait, such as the fan-out's targeting."""
+        return self._index.tree if self._index is not None else None
+
+    async def current_tree(self) -> RegionTree | None:
+        """The current tree, or the copy we have when the store cannot be reached (None: none at all)."""
+        try:
+            index = await self.index()
+        except OSError:
+            return self.tree
+        return index.tree if index is not None else None
+
     async def index(self) -> RegionIndex | None:
         if time.monotonic() - self._checked < self._interval:
             return self._index

@@ -24,6 +24,7 @@ class ErrorCode(enum.StrEnum):
     CLAIMED = "claimed"
     OWN_QUESTION = "own_question"
     ALREADY_JOINED = "already_joined"
+    OUT_OF_SCOPE = "out_of_scope"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
 

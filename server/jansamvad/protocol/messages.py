@@ -20,8 +20,9 @@ from jansamvad.protocol.text import clean_text
 
 KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{8,64}")
 QID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+UNIT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")  # a region unit's code (regions.CODE_RE)
 REACTIONS = frozenset({"clap", "heart", "thumbs_up", "laugh", "sad"})
-MODERATION_ACTIONS = frozenset({"approve", "reject", "answer", "pin", "unpin"})
+MODERATION_ACTIONS = frozenset({"approve", "reject", "answer", "pin", "unpin", "forward"})
 RESTRICT_ACTIONS = frozenset({"timeout", "ban", "lift"})
 MAX_REQUEST_ID = 2**53 - 1  # the largest integer a JavaScript client can hold exactly
 _MIME = re.compile(r"[a-z]+/[A-Za-z0-9.+-]+(;[ A-Za-z0-9=.,\"-]{0,80})?")
@@ -31,6 +32,7 @@ _MIME = re.compile(r"[a-z]+/[A-Za-z0-9.+-]+(;[ A-Za-z0-9=.,\"-]{0,80})?")
 _PATTERN_HINTS = {
     KEY_PATTERN: "expected 8 to 64 characters of A-Z a-z 0-9 _ -",
     QID_PATTERN: "expected 1 to 64 characters of A-Z a-z 0-9 _ -",
+    UNIT_PATTERN: "expected a region unit's code",
     _MIME: "expected a MIME type such as audio/webm",
 }
 
@@ -135,6 +137,7 @@ CLIENT_MESSAGES: dict[str, MessageSpec] = {
                 _ID,
                 Field("text", str, limit="announce_chars", multiline=True),
                 Field("key", str, required=False, pattern=KEY_PATTERN),
+                Field("to", str, required=False, pattern=UNIT_PATTERN),  # a region unit: only its subtree hears it
             ),
             needs_id=True,
         ),
@@ -201,6 +204,7 @@ ACTION_ROLES: dict[str, frozenset[Role]] = {
     "answer": frozenset({Role.LEADER, Role.MODERATOR, Role.ADMIN}),
     "pin": frozenset({Role.LEADER, Role.MODERATOR, Role.ADMIN}),
     "unpin": frozenset({Role.LEADER, Role.MODERATOR, Role.ADMIN}),
+    "forward": frozenset({Role.MODERATOR}),  # a scoped moderator's, up to the parent level (moderation/scope.py)
 }
 
 # What each message type does, in words for the `forbidden` error's msg ("a citizen may not speak").
@@ -234,7 +238,8 @@ SERVER_MESSAGES: dict[str, frozenset[str]] = {
     "error": frozenset({"code", "msg", "field", "retry_ms"}),
     "pong": frozenset(),
     "speech": frozenset({"text", "final", "ts"}),
-    "announce": frozenset({"text", "ts"}),
+    "announce": frozenset({"text", "ts", "to", "to_name"}),
+    "skip": frozenset({"mseq"}),
     "status": frozenset({"status", "ts"}),
     "question": frozenset({"q", "ts"}),
     "poll": frozenset({"p", "ts"}),
@@ -244,15 +249,15 @@ SERVER_MESSAGES: dict[str, frozenset[str]] = {
     "reactions": frozenset({"c"}),
     "poll_counts": frozenset({"pid", "c"}),
     "audio": frozenset({"data", "n", "init", "mime"}),
-    "queue_add": frozenset({"q", "mseq"}),
-    "queue_update": frozenset({"qid", "state", "pinned", "by", "reason", "mseq"}),
-    "claim_update": frozenset({"qid", "by", "until", "mseq"}),
+    "queue_add": frozenset({"q", "unit", "mseq"}),
+    "queue_update": frozenset({"qid", "state", "pinned", "by", "reason", "unit", "fwd", "mseq"}),
+    "claim_update": frozenset({"qid", "by", "until", "unit", "mseq"}),
     "reconnect": frozenset({"after_ms"}),
     "digest": frozenset({"upto", "live_since", "speech", "announce", "answered", "answered_total", "polls"}),
 }
 
 # Events of the town hall's stream: they carry `seq` and are replayed on resume.
-STREAM_EVENTS = frozenset({"speech", "announce", "status", "question", "poll", "settings"})
+STREAM_EVENTS = frozenset({"speech", "announce", "status", "question", "poll", "settings", "skip"})
 
 
 def _check(spec_field: Field, value: Any, limits: Limits, encoding: Encoding, re_id: int | None) -> Any:

@@ -71,6 +71,7 @@ class Audio(ClientMessage, tag="audio"):
 class Announce(ClientMessage, tag="announce"):
     text: str
     key: str = ""
+    to: str = ""  # a region unit: only its subtree hears it (targeting.py); "" everyone
 
 
 class GoLive(ClientMessage, tag="go_live"):
@@ -83,7 +84,7 @@ class End(ClientMessage, tag="end"):
 
 class Moderate(ClientMessage, tag="moderate"):
     qid: str
-    action: str
+    action: str  # also `forward`: a scoped moderator's, up one level (moderation/scope.py)
     reason: str = ""
 
 
@@ -195,6 +196,8 @@ class SpeechEvent(ServerMessage, tag="speech"):
 
 class AnnounceEvent(ServerMessage, tag="announce"):
     text: str
+    to: str = ""  # targeted (targeting.py): the unit's code and Hindi name; left out for everyone's
+    to_name: str = ""
 
 
 class StatusEvent(ServerMessage, tag="status"):
@@ -217,6 +220,7 @@ class ClaimUpdate(ServerMessage, tag="claim_update"):
     qid: str
     by: str | None  # None (null on the wire): released
     until: int
+    unit: str = ""  # the question's unit: scoped moderators outside it get `skip` (moderation/scope.py)
 
 
 class QueueUpdate(ServerMessage, tag="queue_update"):
@@ -225,10 +229,13 @@ class QueueUpdate(ServerMessage, tag="queue_update"):
     pinned: bool
     by: str  # a moderator's sub, or "auto" (auto-moderation rejected it)
     reason: str
+    unit: str = ""  # the question's unit: scoped moderators outside it get `skip` (moderation/scope.py)
+    fwd: str = ""  # forwarded up to this unit ("*": the town-hall-wide queue)
 
 
 class QueueAdd(ServerMessage, tag="queue_add"):
     q: dict[str, Any]  # the question as moderators see it (Question.for_moderators)
+    unit: str = ""  # the question's unit: scoped moderators outside it get `skip` (moderation/scope.py)
 
 
 # The join's answers (joining.py): welcome, then a snapshot unless the session resumed.

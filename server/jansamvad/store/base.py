@@ -95,8 +95,9 @@ class Store(Protocol):
         """How many questions are in each state (cheap: for dashboards and metrics)."""
         ...
 
-    async def decide(self, th: str, qid: str, action: str, by: str, reason: str) -> Question:
-        """Apply a moderation action (models.TRANSITIONS). Raises NotFound or BadState."""
+    async def decide(self, th: str, qid: str, action: str, by: str, reason: str, to: str = "") -> Question:
+        """Apply a moderation action (models.TRANSITIONS). Raises NotFound or BadState. `to`: where a `forward`
+        sent the question (kept with the decision and in the audit log)."""
         ...
 
     async def upvote(self, th: str, qid: str, user: str) -> tuple[int, bool]:

@@ -202,11 +202,14 @@ class MemoryStore:
             counts[q.state] += 1
         return counts
 
-    async def decide(self, th: str, qid: str, action: str, by: str, reason: str) -> Question:
+    async def decide(self, th: str, qid: str, action: str, by: str, reason: str, to: str = "") -> Question:
         q = self._question(th, qid)
-        if not apply_decision(q, action, by, reason, now_ms()):
+        if not apply_decision(q, action, by, reason, now_ms(), to):
             raise BadState(f"cannot {action} a question that is {q.state}")
-        self._hall(th).audit.append({"ts": q.decisions[-1].ts, "what": action, "qid": qid, "by": by, "reason": reason})
+        entry: dict[str, object] = {"ts": q.decisions[-1].ts, "what": action, "qid": qid, "by": by, "reason": reason}
+        if to:
+            entry["to"] = to
+        self._hall(th).audit.append(entry)
         return q
 
     async def erase_questions(self, th: str, author: str, by: str, reason: str) -> list[Question]:

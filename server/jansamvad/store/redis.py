@@ -244,13 +244,16 @@ class RedisStore(RedisErasure, RedisProgrammes, RedisRegions):
         sizes = await asyncio.gather(*(self._conn.execute("ZCARD", keys.state(state)) for state in QState))
         return {state: int(n) for state, n in zip(QState, sizes, strict=True)}
 
-    async def decide(self, th: str, qid: str, action: str, by: str, reason: str) -> Question:
+    async def decide(self, th: str, qid: str, action: str, by: str, reason: str, to: str = "") -> Question:
         keys = self._th(th)
         question = keys.question(qid)
         states = list(QState)
         ts = now_ms()
-        record = _json([action, by, reason, ts])
-        entry = _json({"ts": ts, "what": action, "qid": qid, "by": by, "reason": reason})
+        record = _json([action, by, reason, ts, to] if to else [action, by, reason, ts])
+        audit: dict[str, object] = {"ts": ts, "what": action, "qid": qid, "by": by, "reason": reason}
+        if to:  # a forward's target (moderation/scope.py)
+            audit["to"] = to
+        entry = _json(audit)
         reply = await self._conn.run(
             lua.DECIDE,
             (
