@@ -330,7 +330,7 @@ class Client:
                 raise ConnectionRefused(CloseCode.TRY_AGAIN_LATER, "the staff lane is full")
             node.staff_joined += 1  # undone in Node.connection_lost, which sees the claims set just below
         self.claims, self.th = claims, th
-        if claims.role is Role.CITIZEN:
+        if claims.role not in STAFF:  # citizens and booth screens
             self.conn.set_max_message_bytes(node.settings.citizen_max_message_bytes)
         else:
             self.allowance = float(node.settings.staff_msg_burst)
@@ -575,6 +575,12 @@ class Client:
         if q.state in PUBLIC_STATES or (q.state is QState.REJECTED and was_public):
             await self.node.publish_event(self.th, {"t": "question", "q": q.public()})
         self.send({"t": "ack", "re": msg.id, "qid": q.qid, "state": str(q.state)})
+
+    async def _on_audience(self, msg: ClientMessage) -> None:
+        """A booth screen's volunteer says how many people watch it (jansamvad/screens.py)."""
+        people = msg.fields["people"]
+        self.node.screens.set_people(self.conn, people)
+        self.send({"t": "ack", "re": msg.id, "people": people})
 
     def on_closed(self) -> None:
         if self.worker is not None and self.inbox is not None:

@@ -32,6 +32,7 @@ from jansamvad.protocol.text import clean_text
 from jansamvad.regions import RegionTree
 from jansamvad.regions_http import region_routes, valid_unit_code
 from jansamvad.rollup.view import rollup_view
+from jansamvad.screens_http import screen_page_path, screen_routes
 from jansamvad.store.base import BadState, LimitReached, NotFound
 
 log = logging.getLogger("jansamvad.http")
@@ -236,16 +237,26 @@ def create_app(node: Node) -> Starlette:
         try:
             role = Role(str(data.get("role")))
         except ValueError:
-            raise ApiError(400, "invalid_field", "role: expected leader or moderator") from None
-        if role not in (Role.LEADER, Role.MODERATOR):
-            raise ApiError(400, "invalid_field", "role: expected leader or moderator")
+            raise ApiError(400, "invalid_field", "role: expected leader, moderator or screen") from None
+        if role not in (Role.LEADER, Role.MODERATOR, Role.SCREEN):
+            raise ApiError(400, "invalid_field", "role: expected leader, moderator or screen")
+        unit = ""
+        if role is Role.SCREEN:  # a booth screen listens for one region unit (jansamvad/screens.py)
+            code = data.get("unit")
+            found = await regions.unit(code) if isinstance(code, str) and valid_unit_code(code) else None
+            if found is None:
+                raise ApiError(400, "invalid_field", "unit: a screen token needs a region unit's code")
+            unit = found.code
         name = text_field(data, "name", MAX_NAME_CHARS, required=False) or str(role)
         ttl = data.get("ttl", settings.staff_token_ttl_s)
         if type(ttl) is not int or not 60 <= ttl <= _TTL_MAX_S:
             raise ApiError(400, "invalid_field", f"ttl: seconds between 60 and {_TTL_MAX_S}")
         sub = f"{role.value[0]}-" + node.tokens.citizen_subject(None)[2:]
-        token, exp = node.tokens.issue(sub=sub, role=role, th=th, ttl_s=ttl, name=name)
-        return JSONResponse({"token": token, "sub": sub, "expires_at": exp}, status_code=201)
+        token, exp = node.tokens.issue(sub=sub, role=role, th=th, ttl_s=ttl, name=name, unit=unit)
+        answer = {"token": token, "sub": sub, "expires_at": exp}
+        if unit:
+            answer["page"] = screen_page_path(unit, th, token)
+        return JSONResponse(answer, status_code=201)
 
     async def join(request: Request) -> Response:
         # Every join mints an identity (one vote per identity): one network may only mint so many a minute.
@@ -392,6 +403,7 @@ def create_app(node: Node) -> Starlette:
         Route("/api/townhalls/{th}/rollup", rollup, methods=["GET"]),
         Route("/api/dashboard", dashboard, methods=["GET"]),
         *region_routes(node.store, regions, limit, node.trusts, settings.public_url),
+        *screen_routes(),
     ]
     if settings.static_dir.is_dir():
         routes.append(Mount("/", app=StaticFiles(directory=settings.static_dir, html=True), name="static"))

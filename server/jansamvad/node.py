@@ -38,6 +38,7 @@ from jansamvad.regions_http import RegionDirectory
 from jansamvad.rollup.base import Rollup
 from jansamvad.rollup.memory import MemoryRollup
 from jansamvad.rollup.tally import UnitTally, path_in
+from jansamvad.screens import ScreenAudiences
 from jansamvad.settings import Settings
 from jansamvad.store.base import BadState, Store
 from jansamvad.token_bucket import TokenBucket
@@ -98,6 +99,7 @@ class Node:
         # The live roll-up by region unit: counted here at join, leave and activity, written once per tick.
         self.rollup: Rollup = rollup or MemoryRollup()
         self.tally = UnitTally()
+        self.screens = ScreenAudiences(self.tally)  # booth screens here and the people watching them
         self._rollup_lock = asyncio.Lock()  # one roll-up write per town hall at a time (the tick, the last one)
         self.regions = RegionDirectory(store)  # the region tree, for the roll-up and the HTTP routes
         self.policy = Policy.load(settings.moderation_dir)
@@ -263,6 +265,7 @@ class Node:
             self.hub.remove_user(client.claims.sub, conn)
             if client.claims.role is Role.CITIZEN:
                 self.tally.leave(client.th, client.claims.unit)
+            self.screens.left(conn)
             self._leave(public_channel(client.th), conn)
             self._leave(moderation_channel(client.th), conn)
 
@@ -307,6 +310,8 @@ class Node:
         self.hub.add_user(claims.sub, conn)
         if claims.role is Role.CITIZEN:  # undone in connection_lost or abandon_join
             self.tally.join(th, claims.unit)
+        elif claims.role is Role.SCREEN:
+            self.screens.joined(conn, th, claims.unit)
         await self._listen(channel, conn, staff=claims.role in STAFF)
         staff = claims.role in (Role.MODERATOR, Role.ADMIN)
         mod_channel = moderation_channel(th)
@@ -351,6 +356,7 @@ class Node:
         self.hub.remove_user(claims.sub, conn)
         if claims.role is Role.CITIZEN:
             self.tally.leave(client.th, claims.unit)
+        self.screens.left(conn)
         self._leave(public_channel(client.th), conn)
         self._leave(moderation_channel(client.th), conn)
         client.claims = None

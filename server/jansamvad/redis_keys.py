@@ -52,7 +52,9 @@ publish atomically, and lets the store's scripts check and change a question, it
     P:T:presence:staff         presence: node id -> local leaders, moderators and admins listening (hash)
     P:T:presence:exp           presence: node id -> when its report expires, server time in ms (sorted set)
     P:T:rollup:nodes           rollup: node id -> when its report expires, server time in ms (sorted set)
-    P:T:rollup:node:<id>:v     rollup: unit -> that node's citizens listening there or below (hash; gone with the node)
+    P:T:rollup:node:<id>:v     rollup: unit -> that node's citizens listening there or below; `screens|<unit>`,
+                               `audience|<unit>` -> its booth screens and their people there or below (hash; gone
+                               with the node)
     P:T:rollup:node:<id>:a     rollup: `<counter>|<unit>` -> that node's joins, asked, approved, reactions, votes (hash)
     P:T:rollup:retired         rollup: `<counter>|<unit>` -> the activity of nodes that died or closed (hash)
 
