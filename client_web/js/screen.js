@@ -253,7 +253,7 @@ async function getJSON(path) {
 
 async function showUnit() {
   const q = `th=${encodeURIComponent(th)}`;
-  $('#qr').src = `/api/regions/${encodeURIComponent(unit)}/qr.svg?${q}`;
+  $('#qr').src = `/api/regions/${encodeURIComponent(unit)}/qr.png?${q}`;
   for (let attempt = 0; attempt < 20; attempt++) {
     try {
       const link = await getJSON(`/api/regions/${encodeURIComponent(unit)}/link?${q}`);
