@@ -41,8 +41,8 @@ def http_json(base: str, method: str, path: str, body: Any = None, key: str = ""
 class Speaker:
     """A staff or citizen session over the JSON subprotocol, for the test to drive the town hall."""
 
-    def __init__(self, server: Server, token: str, lane: str = "") -> None:
-        ws_url = server.base.replace("http", "ws", 1) + "/ws" + (f"?lane={lane}" if lane else "")
+    def __init__(self, base: str, token: str, lane: str = "") -> None:
+        ws_url = base.replace("http", "ws", 1) + "/ws" + (f"?lane={lane}" if lane else "")
         self.ws: ClientConnection = connect(ws_url, subprotocols=["jansamvad.v1.json"], open_timeout=5, legacy=True)  # type: ignore[list-item]
         self.next_id = 1
         self.ws.send(json.dumps({"t": "hello", "token": token}))
@@ -116,10 +116,10 @@ def test_booth_screen_shows_the_town_hall_and_counts_its_people(
     expect(page.locator("#conn")).to_have_attribute("data-state", "live")
     expect(page.locator("#unit")).to_contain_text("गया")
 
-    leader = Speaker(server, staff_token(server, "leader"), "staff")
-    moderator = Speaker(server, staff_token(server, "moderator"), "staff")
+    leader = Speaker(server.base, staff_token(server, "leader"), "staff")
+    moderator = Speaker(server.base, staff_token(server, "moderator"), "staff")
     citizen_token = http_json(server.base, "POST", f"/api/townhalls/{th}/join", {"name": "सीता", "unit": UNIT})["token"]
-    citizen = Speaker(server, citizen_token)
+    citizen = Speaker(server.base, citizen_token)
     try:
         leader.request({"t": "go_live"})
         expect(page.locator("#status")).to_have_attribute("data-status", "live")
