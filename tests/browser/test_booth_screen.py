@@ -171,6 +171,17 @@ def test_booth_screen_shows_the_town_hall_and_counts_its_people(
         gaya = {row["code"]: row for row in view["rows"]}[UNIT]
         assert (gaya["viewers"], gaya["screens"], gaya["audience"], gaya["reached"]) == (1, 1, 10, 11)
 
+        # And the war room's dashboard shows them beside the online viewers.
+        war_room = region_tabs.open("admin")
+        war_room.goto(f"{server.base}/dashboard.html#key={key}")
+        card = war_room.locator(f'article[data-th="{th}"]')
+        card.locator('details[data-part="rollup"] summary').click()
+        card.locator('a[data-unit="BR"]').click()
+        row = card.locator(f'tr[data-code="{UNIT}"]')
+        expect(row.locator('td[data-col="viewers"]')).to_have_text("1")
+        expect(row.locator('td[data-col="reached"]')).to_have_text("11")
+        expect(row.locator('td[data-col="screens"]')).to_have_text("1")
+
         page.evaluate("document.activeElement.blur()")
         shoot(page, f"screen-{width}x{height}.png")
         assert not region_tabs.errors, region_tabs.errors
