@@ -124,7 +124,7 @@ def test_booth_screen_shows_the_town_hall_and_counts_its_people(
         leader.request({"t": "go_live"})
         expect(page.locator("#status")).to_have_attribute("data-status", "live")
         sentences = ["बिहार के हर गाँव तक सड़क पहुँचेगी।", "हर घर में बिजली होगी।", "युवाओं को रोज़गार मिलेगा।"]
-        for text in ["पहला वाक्य।", *sentences]:
+        for text in [*(f"पुराना वाक्य {i}।" for i in range(60)), *sentences]:
             leader.request({"t": "speech", "text": text, "final": True})
         leader.request({"t": "speech", "text": "और अब मैं आपके", "final": False})
         # The last three final sentences, big; the partial line below them; bounded, whatever was said before.
