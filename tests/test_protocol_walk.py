@@ -37,6 +37,7 @@ WALK: dict[str, tuple[str, dict[str, Any], str | None]] = {
     "restrict": ("moderator", {"t": "restrict", "id": 14, "sub": "c-asker", "action": "timeout", "seconds": 60}, "ack"),
     "slow_mode": ("leader", {"t": "slow_mode", "id": 15, "seconds": 30}, "ack"),
     "end": ("leader", {"t": "end", "id": 7}, "ack"),
+    "mode": ("citizen", {"t": "mode", "id": 16, "mode": "audio"}, "ack"),
     "leave": ("citizen", {"t": "leave"}, None),
 }
 
