@@ -152,6 +152,10 @@ def _default_of(name: str) -> float:
         from jansamvad import node
 
         return float(getattr(node, name.removeprefix("node.")))
+    if name.startswith("feeds."):
+        from jansamvad import feeds
+
+        return float(getattr(feeds, name.removeprefix("feeds.")))
     if name.startswith("client."):
         from jansamvad import client
 

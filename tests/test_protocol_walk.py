@@ -38,8 +38,9 @@ WALK: dict[str, tuple[str, dict[str, Any], str | None]] = {
     "restrict": ("moderator", {"t": "restrict", "id": 14, "sub": "c-asker", "action": "timeout", "seconds": 60}, "ack"),
     "slow_mode": ("leader", {"t": "slow_mode", "id": 15, "seconds": 30}, "ack"),
     "end": ("leader", {"t": "end", "id": 7}, "ack"),
+    "mode": ("citizen", {"t": "mode", "id": 16, "mode": "audio"}, "ack"),
     "leave": ("citizen", {"t": "leave"}, None),
-    "audience": ("screen", {"t": "audience", "id": 16, "people": 40}, "ack"),
+    "audience": ("screen", {"t": "audience", "id": 17, "people": 40}, "ack"),
 }
 
 

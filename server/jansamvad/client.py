@@ -13,6 +13,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from jansamvad.auth import ANY_TOWNHALL, Claims, InvalidToken
+from jansamvad.feeds import Mode
 from jansamvad.models import (
     PUBLIC_STATES,
     PollState,
@@ -66,6 +67,7 @@ class Client:
         "early",
         "inbox",
         "limited_answers",
+        "mode",
         "node",
         "reaction_allowance",
         "reaction_at",
@@ -79,6 +81,7 @@ class Client:
         self.conn = conn
         self.claims: Claims | None = None
         self.th = ""
+        self.mode = Mode.CAPTIONS  # the listening mode (feeds.py): hello.mode, then the `mode` message
         self.errors = 0
         self.inbox: deque[ClientMessage] | None = None
         self.early: list[ClientMessage] | None = None  # sent after hello, before the join was done
@@ -330,6 +333,7 @@ class Client:
                 raise ConnectionRefused(CloseCode.TRY_AGAIN_LATER, "the staff lane is full")
             node.staff_joined += 1  # undone in Node.connection_lost, which sees the claims set just below
         self.claims, self.th = claims, th
+        self.mode = Mode(msg.get("mode", Mode.CAPTIONS))
         if claims.role not in STAFF:  # citizens and booth screens
             self.conn.set_max_message_bytes(node.settings.citizen_max_message_bytes)
         else:
@@ -529,6 +533,12 @@ class Client:
     async def _on_audio(self, msg: ClientMessage) -> None:
         await self._townhall_live()
         await self.node.publish_audio(self.th, msg.fields["data"], msg.get("init", False), msg.get("mime", ""))
+
+    async def _on_mode(self, msg: ClientMessage) -> None:
+        mode = Mode(msg.fields["mode"])
+        await self.node.set_mode(self, mode)
+        if msg.id is not None:
+            self.send({"t": "ack", "re": msg.id, "mode": str(mode)})
 
     async def _set_status(self, msg: ClientMessage, status: Status) -> None:
         await self.node.store.set_status(self.th, status)

@@ -24,6 +24,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
+from jansamvad.feeds import DEFAULT_FEED
 from jansamvad.protocol.codec import SUBPROTOCOLS, Encoding
 from jansamvad.protocol.codes import CloseCode, close_reason
 
@@ -77,6 +78,7 @@ class WsConnection(asyncio.Protocol):
         "closing_since",
         "corked",
         "encoding",
+        "feed",
         "frag",
         "frag_op",
         "ip",
@@ -97,6 +99,7 @@ class WsConnection(asyncio.Protocol):
         self.ws: ServerProtocol | None = None
         self.state = ConnState.HANDSHAKE
         self.encoding = Encoding.MSGPACK
+        self.feed = DEFAULT_FEED  # set at the join from the wire format and listening mode (feeds.py)
         self.client: Client | None = None
         self.frag: list[bytes] | None = None
         self.frag_op = Opcode.BINARY

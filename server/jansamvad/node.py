@@ -18,11 +18,13 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from jansamvad.audio_channel import AudioChannels, audio_townhall
 from jansamvad.auth import TokenService
 from jansamvad.broker.base import Broker, HistoryResult, Publication
 from jansamvad.client import Client
 from jansamvad.connection import ConnState, WsConnection
 from jansamvad.fanout import CONFLATED, Fanout
+from jansamvad.feeds import Mode, feed_of
 from jansamvad.hub import Hub, Room
 from jansamvad.limiter.base import RateLimiter
 from jansamvad.limiter.memory import MemoryRateLimiter
@@ -127,8 +129,7 @@ class Node:
         self.staff_joined = 0  # sessions joined through the staff lane (its cap counts these, not bare upgrades)
         self._staff_handshakes = TokenBucket(settings.staff_handshakes_per_second, settings.staff_handshakes_per_second)
         self._reactions: dict[str, dict[str, int]] = {}
-        self._audio_init: dict[str, dict[str, Any]] = {}
-        self._audio_n: dict[str, int] = defaultdict(int)
+        self.audio = AudioChannels(self.hub, broker, public_channel)  # opt-in audio (audio_channel.py)
         self._viewers: dict[str, Audience] = {}  # town hall -> its audience on every node, as of the last tick
         self._ticks = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -268,6 +269,7 @@ class Node:
             self.screens.left(conn)
             self._leave(public_channel(client.th), conn)
             self._leave(moderation_channel(client.th), conn)
+            self.audio.maybe_unwanted(client.th)
 
     def _leave(self, channel: str, conn: WsConnection) -> None:
         if self.hub.remove(channel, conn):
@@ -312,7 +314,10 @@ class Node:
             self.tally.join(th, claims.unit)
         elif claims.role is Role.SCREEN:
             self.screens.joined(conn, th, claims.unit)
+        conn.feed = feed_of(conn.encoding, client.mode)
         await self._listen(channel, conn, staff=claims.role in STAFF)
+        if client.mode is Mode.AUDIO:
+            await self.audio.wanted(th)
         staff = claims.role in (Role.MODERATOR, Role.ADMIN)
         mod_channel = moderation_channel(th)
         if staff:
@@ -359,6 +364,7 @@ class Node:
         self.screens.left(conn)
         self._leave(public_channel(client.th), conn)
         self._leave(moderation_channel(client.th), conn)
+        self.audio.maybe_unwanted(client.th)
         client.claims = None
 
     async def _send_join(
@@ -418,9 +424,26 @@ class Node:
                 snapshot["queue"] = [q.for_moderators() for q in pending[:SNAPSHOT_QUEUE_MAX]]
                 snapshot[MODERATION_SEQ] = mhist.head if mhist is not None else 0
             client.send(snapshot)
-        init = self._audio_init.get(th)
+        if client.mode is Mode.AUDIO:
+            await self._send_audio_init(client)
+
+    async def _send_audio_init(self, client: Client) -> None:
+        """A listener who starts now begins at the current recording: its init chunk first (audio_channel.py)."""
+        init = await self.audio.latest_init(client.th)
         if init is not None:
-            client.send(init)
+            client.send(dict(init))
+
+    async def set_mode(self, client: Client, mode: Mode) -> None:
+        """A joined session changes its listening mode (the `mode` message): another feed in its rooms, and the town
+        hall's audio subscribed or dropped as this node's audio listeners come and go."""
+        conn, th = client.conn, client.th
+        client.mode = mode
+        self.hub.set_feed(conn, feed_of(conn.encoding, mode), [public_channel(th), moderation_channel(th)])
+        if mode is Mode.AUDIO:
+            await self.audio.wanted(th)
+            await self._send_audio_init(client)
+        else:
+            self.audio.maybe_unwanted(th)
 
     # Publishing
 
@@ -500,9 +523,7 @@ class Node:
         return grouper
 
     async def publish_audio(self, th: str, data: bytes, init: bool, mime: str) -> None:
-        self._audio_n[th] += 1
-        message = {"t": "audio", "data": data, "n": self._audio_n[th], "init": init, "mime": mime}
-        await self.broker.publish(public_channel(th), message, history=False)
+        await self.audio.publish(th, data, init, mime)
 
     def count_reaction(self, th: str, kind: str) -> None:
         """Reactions are counted here and sent on as one total per town hall per aggregates tick."""
@@ -517,8 +538,12 @@ class Node:
         if pub.channel == CONTROL_CHANNEL:
             self._control(data)
             return
-        if t == "audio" and data.get("init"):
-            self._audio_init[pub.channel[3:]] = dict(data)
+        audio_th = audio_townhall(pub.channel)
+        if audio_th is not None:
+            public = self.hub.room(public_channel(audio_th))
+            if public is not None:
+                self.fanout.enqueue_audio(public, data)  # to the room's members in audio mode only
+            return
         room = self.hub.room(pub.channel)
         if room is None:
             return
@@ -577,7 +602,7 @@ class Node:
                         member.close(CloseCode.BANNED)
 
     def live_channels(self) -> list[str]:
-        return [CONTROL_CHANNEL, *self.hub.channels()]
+        return [CONTROL_CHANNEL, *self.hub.channels(), *self.audio.channels()]
 
     def _close_room(self, channel: str, code: CloseCode) -> None:
         room = self.hub.room(channel)

@@ -11,6 +11,9 @@ publish atomically, and lets the store's scripts check and change a question, it
     P:T:pub                    broker: its sharded pub/sub channel (SPUBLISH / SSUBSCRIBE)
     P:T:pubkeys                broker: idempotency keys of its publications, key -> seq (hash; expires after a day)
     P:T:mod:seq|hist|pub|pubkeys  the same for channel `th:<id>:mod`, the moderation stream (mseq)
+    P:T:audio:pub              broker: channel `th:<id>:audio`, the leader's audio chunks (ephemeral, SPUBLISH only)
+    P:T:audio:kept             broker: its latest kept message, the current recording's init chunk (msgpack string,
+                               expires a day after it was written; Broker.publish_kept)
     P:{ch:<name>}:seq|hist|pub a channel that is not a town hall's: the node's control channel `ctl` (a ban kicks the
                                citizen's sessions on every node) uses P:{ch:ctl}:pub, published without history
 
@@ -69,7 +72,7 @@ from dataclasses import dataclass
 from jansamvad.models import QState
 
 TOWNHALL_CHANNEL_PREFIX = "th:"  # the node's logical channel names: th:<id> and th:<id>:mod
-TOWNHALL_SUBCHANNELS = ("mod",)
+TOWNHALL_SUBCHANNELS = ("mod", "audio")
 
 
 def _escape(name: str) -> str:
@@ -86,6 +89,7 @@ class ChannelKeys:
     hist: str
     pub: str  # the sharded pub/sub channel
     pubkeys: str  # idempotency keys of publish_once: key -> seq (hash, expires a day after the last one)
+    kept: str  # the channel's latest kept message (publish_kept; expires a day after it was written)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,4 +279,4 @@ class RedisKeys:
             base = f"{self.prefix}:{townhall_tag(th)}" + (":" + sub if sub else "")
         else:
             base = f"{self.prefix}:{{ch:{_escape(channel)}}}"
-        return ChannelKeys(base + ":seq", base + ":hist", base + ":pub", base + ":pubkeys")
+        return ChannelKeys(base + ":seq", base + ":hist", base + ":pub", base + ":pubkeys", base + ":kept")

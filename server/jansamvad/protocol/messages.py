@@ -22,6 +22,7 @@ REACTIONS = frozenset({"clap", "heart", "thumbs_up", "laugh", "sad"})
 MODERATION_ACTIONS = frozenset({"approve", "reject", "answer", "pin", "unpin"})
 RESTRICT_ACTIONS = frozenset({"timeout", "ban", "lift"})
 SCREEN_AUDIENCE_MAX = 50_000  # people one booth screen may say watch it (a rally ground's LED wall): `audience.people`
+LISTENING_MODES = frozenset({"captions", "audio", "light"})  # jansamvad.feeds.Mode (the sans-I/O package stands alone)
 MAX_REQUEST_ID = 2**53 - 1  # the largest integer a JavaScript client can hold exactly
 _MIME = re.compile(r"[a-z]+/[A-Za-z0-9.+-]+(;[ A-Za-z0-9=.,\"-]{0,80})?")
 
@@ -91,6 +92,7 @@ CLIENT_MESSAGES: dict[str, MessageSpec] = {
                 Field("th", str, required=False, pattern=QID_PATTERN),
                 Field("last_seq", int, required=False),
                 Field("last_mseq", int, required=False),
+                Field("mode", str, required=False, choices=LISTENING_MODES),
             ),
         ),
         MessageSpec("ping", ANY_ROLE),
@@ -189,6 +191,7 @@ CLIENT_MESSAGES: dict[str, MessageSpec] = {
             (_ID, Field("seconds", int, max_value=3600)),
             needs_id=True,
         ),
+        MessageSpec("mode", ANY_ROLE, (Field("mode", str, choices=LISTENING_MODES),)),
         MessageSpec("leave", ANY_ROLE),
         MessageSpec(
             "audience",
@@ -236,7 +239,7 @@ SERVER_MESSAGES: dict[str, frozenset[str]] = {
     "snapshot": frozenset(
         {"seq", "status", "speech", "questions", "polls", "slow_mode", "viewers", "staff", "reactions", "queue", "mseq"}
     ),
-    "ack": frozenset({"key", "qid", "votes", "seq", "state", "dup", "pid", "option", "sub", "until", "people"}),
+    "ack": frozenset({"key", "qid", "votes", "seq", "state", "dup", "pid", "option", "sub", "until", "mode", "people"}),
     "error": frozenset({"code", "msg", "field", "retry_ms"}),
     "pong": frozenset(),
     "speech": frozenset({"text", "final", "ts"}),
