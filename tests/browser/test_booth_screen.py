@@ -144,6 +144,13 @@ def test_booth_screen_shows_the_town_hall_and_counts_its_people(
         expect(page.locator("#poll-q")).to_have_text("सबसे ज़रूरी क्या है?")
         expect(page.locator("#poll-bars .poll-pct").last).to_have_text("100%")
 
+        # Live audio: the screen opted in (mode audio), so the leader's chunks reach its player.
+        # (Chunks without a WebM Cluster: counted by the player, never appended to its decoder.)
+        chunk = base64.b64encode(bytes(64)).decode()
+        for _ in range(2):
+            leader.ws.send(json.dumps({"t": "audio", "data": chunk}))
+        page.wait_for_function("() => Number(document.querySelector('#player').dataset.received || 0) >= 2")
+
         link = http_json(server.base, "GET", f"/api/regions/{UNIT}/link?th={th}")
         expect(page.locator("#join-url")).to_have_text(link["url"])
         page.wait_for_function("() => document.querySelector('#qr').complete")
