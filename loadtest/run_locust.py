@@ -280,7 +280,8 @@ def main(argv: list[str]) -> int:
             title = f"लोड टेस्ट {args.scenario} {stamp}"
             codes = units.read_text(encoding="utf-8").split() if units else []
             screen_units = random.Random(16).sample(codes, min(scenario.screens, len(codes)))
-            hall = rest.create_hall(base, admin_key, title, scenario.moderators, screen_units)
+            scopes = scenario.moderator_scopes if not args.target else ()  # districts of the generated tree
+            hall = rest.create_hall(base, admin_key, title, scenario.moderators, screen_units, scopes)
         print(f"load test: scenario {args.scenario}, {args.users} users, {args.duration} s against {base}")
         print(f"town hall {hall.th}; reports in {report}")
         if units and admin_key:

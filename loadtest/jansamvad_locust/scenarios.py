@@ -71,6 +71,10 @@ class Scenario:
     screens: int = 0
     audience: Range = (20.0, 400.0)
     audience_every: Range = (5.0, 15.0)
+    # Local moderators (issue 16 item 4): the unit each moderator token is scoped to ("" for the whole town hall), in
+    # order; moderators beyond the list are town-hall-wide. Only against the launcher's generated tree, whose
+    # districts these are; a node without local moderators ignores the scope and makes plain moderator tokens.
+    moderator_scopes: tuple[str, ...] = ()
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     def users_at(self, elapsed_s: float, target: int, duration_s: float | None) -> int:
@@ -130,9 +134,11 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "booths",
             "the organisation: citizens join by region links spread over 5,000 booths; 5 booth screens set their "
-            "audience; 2 moderators work the queue, so the roll-up by unit and moderation run under load",
+            "audience; a town-hall-wide moderator and two district moderators (Patna, Gaya) work the queue, so the "
+            "roll-up by unit and scoped moderation run under load",
             citizen=Citizen(drop=1),
-            moderators=2,
+            moderators=3,
+            moderator_scopes=("", "BR-230", "BR-236"),
             units=5000,
             screens=5,
         ),
