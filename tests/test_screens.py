@@ -105,6 +105,9 @@ async def test_screens_may_only_listen_and_say_how_many_people_watch(server: Run
     assert refused["t"] == "error" and refused["code"] == "forbidden"
     ok = await screen.request({"t": "audience", "people": 120})
     assert ok == {"t": "ack", "re": ok["re"], "people": 120}
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+        metrics = (await http.get("/metrics")).text
+    assert "jansamvad_booth_screens 1.0" in metrics.splitlines()
 
 
 async def test_screens_people_reached_is_viewers_plus_audience_per_unit_and_up_the_tree(server: RunningServer) -> None:

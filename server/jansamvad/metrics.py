@@ -74,6 +74,7 @@ class NodeCollector(Collector):
             if not channel.endswith(":mod") and channel.startswith("th:"):
                 viewers.add_metric([channel[3:]], len(room.members))
         yield viewers
+        yield GaugeMetricFamily("jansamvad_booth_screens", "Booth screens joined here", value=len(node.screens))
         yield GaugeMetricFamily("jansamvad_ready", "1 while the node accepts sessions", value=int(node.ready))
         yield GaugeMetricFamily(
             "jansamvad_broker_healthy", "1 while the broker is reachable", value=int(node.broker.healthy)
