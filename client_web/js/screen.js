@@ -46,6 +46,12 @@ if (hashToken) {
 }
 const token = hashToken || store.get(TOKEN_KEY) || '';
 
+// Plain ES2017 and DOM APIs an older TV browser has (no `?.`, `??` or replaceChildren in this file).
+function fill(parent, ...children) {
+  parent.textContent = '';
+  for (const child of children) parent.appendChild(child);
+}
+
 function say(text) {
   const notice = $('#notice');
   notice.textContent = text;
@@ -59,7 +65,7 @@ let partial = '';
 let announcement = '';
 
 function renderCaptions() {
-  $('#finals').replaceChildren(...finals.map((f) => el('li', { dataset: { seq: f.seq ?? '' }, text: f.text })));
+  fill($('#finals'), ...finals.map((f) => el('li', { dataset: { seq: f.seq == null ? '' : f.seq }, text: f.text })));
   $('#partial').textContent = partial;
   const box = $('#announce');
   box.textContent = announcement;
@@ -127,7 +133,7 @@ function renderPoll() {
   if (!p) return;
   $('#poll').dataset.pid = p.pid;
   $('#poll-q').textContent = p.question;
-  $('#poll-bars').replaceChildren(pollBars(p));
+  fill($('#poll-bars'), pollBars(p));
 }
 
 // ---------------------------------------------------------------- people watching (the volunteer's remote)
