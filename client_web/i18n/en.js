@@ -59,6 +59,13 @@ export default {
   audio_waiting: 'Waiting for audio…',
   audio_playing: 'You are listening',
   audio_unsupported: 'Live audio cannot play on this device; the speech is shown as text above.',
+  ladder_label: 'Data',
+  'mode.audio': 'Audio + captions',
+  'mode.captions': 'Captions only',
+  'mode.light': 'Text-light',
+  ladder_down: 'Slow network: switched to "{mode}"',
+  ladder_up: 'Network is fine again: back to "{mode}"',
+  ladder_hint: '"{mode}": {kbps} kbit/s',
 
   // reactions
   react_title: 'React',

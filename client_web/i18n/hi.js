@@ -59,6 +59,13 @@ export default {
   audio_waiting: 'आवाज़ का इंतज़ार…',
   audio_playing: 'आप सुन रहे हैं',
   audio_unsupported: 'इस फ़ोन पर लाइव आवाज़ नहीं चल सकती; भाषण ऊपर लिखा दिखेगा।',
+  ladder_label: 'डेटा',
+  'mode.audio': 'आवाज़ + लिखा',
+  'mode.captions': 'सिर्फ़ लिखा',
+  'mode.light': 'कम डेटा',
+  ladder_down: 'नेटवर्क धीमा है, इसलिए "{mode}" चुना',
+  ladder_up: 'नेटवर्क ठीक है: फिर से "{mode}"',
+  ladder_hint: '"{mode}": {kbps} kbit/s',
 
   // reactions
   react_title: 'प्रतिक्रिया दें',
