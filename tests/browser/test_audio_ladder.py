@@ -116,3 +116,45 @@ def test_ladder_steps_down_on_a_throttled_2g_link_keeps_captions_and_climbs_back
     )
     leader.click("#mic")
     assert not tabs.errors, "browser errors:\n" + "\n".join(tabs.errors)
+
+
+def test_leader_on_air_survives_a_network_drop_and_listeners_recover(demo_server: Server, tabs: Tabs) -> None:
+    leader = tabs.open("leader", **DESKTOP)
+    citizen = tabs.open("citizen", **PHONE)
+    open_staff(leader, demo_server.links["leader"])
+    join_as_citizen(citizen, demo_server.links["citizen"])
+    go_live(leader)
+    citizen.click("#ladder button[data-mode=audio]")
+    leader.click("#onair")
+    expect(leader.locator("#onair")).to_have_attribute("aria-pressed", "true")
+    expect(leader.locator("#onair-badge")).to_be_visible()
+    expect(leader.locator("#onair-badge")).to_have_attribute("data-state", "live")
+    citizen.wait_for_function("() => +document.querySelector('#player').dataset.appended >= 4", timeout=20_000)
+    # The level meter moves with the (fake, beeping) microphone.
+    leader.wait_for_function("() => document.querySelector('#mic-level').value > 0.01", timeout=10_000)
+
+    # The leader's phone loses its network: the WebSocket breaks, the page reconnects, on air goes on.
+    cdp = leader.context.new_cdp_session(leader)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {**NO_THROTTLE, "offline": True})
+    leader.evaluate("dispatchEvent(new Event('offline'))")
+    expect(leader.locator("#onair-badge")).to_have_attribute("data-state", "reconnecting")
+    expect(leader.locator("#onair")).to_have_attribute("aria-pressed", "true")
+    time.sleep(2)
+    inits = citizen.evaluate("+document.querySelector('#player').dataset.inits")
+    cdp.send("Network.emulateNetworkConditions", NO_THROTTLE)
+    leader.evaluate("dispatchEvent(new Event('online'))")
+    expect(leader.locator("#conn")).to_have_attribute("data-state", "live", timeout=20_000)
+    expect(leader.locator("#onair-badge")).to_have_attribute("data-state", "live")
+    # A new recording (a new init chunk) after the reconnect, and the listener plays on without doing anything.
+    assert int(leader.locator("#mic").get_attribute("data-recordings") or 0) >= 2
+    citizen.wait_for_function(f"() => +document.querySelector('#player').dataset.inits > {inits}", timeout=20_000)
+    appended = citizen.evaluate("+document.querySelector('#player').dataset.appended")
+    citizen.wait_for_function(
+        f"() => +document.querySelector('#player').dataset.appended >= {appended + 4}", timeout=20_000
+    )
+    played = citizen.evaluate("document.querySelector('#player').currentTime")
+    citizen.wait_for_function(f"() => document.querySelector('#player').currentTime > {played + 0.5}", timeout=15_000)
+    leader.click("#onair")
+    expect(leader.locator("#onair-badge")).to_be_hidden()
+    assert not tabs.errors, "browser errors:\n" + "\n".join(tabs.errors)
