@@ -42,6 +42,7 @@ export class LivePlayer {
     this.onChange = onChange;
     this.received = 0;
     this.appended = 0;
+    this.inits = 0; // init chunks seen: a new recording (the leader started again, e.g. after a reconnect)
     this.lastChunkAt = 0;
     this.header = null; // the latest recording's WebM header
     this.mime = AUDIO_MIME;
@@ -67,6 +68,7 @@ export class LivePlayer {
     this.lastChunkAt = Date.now();
     const n = typeof msg.n === 'number' ? msg.n : null;
     if (msg.init) {
+      this.inits += 1;
       const at = findCluster(data);
       this.header = at > 0 ? data.slice(0, at) : data.slice();
       this.tail = at > 0 ? { n, data: data.slice(at) } : null;
@@ -203,6 +205,7 @@ export class LivePlayer {
   _stats() {
     this.audio.dataset.received = String(this.received);
     this.audio.dataset.appended = String(this.appended);
+    this.audio.dataset.inits = String(this.inits);
   }
 
   /** 'off' | 'waiting' | 'playing' */
@@ -231,7 +234,10 @@ export class Broadcaster {
     this.chunks = 0;
     this.bytes = 0;
     this.skipped = 0;
+    this.recordings = 0; // recordings started (each begins with an init chunk)
     this.chain = Promise.resolve();
+    this.analyser = null;
+    this.audioCtx = null;
   }
 
   get live() {
@@ -244,10 +250,54 @@ export class Broadcaster {
       audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 },
     });
     this._record();
+    this._meter();
     this.onChange();
   }
 
+  /**
+   * A new recording on the same microphone, whose first chunk is an init chunk: after the connection came back (the
+   * node the leader reaches now, and listeners who joined meanwhile, start from it), so on-air continues by itself.
+   */
+  restart() {
+    if (!this.stream) return;
+    const rec = this.rec;
+    if (rec) {
+      rec.onstop = null;
+      rec.ondataavailable = null;
+      if (rec.state !== 'inactive') rec.stop();
+    }
+    this.rec = null;
+    this._record();
+    this.onChange();
+  }
+
+  /** The microphone's level, 0..1 (RMS of the last few ms, scaled for speech), for the level meter. */
+  level() {
+    const an = this.analyser;
+    if (!an) return 0;
+    const buf = new Float32Array(an.fftSize);
+    an.getFloatTimeDomainData(buf);
+    let sum = 0;
+    for (const x of buf) sum += x * x;
+    return Math.min(1, Math.sqrt(sum / buf.length) * 4);
+  }
+
+  _meter() {
+    const Ctx = globalThis.AudioContext || globalThis.webkitAudioContext;
+    if (!Ctx || !this.stream) return;
+    try {
+      this.audioCtx = new Ctx();
+      const analyser = this.audioCtx.createAnalyser();
+      analyser.fftSize = 1024;
+      this.audioCtx.createMediaStreamSource(this.stream).connect(analyser);
+      this.analyser = analyser;
+    } catch (e) {
+      console.warn('audio: no level meter', e.name);
+    }
+  }
+
   _record() {
+    this.recordings += 1;
     const rec = new MediaRecorder(this.stream, { mimeType: AUDIO_MIME, audioBitsPerSecond: BITRATE });
     let first = true;
     this.rec = rec;
@@ -296,6 +346,9 @@ export class Broadcaster {
     this.rec = null;
     const stream = this.stream;
     this.stream = null;
+    this.analyser = null;
+    this.audioCtx?.close().catch(() => {});
+    this.audioCtx = null;
     // Release the microphone once the last chunk is out.
     this.chain = this.chain.then(() => stream?.getTracks().forEach((tr) => tr.stop()));
     this.onChange();
