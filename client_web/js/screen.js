@@ -7,7 +7,7 @@
 // It runs for hours untouched: it reconnects by itself (conn.js: backoff with jitter, resume with last_seq), never
 // opens a dialog, keeps the screen awake where the browser lets it, and holds a bounded amount of state (a few
 // caption lines, the pinned questions, the latest polls), so memory does not grow with the length of the town hall.
-// Audio is opt-in on the wire: the page asks for mode `audio` after every welcome.
+// Audio is opt-in on the wire: every hello of the page asks for mode `audio`.
 import { $, el, params, pollBars } from './ui.js';
 import { num } from './i18n.js';
 
@@ -294,7 +294,14 @@ async function main() {
   }
   showUnit();
   const { Conn } = await import('./conn.js');
-  conn = new Conn({ th, getToken: async () => token, rate: { perSec: 2, burst: 6 } });
+  conn = new Conn({
+    th,
+    getToken: async () => token,
+    rate: { perSec: 2, burst: 6 },
+    // Audio is opt-in (docs/protocol.md 4.2): a screen is there to be heard, so every hello asks for it, unless this
+    // browser cannot play it. The node sends the recording's init chunk with the join, then the live chunks.
+    helloFields: () => ({ mode: player && !player.supported ? 'captions' : 'audio' }),
+  });
   conn
     .on('state', (state) => {
       const badge = $('#conn');
@@ -312,9 +319,6 @@ async function main() {
       document.title = `${w.title} · जनसंवाद`;
       setStatus(w.status);
       say('');
-      // Audio is opt-in (docs/protocol.md 4.2): a screen is there to be heard, so it asks for it on every session,
-      // unless this browser cannot play it. The node answers with the recording's init chunk, then the live ones.
-      if (!player || player.supported) conn.send({ t: 'mode', mode: 'audio' }, { paced: false });
       sendPeople();
     })
     .on('snapshot', (s) => {
