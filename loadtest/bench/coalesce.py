@@ -1,12 +1,13 @@
 """Writes per listener per second with and without coalescing, and what it costs in latency (docs/benchmarks.md).
 
 The node's own fan-out engine (fanout.Fanout, hub.Hub) on one event loop, fed a realistic town hall for `--seconds`
-at the node's tick (5 ms): the leader's partial transcripts 4 times a second (100-400 ms apart, as a recogniser emits them) and a final
-sentence every 16 words, an audio chunk every 300 ms (+-20 ms of uplink jitter; 900 bytes, 24 kbit/s), and the aggregates the node queues every presence tick (viewers, votes,
-reactions; each second), with `--listeners` members: 30 % in audio mode, 60 % captions, 10 % text-light. The same
-schedule runs twice, without coalescing (every frame at the next tick, as before) and with it (partials, audio and
-aggregates wait up to 40 ms for company). Listeners count their writes; one probe listener per mode decodes what it
-gets and reports, per message type, the time from the enqueue to its write (the latency coalescing adds).
+at the node's tick (5 ms): the leader's partial transcripts about 4 times a second (100-400 ms apart, as a recogniser
+emits them) and a final sentence every 16 words, an audio chunk every 300 ms (+-20 ms of uplink jitter; 900 bytes,
+24 kbit/s), and the aggregates the node queues every presence tick (viewers, votes, reactions; each second), with
+`--listeners` members: 30 % in audio mode, 60 % captions, 10 % text-light. The same schedule runs twice, without
+coalescing (every frame at the next tick, as before) and with it (partials, audio and aggregates wait up to 40 ms for
+company). Listeners count their writes; one probe listener per mode decodes what it gets and reports, per message
+type, the time from the enqueue to its write (the latency coalescing adds).
 
     PYTHONPATH=. .venv/bin/python -m loadtest.bench.coalesce [--seconds 20] [--listeners 1000]
 """
