@@ -9,6 +9,7 @@ import msgpack
 import pytest
 
 from jansamvad.fanout import Fanout
+from jansamvad.feeds import Mode, feed_of
 from jansamvad.hub import Hub
 from jansamvad.protocol.codec import Encoding
 
@@ -18,8 +19,11 @@ pytestmark = pytest.mark.anyio
 class Recorder:
     """A listener that records what the fan-out writes to it."""
 
-    def __init__(self, encoding: Encoding = Encoding.MSGPACK, *, slow: bool = False) -> None:
+    def __init__(
+        self, encoding: Encoding = Encoding.MSGPACK, *, slow: bool = False, mode: Mode = Mode.CAPTIONS
+    ) -> None:
         self.encoding = encoding
+        self.feed = feed_of(encoding, mode)
         self.paused: list[tuple[str, int, bytes]] | None = None
         self.slow = slow
         self.writes: list[bytes] = []
@@ -52,8 +56,10 @@ def frames(blob: bytes) -> list[dict[str, object]]:
     return out
 
 
-async def started(tick_s: float = 0.001, writes_per_yield: int = 1000) -> Fanout:
-    fanout = Fanout(tick_s=tick_s, writes_per_yield=writes_per_yield)
+async def started(tick_s: float = 0.001, writes_per_yield: int = 1000, coalesce_s: float = 0.0) -> Fanout:
+    """A started fan-out; without coalescing unless asked (these tests are about ticks; tests/test_feeds.py covers
+    coalescing)."""
+    fanout = Fanout(tick_s=tick_s, writes_per_yield=writes_per_yield, coalesce_s=coalesce_s)
     fanout.start()
     return fanout
 

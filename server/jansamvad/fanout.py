@@ -23,12 +23,17 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from jansamvad.feeds import COALESCE_S, ENCODINGS, FEED_COUNT, LIGHT_AGGREGATES_S, MODES, Mode, feed_of, is_partial
 from jansamvad.hub import Listener, Room
-from jansamvad.protocol.codec import Encoding, frame_message
+from jansamvad.protocol.codec import frame_message
 
 # Aggregates sent as "latest value per tick"; map-valued fields are merged key by key.
 CONFLATED = frozenset({"viewers", "votes", "reactions", "poll_counts"})
 _MERGED_FIELDS = {"votes": "v", "reactions": "c"}
+_AUDIO_FEEDS = tuple(feed_of(encoding, Mode.AUDIO) for encoding in ENCODINGS)
+_LIGHT_FEEDS = tuple(feed_of(encoding, Mode.LIGHT) for encoding in ENCODINGS)
+_FEEDS_BY_ENCODING = tuple((encoding, [(feed_of(encoding, mode), mode) for mode in MODES]) for encoding in ENCODINGS)
+_Blob = tuple[bytes, bytes, list[tuple[str, int, bytes]]]
 
 
 def _with_seq(field: str, seq: int, message: Mapping[str, Any]) -> dict[str, Any]:
@@ -37,8 +42,15 @@ def _with_seq(field: str, seq: int, message: Mapping[str, Any]) -> dict[str, Any
 
 class Fanout:
     def __init__(
-        self, *, tick_s: float, writes_per_yield: int, on_flush: Callable[[float], None] | None = None
+        self,
+        *,
+        tick_s: float,
+        writes_per_yield: int,
+        on_flush: Callable[[float], None] | None = None,
+        coalesce_s: float = COALESCE_S,
     ) -> None:
+        # 0: no coalescing, every frame goes out at the next tick (the benchmarks' "before").
+        self._coalesce_s = coalesce_s
         self._on_flush = on_flush  # receives each flush's duration in seconds (a metrics histogram)
         self._tick_s = tick_s
         self._writes_per_yield = writes_per_yield
@@ -67,19 +79,24 @@ class Fanout:
 
     def enqueue(self, room: Room, seq: int, message: Mapping[str, Any], *, droppable: bool = False) -> None:
         room.events.append((seq, dict(message), droppable))
-        self._mark(room)
+        if is_partial(room.events[-1][1]):
+            self._mark_lazy(room)  # a partial transcript may wait a little for company (COALESCE_S)
+        else:
+            self._mark(room)
+
+    def enqueue_audio(self, room: Room, message: Mapping[str, Any]) -> None:
+        """An audio chunk, for the room's members in audio mode only (droppable; it may wait COALESCE_S to share a
+        write with the captions of the same moment)."""
+        if any(room.feeds[feed] for feed in _AUDIO_FEEDS):
+            room.audio.append(dict(message))
+            self._mark_lazy(room)
 
     def conflate(self, room: Room, message: Mapping[str, Any], key: str | None = None) -> None:
         """Keep only the latest value per key (default: the message type) until the tick ends."""
         t = message["t"]
         key = key or t
-        merged = _MERGED_FIELDS.get(t)
-        old = room.conflated.get(key)
-        if merged is not None and old is not None:
-            room.conflated[key] = {**old, merged: {**old[merged], **message[merged]}}
-        else:
-            room.conflated[key] = dict(message)
-        self._mark(room)
+        _merge_into(room.conflated, key, message)
+        self._mark_lazy(room)
 
     def resume(self, listener: Listener, after: Mapping[str, int]) -> None:
         """Un-pause a session after its replay (see the module docstring for why this goes through the flusher).
@@ -92,6 +109,26 @@ class Fanout:
             room.dirty = True
             self._dirty.append(room)
         self._schedule()
+
+    def _mark_lazy(self, room: Room) -> None:
+        """Flush the room within COALESCE_S, or sooner with the next must-deliver frame (fewer writes per listener)."""
+        if room.dirty or room.lazy:
+            return
+        if self._coalesce_s <= 0:
+            self._mark(room)
+            return
+        room.lazy = True
+        asyncio.get_running_loop().call_later(self._coalesce_s, self._lazy_due, room)
+
+    def _lazy_due(self, room: Room) -> None:
+        room.lazy = False
+        if room.events or room.audio or room.conflated or room.light_pending:
+            self._mark(room)
+
+    def _light_due(self, room: Room) -> None:
+        room.light_timer = False
+        if room.light_pending:
+            self._mark(room)
 
     def _schedule(self) -> None:
         if not self._scheduled:
@@ -113,22 +150,65 @@ class Fanout:
             self._scheduled = False
             await self._flush()
 
-    def _frames(self, room: Room, encoding: Encoding) -> tuple[bytes, bytes, list[tuple[str, int, bytes]]]:
-        must: list[bytes] = []
-        drop: list[bytes] = []
-        items: list[tuple[str, int, bytes]] = []
+    def _light_aggregates(self, room: Room) -> list[dict[str, Any]]:
+        """The aggregates text-light members get this tick: the latest values, at most every LIGHT_AGGREGATES_S."""
+        for key, message in room.conflated.items():
+            _merge_into(room.light_pending, key, message)
+        if not room.light_pending:
+            return []
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if now >= room.light_due:
+            due, room.light_pending = list(room.light_pending.values()), {}
+            room.light_due = now + LIGHT_AGGREGATES_S
+            return due
+        if not room.light_timer:
+            room.light_timer = True
+            loop.call_at(room.light_due, self._light_due, room)
+        return []
+
+    def _blobs(self, room: Room) -> list[_Blob | None]:
+        """One (must-deliver part, whole blob, paused items) per feed that has members: each message encoded once per
+        wire format, whatever the number of modes and members."""
+        feeds = room.feeds
+        blobs: list[_Blob | None] = [None] * FEED_COUNT
         field = room.seq_field
-        for seq, message, droppable in room.events:
-            frame = frame_message(_with_seq(field, seq, message), encoding)
-            (drop if droppable else must).append(frame)
-            items.append((field, seq, frame))
-        for message in room.conflated.values():
-            frame = frame_message(message, encoding)
-            drop.append(frame)
-            items.append((field, 0, frame))
-        self.frames_built += len(items)
-        must_blob = b"".join(must)
-        return must_blob, must_blob + b"".join(drop), items
+        light_aggregates = self._light_aggregates(room) if feeds[_LIGHT_FEEDS[0]] or feeds[_LIGHT_FEEDS[1]] else []
+        if not light_aggregates and not any(feeds[f] for f in _LIGHT_FEEDS):
+            room.light_pending = {}
+        for encoding, modes in _FEEDS_BY_ENCODING:
+            present = [(feed, mode) for feed, mode in modes if feeds[feed]]
+            if not present:
+                continue
+            events = [
+                (seq, frame_message(_with_seq(field, seq, message), encoding), droppable, is_partial(message))
+                for seq, message, droppable in room.events
+            ]
+            aggregates = [frame_message(message, encoding) for message in room.conflated.values()]
+            self.frames_built += len(events) + len(aggregates)
+            audio: list[bytes] = []
+            light: list[bytes] = []
+            for feed, mode in present:
+                if mode is Mode.AUDIO and room.audio and not audio:
+                    audio = [frame_message(message, encoding) for message in room.audio]
+                    self.frames_built += len(audio)
+                if mode is Mode.LIGHT and light_aggregates and not light:
+                    light = [frame_message(message, encoding) for message in light_aggregates]
+                    self.frames_built += len(light)
+                must: list[bytes] = []
+                drop: list[bytes] = []
+                items: list[tuple[str, int, bytes]] = []
+                for seq, frame, droppable, partial in events:
+                    if partial and mode is Mode.LIGHT:
+                        continue
+                    (drop if droppable else must).append(frame)
+                    items.append((field, seq, frame))
+                extra = light if mode is Mode.LIGHT else aggregates + audio if mode is Mode.AUDIO else aggregates
+                drop.extend(extra)
+                items.extend((field, 0, frame) for frame in extra)
+                must_blob = b"".join(must)
+                blobs[feed] = (must_blob, must_blob + b"".join(drop), items)
+        return blobs
 
     async def _flush(self) -> None:
         rooms, self._dirty = self._dirty, []
@@ -139,24 +219,26 @@ class Fanout:
             room.dirty = False
             members = list(room.members)
             if not members:
-                room.events, room.conflated = [], {}
+                room.events, room.conflated, room.audio = [], {}, []
                 continue
             out, n = self.messages_out, len(members)
             for _, message, _ in room.events:
                 out[message["t"]] += n
             for message in room.conflated.values():
                 out[message["t"]] += n
+            if room.audio:
+                out["audio"] += len(room.audio) * sum(room.feeds[feed] for feed in _AUDIO_FEEDS)
             # Encode once per wire format in use in this room, before the first write.
-            blobs = {Encoding.MSGPACK: self._frames(room, Encoding.MSGPACK)}
-            if room.json_members:
-                blobs[Encoding.JSON] = self._frames(room, Encoding.JSON)
-            room.events, room.conflated = [], {}
+            blobs = self._blobs(room)
+            room.events, room.conflated, room.audio = [], {}, []
             for member in members:
-                must_blob, blob, items = blobs[member.encoding]
+                must_blob, blob, items = blobs[member.feed]  # type: ignore[misc]  # built for every feed in use
                 paused = member.paused
                 if paused is not None:
                     paused.extend(items)
                     continue
+                if not blob:
+                    continue  # nothing for this feed this tick (e.g. only audio, or light aggregates not due yet)
                 member.write_broadcast(blob, bool(must_blob))
                 writes += 1
                 if writes >= self._writes_per_yield:
@@ -168,3 +250,13 @@ class Fanout:
             listener.resume(after)
         if self._on_flush is not None and rooms:
             self._on_flush(time.perf_counter() - started)
+
+
+def _merge_into(target: dict[str, dict[str, Any]], key: str, message: Mapping[str, Any]) -> None:
+    """Conflate: the latest value per key; map-valued aggregates (votes, reactions) merged key by key."""
+    merged = _MERGED_FIELDS.get(message["t"])
+    old = target.get(key)
+    if merged is not None and old is not None:
+        target[key] = {**old, merged: {**old[merged], **message[merged]}}
+    else:
+        target[key] = dict(message)

@@ -11,11 +11,11 @@ import asyncio
 import logging
 import random
 import secrets
-from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
 from jansamvad.aggregates import Aggregates
+from jansamvad.audio_channel import AudioChannels
 from jansamvad.audio_recorder import AudioRecorder
 from jansamvad.auth import TokenService
 from jansamvad.broker.base import Broker, Publication
@@ -24,6 +24,7 @@ from jansamvad.client import Client
 from jansamvad.connection import WsConnection
 from jansamvad.digest import DigestCache, DigestCollector
 from jansamvad.fanout import CONFLATED, Fanout
+from jansamvad.feeds import Mode
 from jansamvad.gateway import Gateway
 from jansamvad.hub import Hub
 from jansamvad.joining import Joiner
@@ -48,6 +49,7 @@ from jansamvad.rollup.base import Rollup
 from jansamvad.rollup.memory import MemoryRollup
 from jansamvad.rollup.tally import UnitTally
 from jansamvad.rollup.writer import RollupWriter
+from jansamvad.screens import ScreenAudiences
 from jansamvad.settings import Settings
 from jansamvad.store.base import BadState, Store
 
@@ -86,6 +88,7 @@ class Node:
         # The live roll-up by region unit: counted here at join, leave and activity, written once per tick.
         self.rollup: Rollup = rollup or MemoryRollup()
         self.tally = UnitTally()
+        self.screens = ScreenAudiences(self.tally)  # booth screens here and the people watching them
         self.regions = RegionDirectory(store)  # the region tree, for the roll-up and the HTTP routes
         self.rollup_writer = RollupWriter(self.node_id, self.tally, self.rollup, self.regions)
         self.policy = Policy.load(settings.moderation_dir)
@@ -110,14 +113,13 @@ class Node:
         )
         self._ready = False
         self.draining = False
-        self._audio_init: dict[str, dict[str, Any]] = {}
-        self._audio_n: dict[str, int] = defaultdict(int)
         # Issue 18: the transcript beyond the history window, the "what you missed" digest, the record and the audio.
         self.journal: Journal = journal or MemoryJournal()
         self.digests = DigestCache(self.journal, store)
         self.metrics.registry.register(DigestCollector(self.digests))
         self.objects = objects or open_object_store(settings.record_dir, settings.record_s3_url)
         self.recorder = AudioRecorder(self.objects, self.node_id)
+        self.audio = AudioChannels(self.hub, broker, self.recorder)  # opt-in audio on its own channel
         self.records = RecordKeeper(
             store=store, journal=self.journal, objects=self.objects, rollup=self.rollup, regions=self.regions
         )
@@ -130,7 +132,8 @@ class Node:
             metrics=self.metrics,
             tally=self.tally,
             aggregates=self.aggregates,
-            audio_init=self._audio_init,
+            audio=self.audio,
+            screens=self.screens,
             digests=self.digests,
         )
         self._tasks: list[asyncio.Task[None]] = []
@@ -254,8 +257,10 @@ class Node:
         self.hub.remove_user(claims.sub, conn)
         if claims.role is Role.CITIZEN:
             self.tally.leave(client.th, claims.unit)
+        self.screens.left(conn)
         self._leave(public_channel(client.th), conn)
         self._leave(moderation_channel(client.th), conn)
+        self.audio.maybe_unwanted(client.th)
 
     def _leave(self, channel: str, conn: WsConnection) -> None:
         if self.hub.remove(channel, conn):
@@ -278,6 +283,9 @@ class Node:
         client.conn.paused = None
         self.leave(client)  # it counted as a join
         client.claims = None
+
+    async def set_mode(self, client: Client, mode: Mode) -> None:
+        await self.joiner.set_mode(client, mode)  # another feed, the audio subscription, the init chunk
 
     # Publishing
 
@@ -363,11 +371,7 @@ class Node:
         return grouper
 
     async def publish_audio(self, th: str, data: bytes, init: bool, mime: str) -> None:
-        self._audio_n[th] += 1
-        last_init = self._audio_init.get(th)
-        self.recorder.chunk(th, data, init, mime, last_init["data"] if last_init else None)
-        message = {"t": "audio", "data": data, "n": self._audio_n[th], "init": init, "mime": mime}
-        await self.broker.publish(public_channel(th), message, history=False)
+        await self.audio.publish(th, data, init, mime)  # and into the record's take (audio_channel.py)
 
     def count_reaction(self, th: str, kind: str) -> None:
         self.aggregates.count_reaction(th, kind)
@@ -380,8 +384,12 @@ class Node:
         if pub.channel == CONTROL_CHANNEL:
             self._control(data)
             return
-        if t == "audio" and data.get("init"):
-            self._audio_init[Channel.parse(pub.channel).th] = dict(data)
+        parsed = Channel.parse(pub.channel)
+        if parsed.is_audio:
+            public = self.hub.room(public_channel(parsed.th))
+            if public is not None:
+                self.fanout.enqueue_audio(public, data)  # to the room's members in audio mode only
+            return
         room = self.hub.room(pub.channel)
         if room is None:
             return
@@ -417,7 +425,7 @@ class Node:
                 member.close(CloseCode.BANNED)
 
     def live_channels(self) -> list[str]:
-        return [CONTROL_CHANNEL, *self.hub.channels()]
+        return [CONTROL_CHANNEL, *self.hub.channels(), *self.audio.channels()]
 
     def _close_room(self, channel: str, code: CloseCode) -> None:
         room = self.hub.room(channel)
