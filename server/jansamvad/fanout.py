@@ -13,6 +13,9 @@ One flusher task writes every room in order, so two ticks never interleave on on
 A session that replays history is paused (its live frames wait in `paused`). It is resumed by the flusher, at the
 end of the first flush that *started after* the resume was asked for: every event published before the replay's
 history read has by then gone into `paused`, where the resume's seq filter drops what the replay already sent.
+That includes events *held* for coalescing (a partial transcript waits up to COALESCE_S): a flush with a resume
+pending also writes the held rooms with numbered events that a resuming session is in, before it un-pauses anyone.
+Otherwise the held event, already in the replay, would reach the session a second time once its room is written.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class Fanout:
         self._tick_s = tick_s
         self._writes_per_yield = writes_per_yield
         self._dirty: list[Room] = []
+        self._held: dict[Room, None] = {}  # rooms waiting for their coalescing timer (an insertion-ordered set)
         self._resumes: list[tuple[Listener, Mapping[str, int]]] = []
         self._wake = asyncio.Event()
         self._scheduled = False
@@ -118,10 +122,12 @@ class Fanout:
             self._mark(room)
             return
         room.lazy = True
+        self._held[room] = None
         asyncio.get_running_loop().call_later(self._coalesce_s, self._lazy_due, room)
 
     def _lazy_due(self, room: Room) -> None:
         room.lazy = False
+        self._held.pop(room, None)
         if room.events or room.audio or room.conflated or room.light_pending:
             self._mark(room)
 
@@ -210,9 +216,22 @@ class Fanout:
                 blobs[feed] = (must_blob, must_blob + b"".join(drop), items)
         return blobs
 
+    def _held_for(self, resumes: list[tuple[Listener, Mapping[str, int]]]) -> list[Room]:
+        """The held rooms to write before these sessions are un-paused: those with numbered events queued (a replay
+        may have covered them) that a resuming session is in. Others keep coalescing."""
+        rooms = []
+        for room in list(self._held):
+            if not room.dirty and any(seq for seq, _, _ in room.events):
+                if any(listener in room.members for listener, _ in resumes):
+                    room.dirty = True  # its timer finds it written (or dirty again) and only resets `lazy`
+                    rooms.append(room)
+        return rooms
+
     async def _flush(self) -> None:
         rooms, self._dirty = self._dirty, []
         resumes, self._resumes = self._resumes, []
+        if resumes and self._held:
+            rooms += self._held_for(resumes)
         started = time.perf_counter()
         writes = 0
         for room in rooms:
