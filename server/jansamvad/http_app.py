@@ -30,7 +30,6 @@ from jansamvad.models import Status, Townhall
 from jansamvad.node import Node
 from jansamvad.privacy import erase_route
 from jansamvad.programmes_http import Hooks as ProgrammeHooks, programme_routes
-from jansamvad.protocol.records import StatusEvent, to_map
 from jansamvad.protocol.roles import Role
 from jansamvad.protocol.text import clean_text
 from jansamvad.record_http import AUDIO_TYPES, record_routes
@@ -270,8 +269,7 @@ class TownhallApi:
             if status is Status.ENDED:  # closes the open polls too, as the leader's `end` does
                 townhall, _ = await self.node.end_townhall(th, "admin")
             else:
-                townhall = await self.node.store.set_status(th, status)
-                await self.node.publish_event(th, to_map(StatusEvent(status=str(status))))
+                townhall = await self.node.set_status(th, status)
         except BadState as exc:
             raise ApiError(409, "bad_state", str(exc)) from None
         return JSONResponse(townhall.admin())

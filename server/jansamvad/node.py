@@ -316,6 +316,12 @@ class Node:
                 log.warning("could not append seq %d of %s to the journal: %s", seq, th, type(exc).__name__)
         return seq, dup
 
+    async def set_status(self, th: str, status: Status) -> Townhall:
+        """Set a town hall's status (ending it is `end_townhall`) and tell everyone with a `status` event."""
+        townhall = await self.store.set_status(th, status)
+        await self.publish_event(th, to_map(StatusEvent(status=str(status))))
+        return townhall
+
     async def end_townhall(self, th: str, by: str) -> tuple[Townhall, int]:
         """End a town hall (the `end` message and the REST call alike): every open poll closes with its exact final
         counts, a `poll` event each, before the `status ended` event, whose arrival closes every session with 4005.

@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from jansamvad.models import QState, Question
+from jansamvad.protocol.records import QuestionEvent, QueueUpdate, to_map
 from jansamvad.protocol.text import clean_text
 from jansamvad.store.base import NotFound
 
@@ -39,11 +40,11 @@ async def erase_citizen_questions(node: Node, th: str, sub: str, by: str, reason
     """Delete `sub`'s questions in town hall `th` and withdraw them from every page; returns what was erased."""
     erased = await node.store.erase_questions(th, sub, by, reason)
     for q in erased:
-        notice = {"t": "queue_update", "qid": q.qid, "state": str(QState.REJECTED), "pinned": False}
-        await node.publish_moderation(th, {**notice, "by": by, "reason": ERASED})
+        notice = QueueUpdate(qid=q.qid, state=str(QState.REJECTED), pinned=False, by=by, reason=ERASED)
+        await node.publish_moderation(th, to_map(notice))
         if q.is_public:
             withdrawn = {**q.public(), "text": "", "name": "", "region": "", "state": str(QState.REJECTED)}
-            await node.publish_event(th, {"t": "question", "q": {**withdrawn, "pinned": False}})
+            await node.publish_event(th, to_map(QuestionEvent(q={**withdrawn, "pinned": False})))
     if erased:  # an ended town hall's record is rendered again without them (record.py)
         await node.records.invalidate(th)
     log.info("erased %d question(s) of a citizen in town hall %s, by %s", len(erased), th, by)
