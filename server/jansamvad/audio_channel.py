@@ -27,6 +27,7 @@ from typing import Any
 from jansamvad.audio_recorder import AudioRecorder
 from jansamvad.broker.base import Broker
 from jansamvad.channels import Channel, audio_channel, public_channel
+from jansamvad.fanout import Fanout
 from jansamvad.feeds import ENCODINGS, Mode, feed_of
 from jansamvad.hub import Hub
 
@@ -38,9 +39,10 @@ AUDIO_FEEDS = tuple(feed_of(encoding, Mode.AUDIO) for encoding in ENCODINGS)
 class AudioChannels:
     """Which town halls' audio this node subscribes to: exactly those with a local session in audio mode."""
 
-    def __init__(self, hub: Hub, broker: Broker, recorder: AudioRecorder) -> None:
+    def __init__(self, hub: Hub, broker: Broker, fanout: Fanout, recorder: AudioRecorder) -> None:
         self._hub = hub
         self._broker = broker
+        self._fanout = fanout
         self._recorder = recorder
         self._subscribing: dict[str, asyncio.Task[None]] = {}
         self._n: dict[str, int] = defaultdict(int)  # chunks published from this node, per town hall
@@ -79,6 +81,12 @@ class AudioChannels:
         # keeps it.
         task = asyncio.get_running_loop().create_task(self._broker.unsubscribe(audio_channel(th)))
         task.add_done_callback(_log_error)
+
+    def deliver(self, th: str, message: Mapping[str, Any]) -> None:
+        """A chunk from the broker: to the members of the town hall's public room that are in audio mode."""
+        room = self._hub.room(public_channel(th))
+        if room is not None:
+            self._fanout.enqueue_audio(room, message)
 
     async def publish(self, th: str, data: bytes, init: bool, mime: str) -> None:
         """A chunk from the leader on this node: into the record's take, then to every node's listeners."""

@@ -24,7 +24,6 @@ from jansamvad.client import Client
 from jansamvad.connection import WsConnection
 from jansamvad.digest import DigestCache, DigestCollector
 from jansamvad.fanout import CONFLATED, Fanout
-from jansamvad.feeds import Mode
 from jansamvad.gateway import Gateway
 from jansamvad.hub import Hub
 from jansamvad.joining import Joiner
@@ -119,7 +118,7 @@ class Node:
         self.metrics.registry.register(DigestCollector(self.digests))
         self.objects = objects or open_object_store(settings.record_dir, settings.record_s3_url)
         self.recorder = AudioRecorder(self.objects, self.node_id)
-        self.audio = AudioChannels(self.hub, broker, self.recorder)  # opt-in audio on its own channel
+        self.audio = AudioChannels(self.hub, broker, self.fanout, self.recorder)  # opt-in audio, its own channel
         self.records = RecordKeeper(
             store=store, journal=self.journal, objects=self.objects, rollup=self.rollup, regions=self.regions
         )
@@ -136,6 +135,7 @@ class Node:
             screens=self.screens,
             digests=self.digests,
         )
+        self.set_mode = self.joiner.set_mode  # the `mode` message: another feed, the audio subscription, its init
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.metrics.attach(self)
@@ -284,9 +284,6 @@ class Node:
         self.leave(client)  # it counted as a join
         client.claims = None
 
-    async def set_mode(self, client: Client, mode: Mode) -> None:
-        await self.joiner.set_mode(client, mode)  # another feed, the audio subscription, the init chunk
-
     # Publishing
 
     async def publish_event(self, th: str, message: Mapping[str, Any]) -> int:
@@ -392,9 +389,7 @@ class Node:
             return
         parsed = Channel.parse(pub.channel)
         if parsed.is_audio:
-            public = self.hub.room(public_channel(parsed.th))
-            if public is not None:
-                self.fanout.enqueue_audio(public, data)  # to the room's members in audio mode only
+            self.audio.deliver(parsed.th, data)  # to the town hall's members in audio mode only
             return
         room = self.hub.room(pub.channel)
         if room is None:
