@@ -24,9 +24,6 @@ MAX_LINES = 460  # "no file over ~450 lines"
 # Longer today, and not split yet (each is another item's or engineer's): they may shrink, never grow.
 KNOWN_LONG = {
     "jansamvad.http_app": 482,
-    "jansamvad.programmes_http": 521,
-    "jansamvad.redis_conn": 515,
-    "jansamvad.store.redis": 626,
 }
 
 

@@ -20,12 +20,14 @@ Why a wrapper rather than the bare redis-py client:
 - Durability: with `ack_durability` "replica" or "aof", `settle(key)` returns only once the writes made so far to
   the key's slot are on a replica (WAIT) or in the primary's AOF (WAITAOF), so an `ack` survives a failover.
 - Sharing: the three parts each call `retain()` and `close()`; the last close closes the client.
+
+Its parts of their own: redis_urls.py (the URL schemes, check and redaction), redis_errors.py (which errors mean
+`unavailable`) and redis_health.py (the per-server sick marks and their probes, a mixin of RedisConn).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
@@ -38,67 +40,34 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection, Connection, ConnectionPool, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import (
-    ClusterDownError,
-    ConnectionError as RedisConnectionError,
-    NoScriptError,
-    ReadOnlyError,
-    RedisClusterException,
-    RedisError,
-    SlotNotCoveredError,
-    TimeoutError as RedisTimeoutError,
-    TryAgainError,
-)
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
+from jansamvad.redis_errors import (
+    TRANSPORT_RACE as _TRANSPORT_RACE,
+    UNAVAILABLE as _UNAVAILABLE,
+    RedisUnavailable,
+    transport_race,
+)
+from jansamvad.redis_health import SOCKET_SLACK_S as _SOCKET_SLACK_S, Address, ServerHealth
 from jansamvad.redis_keys import sync_key
+from jansamvad.redis_urls import CLUSTER_SCHEMES as _CLUSTER_SCHEMES, check_url, redact
+
+# What callers have always imported from here (they stay importable from this module).
+__all__ = [
+    "ACK_DURABILITY",
+    "Address",
+    "RedisConn",
+    "RedisUnavailable",
+    "Script",
+    "check_url",
+    "redact",
+    "transport_race",
+]
 
 log = logging.getLogger("jansamvad.redis")
 
-Address = tuple[str, int]
-_CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
-_SCHEMES = ("redis", "rediss", "unix", *_CLUSTER_SCHEMES)
-
 ACK_DURABILITY = ("none", "replica", "aof")  # what an `ack` waits for besides the primary (settings.ack_durability)
 SYNC_TTL_MS = 60_000  # the durability barrier key expires: it only has to exist for the WAIT that follows it
-# redis-py's own read timeout stays above the call's deadline by this much, so the deadline (ours) always fires
-# first: redis-py's timeout would make the cluster client re-discover the topology inline, through a server that
-# may be the stopped one, and close every connection when that fails.
-_SOCKET_SLACK_S = 1.0
-
-# Errors that mean "Redis cannot serve this now" rather than "this request is wrong". A read-only replica answers
-# writes during a failover; a cluster answers CLUSTERDOWN / TRYAGAIN while slots move.
-_UNAVAILABLE = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    ClusterDownError,
-    TryAgainError,
-    ReadOnlyError,
-    RedisClusterException,
-)
-
-
-_TRANSPORT_RACE = (TypeError, AttributeError, RuntimeError)
-
-
-class RedisUnavailable(ConnectionError):
-    """Redis cannot be reached or cannot serve now; the caller answers `unavailable` and the client retries."""
-
-
-def transport_race(exc: BaseException) -> bool:
-    """A write to a connection the peer just closed, misreported by redis-py (redis/redis-py#4287, #3546).
-
-    The transport then raises TypeError or AttributeError (asyncio: its internals are already torn down) or
-    RuntimeError (uvloop: "the handler is closed") instead of ConnectionError, and redis-py lets it through. Seen
-    here when a cluster primary restarts under load. They are recognised by where they were raised, so that our
-    own errors of these types still surface as the bugs they are.
-    """
-    if not isinstance(exc, _TRANSPORT_RACE):
-        return False
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    filename = tb.tb_frame.f_code.co_filename if tb is not None else ""
-    return any(part in filename for part in ("/redis/", "/asyncio/", "uvloop/"))  # uvloop: its .pyx sources
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,26 +79,7 @@ class Script:
         return hashlib.sha1(self.source.encode()).hexdigest()
 
 
-def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
-
-
-def check_url(url: str) -> None:
-    """Raise ValueError with a clear message when `url` is not a Redis URL this module can use."""
-    scheme = urlsplit(url).scheme
-    if scheme not in _SCHEMES:
-        raise ValueError(f"Redis URL must start with one of {', '.join(s + '://' for s in _SCHEMES)}")
-    if scheme in _CLUSTER_SCHEMES and urlsplit(url).path.strip("/") not in ("", "0"):
-        raise ValueError("a Redis cluster has only database 0")
-
-
-class RedisConn:
+class RedisConn(ServerHealth):
     def __init__(
         self,
         url: str,
@@ -297,76 +247,6 @@ class RedisConn:
             if transport_race(exc):
                 raise RedisUnavailable(f"connection lost ({type(exc).__name__})") from exc
             raise
-
-    # Health: per server, so per slot
-
-    def _server_for(self, key: str | None) -> Address | None:
-        """The server a call for `key` goes to; raises RedisUnavailable at once if it is sick or unknown."""
-        if key is None or self._client is None:
-            return None
-        try:
-            address = self.owner(key)
-        except SlotNotCoveredError as exc:
-            raise RedisUnavailable(f"no Redis server holds the slot of {key!r} now") from exc
-        since = self._sick.get(address)
-        if since is not None:
-            raise RedisUnavailable(f"Redis at {address[0]}:{address[1]} is not answering; retry")
-        return address
-
-    def sick(self) -> list[Address]:
-        """Servers that missed a deadline and have not answered a probe since."""
-        return sorted(self._sick)
-
-    def _mark_sick(self, address: Address) -> None:
-        if address in self._sick or self._closed:
-            return
-        log.warning("redis %s:%s missed a deadline; failing its calls fast until it answers", *address)
-        self._sick[address] = asyncio.get_running_loop().time()
-        self._probes[address] = asyncio.get_running_loop().create_task(
-            self._probe(address), name=f"jansamvad-redis-probe-{address[0]}:{address[1]}"
-        )
-
-    async def _probe(self, address: Address) -> None:
-        """Until `address` answers a PING (or, in a cluster, no longer owns any slot): then its calls go through."""
-        try:
-            while address in self._sick and not self._closed:
-                await asyncio.sleep(self.probe_interval_s)
-                if self._cluster:
-                    before = self.primaries()
-                    with contextlib.suppress(Exception):  # the probe lives on whatever the refresh hits
-                        # Bounded: the refresh asks every known server in turn and waits out a stopped one.
-                        async with asyncio.timeout(4 * (self.command_timeout_s + _SOCKET_SLACK_S)):
-                            await self._refresh(defer=address)
-                    if self.primaries() != before:
-                        for listener in self.on_topology_changed:
-                            listener()
-                    if address not in self.primaries():
-                        break  # failed over: its slots are served elsewhere now
-                if await self._answers(address):
-                    break
-            else:
-                return
-            log.info("redis %s:%s is back (it answers, or its slots moved to another primary)", *address)
-            self._sick.pop(address, None)
-        finally:
-            self._probes.pop(address, None)
-
-    async def _answers(self, address: Address) -> bool:
-        connection = self.new_connection(address)
-        try:
-            async with asyncio.timeout(self.command_timeout_s):
-                await connection.connect()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
-                await connection.send_command("PING", check_health=False)
-                await connection.read_response()
-            return True
-        except (TimeoutError, RedisError, OSError):
-            return False
-        except _TRANSPORT_RACE as exc:
-            if transport_race(exc):
-                return False
-            raise
-        finally:
-            await connection.disconnect(nowait=True)
 
     # Durability of acknowledged writes
 

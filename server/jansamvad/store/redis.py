@@ -1,4 +1,6 @@
 """The Redis store: town halls, questions, decisions, votes, polls, claims, restrictions and the audit log.
+Programmes, erasure on request and the region tree are its mixins (store/redis_programmes.py, redis_erasure.py,
+redis_regions.py); how records read and write is in store/redis_records.py.
 
 Each method is one command or one Lua script (store/redis_lua.py) and returns only after Redis has applied it, and
 with --ack-durability also after a replica or the AOF has it (`RedisConn.settle`: every write an `ack` reports on,
@@ -15,14 +17,11 @@ apply_decision exactly, like the memory store.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from jansamvad.models import (
-    PUBLIC_STATES,
-    Decision,
     Poll,
     PollState,
     QState,
@@ -31,125 +30,39 @@ from jansamvad.models import (
     RestrictionKind,
     Status,
     Townhall,
-    apply_decision,
     now_ms,
 )
-from jansamvad.programmes import Programme
 from jansamvad.redis_conn import RedisConn
 from jansamvad.redis_keys import RedisKeys, TownhallKeys, asked_field
-from jansamvad.regions import RegionError, RegionTree, Unit, format_levels, parse_levels, unit as region_unit
 from jansamvad.store import redis_lua as lua
-from jansamvad.store.base import BadState, LimitReached, NotFound, OwnQuestion, Store, new_townhall_id
+from jansamvad.store.base import BadState, LimitReached, OwnQuestion, Store, new_townhall_id
+from jansamvad.store.redis_erasure import RedisErasure
+from jansamvad.store.redis_programmes import RedisProgrammes
+from jansamvad.store.redis_records import (  # under the names the methods below have always used
+    PUBLIC_ARG as _PUBLIC,
+    check as _check,
+    json_text as _json,
+    pairs as _pairs,
+    poll_record as _poll,
+    question_record as _question,
+    restriction_record as _restriction,
+    states_arg as _states,
+    text as _text,
+    top_votes as _top,
+    townhall_record as _townhall,
+    transition_table as _transition_table,
+)
+from jansamvad.store.redis_regions import RedisRegions
 
 ANYWHERE = "*"  # a restriction's scope: every town hall
 RECENT_TEXTS = 50  # question texts kept per author (the repeated-text rule reads a few)
 _POLL_PREVIOUS = {PollState.OPEN: PollState.DRAFT, PollState.CLOSED: PollState.OPEN}  # draft -> open -> closed
-_PUBLIC = "," + ",".join(sorted(s.value for s in PUBLIC_STATES)) + ","
-REGION_BATCH = 1000  # units per HSET / HSCAN: no single command holds Redis for long with a lakh of booths
-
-
-@functools.cache
-def _transition_table(action: str) -> tuple[str, ...]:
-    """Pairs 'state:pinned' -> 'state:pinned' for every situation in which `action` applies (apply_decision)."""
-    table: list[str] = []
-    for state in QState:
-        for pinned in (False, True):
-            q = Question("", "", "", "", "", "", "", state=state, pinned=pinned)
-            if apply_decision(q, action, "", "", 0):
-                table += [f"{state.value}:{int(pinned)}", f"{q.state.value}:{int(q.pinned)}"]
-    return tuple(table)
-
-
-def _states(states: Iterable[Any]) -> str:
-    return "," + ",".join(str(s) for s in states) + ","
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _text(value: bytes) -> str:
-    return value.decode()
-
-
-def _pairs(flat: list[bytes]) -> dict[str, bytes]:
-    return {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
-
-
-def _townhall(fields: Mapping[str, bytes]) -> Townhall:
-    return Townhall(
-        id=_text(fields["id"]),
-        title=_text(fields["title"]),
-        lang=_text(fields["lang"]),
-        status=Status(_text(fields["status"])),
-        created_ms=int(fields["created_ms"]),
-        slow_mode_s=int(fields.get("slow_mode_s", b"0")),
-    )
-
-
-def _question(th: str, loaded: list[Any]) -> Question:
-    fields = _pairs(loaded[0])
-    return Question(
-        qid=_text(fields["qid"]),
-        th=th,
-        author=_text(fields["author"]),
-        name=_text(fields["name"]),
-        region=_text(fields["region"]),
-        text=_text(fields["text"]),
-        key=_text(fields["key"]),
-        state=QState(_text(fields["state"])),
-        pinned=fields["pinned"] == b"1",
-        votes=int(fields["votes"]),
-        ts=int(fields["ts"]),
-        decisions=[Decision(*json.loads(record)) for record in loaded[1]],
-        group=_text(fields.get("group", b"")),
-        flags=json.loads(fields.get("flags", b"[]")),
-        lang=_text(fields.get("lang", b"")),
-        unit=_text(fields.get("unit", b"")),
-    )
-
-
-def _poll(th: str, flat: list[bytes]) -> Poll:
-    fields = _pairs(flat)
-    n = int(fields["n"])
-    return Poll(
-        pid=_text(fields["pid"]),
-        th=th,
-        question=_text(fields["question"]),
-        options=json.loads(fields["options"]),
-        state=PollState(_text(fields["state"])),
-        counts=[int(fields[f"c{i}"]) for i in range(n)],
-        ts=int(fields["ts"]),
-    )
-
-
-def _restriction(raw: bytes | None) -> Restriction | None:
-    if raw is None:
-        return None
-    data = json.loads(raw)
-    return Restriction(**{**data, "kind": RestrictionKind(data["kind"])})
-
-
-def _check(reply: list[Any], what: str) -> list[Any]:
-    """Turn a script's error tag into the interface's exceptions."""
-    tag = reply[0]
-    if tag == b"notfound":
-        raise NotFound(f"no {what}")
-    if tag == b"badstate":
-        raise BadState(f"not allowed while it is {_text(reply[1])}")
-    return reply
-
-
-def _top(flat: list[bytes], limit: int) -> dict[str, int]:
-    """The `limit` highest, ties broken by id (the memory store's order), from what TOP_VOTES returned."""
-    scored = [(-int(float(flat[i + 1])), _text(flat[i])) for i in range(0, len(flat), 2)]
-    return {member: -negative for negative, member in sorted(scored)[: max(limit, 0)]}
 
 
 _EXPIRE_BATCH = 500  # keys per script call: short scripts, so the server never stalls on one
 
 
-class RedisStore:
+class RedisStore(RedisErasure, RedisProgrammes, RedisRegions):
     def __init__(self, conn: RedisConn, keys: RedisKeys, *, ended_retention_s: float = 0.0) -> None:
         self._conn = conn.retain()
         self._keys = keys
@@ -365,36 +278,6 @@ class RedisStore:
         await self._conn.settle(keys.meta)
         return decided
 
-    async def erase_questions(self, th: str, author: str, by: str, reason: str) -> list[Question]:
-        # Found in Python (no per-author index exists; an erasure is a rare admin action), deleted in one script
-        # that checks each question's author again, so a question is erased whole or not at all.
-        keys = self._th(th)
-        erased = [q for q in await self.questions(th, QState) if q.author == author]
-        states = list(QState)
-        entry = _json({"ts": now_ms(), "what": "erase", "qids": [q.qid for q in erased], "by": by, "reason": reason})
-        per_question: list[Any] = []
-        for q in erased:
-            heads_group = q.group == q.qid
-            per_question += [q.qid, asked_field(author, q.key), _json([q.qid, q.text]) if heads_group else ""]
-        reply = await self._conn.run(
-            lua.ERASE_QUESTIONS,
-            (
-                keys.meta,
-                keys.asked,
-                keys.recent(author),
-                keys.groups,
-                keys.audit,
-                keys.rank,
-                keys.group_rank,
-                keys.group_public,
-                *(keys.state(state) for state in states),
-            ),
-            (keys.question_prefix, author, _PUBLIC, entry, len(states), *(s.value for s in states), *per_question),
-        )
-        _check(reply, f"town hall {th}")
-        await self._conn.settle(keys.meta)
-        return erased
-
     async def upvote(self, th: str, qid: str, user: str) -> tuple[int, bool]:
         keys = self._th(th)
         question = keys.question(qid)
@@ -539,88 +422,6 @@ class RedisStore:
         keys = self._th(th)
         reply = await self._conn.run(lua.LIST_TAIL, (keys.meta, keys.audit), (-1,))
         return [json.loads(entry) for entry in _check(reply, f"town hall {th}")[1]]
-
-    # Programmes
-
-    async def put_programme(self, programme: Programme) -> None:
-        keys = self._th(programme.th)
-        reply = await self._conn.run(
-            lua.PUT_PROGRAMME, (keys.meta, keys.programme), (programme.to_json(), Status.ENDED.value)
-        )
-        if reply[0] == b"badstate":
-            raise BadState("the town hall has ended")
-        _check(reply, f"town hall {programme.th}")
-        await self._conn.settle(keys.meta)
-        # The index lives in its own slot and is written second: it may name a programme that expired since, which
-        # `programmes` cleans, never miss one that exists.
-        await self._conn.execute("ZADD", self._keys.programmes, programme.starts_ms, programme.th)
-
-    async def programme(self, th: str) -> Programme | None:
-        raw = await self._conn.execute("GET", self._th(th).programme)
-        return Programme.from_json(raw) if raw is not None else None
-
-    async def programmes(self) -> list[Programme]:
-        ids = [th.decode() for th in await self._conn.execute("ZRANGE", self._keys.programmes, 0, -1)]
-        found = await asyncio.gather(*(self.programme(th) for th in ids))
-        gone = [th for th, programme in zip(ids, found, strict=True) if programme is None]
-        if gone:  # their town hall's retention ran out: the index forgets them too
-            await self._conn.execute("ZREM", self._keys.programmes, *gone)
-        return sorted((p for p in found if p is not None), key=lambda p: (p.starts_ms, p.th))
-
-    # The region tree
-
-    async def put_region_tree(self, tree: RegionTree) -> int:
-        version = int(await self._conn.execute("INCR", self._keys.regions().next))
-        keys = self._keys.regions(version)
-        units = tree.ordered()
-        for start in range(0, len(units), REGION_BATCH):
-            args: list[str] = []
-            for unit in units[start : start + REGION_BATCH]:
-                args += [unit.code, _json([unit.parent, unit.level, unit.name_hi, unit.name_en])]
-            await self._conn.execute("HSET", keys.units, *args)
-        await self._conn.execute("SET", keys.levels, format_levels(tree.levels))
-        # Only now do readers see it; a reader still loading the previous version finds it for one more import.
-        await self._conn.execute("SET", keys.current, version)
-        older = self._keys.regions(version - 2)
-        await self._conn.execute("UNLINK", older.units, older.levels)
-        return version
-
-    async def region_tree_version(self) -> int:
-        raw = await self._conn.execute("GET", self._keys.regions().current)
-        return int(raw) if raw else 0
-
-    async def region_tree(self) -> RegionTree | None:
-        for _attempt in range(3):  # an import that lands while we read: read the newer version
-            version = await self.region_tree_version()
-            if not version:
-                return None
-            keys = self._keys.regions(version)
-            levels_raw = await self._conn.execute("GET", keys.levels)
-            units: list[Unit] = []
-            cursor = 0
-            while True:
-                cursor, fields = await self._conn.execute("HSCAN", keys.units, cursor, "COUNT", REGION_BATCH)
-                for code, raw in fields.items():
-                    parent, level, name_hi, name_en = json.loads(raw)
-                    units.append(region_unit(code.decode(), parent, level, name_hi, name_en))
-                if int(cursor) == 0:
-                    break
-            if levels_raw is not None and await self.region_tree_version() == version:
-                try:
-                    return RegionTree(parse_levels(levels_raw.decode()), units)
-                except RegionError:
-                    pass  # deleted under us while we read (two imports since): read again
-        raise RuntimeError("the region tree changed on every try")
-
-    async def region_unit(self, code: str) -> Unit | None:
-        version = await self.region_tree_version()
-        if not version:
-            return None
-        raw = await self._conn.execute("HGET", self._keys.regions(version).units, code)
-        if raw is None:
-            return None
-        parent, level, name_hi, name_en = json.loads(raw)
-        return Unit(code, parent, level, name_hi, name_en)
 
 
 _: type[Store] = RedisStore
