@@ -9,6 +9,6 @@ file (locust puts this directory on sys.path).
 
 from jansamvad_locust import hooks  # noqa: F401  (registers the command-line options and event listeners)
 from jansamvad_locust.shape import ScenarioShape
-from jansamvad_locust.users import CitizenUser, LeaderUser, ModeratorUser
+from jansamvad_locust.users import CitizenUser, LeaderUser, ModeratorUser, ScreenUser
 
-__all__ = ["CitizenUser", "LeaderUser", "ModeratorUser", "ScenarioShape"]
+__all__ = ["CitizenUser", "LeaderUser", "ModeratorUser", "ScenarioShape", "ScreenUser"]

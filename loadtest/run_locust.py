@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import resource
 import secrets
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from jansamvad.localredis import free_port
+from jansamvad.regions import write_csv
+from jansamvad.regions_generate import generate
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -41,6 +44,7 @@ NODE_READY_TIMEOUT_S = 20.0
 NODE_STOP_TIMEOUT_S = 15.0
 LOCUST_GRACE_S = 90.0  # startup, stopping users and writing reports, on top of --duration
 STOP_TIMEOUT_S = 5  # locust --stop-timeout: users get this long to leave politely
+ROLLUP_EVERY_S = 2.0  # scenario booths: how often the launcher reads the roll-up, as the war room's dashboard does
 
 
 def parse_duration(text: str) -> int:
@@ -69,6 +73,18 @@ def arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         "--moderator-token",
         default=os.environ.get("JANSAMVAD_LT_MODERATOR_TOKEN", ""),
         help="one per moderator, comma-separated (moderators share them round-robin)",
+    )
+    parser.add_argument(
+        "--screen-token",
+        default=os.environ.get("JANSAMVAD_LT_SCREEN_TOKEN", ""),
+        help="with --th: booth screen tokens, comma-separated (scenario booths)",
+    )
+    parser.add_argument(
+        "--units-file",
+        type=Path,
+        default=None,
+        help="with --target: the unit codes citizens join by, one a line (scenario booths; the local node gets a "
+        "generated tree and its booths)",
     )
     parser.add_argument("--reports", type=Path, default=REPORTS, help="where the run's report folder goes")
     parser.add_argument("--node-arg", action="append", default=[], help="extra flag for the local node (repeat)")
@@ -141,7 +157,72 @@ def tee(source: IO[bytes], sink: IO[bytes]) -> None:
         sink.write(line)
 
 
-def run_locust(args: argparse.Namespace, base: str, hall: rest.Hall, report: Path, extra: list[str]) -> int:
+def region_units(args: argparse.Namespace, scenario: scenarios.Scenario, report: Path) -> Path | None:
+    """Scenario booths: the unit codes citizens join by, in a file. For a local node, a generated Bihar tree with
+    `scenario.units` booths (passed to the node with --regions) and its booths; for a target, --units-file."""
+    if not scenario.units:
+        return None
+    if args.target:
+        return args.units_file
+    tree = generate(panchayats=max(1, scenario.units // 5), booths=scenario.units)
+    (report / "regions.csv").write_text(write_csv(tree), encoding="utf-8")
+    args.node_arg += ["--regions", str(report / "regions.csv")]
+    units = report / "units.txt"
+    units.write_text("".join(f"{u.code}\n" for u in tree.units.values() if u.level == "booth"), encoding="utf-8")
+    return units
+
+
+class RollupWatch:
+    """Reads the war room's roll-up of the town hall every ROLLUP_EVERY_S while locust runs, as the dashboard does,
+    and keeps what it saw (rollup.json): the counts at the top, and how long each read took under the load."""
+
+    def __init__(self, base: str, admin_key: str, th: str) -> None:
+        self.url = f"{base}/api/townhalls/{th}/rollup"
+        self.admin_key = admin_key
+        self.samples: list[dict[str, Any]] = []
+        self.errors = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.done.wait(ROLLUP_EVERY_S):
+            request = urllib.request.Request(self.url, headers={"Authorization": f"Bearer {self.admin_key}"})
+            started = time.monotonic()
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    view = json.loads(response.read())
+            except OSError:
+                self.errors += 1
+                continue
+            read_ms = round((time.monotonic() - started) * 1000, 1)
+            self.samples.append({"t": round(time.time(), 1), "read_ms": read_ms, **view["counts"]})
+
+    def __enter__(self) -> RollupWatch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join(10)
+
+    def save(self, report: Path) -> None:
+        (report / "rollup.json").write_text(json.dumps({"samples": self.samples, "errors": self.errors}, indent=1))
+        if not self.samples:
+            print(f"roll-up: no reading ({self.errors} failed)")
+            return
+        peak = max(self.samples, key=lambda s: s["reached"])
+        reads = sorted(s["read_ms"] for s in self.samples)
+        print(
+            f"roll-up at its peak: {peak['viewers']} viewers, {peak['screens']} screens, {peak['audience']} people at "
+            f"screens, {peak['reached']} people reached; {peak['joins']} joins, {peak['asked']} asked, "
+            f"{peak['approved']} approved; {len(reads)} reads, median {reads[len(reads) // 2]} ms, max {reads[-1]} ms, "
+            f"{self.errors} failed"
+        )
+
+
+def run_locust(
+    args: argparse.Namespace, base: str, hall: rest.Hall, report: Path, extra: list[str], units: Path | None = None
+) -> int:
     spawn_rate = args.spawn_rate or max(1.0, args.users / 10)
     argv = [sys.executable, "-m", "locust", "-f", str(HERE / "locustfile.py"), "--headless", "--only-summary"]
     argv += ["--host", base, "--users", str(args.users), "--spawn-rate", str(spawn_rate)]
@@ -157,6 +238,8 @@ def run_locust(args: argparse.Namespace, base: str, hall: rest.Hall, report: Pat
         "JANSAMVAD_LT_TH": hall.th,
         "JANSAMVAD_LT_LEADER_TOKEN": hall.leader_token,
         "JANSAMVAD_LT_MODERATOR_TOKEN": hall.moderator_token,
+        "JANSAMVAD_LT_SCREEN_TOKEN": hall.screen_token,
+        "JANSAMVAD_LT_UNITS_FILE": str(units) if units else "",
         "JANSAMVAD_LT_SUMMARY_JSON": str(report / "summary.json"),
     }
     env.pop("JANSAMVAD_LT_ADMIN_KEY", None)
@@ -187,16 +270,26 @@ def main(argv: list[str]) -> int:
         latest.symlink_to(report.name)
     raise_open_file_limit(4 * args.users + 1024)
 
+    scenario = scenarios.get(args.scenario)
+    units = region_units(args, scenario, report)
     node = _remote(args) if args.target else local_node(free_port(), args.users, report, args.node_arg)
     with node as (base, admin_key):
         if args.th:
-            hall = rest.Hall(args.th, args.leader_token, args.moderator_token)
+            hall = rest.Hall(args.th, args.leader_token, args.moderator_token, args.screen_token)
         else:
             title = f"लोड टेस्ट {args.scenario} {stamp}"
-            hall = rest.create_hall(base, admin_key, title, scenarios.get(args.scenario).moderators)
+            codes = units.read_text(encoding="utf-8").split() if units else []
+            screen_units = random.Random(16).sample(codes, min(scenario.screens, len(codes)))
+            scopes = scenario.moderator_scopes if not args.target else ()  # districts of the generated tree
+            hall = rest.create_hall(base, admin_key, title, scenario.moderators, screen_units, scopes)
         print(f"load test: scenario {args.scenario}, {args.users} users, {args.duration} s against {base}")
         print(f"town hall {hall.th}; reports in {report}")
-        code = run_locust(args, base, hall, report, extra)
+        if units and admin_key:
+            with RollupWatch(base, admin_key, hall.th) as watch:
+                code = run_locust(args, base, hall, report, extra, units)
+            watch.save(report)
+        else:
+            code = run_locust(args, base, hall, report, extra, units)
 
     summary = report / "summary.json"
     if not summary.exists():

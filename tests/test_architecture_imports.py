@@ -22,9 +22,7 @@ PACKAGE = ROOT / "server" / "jansamvad"
 MAX_BACK_ARROWS = 2
 MAX_LINES = 460  # "no file over ~450 lines"
 # Longer today, and not split yet (each is another item's or engineer's): they may shrink, never grow.
-KNOWN_LONG = {
-    "jansamvad.http_app": 482,
-}
+KNOWN_LONG: dict[str, int] = {}
 
 
 def module_name(path: Path) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jansamvad.channels import CONTROL_CHANNEL, Channel, moderation_channel, public_channel
+from jansamvad.channels import CONTROL_CHANNEL, Channel, audio_channel, moderation_channel, public_channel
 
 
 @pytest.mark.parametrize("th", ["abc123", "with:colon", "ends:mod:x"])  # ids never end in ":mod"
@@ -21,3 +21,12 @@ def test_channels_control_channel_belongs_to_no_town_hall() -> None:
     assert control.th == "" and not control.is_public and not control.is_moderation
     with pytest.raises(ValueError):
         _ = control.name
+
+
+@pytest.mark.parametrize("th", ["abc123", "with:colon"])
+def test_channels_audio_is_a_stream_of_its_town_hall(th: str) -> None:
+    # The audio channel belongs to its town hall: its Redis keys land in the town hall's slot (redis_keys.py).
+    parsed = Channel.parse(audio_channel(th))
+    assert parsed == Channel(th, "audio") and parsed.is_audio and not parsed.is_public
+    assert parsed.name == audio_channel(th)
+    assert not Channel.parse(public_channel(th)).is_audio

@@ -9,6 +9,7 @@ import msgpack
 import pytest
 
 from jansamvad.fanout import Fanout
+from jansamvad.feeds import Mode, feed_of
 from jansamvad.hub import Hub
 from jansamvad.protocol.codec import Encoding
 
@@ -18,8 +19,11 @@ pytestmark = pytest.mark.anyio
 class Recorder:
     """A listener that records what the fan-out writes to it."""
 
-    def __init__(self, encoding: Encoding = Encoding.MSGPACK, *, slow: bool = False) -> None:
+    def __init__(
+        self, encoding: Encoding = Encoding.MSGPACK, *, slow: bool = False, mode: Mode = Mode.CAPTIONS
+    ) -> None:
         self.encoding = encoding
+        self.feed = feed_of(encoding, mode)
         self.paused: list[tuple[str, int, bytes]] | None = None
         self.slow = slow
         self.writes: list[bytes] = []
@@ -52,8 +56,10 @@ def frames(blob: bytes) -> list[dict[str, object]]:
     return out
 
 
-async def started(tick_s: float = 0.001, writes_per_yield: int = 1000) -> Fanout:
-    fanout = Fanout(tick_s=tick_s, writes_per_yield=writes_per_yield)
+async def started(tick_s: float = 0.001, writes_per_yield: int = 1000, coalesce_s: float = 0.0) -> Fanout:
+    """A started fan-out; without coalescing unless asked (these tests are about ticks; tests/test_feeds.py covers
+    coalescing)."""
+    fanout = Fanout(tick_s=tick_s, writes_per_yield=writes_per_yield, coalesce_s=coalesce_s)
     fanout.start()
     return fanout
 
@@ -196,4 +202,53 @@ async def test_fanout_paused_listener_in_two_streams_drops_only_what_each_replay
     await settle()
     got = [(m["t"], m.get("seq"), m.get("mseq")) for m in frames(listener.writes[-1])]
     assert got == [("speech", 5, None), ("claim_update", None, 3)]
+    await fanout.stop()
+
+
+def seqs_written(listener: Recorder) -> list[object]:
+    return [m.get("seq") for blob in listener.writes for m in frames(blob) if m.get("seq") is not None]
+
+
+async def test_fanout_resume_during_a_held_partial_sees_each_seq_exactly_once() -> None:
+    # A partial transcript waits up to COALESCE_S for company. A session that joins meanwhile gets it in its replay
+    # (its history read already has seq 1); the held room must reach it while it is still paused, where the resume's
+    # filter drops seq 1, not after the resume, when it would come a second time ("seq 1 after 1").
+    fanout = await started(coalesce_s=0.3)
+    hub = Hub()
+    live, joining, elsewhere = Recorder(), Recorder(), Recorder()
+    hub.add("th:x", live)
+    hub.add("th:y", elsewhere)
+    joining.paused = []
+    hub.add("th:x", joining)
+    room, other = hub.room("th:x"), hub.room("th:y")
+    assert room is not None and other is not None
+    fanout.enqueue(room, 1, {"t": "speech", "text": "जनसं", "final": False})  # held (coalescing)
+    fanout.enqueue(other, 7, {"t": "speech", "text": "और", "final": False})  # held; nobody there is joining
+    fanout.resume(joining, {"seq": 1})  # the replay covered seq 1
+    await settle()
+    fanout.enqueue(room, 2, {"t": "speech", "text": "जनसंवाद", "final": False})  # after the replay: live, once
+    await asyncio.sleep(0.45)  # past every hold
+    assert joining.paused is None
+    assert seqs_written(joining) == [2]
+    assert seqs_written(live) == [1, 2]
+    assert seqs_written(elsewhere) == [7]
+    await fanout.stop()
+
+
+async def test_fanout_resume_flushes_only_the_held_rooms_it_is_in() -> None:
+    # The fix must not undo coalescing elsewhere: a held room without a resuming member keeps waiting.
+    fanout = await started(coalesce_s=0.3)
+    hub = Hub()
+    joining, elsewhere = Recorder(), Recorder()
+    joining.paused = []
+    hub.add("th:x", joining)
+    hub.add("th:y", elsewhere)
+    other = hub.room("th:y")
+    assert other is not None
+    fanout.enqueue(other, 7, {"t": "speech", "text": "और", "final": False})
+    fanout.resume(joining, {"seq": 0})
+    await settle()
+    assert elsewhere.writes == [], "a held room nobody joins was flushed early"
+    await asyncio.sleep(0.35)
+    assert seqs_written(elsewhere) == [7]
     await fanout.stop()

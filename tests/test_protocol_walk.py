@@ -8,6 +8,7 @@ import pytest
 
 from jansamvad.models import PollState, Status
 from jansamvad.protocol.messages import CLIENT_MESSAGES
+from jansamvad.protocol.roles import Role
 from jansamvad.server import RunningServer
 from tests.helpers import Session, joined, make_hall
 
@@ -37,7 +38,9 @@ WALK: dict[str, tuple[str, dict[str, Any], str | None]] = {
     "restrict": ("moderator", {"t": "restrict", "id": 14, "sub": "c-asker", "action": "timeout", "seconds": 60}, "ack"),
     "slow_mode": ("leader", {"t": "slow_mode", "id": 15, "seconds": 30}, "ack"),
     "end": ("leader", {"t": "end", "id": 7}, "ack"),
+    "mode": ("citizen", {"t": "mode", "id": 16, "mode": "audio"}, "ack"),
     "leave": ("citizen", {"t": "leave"}, None),
+    "audience": ("screen", {"t": "audience", "id": 17, "people": 40}, "ack"),
 }
 
 
@@ -57,6 +60,7 @@ async def test_walk_client_message_gets_its_documented_answer(server: RunningSer
     await server.node.store.create_poll(hall.th, "दूसरा", ["हाँ", "नहीं"])
     role, message, answer = WALK[name]
     tokens = {"citizen": hall.citizen_token(sub="c-walker"), "leader": hall.leader, "moderator": hall.moderator}
+    tokens["screen"] = server.node.tokens.issue(sub="s-walker", role=Role.SCREEN, th=hall.th, ttl_s=600)[0]
     session = await joined(server, tokens[role])
     await session.send(message)
     if name == "leave":

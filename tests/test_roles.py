@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from jansamvad.models import Status
+from jansamvad.protocol.roles import Role
 from jansamvad.server import RunningServer
 from tests.helpers import Hall, Session, joined, make_hall
 
@@ -34,6 +35,7 @@ MESSAGES: dict[str, dict[str, Any]] = {
     "restrict": {"t": "restrict", "sub": "c-asker", "action": "timeout"},
     "restrict_global": {"t": "restrict", "sub": "c-asker", "action": "ban", "scope": "global"},
     "slow_mode": {"t": "slow_mode", "seconds": 10},
+    "audience": {"t": "audience", "people": 30},
 }
 
 ALLOWED = {
@@ -52,8 +54,10 @@ ALLOWED = {
         "poll_close",
         "slow_mode",
     },
-    # Citizens' actions are counted per citizen: an admin does not ask or vote.
-    "admin": set(MESSAGES) - {"ask", "upvote", "poll_vote"},
+    # Citizens' actions are counted per citizen: an admin does not ask or vote (nor say it is a booth screen).
+    "admin": set(MESSAGES) - {"ask", "upvote", "poll_vote", "audience"},
+    # A booth screen listens and says how many people watch it: nothing else (jansamvad/screens.py).
+    "screen": {"audience"},
 }
 
 
@@ -62,6 +66,8 @@ async def session_for(server: RunningServer, hall: Hall, role: str) -> Session:
         return await joined(server, hall.citizen_token(sub="c-role"))
     if role == "admin":
         return await joined(server, hall.admin, th=hall.th)
+    if role == "screen":
+        return await joined(server, server.node.tokens.issue(sub="s-role", role=Role.SCREEN, th=hall.th, ttl_s=600)[0])
     return await joined(server, getattr(hall, role))
 
 

@@ -133,7 +133,7 @@ async def test_townhall_reactions_arrive_as_totals_not_per_tap(server: RunningSe
 async def test_townhall_audio_chunks_reach_citizens_and_late_joiners_get_init(server: RunningServer) -> None:
     hall = await make_hall(server)
     leader = await joined(server, hall.leader)
-    citizen = await joined(server, hall.citizen_token(sub="c-early"))
+    citizen = await joined(server, hall.citizen_token(sub="c-early"), mode="audio")  # audio is opt-in
     await leader.request({"t": "go_live"})
     await leader.send({"t": "audio", "data": b"\x1aE\xdf\xa3init", "init": True, "mime": "audio/webm;codecs=opus"})
     await leader.send({"t": "audio", "data": b"chunk-2"})
@@ -141,7 +141,7 @@ async def test_townhall_audio_chunks_reach_citizens_and_late_joiners_get_init(se
     second = await citizen.recv_until(lambda m: m["t"] == "audio")
     assert (first["data"], first["init"], second["data"], second["n"]) == (b"\x1aE\xdf\xa3init", True, b"chunk-2", 2)
     late = await Session.open(server)
-    await late.hello(hall.citizen_token(sub="c-late"))
+    await late.hello(hall.citizen_token(sub="c-late"), mode="audio")
     init = await late.recv_until(lambda m: m["t"] == "audio")
     assert init["init"] is True and init["data"] == b"\x1aE\xdf\xa3init"
 
@@ -149,7 +149,7 @@ async def test_townhall_audio_chunks_reach_citizens_and_late_joiners_get_init(se
 async def test_townhall_json_session_gets_audio_as_base64(server: RunningServer) -> None:
     hall = await make_hall(server)
     leader = await joined(server, hall.leader)
-    citizen = await joined(server, hall.citizen_token(), encoding="json")
+    citizen = await joined(server, hall.citizen_token(), encoding="json", mode="audio")
     await leader.request({"t": "go_live"})
     await leader.send({"t": "audio", "data": b"\x00\x01"})
     chunk = await citizen.recv_until(lambda m: m["t"] == "audio")

@@ -42,6 +42,10 @@ export class LivePlayer {
     this.onChange = onChange;
     this.received = 0;
     this.appended = 0;
+    this.inits = 0; // init chunks seen: a new recording (the leader started again, e.g. after a reconnect)
+    // The last chunks' arrival: {n, at (ms since epoch), ahead (s of audio buffered ahead of the play head)}: a chunk
+    // is heard about `ahead` after it arrived. For the glass-to-ear benchmark (loadtest/bench/glass_to_ear.py).
+    this.timeline = [];
     this.lastChunkAt = 0;
     this.header = null; // the latest recording's WebM header
     this.mime = AUDIO_MIME;
@@ -65,8 +69,10 @@ export class LivePlayer {
     if (!data.length) return;
     this.received += 1;
     this.lastChunkAt = Date.now();
+    this._note(msg.n);
     const n = typeof msg.n === 'number' ? msg.n : null;
     if (msg.init) {
+      this.inits += 1;
       const at = findCluster(data);
       this.header = at > 0 ? data.slice(0, at) : data.slice();
       this.tail = at > 0 ? { n, data: data.slice(at) } : null;
@@ -90,6 +96,14 @@ export class LivePlayer {
     this.lastN = n;
     this._stats();
     this.onChange();
+  }
+
+  _note(n) {
+    if (!this.active || typeof n !== 'number') return;
+    const b = this.audio.buffered;
+    const ahead = b.length && !this.audio.paused ? Math.max(0, b.end(b.length - 1) - this.audio.currentTime) : null;
+    this.timeline.push({ n, at: Date.now(), ahead });
+    if (this.timeline.length > 600) this.timeline.splice(0, 100);
   }
 
   /** Begin playback (call from a user gesture so the browser allows sound). */
@@ -203,6 +217,7 @@ export class LivePlayer {
   _stats() {
     this.audio.dataset.received = String(this.received);
     this.audio.dataset.appended = String(this.appended);
+    this.audio.dataset.inits = String(this.inits);
   }
 
   /** 'off' | 'waiting' | 'playing' */
@@ -231,7 +246,11 @@ export class Broadcaster {
     this.chunks = 0;
     this.bytes = 0;
     this.skipped = 0;
+    this.recordings = 0; // recordings started (each begins with an init chunk)
+    this.sentAt = []; // [chunk number, ms since epoch] of the last chunks sent (the glass-to-ear benchmark)
     this.chain = Promise.resolve();
+    this.analyser = null;
+    this.audioCtx = null;
   }
 
   get live() {
@@ -244,10 +263,54 @@ export class Broadcaster {
       audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 },
     });
     this._record();
+    this._meter();
     this.onChange();
   }
 
+  /**
+   * A new recording on the same microphone, whose first chunk is an init chunk: after the connection came back (the
+   * node the leader reaches now, and listeners who joined meanwhile, start from it), so on-air continues by itself.
+   */
+  restart() {
+    if (!this.stream) return;
+    const rec = this.rec;
+    if (rec) {
+      rec.onstop = null;
+      rec.ondataavailable = null;
+      if (rec.state !== 'inactive') rec.stop();
+    }
+    this.rec = null;
+    this._record();
+    this.onChange();
+  }
+
+  /** The microphone's level, 0..1 (RMS of the last few ms, scaled for speech), for the level meter. */
+  level() {
+    const an = this.analyser;
+    if (!an) return 0;
+    const buf = new Float32Array(an.fftSize);
+    an.getFloatTimeDomainData(buf);
+    let sum = 0;
+    for (const x of buf) sum += x * x;
+    return Math.min(1, Math.sqrt(sum / buf.length) * 4);
+  }
+
+  _meter() {
+    const Ctx = globalThis.AudioContext || globalThis.webkitAudioContext;
+    if (!Ctx || !this.stream) return;
+    try {
+      this.audioCtx = new Ctx();
+      const analyser = this.audioCtx.createAnalyser();
+      analyser.fftSize = 1024;
+      this.audioCtx.createMediaStreamSource(this.stream).connect(analyser);
+      this.analyser = analyser;
+    } catch (e) {
+      console.warn('audio: no level meter', e.name);
+    }
+  }
+
   _record() {
+    this.recordings += 1;
     const rec = new MediaRecorder(this.stream, { mimeType: AUDIO_MIME, audioBitsPerSecond: BITRATE });
     let first = true;
     this.rec = rec;
@@ -287,6 +350,8 @@ export class Broadcaster {
     }
     this.chunks += 1;
     this.bytes += data.length;
+    this.sentAt.push([this.chunks, Date.now()]);
+    if (this.sentAt.length > 600) this.sentAt.splice(0, 100);
     this.onChange();
   }
 
@@ -296,6 +361,9 @@ export class Broadcaster {
     this.rec = null;
     const stream = this.stream;
     this.stream = null;
+    this.analyser = null;
+    this.audioCtx?.close().catch(() => {});
+    this.audioCtx = null;
     // Release the microphone once the last chunk is out.
     this.chain = this.chain.then(() => stream?.getTracks().forEach((tr) => tr.stop()));
     this.onChange();

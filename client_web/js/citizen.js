@@ -9,6 +9,7 @@
 // the msgpack build) and the audio player follow, so they do not compete for a slow link's bandwidth.
 import { loadLobby, lobbyStatus } from './lobby.js';
 import { chosenUnit } from './regionpick.js';
+import { Ladder } from './ladder.js';
 import { chosen, getLang, num, onLang, setLang, t } from './i18n.js';
 import {
   $,
@@ -168,6 +169,7 @@ let player = null; // the LivePlayer, once audio.js is here
 let pendingInit = null; // the latest init chunk that arrived before it
 audioModule.then(({ LivePlayer }) => {
   player = new LivePlayer($('#player'), { onChange: renderAudio });
+  globalThis.jansamvadDebug = { ...globalThis.jansamvadDebug, player }; // read by loadtest/bench/glass_to_ear.py
   player.supported = LivePlayer.supported();
   if (pendingInit) player.push(pendingInit);
   pendingInit = null;
@@ -479,11 +481,43 @@ function renderAudio() {
 }
 
 $('#listen').addEventListener('click', () => {
-  if (!player) return;
-  if (player.active) player.stop();
-  else player.start();
+  if (!player || !ladder) return;
+  if (ladder.mode === 'audio') ladder.choose('captions');
+  else {
+    player.start(); // in the tap itself: the browser lets a user gesture start sound
+    ladder.choose('audio');
+  }
   renderAudio();
 });
+
+// ---------------------------------------------------------------- the data ladder
+
+let ladder = null; // the Ladder (ladder.js), once the connection exists
+
+function onLadder(mode, detail) {
+  if (player) {
+    if (mode === 'audio' && !player.active && detail.changed) player.start();
+    else if (mode !== 'audio' && player.active) player.stop();
+  }
+  for (const b of document.querySelectorAll('#ladder button')) b.setAttribute('aria-checked', String(b.dataset.mode === mode));
+  document.body.dataset.mode = mode;
+  const note = $('#ladder-note');
+  const name = t(`mode.${mode}`);
+  if (detail.changed && detail.why.startsWith('congested')) note.textContent = t('ladder_down', { mode: name });
+  else if (detail.changed && detail.why === 'calm') note.textContent = t('ladder_up', { mode: name });
+  else if (detail.changed && detail.why === 'tap') note.textContent = '';
+  if (ladder && typeof ladder.kbps === 'number') note.dataset.kbps = ladder.kbps.toFixed(1);
+  if (ladder && typeof ladder.rttMs === 'number') note.dataset.rtt = String(ladder.rttMs);
+  renderAudio();
+}
+
+for (const b of document.querySelectorAll('#ladder button')) {
+  b.addEventListener('click', () => {
+    if (!ladder) return;
+    if (b.dataset.mode === 'audio' && player) player.start(); // in the tap: sound may start
+    ladder.choose(b.dataset.mode);
+  });
+}
 setInterval(() => {
   if (!$('#live').hidden) renderAudio();
 }, 1000);
@@ -534,6 +568,7 @@ async function startLive() {
     lastSeq: saved && typeof saved.seq === 'number' ? saved.seq : null,
     outboxKey: outboxKey(),
     rate: { perSec: 4, burst: 12 },
+    helloFields: () => (ladder ? ladder.helloFields() : {}),
     onUnauthorized: async () => {
       store.set(TOKEN_KEY, null);
       session = null;
@@ -626,8 +661,11 @@ async function startLive() {
       if (player) player.push(ev);
       else if (ev.init) pendingInit = ev;
     })
-    .on('outbox', onOutbox)
-    .start();
+    .on('outbox', onOutbox);
+  ladder?.stop();
+  ladder = new Ladder(conn, { onChange: onLadder });
+  onLadder(ladder.mode, { why: 'start', changed: true });
+  conn.start();
 }
 
 function showJoin() {
@@ -699,6 +737,8 @@ $('#digest-close').addEventListener('click', () => {
 });
 
 $('#leave').addEventListener('click', () => {
+  ladder?.stop();
+  ladder = null;
   if (conn) conn.stop();
   player?.stop();
   conn = null;

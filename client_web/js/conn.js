@@ -132,6 +132,7 @@ export class RequestError extends Error {
  *   resume        send last_seq on reconnect (default true)
  *   lastSeq       the highest seq already applied (a page that restored its state from storage)
  *   helloExtra    () => fields added to a resuming hello (the moderator page's last_mseq)
+ *   helloFields   () => fields added to every hello (the citizen page's listening `mode`, docs/protocol.md 4.2)
  *   rate          {perSec, burst}: client-side pacing, kept under the node's per-connection limit
  *   codec, url    overrides for tests
  *
@@ -150,6 +151,10 @@ export class Conn {
     this.outboxKey = opts.outboxKey || null;
     this.resume = opts.resume !== false;
     this.helloExtra = opts.helloExtra || null;
+    this.helloFields = opts.helloFields || null;
+    // In text-light mode the node leaves out partial transcripts, so their seqs are holes on purpose (protocol 4.2).
+    this.seqHolesExpected = false;
+    this.bytesIn = 0; // payload bytes received on every socket so far (the data ladder measures with it)
     this.codec = opts.codec || null; // chosen on first connect (loadCodec)
     this.url = opts.url || wsUrl();
     this.rate = opts.rate || { perSec: 4, burst: 12 };
@@ -289,6 +294,7 @@ export class Conn {
       }
       const hello = { t: 'hello', token };
       if (this.th) hello.th = this.th;
+      if (this.helloFields) Object.assign(hello, this.helloFields());
       if (this.resume && this.lastSeq !== null) {
         hello.last_seq = this.lastSeq;
         if (this.helloExtra) Object.assign(hello, this.helloExtra());
@@ -300,6 +306,7 @@ export class Conn {
     ws.onmessage = (ev) => {
       if (ws !== this.ws) return;
       this.lastHeard = Date.now();
+      this.bytesIn += typeof ev.data === 'string' ? ev.data.length : ev.data.byteLength;
       let msg;
       try {
         msg = this.codec.decode(ev.data);
@@ -501,7 +508,7 @@ export class Conn {
     }
     if (typeof msg.seq === 'number') {
       if (this.lastSeq !== null && msg.seq <= this.lastSeq) return; // already applied
-      if (this.lastSeq !== null && msg.seq > this.lastSeq + 1) {
+      if (this.lastSeq !== null && msg.seq > this.lastSeq + 1 && !this.seqHolesExpected) {
         // A hole in the stream (the protocol promises none): do not apply out of order; reconnect without
         // last_seq so the node sends a fresh snapshot.
         console.warn(`seq gap: have ${this.lastSeq}, got ${msg.seq}; resyncing`);

@@ -15,8 +15,10 @@ const readings = new Map(); // town hall id -> [{questions, ts}], oldest first, 
 const drill = new Map(); // town hall id -> {unit, sort}
 const shown = new Map(); // town hall id -> the last roll-up read (drawn at once when the card is rebuilt)
 const reading = new Set(); // town hall ids whose roll-up read is under way
+// "People reached" (online viewers plus the people booth screens' volunteers count) beside the online viewers.
 const COLUMNS = [
-  ["viewers", "दर्शक · viewers"], ["joins", "जुड़े · joined"], ["asked", "प्रश्न · asked"],
+  ["viewers", "दर्शक · viewers"], ["reached", "पहुँच · people reached"], ["screens", "स्क्रीन · screens"],
+  ["joins", "जुड़े · joined"], ["asked", "प्रश्न · asked"],
   ["approved", "स्वीकृत · approved"], ["reactions", "प्रतिक्रियाएँ · reactions"], ["votes", "मत · poll votes"],
 ];
 

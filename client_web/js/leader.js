@@ -13,6 +13,8 @@ const SPEECH_MAX = 2000;
 let page = null;
 let status = '';
 let mic = null;
+let onAir = false; // the continuous on-air mode (besides push-to-talk): the microphone stays on across drops
+let connState = '';
 // A text being sent part by part (speech, announce): its send button stays off until the last part is answered, so
 // a second press cannot send the same text again under new keys.
 const busy = { speech: false, announce: false };
@@ -32,6 +34,7 @@ function onStatus(s) {
   $('#announce-send').disabled = !live || busy.announce;
   $('#poll-open').disabled = s === 'ended' || !s;
   if (!live && mic && mic.live) stopMic();
+  if (!live) onAir = false;
   if (s === 'ended' && was !== 'ended') renderPolls();
 }
 
@@ -63,6 +66,7 @@ export function segments(text, max = SPEECH_MAX) {
 }
 
 function stopMic() {
+  onAir = false;
   mic?.stop();
   renderMic();
 }
@@ -80,6 +84,15 @@ function renderMic() {
   $('b', st).textContent = t(on ? 'mic_live' : 'mic_idle');
   $('#mic-stats').textContent = mic && mic.chunks ? t('mic_stats', { chunks: num(mic.chunks), kb: num(Math.round(mic.bytes / 1024)) }) : '';
   btn.dataset.chunks = String(mic ? mic.chunks : 0);
+  btn.dataset.recordings = String(mic ? mic.recordings : 0);
+  const air = $('#onair');
+  air.setAttribute('aria-pressed', String(onAir));
+  $('span', air).dataset.i18n = onAir ? 'onair_stop' : 'onair_start';
+  $('span', air).textContent = t($('span', air).dataset.i18n);
+  const badge = $('#onair-badge');
+  badge.hidden = !on;
+  badge.dataset.state = connState === 'live' ? 'live' : 'reconnecting';
+  $('#onair-text').textContent = t(connState === 'live' ? 'onair_badge' : 'onair_reconnecting');
 }
 
 if (page) {
@@ -193,6 +206,7 @@ if (page) {
     $('#mic-hint').textContent = t('mic_unsupported');
   } else {
     mic = new Broadcaster(conn, { onChange: renderMic });
+    globalThis.jansamvadDebug = { ...globalThis.jansamvadDebug, mic }; // read by loadtest/bench/glass_to_ear.py
     let pressedAt = 0;
     let startedByPress = false;
     const startMic = async () => {
@@ -224,6 +238,38 @@ if (page) {
       if (mic.live) stopMic();
       else startMic();
     });
+
+    // ---- on air: one tap, on until the next one, whatever the network does meanwhile. While the connection is
+    // down the chunks are dropped (listeners hear a gap, the captions go on); when it is back, a new recording starts,
+    // so the node and listeners who joined meanwhile get a fresh init chunk and the players pick it up by themselves.
+    const airBtn = $('#onair');
+    airBtn.hidden = false;
+    airBtn.addEventListener('click', async () => {
+      if (onAir) {
+        onAir = false;
+        stopMic();
+        return;
+      }
+      onAir = true;
+      await startMic();
+      if (!mic.live) onAir = false;
+      renderMic();
+    });
+    let dropped = false;
+    connState = conn.state;
+    conn.on('state', (state) => {
+      connState = state;
+      if (state !== 'live' && mic.live) dropped = true;
+      renderMic();
+    });
+    conn.on('welcome', () => {
+      if (dropped && mic.live) mic.restart();
+      dropped = false;
+    });
+    const level = $('#mic-level');
+    setInterval(() => {
+      level.value = mic.live ? mic.level() : 0;
+    }, 100);
     renderMic();
   }
 

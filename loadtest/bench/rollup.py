@@ -6,13 +6,16 @@ at a random booth of the generated Bihar tree (jansamvad.regions_generate); each
 many join at random booths, and questions, reactions and poll votes arrive at random booths. Each node's `UnitTally`
 (what a real node runs) counts them, and its one write per tick goes to Valkey through `RedisRollup`, all 80 at once as
 a real tick would send them, each unit summed up the tree by the node. The dashboard reads `--reads` times a tick
-the two views it shows most: the state and its districts, a district and its constituencies.
+the two views it shows most: the state and its districts, a district and its constituencies. With `--screens`, booth
+screens at random booths (spread over the nodes) say how many people watch them (20-500) and `--screen-updates` of
+them change that number each second (jansamvad/screens.py: two more gauges per unit, `screens` and `audience`).
 
 Measured: Redis calls per second (Valkey's own command stats), Valkey CPU per second (INFO cpu), the write batch's
 wall time, a node's CPU per second for its tally (counting and taking the changed units) and for its write (the
 client's encoding included), and a dashboard read's latency. Bounded: `--ticks` ticks. Prints one JSON object.
 
     PYTHONPATH=. .venv/bin/python -m loadtest.bench.rollup [--nodes 80] [--citizens 1000000] [--ticks 10]
+        [--screens 60000]
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from jansamvad.redis_keys import RedisKeys
 from jansamvad.regions_generate import generate
 from jansamvad.rollup.redis import RedisRollup
 from jansamvad.rollup.tally import PathOf, UnitTally, path_in
+from jansamvad.screens import ScreenAudiences
 
 TH = "bench"
 
@@ -55,6 +59,8 @@ class SimNode:
     def __init__(self, name: str, booths: list[str], citizens: int, rng: random.Random) -> None:
         self.name = name
         self.tally = UnitTally()
+        self.screens = ScreenAudiences(self.tally)
+        self.screen_ids: list[int] = []
         self.at: list[str] = []
         for _ in range(citizens):
             self.join(rng.choice(booths))
@@ -80,9 +86,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     views = [[root, *tree.children[root]], [district, *tree.children[district]]]
     per_node = args.citizens // args.nodes
     nodes = [SimNode(f"node{i}", booths, per_node, rng) for i in range(args.nodes)]
+    for screen in range(args.screens):  # the booth screens, spread over the nodes like their connections
+        node = nodes[screen % args.nodes]
+        node.screens.joined(screen, TH, rng.choice(booths))
+        node.screens.set_people(screen, rng.randint(20, 500))
+        node.screen_ids.append(screen)
+    screen_updates = max(0, int(len(nodes[0].screen_ids) * args.screen_updates))
     server = start_standalone(persistent=True, appendfsync="everysec")  # AOF as in production
     stats = server.client()
-    conn = RedisConn(server.url, max_in_flight=args.nodes * 2)
+    # A generous command timeout: on a shared machine one full write can pass the node's 1 s, and the bench measures
+    # how long the calls take rather than failing them.
+    conn = RedisConn(server.url, max_in_flight=args.nodes * 2, command_timeout_s=10.0)
     rollup = RedisRollup(conn, RedisKeys("bench"), ttl_s=600.0)  # the full writes below take longer than 3 s
     try:
         # Every node sends all its units once (what a node taken for dead does when it comes back), one after another:
@@ -108,6 +122,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for kind, n in per_tick.items():
                     for _ in range(n):
                         node.tally.count(TH, kind, rng.choice(booths))
+                for _ in range(screen_updates):  # volunteers counting their crowd again
+                    node.screens.set_people(rng.choice(node.screen_ids), rng.randint(20, 500))
             takes = [_take(n, path_of) for n in nodes]
             tally_cpu.append((time.process_time() - cpu) / args.nodes)
             changed.append(statistics.mean(len(t[0]) for t in takes))
@@ -132,6 +148,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "nodes": args.nodes,
             "citizens": per_node * args.nodes,
             "booths": len(booths),
+            "screens": args.screens,
+            "screen_updates_per_s": screen_updates * args.nodes,
             "units_in_tree": len(tree),
             "ticks": args.ticks,
             "churn_per_node_per_s": churn * 2,
@@ -180,6 +198,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reactions", type=int, default=20_000, help="reactions a second over all nodes")
     parser.add_argument("--votes", type=int, default=5_000, help="poll votes a second over all nodes")
     parser.add_argument("--reads", type=int, default=1, help="dashboard reads a tick")
+    parser.add_argument("--screens", type=int, default=0, help="booth screens with an audience, over all nodes")
+    parser.add_argument("--screen-updates", type=float, default=0.05, help="share of screens recounting a second")
     print(json.dumps(asyncio.run(run(parser.parse_args(argv))), indent=2))
 
 

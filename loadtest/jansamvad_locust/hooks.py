@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from locust.stats import StatsEntry
 from jansamvad_locust import rest, scenarios, verdict
 from jansamvad_locust.protocol import ASK_ACK, SPEECH_DELIVERY, SPEECH_DELIVERY_FLAKY, STREAM_DUPLICATE, STREAM_GAP
 from jansamvad_locust.shape import ScenarioShape
-from jansamvad_locust.users import STORM_MESSAGE, ModeratorUser, on_storm
+from jansamvad_locust.users import STORM_MESSAGE, ModeratorUser, ScreenUser, load_units, on_storm
 
 log = logging.getLogger("jansamvad_locust")
 
@@ -51,6 +52,19 @@ def add_options(parser: LocustArgumentParser) -> None:
         env_var="JANSAMVAD_LT_MODERATOR_TOKEN",
         is_secret=True,
         help="moderator tokens, comma-separated: one per moderator (shared round-robin if fewer)",
+    )
+    group.add_argument(
+        "--screen-token",
+        default="",
+        env_var="JANSAMVAD_LT_SCREEN_TOKEN",
+        is_secret=True,
+        help="booth screen tokens, comma-separated: one per screen (scenario booths)",
+    )
+    group.add_argument(
+        "--units-file",
+        default="",
+        env_var="JANSAMVAD_LT_UNITS_FILE",
+        help="region unit codes, one a line: citizens join by these units' links (scenario booths)",
     )
     group.add_argument(
         "--admin-key",
@@ -93,7 +107,12 @@ def on_init(environment: Environment, **kwargs: Any) -> None:
         runner.register_message(STORM_MESSAGE, on_storm)
     if isinstance(runner, WorkerRunner):
         return  # the master dispatches users and judges the run
-    ModeratorUser.fixed_count = scenarios.get(options.scenario).moderators
+    scenario = scenarios.get(options.scenario)
+    ModeratorUser.fixed_count = scenario.moderators
+    ScreenUser.fixed_count = scenario.screens
+    if not scenario.screens:  # a class with no fixed count would be spawned by weight: leave it out altogether
+        environment.user_classes[:] = [c for c in environment.user_classes if c is not ScreenUser]
+        environment.user_classes_by_name.pop(ScreenUser.__name__, None)
 
 
 @events.test_start.add_listener
@@ -106,8 +125,12 @@ def on_test_start(environment: Environment, **kwargs: Any) -> None:
     if not options.th and options.admin_key and environment.host:
         # Runs before the first spawn message, so the workers receive the new id and tokens with it.
         title = f"locust {options.scenario} {time.strftime('%X')}"
-        hall = rest.create_hall(environment.host, options.admin_key, title, scenarios.get(options.scenario).moderators)
+        scenario = scenarios.get(options.scenario)
+        units = load_units(options.units_file)
+        screen_units = random.sample(units, min(scenario.screens, len(units)))
+        hall = rest.create_hall(environment.host, options.admin_key, title, scenario.moderators, screen_units)
         options.th, options.leader_token, options.moderator_token = hall.th, hall.leader_token, hall.moderator_token
+        options.screen_token = hall.screen_token
         log.info("created town hall %s", hall.th)
     if not options.th:
         log.error("no town hall: give --th (and staff tokens) or --admin-key")

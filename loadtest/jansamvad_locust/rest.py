@@ -10,6 +10,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ class Hall:
     th: str
     leader_token: str
     moderator_token: str  # one token per moderator, comma-separated (JWTs have no commas)
+    screen_token: str = ""  # one token per booth screen, comma-separated
 
 
 def call(base_url: str, method: str, path: str, body: dict[str, Any] | None = None, *, admin_key: str = "") -> Any:
@@ -41,22 +43,33 @@ def call(base_url: str, method: str, path: str, body: dict[str, Any] | None = No
         raise ApiError(f"{method} {path}: HTTP {exc.code} {detail}") from None
 
 
-def create_hall(base_url: str, admin_key: str, title: str, moderators: int = 1) -> Hall:
-    """A new town hall, live, with a leader token and a token per moderator (the admin key never reaches the users).
+def create_hall(
+    base_url: str,
+    admin_key: str,
+    title: str,
+    moderators: int = 1,
+    screen_units: Sequence[str] = (),
+    moderator_scopes: Sequence[str] = (),
+) -> Hall:
+    """A new town hall, live, with a leader token, a token per moderator (scoped to the units in `moderator_scopes`,
+    in order; "" or none: the whole town hall) and one per booth screen (of the units given); the admin key never
+    reaches the users.
 
     Each moderator gets an identity of its own, so their claims on questions keep them apart as they keep people apart.
     """
     th = call(base_url, "POST", "/api/townhalls", {"title": title, "lang": "hi"}, admin_key=admin_key)["id"]
 
-    def token(role: str, name: str) -> str:
-        body = {"role": role, "name": name}
+    def token(role: str, name: str, unit: str = "", scope: str = "") -> str:
+        body = {"role": role, "name": name, **({"unit": unit} if unit else {}), **({"scope": scope} if scope else {})}
         value: str = call(base_url, "POST", f"/api/townhalls/{th}/tokens", body, admin_key=admin_key)["token"]
         return value
 
     leader = token("leader", "लोड नेता")
-    staff = ",".join(token("moderator", f"लोड मॉडरेटर {i + 1}") for i in range(max(1, moderators)))
+    scopes = [*moderator_scopes, *[""] * max(1, moderators)][: max(1, moderators)]
+    staff = ",".join(token("moderator", f"लोड मॉडरेटर {i + 1}", scope=scope) for i, scope in enumerate(scopes))
+    screens = ",".join(token("screen", f"लोड स्क्रीन {unit}", unit) for unit in screen_units)
     call(base_url, "POST", f"/api/townhalls/{th}/start", admin_key=admin_key)
-    return Hall(th, leader, staff)
+    return Hall(th, leader, staff, screens)
 
 
 def wait_ready(base_url: str, timeout_s: float) -> None:

@@ -63,6 +63,18 @@ class Scenario:
     storm_return: Range = (0.0, 3.0)
     # The part of the run spent ramping up; the rest holds the target. townhall ramps at --spawn-rate instead.
     ramp_fraction: float = 0.0
+    # The organisation (issue 16): citizens come by region links (/j/<code>, then a join with that unit), spread
+    # over `units` booths of a generated region tree (the launcher makes it and passes the codes in --units-file).
+    units: int = 0
+    # Booth screens: this many screen users, each with a screen token of a booth, setting how many people watch
+    # (a number drawn from `audience`, changed every `audience_every` seconds).
+    screens: int = 0
+    audience: Range = (20.0, 400.0)
+    audience_every: Range = (5.0, 15.0)
+    # Local moderators (issue 16 item 4): the unit each moderator token is scoped to ("" for the whole town hall), in
+    # order; moderators beyond the list are town-hall-wide. Only against the launcher's generated tree, whose
+    # districts these are; a node without local moderators ignores the scope and makes plain moderator tokens.
+    moderator_scopes: tuple[str, ...] = ()
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     def users_at(self, elapsed_s: float, target: int, duration_s: float | None) -> int:
@@ -72,7 +84,8 @@ class Scenario:
         ramp_s = duration_s * self.ramp_fraction
         if elapsed_s >= ramp_s:
             return target
-        staff = self.moderators + 1  # staff come first (locust starts fixed_count users before weighted ones)
+        # Staff and screens come first (locust starts fixed_count users before weighted ones).
+        staff = self.moderators + self.screens + 1
         return min(target, max(staff, round(target * elapsed_s / ramp_s)))
 
 
@@ -117,6 +130,17 @@ SCENARIOS: dict[str, Scenario] = {
                 pause=(5.0, 15.0),
             ),
             thresholds=Thresholds(max_fail_ratio=0.01),
+        ),
+        Scenario(
+            "booths",
+            "the organisation: citizens join by region links spread over 5,000 booths; 5 booth screens set their "
+            "audience; a town-hall-wide moderator and two district moderators (Patna, Gaya) work the queue, so the "
+            "roll-up by unit and scoped moderation run under load",
+            citizen=Citizen(drop=1),
+            moderators=3,
+            moderator_scopes=("", "BR-230", "BR-236"),
+            units=5000,
+            screens=5,
         ),
         Scenario(
             "ramp",

@@ -76,6 +76,20 @@ POLLS = (
 _details_logged = 0
 _citizen_numbers = itertools.count()
 _moderator_numbers = itertools.count()
+_screen_numbers = itertools.count()
+_units: dict[str, list[str]] = {}  # --units-file -> its unit codes (read once per process)
+
+
+def load_units(path: str) -> list[str]:
+    """The unit codes citizens join by (scenario booths): one a line; none without a file."""
+    if not path:
+        return []
+    if path not in _units:
+        with open(path, encoding="utf-8") as lines:
+            _units[path] = [line.strip() for line in lines if line.strip()]
+    return _units[path]
+
+
 # The citizens running in this process, for the reconnect storm (a message from the master reaches every process).
 _citizens: weakref.WeakSet[CitizenUser] = weakref.WeakSet()
 
@@ -305,7 +319,19 @@ class CitizenUser(WsUser):
 
     def fetch_token(self) -> str | None:
         # The same device id on every join gives the same anonymous identity (docs/protocol.md, section 7).
-        body = {"name": f"नागरिक {self.device_id[-4:]}", "region": "Patna", "device_id": self.device_id}
+        body: dict[str, Any] = {"name": f"नागरिक {self.device_id[-4:]}", "region": "Patna", "device_id": self.device_id}
+        units = load_units(getattr(self.environment.parsed_options, "units_file", "") or "")
+        if units:
+            # By a region link, as from a WhatsApp group: the link page (which sends the browser on to the citizen
+            # page with the unit), then the join with that unit, which the node checks and signs into the token.
+            self.unit = getattr(self, "unit", "") or random.choice(units)
+            with self.client.get(
+                f"/j/{self.unit}?th={self.th}", name="/j/[unit]", allow_redirects=False, catch_response=True
+            ) as response:
+                if response.status_code != 200:
+                    response.failure(f"HTTP {response.status_code}")
+                    return None
+            body["unit"] = self.unit
         with self.client.post(
             f"/api/townhalls/{self.th}/join", json=body, name="/api/townhalls/[th]/join", catch_response=True
         ) as response:
@@ -347,6 +373,40 @@ class CitizenUser(WsUser):
             self.send({"t": "react", "kind": random.choice(REACTIONS)})
         elif action == "drop":
             self.drop(random.uniform(*k.offline))
+
+
+class ScreenUser(WsUser):
+    """A booth screen: listens like a citizen and, as its volunteer does with the remote, sets how many people watch
+    (`audience`) after every welcome and now and then again (docs/protocol.md, section 4)."""
+
+    fixed_count = 0  # hooks.py sets it from the scenario (and leaves the class out when the scenario has none)
+    role = "screen"
+
+    def on_start(self) -> None:
+        self.people = 0
+        super().on_start()
+
+    def staff_token(self) -> str | None:
+        tokens = [t for t in (getattr(self.environment.parsed_options, "screen_token", "") or "").split(",") if t]
+        if not tokens:
+            return None
+        process = getattr(self.environment.runner, "worker_index", 0) or 0
+        return tokens[(process + next(_screen_numbers)) % len(tokens)]
+
+    def wait_time(self) -> float:
+        return random.uniform(*self.scenario.audience_every)
+
+    def on_joined(self) -> None:
+        self.people = self.people or round(random.uniform(*self.scenario.audience))
+        self.send(self.session.request("audience_ack", {"t": "audience", "people": self.people}, time.monotonic()))
+
+    @task
+    def recount(self) -> None:
+        if not self.session.welcomed:
+            return
+        low, high = self.scenario.audience
+        self.people = max(0, min(round(high), self.people + random.randint(-20, 20)))
+        self.send(self.session.request("audience_ack", {"t": "audience", "people": self.people}, time.monotonic()))
 
 
 class ModeratorUser(WsUser):

@@ -49,6 +49,10 @@ class AudioRecorder:
         self._writes: set[asyncio.Task[None]] = set()
         self.failed_writes = 0
 
+    def recording(self, th: str) -> bool:
+        """A take of this town hall is going on here (a chunk without a header can go on with it)."""
+        return th in self._takes
+
     def chunk(self, th: str, data: bytes, init: bool, mime: str, last_init: bytes | None) -> None:
         """One live chunk of the leader's audio (synchronous: buffered; full segments are written in the background)."""
         take = self._takes.get(th)

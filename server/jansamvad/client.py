@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from jansamvad.auth import ANY_TOWNHALL, Claims, InvalidToken, TokenService
 from jansamvad.conn_state import ALIVE, ConnState
+from jansamvad.feeds import Mode
 from jansamvad.handlers import HandlerOwner, MessageHandlers
 from jansamvad.models import RestrictionKind, Status, Townhall
 from jansamvad.protocol.codec import decode, frame_message
@@ -27,8 +28,10 @@ from jansamvad.protocol.codes import CloseCode, ErrorCode
 from jansamvad.protocol.errors import ConnectionRefused, ProtocolViolation
 from jansamvad.protocol.messages import VERBS, parse_client_message
 from jansamvad.protocol.records import (
+    Ack,
     Announce,
     Ask,
+    Audience,
     Audio,
     Claim,
     ClientMessage,
@@ -47,6 +50,7 @@ from jansamvad.protocol.records import (
     Release,
     Restrict,
     ServerMessage,
+    SetMode,
     SlowMode,
     Speech,
     Upvote,
@@ -54,6 +58,7 @@ from jansamvad.protocol.records import (
     frame_record,
 )
 from jansamvad.protocol.roles import ANY_ROLE, STAFF, Role
+from jansamvad.screens import ScreenAudiences
 from jansamvad.store.base import BadState, NotFound
 from jansamvad.token_bucket import TokenBucket
 
@@ -88,6 +93,11 @@ class ClientOwner(HandlerOwner, Protocol):
 
     def leave(self, client: Client) -> None: ...
 
+    async def set_mode(self, client: Client, mode: Mode) -> None: ...
+
+    @property
+    def screens(self) -> ScreenAudiences: ...
+
 
 # Errors that say "not now" rather than "your message is wrong": a client that meets them has done nothing to stop
 # talking to, so they never count towards max_errors (docs/protocol.md, section 6.1).
@@ -103,6 +113,7 @@ class Client(MessageHandlers):
         "inbox",
         "limited_answers",
         "messages",
+        "mode",
         "node",
         "reactions",
         "reading_paused",
@@ -118,6 +129,7 @@ class Client(MessageHandlers):
         self.conn = conn
         self.claims: Claims | None = None
         self.th = ""
+        self.mode = Mode.CAPTIONS  # the listening mode (feeds.py): hello.mode, then the `mode` message
         self.errors = 0
         self.inbox: deque[ClientMessage] | None = None
         self.early: list[ClientMessage] | None = None  # sent after hello, before the join was done
@@ -371,9 +383,21 @@ class Client(MessageHandlers):
                 raise ConnectionRefused(CloseCode.TRY_AGAIN_LATER, "the staff lane is full")
             node.staff_joined += 1  # undone in Gateway.connection_lost, which sees the claims set just below
         self.claims, self.th = claims, th
-        if claims.role is Role.CITIZEN:
+        self.mode = Mode(msg.mode)
+        if claims.role not in STAFF:  # citizens and booth screens
             self.conn.set_max_message_bytes(node.settings.citizen_max_message_bytes)
         await node.join(self, msg.last_seq, townhall, msg.last_mseq)
+
+    async def _on_mode(self, msg: SetMode) -> None:
+        mode = Mode(msg.mode)
+        await self.node.set_mode(self, mode)
+        if msg.id is not None:
+            self.send(Ack(re=msg.id, mode=str(mode)))
+
+    async def _on_audience(self, msg: Audience) -> None:
+        """A booth screen's volunteer says how many people watch it (jansamvad/screens.py)."""
+        self.node.screens.set_people(self.conn, msg.people)
+        self.send(Ack(re=msg.id, people=msg.people))
 
     def on_closed(self) -> None:
         if self.worker is not None and self.inbox is not None:
@@ -425,4 +449,6 @@ ROUTES: dict[type[ClientMessage], Route] = {
     Claim: Route(_MODERATOR, Client._on_claim),
     Release: Route(_MODERATOR, Client._on_release),
     Restrict: Route(_MODERATOR, Client._on_restrict),
+    SetMode: Route(ANY_ROLE, Client._on_mode),
+    Audience: Route(frozenset({Role.SCREEN}), Client._on_audience),
 }

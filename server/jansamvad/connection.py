@@ -27,6 +27,7 @@ from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
 from jansamvad.conn_state import ConnState as ConnState  # re-exported: the node and the wheel read it here
+from jansamvad.feeds import DEFAULT_FEED
 from jansamvad.protocol.codec import SUBPROTOCOLS, Encoding
 from jansamvad.protocol.codes import CloseCode, close_reason
 
@@ -120,6 +121,7 @@ class WsConnection(asyncio.Protocol):
         "closing_since",
         "corked",
         "encoding",
+        "feed",
         "frag",
         "frag_op",
         "ip",
@@ -140,6 +142,7 @@ class WsConnection(asyncio.Protocol):
         self.ws: ServerProtocol | None = None
         self.state = ConnState.HANDSHAKE
         self.encoding = Encoding.MSGPACK
+        self.feed = DEFAULT_FEED  # set at the join from the wire format and listening mode (feeds.py)
         self.client: ConnectionSession | None = None
         self.frag: list[bytes] | None = None
         self.frag_op = Opcode.BINARY

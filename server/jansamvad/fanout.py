@@ -9,14 +9,17 @@
   4009 for must-deliver ones (it resumes from history when it reconnects). Decided by the listener itself.
 
 Targeted events (targeting.py) go in full to their group and as a `skip` filler with the same number to the rest of
-the room: each variant is encoded once per wire format. Only a tick that holds one looks at members one by one
-(to pick their variant); ordinary ticks write the one blob per format as before.
+the room: each variant is encoded once per feed. Only a tick that holds one looks at members one by one (to pick
+their variant); ordinary ticks write the one blob per feed as before.
 
 One flusher task writes every room in order, so two ticks never interleave on one connection.
 
 A session that replays history is paused (its live frames wait in `paused`). It is resumed by the flusher, at the
 end of the first flush that *started after* the resume was asked for: every event published before the replay's
 history read has by then gone into `paused`, where the resume's seq filter drops what the replay already sent.
+That includes events *held* for coalescing (a partial transcript waits up to COALESCE_S): a flush with a resume
+pending also writes the held rooms with numbered events that a resuming session is in, before it un-pauses anyone.
+Otherwise the held event, already in the replay, would reach the session a second time once its room is written.
 """
 
 from __future__ import annotations
@@ -27,13 +30,18 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from jansamvad.feeds import COALESCE_S, ENCODINGS, FEED_COUNT, LIGHT_AGGREGATES_S, MODES, Mode, feed_of, is_partial
 from jansamvad.hub import Event, Listener, Room, Session
-from jansamvad.protocol.codec import Encoding, frame_message
+from jansamvad.protocol.codec import frame_message
 from jansamvad.targeting import Targeted, filler
 
 # Aggregates sent as "latest value per tick"; map-valued fields are merged key by key.
 CONFLATED = frozenset({"viewers", "votes", "reactions", "poll_counts"})
 _MERGED_FIELDS = {"votes": "v", "reactions": "c"}
+_AUDIO_FEEDS = tuple(feed_of(encoding, Mode.AUDIO) for encoding in ENCODINGS)
+_LIGHT_FEEDS = tuple(feed_of(encoding, Mode.LIGHT) for encoding in ENCODINGS)
+_FEEDS_BY_ENCODING = tuple((encoding, [(feed_of(encoding, mode), mode) for mode in MODES]) for encoding in ENCODINGS)
+_Blob = tuple[bytes, bytes, list[tuple[str, int, bytes]]]
 
 
 def _with_seq(field: str, seq: int, message: Mapping[str, Any]) -> dict[str, Any]:
@@ -42,12 +50,20 @@ def _with_seq(field: str, seq: int, message: Mapping[str, Any]) -> dict[str, Any
 
 class Fanout:
     def __init__(
-        self, *, tick_s: float, writes_per_yield: int, on_flush: Callable[[float], None] | None = None
+        self,
+        *,
+        tick_s: float,
+        writes_per_yield: int,
+        on_flush: Callable[[float], None] | None = None,
+        coalesce_s: float = COALESCE_S,
     ) -> None:
+        # 0: no coalescing, every frame goes out at the next tick (the benchmarks' "before").
+        self._coalesce_s = coalesce_s
         self._on_flush = on_flush  # receives each flush's duration in seconds (a metrics histogram)
         self._tick_s = tick_s
         self._writes_per_yield = writes_per_yield
         self._dirty: list[Room] = []
+        self._held: dict[Room, None] = {}  # rooms waiting for their coalescing timer (an insertion-ordered set)
         self._resumes: list[tuple[Listener, Mapping[str, int]]] = []
         self._wake = asyncio.Event()
         self._scheduled = False
@@ -80,19 +96,24 @@ class Fanout:
         targeted: Targeted | None = None,
     ) -> None:
         room.events.append((seq, dict(message), droppable, targeted))
-        self._mark(room)
+        if is_partial(room.events[-1][1]):
+            self._mark_lazy(room)  # a partial transcript may wait a little for company (COALESCE_S)
+        else:
+            self._mark(room)
+
+    def enqueue_audio(self, room: Room, message: Mapping[str, Any]) -> None:
+        """An audio chunk, for the room's members in audio mode only (droppable; it may wait COALESCE_S to share a
+        write with the captions of the same moment)."""
+        if any(room.feeds[feed] for feed in _AUDIO_FEEDS):
+            room.audio.append(dict(message))
+            self._mark_lazy(room)
 
     def conflate(self, room: Room, message: Mapping[str, Any], key: str | None = None) -> None:
         """Keep only the latest value per key (default: the message type) until the tick ends."""
         t = message["t"]
         key = key or t
-        merged = _MERGED_FIELDS.get(t)
-        old = room.conflated.get(key)
-        if merged is not None and old is not None:
-            room.conflated[key] = {**old, merged: {**old[merged], **message[merged]}}
-        else:
-            room.conflated[key] = dict(message)
-        self._mark(room)
+        _merge_into(room.conflated, key, message)
+        self._mark_lazy(room)
 
     def resume(self, listener: Listener, after: Mapping[str, int]) -> None:
         """Un-pause a session after its replay (see the module docstring for why this goes through the flusher).
@@ -105,6 +126,28 @@ class Fanout:
             room.dirty = True
             self._dirty.append(room)
         self._schedule()
+
+    def _mark_lazy(self, room: Room) -> None:
+        """Flush the room within COALESCE_S, or sooner with the next must-deliver frame (fewer writes per listener)."""
+        if room.dirty or room.lazy:
+            return
+        if self._coalesce_s <= 0:
+            self._mark(room)
+            return
+        room.lazy = True
+        self._held[room] = None
+        asyncio.get_running_loop().call_later(self._coalesce_s, self._lazy_due, room)
+
+    def _lazy_due(self, room: Room) -> None:
+        room.lazy = False
+        self._held.pop(room, None)
+        if room.events or room.audio or room.conflated or room.light_pending:
+            self._mark(room)
+
+    def _light_due(self, room: Room) -> None:
+        room.light_timer = False
+        if room.light_pending:
+            self._mark(room)
 
     def _schedule(self) -> None:
         if not self._scheduled:
@@ -126,69 +169,136 @@ class Fanout:
             self._scheduled = False
             await self._flush()
 
-    def _frames(
+    def _light_aggregates(self, room: Room) -> list[dict[str, Any]]:
+        """The aggregates text-light members get this tick: the latest values, at most every LIGHT_AGGREGATES_S."""
+        for key, message in room.conflated.items():
+            _merge_into(room.light_pending, key, message)
+        if not room.light_pending:
+            return []
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if now >= room.light_due:
+            due, room.light_pending = list(room.light_pending.values()), {}
+            room.light_due = now + LIGHT_AGGREGATES_S
+            return due
+        if not room.light_timer:
+            room.light_timer = True
+            loop.call_at(room.light_due, self._light_due, room)
+        return []
+
+    def _light_for(self, room: Room) -> list[dict[str, Any]]:
+        """This tick's aggregates for text-light members (computed once per tick: it moves the pacing state)."""
+        feeds = room.feeds
+        light_aggregates = self._light_aggregates(room) if feeds[_LIGHT_FEEDS[0]] or feeds[_LIGHT_FEEDS[1]] else []
+        if not light_aggregates and not any(feeds[f] for f in _LIGHT_FEEDS):
+            room.light_pending = {}
+        return light_aggregates
+
+    def _blobs(
         self,
         room: Room,
-        encoding: Encoding,
         events: list[Event],
         conflated: Mapping[str, dict[str, Any]],
+        audio_messages: list[dict[str, Any]],
+        light_aggregates: list[dict[str, Any]],
         variant: tuple[bool, ...] = (),
-    ) -> tuple[bytes, bytes, list[tuple[str, int, bytes]]]:
-        """The blobs of one tick for one wire format; `variant` says, per targeted event in order, whether this group
-        gets it in full (else its `skip` filler)."""
-        must: list[bytes] = []
-        drop: list[bytes] = []
-        items: list[tuple[str, int, bytes]] = []
+    ) -> list[_Blob | None]:
+        """One (must-deliver part, whole blob, paused items) per feed that has members: each message encoded once per
+        wire format, whatever the number of modes and members. `variant` says, per targeted event in order, whether
+        this group gets it in full (else its `skip` filler)."""
+        feeds = room.feeds
+        blobs: list[_Blob | None] = [None] * FEED_COUNT
         field = room.seq_field
+        plain: list[tuple[int, dict[str, Any], bool]] = []
         k = 0
         for seq, message, droppable, targeted in events:
             if targeted is not None:
                 if not variant[k]:
                     message = filler()
                 k += 1
-            frame = frame_message(_with_seq(field, seq, message), encoding)
-            (drop if droppable else must).append(frame)
-            items.append((field, seq, frame))
-        for message in conflated.values():
-            frame = frame_message(message, encoding)
-            drop.append(frame)
-            items.append((field, 0, frame))
-        self.frames_built += len(items)
-        must_blob = b"".join(must)
-        return must_blob, must_blob + b"".join(drop), items
+            plain.append((seq, message, droppable))
+        for encoding, modes in _FEEDS_BY_ENCODING:
+            present = [(feed, mode) for feed, mode in modes if feeds[feed]]
+            if not present:
+                continue
+            framed = [
+                (seq, frame_message(_with_seq(field, seq, message), encoding), droppable, is_partial(message))
+                for seq, message, droppable in plain
+            ]
+            aggregates = [frame_message(message, encoding) for message in conflated.values()]
+            self.frames_built += len(framed) + len(aggregates)
+            audio: list[bytes] = []
+            light: list[bytes] = []
+            for feed, mode in present:
+                if mode is Mode.AUDIO and audio_messages and not audio:
+                    audio = [frame_message(message, encoding) for message in audio_messages]
+                    self.frames_built += len(audio)
+                if mode is Mode.LIGHT and light_aggregates and not light:
+                    light = [frame_message(message, encoding) for message in light_aggregates]
+                    self.frames_built += len(light)
+                must: list[bytes] = []
+                drop: list[bytes] = []
+                items: list[tuple[str, int, bytes]] = []
+                for seq, frame, droppable, partial in framed:
+                    if partial and mode is Mode.LIGHT:
+                        continue
+                    (drop if droppable else must).append(frame)
+                    items.append((field, seq, frame))
+                extra = light if mode is Mode.LIGHT else aggregates + audio if mode is Mode.AUDIO else aggregates
+                drop.extend(extra)
+                items.extend((field, 0, frame) for frame in extra)
+                must_blob = b"".join(must)
+                blobs[feed] = (must_blob, must_blob + b"".join(drop), items)
+        return blobs
+
+    def _held_for(self, resumes: list[tuple[Listener, Mapping[str, int]]]) -> list[Room]:
+        """The held rooms to write before these sessions are un-paused: those with numbered events queued (a replay
+        may have covered them) that a resuming session is in. Others keep coalescing."""
+        rooms = []
+        for room in list(self._held):
+            if not room.dirty and any(event[0] for event in room.events):
+                if any(listener in room.members for listener, _ in resumes):
+                    room.dirty = True  # its timer finds it written (or dirty again) and only resets `lazy`
+                    rooms.append(room)
+        return rooms
 
     async def _flush(self) -> None:
         rooms, self._dirty = self._dirty, []
         resumes, self._resumes = self._resumes, []
+        if resumes and self._held:
+            rooms += self._held_for(resumes)
         started = time.perf_counter()
         writes = 0
         for room in rooms:
             room.dirty = False
             members = list(room.members)
             if not members:
-                room.events, room.conflated = [], {}
+                room.events, room.conflated, room.audio = [], {}, []
                 continue
             out, n = self.messages_out, len(members)
-            events, conflated = room.events, room.conflated
+            events, conflated, audio = room.events, room.conflated, room.audio
             for _, message, _, _ in events:
                 out[message["t"]] += n
-            for message in conflated.values():
+            for message in room.conflated.values():
                 out[message["t"]] += n
-            room.events, room.conflated = [], {}
+            if room.audio:
+                out["audio"] += len(room.audio) * sum(room.feeds[feed] for feed in _AUDIO_FEEDS)
+            light = self._light_for(room)
+            room.events, room.conflated, room.audio = [], {}, []
             targeted = [t for _, _, _, t in events if t is not None]
             if targeted:
-                writes = await self._flush_targeted(room, members, events, conflated, targeted, writes)
+                writes = await self._flush_targeted(room, members, events, conflated, audio, light, targeted, writes)
                 continue
-            # Encode once per wire format in use in this room, before the first write.
-            blobs = {Encoding.MSGPACK: self._frames(room, Encoding.MSGPACK, events, conflated)}
-            if room.json_members:
-                blobs[Encoding.JSON] = self._frames(room, Encoding.JSON, events, conflated)
+            # Encode once per feed in use in this room, before the first write.
+            blobs = self._blobs(room, events, conflated, audio, light)
             for member in members:
-                must_blob, blob, items = blobs[member.encoding]
+                must_blob, blob, items = blobs[member.feed]  # type: ignore[misc]  # built for every feed in use
                 paused = member.paused
                 if paused is not None:
                     paused.extend(items)
                     continue
+                if not blob:
+                    continue  # nothing for this feed this tick (e.g. only audio, or light aggregates not due yet)
                 member.write_broadcast(blob, bool(must_blob))
                 writes += 1
                 if writes >= self._writes_per_yield:
@@ -207,14 +317,16 @@ class Fanout:
         members: list[Session],
         events: list[Event],
         conflated: Mapping[str, dict[str, Any]],
+        audio: list[dict[str, Any]],
+        light: list[dict[str, Any]],
         targeted: list[Targeted],
         writes: int,
     ) -> int:
         """A tick with targeted events: each member's variant (which targeted events it gets in full) is looked up
-        (a set lookup per targeted event), each (format, variant) pair is encoded once, on first use, then written
-        like an ordinary tick. Returns the writes count carried on (for the yield every writes_per_yield)."""
+        (a set lookup per targeted event), each variant's feeds are encoded once, on first use, then written like an
+        ordinary tick. Returns the writes count carried on (for the yield every writes_per_yield)."""
         staff = room.members
-        blobs: dict[tuple[Encoding, tuple[bool, ...]], tuple[bytes, bytes, list[tuple[str, int, bytes]]]] = {}
+        by_variant: dict[tuple[bool, ...], list[_Blob | None]] = {}
         only = targeted[0] if len(targeted) == 1 else None  # the usual case: one announcement in the tick
         if only is not None:
             full, unit, paths = only.full, only.unit, only.paths
@@ -225,14 +337,15 @@ class Fanout:
             else:
                 is_staff = staff.get(member, False)
                 variant = tuple(t.gets(member, is_staff) for t in targeted)
-            key = (member.encoding, variant)
-            built = blobs.get(key)
-            if built is None:
-                built = blobs[key] = self._frames(room, key[0], events, conflated, variant)
-            must_blob, blob, items = built
+            blobs = by_variant.get(variant)
+            if blobs is None:
+                blobs = by_variant[variant] = self._blobs(room, events, conflated, audio, light, variant)
+            must_blob, blob, items = blobs[member.feed]  # type: ignore[misc]  # built for every feed in use
             paused = member.paused
             if paused is not None:
                 paused.extend(items)
+                continue
+            if not blob:
                 continue
             member.write_broadcast(blob, bool(must_blob))
             writes += 1
@@ -244,3 +357,13 @@ class Fanout:
 
 
 _IN, _OUT = (True,), (False,)  # the variants of a tick with one targeted event
+
+
+def _merge_into(target: dict[str, dict[str, Any]], key: str, message: Mapping[str, Any]) -> None:
+    """Conflate: the latest value per key; map-valued aggregates (votes, reactions) merged key by key."""
+    merged = _MERGED_FIELDS.get(message["t"])
+    old = target.get(key)
+    if merged is not None and old is not None:
+        target[key] = {**old, merged: {**old[merged], **message[merged]}}
+    else:
+        target[key] = dict(message)

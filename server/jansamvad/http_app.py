@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, NoReturn
 
@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from jansamvad.auth import InvalidToken
 from jansamvad.dashboard import war_room
 from jansamvad.export import build_export, build_unit_export, export_csv, unit_export_csv
+from jansamvad.http_errors import EXCEPTION_HANDLERS
 from jansamvad.http_request import ApiError, json_body, text_field
 from jansamvad.models import Status, Townhall
 from jansamvad.moderation import scope as moderation_scope
@@ -36,8 +37,9 @@ from jansamvad.regions import RegionTree
 from jansamvad.regions_http import region_routes, valid_unit_code
 from jansamvad.rollup.view import rollup_view
 from jansamvad.scope_http import Hooks as ScopeHooks, scope_routes, token_scope
+from jansamvad.screens_http import screen_page_path, screen_routes, screen_unit
 from jansamvad.settings import Settings
-from jansamvad.store.base import BadState, LimitReached, NotFound
+from jansamvad.store.base import BadState, LimitReached
 from jansamvad.targeting import unit_path
 
 log = logging.getLogger("jansamvad.http")
@@ -81,10 +83,6 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, with_headers)
-
-
-def _error(status: int, code: str, msg: str) -> JSONResponse:
-    return JSONResponse({"error": code, "msg": msg}, status_code=status)
 
 
 def health_routes(node: Node) -> list[Route]:
@@ -261,9 +259,12 @@ class TownhallApi:
         try:
             role = Role(str(data.get("role")))
         except ValueError:
-            raise ApiError(400, "invalid_field", "role: expected leader or moderator") from None
-        if role not in (Role.LEADER, Role.MODERATOR):
-            raise ApiError(400, "invalid_field", "role: expected leader or moderator")
+            raise ApiError(400, "invalid_field", "role: expected leader, moderator or screen") from None
+        if role not in (Role.LEADER, Role.MODERATOR, Role.SCREEN):
+            raise ApiError(400, "invalid_field", "role: expected leader, moderator or screen")
+        unit = await screen_unit(self.node.regions, data.get("unit")) if role is Role.SCREEN else ""
+        if role is Role.SCREEN and not unit:
+            raise ApiError(400, "invalid_field", "unit: a screen token needs a region unit's code")
         name = text_field(data, "name", MAX_NAME_CHARS, required=False) or str(role)
         ttl = data.get("ttl", self.settings.staff_token_ttl_s)
         if type(ttl) is not int or not 60 <= ttl <= _TTL_MAX_S:
@@ -271,10 +272,12 @@ class TownhallApi:
         scope = await token_scope(self.node.regions, role, data)  # a local moderator's unit (scope_http.py)
         tokens = self.node.tokens
         sub = f"{role.value[0]}-" + tokens.citizen_subject(None)[2:]
-        token, exp = tokens.issue(sub=sub, role=role, th=th, ttl_s=ttl, name=name, scope=scope or "")
+        token, exp = tokens.issue(sub=sub, role=role, th=th, ttl_s=ttl, name=name, scope=scope or "", unit=unit)
         answer: dict[str, Any] = {"token": token, "sub": sub, "expires_at": exp}
         if scope is not None:
             answer["scope"] = scope
+        if unit:  # the booth screen's page, the token in its fragment (screens_http.py)
+            answer["page"] = screen_page_path(unit, th, token)
         return JSONResponse(answer, status_code=201)
 
     async def join(self, request: Request) -> Response:
@@ -371,40 +374,6 @@ def _csv(text: str, filename: str) -> Response:
     )
 
 
-async def _api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    response = _error(exc.status, exc.code, exc.msg)
-    if exc.retry_ms:
-        response.headers["Retry-After"] = str(max(1, -(-exc.retry_ms // 1000)))
-    return response
-
-
-async def _not_found(request: Request, exc: Exception) -> Response:
-    return _error(404, "not_found", str(exc))
-
-
-async def _invalid_token(request: Request, exc: Exception) -> Response:
-    return _error(500, "internal", "this node cannot issue tokens")
-
-
-async def _unavailable(request: Request, exc: Exception) -> Response:
-    # The store or broker cannot answer now (Redis down, hung, failing over: RedisUnavailable is a
-    # ConnectionError): a 503 that says when to come back, as the WebSocket side answers `unavailable`, not a 500.
-    log.warning("HTTP %s %s: store unavailable: %s", request.method, request.url.path, exc)
-    response = _error(503, "unavailable", "cannot reach the store right now; try again")
-    response.headers["Retry-After"] = "1"
-    return response
-
-
-EXCEPTION_HANDLERS: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
-    ApiError: _api_error,
-    NotFound: _not_found,
-    InvalidToken: _invalid_token,
-    ConnectionError: _unavailable,
-    TimeoutError: _unavailable,
-}
-
-
 def _middleware(settings: Settings) -> list[Middleware]:
     # Pages, scripts and JSON go out gzipped: on 2G/3G the citizen page's transfer is what decides time-to-live.
     # (WebSocket upgrades never reach this app, so the broadcast path is untouched.)
@@ -449,6 +418,7 @@ def create_app(node: Node) -> Starlette:
         *health_routes(node),
         *TownhallApi(node, guard).routes(),
         *region_routes(node.store, node.regions, guard.limit, node.trusts, settings.public_url),
+        *screen_routes(),
         *programme_routes(node, ProgrammeHooks(guard.check_admin_key, guard.admin_key_failed, json_body, guard.limit)),
         erase_route(node, guard.require_admin, json_body),
         *record_routes(node.records),

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from jansamvad.feeds import FEED_COUNT
 from jansamvad.protocol.codec import Encoding
 from jansamvad.protocol.codes import CloseCode
 
@@ -25,6 +26,7 @@ class Listener(Protocol):
     """What the fan-out needs of a connection."""
 
     encoding: Encoding
+    feed: int  # the blob this member gets: its wire format and listening mode (feeds.py); changed via Hub.set_feed
     # Not None while the session replays history; live frames wait here as (stream, number, frame), where stream is
     # the room's seq_field ("seq" or "mseq") and number 0 means "not numbered".
     paused: list[tuple[str, int, bytes]] | None
@@ -52,11 +54,17 @@ class Room:
     """One channel's local members and what is queued for them in the current tick."""
 
     __slots__ = (
+        "audio",
         "channel",
         "conflated",
         "dirty",
         "events",
+        "feeds",
         "json_members",
+        "lazy",
+        "light_due",
+        "light_pending",
+        "light_timer",
         "members",
         "sent",
         "seq_field",
@@ -74,6 +82,13 @@ class Room:
         self.subscribing: asyncio.Task[None] | None = None
         self.members: dict[Session, bool] = {}  # an insertion-ordered set; the value: is the member staff?
         self.json_members = 0
+        self.feeds = [0] * FEED_COUNT  # members per feed (feeds.py): which blobs a tick must build
+        self.audio: list[dict[str, Any]] = []  # audio chunks queued this tick (for members in audio mode only)
+        self.lazy = False  # a coalescing timer is running for this room (fanout.py)
+        # Text-light members get aggregates at most every LIGHT_AGGREGATES_S: the latest values wait here till then.
+        self.light_pending: dict[str, dict[str, Any]] = {}
+        self.light_due = 0.0
+        self.light_timer = False
         self.staff = 0  # members that are leaders, moderators or admins (viewers.n counts citizens only)
         self.events: list[Event] = []  # queued this tick
         self.conflated: dict[str, dict[str, Any]] = {}  # conflation key -> latest value this tick
@@ -106,6 +121,7 @@ class Hub:
         if member not in room.members:
             room.members[member] = staff
             room.staff += staff
+            room.feeds[member.feed] += 1
             if member.encoding is Encoding.JSON:
                 room.json_members += 1
         return created
@@ -116,12 +132,23 @@ class Hub:
         if room is None or member not in room.members:
             return False
         room.staff -= room.members.pop(member)
+        room.feeds[member.feed] -= 1
         if member.encoding is Encoding.JSON:
             room.json_members -= 1
         if not room.members:
             del self.rooms[channel]
             return True
         return False
+
+    def set_feed(self, member: Listener, feed: int, channels: list[str]) -> None:
+        """Move a member to another feed (a new listening mode) in each of its rooms."""
+        old = member.feed
+        for channel in channels:
+            room = self.rooms.get(channel)
+            if room is not None and member in room.members:
+                room.feeds[old] -= 1
+                room.feeds[feed] += 1
+        member.feed = feed
 
     def room(self, channel: str) -> Room | None:
         return self.rooms.get(channel)

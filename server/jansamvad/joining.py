@@ -3,20 +3,24 @@
 A join waits until the broker carries the room's channel to this node, reads history (a resume) or the store (a
 snapshot), writes the join's own frames in one write (corked), and lets the live frames that waited meanwhile go,
 minus the ones the replay covered (fanout.resume). Node.join is the entry; node.abandon_join undoes a failed one.
+A session's listening mode (feeds.py) picks its feed in the rooms; in audio mode the town hall's audio channel is
+subscribed here first and the current recording's init chunk follows the join's frames (audio_channel.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from jansamvad.aggregates import Aggregates
+from jansamvad.audio_channel import AudioChannels
+from jansamvad.auth import Claims
 from jansamvad.broker.base import Broker, HistoryResult
 from jansamvad.channels import MODERATION_SEQ, moderation_channel, public_channel
 from jansamvad.connection import ConnState, WsConnection
 from jansamvad.digest import DigestCache
 from jansamvad.fanout import Fanout
+from jansamvad.feeds import Mode, feed_of
 from jansamvad.hub import Hub
 from jansamvad.metrics import NodeMetrics
 from jansamvad.models import PUBLIC_STATES, PollState, QState, Townhall
@@ -25,6 +29,7 @@ from jansamvad.protocol.records import Snapshot, Viewers, Votes, Welcome
 from jansamvad.protocol.roles import STAFF, Role
 from jansamvad.regions_http import RegionDirectory
 from jansamvad.rollup.tally import UnitTally
+from jansamvad.screens import ScreenAudiences
 from jansamvad.settings import Settings
 from jansamvad.store.base import Store
 from jansamvad.targeting import UnitIndex, announcement_for, filler, in_scope, unit_path
@@ -47,7 +52,8 @@ class Joiner:
         metrics: NodeMetrics,
         tally: UnitTally,
         aggregates: Aggregates,
-        audio_init: Mapping[str, dict[str, Any]],  # town hall -> its last audio init segment (node.py keeps it)
+        audio: AudioChannels,
+        screens: ScreenAudiences,
         digests: DigestCache,
         regions: RegionDirectory,
     ) -> None:
@@ -59,10 +65,18 @@ class Joiner:
         self._metrics = metrics
         self._tally = tally
         self._aggregates = aggregates
-        self._audio_init = audio_init
+        self._audio = audio
+        self._screens = screens
         self._digests = digests
         self._regions = regions
         self.units = UnitIndex(regions)  # citizens' unit paths, for targeted events (targeting.py); Node.leave too
+
+    def forget(self, conn: WsConnection, th: str, claims: Claims) -> None:
+        """Undo what the join counted and indexed for a session (Node.leave: it closed, or its join failed)."""
+        if claims.role is Role.CITIZEN:
+            self._tally.leave(th, claims.unit)
+        self.units.remove(conn)  # targeting.py's index of unit paths
+        self._screens.left(conn)
 
     async def _listen(self, channel: str, conn: WsConnection, seq_field: str = "seq", *, staff: bool = False) -> None:
         """Join a room, and return once the broker carries its channel to this node. Every join into the room waits
@@ -97,9 +111,16 @@ class Joiner:
         self._hub.add_user(claims.sub, conn)
         if claims.role is Role.CITIZEN:  # undone in Node.leave (the connection closed, or abandon_join)
             self._tally.join(th, claims.unit)
-            if claims.unit:  # indexed with its unit path before it joins the room: targeted events find it
-                self.units.add(conn, unit_path(await self._regions.current_tree(), claims.unit))
+        elif claims.role is Role.SCREEN:  # a booth screen counts for its unit (screens.py); undone in Node.leave
+            self._screens.joined(conn, th, claims.unit)
+        if claims.role in (Role.CITIZEN, Role.SCREEN) and claims.unit:
+            # Indexed with its unit path before it joins the room: targeted events find it (a screen shows its unit's
+            # announcements too).
+            self.units.add(conn, unit_path(await self._regions.current_tree(), claims.unit))
+        conn.feed = feed_of(conn.encoding, client.mode)
         await self._listen(channel, conn, staff=claims.role in STAFF)
+        if client.mode is Mode.AUDIO:
+            await self._audio.wanted(th)
         staff = claims.role in (Role.MODERATOR, Role.ADMIN)
         mod_channel = moderation_channel(th)
         if staff:
@@ -200,9 +221,26 @@ class Joiner:
             )
             client.send(snapshot)
             await self._digests.send_after_snapshot(client, townhall, head)  # "what you missed", cached per change
-        init = self._audio_init.get(th)
+        if client.mode is Mode.AUDIO:
+            await self._send_audio_init(client)
+
+    async def _send_audio_init(self, client: Client) -> None:
+        """A listener who starts now begins at the current recording: its init chunk first (kept by the broker)."""
+        init = await self._audio.latest_init(client.th)
         if init is not None:
-            client.send(init)
+            client.send(dict(init))
+
+    async def set_mode(self, client: Client, mode: Mode) -> None:
+        """A joined session changes its listening mode (the `mode` message): another feed in its rooms, and the town
+        hall's audio subscribed or dropped as this node's audio listeners come and go."""
+        conn, th = client.conn, client.th
+        client.mode = mode
+        self._hub.set_feed(conn, feed_of(conn.encoding, mode), [public_channel(th), moderation_channel(th)])
+        if mode is Mode.AUDIO:
+            await self._audio.wanted(th)
+            await self._send_audio_init(client)
+        else:
+            self._audio.maybe_unwanted(th)
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:

@@ -8,7 +8,7 @@ once per fan-out flush and once per broker publish, never per delivery.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -47,6 +47,9 @@ class Observed(Protocol):
 
     @property
     def stream_gaps(self) -> int: ...
+
+    @property
+    def screens(self) -> Sized: ...  # the booth screens joined here (screens.py)
 
 
 class NodeMetrics:
@@ -103,6 +106,7 @@ class NodeCollector(Collector):
             if channel.is_public:
                 viewers.add_metric([channel.th], len(room.members))
         yield viewers
+        yield GaugeMetricFamily("jansamvad_booth_screens", "Booth screens joined here", value=len(node.screens))
         yield GaugeMetricFamily("jansamvad_ready", "1 while the node accepts sessions", value=int(node.ready))
         yield GaugeMetricFamily(
             "jansamvad_broker_healthy", "1 while the broker is reachable", value=int(node.broker.healthy)

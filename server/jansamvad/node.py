@@ -11,11 +11,11 @@ import asyncio
 import logging
 import random
 import secrets
-from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
 from jansamvad.aggregates import Aggregates
+from jansamvad.audio_channel import AudioChannels
 from jansamvad.audio_recorder import AudioRecorder
 from jansamvad.auth import TokenService
 from jansamvad.broker.base import Broker, Publication
@@ -40,7 +40,6 @@ from jansamvad.moderation.policy import Policy
 from jansamvad.presence.base import PresenceManager
 from jansamvad.protocol.codes import CloseCode
 from jansamvad.protocol.records import PollEvent, QueueAdd, QueueUpdate, Reconnect, StatusEvent, frame_record, to_map
-from jansamvad.protocol.roles import Role
 from jansamvad.record import RecordKeeper
 from jansamvad.recording_store.base import ObjectStore
 from jansamvad.recording_store.open import open_object_store
@@ -49,6 +48,7 @@ from jansamvad.rollup.base import Rollup
 from jansamvad.rollup.memory import MemoryRollup
 from jansamvad.rollup.tally import UnitTally
 from jansamvad.rollup.writer import RollupWriter
+from jansamvad.screens import ScreenAudiences
 from jansamvad.settings import Settings
 from jansamvad.store.base import BadState, Store
 
@@ -87,6 +87,7 @@ class Node:
         # The live roll-up by region unit: counted here at join, leave and activity, written once per tick.
         self.rollup: Rollup = rollup or MemoryRollup()
         self.tally = UnitTally()
+        self.screens = ScreenAudiences(self.tally)  # booth screens here and the people watching them
         self.regions = RegionDirectory(store)  # the region tree, for the roll-up and the HTTP routes
         self.rollup_writer = RollupWriter(self.node_id, self.tally, self.rollup, self.regions)
         self.policy = Policy.load(settings.moderation_dir)
@@ -111,14 +112,13 @@ class Node:
         )
         self._ready = False
         self.draining = False
-        self._audio_init: dict[str, dict[str, Any]] = {}
-        self._audio_n: dict[str, int] = defaultdict(int)
         # Issue 18: the transcript beyond the history window, the "what you missed" digest, the record and the audio.
         self.journal: Journal = journal or MemoryJournal()
         self.digests = DigestCache(self.journal, store)
         self.metrics.registry.register(DigestCollector(self.digests))
         self.objects = objects or open_object_store(settings.record_dir, settings.record_s3_url)
         self.recorder = AudioRecorder(self.objects, self.node_id)
+        self.audio = AudioChannels(self.hub, broker, self.fanout, self.recorder)  # opt-in audio, its own channel
         self.records = RecordKeeper(
             store=store, journal=self.journal, objects=self.objects, rollup=self.rollup, regions=self.regions
         )
@@ -131,10 +131,12 @@ class Node:
             metrics=self.metrics,
             tally=self.tally,
             aggregates=self.aggregates,
-            audio_init=self._audio_init,
+            audio=self.audio,
+            screens=self.screens,
             digests=self.digests,
             regions=self.regions,
         )
+        self.set_mode = self.joiner.set_mode  # the `mode` message: another feed, the audio subscription, its init
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.metrics.attach(self)
@@ -254,11 +256,10 @@ class Node:
             return
         self.metrics.leaves += 1
         self.hub.remove_user(claims.sub, conn)
-        if claims.role is Role.CITIZEN:
-            self.tally.leave(client.th, claims.unit)
-        self.joiner.units.remove(conn)  # targeting.py's index of citizens' units
+        self.joiner.forget(conn, client.th, claims)  # the join's counts and indexes: tally, units, screens
         self._leave(public_channel(client.th), conn)
         self._leave(moderation_channel(client.th), conn)
+        self.audio.maybe_unwanted(client.th)
 
     def _leave(self, channel: str, conn: WsConnection) -> None:
         if self.hub.remove(channel, conn):
@@ -374,11 +375,7 @@ class Node:
         return grouper
 
     async def publish_audio(self, th: str, data: bytes, init: bool, mime: str) -> None:
-        self._audio_n[th] += 1
-        last_init = self._audio_init.get(th)
-        self.recorder.chunk(th, data, init, mime, last_init["data"] if last_init else None)
-        message = {"t": "audio", "data": data, "n": self._audio_n[th], "init": init, "mime": mime}
-        await self.broker.publish(public_channel(th), message, history=False)
+        await self.audio.publish(th, data, init, mime)  # and into the record's take (audio_channel.py)
 
     def count_reaction(self, th: str, kind: str) -> None:
         self.aggregates.count_reaction(th, kind)
@@ -391,8 +388,10 @@ class Node:
         if pub.channel == CONTROL_CHANNEL:
             self._control(data)
             return
-        if t == "audio" and data.get("init"):
-            self._audio_init[Channel.parse(pub.channel).th] = dict(data)
+        parsed = Channel.parse(pub.channel)
+        if parsed.is_audio:
+            self.audio.deliver(parsed.th, data)  # to the town hall's members in audio mode only
+            return
         room = self.hub.room(pub.channel)
         if room is None:
             return
@@ -428,7 +427,7 @@ class Node:
                 member.close(CloseCode.BANNED)
 
     def live_channels(self) -> list[str]:
-        return [CONTROL_CHANNEL, *self.hub.channels()]
+        return [CONTROL_CHANNEL, *self.hub.channels(), *self.audio.channels()]
 
     def _close_room(self, channel: str, code: CloseCode) -> None:
         room = self.hub.room(channel)

@@ -11,6 +11,9 @@ publish atomically, and lets the store's scripts check and change a question, it
     P:T:pub                    broker: its sharded pub/sub channel (SPUBLISH / SSUBSCRIBE)
     P:T:pubkeys                broker: idempotency keys of its publications, key -> seq (hash; expires after a day)
     P:T:mod:seq|hist|pub|pubkeys  the same for channel `th:<id>:mod`, the moderation stream (mseq)
+    P:T:audio:pub              broker: channel `th:<id>:audio`, the leader's audio chunks (ephemeral, SPUBLISH only)
+    P:T:audio:kept             broker: its latest kept message, the current recording's init chunk (msgpack string,
+                               expires a day after it was written; Broker.publish_kept)
     P:{ch:<name>}:seq|hist|pub a channel that is not a town hall's: the node's control channel `ctl` (a ban kicks the
                                citizen's sessions on every node) uses P:{ch:ctl}:pub, published without history
 
@@ -57,7 +60,9 @@ publish atomically, and lets the store's scripts check and change a question, it
     P:T:presence:staff         presence: node id -> local leaders, moderators and admins listening (hash)
     P:T:presence:exp           presence: node id -> when its report expires, server time in ms (sorted set)
     P:T:rollup:nodes           rollup: node id -> when its report expires, server time in ms (sorted set)
-    P:T:rollup:node:<id>:v     rollup: unit -> that node's citizens listening there or below (hash; gone with the node)
+    P:T:rollup:node:<id>:v     rollup: unit -> that node's citizens listening there or below; `screens|<unit>`,
+                               `audience|<unit>` -> its booth screens and their people there or below (hash; gone
+                               with the node)
     P:T:rollup:node:<id>:a     rollup: `<counter>|<unit>` -> that node's joins, asked, approved, reactions, votes (hash)
     P:T:rollup:retired         rollup: `<counter>|<unit>` -> the activity of nodes that died or closed (hash)
 
@@ -87,6 +92,7 @@ class ChannelKeys:
     hist: str
     pub: str  # the sharded pub/sub channel
     pubkeys: str  # idempotency keys of publish_once: key -> seq (hash, expires a day after the last one)
+    kept: str  # the channel's latest kept message (publish_kept; expires a day after it was written)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,4 +287,4 @@ class RedisKeys:
             base = f"{self.prefix}:{townhall_tag(parsed.th)}" + (":" + parsed.stream if parsed.stream else "")
         else:
             base = f"{self.prefix}:{{ch:{_escape(channel)}}}"
-        return ChannelKeys(base + ":seq", base + ":hist", base + ":pub", base + ":pubkeys")
+        return ChannelKeys(base + ":seq", base + ":hist", base + ":pub", base + ":pubkeys", base + ":kept")

@@ -246,3 +246,43 @@ async def test_moderation_stream_keyed_notices_are_once_per_key_and_replayable(p
     assert [p.seq for p in delivered] == [1, 2]
     hist = await broker.history(MOD, 1, 100)
     assert (hist.head, hist.complete, [p.seq for p in hist.publications]) == (2, True, [2])
+
+
+AUDIO = "th:abc:audio"
+
+
+async def test_publish_kept_is_delivered_ephemeral_and_kept_as_the_latest(parts: Parts) -> None:
+    broker, recorder = await parts.broker()
+    assert await broker.kept(AUDIO) is None
+    await recorder.listen(broker, AUDIO)
+    first = {"t": "audio", "data": b"\x1aE\xdf\xa3one", "n": 1, "init": True, "mime": "audio/webm"}
+    await broker.publish_kept(AUDIO, first)
+    await broker.publish(AUDIO, {"t": "audio", "data": b"\x00two", "n": 2, "init": False}, history=False)
+    delivered = await recorder.wait_for(AUDIO, 2)
+    assert [(p.seq, p.data["n"]) for p in delivered] == [(0, 1), (0, 2)]
+    assert dict(await broker.kept(AUDIO) or {}) == first  # an ordinary publish does not replace it
+    second = {**first, "data": b"\x1aE\xdf\xa3three", "n": 3}
+    await broker.publish_kept(AUDIO, second)
+    assert dict(await broker.kept(AUDIO) or {}) == second
+    # Kept, not history: the channel's stream stays empty, and other channels keep nothing.
+    assert (await broker.history(AUDIO, 0, 10)).head == 0
+    assert await broker.kept(CH) is None
+
+
+async def test_audio_channel_is_its_own_subscription_beside_the_townhall_channel(parts: Parts) -> None:
+    broker, recorder = await parts.broker()
+    await recorder.listen(broker, CH)
+    await broker.publish_kept(AUDIO, {"t": "audio", "data": b"x", "n": 1, "init": True})
+    await broker.publish(CH, speech(1), history=True)
+    await recorder.wait_for(CH, 1)
+    await asyncio.sleep(0.05)
+    assert recorder.on(AUDIO) == []  # a node without audio listeners gets no audio
+    await recorder.listen(broker, AUDIO)
+    await broker.publish(AUDIO, {"t": "audio", "data": b"y", "n": 2}, history=False)
+    assert (await recorder.wait_for(AUDIO, 1))[0].data["data"] == b"y"
+    await recorder.leave(broker, AUDIO)
+    await broker.publish(AUDIO, {"t": "audio", "data": b"z", "n": 3}, history=False)
+    await broker.publish(CH, speech(2), history=True)
+    await recorder.wait_for(CH, 2)
+    await asyncio.sleep(0.05)
+    assert [p.data["n"] for p in recorder.on(AUDIO)] == [2]

@@ -20,6 +20,7 @@ def townhall_names(keys: RedisKeys, th: str) -> list[str]:
     names += [poll.hash, poll.voters, *(hall.state(s) for s in QState)]
     for channel in (f"th:{th}", f"th:{th}:mod"):
         names += [keys.channel(channel).seq, keys.channel(channel).hist, keys.channel(channel).pub]
+    names += [keys.channel(f"th:{th}:audio").pub, keys.channel(f"th:{th}:audio").kept]
     return names
 
 

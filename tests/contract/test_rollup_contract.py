@@ -107,6 +107,32 @@ async def test_rollup_close_withdraws_the_node_viewers_and_keeps_its_activity(pa
     assert await staying.read("th1", UNITS) == {"B1": {"viewers": 1, "joins": 3}}
 
 
+async def test_rollup_gauges_of_booth_screens_sum_over_nodes_and_vanish_with_a_dead_node(
+    parts: Parts, backend: Backend
+) -> None:
+    """Booth screens and their audience are gauges like viewers (rollup/base.py GAUGES): summed over the live
+    nodes, set to 0 when gone, and (Redis) gone with a node that stops renewing its report."""
+    alive = parts.rollup(ttl_s=0.3)
+    doomed = parts.rollup(ttl_s=0.3) if backend.is_redis else alive  # the memory roll-up: one process, one copy
+    await alive.write("node-a", "th1", {"B1": 2, "screens|B1": 1, "audience|B1": 40}, {}, full=True)
+    await doomed.write("node-b", "th1", {"screens|B1": 2, "audience|B1": 60, "audience|B2": 7}, {}, full=True)
+    gauges = ("viewers", "screens", "audience")
+    assert await alive.read("th1", UNITS, gauges) == {
+        "B1": {"viewers": 2, "screens": 3, "audience": 100},
+        "B2": {"audience": 7},
+    }
+    assert await alive.read("th1", ("B1",), ("audience",)) == {"B1": {"audience": 100}}
+    await alive.write("node-a", "th1", {"screens|B1": 0, "audience|B1": 0}, {}, full=False)  # its screen left
+    assert (await alive.read("th1", ("B1",), gauges))["B1"] == {"viewers": 2, "screens": 2, "audience": 60}
+    if not backend.is_redis:
+        return  # the memory roll-up is one process: its only node cannot die while others read
+    deadline = asyncio.get_running_loop().time() + 3
+    while await alive.read("th1", UNITS, gauges) != {"B1": {"viewers": 2}}:
+        assert asyncio.get_running_loop().time() < deadline, await alive.read("th1", UNITS, gauges)
+        await alive.write("node-a", "th1", {}, {}, full=False)  # the living node renews its report every tick
+        await asyncio.sleep(0.1)
+
+
 async def test_store_question_keeps_the_askers_unit(parts: Parts) -> None:
     store = parts.store()
     townhall = await store.create_townhall("t", "hi")

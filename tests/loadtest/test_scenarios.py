@@ -16,7 +16,7 @@ README = Path(__file__).resolve().parents[2] / "loadtest" / "README.md"
 
 
 def test_the_issue_names_every_scenario() -> None:
-    assert set(SCENARIOS) == {"townhall", "reconnect-storm", "question-flood", "flaky-mobile", "ramp"}
+    assert set(SCENARIOS) == {"townhall", "reconnect-storm", "question-flood", "flaky-mobile", "ramp", "booths"}
     with pytest.raises(ValueError, match="choose one of"):
         scenarios.get("nope")
 

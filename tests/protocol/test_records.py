@@ -80,7 +80,7 @@ def test_records_defaults_are_the_documented_ones() -> None:
 SAMPLES: list[ClientMessage] = [
     parse_client_message(obj, Limits(), Encoding.MSGPACK)
     for obj in (
-        {"t": "hello", "token": "a.b.c", "th": "th1", "last_seq": 3, "last_mseq": 1},
+        {"t": "hello", "token": "a.b.c", "th": "th1", "last_seq": 3, "last_mseq": 1, "mode": "light"},
         {"t": "ping", "id": 1},
         {"t": "leave"},
         {"t": "react", "kind": "clap"},
@@ -100,6 +100,8 @@ SAMPLES: list[ClientMessage] = [
         {"t": "claim", "id": 14, "qid": "q1"},
         {"t": "release", "id": 15, "qid": "q1"},
         {"t": "restrict", "id": 16, "sub": "c-1", "action": "timeout", "seconds": 60, "scope": "global"},
+        {"t": "mode", "id": 17, "mode": "audio"},
+        {"t": "audience", "id": 18, "people": 120},
     )
 ]
 
@@ -133,6 +135,16 @@ WIRE: list[tuple[ServerMessage, bytes, bytes]] = [
         ClaimUpdate(qid="q7", by=None, until=0),
         b"\x84\xa1t\xacclaim_update\xa3qid\xa2q7\xa2by\xc0\xa5until\x00",
         b'{"t":"claim_update","qid":"q7","by":null,"until":0}',
+    ),
+    (
+        Ack(re=17, mode="audio"),
+        b"\x83\xa1t\xa3ack\xa2re\x11\xa4mode\xa5audio",
+        b'{"t":"ack","re":17,"mode":"audio"}',
+    ),
+    (
+        Ack(re=18, people=120),
+        b"\x83\xa1t\xa3ack\xa2re\x12\xa6peoplex",
+        b'{"t":"ack","re":18,"people":120}',
     ),
     (Pong(re=9), b"\x82\xa1t\xa4pong\xa2re\t", b'{"t":"pong","re":9}'),
     (Pong(), b"\x81\xa1t\xa4pong", b'{"t":"pong"}'),

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 # long town hall's keys do not pile up forever.
 PUBLISH_KEY_TTL_S = 24 * 3600
 MEMORY_KEYS_PER_CHANNEL = 10_000  # the memory broker keeps the newest this many keys per channel
+KEPT_TTL_S = 24 * 3600  # how long a channel's kept message (publish_kept) outlives its last publish
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,16 @@ class Broker(Protocol):
         """A history publication at most once per `key` (an idempotency key, e.g. a leader's retried speech): the
         first call publishes and returns (seq, False); a later call with the same key publishes nothing and returns
         (that seq, True). Keys are remembered for at least PUBLISH_KEY_TTL_S."""
+        ...
+
+    async def publish_kept(self, channel: str, data: Mapping[str, Any]) -> None:
+        """An ephemeral publication (seq 0) that the channel also keeps as its latest kept message, replacing the one
+        before (e.g. a town hall's audio init chunk, which a listener who starts later needs first). Kept for at least
+        KEPT_TTL_S after it was published."""
+        ...
+
+    async def kept(self, channel: str) -> Mapping[str, Any] | None:
+        """The channel's latest kept message (publish_kept), or None."""
         ...
 
     async def subscribe(self, channel: str) -> None: ...

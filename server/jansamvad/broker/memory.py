@@ -31,6 +31,7 @@ class MemoryBroker:
         self._history_size = history_size
         self._channels: dict[str, _Channel] = {}
         self._subscribed: set[str] = set()
+        self._kept: dict[str, bytes] = {}  # channel -> msgpack of its latest kept message (publish_kept)
         self._handler: BrokerEventHandler | None = None
         # In one process nothing is lost on the way, but a subscription can still be dropped and made again: the same
         # sequencer as the Redis broker's keeps the order and fills (or reports) what was missed.
@@ -85,6 +86,14 @@ class MemoryBroker:
         if len(ch.keys) > MEMORY_KEYS_PER_CHANNEL:
             del ch.keys[next(iter(ch.keys))]
         return seq, False
+
+    async def publish_kept(self, channel: str, data: Mapping[str, Any]) -> None:
+        self._kept[channel] = msgpack.packb(data if isinstance(data, dict) else dict(data), use_bin_type=True)
+        await self.publish(channel, data, history=False)
+
+    async def kept(self, channel: str) -> Mapping[str, Any] | None:
+        raw = self._kept.get(channel)
+        return None if raw is None else msgpack.unpackb(raw, raw=False)
 
     async def subscribe(self, channel: str) -> None:
         again = channel not in self._subscribed

@@ -27,7 +27,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import SlotNotCoveredError
 
-from jansamvad.broker.base import PUBLISH_KEY_TTL_S, Broker, BrokerEventHandler, HistoryResult, Publication
+from jansamvad.broker.base import KEPT_TTL_S, PUBLISH_KEY_TTL_S, Broker, BrokerEventHandler, HistoryResult, Publication
 from jansamvad.broker.redis_reader import Moved, ShardReader
 from jansamvad.broker.sequencer import Sequencer
 from jansamvad.redis_conn import Address, RedisConn, RedisUnavailable, Script, redact
@@ -88,6 +88,16 @@ if from <= head and limit > 0 then
   entries = redis.call('XRANGE', KEYS[2], string.format('%d-0', from), '+', 'COUNT', limit)
 end
 return {head, complete and 1 or 0, entries}
+"""
+)
+
+# KEYS: the channel's kept message. ARGV: pub/sub channel, msgpack(data), TTL (s). Keep and publish in one step, so a
+# listener that reads the kept message after subscribing never misses a newer one.
+_PUBLISH_KEPT = Script(
+    """
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+redis.call('SPUBLISH', ARGV[1], '\\130\\161s\\000\\161d' .. ARGV[2])
+return 1
 """
 )
 
@@ -243,6 +253,14 @@ class RedisBroker:
         )
         await self._conn.settle(keys.seq)  # also when `seen`: the first attempt may have failed to settle
         return int(seq), bool(seen)
+
+    async def publish_kept(self, channel: str, data: Mapping[str, Any]) -> None:
+        keys = self._keys.channel(channel)
+        await self._conn.run(_PUBLISH_KEPT, (keys.kept,), (keys.pub, _pack(data), KEPT_TTL_S))
+
+    async def kept(self, channel: str) -> Mapping[str, Any] | None:
+        raw = await self._conn.execute("GET", self._keys.channel(channel).kept)
+        return None if raw is None else dict(_unpack(raw))
 
     async def history(self, channel: str, since: int, limit: int) -> HistoryResult:
         keys = self._keys.channel(channel)

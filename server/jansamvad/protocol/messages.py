@@ -24,6 +24,8 @@ UNIT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")  # a region unit's 
 REACTIONS = frozenset({"clap", "heart", "thumbs_up", "laugh", "sad"})
 MODERATION_ACTIONS = frozenset({"approve", "reject", "answer", "pin", "unpin", "forward"})
 RESTRICT_ACTIONS = frozenset({"timeout", "ban", "lift"})
+SCREEN_AUDIENCE_MAX = 50_000  # people one booth screen may say watch it (a rally ground's LED wall): `audience.people`
+LISTENING_MODES = frozenset({"captions", "audio", "light"})  # jansamvad.feeds.Mode (the sans-I/O package stands alone)
 MAX_REQUEST_ID = 2**53 - 1  # the largest integer a JavaScript client can hold exactly
 _MIME = re.compile(r"[a-z]+/[A-Za-z0-9.+-]+(;[ A-Za-z0-9=.,\"-]{0,80})?")
 
@@ -94,6 +96,7 @@ CLIENT_MESSAGES: dict[str, MessageSpec] = {
                 Field("th", str, required=False, pattern=QID_PATTERN),
                 Field("last_seq", int, required=False),
                 Field("last_mseq", int, required=False),
+                Field("mode", str, required=False, choices=LISTENING_MODES),
             ),
         ),
         MessageSpec("ping", ANY_ROLE),
@@ -193,7 +196,14 @@ CLIENT_MESSAGES: dict[str, MessageSpec] = {
             (_ID, Field("seconds", int, max_value=3600)),
             needs_id=True,
         ),
+        MessageSpec("mode", ANY_ROLE, (Field("mode", str, choices=LISTENING_MODES),)),
         MessageSpec("leave", ANY_ROLE),
+        MessageSpec(
+            "audience",
+            frozenset({Role.SCREEN}),
+            (_ID, Field("people", int, max_value=SCREEN_AUDIENCE_MAX)),
+            needs_id=True,
+        ),
     )
 }
 
@@ -226,6 +236,7 @@ VERBS: dict[str, str] = {
     "release": "release questions",
     "restrict": "restrict citizens",
     "slow_mode": "set slow mode",
+    "audience": "say how many people watch a screen",
 }
 
 # Node -> client messages and the fields they may carry (besides the envelope keys t, re and seq).
@@ -234,7 +245,7 @@ SERVER_MESSAGES: dict[str, frozenset[str]] = {
     "snapshot": frozenset(
         {"seq", "status", "speech", "questions", "polls", "slow_mode", "viewers", "staff", "reactions", "queue", "mseq"}
     ),
-    "ack": frozenset({"key", "qid", "votes", "seq", "state", "dup", "pid", "option", "sub", "until"}),
+    "ack": frozenset({"key", "qid", "votes", "seq", "state", "dup", "pid", "option", "sub", "until", "mode", "people"}),
     "error": frozenset({"code", "msg", "field", "retry_ms"}),
     "pong": frozenset(),
     "speech": frozenset({"text", "final", "ts"}),

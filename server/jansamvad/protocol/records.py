@@ -32,6 +32,7 @@ class Hello(ClientMessage, tag="hello"):
     th: str = ""  # empty: the town hall of the token
     last_seq: int | None = None
     last_mseq: int | None = None
+    mode: str = "captions"  # the listening mode (jansamvad.feeds.Mode): captions, audio or light
 
 
 class Ping(ClientMessage, tag="ping"):
@@ -127,6 +128,18 @@ class SlowMode(ClientMessage, tag="slow_mode"):
     seconds: int
 
 
+class SetMode(ClientMessage, tag="mode"):
+    """Another listening mode for a joined session (the data ladder)."""
+
+    mode: str
+
+
+class Audience(ClientMessage, tag="audience"):
+    """A booth screen's volunteer: how many people watch it."""
+
+    people: int
+
+
 CLIENT_RECORDS: tuple[type[ClientMessage], ...] = (
     Hello,
     Ping,
@@ -147,7 +160,9 @@ CLIENT_RECORDS: tuple[type[ClientMessage], ...] = (
     Release,
     Restrict,
     SlowMode,
+    SetMode,
     Leave,
+    Audience,
 )
 
 
@@ -171,6 +186,8 @@ class Ack(ServerMessage, tag="ack"):
     state: str | None = None
     seq: int | None = None
     until: int | None = None
+    mode: str | None = None
+    people: int | None = None
     dup: bool = False  # sent only when true: a retry of a request that was already done
 
 

@@ -10,6 +10,7 @@ class Role(enum.StrEnum):
     MODERATOR = "moderator"
     LEADER = "leader"
     ADMIN = "admin"
+    SCREEN = "screen"  # a booth screen: listens, and says how many people watch it (jansamvad/screens.py)
 
 
 ANY_ROLE = frozenset(Role)

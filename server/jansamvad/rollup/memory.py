@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from jansamvad.rollup.base import COUNTERS, Rollup, UnitCounts
+from jansamvad.rollup.base import COUNTERS, GAUGES, Rollup, UnitCounts, gauge_field
 
 
 class MemoryRollup:
     def __init__(self) -> None:
-        self._viewers: dict[str, dict[str, dict[str, int]]] = {}  # th -> node -> unit -> citizens
+        self._viewers: dict[str, dict[str, dict[str, int]]] = {}  # th -> node -> gauge field -> number
         self._activity: dict[str, dict[str, dict[str, int]]] = {}  # th -> node -> "counter|unit" -> total
         self._retired: dict[str, dict[str, int]] = {}  # th -> "counter|unit" -> total of nodes gone
 
@@ -17,7 +17,7 @@ class MemoryRollup:
         self,
         node_id: str,
         th: str,
-        viewers: Mapping[str, int],
+        gauges: Mapping[str, int],
         activity: Mapping[str, Mapping[str, int]],
         *,
         full: bool,
@@ -28,11 +28,11 @@ class MemoryRollup:
         if full:
             nodes[node_id], done[node_id] = {}, {}
         mine, acts = nodes[node_id], done[node_id]
-        for unit, n in viewers.items():
+        for name, n in gauges.items():
             if n > 0:
-                mine[unit] = n
+                mine[name] = n
             else:
-                mine.pop(unit, None)
+                mine.pop(name, None)
         for counter, totals in activity.items():
             for unit, n in totals.items():
                 acts[f"{counter}|{unit}"] = n
@@ -45,8 +45,9 @@ class MemoryRollup:
         for unit in dict.fromkeys(codes):
             counts = {}
             for counter in named:
-                if counter == "viewers":
-                    n = sum(mine.get(unit, 0) for mine in self._viewers.get(th, {}).values())
+                if counter in GAUGES:
+                    name = gauge_field(counter, unit)
+                    n = sum(mine.get(name, 0) for mine in self._viewers.get(th, {}).values())
                 else:
                     n = sum(source.get(f"{counter}|{unit}", 0) for source in sources)
                 if n:

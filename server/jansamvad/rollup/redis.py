@@ -1,6 +1,6 @@
-"""The roll-up in Redis: per town hall, each node's own two hashes (its viewers per unit, its activity per unit, both
-absolute and already summed up the tree by the node), a sorted set of when each node's report expires, and the
-retired activity of nodes that are gone.
+"""The roll-up in Redis: per town hall, each node's own two hashes (its gauges per unit: viewers, booth screens and
+their audience; its activity per unit; both absolute and already summed up the tree by the node), a sorted set of
+when each node's report expires, and the retired activity of nodes that are gone.
 
 A write is one script per town hall per tick: two HSETs of the units that changed and a renewal of the report, no
 arithmetic in Redis, so a repeated write changes nothing. A node that stops writing (it died, or lost Redis) is
@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 
 from jansamvad.redis_conn import RedisConn, Script
 from jansamvad.redis_keys import RedisKeys
-from jansamvad.rollup.base import COUNTERS, Rollup, UnitCounts
+from jansamvad.rollup.base import COUNTERS, GAUGES, Rollup, UnitCounts, gauge_field
 
 log = logging.getLogger("jansamvad.rollup.redis")
 
@@ -43,8 +43,8 @@ end
 for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do retire(node) end
 """
 
-# KEYS: expiry, retired, this node's viewers, its activity. ARGV: node id, ttl ms, keep ms (0: no expiry), full (1/0),
-# node key prefix, number of viewer pairs, then unit, count pairs, then `counter|unit`, total pairs.
+# KEYS: expiry, retired, this node's gauges, its activity. ARGV: node id, ttl ms, keep ms (0: no expiry), full (1/0),
+# node key prefix, number of gauge pairs, then gauge field, number pairs, then `counter|unit`, total pairs.
 # Returns 1, or 0 (writing nothing) when the node's report had been removed and this write is not full.
 _WRITE = Script(
     "local prefix = ARGV[5]\n"
@@ -74,8 +74,9 @@ return 1
 """
 )
 
-# KEYS: expiry, retired. ARGV: node key prefix, number of units, the units, then activity fields.
-# Returns {viewers of each unit summed over the live nodes, each field summed over the live nodes and the retired}.
+# KEYS: expiry, retired. ARGV: node key prefix, number of gauge fields, the gauge fields, then activity fields.
+# Returns {each gauge field summed over the live nodes, each activity field summed over the live nodes and the
+# retired}.
 _READ = Script(
     "local prefix = ARGV[1]\n"
     + _COMMON
@@ -119,7 +120,7 @@ class RedisRollup:
         self,
         node_id: str,
         th: str,
-        viewers: Mapping[str, int],
+        gauges: Mapping[str, int],
         activity: Mapping[str, Mapping[str, int]],
         *,
         full: bool,
@@ -127,9 +128,9 @@ class RedisRollup:
         keys = self._keys.townhall(th)
         mine = keys.rollup_node_prefix + node_id
         args: list[str | int] = [node_id, self._ttl_ms, self._keep_ms, int(full), keys.rollup_node_prefix]
-        args.append(len(viewers))
-        for unit, n in viewers.items():
-            args += [unit, n]
+        args.append(len(gauges))
+        for name, n in gauges.items():
+            args += [name, n]
         for counter, totals in activity.items():
             for unit, n in totals.items():
                 args += [f"{counter}|{unit}", n]
@@ -146,16 +147,14 @@ class RedisRollup:
 
     async def _read_slice(self, th: str, units: list[str], counters: tuple[str, ...], out: UnitCounts) -> None:
         keys = self._keys.townhall(th)
-        fields = [(counter, unit) for counter in counters if counter != "viewers" for unit in units]
-        args: list[str | int] = [keys.rollup_node_prefix, len(units), *units, *(f"{c}|{u}" for c, u in fields)]
-        viewers, activity = await self._conn.run(_READ, (keys.rollup_nodes, keys.rollup_retired), args)
-        for (counter, unit), value in zip(fields, activity, strict=True):
+        gauges = [(counter, unit) for counter in counters if counter in GAUGES for unit in units]
+        fields = [(counter, unit) for counter in counters if counter not in GAUGES for unit in units]
+        args: list[str | int] = [keys.rollup_node_prefix, len(gauges), *(gauge_field(g, u) for g, u in gauges)]
+        args += [f"{c}|{u}" for c, u in fields]
+        now, activity = await self._conn.run(_READ, (keys.rollup_nodes, keys.rollup_retired), args)
+        for (counter, unit), value in zip([*gauges, *fields], [*now, *activity], strict=True):
             if int(value):
                 out.setdefault(unit, {})[counter] = int(value)
-        if "viewers" in counters:
-            for unit, value in zip(units, viewers, strict=True):
-                if int(value):
-                    out.setdefault(unit, {})["viewers"] = int(value)
 
     async def _withdraw(self, node_id: str, th: str) -> None:
         keys = self._keys.townhall(th)

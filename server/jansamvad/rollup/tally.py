@@ -1,6 +1,7 @@
-"""A node's side of the roll-up: its citizens per unit and its activity, kept in dicts at join, leave, ask, approve,
-react and poll vote (O(1) each, never on the fan-out path), and handed to the Rollup once per tick as the units that
-changed, each with its ancestors: the node sums up the tree, so a read fetches only the units it shows.
+"""A node's side of the roll-up: its citizens (and booth screens and their audience) per unit and its activity, kept in
+dicts at join, leave, ask, approve, react, poll vote and a screen's audience (O(1) each, never on the fan-out path),
+and handed to the Rollup once per tick as the units that changed, each with its ancestors: the node sums up the tree,
+so a read fetches only the units it shows.
 
 Numbers go out absolute (rollup/base.py). Each town hall's report on this node has its own name (`report`): when the
 node stops serving a town hall, that report retires on its own, and serving it again starts a new one.
@@ -13,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 from jansamvad.regions import RegionTree
-from jansamvad.rollup.base import UNKNOWN_UNIT
+from jansamvad.rollup.base import UNKNOWN_UNIT, gauge_field
 
 # A unit's path of ancestors, the root first and the unit last (RegionTree.path), or just the unit when the tree
 # does not know it (UNKNOWN_UNIT, a unit of a replaced tree, or no tree at all).
@@ -35,13 +36,13 @@ class _Hall:
 
     def __init__(self, report: str) -> None:
         self.report = report
-        self.viewers: dict[str, int] = {}  # unit -> citizens listening there now
-        self.changed: set[str] = set()  # units whose viewers changed since the last take
-        self.taken: dict[str, int] = {}  # unit -> its viewers as of the last take
-        # unit -> the path its viewers were added along: kept while it has any, so they leave along the same path
-        # even if the tree was replaced meanwhile.
-        self.paths: dict[str, Sequence[str]] = {}
-        self.sums: dict[str, int] = {}  # unit or ancestor -> citizens in its subtree, as of the last take
+        self.gauges: dict[Field, int] = {}  # (gauge, unit) -> its number there now (viewers, screens, audience)
+        self.changed: set[Field] = set()  # gauges that changed since the last take
+        self.taken: dict[Field, int] = {}  # (gauge, unit) -> its number as of the last take
+        # (gauge, unit) -> the path its number was added along: kept while it is not 0, so it leaves along the same
+        # path even if the tree was replaced meanwhile.
+        self.paths: dict[Field, Sequence[str]] = {}
+        self.sums: dict[Field, int] = {}  # (gauge, unit or ancestor) -> summed over its subtree, as of the last take
         self.increments: dict[Field, int] = {}  # (counter, leaf unit) -> since the last take
         self.totals: dict[Field, int] = {}  # (counter, unit or ancestor) -> since the report began
         self.dirty: set[Field] = set()  # totals not yet written
@@ -63,19 +64,24 @@ class UnitTally:
         return hall
 
     def join(self, th: str, unit: str) -> None:
-        hall = self._hall(th)
-        unit = unit or UNKNOWN_UNIT
-        hall.viewers[unit] = hall.viewers.get(unit, 0) + 1
-        hall.changed.add(unit)
+        self.gauge(th, "viewers", unit, 1)
         self.count(th, "joins", unit)
 
     def leave(self, th: str, unit: str) -> None:
-        hall = self._halls.get(th)
-        unit = unit or UNKNOWN_UNIT
-        if hall is None or not hall.viewers.get(unit):
+        self.gauge(th, "viewers", unit, -1)
+
+    def gauge(self, th: str, gauge: str, unit: str, delta: int) -> None:
+        """Move a gauge (GAUGES) of a unit by `delta`; it never goes below 0."""
+        if not delta:
             return
-        hall.viewers[unit] -= 1
-        hall.changed.add(unit)
+        hall = self._hall(th) if delta > 0 else self._halls.get(th)
+        key = (gauge, unit or UNKNOWN_UNIT)
+        if hall is None or (delta < 0 and not hall.gauges.get(key)):
+            return
+        if unit and unit != UNKNOWN_UNIT:
+            self.has_units = True
+        hall.gauges[key] = max(0, hall.gauges.get(key, 0) + delta)
+        hall.changed.add(key)
 
     def count(self, th: str, counter: str, unit: str, n: int = 1) -> None:
         increments = self._hall(th).increments
@@ -93,47 +99,50 @@ class UnitTally:
         return self._hall(th).report
 
     def take(self, th: str, path_of: PathOf) -> tuple[dict[str, int], Activity, bool]:
-        """For one write: (this node's viewers of every unit and ancestor whose count changed, or of all of them when
-        full; its activity totals that changed, or all of them when full; full). Then call `written`."""
+        """For one write: (this node's gauges of every unit and ancestor whose number changed, or all of them when
+        full, by `gauge_field`; its activity totals that changed, or all of them when full; full). Then call
+        `written`."""
         hall = self._hall(th)
-        touched: set[str] = set()
-        for unit in hall.changed:
-            now = hall.viewers.get(unit, 0)
-            delta = now - hall.taken.get(unit, 0)
-            path = hall.paths.get(unit)
+        touched: set[Field] = set()
+        for key in hall.changed:
+            gauge, unit = key
+            now = hall.gauges.get(key, 0)
+            delta = now - hall.taken.get(key, 0)
+            path = hall.paths.get(key)
             if path is None:
-                path = hall.paths[unit] = tuple(path_of(unit))
+                path = hall.paths[key] = tuple(path_of(unit))
             for code in path if delta else ():
-                hall.sums[code] = hall.sums.get(code, 0) + delta
-                touched.add(code)
+                summed = (gauge, code)
+                hall.sums[summed] = hall.sums.get(summed, 0) + delta
+                touched.add(summed)
             if now:
-                hall.taken[unit] = now
+                hall.taken[key] = now
             else:
-                hall.viewers.pop(unit, None)
-                hall.taken.pop(unit, None)
-                hall.paths.pop(unit, None)
+                hall.gauges.pop(key, None)
+                hall.taken.pop(key, None)
+                hall.paths.pop(key, None)
         hall.changed.clear()
         for (counter, unit), n in hall.increments.items():
-            for code in hall.paths.get(unit) or path_of(unit):
+            for code in hall.paths.get(("viewers", unit)) or path_of(unit):
                 key = (counter, code)
                 hall.totals[key] = hall.totals.get(key, 0) + n
                 hall.dirty.add(key)
         hall.increments.clear()
         full, hall.full = hall.full, False
         if full:
-            viewers = {code: n for code, n in hall.sums.items() if n > 0}
+            gauges = {gauge_field(g, code): n for (g, code), n in hall.sums.items() if n > 0}
             hall.in_flight = dict(hall.totals)
         else:
-            viewers = {code: hall.sums[code] for code in touched}
+            gauges = {gauge_field(g, code): hall.sums[g, code] for g, code in touched}
             hall.in_flight = {key: hall.totals[key] for key in hall.dirty}
         hall.dirty.clear()
-        for code in touched:
-            if not hall.sums[code]:
-                del hall.sums[code]
+        for key in touched:
+            if not hall.sums[key]:
+                del hall.sums[key]
         activity: Activity = {}
         for (counter, code), n in hall.in_flight.items():
             activity.setdefault(counter, {})[code] = n
-        return viewers, activity, full
+        return gauges, activity, full
 
     def written(self, th: str, outcome: Outcome) -> None:
         """How the write of the last `take` went: written; failed (unknown whether it landed: the next write carries
@@ -145,7 +154,7 @@ class UnitTally:
         sent, hall.in_flight = hall.in_flight, {}
         if outcome == "written":
             hall.written.update(sent)
-            if not hall.viewers and not hall.increments and not hall.dirty:
+            if not hall.gauges and not hall.increments and not hall.dirty:
                 del self._halls[th]  # nobody here any more: the report retires on its own, a later one starts anew
             return
         hall.full = True

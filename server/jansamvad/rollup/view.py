@@ -17,7 +17,10 @@ TOP_QUESTIONS_HERE = 10  # for the unit (or the whole town hall) itself
 
 
 def zero_filled(counts: dict[str, int]) -> dict[str, int]:
-    return {counter: counts.get(counter, 0) for counter in COUNTERS}
+    """Every counter, and `reached`: people reached, citizens online plus the people at booth screens."""
+    filled = {counter: counts.get(counter, 0) for counter in COUNTERS}
+    filled["reached"] = filled["viewers"] + filled["audience"]
+    return filled
 
 
 def _unit_json(tree: RegionTree, unit: Unit) -> dict[str, str]:
