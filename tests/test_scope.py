@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from jansamvad.fanout import Fanout
+from jansamvad.feeds import Mode
 from jansamvad.hub import Hub
 from jansamvad.moderation.scope import ROOT_SCOPE
 from jansamvad.protocol.roles import Role
@@ -270,6 +271,37 @@ async def test_scope_fanout_encodes_each_variant_once_and_ordinary_ticks_once() 
         await settle()
         assert frames(gaya[0].writes[2]) == [{"t": "skip", "seq": 3}, {"t": "skip", "seq": 4}]
         assert [m["t"] for m in frames(patna[0].writes[2])] == ["announce", "skip"]
+    finally:
+        await fanout.stop()
+
+
+async def test_scope_fanout_targeted_variants_keep_each_listening_mode() -> None:
+    # A tick with a targeted announcement, a partial transcript and an audio chunk: each listener gets its variant
+    # (announcement or skip) within its own feed (audio chunks only in mode audio, no partials in text-light).
+    fanout = Fanout(tick_s=0.001, writes_per_yield=1000, coalesce_s=0)
+    fanout.start()
+    try:
+        hub, index = Hub(), UnitIndex()
+        gaya_audio, gaya_captions = Recorder(mode=Mode.AUDIO), Recorder()
+        patna_light, patna_audio = Recorder(mode=Mode.LIGHT), Recorder(mode=Mode.AUDIO)
+        for listener, unit in ((gaya_audio, "D1-B1"), (gaya_captions, "D1-B1"), (patna_light, "D2-B1")):
+            index.add(listener, unit_path(TREE, unit))
+        index.add(patna_audio, unit_path(TREE, "D2-B1"))
+        for listener in (gaya_audio, gaya_captions, patna_light, patna_audio):
+            hub.add("th:x", listener)
+        room = hub.room("th:x")
+        assert room is not None
+        partial = {"t": "speech", "text": "आज", "final": False}
+        announce = {"t": "announce", "text": "गया के लिए", "to": "D1"}
+        chunk = {"t": "audio", "data": b"\x01\x02", "n": 1, "init": False, "mime": "audio/webm"}
+        fanout.enqueue(room, 1, partial)
+        fanout.enqueue_audio(room, chunk)
+        fanout.enqueue(room, 2, announce, targeted=index.under("D1"))
+        await settle()
+        assert frames(gaya_audio.writes[0]) == [{**partial, "seq": 1}, {**announce, "seq": 2}, chunk]
+        assert frames(gaya_captions.writes[0]) == [{**partial, "seq": 1}, {**announce, "seq": 2}]
+        assert frames(patna_audio.writes[0]) == [{**partial, "seq": 1}, {"t": "skip", "seq": 2}, chunk]
+        assert frames(patna_light.writes[0]) == [{"t": "skip", "seq": 2}]
     finally:
         await fanout.stop()
 
