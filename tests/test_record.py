@@ -160,7 +160,7 @@ D1-B1,D1,booth,बूथ 1,Booth 1
 """
 
 
-async def test_record_reach_by_region_where_regions_are_used(make_server: Any, tmp_path: Path) -> None:
+async def test_record_reach_by_region_and_no_announcements_to_one_unit(make_server: Any, tmp_path: Path) -> None:
     from jansamvad.protocol.roles import Role
     from jansamvad.regions import read_csv
 
@@ -174,8 +174,12 @@ async def test_record_reach_by_region_where_regions_are_used(make_server: Any, t
         token = node.tokens.issue(sub=sub, role=Role.CITIZEN, th=hall.th, ttl_s=600, name=sub, unit=unit)[0]
         await joined(server, token)
     await node.rollup_once()  # what the next tick does
+    await leader.request({"t": "announce", "text": "सबके लिए"})
+    await leader.request({"t": "announce", "text": "सिर्फ़ ज़िला दो के लिए", "to": "D2"})
     await leader.request({"t": "end"})
     record = (await _get(server, f"/record/{hall.th}.json")).json()
+    # The public record keeps what everyone heard; an announcement to one unit's subtree stays out of it.
+    assert [x["text"] for x in record["transcript"] if x["t"] == "announce"] == ["सबके लिए"]
     reach = record["reach"]
     assert (reach["level"], reach["level_hi"]) == ("district", "ज़िला")
     assert [(u["code"], u["joins"]) for u in reach["units"]] == [("D1", 2), ("D2", 1)]

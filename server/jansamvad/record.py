@@ -191,7 +191,9 @@ class RecordKeeper:
         th = townhall.id
         speech = await self.journal.read(th, "speech")
         notices = await self.journal.read(th, "notice")
-        lines = sorted([*speech, *notices], key=lambda e: e.seq)
+        # An announcement to one region unit (targeting.py) was for its subtree only: the public record leaves it out,
+        # as the "what you missed" digest does.
+        lines = sorted([*speech, *(e for e in notices if not e.event.get("to"))], key=lambda e: e.seq)
         transcript = [
             {
                 "seq": e.seq,
