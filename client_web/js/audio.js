@@ -43,6 +43,9 @@ export class LivePlayer {
     this.received = 0;
     this.appended = 0;
     this.inits = 0; // init chunks seen: a new recording (the leader started again, e.g. after a reconnect)
+    // The last chunks' arrival: {n, at (ms since epoch), ahead (s of audio buffered ahead of the play head)}: a chunk
+    // is heard about `ahead` after it arrived. For the glass-to-ear benchmark (loadtest/bench/glass_to_ear.py).
+    this.timeline = [];
     this.lastChunkAt = 0;
     this.header = null; // the latest recording's WebM header
     this.mime = AUDIO_MIME;
@@ -66,6 +69,7 @@ export class LivePlayer {
     if (!data.length) return;
     this.received += 1;
     this.lastChunkAt = Date.now();
+    this._note(msg.n);
     const n = typeof msg.n === 'number' ? msg.n : null;
     if (msg.init) {
       this.inits += 1;
@@ -92,6 +96,14 @@ export class LivePlayer {
     this.lastN = n;
     this._stats();
     this.onChange();
+  }
+
+  _note(n) {
+    if (!this.active || typeof n !== 'number') return;
+    const b = this.audio.buffered;
+    const ahead = b.length && !this.audio.paused ? Math.max(0, b.end(b.length - 1) - this.audio.currentTime) : null;
+    this.timeline.push({ n, at: Date.now(), ahead });
+    if (this.timeline.length > 600) this.timeline.splice(0, 100);
   }
 
   /** Begin playback (call from a user gesture so the browser allows sound). */
@@ -235,6 +247,7 @@ export class Broadcaster {
     this.bytes = 0;
     this.skipped = 0;
     this.recordings = 0; // recordings started (each begins with an init chunk)
+    this.sentAt = []; // [chunk number, ms since epoch] of the last chunks sent (the glass-to-ear benchmark)
     this.chain = Promise.resolve();
     this.analyser = null;
     this.audioCtx = null;
@@ -337,6 +350,8 @@ export class Broadcaster {
     }
     this.chunks += 1;
     this.bytes += data.length;
+    this.sentAt.push([this.chunks, Date.now()]);
+    if (this.sentAt.length > 600) this.sentAt.splice(0, 100);
     this.onChange();
   }
 

@@ -167,6 +167,7 @@ let player = null; // the LivePlayer, once audio.js is here
 let pendingInit = null; // the latest init chunk that arrived before it
 audioModule.then(({ LivePlayer }) => {
   player = new LivePlayer($('#player'), { onChange: renderAudio });
+  globalThis.jansamvadDebug = { ...globalThis.jansamvadDebug, player }; // read by loadtest/bench/glass_to_ear.py
   player.supported = LivePlayer.supported();
   if (pendingInit) player.push(pendingInit);
   pendingInit = null;

@@ -196,6 +196,7 @@ if (page) {
     $('#mic-hint').textContent = t('mic_unsupported');
   } else {
     mic = new Broadcaster(conn, { onChange: renderMic });
+    globalThis.jansamvadDebug = { ...globalThis.jansamvadDebug, mic }; // read by loadtest/bench/glass_to_ear.py
     let pressedAt = 0;
     let startedByPress = false;
     const startMic = async () => {
