@@ -56,10 +56,17 @@ clean:
 ## bench: the fan-out benchmark (loadtest/bench/README.md): JSON, docs/benchmarks.md, docs/bench-*.png
 ## quick (< 1 min, small N): make bench BENCH_ARGS=--quick
 BENCH_ARGS ?=
-.PHONY: bench
+.PHONY: bench bench-audio
 bench: $(VENV)/.installed
 	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[bench]'
 	PYTHONPATH=. $(BIN)/python -m loadtest.bench $(BENCH_ARGS)
+
+## bench-audio: the audio scenario (N listeners, 30 % and 100 % in audio mode) and glass-to-ear latency in Chromium
+## (docs/benchmarks.md, "Audio"), e.g. make bench-audio AUDIO_ARGS="--listeners 5000 --seconds 120 --browser"
+bench-audio: $(VENV)/.installed-dev
+	PYTHONPATH=. $(BIN)/python -m loadtest.bench.audio $(or $(AUDIO_ARGS),--listeners 2000 --seconds 45 --browser)
+	PYTHONPATH=. $(BIN)/python -m loadtest.bench.coalesce
+	PYTHONPATH=. $(BIN)/python -m loadtest.bench.ladder
 
 ## storm: the reconnect storm at scale (docs/benchmarks.md, "Reconnect storm"), e.g. make storm STORM_ARGS="--clients 30000"
 STORM_ARGS ?= --clients 30000 --workers 3 --client-procs 4
