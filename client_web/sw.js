@@ -13,6 +13,7 @@ const SHELL = [
   '/js/ui.js',
   '/js/i18n.js',
   '/js/audio.js',
+  '/js/ladder.js',
   '/i18n/hi.js',
   '/i18n/en.js',
 ];
