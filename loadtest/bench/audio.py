@@ -323,6 +323,31 @@ async def one_share(
     return result
 
 
+async def measure(listeners: int, seconds: float, shares: list[float], browser: bool = False) -> dict[str, Any]:
+    """The scenario as `make bench` runs it (`--scenarios audio`): one node, one run per share."""
+    secret, admin_key = secrets.token_urlsafe(32), secrets.token_urlsafe(18)
+    proc, base, port = await asyncio.to_thread(start_node, secret, admin_key)
+    out: dict[str, Any] = {"load_before": loadavg(), "runs": []}
+    try:
+        for i, share in enumerate(shares):
+            th = await asyncio.to_thread(create_townhall, base, admin_key, f"ऑडियो {share}")
+            ear: dict[str, Any] | None = None
+            if browser and i == len(shares) - 1:
+                ear = {"base": base, "admin_key": admin_key, "out": {}}
+            result = await one_share(port, proc.pid, secret, th, listeners, share, seconds, ear)
+            if ear is not None:
+                result["glass_to_ear"] = ear["out"]
+            out["runs"].append(result)
+        out["load_after"] = loadavg()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(proc.wait, 15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--listeners", type=int, default=2000)

@@ -17,12 +17,12 @@ from typing import Any
 
 import uvloop
 
-from . import anatomy, charts, procstat, report, targets
+from . import anatomy, audio, charts, procstat, report, targets
 from .harness import CLIENT_CORE, SERVER_CORE, BenchOptions, Stage
 from .pool import REPO
 from .scenarios import broadcast, crossnode, floor, handshake, memory, profiled
 
-SCENARIOS = ("memory", "broadcast", "burst", "floor", "handshake", "crossnode")
+SCENARIOS = ("memory", "broadcast", "burst", "floor", "handshake", "crossnode", "audio")
 MAX_PER_NODE = 19_800  # the node's open files are capped at 20,000: N + warm-up + leaders + its own files
 FULL = {
     "sizes": [1_000, 5_000, 10_000, 19_500],
@@ -33,6 +33,8 @@ FULL = {
     "cross_n": 10_000,
     "cross_memory_n": 50_000,
     "budget_s": 3600.0,
+    "audio_n": 2_000,  # listeners of the audio scenario (the shared 2-core machine; the 20k needs a real one)
+    "audio_s": 45.0,
 }
 QUICK = {
     "sizes": [200, 1_000],
@@ -43,6 +45,8 @@ QUICK = {
     "cross_n": 1_000,
     "cross_memory_n": 0,
     "budget_s": 150.0,
+    "audio_n": 200,
+    "audio_s": 8.0,
 }
 
 
@@ -77,6 +81,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             setattr(args, name, mode[name])
     args.budget_s = mode["budget_s"]
     args.cross_n, args.cross_memory_n = mode["cross_n"], mode["cross_memory_n"]
+    args.audio_n, args.audio_s = mode["audio_n"], mode["audio_s"]
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     if unknown := set(args.scenarios) - set(SCENARIOS):
         p.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
@@ -213,6 +218,10 @@ async def scenarios(args: argparse.Namespace, opts: BenchOptions, run: Run) -> N
         if row := await run.step("crossnode", coro):
             results["crossnode"] = row
             log(f"cross-node: {row.get('skipped', 'done')}")
+    if "audio" in args.scenarios:
+        log(f"audio: a leader streaming to {args.audio_n:,} listeners, 30 % and 100 % in audio mode")
+        if row := await run.step("audio", audio.measure(args.audio_n, args.audio_s, [0.3, 1.0])):
+            results["audio"] = row
     if args.profile:
         n = args.profile_n or max(args.sizes)
         log(f"profile pass at N = {n:,} (py-spy)")

@@ -321,6 +321,43 @@ def profile_section(prof: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def audio_section(audio: dict[str, Any]) -> str:
+    """The audio scenario (loadtest/bench/audio.py): one row per share of listeners in audio mode."""
+    rows = []
+    for r in audio["runs"]:
+        probes = "; ".join(
+            f"{mode}: audio {p['audio_received_min']}-{p['audio_received_max']}, speech "
+            f"{p['speech_received_min']}-{p['speech_received_max']}"
+            for mode, p in r["probes"].items()
+        )
+        closed = sum(len(p["closed"]) for p in r["probes"].values())
+        rows.append(
+            [
+                f"{r['audio_share']:.0%}",
+                f"{r['listeners']:,}",
+                f"{r['node_cpu_share_of_a_core']:.1%}",
+                f"{r['node_cpu_us_per_listener_second']} µs",
+                f"{r['egress_bytes_per_s'] / 1e6:.2f} MB/s",
+                f"{r['egress_bytes_per_listener_s']:,} B/s",
+                f"sent {r['sent']['chunks']} chunks, {r['sent']['speech']} speech; probes {probes}",
+                closed,
+            ]
+        )
+    header = [
+        "in audio mode",
+        "listeners",
+        "node CPU",
+        "CPU / listener-s",
+        "egress",
+        "per listener",
+        "delivered",
+        "4009",
+    ]
+    return "#### Audio: a leader streaming 24 kbit/s to N listeners on one node (loadtest/bench/audio.py)\n\n" + _table(
+        header, rows
+    )
+
+
 def render(results: dict[str, Any]) -> str:
     sections = [meta_section(results["meta"]), targets_section(results["targets"])]
     if results.get("memory"):
@@ -343,6 +380,8 @@ def render(results: dict[str, Any]) -> str:
         sections.append(handshake_section(results["handshake"]))
     if results.get("crossnode"):
         sections.append(crossnode_section(results["crossnode"]))
+    if results.get("audio"):
+        sections.append(audio_section(results["audio"]))
     if results.get("profile"):
         sections.append(profile_section(results["profile"]))
     if results.get("errors"):
