@@ -213,11 +213,15 @@ async def _discard(ws: Any) -> None:
 # ---------------------------------------------------------------- glass to ear
 
 
-def glass_to_ear(base: str, secret: str, admin_key: str, seconds: float, out: dict[str, Any]) -> None:
+def glass_to_ear(
+    base: str, secret: str, admin_key: str, seconds: float, out: dict[str, Any], listener_base: str = ""
+) -> None:
+    """The leader's page on `base`, the listener's on `listener_base` (another node of a cluster) or the same."""
     from playwright.sync_api import sync_playwright
     from tests.browser.harness import launch
 
     th = create_townhall(base, admin_key, "कान तक")
+    listener_base = listener_base or base
     tokens = TokenService(secret)
     leader_token = tokens.issue(sub="l-ear", role=Role.LEADER, th=th, ttl_s=3600, name="नेता")[0]
     with sync_playwright() as pw:
@@ -228,7 +232,7 @@ def glass_to_ear(base: str, secret: str, admin_key: str, seconds: float, out: di
         leader.wait_for_selector("#conn[data-state=live]")
         leader.click("#go-live")
         leader.wait_for_selector("#status[data-status=live]")
-        citizen.goto(f"{base}/?th={th}")
+        citizen.goto(f"{listener_base}/?th={th}")
         citizen.fill("#name", "श्रोता")
         citizen.click("#join-btn")
         citizen.wait_for_selector("#conn[data-state=live]")
@@ -348,13 +352,32 @@ async def measure(listeners: int, seconds: float, shares: list[float], browser: 
     return out
 
 
+def across_nodes(seconds: float) -> dict[str, Any]:
+    """Glass to ear with the leader on one node and the listener on another, joined by Redis (`--cluster`)."""
+    from jansamvad.cluster import LocalCluster
+
+    cluster = LocalCluster(nodes=2, redis="standalone", balancer=False)
+    cluster.start()
+    try:
+        out: dict[str, Any] = {"nodes": 2, "redis": "standalone valkey"}
+        a, b = cluster.node_procs
+        glass_to_ear(a.url, cluster.secret, cluster.admin_key, seconds, out, listener_base=b.url)
+        return out
+    finally:
+        cluster.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--listeners", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=45.0)
     parser.add_argument("--shares", default="0.3,1.0")
     parser.add_argument("--browser", action="store_true", help="glass-to-ear latency during the last share's run")
+    parser.add_argument("--cluster", action="store_true", help="only glass to ear across 2 nodes joined by Redis")
     args = parser.parse_args()
+    if args.cluster:
+        print(json.dumps({"glass_to_ear_across_nodes": across_nodes(args.seconds)}), flush=True)
+        return
     secret, admin_key = secrets.token_urlsafe(32), secrets.token_urlsafe(18)
     proc, base, port = start_node(secret, admin_key)
     try:
