@@ -268,6 +268,8 @@ class WsConnection(asyncio.Protocol):
         if self.over_cap:
             if must_deliver:
                 self.drop_slow()
+            else:
+                self.node.broadcasts_skipped += 1
             return  # droppable frames (aggregates, audio) are skipped for a slow reader
         self.transport.write(blob)  # type: ignore[union-attr]  # OPEN implies a transport
 

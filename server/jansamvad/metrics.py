@@ -110,6 +110,11 @@ class NodeCollector(Collector):
             "jansamvad_slow_consumer_disconnects", "Listeners closed with 4009", value=node.slow_consumer_drops
         )
         yield CounterMetricFamily(
+            "jansamvad_broadcasts_skipped",
+            "Droppable broadcast writes (audio, aggregates) skipped for a slow reader",
+            value=node.broadcasts_skipped,
+        )
+        yield CounterMetricFamily(
             "jansamvad_stream_gaps", "Gaps in a stream filled from history", value=node.stream_gaps
         )
         yield CounterMetricFamily(

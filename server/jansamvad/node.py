@@ -120,6 +120,7 @@ class Node:
         self.ready = False
         self.draining = False
         self.slow_consumer_drops = 0
+        self.broadcasts_skipped = 0  # droppable ticks (audio, aggregates) not written to a slow reader
         self.rejected_handshakes = 0
         self.stream_gaps = 0
         self._handshakes = TokenBucket(settings.handshakes_per_second, settings.handshakes_per_second)
