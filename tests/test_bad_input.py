@@ -366,6 +366,12 @@ async def test_close_4009_slow_consumer_skips_droppable_then_drops_on_must_deliv
     assert got_audio > 0
     await drain(leader)
     assert server.node.slow_consumer_drops == 0
+    # One more chunk, in a tick of its own: the stalled client is over its cap, so it is skipped, and counted.
+    skipped = server.node.broadcasts_skipped
+    await leader.send({"t": "audio", "data": b"one more"})
+    await reader.recv_until(lambda m: m["t"] == "audio" and m["data"] == b"one more")
+    assert server.node.broadcasts_skipped > skipped
+    assert server.node.slow_consumer_drops == 0
     # Speech must be delivered: the stalled client is closed with 4009 instead; the reader is not disturbed.
     ack = await leader.request({"t": "speech", "text": "सब तक पहुँचना चाहिए"})
     speech = await reader.recv_until(lambda m: m["t"] == "speech")

@@ -44,6 +44,20 @@ from jansamvad.protocol.roles import Role
 
 CHUNK_BYTES, CHUNK_S = 900, 0.3
 PROBES = 20
+STALLED = 10  # per mode: clients that stop reading when the leader starts
+BUFFER_CAP = 65536  # the node's --max-buffered-bytes here (default 512 KiB): a stalled phone meets it within the run
+
+
+def node_counters(port: int) -> tuple[int, int]:
+    """(droppable writes skipped for slow readers, 4009 closes) from the node's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+
+    def value(name: str) -> int:
+        m = re.search(rf"^{name} ([0-9.e+]+)$", text, re.M)
+        return int(float(m.group(1))) if m else 0
+
+    return value("jansamvad_broadcasts_skipped_total"), value("jansamvad_slow_consumer_disconnects_total")
 
 
 def start_node(secret: str, admin_key: str) -> tuple[subprocess.Popen[str], str, int]:
@@ -52,6 +66,7 @@ def start_node(secret: str, admin_key: str) -> tuple[subprocess.Popen[str], str,
         sys.executable, "-m", "jansamvad", "serve", "--host", "127.0.0.1", "--port", str(port), "--demo",
         "--max-connections-per-ip", "100000", "--handshakes-per-second", "100000",
         "--joins-per-minute-per-ip", "100000", "--ping-interval", "600", "--log-level", "warning",
+        "--max-buffered-bytes", str(BUFFER_CAP),
     ]  # fmt: skip
     env = {**os.environ, "JANSAMVAD_SECRET": secret, "JANSAMVAD_ADMIN_KEY": admin_key, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -89,12 +104,16 @@ class Counting(asyncio.Protocol):
         self.buf, self.upgraded = b"", False
         self.audio = self.speech = 0
         self.close_code = 0
+        self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         host, port = transport.get_extra_info("peername")[:2]
         transport.write(wire.upgrade_request(host, port))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
 
     def data_received(self, data: bytes) -> None:
         self.totals["bytes"] += len(data)
@@ -122,10 +141,26 @@ class Counting(asyncio.Protocol):
                 self.speech += 1
 
 
-def listeners_main(port: int, hellos: list[tuple[bytes, bool, str]], conn: Any, seconds: float) -> None:
+async def _stalled_client(port: int, hello: bytes, totals: dict[str, int]) -> Counting:
+    """A probe with a 4 KiB receive buffer, which stops reading when the leader starts (a phone that stalls)."""
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    _, proto = await loop.create_connection(lambda: Counting(hello, True, totals), sock=sock)
+    return proto
+
+
+def listeners_main(
+    port: int, hellos: list[tuple[bytes, bool, str]], conn: Any, seconds: float, stalled: list[tuple[bytes, str]]
+) -> None:
     async def run() -> None:
         loop = asyncio.get_running_loop()
         totals = {"bytes": 0}
+        stalls = [(await _stalled_client(port, h, {"bytes": 0}), mode) for h, mode in stalled]
         clients: list[tuple[Counting, str]] = []
         for i in range(0, len(hellos), 200):
             batch = hellos[i : i + 200]
@@ -139,10 +174,22 @@ def listeners_main(port: int, hellos: list[tuple[bytes, bool, str]], conn: Any, 
         await asyncio.sleep(2)
         conn.send("joined")
         await loop.run_in_executor(None, conn.recv)  # go: the leader starts
+        for proto, _ in stalls:
+            proto.transport.pause_reading()
         start_bytes = totals["bytes"]
         started = loop.time()
         await loop.run_in_executor(None, conn.recv)  # stop
         elapsed = loop.time() - started
+        for proto, _ in stalls:  # read what the node queued for them: how far they got, and a close frame
+            if not proto.lost:
+                proto.transport.resume_reading()
+        await asyncio.sleep(3)
+        stalled_out: dict[str, dict[str, Any]] = {}
+        for proto, mode in stalls:
+            row = stalled_out.setdefault(mode, {"closed_4009": 0, "cut": 0, "open": 0, "audio": [], "speech": []})
+            row["closed_4009" if proto.close_code == 4009 else "cut" if proto.lost else "open"] += 1
+            row["audio"].append(proto.audio)
+            row["speech"].append(proto.speech)
         probes: dict[str, list[Counting]] = {}
         for proto, mode in clients:
             if proto.probe:
@@ -150,6 +197,7 @@ def listeners_main(port: int, hellos: list[tuple[bytes, bool, str]], conn: Any, 
         conn.send(
             {
                 "bytes": totals["bytes"] - start_bytes,
+                "stalled": stalled_out,
                 "seconds": elapsed,
                 "probes": {
                     mode: {
@@ -161,7 +209,7 @@ def listeners_main(port: int, hellos: list[tuple[bytes, bool, str]], conn: Any, 
                 },
             }
         )
-        for proto, _ in clients:
+        for proto, _ in clients + stalls:
             proto.transport.abort()
 
     asyncio.run(asyncio.wait_for(run(), seconds + 120))
@@ -280,8 +328,14 @@ async def one_share(
         hello = msgpack.packb({"t": "hello", "token": token, "mode": mode})
         probe = i < PROBES or listening <= i < listening + PROBES
         hellos.append((hello, probe, mode))
+    stalled = []
+    for mode in ("audio", "captions") if listening < n else ("audio",):
+        for i in range(STALLED):
+            token = tokens.issue(sub=f"s-{mode}-{i}", role=Role.CITIZEN, th=th, ttl_s=3600, name="धीमा")[0]
+            stalled.append((msgpack.packb({"t": "hello", "token": token, "mode": mode}), mode))
+    skipped0, drops0 = await asyncio.to_thread(node_counters, port)
     parent, child = multiprocessing.Pipe()
-    proc = multiprocessing.Process(target=listeners_main, args=(port, hellos, child, seconds), daemon=True)
+    proc = multiprocessing.Process(target=listeners_main, args=(port, hellos, child, seconds, stalled), daemon=True)
     proc.start()
     parent.recv()  # joined
     leader_token = tokens.issue(sub=f"l-{share}", role=Role.LEADER, th=th, ttl_s=3600, name="नेता")[0]
@@ -304,6 +358,7 @@ async def one_share(
     proc.join(30)
     if ear_thread is not None:
         ear_thread.join(120)
+    skipped1, drops1 = await asyncio.to_thread(node_counters, port)
     net_cpu = used.seconds - idle_rate * elapsed
     result: dict[str, Any] = {
         "listeners": n,
@@ -315,6 +370,9 @@ async def one_share(
         "egress_bytes_per_s": round(got["bytes"] / got["seconds"]),
         "egress_bytes_per_listener_s": round(got["bytes"] / got["seconds"] / n),
         "probes": {},
+        "stalled": got["stalled"],
+        "node_broadcasts_skipped": skipped1 - skipped0,
+        "node_slow_consumer_closes": drops1 - drops0,
     }
     for mode, p in got["probes"].items():
         result["probes"][mode] = {

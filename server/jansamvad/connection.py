@@ -75,6 +75,7 @@ class ConnectionOwner(Protocol):
     clock: float  # coarse loop time, advanced by the keepalive wheel
     closes: Counter[int]  # closes this node made, by code (the metrics')
     slow_consumer_drops: int
+    broadcasts_skipped: int
 
     def client_ip(self, peer: str, forwarded_for: list[str]) -> str: ...
 
@@ -311,6 +312,8 @@ class WsConnection(asyncio.Protocol):
         if self.over_cap:
             if must_deliver:
                 self.drop_slow()
+            else:
+                self.owner.broadcasts_skipped += 1
             return  # droppable frames (aggregates, audio) are skipped for a slow reader
         self.transport.write(blob)  # type: ignore[union-attr]  # OPEN implies a transport
 

@@ -45,6 +45,7 @@ class Gateway:
         self.accepting = False  # False before the node started and while it drains
         self._loop: asyncio.AbstractEventLoop | None = None
         self.slow_consumer_drops = 0
+        self.broadcasts_skipped = 0  # droppable writes (audio, aggregates) not made to a slow reader
         self.rejected_handshakes = 0
         self._handshakes = TokenBucket(settings.handshakes_per_second, settings.handshakes_per_second)
         # The staff lane's own budget: citizens reconnecting in a storm spend only the citizen one.

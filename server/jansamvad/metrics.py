@@ -46,6 +46,9 @@ class Observed(Protocol):
     def slow_consumer_drops(self) -> int: ...
 
     @property
+    def broadcasts_skipped(self) -> int: ...
+
+    @property
     def stream_gaps(self) -> int: ...
 
     @property
@@ -141,6 +144,11 @@ class NodeCollector(Collector):
         yield _counter("jansamvad_broker_errors", "Broker or store calls that failed", "operation", m.broker_errors)
         yield CounterMetricFamily(
             "jansamvad_slow_consumer_disconnects", "Listeners closed with 4009", value=node.slow_consumer_drops
+        )
+        yield CounterMetricFamily(
+            "jansamvad_broadcasts_skipped",
+            "Droppable broadcast writes (audio, aggregates) skipped for a slow reader",
+            value=node.broadcasts_skipped,
         )
         yield CounterMetricFamily(
             "jansamvad_stream_gaps", "Gaps in a stream filled from history", value=node.stream_gaps

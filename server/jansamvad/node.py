@@ -165,6 +165,10 @@ class Node:
         return self.gateway.slow_consumer_drops
 
     @property
+    def broadcasts_skipped(self) -> int:
+        return self.gateway.broadcasts_skipped
+
+    @property
     def stream_gaps(self) -> int:
         return self.broker.stream_gaps
 
@@ -275,8 +279,7 @@ class Node:
         await self.joiner.join(client, last_seq, townhall, last_mseq)
 
     def abandon_join(self, client: Client) -> None:
-        """Undo a join that failed or ran out of time, at once: the session must not stay in its rooms, paused and
-        buffering their frames, until its close completes. The caller closes it (1013 or 1011)."""
+        """Undo a failed or timed-out join now, not when its close (1013 or 1011, the caller's) completes."""
         if client.claims is None:
             return
         client.conn.paused = None
@@ -319,9 +322,8 @@ class Node:
         return townhall
 
     async def end_townhall(self, th: str, by: str) -> tuple[Townhall, int]:
-        """End a town hall (the `end` message and the REST call alike): every open poll closes with its exact final
-        counts, a `poll` event each, before the `status ended` event, whose arrival closes every session with 4005.
-        Returns the town hall and the status event's seq."""
+        """End a town hall (`end`, and REST): open polls close with final counts (a `poll` event each), then
+        `status ended`, whose arrival closes every session with 4005. Returns the town hall and that event's seq."""
         townhall = await self.store.set_status(th, Status.ENDED)
         for poll in await self.store.polls(th, (PollState.OPEN,)):
             try:
