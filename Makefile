@@ -86,7 +86,7 @@ bench: $(VENV)/.installed
 ## bench-audio: the audio scenario (N listeners, 30 % and 100 % in audio mode) and glass-to-ear latency in Chromium
 ## (docs/benchmarks.md, "Audio"), e.g. make bench-audio AUDIO_ARGS="--listeners 5000 --seconds 120 --browser";
 ## the 20k point on one node (19,500 listeners over 3 client processes, 150 s a share, the node at
-## --send-buffer-bytes 16384, 10 stalled phones per mode): make bench-audio AUDIO_ARGS=--scale (~8 min, ~3 GB);
+## --send-buffer-bytes 16384, 10 stalled phones per mode): make bench-audio AUDIO_ARGS=--scale (~8 min);
 ## AUDIO_HTTP_ARGS="--listeners 4000" also runs the HTTP edge stand-in (HAProxy serving segments, audio_http.py)
 AUDIO_HTTP_ARGS ?=
 bench-audio: $(VENV)/.installed-dev
