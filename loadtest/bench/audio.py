@@ -2,10 +2,15 @@
 
 One `jansamvad serve` process on loopback. A town hall whose leader (a lean Python client) streams audio as 24 kbit/s
 Opus would (900-byte chunks every 300 ms) and speaks (partial transcripts about 4 times a second, a final sentence
-every 16 words), with N citizens of which a share is in audio mode (`--shares 0.3,1.0`), held by a client process of
-lean raw WebSocket clients that only count bytes (and 20 probes per mode that decode every frame: audio chunks and
-speech events received, close codes). Per share: node CPU per listener-second (from /proc), egress bytes per second
-(bytes the clients received), the probes' audio and speech deliveries against what was sent, slow-consumer closes.
+every 16 words), with N citizens of which a share is in audio mode (`--shares 0.3,1.0`), held by client processes
+(audio_listeners.py: ≤ CLIENTS_PER_PROC sockets each, from their own loopback source addresses) of lean raw WebSocket
+clients that only count bytes (and 20 probes per mode that decode every frame: audio chunks and speech events
+received, speech lag, close codes). Per share: node CPU per listener-second (from /proc), node RSS, fan-out writes per
+listener-second (the node's /metrics), egress bytes per second (bytes the clients received), the probes' audio and
+speech deliveries against what was sent, and 10 stalled phones per mode: closed by the node (4009), resumed with
+`last_seq`, speech events lost (by seq, against a healthy probe), audio chunks missed. `--send-buffer-bytes` and
+`--buffer-cap` set the node's SO_SNDBUF and --max-buffered-bytes, so the slow-consumer policy acts within the run.
+`--scale` is the issue's 20k point on one node: 19,500 listeners (a process may hold 20,000 open files), 150 s.
 
 With `--browser`, during the last share's run a second town hall on the same node gets a Chromium leader with a fake
 microphone (on air) and a Chromium citizen in audio mode; per chunk the glass-to-ear latency is
@@ -15,6 +20,7 @@ microphone (on air) and a Chromium citizen in audio mode; per chunk the glass-to
 The Opus encoder's own look-ahead (a few ms) and the audio output device's latency are not counted.
 
     PYTHONPATH=. .venv/bin/python -m loadtest.bench.audio --listeners 2000 --seconds 45 [--browser]
+    PYTHONPATH=. .venv/bin/python -m loadtest.bench.audio --scale       # under the bench lock: ~8 min
 """
 
 from __future__ import annotations
