@@ -6,9 +6,10 @@ events (20 per mode decode every frame), speech lag (the node's `ts` to the prob
 the stalled phones of process 0 what the slow-consumer policy did to them.
 
 A stalled phone has a small receive buffer (`stall_rcvbuf`) and stops reading when the leader starts. After
-`stall_s` it reads again: what the node had queued, then (if the node closed it with 4009) it reconnects with
-`last_seq` as a phone would, and listens to the end. Its speech seqs, before and after the resume, are checked
-against those of a healthy probe of its mode: a speech event missing from them is a speech event lost.
+`stall_s` (or when the run ends, if sooner) it reads again: what the node had queued, then (if the node closed it
+with 4009) it reconnects with `last_seq` as a phone would, and listens to the end. Its speech seqs, before and after
+the resume, are checked against those of a healthy probe of its mode: a speech event missing from them is a speech
+event lost.
 """
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ class StalledPhone:
         self.plan, self.index, self.token, self.mode = plan, index, token, mode
         self.first: Counting | None = None
         self.resumed: Counting | None = None
+        self.run_over = asyncio.Event()  # the run ends before stall_s: read again now
 
     async def open(self) -> None:
         proto = Counting(hello(self.token, self.mode), True, {"bytes": 0, "joined": 0})
@@ -136,7 +138,10 @@ class StalledPhone:
     async def stall_then_resume(self) -> None:
         assert self.first is not None
         self.first.transport.pause_reading()
-        await asyncio.sleep(self.plan.stall_s)
+        try:
+            await asyncio.wait_for(self.run_over.wait(), self.plan.stall_s)
+        except TimeoutError:
+            pass
         if not self.first.lost:
             self.first.transport.resume_reading()
         for _ in range(100):  # read what the node queued, up to its close frame
@@ -195,6 +200,10 @@ def listeners_main(plan: Plan, conn: Any, seconds: float) -> None:
         await loop.run_in_executor(None, conn.recv)  # stop
         elapsed = loop.time() - started
         got_bytes = totals["bytes"] - start_bytes
+        for phone in phones:  # a run shorter than the stall: the phones read what was kept for them now
+            phone.run_over.set()
+        if stalls:
+            await asyncio.wait(stalls, timeout=15)
         await asyncio.sleep(3)  # the resumed phones read their replay and the last live events
         for task in stalls:
             task.cancel()
