@@ -228,7 +228,7 @@ async def scenarios(args: argparse.Namespace, opts: BenchOptions, run: Run) -> N
     if "picows" in args.scenarios:
         w = vs_picows.Workload(per_node=args.picows_n or (500 if args.quick else 10_000), text_bytes=200)
         log(f"picows side by side: 2 processes × {w.per_node:,} listeners each, JanSamvad then picows")
-        if row := await run.step("picows", vs_picows.measure(opts, w)):
+        if row := await run.step("picows", vs_picows.measure(opts, w, order=vs_picows.abba(1 if args.quick else 2))):
             results["picows"] = row
             log(f"picows ÷ JanSamvad: {row.get('picows_over_jansamvad')}")
     if args.profile:

@@ -22,6 +22,7 @@ import asyncio
 import dataclasses
 import math
 import os
+import statistics
 import sys
 import time
 from typing import Any
@@ -34,6 +35,7 @@ from ..harness import BenchOptions, Receipts
 from ..leader import speech_text
 from ..pool import REPO, WorkerPool
 from ..procstat import CpuSample, cpu, loadavg, rss_kb
+from ..profile import PySpy, summarize
 from ..serverproc import ServerFailed, free_port
 from .common import check_delivery, cpu_summary, latency_summary
 from .crossnode import _stages, redis_server
@@ -51,6 +53,7 @@ class Workload:
     interval_s: float = 0.5
     picows_write: str = "raw"  # raw: pre-framed bytes to underlying_transport.write; send: picows frames per listener
     picows_read_buffer: int = 16 * 1024  # picows' default read_buffer_init_size
+    profile: bool = False  # py-spy (--native) on the first server process of each side while the leader speaks
 
 
 def _cpu_sum(pids: list[int]) -> CpuSample:
@@ -111,6 +114,21 @@ def _result(
     }
 
 
+async def _profiled(opts: BenchOptions, w: Workload, side: str, pid: int, window: Any) -> tuple[Any, dict[str, Any]]:
+    """Run the speaking window, under py-spy on `pid` when the workload asks for it; (its result, the profile)."""
+    if not w.profile:
+        return await window(), {}
+    raw = opts.reports_dir / f"profile-vs-picows-{side}.raw"
+    spy = PySpy(pid, raw)
+    spy.start()
+    await asyncio.sleep(1.0)  # py-spy attaches
+    try:
+        result = await window()
+    finally:
+        await spy.stop()
+    return result, {"profile": {"raw": str(raw.relative_to(REPO)), **summarize(raw)}} if raw.exists() else {}
+
+
 async def _paced(rounds: int, interval_s: float, publish: Any) -> tuple[list[int], float]:
     """Call `publish(r)` every interval_s; the seqs it returns and the wall time from the first call."""
     seqs: list[int] = []
@@ -144,17 +162,28 @@ async def _jansamvad(opts: BenchOptions, url: str, w: Workload) -> dict[str, Any
             got, _ = await a.leaders.speak(1, f"j{r}", w.text_bytes)
             return got
 
-        before = _cpu_sum(pids)
-        t0 = time.monotonic()
-        seqs, _ = await _paced(w.rounds, w.interval_s, publish)
-        if seqs:
-            await asyncio.gather(*(s.wait_delivered(seqs[-1]) for s in stages))
-        wall, delta = time.monotonic() - t0, _cpu_sum(pids) - before
+        async def window() -> tuple[list[int], float, CpuSample]:
+            before = _cpu_sum(pids)
+            t0 = time.monotonic()
+            seqs, _ = await _paced(w.rounds, w.interval_s, publish)
+            if seqs:
+                await asyncio.gather(*(s.wait_delivered(seqs[-1]) for s in stages))
+            return seqs, time.monotonic() - t0, _cpu_sum(pids) - before
+
+        stats_before = [await s.server.stats() for s in stages]
+        (seqs, wall, delta), profile = await _profiled(opts, w, "jansamvad", pids[0], window)
+        stats_after = [await s.server.stats() for s in stages]
+        # What the nodes did in the window, from their own counters: a broadcast write per listener per sentence
+        # (more would be other traffic), frames encoded per sentence per node (1: one format in use).
+        counters = {
+            key: sum(a[key] - b[key] for a, b in zip(stats_after, stats_before, strict=True))
+            for key in ("broadcast_writes", "frames_built")
+        }
         receipts = _merge([await s.collect() for s in stages])
         citizens = sum(s.citizens for s in stages)
         return _result(
             "jansamvad", citizens, seqs, receipts, delta, wall, idle_rate, rss_before, rss_after,
-            {"command": stages[0].server.command()},
+            {"command": stages[0].server.command(), "node_counters": counters, **profile},
         )  # fmt: skip
     finally:
         for stage in stages:
@@ -226,13 +255,16 @@ async def _picows(opts: BenchOptions, url: str, w: Workload) -> dict[str, Any]:
             await redis.publish(CHANNEL, msgpack.packb(message))
             return [seq]
 
-        before = _cpu_sum(pids)
-        t0 = time.monotonic()
-        seqs, _ = await _paced(w.rounds, w.interval_s, publish)
-        await asyncio.gather(
-            *(p.call_all("wait", opts.round_timeout_s, seq=seqs[-1], timeout=opts.round_timeout_s) for p in pools)
-        )
-        wall, delta = time.monotonic() - t0, _cpu_sum(pids) - before
+        async def window() -> tuple[list[int], float, CpuSample]:
+            before = _cpu_sum(pids)
+            t0 = time.monotonic()
+            seqs, _ = await _paced(w.rounds, w.interval_s, publish)
+            await asyncio.gather(
+                *(p.call_all("wait", opts.round_timeout_s, seq=seqs[-1], timeout=opts.round_timeout_s) for p in pools)
+            )
+            return seqs, time.monotonic() - t0, _cpu_sum(pids) - before
+
+        (seqs, wall, delta), profile = await _profiled(opts, w, "picows", pids[0], window)
         parts = []
         for pool in pools:
             receipts = Receipts()
@@ -241,7 +273,7 @@ async def _picows(opts: BenchOptions, url: str, w: Workload) -> dict[str, Any]:
             parts.append(receipts)
         return _result(
             "picows", citizens, seqs, _merge(parts), delta, wall, idle_rate, rss_before, rss_after,
-            {"write": w.picows_write, "read_buffer_init_size": w.picows_read_buffer},
+            {"write": w.picows_write, "read_buffer_init_size": w.picows_read_buffer, **profile},
         )  # fmt: skip
     finally:
         await redis.aclose()
@@ -254,47 +286,56 @@ async def _picows(opts: BenchOptions, url: str, w: Workload) -> dict[str, Any]:
             await _stop(proc)
 
 
-def _ratios(jansamvad: dict[str, Any], picows: dict[str, Any]) -> dict[str, float | None]:
-    """picows ÷ JanSamvad: above 1 means JanSamvad is ahead."""
+def _summary(runs: list[dict[str, Any]]) -> dict[str, float | None]:
+    """One side's figures over its repeats: the median of each (a repeat that lost deliveries still counts)."""
 
-    def ratio(a: float | None, b: float | None) -> float | None:
-        return round(a / b, 3) if a and b else None
+    def median(values: list[float | None]) -> float | None:
+        present = sorted(v for v in values if v is not None)
+        return round(statistics.median(present), 3) if present else None
 
     return {
-        "cpu_per_delivery": ratio(picows["cpu"].get("us_per_delivery"), jansamvad["cpu"].get("us_per_delivery")),
-        "cpu_per_delivery_net": ratio(
-            picows["cpu"].get("us_per_delivery_net_of_idle"), jansamvad["cpu"].get("us_per_delivery_net_of_idle")
-        ),
-        "p50_delivery": ratio(
-            picows["latency"]["delivery_ms"].get("p50"), jansamvad["latency"]["delivery_ms"].get("p50")
-        ),
-        "p99_delivery": ratio(
-            picows["latency"]["delivery_ms"].get("p99"), jansamvad["latency"]["delivery_ms"].get("p99")
-        ),
-        "rss_per_conn": ratio(picows["rss_kb_per_conn"], jansamvad["rss_kb_per_conn"]),
+        "us_per_delivery": median([r["cpu"].get("us_per_delivery") for r in runs]),
+        "us_per_delivery_net": median([r["cpu"].get("us_per_delivery_net_of_idle") for r in runs]),
+        "p50_ms": median([r["latency"]["delivery_ms"].get("p50") for r in runs]),
+        "p99_ms": median([r["latency"]["delivery_ms"].get("p99") for r in runs]),
+        "last_receiver_p99_ms": median([r["latency"]["last_receiver_ms"].get("p99") for r in runs]),
+        "rss_kb_per_conn": median([r["rss_kb_per_conn"] for r in runs]),
     }
+
+
+def _ratios(jansamvad: dict[str, float | None], picows: dict[str, float | None]) -> dict[str, float | None]:
+    """picows ÷ JanSamvad per figure: above 1 means JanSamvad is ahead (less CPU, lower latency, less memory)."""
+    return {key: round(p / j, 3) if (p := picows[key]) and (j := jansamvad[key]) else None for key in jansamvad}
+
+
+def abba(repeats: int) -> tuple[str, ...]:
+    """JanSamvad, picows, picows, JanSamvad, ...: a drift of the machine's load during the run hits both sides."""
+    pair = ("jansamvad", "picows")
+    return tuple(side for i in range(repeats) for side in (pair if i % 2 == 0 else pair[::-1]))
 
 
 async def measure(
     opts: BenchOptions, w: Workload, *, order: tuple[str, ...] = ("jansamvad", "picows")
 ) -> dict[str, Any]:
     opts = dataclasses.replace(opts, pin=False)  # 2 servers, Valkey and the clients on 2 cores: the kernel balances
-    sides: dict[str, dict[str, Any]] = {}
+    runs: list[dict[str, Any]] = []
     load_before = loadavg()
     async with redis_server(opts.reports_dir / "redis-vs-picows") as url:
         for side in order:
             run = _jansamvad if side == "jansamvad" else _picows
-            sides[side] = await run(opts, url, w)
+            runs.append(await run(opts, url, w))
+    summary = {side: _summary([r for r in runs if r["side"] == side]) for side in dict.fromkeys(order)}
     result: dict[str, Any] = {
         "scenario": "picows",
         "workload": dataclasses.asdict(w),
         "order": list(order),
         "load_before": load_before,
         "load_after": loadavg(),
-        **sides,
+        "runs": runs,
+        "summary": summary,
     }
-    if "jansamvad" in sides and "picows" in sides:
-        result["picows_over_jansamvad"] = _ratios(sides["jansamvad"], sides["picows"])
+    if "jansamvad" in summary and "picows" in summary:
+        result["picows_over_jansamvad"] = _ratios(summary["jansamvad"], summary["picows"])
     return result
 
 
@@ -312,9 +353,9 @@ def markdown(result: dict[str, Any]) -> str:
         "p50 / p99 ms | publish → last receiver p99 ms | RSS KB per connection |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for side in result["order"]:
-        r = result[side]
+    for r in result["runs"]:
         c, lat = r["cpu"], r["latency"]
+        side = r["side"]
         label = (
             side if side == "jansamvad" else f"picows ({r['write']} write, read buffer {r['read_buffer_init_size']})"
         )
@@ -324,11 +365,17 @@ def markdown(result: dict[str, Any]) -> str:
             f"{lat['delivery_ms'].get('p50')} / {lat['delivery_ms'].get('p99')} | "
             f"{lat['last_receiver_ms'].get('p99')} | {r['rss_kb_per_conn']} |"
         )
+    for side, m in result["summary"].items():
+        lines.append(
+            f"| **{side}, median** | | | {m['us_per_delivery']} ({m['us_per_delivery_net']}) | {m['p50_ms']} / "
+            f"{m['p99_ms']} | {m['last_receiver_p99_ms']} | {m['rss_kb_per_conn']} |"
+        )
     ratios = result.get("picows_over_jansamvad")
     if ratios:
         lines += [
             "",
-            "picows ÷ JanSamvad (above 1: JanSamvad ahead): " + ", ".join(f"{k} {v}" for k, v in ratios.items()),
+            "picows ÷ JanSamvad, medians (above 1: JanSamvad ahead): "
+            + ", ".join(f"{k} {v}" for k, v in ratios.items()),
         ]
     return "\n".join(lines)
 
@@ -347,15 +394,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interval", type=float, default=0.5)
     p.add_argument("--picows-write", choices=("raw", "send"), default="raw")
     p.add_argument("--picows-read-buffer", type=int, default=16 * 1024)
-    p.add_argument("--order", default="jansamvad,picows", help="sides, in the order they run")
+    p.add_argument(
+        "--repeats", type=int, default=1, help="pairs of runs, in ABBA order (JanSamvad, picows, picows, ...)"
+    )
+    p.add_argument("--order", help="sides, comma-separated, in the order they run (overrides --repeats)")
+    p.add_argument("--profile", action="store_true", help="py-spy on the first process of each side (adds load)")
     p.add_argument("--tick-ms", type=float, default=5.0, help="the node's --tick-ms")
     args = p.parse_args(argv)
-    w = Workload(args.per_node, args.rounds, args.text_bytes, args.interval, args.picows_write, args.picows_read_buffer)
+    w = Workload(
+        args.per_node,
+        args.rounds,
+        args.text_bytes,
+        args.interval,
+        args.picows_write,
+        args.picows_read_buffer,
+        args.profile,
+    )
     opts = BenchOptions(tick_ms=args.tick_ms, reports_dir=REPO / "loadtest" / "reports")
-    result = uvloop.run(measure(opts, w, order=tuple(args.order.split(","))))
+    result = uvloop.run(measure(opts, w, order=tuple(args.order.split(",")) if args.order else abba(args.repeats)))
     print(json.dumps(result, indent=1))
     print(markdown(result), file=sys.stderr)
-    ok = all(result[side]["check"]["ok"] for side in result["order"])
+    ok = all(r["check"]["ok"] for r in result["runs"])
     return 0 if ok else 1
 
 
