@@ -3,7 +3,8 @@
 Like a JanSamvad node it holds the bench's citizens (upgrade, any hello, a `welcome`) and listens to one Redis
 pub/sub channel; every publication (a msgpack `speech` map built by the bench's leader) is framed once and written to
 every local listener, either through `transport.underlying_transport.write` of the pre-built frame (`--write raw`,
-the default and the fastest) or through picows' own `transport.send` (`--write send`, framed in C per listener).
+the default and the fastest), through picows' own `transport.send` (`--write send`, framed in C per listener), or
+with `os.write` on the socket (`--write oswrite`: write(2), as uvloop does, where aiofastnet uses send(2)).
 It has no rooms, no ticks, no history, no tokens, no buffer checks: the floor JanSamvad's engine is measured against.
 
 It prints `ready <port>` on stdout once it listens and is subscribed; it exits at stdin EOF or after --lifetime.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 import msgpack
@@ -28,16 +30,18 @@ WELCOME = msgpack.packb({"t": "welcome", "seq": 0})
 
 
 class Citizen(WSListener):  # type: ignore[misc]  # picows ships no stubs for subclassing its Cython class
-    __slots__ = ("conns", "transport")
+    __slots__ = ("conns", "fd", "transport")
 
     def __init__(self, conns: dict[Citizen, WSTransport]) -> None:
         self.conns = conns
+        self.fd = -1
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if frame.msg_type == WSMsgType.CLOSE:
             transport.disconnect()
         elif frame.msg_type == WSMsgType.BINARY and self not in self.conns:  # the hello: not checked
             transport.send(WSMsgType.BINARY, WELCOME)
+            self.fd = transport.underlying_transport.get_extra_info("socket").fileno()
             self.conns[self] = transport
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
@@ -67,6 +71,17 @@ async def serve(port: int, redis_url: str, channel: str, write: str, read_buffer
                 frame = server_frame(payload, OP_BINARY)  # once per publication, like the node
                 for transport in conns.values():
                     transport.underlying_transport.write(frame)
+            elif write == "oswrite":
+                # write(2) instead of aiofastnet's send(2), to compare the two syscalls in the same server; a
+                # short or refused write falls back to the transport (which then keeps the order).
+                frame = server_frame(payload, OP_BINARY)
+                for citizen, transport in conns.items():
+                    try:
+                        if os.write(citizen.fd, frame) == len(frame):
+                            continue
+                    except BlockingIOError:
+                        pass
+                    transport.underlying_transport.write(frame)
             else:
                 for transport in conns.values():
                     transport.send(WSMsgType.BINARY, payload)
@@ -95,7 +110,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--channel", default="bench:speech")
-    parser.add_argument("--write", choices=("raw", "send"), default="raw")
+    parser.add_argument("--write", choices=("raw", "send", "oswrite"), default="raw")
     parser.add_argument("--read-buffer", type=int, default=16 * 1024, help="picows read_buffer_init_size")
     parser.add_argument("--lifetime", type=float, default=3600.0)
     args = parser.parse_args()

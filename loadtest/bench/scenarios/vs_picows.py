@@ -405,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--text-bytes", type=int, default=200)
     p.add_argument("--interval", type=float, default=0.5)
-    p.add_argument("--picows-write", choices=("raw", "send"), default="raw")
+    p.add_argument("--picows-write", choices=("raw", "send", "oswrite"), default="raw")
     p.add_argument("--picows-read-buffer", type=int, default=16 * 1024)
     p.add_argument(
         "--repeats", type=int, default=1, help="pairs of runs, in ABBA order (JanSamvad, picows, picows, ...)"
