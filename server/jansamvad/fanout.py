@@ -361,14 +361,8 @@ class Fanout:
             blobs = by_variant.get(variant)
             if blobs is None:
                 blobs = by_variant[variant] = self._blobs(room, events, conflated, audio, light, variant)
-            must_blob, blob, items = blobs[member.feed]  # type: ignore[misc]  # built for every feed in use
-            paused = member.paused
-            if paused is not None:
-                paused.extend(items)
-                continue
-            if not blob:
-                continue
-            member.write_broadcast(blob, bool(must_blob))
+            if _write_slow(member, blobs[member.feed]):  # type: ignore[arg-type]  # built for every feed in use
+                continue  # paused (its frames wait), or nothing for its feed
             writes += 1
             if writes >= self._writes_per_yield:
                 self.writes += writes
@@ -381,8 +375,9 @@ _IN, _OUT = (True,), (False,)  # the variants of a tick with one targeted event
 
 
 def _write_slow(member: Listener, built: _Blob) -> int:
-    """A member without a fast write: its paused frames, or the slow-consumer policy (write_broadcast). Returns 1
-    when nothing was written (for the writes count), 0 after a write."""
+    """The checked write (a member without a fast write, or a tick with a targeted event): its paused frames, or the
+    slow-consumer policy (write_broadcast). Returns 1 when nothing was written (for the writes count), 0 after a
+    write."""
     must_blob, blob, items = built
     paused = member.paused
     if paused is not None:
