@@ -80,7 +80,7 @@ clean:
 BENCH_ARGS ?=
 .PHONY: bench bench-audio
 bench: $(VENV)/.installed
-	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install --quiet --constraint $(LOCK_DEV) -e '.[bench]'
+	$(BIN)/python -c 'import matplotlib, picows' 2>/dev/null || $(BIN)/python -m pip install --quiet --constraint $(LOCK_DEV) -e '.[bench]'
 	PYTHONPATH=. $(BIN)/python -m loadtest.bench $(BENCH_ARGS)
 
 ## bench-audio: the audio scenario (N listeners, 30 % and 100 % in audio mode) and glass-to-ear latency in Chromium

@@ -38,6 +38,7 @@ class FakeConnection:
         self.staff_lane = staff_lane
         self.ip = "192.0.2.1"
         self.paused: list[tuple[str, int, bytes]] | None = None
+        self.fast_write = None  # always the fan-out's checked path (write_broadcast)
         self.frames: list[bytes] = []
         self.closed: tuple[CloseCode, str] | None = None
         self.max_message_bytes = 0

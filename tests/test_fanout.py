@@ -25,6 +25,7 @@ class Recorder:
         self.encoding = encoding
         self.feed = feed_of(encoding, mode)
         self.paused: list[tuple[str, int, bytes]] | None = None
+        self.fast_write = None  # always the fan-out's checked path (write_broadcast)
         self.slow = slow
         self.writes: list[bytes] = []
         self.dropped = False

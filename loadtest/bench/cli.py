@@ -20,9 +20,11 @@ import uvloop
 from . import anatomy, audio, charts, procstat, report, targets
 from .harness import CLIENT_CORE, SERVER_CORE, BenchOptions, Stage
 from .pool import REPO
-from .scenarios import broadcast, crossnode, floor, handshake, memory, profiled
+from .scenarios import broadcast, crossnode, floor, handshake, memory, profiled, vs_picows
 
 SCENARIOS = ("memory", "broadcast", "burst", "floor", "handshake", "crossnode", "audio")
+# Run only when named: `make bench BENCH_ARGS="--scenarios picows"` (issue 19 item 4, JanSamvad vs picows side by side).
+ON_REQUEST = ("picows",)
 MAX_PER_NODE = 19_800  # the node's open files are capped at 20,000: N + warm-up + leaders + its own files
 FULL = {
     "sizes": [1_000, 5_000, 10_000, 19_500],
@@ -66,6 +68,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--text-bytes", type=int, default=100, help="speech text size")
     p.add_argument("--conns-per-worker", type=int, default=10_000, help="sockets per client process (< 19,000)")
     p.add_argument("--no-pin", action="store_true", help="do not pin the node to core 0 and the clients to core 1")
+    p.add_argument("--picows-n", type=int, help="listeners per process in the picows scenario (10,000; quick 500)")
     p.add_argument("--profile", action=argparse.BooleanOptionalAction, help="py-spy pass (default: on in full mode)")
     p.add_argument("--profile-n", type=int, help="N for the profile pass (default: the largest size)")
     p.add_argument("--no-doc", action="store_true", help="do not append to the doc nor draw charts")
@@ -83,7 +86,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.cross_n, args.cross_memory_n = mode["cross_n"], mode["cross_memory_n"]
     args.audio_n, args.audio_s = mode["audio_n"], mode["audio_s"]
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    if unknown := set(args.scenarios) - set(SCENARIOS):
+    if unknown := set(args.scenarios) - set(SCENARIOS) - set(ON_REQUEST):
         p.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     if max(args.sizes) > MAX_PER_NODE:
         p.error(f"N over {MAX_PER_NODE:,} needs several nodes (open files are capped at 20,000 per process)")
@@ -222,6 +225,12 @@ async def scenarios(args: argparse.Namespace, opts: BenchOptions, run: Run) -> N
         log(f"audio: a leader streaming to {args.audio_n:,} listeners, 30 % and 100 % in audio mode")
         if row := await run.step("audio", audio.measure(args.audio_n, args.audio_s, [0.3, 1.0])):
             results["audio"] = row
+    if "picows" in args.scenarios:
+        w = vs_picows.Workload(per_node=args.picows_n or (500 if args.quick else 10_000), text_bytes=200)
+        log(f"picows side by side: 2 processes × {w.per_node:,} listeners each, JanSamvad then picows")
+        if row := await run.step("picows", vs_picows.measure(opts, w, order=vs_picows.abba(1 if args.quick else 2))):
+            results["picows"] = row
+            log(f"picows ÷ JanSamvad: {row.get('picows_over_jansamvad')}")
     if args.profile:
         n = args.profile_n or max(args.sizes)
         log(f"profile pass at N = {n:,} (py-spy)")

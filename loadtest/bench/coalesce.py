@@ -40,6 +40,7 @@ class Listener:
         self.encoding = Encoding.MSGPACK
         self.feed = feed_of(Encoding.MSGPACK, mode)
         self.paused: list[tuple[str, int, bytes]] | None = None
+        self.fast_write = None  # always the fan-out's checked path (write_broadcast)
         self.writes = 0
 
     def write_broadcast(self, blob: bytes, must_deliver: bool) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .scenarios.vs_picows import markdown as picows_section  # the scenario renders its own table
+
 DOC_HEADER = "# Benchmarks: the fan-out\n\n(Run log below; see loadtest/bench/README.md.)\n"
 
 
@@ -386,6 +388,8 @@ def render(results: dict[str, Any]) -> str:
         sections.append(crossnode_section(results["crossnode"]))
     if results.get("audio"):
         sections.append(audio_section(results["audio"]))
+    if results.get("picows"):
+        sections.append(picows_section(results["picows"]))
     if results.get("profile"):
         sections.append(profile_section(results["profile"]))
     if results.get("errors"):

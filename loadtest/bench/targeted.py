@@ -32,6 +32,7 @@ class Sink:
     def __init__(self) -> None:
         self.encoding = Encoding.MSGPACK
         self.paused: list[tuple[str, int, bytes]] | None = None
+        self.fast_write = None  # always the fan-out's checked path (write_broadcast)
         self.last = b""
 
     def write_broadcast(self, blob: bytes, must_deliver: bool) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from urllib.parse import parse_qs, urlsplit
 
@@ -123,6 +123,7 @@ class WsConnection(asyncio.Protocol):
         "closing_since",
         "corked",
         "encoding",
+        "fast_write",
         "feed",
         "frag",
         "frag_op",
@@ -130,7 +131,7 @@ class WsConnection(asyncio.Protocol):
         "last_seen",
         "opened_at",
         "over_cap",
-        "paused",
+        "_paused",
         "pinged",
         "pings",
         "staff_lane",
@@ -148,7 +149,9 @@ class WsConnection(asyncio.Protocol):
         self.client: ConnectionSession | None = None
         self.frag: list[bytes] | None = None
         self.frag_op = Opcode.BINARY
-        self.paused: list[tuple[str, int, bytes]] | None = None
+        self._paused: list[tuple[str, int, bytes]] | None = None
+        # The fan-out's fast path (hub.Listener): the transport's write while OPEN, under the cap and not paused.
+        self.fast_write: Callable[[bytes], object] | None = None
         self.corked: list[bytes] | None = None  # send_frame()s held back to leave in one write (see cork)
         self.ip = ""
         now = self.owner.clock
@@ -204,15 +207,34 @@ class WsConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         previous = self.state
         self.state = ConnState.CLOSED
-        self.paused = None
+        self.fast_write = None
+        self._paused = None
         if previous is not ConnState.CLOSED:
             self.owner.connection_lost(self)
 
     def pause_writing(self) -> None:
         self.over_cap = True  # the slow-consumer policy in write_broadcast / send_frame acts on it
+        self.fast_write = None
 
     def resume_writing(self) -> None:
         self.over_cap = False
+        self._refresh_fast_write()
+
+    @property
+    def paused(self) -> list[tuple[str, int, bytes]] | None:
+        """Not None while the session replays history (hub.Listener): live frames wait here."""
+        return self._paused
+
+    @paused.setter
+    def paused(self, value: list[tuple[str, int, bytes]] | None) -> None:
+        self._paused = value
+        self._refresh_fast_write()
+
+    def _refresh_fast_write(self) -> None:
+        """Give the fan-out the transport's write exactly when write_broadcast would write without a question."""
+        transport = self.transport
+        writable = self.state is ConnState.OPEN and not self.over_cap and self._paused is None
+        self.fast_write = transport.write if writable and transport is not None else None
 
     # Handshake
 
@@ -242,6 +264,7 @@ class WsConnection(asyncio.Protocol):
             elif parse_qs(url.query).get("enc") == ["json"]:
                 self.encoding = Encoding.JSON
             self.state = ConnState.OPEN
+            self._refresh_fast_write()
             self.opened_at = owner.clock
             _release_handshake(ws)
             owner.connection_opened(self)
@@ -272,6 +295,7 @@ class WsConnection(asyncio.Protocol):
             # The protocol answered the close frame; the transport closes once its EOF is written.
             if self.state is ConnState.OPEN:
                 self.state = ConnState.CLOSING
+                self.fast_write = None
                 self.closing_since = self.owner.clock
 
     def _on_message(self, op: Opcode, data: bytes) -> None:
@@ -345,7 +369,7 @@ class WsConnection(asyncio.Protocol):
 
     def resume(self, after: Mapping[str, int]) -> None:
         """End the replay: write the live frames that waited, except events the replay already covered."""
-        paused, self.paused = self.paused, None
+        paused, self.paused = self._paused, None
         if paused and self.state is ConnState.OPEN and self.transport is not None:
             self.transport.write(
                 b"".join(frame for stream, seq, frame in paused if seq == 0 or seq > after.get(stream, 0))
@@ -361,6 +385,7 @@ class WsConnection(asyncio.Protocol):
         ws.send_close(code, close_reason(code, detail))
         self.owner.closes[code] += 1
         self.state = ConnState.CLOSING
+        self.fast_write = None
         self.closing_since = self.owner.clock
         self._flush_protocol()
 
@@ -373,6 +398,7 @@ class WsConnection(asyncio.Protocol):
             ws.fail(code, close_reason(code, detail))
             self.owner.closes[code] += 1
         self.state = ConnState.CLOSING
+        self.fast_write = None
         self.closing_since = self.owner.clock
         self._flush_protocol()
 

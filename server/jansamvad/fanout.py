@@ -69,6 +69,8 @@ class Fanout:
         self._scheduled = False
         self._task: asyncio.Task[None] | None = None
         self.frames_built = 0  # frames encoded (per format), for tests and metrics
+        # The same, by wire format ("msgpack", "json"): a room whose listeners all speak one never encodes the other.
+        self.frames_by_format: Counter[str] = Counter()
         self.writes = 0  # transport writes made by broadcasts
         # Messages broadcast, by type, counted once per listener they were meant for (metrics). Counted per message
         # per room per tick, never per connection: nothing is added to the write loop.
@@ -220,7 +222,8 @@ class Fanout:
         for encoding, modes in _FEEDS_BY_ENCODING:
             present = [(feed, mode) for feed, mode in modes if feeds[feed]]
             if not present:
-                continue
+                continue  # no listener of this room speaks this format: nothing is encoded in it
+            built_before = self.frames_built
             framed = [
                 (seq, frame_message(_with_seq(field, seq, message), encoding), droppable, is_partial(message))
                 for seq, message, droppable in plain
@@ -249,6 +252,7 @@ class Fanout:
                 items.extend((field, 0, frame) for frame in extra)
                 must_blob = b"".join(must)
                 blobs[feed] = (must_blob, must_blob + b"".join(drop), items)
+            self.frames_by_format[encoding.value] += self.frames_built - built_before
         return blobs
 
     def _held_for(self, resumes: list[tuple[Listener, Mapping[str, int]]]) -> list[Room]:
@@ -291,16 +295,33 @@ class Fanout:
                 continue
             # Encode once per feed in use in this room, before the first write.
             blobs = self._blobs(room, events, conflated, audio, light)
-            for member in members:
-                must_blob, blob, items = blobs[member.feed]  # type: ignore[misc]  # built for every feed in use
-                paused = member.paused
-                if paused is not None:
-                    paused.extend(items)
-                    continue
-                if not blob:
-                    continue  # nothing for this feed this tick (e.g. only audio, or light aggregates not due yet)
-                member.write_broadcast(blob, bool(must_blob))
-                writes += 1
+            whole = [blob[1] if blob is not None else b"" for blob in blobs]  # per feed; b"": nothing this tick
+            in_use = [blob for blob, n in zip(whole, room.feeds, strict=True) if n]
+            only = in_use[0] if len(in_use) == 1 else None  # the usual room: one feed, one blob for everyone
+            start, count = 0, len(members)
+            while start < count:
+                # A slice up to the next yield; the loop below is the per-listener hot path: one attribute and one
+                # call for a writable member (`fast_write`: its transport's write, None when the connection is
+                # closing, over the buffer cap or replaying), the slow-consumer and replay policy for the others.
+                chunk = members[start : start + self._writes_per_yield - writes]
+                start += len(chunk)
+                missed = 0
+                if only:
+                    for member in chunk:
+                        write = member.fast_write
+                        if write is not None:
+                            write(only)
+                        else:
+                            missed += _write_slow(member, blobs[member.feed])  # type: ignore[arg-type]  # in use
+                else:
+                    for member in chunk:
+                        write = member.fast_write
+                        blob = whole[member.feed]
+                        if write is not None and blob:
+                            write(blob)
+                        else:
+                            missed += _write_slow(member, blobs[member.feed])  # type: ignore[arg-type]  # in use
+                writes += len(chunk) - missed
                 if writes >= self._writes_per_yield:
                     self.writes += writes
                     writes = 0
@@ -340,14 +361,8 @@ class Fanout:
             blobs = by_variant.get(variant)
             if blobs is None:
                 blobs = by_variant[variant] = self._blobs(room, events, conflated, audio, light, variant)
-            must_blob, blob, items = blobs[member.feed]  # type: ignore[misc]  # built for every feed in use
-            paused = member.paused
-            if paused is not None:
-                paused.extend(items)
-                continue
-            if not blob:
-                continue
-            member.write_broadcast(blob, bool(must_blob))
+            if _write_slow(member, blobs[member.feed]):  # type: ignore[arg-type]  # built for every feed in use
+                continue  # paused (its frames wait), or nothing for its feed
             writes += 1
             if writes >= self._writes_per_yield:
                 self.writes += writes
@@ -357,6 +372,21 @@ class Fanout:
 
 
 _IN, _OUT = (True,), (False,)  # the variants of a tick with one targeted event
+
+
+def _write_slow(member: Listener, built: _Blob) -> int:
+    """The checked write (a member without a fast write, or a tick with a targeted event): its paused frames, or the
+    slow-consumer policy (write_broadcast). Returns 1 when nothing was written (for the writes count), 0 after a
+    write."""
+    must_blob, blob, items = built
+    paused = member.paused
+    if paused is not None:
+        paused.extend(items)
+        return 1
+    if not blob:
+        return 1  # nothing for this feed this tick (e.g. only audio, or light aggregates not due yet)
+    member.write_broadcast(blob, bool(must_blob))
+    return 0
 
 
 def _merge_into(target: dict[str, dict[str, Any]], key: str, message: Mapping[str, Any]) -> None:

@@ -8,7 +8,7 @@ reconnect, `channels()` is what must be subscribed again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from jansamvad.feeds import FEED_COUNT
@@ -30,6 +30,9 @@ class Listener(Protocol):
     # Not None while the session replays history; live frames wait here as (stream, number, frame), where stream is
     # the room's seq_field ("seq" or "mseq") and number 0 means "not numbered".
     paused: list[tuple[str, int, bytes]] | None
+    # The fan-out's fast path: the transport's own write while the member is open, under the buffer cap and not
+    # paused (so write_broadcast's checks would all pass); None otherwise, and the fan-out calls write_broadcast.
+    fast_write: Callable[[bytes], object] | None
 
     def write_broadcast(self, blob: bytes, must_deliver: bool) -> None: ...
 

@@ -158,6 +158,12 @@ class NodeCollector(Collector):
             "Broadcast frames encoded (once per format per node)",
             value=node.fanout.frames_built,
         )
+        yield _counter(
+            "jansamvad_frames_built_by_format",
+            "Broadcast frames encoded, by wire format (a format no listener of a room speaks is never encoded)",
+            "format",
+            node.fanout.frames_by_format,
+        )
         yield CounterMetricFamily(
             "jansamvad_broadcast_writes", "Transport writes made by the fan-out", value=node.fanout.writes
         )
