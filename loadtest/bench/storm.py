@@ -283,6 +283,9 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
         extra_args=[
             "--handshakes-per-second", str(opts.rate),
             "--max-connections-per-ip", "1000000",
+            # All clients share 127.0.0.1: per-network admission is out of the way (a real storm comes from many).
+            "--ip-handshakes-per-second", "1000000", "--ip-handshake-burst", "1000000",
+            "--max-unjoined-per-ip", "1000000",
             "--max-connections", str(per_worker),
             "--health-port", str(health_port),
         ],

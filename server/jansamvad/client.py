@@ -378,6 +378,8 @@ class Client(MessageHandlers):
                 raise ConnectionRefused(CloseCode.BANNED)
         if self.conn.state is not ConnState.OPEN:
             return  # closed while we looked things up
+        if not self.conn.joining(claims.sub if claims.role is Role.CITIZEN else None):  # per-device cap (admission.py)
+            raise ConnectionRefused(CloseCode.TRY_AGAIN_LATER, "too many sessions of this device")
         if self.conn.staff_lane:
             if node.staff_joined >= node.settings.max_staff_connections:
                 raise ConnectionRefused(CloseCode.TRY_AGAIN_LATER, "the staff lane is full")

@@ -90,6 +90,12 @@ class ConnectionOwner(Protocol):
         """The handshake was accepted: the owner sets `conn.client`."""
         ...
 
+    def session_joining(self, conn: WsConnection, device: str | None) -> bool: ...
+
+    def connection_closing(self, conn: WsConnection, code: CloseCode) -> None:
+        """The node starts closing `conn` with `code` (the owner counts it)."""
+        ...
+
     def connection_lost(self, conn: WsConnection) -> None: ...
 
 
@@ -293,6 +299,10 @@ class WsConnection(asyncio.Protocol):
                 return
         self.client.on_message(data)
 
+    def joining(self, device: str | None) -> bool:
+        """The session showed a valid token (`device`: a citizen's subject): whether admission lets it join."""
+        return self.owner.session_joining(self, device)
+
     def set_max_message_bytes(self, limit: int) -> None:
         if self.ws is not None:
             self.ws.max_message_size = limit
@@ -363,7 +373,7 @@ class WsConnection(asyncio.Protocol):
         if self.state is not ConnState.OPEN or ws is None or ws.state is not State.OPEN:
             return
         ws.send_close(code, close_reason(code, detail))
-        self.owner.closes[code] += 1
+        self.owner.connection_closing(self, code)
         self.state = ConnState.CLOSING
         self.closing_since = self.owner.clock
         self._flush_protocol()
@@ -375,7 +385,7 @@ class WsConnection(asyncio.Protocol):
             return
         if ws.state is State.OPEN:
             ws.fail(code, close_reason(code, detail))
-            self.owner.closes[code] += 1
+            self.owner.connection_closing(self, code)
         self.state = ConnState.CLOSING
         self.closing_since = self.owner.clock
         self._flush_protocol()
