@@ -99,6 +99,11 @@ CASES: list[bytes] = [
     head() + b"\r\nSec-WebSocket-Version: 13",
     head(Origin="https://jansamvad.example.org") + b"\r\nOrigin: https://evil.example",
     head() + b"\r\n folded continuation",
+    head(X_Bare="a\nb"),
+    head(X_Bare="a\rb"),
+    head() + b"\r\nX-Empty:",
+    head() + b"\r\n: no name",
+    b"GET /ws HTTP/1.1",
 ]
 
 

@@ -42,7 +42,10 @@ _MAX_HEADERS = 64
 # The request line we take: exactly /ws with an optional query of visible ASCII, HTTP/1.1.
 _REQUEST_LINE = re.compile(rb"GET /ws(\?[\x21-\x7e]*)? HTTP/1\.1")
 # A header line of tokens and visible ASCII (RFC 9110 field-name / field-value); anything else goes the slow way.
-_HEADER_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?)?[ \t]*")
+# Matched over the whole head at once: a line that does not match is skipped, so the count of matches tells.
+_HEADER_LINES = re.compile(
+    rb"\r\n([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?)?[ \t]*(?=\r\n|\Z)"
+)
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 _date_at = -1
@@ -76,11 +79,11 @@ class Upgrade:
         self.lane = False
 
 
-def _tokens(values: list[str]) -> list[str] | None:
+def _tokens(values: list[bytes]) -> list[str] | None:
     """Comma-separated tokens of every line of a header; None when one is not a token (the slow path judges it)."""
     out = []
     for value in values:
-        for item in value.split(","):
+        for item in value.decode().split(","):
             item = item.strip(" \t")
             if item:
                 if _TOKEN.fullmatch(item) is None:
@@ -95,36 +98,39 @@ def parse_upgrade(head: bytes, origins: list[Any] | None) -> Upgrade | None:
     None for everything websockets might answer with something other than a 101: the fast path never accepts what
     the slow one would refuse (the tests walk both over the same requests).
     """
-    lines = head.split(b"\r\n")
-    request = _REQUEST_LINE.fullmatch(lines[0])
-    if request is None or len(lines) > _MAX_HEADERS + 1:
+    first_end = head.find(b"\r\n")
+    request = _REQUEST_LINE.fullmatch(head, 0, first_end if first_end != -1 else len(head))
+    if request is None:
         return None
-    headers: dict[str, list[str]] = {}
-    for line in lines[1:]:
-        match = _HEADER_LINE.fullmatch(line)
-        if match is None:
-            return None
-        name, value = match.groups()
-        headers.setdefault(name.decode().lower(), []).append((value or b"").decode())
-    connection = _tokens(headers.get("connection", []))
-    upgrade = _tokens(headers.get("upgrade", []))
+    found_lines = _HEADER_LINES.findall(head, max(first_end, 0))
+    if len(found_lines) != head.count(b"\r\n") or len(found_lines) > _MAX_HEADERS:
+        return None  # a line that is not a plain header (or too many of them)
+    headers: dict[bytes, list[bytes]] = {}
+    for name, value in found_lines:
+        headers.setdefault(name.lower(), []).append(value)
+    connection = _tokens(headers.get(b"connection", []))
+    upgrade = _tokens(headers.get(b"upgrade", []))
     if connection is None or not any(item.lower() == "upgrade" for item in connection):
         return None
     if upgrade is None or len(upgrade) != 1 or upgrade[0].lower() != "websocket":
         return None
-    key, version, origin = headers.get("sec-websocket-key"), headers.get("sec-websocket-version"), headers.get("origin")
-    if key is None or len(key) != 1 or version != ["13"] or (origin is not None and len(origin) != 1):
+    key, version, origin = (
+        headers.get(b"sec-websocket-key"),
+        headers.get(b"sec-websocket-version"),
+        headers.get(b"origin"),
+    )
+    if key is None or len(key) != 1 or version != [b"13"] or (origin is not None and len(origin) != 1):
         return None
     try:
-        if len(base64.b64decode(key[0].encode(), validate=True)) != 16:
+        if len(base64.b64decode(key[0], validate=True)) != 16:
             return None
     except binascii.Error:
         return None
     found = Upgrade()
-    found.origin = origin[0] if origin else None
+    found.origin = origin[0].decode() if origin else None
     if origins is not None and found.origin not in origins:
         return None  # websockets answers 403 (and matches patterns, which the node does not configure)
-    offered = _tokens(headers.get("sec-websocket-protocol", []))
+    offered = _tokens(headers.get(b"sec-websocket-protocol", []))
     if offered is None:
         return None
     found.subprotocol = next((name for name in offered if name in SUBPROTOCOLS), None)  # connection._select_subprotocol
@@ -134,8 +140,8 @@ def parse_upgrade(head: bytes, origins: list[Any] | None) -> Upgrade | None:
     if lane is not None and lane != [STAFF_LANE]:
         return None  # 400 from the slow path
     found.lane = lane is not None
-    found.forwarded_for = headers.get("x-forwarded-for", [])
-    found.accept = accept_key(key[0].encode())
+    found.forwarded_for = [value.decode() for value in headers.get(b"x-forwarded-for", ())]
+    found.accept = accept_key(key[0])
     return found
 
 
