@@ -193,7 +193,9 @@ class Leader:
         from websockets.asyncio.client import connect
 
         url = url.replace("http://", "ws://") + "/ws"
-        ws = await connect(url, subprotocols=["jansamvad.v1.msgpack"])  # type: ignore[list-item]
+        # No client-side keepalive: the node pings the leader itself, and an orchestrator starved of CPU by tens of
+        # thousands of joins on the same 2 cores must not close its own leader for a late pong.
+        ws = await connect(url, subprotocols=["jansamvad.v1.msgpack"], ping_interval=None)  # type: ignore[list-item]
         leader = cls(ws)
         await ws.send(msgpack.packb({"t": "hello", "token": token}))
         while (await leader.recv())["t"] != "welcome":
@@ -351,6 +353,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             started = time.monotonic()
             first = await asyncio.to_thread(ask_all, "connect", opts.bound_s * 4)
             first_in = time.monotonic() - started
+            print(f"storm: first connect of {opts.clients:,} in {first_in:.1f} s", file=sys.stderr, flush=True)
             spoken = [(await leader.request({"t": "speech", "text": f"पहले {i}"}))["seq"] for i in range(2)]
             await asyncio.to_thread(ask_all, "wait_seq", spoken[-1])
 
