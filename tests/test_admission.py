@@ -70,6 +70,7 @@ def join(gw: Gateway, conn: WsConnection, device: str) -> bool:
     if not gw.session_joining(conn, device):
         return False
     cast(Session, conn.client).claims = Claims(device)
+    gw.session_joined(conn)  # welcome sent
     return True
 
 
@@ -163,6 +164,17 @@ async def test_admission_failed_joins_lock_the_network_out_for_a_while() -> None
     for code in (CloseCode.TRY_AGAIN_LATER, CloseCode.HELLO_TIMEOUT) * 3:  # the node's trouble, or a late hello
         gw.connection_closing(conn, code)
     assert not isinstance(connect(gw, "203.0.113.5"), int)
+
+
+async def test_admission_joins_in_flight_are_capped_so_a_storm_waits_at_the_door() -> None:
+    """A storm that outruns the join path is answered 503 at the upgrade instead of timing out inside (1013)."""
+    gw, rejected = gateway(max_joining=3)
+    pending = [connect(gw, f"192.0.2.{i}") for i in range(3)]
+    assert connect(gw, "192.0.2.9") == 1 and rejected == {"joining": 1}
+    assert join(gw, cast(WsConnection, pending[0]), "c-0")  # welcomed: a slot is free
+    assert not isinstance(connect(gw, "192.0.2.9"), int)
+    gw.connection_lost(cast(WsConnection, pending[1]))  # gone before its welcome: a slot is free
+    assert not isinstance(connect(gw, "192.0.2.10"), int)
 
 
 def test_admission_network_buckets_forget_refilled_networks() -> None:

@@ -107,6 +107,7 @@ CLIENT_VISIBLE_SETTINGS = {
     "max_connections",
     "max_connections_per_ip",
     "max_unjoined_per_ip",
+    "max_joining",
     "ip_handshake_burst",
     "ip_handshakes_per_second",
     "failed_joins_per_minute_per_ip",

@@ -337,6 +337,7 @@ class Client(MessageHandlers):
         try:
             async with asyncio.timeout(self.node.settings.join_timeout_s):
                 await self._join(msg)
+            self.conn.joined()  # no longer a join in flight (Gateway.joining)
             early, self.early = self.early, None
             for queued in early or ():
                 if self.claims is None or self.conn.state is not ConnState.OPEN:  # closed meanwhile

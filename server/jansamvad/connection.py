@@ -92,6 +92,8 @@ class ConnectionOwner(Protocol):
 
     def session_joining(self, conn: WsConnection, device: str | None) -> bool: ...
 
+    def session_joined(self, conn: WsConnection) -> None: ...
+
     def connection_closing(self, conn: WsConnection, code: CloseCode) -> None:
         """The node starts closing `conn` with `code` (the owner counts it)."""
         ...
@@ -302,6 +304,10 @@ class WsConnection(asyncio.Protocol):
     def joining(self, device: str | None) -> bool:
         """The session showed a valid token (`device`: a citizen's subject): whether admission lets it join."""
         return self.owner.session_joining(self, device)
+
+    def joined(self) -> None:
+        """The session's join is done (welcome sent): admission stops counting it as a join in flight."""
+        self.owner.session_joined(self)
 
     def set_max_message_bytes(self, limit: int) -> None:
         if self.ws is not None:

@@ -53,6 +53,8 @@ class Gateway:
         self.per_ip: dict[str, int] = defaultdict(int)  # by network key (admission.py), like every per-IP limit
         self.unjoined: dict[str, int] = defaultdict(int)  # citizen-lane connections without a valid token yet
         self.devices: dict[str, int] = defaultdict(int)  # joined citizen sessions by token subject
+        # Upgraded, not yet welcomed: a storm waits at the door (503) instead of inside past join_timeout (1013).
+        self.joining: set[WsConnection] = set()
         self._ip_handshakes = NetworkBuckets(settings.ip_handshakes_per_second, settings.ip_handshake_burst)
         per_minute = settings.failed_joins_per_minute_per_ip
         self._ip_failures = NetworkBuckets(per_minute / 60.0, per_minute)
@@ -122,6 +124,8 @@ class Gateway:
                 retry, reason = 1, "staff_rate"
         elif self.open_count >= settings.max_connections:
             retry, reason = 2, "max_connections"
+        elif len(self.joining) >= settings.max_joining:
+            retry, reason = 1, "joining"
         elif self.per_ip[conn.ip] >= settings.max_connections_per_ip:
             retry, reason = 10, "per_ip"
         elif self.unjoined[conn.ip] >= settings.max_unjoined_per_ip:
@@ -142,7 +146,12 @@ class Gateway:
         self.per_ip[conn.ip] += 1
         if not conn.staff_lane:
             self.unjoined[conn.ip] += 1
+            self.joining.add(conn)
         conn.client = self._host.open_session(conn)
+
+    def session_joined(self, conn: WsConnection) -> None:
+        """The session's join is done (welcome sent): it no longer counts against max_joining."""
+        self.joining.discard(conn)
 
     def session_joining(self, conn: WsConnection, device: str | None) -> bool:
         """A session showed a valid token (`device`: a citizen's subject, else None): False when that device already
@@ -167,6 +176,7 @@ class Gateway:
 
     def connection_lost(self, conn: WsConnection) -> None:
         self.connections.discard(conn)
+        self.joining.discard(conn)
         session = conn.client
         if session is None:
             return

@@ -127,8 +127,7 @@ class Settings:
 
     # Connections and admission (HTTP 503 + Retry-After during the handshake beyond these).
     max_connections: int = setting(18_000, "Connections per process; stay below the open-file limit.", ADMISSION, min=1)
-    # Per network (an IPv4 address, an IPv6 /ipv6_prefix): one CGNAT address or booth Wi-Fi carries thousands of
-    # phones, so only what needs no valid token is held tight there (admission.py, docs/operations.md).
+    # Per network (IPv4 address, IPv6 prefix) only what needs no valid token is held tight (admission.py).
     max_connections_per_ip: int = setting(
         10_000, "Connections from one network (IPv4 address, IPv6 prefix) per process.", ADMISSION, min=1
     )
@@ -153,6 +152,7 @@ class Settings:
     )
     ipv6_prefix: int = setting(64, "IPv6 clients are counted per prefix of this length.", ADMISSION, min=32, max=128)
     handshakes_per_second: int = setting(2_000, "WebSocket handshakes a second (citizens).", ADMISSION, min=1)
+    max_joining: int = setting(500, "Sessions per process between upgrade and welcome; more: 503.", ADMISSION, min=1)
     # The staff lane (/ws?lane=staff): leaders, moderators and admins connect through their own small handshake
     # budget and connection cap, so a storm of citizen reconnects never makes them wait (docs/operations.md).
     staff_handshakes_per_second: int = setting(
@@ -408,6 +408,7 @@ class Settings:
             "ip_handshake_burst",
             "failed_joins_per_minute_per_ip",
             "max_sessions_per_device",
+            "max_joining",
             "handshakes_per_second",
             "staff_handshakes_per_second",
             "max_staff_connections",
