@@ -117,7 +117,8 @@ def local_node(port: int, users: int, report: Path, extra: list[str]) -> Iterato
     argv = [sys.executable, "-m", "jansamvad", "serve", "--host", "127.0.0.1", "--port", str(port)]
     # Every simulated citizen comes from 127.0.0.1: the per-IP cap must not be what the test measures.
     argv += ["--log-level", "warning", "--max-connections-per-ip", str(2 * users + 100)]
-    argv += ["--joins-per-minute-per-ip", str(10 * users + 100), *extra]
+    argv += ["--joins-per-minute-per-ip", str(10 * users + 100), "--max-unjoined-per-ip", str(2 * users + 100)]
+    argv += ["--ip-handshakes-per-second", "1000000", "--ip-handshake-burst", "1000000", *extra]
     base = f"http://127.0.0.1:{port}"
     with open(report / "node.log", "wb") as log:
         node = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -367,6 +367,8 @@ async def test_chaos_reconnect_storm_admission_keeps_node_alive_and_everyone_get
         balancer=False,
         extra_args=[
             "--handshakes-per-second", str(STORM_RATE), "--max-connections-per-ip", "100000",
+            "--ip-handshakes-per-second", "1000000", "--ip-handshake-burst", "1000000",
+            "--max-unjoined-per-ip", "1000000",
             "--health-port", str(health_port),
         ],
     )  # fmt: skip

@@ -54,6 +54,12 @@ class FakeConnection:
     def set_max_message_bytes(self, limit: int) -> None:
         self.max_message_bytes = limit
 
+    def joining(self, device: str | None) -> bool:
+        return True  # admission's per-device cap is the gateway's (tests/test_gateway.py)
+
+    def joined(self) -> None:
+        pass
+
     def messages(self) -> list[dict[str, Any]]:
         """The frames sent, decoded (JSON text frames: a 2-byte header for short ones)."""
         out = []

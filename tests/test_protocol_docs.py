@@ -106,6 +106,13 @@ def test_protocol_package_imports_no_io_library() -> None:
 CLIENT_VISIBLE_SETTINGS = {
     "max_connections",
     "max_connections_per_ip",
+    "max_unjoined_per_ip",
+    "max_joining",
+    "ip_handshake_burst",
+    "ip_handshakes_per_second",
+    "failed_joins_per_minute_per_ip",
+    "max_sessions_per_device",
+    "ipv6_prefix",
     "handshakes_per_second",
     "http_head_timeout_s",
     "hello_timeout_s",

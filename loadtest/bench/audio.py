@@ -80,6 +80,7 @@ def start_node(
     argv = [
         sys.executable, "-m", "jansamvad", "serve", "--host", "127.0.0.1", "--port", str(port), "--demo",
         "--max-connections-per-ip", "100000", "--handshakes-per-second", "100000",
+        "--ip-handshakes-per-second", "1000000", "--ip-handshake-burst", "1000000", "--max-unjoined-per-ip", "1000000",
         "--joins-per-minute-per-ip", "100000", "--ping-interval", "600", "--log-level", "warning",
         "--max-buffered-bytes", str(buffer_cap), "--send-buffer-bytes", str(send_buffer_bytes),
         "--max-connections", "25000",

@@ -122,6 +122,8 @@ def main() -> None:
         argv = ["taskset", "-c", "0", sys.executable, "-m", "jansamvad", "serve", "--port", str(port),
                 "--secret", secret, "--admin-key", key, "--log-level", "warning",
                 "--max-connections-per-ip", "100000", "--handshakes-per-second", "100000",
+                "--ip-handshakes-per-second", "1000000", "--ip-handshake-burst", "1000000",
+                "--max-unjoined-per-ip", "1000000",
                 "--max-open-townhalls", "100000", "--townhall-creates-per-minute", "100000"]  # fmt: skip
         node = subprocess.Popen(argv)
         try:

@@ -32,6 +32,7 @@ COMPONENTS: tuple[tuple[str, str], ...] = (
     ("TokenService.verify", "JWT verification (TokenService.verify)"),
     ("jansamvad/joining.py", "join: welcome, snapshot (joining.py)"),
     ("Client._hello", "rest of hello (store lookups)"),
+    ("jansamvad/edge.py", "upgrade at the edge: head checks, admission, 101, ServerProtocol() (edge.py)"),
     ("WsConnection._on_request", "upgrade: admission, websockets accept, 101 (WsConnection._on_request)"),
     ("ServerProtocol.parse", "websockets parser: request head and frames"),
     ("Client.on_message", "message decode and validation (Client.on_message)"),

@@ -62,6 +62,12 @@ class ServerConfig:
             # Admission control is raised out of the way: the bench measures the engine, not the limits.
             "--max-connections-per-ip",
             "100000",
+            "--max-unjoined-per-ip",
+            "100000",
+            "--ip-handshakes-per-second",
+            "1000000",
+            "--ip-handshake-burst",
+            "1000000",
             "--handshakes-per-second",
             "1000000",
             "--hello-timeout",

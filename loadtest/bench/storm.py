@@ -66,10 +66,17 @@ class StormClient:
         self.last_seq: int | None = None
         self.rejected = 0  # HTTP 503 answers
         self.refused = 0  # connect errors
+        self.closed_early = 0  # closed after the 101 but before welcome (1013 join timeout, 4008): reconnected
         self.recovered: bool | None = None
         self.back = asyncio.Event()
 
     async def connect(self) -> None:
+        """Connect and join; a close before `welcome` (1013, 4008: docs/protocol.md says reconnect) starts over."""
+        while not await self._attempt():
+            self.closed_early += 1
+            await asyncio.sleep(self.rng.uniform(0.5, 1.5))
+
+    async def _attempt(self) -> bool:
         self.back.clear()
         local = (self.source, 0) if self.source else None
         while True:
@@ -105,7 +112,14 @@ class StormClient:
         writer.write(wire.message_frame(hello))
         self.writer = writer
         self.task = asyncio.create_task(self._read(reader, writer))
-        await self.back.wait()
+        back = asyncio.create_task(self.back.wait())
+        await asyncio.wait((back, self.task), return_when=asyncio.FIRST_COMPLETED)
+        if self.back.is_set():
+            return True
+        back.cancel()
+        writer.transport.abort()
+        self.writer = None
+        return False
 
     async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -179,7 +193,9 @@ class Leader:
         from websockets.asyncio.client import connect
 
         url = url.replace("http://", "ws://") + "/ws"
-        ws = await connect(url, subprotocols=["jansamvad.v1.msgpack"])  # type: ignore[list-item]
+        # No client-side keepalive: the node pings the leader itself, and an orchestrator starved of CPU by tens of
+        # thousands of joins on the same 2 cores must not close its own leader for a late pong.
+        ws = await connect(url, subprotocols=["jansamvad.v1.msgpack"], ping_interval=None)  # type: ignore[list-item]
         leader = cls(ws)
         await ws.send(msgpack.packb({"t": "hello", "token": token}))
         while (await leader.recv())["t"] != "welcome":
@@ -211,6 +227,13 @@ def source_address(proc: int, i: int) -> str:
     return f"127.{20 + proc}.{i // 250 % 250 + 1}.{i % 250 + 1}"
 
 
+def _no_errors(answers: list[Any]) -> list[Any]:
+    for answer in answers:
+        if isinstance(answer, dict) and "error" in answer:
+            raise RuntimeError(f"a client process: {answer['error']}")
+    return answers
+
+
 async def _timed_connect(client: StormClient, started: float, back: list[float]) -> None:
     await client.connect()
     back.append(time.monotonic() - started)
@@ -227,17 +250,23 @@ async def _serve_commands(pipe: Connection, port: int, tokens: list[str], proc: 
                 if command == "storm":
                     for client in clients:
                         client.drop()
-                before = sum(c.rejected for c in clients), sum(c.refused for c in clients)
+                before = [sum(c.rejected for c in clients), sum(c.refused for c in clients)]
+                before.append(sum(c.closed_early for c in clients))
                 started = time.monotonic()
                 back: list[float] = []
 
-                async with asyncio.timeout(arg):
-                    await asyncio.gather(*(_timed_connect(c, started, back) for c in clients))
+                try:
+                    async with asyncio.timeout(arg):
+                        await asyncio.gather(*(_timed_connect(c, started, back) for c in clients))
+                except TimeoutError:  # say so instead of leaving the orchestrator waiting on the pipe
+                    pipe.send({"error": f"{len(clients) - len(back)} of {len(clients)} not back within {arg} s"})
+                    continue
                 pipe.send(
                     {
                         "back_s": sorted(back),
                         "rejected": sum(c.rejected for c in clients) - before[0],
                         "refused": sum(c.refused for c in clients) - before[1],
+                        "closed_early": sum(c.closed_early for c in clients) - before[2],
                         "most_503_one_client": max(c.rejected for c in clients),
                         "recovered": sum(1 for c in clients if c.recovered),
                     }
@@ -283,6 +312,9 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
         extra_args=[
             "--handshakes-per-second", str(opts.rate),
             "--max-connections-per-ip", "1000000",
+            # All clients share 127.0.0.1: per-network admission is out of the way (a real storm comes from many).
+            "--ip-handshakes-per-second", "1000000", "--ip-handshake-burst", "1000000",
+            "--max-unjoined-per-ip", "1000000",
             "--max-connections", str(per_worker),
             "--health-port", str(health_port),
         ],
@@ -316,11 +348,12 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             def ask_all(command: str, arg: Any) -> list[Any]:
                 for pipe in pipes:
                     pipe.send((command, arg))
-                return [pipe.recv() for pipe in pipes]
+                return _no_errors([pipe.recv() for pipe in pipes])
 
             started = time.monotonic()
             first = await asyncio.to_thread(ask_all, "connect", opts.bound_s * 4)
             first_in = time.monotonic() - started
+            print(f"storm: first connect of {opts.clients:,} in {first_in:.1f} s", file=sys.stderr, flush=True)
             spoken = [(await leader.request({"t": "speech", "text": f"पहले {i}"}))["seq"] for i in range(2)]
             await asyncio.to_thread(ask_all, "wait_seq", spoken[-1])
 
@@ -333,7 +366,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             for pipe in pipes:  # every process drops all its clients and reconnects them at once
                 pipe.send(("storm", opts.bound_s))
             missed = [(await leader.request({"t": "speech", "text": f"बीच में {i}"}))["seq"] for i in range(2)]
-            storm = await asyncio.to_thread(lambda: [pipe.recv() for pipe in pipes])
+            storm = await asyncio.to_thread(lambda: _no_errors([pipe.recv() for pipe in pipes]))
             all_back = time.monotonic() - started
             await asyncio.to_thread(ask_all, "wait_seq", missed[-1])
             caught_up = time.monotonic() - started
@@ -355,6 +388,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
                 "storm_503": sum(p["rejected"] for p in storm),
                 "most_503_one_client": max(p["most_503_one_client"] for p in storm),
                 "refused_connects": sum(p["refused"] for p in storm),
+                "closed_before_welcome": sum(p["closed_early"] for p in first + storm),
                 "recovered": sum(p["recovered"] for p in storm),
                 "lost_or_duplicated": sum(v["wrong"] for v in verified),
                 "healthz_probes": health_probe.count,
@@ -412,6 +446,7 @@ Python {platform.python_version()}); one node with {r["workers"]} workers
 | all caught up (the 2 speeches spoken during the storm received) | {r["all_caught_up_s"]} s |
 | HTTP 503 + `Retry-After` during the storm | {r["storm_503"]:,} (at most {r["most_503_one_client"]} for one client) |
 | refused or reset connects | {r["refused_connects"]:,} |
+| closed after the 101 before `welcome` (1013 / 4008), reconnected | {r.get("closed_before_welcome", 0):,} |
 | resumed with `recovered: true` | {r["recovered"]:,} of {r["clients"]:,} |
 | **speech lost, duplicated or out of order** | **{r["lost_or_duplicated"]} clients** |
 | `/healthz` on `--health-port` during the storm | {health} |

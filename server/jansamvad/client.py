@@ -337,6 +337,7 @@ class Client(MessageHandlers):
         try:
             async with asyncio.timeout(self.node.settings.join_timeout_s):
                 await self._join(msg)
+            self.conn.joined()  # no longer a join in flight (Gateway.joining)
             early, self.early = self.early, None
             for queued in early or ():
                 if self.claims is None or self.conn.state is not ConnState.OPEN:  # closed meanwhile
@@ -378,6 +379,8 @@ class Client(MessageHandlers):
                 raise ConnectionRefused(CloseCode.BANNED)
         if self.conn.state is not ConnState.OPEN:
             return  # closed while we looked things up
+        if not self.conn.joining(claims.sub if claims.role is Role.CITIZEN else None):  # per-device cap (admission.py)
+            raise ConnectionRefused(CloseCode.TRY_AGAIN_LATER, "too many sessions of this device")
         if self.conn.staff_lane:
             if node.staff_joined >= node.settings.max_staff_connections:
                 raise ConnectionRefused(CloseCode.TRY_AGAIN_LATER, "the staff lane is full")

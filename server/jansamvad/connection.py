@@ -1,7 +1,8 @@
 """One WebSocket connection: an asyncio protocol that drives websockets' sans-I/O ServerProtocol.
 
-uvicorn parses HTTP and hands every `Upgrade: websocket` request to this class (its `ws` protocol slot), replaying
-the request head; from then on the socket is ours, and no ASGI call is on its path. Incoming frames go through
+The edge (edge.py) answers a plain upgrade itself and hands over the socket with the protocol already OPEN; any
+other upgrade request reaches this class with its head replayed, and websockets does the handshake (and its errors).
+From then on the socket is ours, and no ASGI call is on its path. Incoming frames go through
 websockets' parser (handshake, masking, fragmentation limits, ping/pong, closing handshake). Outgoing broadcasts are
 pre-framed bytes written straight to the transport by the fan-out (see fanout.py); that is safe because the parser
 never leaves half a frame of its own in the transport and we never send fragmented messages.
@@ -90,6 +91,14 @@ class ConnectionOwner(Protocol):
         """The handshake was accepted: the owner sets `conn.client`."""
         ...
 
+    def session_joining(self, conn: WsConnection, device: str | None) -> bool: ...
+
+    def session_joined(self, conn: WsConnection) -> None: ...
+
+    def connection_closing(self, conn: WsConnection, code: CloseCode) -> None:
+        """The node starts closing `conn` with `code` (the owner counts it)."""
+        ...
+
     def connection_lost(self, conn: WsConnection) -> None: ...
 
 
@@ -165,7 +174,8 @@ class WsConnection(asyncio.Protocol):
 
     # asyncio.Protocol
 
-    def connection_made(self, transport: Any) -> None:
+    def connection_made(self, transport: Any, state: State = State.CONNECTING) -> None:
+        """`state` OPEN when the edge (edge.py) already answered the upgrade: websockets then parses frames only."""
         self.transport = transport
         # The transport calls pause_writing() when its buffer passes the cap and resume_writing() once it drained
         # below half of it: no buffer-size call on every write. In between the connection counts as slow (over_cap),
@@ -180,6 +190,7 @@ class WsConnection(asyncio.Protocol):
         self.ws = ServerProtocol(
             origins=owner.origins,
             select_subprotocol=_select_subprotocol,
+            state=state,
             max_size=owner.settings.max_message_bytes,
             logger=_ws_log,
         )
@@ -263,11 +274,15 @@ class WsConnection(asyncio.Protocol):
                 self.encoding = SUBPROTOCOLS[ws.subprotocol]
             elif parse_qs(url.query).get("enc") == ["json"]:
                 self.encoding = Encoding.JSON
-            self.state = ConnState.OPEN
-            self._refresh_fast_write()
-            self.opened_at = owner.clock
             _release_handshake(ws)
-            owner.connection_opened(self)
+            self.opened()
+
+    def opened(self) -> None:
+        """The 101 is written (here or by the edge): the session may start."""
+        self.state = ConnState.OPEN
+        self._refresh_fast_write()
+        self.opened_at = self.owner.clock
+        self.owner.connection_opened(self)
 
     # Frames in
 
@@ -312,6 +327,14 @@ class WsConnection(asyncio.Protocol):
                 self.fail(CloseCode.INVALID_DATA, "text frame is not valid UTF-8")
                 return
         self.client.on_message(data)
+
+    def joining(self, device: str | None) -> bool:
+        """The session showed a valid token (`device`: a citizen's subject): whether admission lets it join."""
+        return self.owner.session_joining(self, device)
+
+    def joined(self) -> None:
+        """The session's join is done (welcome sent): admission stops counting it as a join in flight."""
+        self.owner.session_joined(self)
 
     def set_max_message_bytes(self, limit: int) -> None:
         if self.ws is not None:
@@ -383,7 +406,7 @@ class WsConnection(asyncio.Protocol):
         if self.state is not ConnState.OPEN or ws is None or ws.state is not State.OPEN:
             return
         ws.send_close(code, close_reason(code, detail))
-        self.owner.closes[code] += 1
+        self.owner.connection_closing(self, code)
         self.state = ConnState.CLOSING
         self.fast_write = None
         self.closing_since = self.owner.clock
@@ -396,7 +419,7 @@ class WsConnection(asyncio.Protocol):
             return
         if ws.state is State.OPEN:
             ws.fail(code, close_reason(code, detail))
-            self.owner.closes[code] += 1
+            self.owner.connection_closing(self, code)
         self.state = ConnState.CLOSING
         self.fast_write = None
         self.closing_since = self.owner.clock

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import math
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Protocol
 
+from jansamvad.admission import NetworkBuckets, network_key
 from jansamvad.connection import ConnectionSession, WsConnection
+from jansamvad.protocol.codes import CloseCode
 from jansamvad.settings import Settings
 from jansamvad.token_bucket import TokenBucket
 
@@ -30,6 +33,13 @@ class SessionHost(Protocol):
         ...
 
 
+# Closes that end a connection which never joined because of the client: a bad or missing token, a bad hello. They
+# count against the client's network (failed_joins_per_minute_per_ip); 1013 and the like (the node's fault) do not,
+# nor does 4008 (no hello in time): an overloaded node reads hellos late, and sockets that never say hello are bounded
+# by max_unjoined_per_ip already.
+FAILED_JOIN_CLOSES = frozenset((CloseCode.UNAUTHORIZED, CloseCode.BAD_HELLO))
+
+
 class Gateway:
     def __init__(self, settings: Settings, host: SessionHost, closes: Counter[int], rejected: Counter[str]) -> None:
         self.settings = settings
@@ -40,7 +50,14 @@ class Gateway:
         self.origins: list[Origin | None] | None = list(settings.allowed_origins) or None  # type: ignore[arg-type]
         self.connections: set[WsConnection] = set()
         self.open_count = 0
-        self.per_ip: dict[str, int] = defaultdict(int)
+        self.per_ip: dict[str, int] = defaultdict(int)  # by network key (admission.py), like every per-IP limit
+        self.unjoined: dict[str, int] = defaultdict(int)  # citizen-lane connections without a valid token yet
+        self.devices: dict[str, int] = defaultdict(int)  # joined citizen sessions by token subject
+        # Upgraded, not yet welcomed: a storm waits at the door (503) instead of inside past join_timeout (1013).
+        self.joining: set[WsConnection] = set()
+        self._ip_handshakes = NetworkBuckets(settings.ip_handshakes_per_second, settings.ip_handshake_burst)
+        per_minute = settings.failed_joins_per_minute_per_ip
+        self._ip_failures = NetworkBuckets(per_minute / 60.0, per_minute)
         self.clock = 0.0  # coarse monotonic time, advanced by the keepalive wheel: cheap to read on every packet
         self.accepting = False  # False before the node started and while it drains
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -77,12 +94,12 @@ class Gateway:
         return any(address in network for network in self._trusted)
 
     def client_ip(self, peer: str, forwarded_for: list[str]) -> str:
-        """The client's address: the peer's, or behind our own load balancer (every connection comes from it) the
-        last address it added to X-Forwarded-For. A client may send its own header lines too: only the last value
-        of the last line counts."""
+        """The client's network key (admission.py: an IPv4 address, an IPv6 prefix): of the peer's address, or
+        behind our own load balancer (every connection comes from it) of the last address it added to
+        X-Forwarded-For. A client may send its own header lines too: only the last value of the last line counts."""
         if forwarded_for and self.trusts(peer):
-            return forwarded_for[-1].rpartition(",")[2].strip() or peer
-        return peer
+            peer = forwarded_for[-1].rpartition(",")[2].strip() or peer
+        return network_key(peer, self.settings.ipv6_prefix)
 
     # ConnectionOwner: called by the connections
 
@@ -107,8 +124,16 @@ class Gateway:
                 retry, reason = 1, "staff_rate"
         elif self.open_count >= settings.max_connections:
             retry, reason = 2, "max_connections"
+        elif len(self.joining) >= settings.max_joining:
+            retry, reason = 1, "joining"
         elif self.per_ip[conn.ip] >= settings.max_connections_per_ip:
             retry, reason = 10, "per_ip"
+        elif self.unjoined[conn.ip] >= settings.max_unjoined_per_ip:
+            retry, reason = 2, "per_ip_unjoined"
+        elif wait := self._ip_failures.wait(conn.ip, self._now()):
+            retry, reason = math.ceil(wait), "failed_joins"
+        elif wait := self._ip_handshakes.take(conn.ip, self._now()):
+            retry, reason = math.ceil(wait), "per_ip_rate"
         elif self._handshakes.take(self._now()):
             retry, reason = 1, "rate"
         if retry is not None:
@@ -119,19 +144,60 @@ class Gateway:
     def connection_opened(self, conn: WsConnection) -> None:
         self.open_count += 1
         self.per_ip[conn.ip] += 1
+        if not conn.staff_lane:
+            self.unjoined[conn.ip] += 1
+            self.joining.add(conn)
         conn.client = self._host.open_session(conn)
+
+    def session_joined(self, conn: WsConnection) -> None:
+        """The session's join is done (welcome sent): it no longer counts against max_joining."""
+        self.joining.discard(conn)
+
+    def session_joining(self, conn: WsConnection, device: str | None) -> bool:
+        """A session showed a valid token (`device`: a citizen's subject, else None): False when that device already
+        has max_sessions_per_device sessions here (the hello is then refused with 1013). The session sets its claims
+        right after a True, which moves the connection from the network's unjoined count to the device's."""
+        if device is not None:
+            if self.devices[device] >= self.settings.max_sessions_per_device:
+                self._rejected["per_device"] += 1
+                return False
+            self.devices[device] += 1
+        if not conn.staff_lane:
+            _decrement(self.unjoined, conn.ip)
+        return True
+
+    def connection_closing(self, conn: WsConnection, code: CloseCode) -> None:
+        """The node closes a connection with `code`: a connection that never joined, closed for its client's fault,
+        counts against its network."""
+        self.closes[code] += 1
+        session = conn.client
+        if code in FAILED_JOIN_CLOSES and session is not None and session.claims is None:
+            self._ip_failures.take(conn.ip, self._now())
 
     def connection_lost(self, conn: WsConnection) -> None:
         self.connections.discard(conn)
+        self.joining.discard(conn)
         session = conn.client
         if session is None:
             return
         self.open_count -= 1
-        if conn.staff_lane and session.claims is not None:
+        claims = session.claims
+        if claims is None:
+            if not conn.staff_lane:
+                _decrement(self.unjoined, conn.ip)
+        elif conn.staff_lane:
             self.staff_joined -= 1
-        left = self.per_ip[conn.ip] - 1
-        if left > 0:
-            self.per_ip[conn.ip] = left
         else:
-            self.per_ip.pop(conn.ip, None)
+            device: str = getattr(claims, "sub", "")
+            if device in self.devices:  # citizens only: other roles on this lane are not counted per device
+                _decrement(self.devices, device)
+        _decrement(self.per_ip, conn.ip)
         session.on_closed()  # the session leaves whatever it joined
+
+
+def _decrement(counts: dict[str, int], key: str) -> None:
+    left = counts.get(key, 0) - 1
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)

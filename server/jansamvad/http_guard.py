@@ -26,6 +26,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_deadline is None:
             self._head_deadline = self.loop.call_later(self.head_timeout_s, self._head_timed_out)
 
+    def keep_deadline(self, due: float) -> None:
+        """Keep the deadline the edge (edge.py) started when the socket opened, instead of a fresh one."""
+        self._disarm()
+        self._head_deadline = self.loop.call_at(due, self._head_timed_out)
+
     def _disarm(self) -> None:
         if self._head_deadline is not None:
             self._head_deadline.cancel()

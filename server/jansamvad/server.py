@@ -23,6 +23,7 @@ from starlette.types import ASGIApp
 
 from jansamvad.broker.memory import MemoryBroker
 from jansamvad.broker.redis import RedisBroker
+from jansamvad.edge import edge_protocol_class
 from jansamvad.http_app import create_app, create_health_app
 from jansamvad.http_guard import guarded_protocol_class
 from jansamvad.journal.redis import RedisJournal
@@ -179,11 +180,13 @@ class _SecondServer(uvicorn.Server):
 
 def _config(app: ASGIApp, settings: Settings, *, ws: type[asyncio.Protocol] | str, lifespan: str) -> uvicorn.Config:
     """uvicorn for a socket we bound ourselves (so `backlog` is only informative), on the running loop, with the
-    slowloris guard on every request head and nothing in the logs about each request."""
+    slowloris guard on every request head and nothing in the logs about each request. With WebSockets, every socket
+    starts in the edge (edge.py), which answers plain upgrades itself and hands the rest to uvicorn's protocol."""
+    head_timeout_s = settings.http_head_timeout_s
     return uvicorn.Config(
         app,
         ws=ws,  # uvicorn takes a protocol class as well as a name
-        http=guarded_protocol_class(settings.http_head_timeout_s),
+        http=guarded_protocol_class(head_timeout_s) if isinstance(ws, str) else edge_protocol_class(head_timeout_s),
         lifespan=lifespan,  # type: ignore[arg-type]
         loop="none",
         log_level=settings.log_level,

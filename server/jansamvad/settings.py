@@ -127,8 +127,32 @@ class Settings:
 
     # Connections and admission (HTTP 503 + Retry-After during the handshake beyond these).
     max_connections: int = setting(18_000, "Connections per process; stay below the open-file limit.", ADMISSION, min=1)
-    max_connections_per_ip: int = setting(1_000, "Connections from one IP per process.", ADMISSION, min=1)
+    # Per network (IPv4 address, IPv6 prefix) only what needs no valid token is held tight (admission.py).
+    max_connections_per_ip: int = setting(
+        10_000, "Connections from one network (IPv4 address, IPv6 prefix) per process.", ADMISSION, min=1
+    )
+    max_unjoined_per_ip: int = setting(
+        1_000, "Connections from one network per process that have not joined with a valid token yet.", ADMISSION, min=1
+    )
+    ip_handshakes_per_second: int = setting(200, "Handshakes a second from one network.", ADMISSION, min=1)
+    ip_handshake_burst: int = setting(
+        2_000, "Handshakes one network may make at once (a whole booth reconnecting).", ADMISSION, min=1
+    )
+    failed_joins_per_minute_per_ip: int = setting(
+        120,
+        "Connections from one network a minute that may close without joining (bad token or hello).",
+        ADMISSION,
+        min=1,
+    )
+    max_sessions_per_device: int = setting(
+        4,
+        "Joined sessions of one citizen identity (the token's subject) per process; more: close 1013.",
+        ADMISSION,
+        min=1,
+    )
+    ipv6_prefix: int = setting(64, "IPv6 clients are counted per prefix of this length.", ADMISSION, min=32, max=128)
     handshakes_per_second: int = setting(2_000, "WebSocket handshakes a second (citizens).", ADMISSION, min=1)
+    max_joining: int = setting(500, "Sessions per process between upgrade and welcome; more: 503.", ADMISSION, min=1)
     # The staff lane (/ws?lane=staff): leaders, moderators and admins connect through their own small handshake
     # budget and connection cap, so a storm of citizen reconnects never makes them wait (docs/operations.md).
     staff_handshakes_per_second: int = setting(
@@ -242,7 +266,7 @@ class Settings:
     # Audience interaction (docs/protocol.md section 4.1). Questions and votes are limited per citizen and per IP
     # across every node (the RateLimiter); reactions per connection, in process (they are far too many for Redis).
     joins_per_minute_per_ip: int = setting(
-        60, "Citizen identities one IP may create per minute (POST /api/townhalls/{id}/join).", AUDIENCE, min=1
+        300, "Citizen identities one IP may create per minute (POST /api/townhalls/{id}/join).", AUDIENCE, min=1
     )
     # Town halls open (scheduled or live) at once; creating one more is refused (409 limit_reached). A bound on what
     # a leaked or buggy admin key can make every node track, the dashboard list and the store hold.
@@ -282,7 +306,9 @@ class Settings:
         60, "Town halls one IP may create per minute, even with the admin key.", NODE, min=1
     )
     ask_per_minute: int = setting(3, "Questions per citizen per minute.", AUDIENCE, min=1)
-    ask_per_minute_per_ip: int = setting(60, "Questions per IP per minute.", AUDIENCE, min=1)
+    ask_per_minute_per_ip: int = setting(
+        600, "Questions per network (IPv4 address, IPv6 prefix) per minute.", AUDIENCE, min=1
+    )
     votes_per_minute: int = setting(120, "Votes per citizen per minute.", AUDIENCE, min=1)
     claim_ttl_s: float = setting(
         30.0, "Seconds a moderator's claim on a question lasts.", AUDIENCE, flag="claim-ttl", min=1
@@ -386,6 +412,12 @@ class Settings:
         for name in (
             "max_connections",
             "max_connections_per_ip",
+            "max_unjoined_per_ip",
+            "ip_handshakes_per_second",
+            "ip_handshake_burst",
+            "failed_joins_per_minute_per_ip",
+            "max_sessions_per_device",
+            "max_joining",
             "handshakes_per_second",
             "staff_handshakes_per_second",
             "max_staff_connections",

@@ -66,7 +66,9 @@ CLOSE_CODES: dict[CloseCode, CloseSpec] = {
         CloseSpec(CloseCode.MESSAGE_TOO_BIG, "a frame or message over the size limit", False),
         CloseSpec(CloseCode.INTERNAL_ERROR, "an unexpected server error, or no pong in time", True),
         CloseSpec(CloseCode.SERVICE_RESTART, "the node is shutting down, restarting or draining", True),
-        CloseSpec(CloseCode.TRY_AGAIN_LATER, "the node cannot serve the session now (store or broker down)", True),
+        CloseSpec(
+            CloseCode.TRY_AGAIN_LATER, "the node cannot serve the session now (store or broker down, device cap)", True
+        ),
         CloseSpec(CloseCode.BAD_HELLO, "the first message was not a valid hello", False),
         CloseSpec(CloseCode.UNAUTHORIZED, "the token is missing, forged, malformed or expired", False),
         CloseSpec(CloseCode.FORBIDDEN, "the token is for another town hall or role", False),

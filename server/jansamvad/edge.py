@@ -1,0 +1,288 @@
+"""The first protocol of every socket on the main port: the WebSocket upgrade without uvicorn or websockets' parser.
+
+A citizen's join starts with `GET /ws` and an `Upgrade: websocket` head that arrives whole in the first packet. That
+path is done here, with a fixed response template: the request head is checked per RFC 6455 section 4.2.1 (GET,
+HTTP/1.1, `Connection: upgrade`, `Upgrade: websocket`, a 16-byte base64 key, version 13), the Origin policy and the
+subprotocol choice (msgpack / json) are applied as websockets applies them, the gateway admits it or not, and the
+socket is handed to a `WsConnection` whose websockets protocol starts OPEN (it parses frames from the first byte).
+
+Anything else is handed on with the bytes read so far, so it is answered exactly as before: a request for another
+path goes to uvicorn's HTTP protocol (with the slowloris guard, http_guard.py), and a `/ws` request this module does
+not take (a malformed head, an odd header, a bad lane) goes to websockets' own handshake, which gives today's errors
+(400, 403, 404, 405, 426, ...). The fast path is a strict subset of what websockets would accept, never a superset.
+Per socket this saves uvicorn's `HttpToolsProtocol` (an httptools parser, loggers, two address syscalls), websockets'
+request parsing, `Headers` objects and response building.
+
+The head deadline (against slowloris) runs from the connection's opening until the head is complete, whichever
+protocol ends up reading it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import re
+import time
+from email.utils import formatdate
+from typing import Any, ClassVar
+from urllib.parse import parse_qs
+
+from websockets.protocol import State
+
+from jansamvad.connection import STAFF_LANE, WsConnection
+from jansamvad.http_guard import GuardedHttpToolsProtocol
+from jansamvad.protocol.codec import SUBPROTOCOLS, Encoding
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
+_PREFIX = b"GET /ws"
+MAX_HEAD_BYTES = 8192  # a longer first head goes the slow way (websockets' own limits then answer it)
+_MAX_HEADERS = 64
+# The request line we take: exactly /ws with an optional query of visible ASCII, HTTP/1.1.
+_REQUEST_LINE = re.compile(rb"GET /ws(\?[\x21-\x7e]*)? HTTP/1\.1")
+# A header line of tokens and visible ASCII (RFC 9110 field-name / field-value); anything else goes the slow way.
+# Matched over the whole head at once: a line that does not match is skipped, so the count of matches tells.
+_HEADER_LINES = re.compile(
+    rb"\r\n([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?)?[ \t]*(?=\r\n|\Z)"
+)
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+_date_at = -1
+_date = b""
+
+
+def _http_date() -> bytes:
+    """The Date header's value, formatted once a second rather than for every handshake."""
+    global _date_at, _date
+    now = int(time.time())
+    if now != _date_at:
+        _date_at, _date = now, formatdate(now, usegmt=True).encode()
+    return _date
+
+
+def accept_key(key: bytes) -> bytes:
+    return base64.b64encode(hashlib.sha1(key + _GUID).digest())
+
+
+class Upgrade:
+    """A WebSocket upgrade request this module may answer itself (parse_upgrade), reduced to what the node uses."""
+
+    __slots__ = ("accept", "forwarded_for", "lane", "origin", "query", "subprotocol")
+
+    def __init__(self) -> None:
+        self.accept = b""
+        self.subprotocol: str | None = None
+        self.origin: str | None = None
+        self.forwarded_for: list[str] = []
+        self.query: dict[str, list[str]] = {}
+        self.lane = False
+
+
+def _tokens(values: list[bytes]) -> list[str] | None:
+    """Comma-separated tokens of every line of a header; None when one is not a token (the slow path judges it)."""
+    out = []
+    for value in values:
+        for item in value.decode().split(","):
+            item = item.strip(" \t")
+            if item:
+                if _TOKEN.fullmatch(item) is None:
+                    return None
+                out.append(item)
+    return out
+
+
+def parse_upgrade(head: bytes, origins: list[Any] | None) -> Upgrade | None:
+    """The upgrade in a whole request head (without the final blank line), or None to leave it to websockets.
+
+    None for everything websockets might answer with something other than a 101: the fast path never accepts what
+    the slow one would refuse (the tests walk both over the same requests).
+    """
+    first_end = head.find(b"\r\n")
+    request = _REQUEST_LINE.fullmatch(head, 0, first_end if first_end != -1 else len(head))
+    if request is None:
+        return None
+    found_lines = _HEADER_LINES.findall(head, max(first_end, 0))
+    if len(found_lines) != head.count(b"\r\n") or len(found_lines) > _MAX_HEADERS:
+        return None  # a line that is not a plain header (or too many of them)
+    headers: dict[bytes, list[bytes]] = {}
+    for name, value in found_lines:
+        headers.setdefault(name.lower(), []).append(value)
+    connection = _tokens(headers.get(b"connection", []))
+    upgrade = _tokens(headers.get(b"upgrade", []))
+    if connection is None or not any(item.lower() == "upgrade" for item in connection):
+        return None
+    if upgrade is None or len(upgrade) != 1 or upgrade[0].lower() != "websocket":
+        return None
+    key, version, origin = (
+        headers.get(b"sec-websocket-key"),
+        headers.get(b"sec-websocket-version"),
+        headers.get(b"origin"),
+    )
+    if key is None or len(key) != 1 or version != [b"13"] or (origin is not None and len(origin) != 1):
+        return None
+    try:
+        if len(base64.b64decode(key[0], validate=True)) != 16:
+            return None
+    except binascii.Error:
+        return None
+    found = Upgrade()
+    found.origin = origin[0].decode() if origin else None
+    if origins is not None and found.origin not in origins:
+        return None  # websockets answers 403 (and matches patterns, which the node does not configure)
+    offered = _tokens(headers.get(b"sec-websocket-protocol", []))
+    if offered is None:
+        return None
+    found.subprotocol = next((name for name in offered if name in SUBPROTOCOLS), None)  # connection._select_subprotocol
+    raw_query = request.group(1)
+    found.query = parse_qs(raw_query[1:].decode()) if raw_query else {}
+    lane = found.query.get("lane")
+    if lane is not None and lane != [STAFF_LANE]:
+        return None  # 400 from the slow path
+    found.lane = lane is not None
+    found.forwarded_for = [value.decode() for value in headers.get(b"x-forwarded-for", ())]
+    found.accept = accept_key(key[0])
+    return found
+
+
+def switching_protocols(upgrade: Upgrade) -> bytes:
+    """The 101, byte for byte what websockets' `accept` + `send_response` write (a test compares them)."""
+    protocol = b"Sec-WebSocket-Protocol: %s\r\n" % upgrade.subprotocol.encode() if upgrade.subprotocol else b""
+    return (
+        b"HTTP/1.1 101 Switching Protocols\r\nDate: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: %s\r\n%s\r\n" % (_http_date(), upgrade.accept, protocol)
+    )
+
+
+_UNAVAILABLE_BODY = b"Service Unavailable: try again later\n"  # the same as connection.py's slow path
+
+
+def service_unavailable(retry_after: int) -> bytes:
+    """The 503 + Retry-After of a refused admission, as websockets' `reject` writes it in the slow path."""
+    return (
+        b"HTTP/1.1 503 Service Unavailable\r\nDate: %s\r\nConnection: close\r\nContent-Length: %d\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\nRetry-After: %d\r\n\r\n%s"
+        % (_http_date(), len(_UNAVAILABLE_BODY), retry_after, _UNAVAILABLE_BODY)
+    )
+
+
+class EdgeProtocol(asyncio.Protocol):
+    """What uvicorn creates for every accepted socket of the main port (its `http` protocol slot)."""
+
+    http_class: ClassVar[type[GuardedHttpToolsProtocol]] = GuardedHttpToolsProtocol
+    head_timeout_s = 10.0
+    head_timeouts = 0  # sockets closed before their head was read in time (class-wide, for tests)
+    fast_upgrades = 0  # upgrades answered here (class-wide, for tests and the bench)
+
+    __slots__ = ("_app_state", "_buffer", "_config", "_deadline", "_loop", "_server_state", "transport")
+
+    def __init__(self, config: Any, server_state: Any, app_state: Any, _loop: asyncio.AbstractEventLoop | None = None):
+        self._config = config
+        self._server_state = server_state
+        self._app_state = app_state
+        self._loop = _loop or asyncio.get_event_loop()
+        self._buffer = b""
+        self._deadline: asyncio.TimerHandle | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self._server_state.connections.add(self)  # uvicorn's shutdown closes sockets that never sent a head
+        self._deadline = self._loop.call_later(self.head_timeout_s, self._timed_out)
+
+    def _timed_out(self) -> None:
+        self._deadline = None
+        EdgeProtocol.head_timeouts += 1
+        GuardedHttpToolsProtocol.head_timeouts += 1  # one count of cut-off heads, whichever protocol held them
+        if self.transport is not None:
+            self.transport.close()
+
+    def _release(self) -> float:
+        """Leave the socket: the absolute time the head deadline was due (the next protocol keeps it)."""
+        self._server_state.connections.discard(self)
+        deadline, self._deadline = self._deadline, None
+        if deadline is None:
+            return self._loop.time() + self.head_timeout_s
+        deadline.cancel()
+        return deadline.when()
+
+    def data_received(self, data: bytes) -> None:
+        if self._buffer:
+            data = self._buffer + data
+            self._buffer = b""
+        if not data.startswith(_PREFIX):
+            if _PREFIX.startswith(data):
+                self._buffer = data  # "GE", "GET /w": too early to tell
+                return
+            self._to_http(data)
+            return
+        head_end = data.find(b"\r\n\r\n")
+        if head_end == -1:
+            if len(data) <= MAX_HEAD_BYTES:
+                self._buffer = data
+            else:
+                self._to_http(data)
+            return
+        ws_class: type[WsConnection] = self._config.ws_protocol_class
+        upgrade = None
+        if head_end + 4 == len(data) and head_end <= MAX_HEAD_BYTES:  # RFC 6455 clients wait for the 101
+            upgrade = parse_upgrade(data[:head_end], ws_class.owner.origins)
+        if upgrade is None:
+            self._to_http(data)  # websockets' own handshake answers it, as it always did (http_guard.py)
+            return
+        self._upgrade(ws_class, upgrade)
+
+    def _upgrade(self, ws_class: type[WsConnection], upgrade: Upgrade) -> None:
+        transport = self.transport
+        assert transport is not None
+        self._release()
+        conn = ws_class()
+        transport.set_protocol(conn)
+        conn.connection_made(transport, State.OPEN)
+        owner = conn.owner
+        conn.ip = owner.client_ip(conn.ip, upgrade.forwarded_for)
+        conn.staff_lane = upgrade.lane
+        retry_after = owner.admit(conn)
+        if retry_after is not None:
+            transport.write(service_unavailable(retry_after))
+            transport.close()
+            return
+        EdgeProtocol.fast_upgrades += 1
+        transport.write(switching_protocols(upgrade))
+        if upgrade.subprotocol is not None:
+            conn.encoding = SUBPROTOCOLS[upgrade.subprotocol]
+            assert conn.ws is not None
+            conn.ws.subprotocol = upgrade.subprotocol  # type: ignore[assignment]
+        elif upgrade.query.get("enc") == ["json"]:
+            conn.encoding = Encoding.JSON
+        conn.opened()
+
+    def _to_http(self, data: bytes) -> None:
+        """uvicorn's HTTP protocol (slowloris-guarded) takes the socket and the bytes read so far."""
+        transport = self.transport
+        assert transport is not None
+        due = self._release()
+        http = self.http_class(
+            config=self._config, server_state=self._server_state, app_state=self._app_state, _loop=self._loop
+        )
+        http.connection_made(transport)
+        http.keep_deadline(due)
+        transport.set_protocol(http)
+        http.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return None  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._release()
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful shutdown: a socket that has not sent its head yet is simply closed."""
+        if self.transport is not None:
+            self.transport.close()
+
+
+def edge_protocol_class(head_timeout_s: float) -> type[EdgeProtocol]:
+    """The main port's protocol class for uvicorn, with the node's head deadline."""
+    http = type("NodeHttpProtocol", (GuardedHttpToolsProtocol,), {"head_timeout_s": head_timeout_s})
+    return type("NodeEdgeProtocol", (EdgeProtocol,), {"head_timeout_s": head_timeout_s, "http_class": http})
