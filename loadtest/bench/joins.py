@@ -168,7 +168,7 @@ async def measure(opts: argparse.Namespace) -> dict[str, Any]:
             failed[key] = failed.get(key, 0) + count
     wall = (max(r["finished_ns"] for r in replies) - min(r["started_ns"] for r in replies)) / 1e9
     per_node = []
-    for n, node in enumerate(nodes):
+    for n in range(len(nodes)):
         cpu_s = (cpu_after[n] - cpu_before[n]).seconds
         joins = joined // len(nodes) + (1 if n < joined % len(nodes) else 0)  # the clients go round the nodes
         per_node.append(

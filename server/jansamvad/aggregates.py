@@ -3,7 +3,7 @@
 Nothing per vote or per tap crosses the broker: reactions are counted here and summed into the store once a tick,
 and every node reads the exact totals (votes, reactions, poll counts) from the store and sends them to its local
 listeners, conflated, only when they changed. Viewer counts are one write per listener: in a big room they go out
-less often (see VIEWERS_LISTENERS_PER_S).
+less often (viewers_pace.py).
 """
 
 from __future__ import annotations
@@ -23,12 +23,10 @@ from jansamvad.presence.base import Audience, PresenceManager
 from jansamvad.protocol.records import PollCounts, Reactions, Viewers, Votes, to_map
 from jansamvad.settings import Settings
 from jansamvad.store.base import Store
+from jansamvad.viewers_pace import viewers_due
 
 log = logging.getLogger("jansamvad.node")
 
-# Viewer counts go out every listeners / this many seconds (at least every presence interval), unless a speech or
-# question write carries them anyway.
-VIEWERS_LISTENERS_PER_S = 5_000
 QUEUE_DEPTH_EVERY = 5  # aggregates ticks between two readings of the moderation queue depth
 
 
@@ -97,10 +95,13 @@ class Aggregates:
             room = hub.room(public_channel(th))
             if room is None:
                 continue
-            if now >= room.viewers_due or room.events:
+            last = room.sent.get("viewers")
+            last_n = last["n"] if isinstance(last, dict) else None
+            since = now - room.viewers_sent_at
+            if viewers_due(len(room.members), last_n, audience.citizens, since, with_event=bool(room.events)):
                 message = to_map(Viewers(n=audience.citizens, staff=audience.staff))
                 if self._send_if_changed(room, "viewers", message, True):
-                    room.viewers_due = now + len(room.members) / VIEWERS_LISTENERS_PER_S
+                    room.viewers_sent_at = now
         # Votes, reactions and poll tallies: every node reads the exact totals from the store once per tick and sends
         # them to its local listeners when they changed. Nothing per vote or per tap crosses the broker.
         reactions, self._reactions = self._reactions, {}

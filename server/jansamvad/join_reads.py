@@ -1,0 +1,141 @@
+"""The reads a join makes, shared by every join of the same moment (issue 19: no sequential round trips per join).
+
+A citizen's join reads the town hall, the user's restriction, and for its snapshot the room's history, public
+questions, polls and reaction totals. In a growing room thousands of joins a second ask the same things, and each
+read was a Redis round trip (a write syscall, a reply parsed) per join. Here every read is a *batch*: the joins that
+ask for the same town hall while a read of it is in flight wait for the next one, which then serves all of them in
+one round trip (restrictions: one MGET for all their users). So the Redis calls per second grow with round trips,
+not with joins, and an idle node pays one call per join, as before.
+
+Freshness is what it was: a batch starts only after every join in it asked, so a join sees state at least as new as
+the moment it asked. That is what the snapshot needs: the joiner is already in the room (it receives every event
+from then on), the batch reads the history head after that, and the store after the head, so every event up to
+the head is in the state and every later one arrives live (fanout.resume drops the ones the head covers).
+
+A failed read fails every join of its batch (the store's error: RedisUnavailable closes them with 1013, as a single
+join did); the next join starts a new batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from jansamvad.broker.base import Broker, HistoryResult
+from jansamvad.channels import public_channel
+from jansamvad.models import PUBLIC_STATES, PollState, Restriction, Townhall
+from jansamvad.store.base import Store
+
+K = TypeVar("K", bound=Hashable)
+I = TypeVar("I", bound=Hashable)  # noqa: E741 (an item of a batch)
+V = TypeVar("V")
+
+
+class Batched(Generic[K, I, V]):
+    """Reads of `items` under a key, batched: one `read(key, items)` in flight per key; who asks meanwhile waits
+    for the next, which starts when the one in flight ends and carries every item asked for since."""
+
+    def __init__(self, read: Callable[[K, list[I]], Coroutine[Any, Any, dict[I, V]]]) -> None:
+        self._read = read
+        self._running: set[K] = set()
+        self._next: dict[K, tuple[dict[I, None], asyncio.Future[dict[I, V]]]] = {}
+        self._tasks: set[asyncio.Task[dict[I, V]]] = set()  # asyncio keeps only weak references to tasks
+        self.reads = 0  # batches read (a test and the bench compare it with the joins)
+
+    async def get(self, key: K, item: I) -> V:
+        entry = self._next.get(key)
+        if entry is None:
+            future: asyncio.Future[dict[I, V]] = asyncio.get_running_loop().create_future()
+            future.add_done_callback(_retrieve)
+            entry = self._next[key] = ({}, future)
+            if key not in self._running:
+                # At the end of this loop iteration: the joins whose hellos arrived with this one join the batch.
+                asyncio.get_running_loop().call_soon(self._start, key)
+        entry[0][item] = None
+        # Shielded: a join that times out must not cancel the read the others of its batch wait for.
+        return (await asyncio.shield(entry[1]))[item]
+
+    def _start(self, key: K) -> None:
+        entry = self._next.pop(key, None)
+        if entry is None:
+            return
+        items, future = entry
+        self._running.add(key)
+        self.reads += 1
+        task: asyncio.Task[dict[I, V]] = asyncio.get_running_loop().create_task(self._read(key, list(items)))
+        self._tasks.add(task)
+
+        def done(task: asyncio.Task[dict[I, V]]) -> None:
+            self._tasks.discard(task)
+            self._running.discard(key)
+            if task.cancelled():
+                future.cancel()
+            elif (exc := task.exception()) is not None:
+                future.set_exception(exc)
+            else:
+                future.set_result(task.result())
+            if key in self._next:
+                self._start(key)
+
+        task.add_done_callback(done)
+
+
+@dataclass(frozen=True)
+class RoomState:
+    """What every citizen's snapshot of one moment shares: the speech history up to `hist.head` and the state
+    after it, already in their wire form (the lists are shared by the snapshots: nobody changes them)."""
+
+    hist: HistoryResult
+    questions: list[dict[str, Any]]
+    polls: list[dict[str, Any]]
+    reactions: dict[str, int]
+
+
+class JoinReads:
+    def __init__(self, store: Store, broker: Broker, *, snapshot_speech: int, top_votes: int) -> None:
+        self._store = store
+        self._broker = broker
+        self._snapshot_speech = snapshot_speech
+        self._top_votes = top_votes
+        self.townhalls: Batched[str, None, Townhall | None] = Batched(self._read_townhall)
+        self.restrictions: Batched[str, str, Restriction | None] = Batched(self._store.restrictions)
+        self.states: Batched[str, None, RoomState] = Batched(self._read_state)
+        self.votes: Batched[str, None, tuple[dict[str, int], dict[str, int]]] = Batched(self._read_votes)
+
+    async def townhall(self, th: str) -> Townhall | None:
+        return await self.townhalls.get(th, None)
+
+    async def restriction(self, th: str, sub: str) -> Restriction | None:
+        return await self.restrictions.get(th, sub)
+
+    async def room_state(self, th: str) -> RoomState:
+        """The snapshot's shared part, read after the call: call it once the session is in the room."""
+        return await self.states.get(th, None)
+
+    async def top_votes(self, th: str) -> tuple[dict[str, int], dict[str, int]]:
+        return await self.votes.get(th, None)
+
+    async def _read_townhall(self, th: str, _: Sequence[None]) -> dict[None, Townhall | None]:
+        return {None: await self._store.get_townhall(th)}
+
+    async def _read_votes(self, th: str, _: Sequence[None]) -> dict[None, tuple[dict[str, int], dict[str, int]]]:
+        return {None: await self._store.top_votes(th, self._top_votes)}
+
+    async def _read_state(self, th: str, _: Sequence[None]) -> dict[None, RoomState]:
+        # The head first, then the store: every event up to the head is in what the store returns.
+        hist = await self._broker.history(public_channel(th), 0, self._snapshot_speech)
+        questions, polls, reactions = await asyncio.gather(
+            self._store.questions(th, PUBLIC_STATES),
+            self._store.polls(th, (PollState.OPEN, PollState.CLOSED)),
+            self._store.add_reactions(th, {}),
+        )
+        state = RoomState(hist, [q.public() for q in questions], [p.public() for p in polls], reactions)
+        return {None: state}
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a batch's failure as seen: its joins got it (or timed out); it must not be logged as lost."""
+    if not future.cancelled():
+        future.exception()
