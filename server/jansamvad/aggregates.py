@@ -81,8 +81,14 @@ class Aggregates:
             except Exception as exc:
                 log.warning("aggregates tick failed: %s", type(exc).__name__)
 
+    @property
+    def ticks(self) -> int:
+        """Ticks begun: what a join may reuse of an earlier join's reads holds only within one (join_reads.py)."""
+        return self._ticks
+
     async def tick(self) -> None:
         hub, store, settings = self._hub, self._store, self._settings
+        self._ticks += 1
         local: dict[str, Audience] = {}
         for name, listeners in hub.rooms.items():
             channel = Channel.parse(name)
@@ -118,7 +124,6 @@ class Aggregates:
                 self._send_if_changed(room, f"poll_counts:{poll.pid}", message, True)
         for th, counts in reactions.items():  # taps from sessions that left before the tick
             await store.add_reactions(th, counts)
-        self._ticks += 1
         if self._ticks % QUEUE_DEPTH_EVERY == 0:  # for the metrics; only where this node has moderators
             depth = {}
             for name in hub.rooms:

@@ -12,6 +12,14 @@ the moment it asked. That is what the snapshot needs: the joiner is already in t
 from then on), the batch reads the history head after that, and the store after the head, so every event up to
 the head is in the state and every later one arrives live (fanout.resume drops the ones the head covers).
 
+Reuse: the room state and the town hall a batch read stay good for later joins while nothing could have changed
+them unseen: every change of either is an event of the town hall's stream, so as long as this node has handed on
+no event of the channel since the read (the broker's `delivered` seq is still the head read) and no aggregates tick
+began (votes and reaction totals are not events: a tick sends their changes only to those already in the room), a
+later joiner, already in the room, gets every event after that head live. So in a growing room the snapshot costs
+one read per town hall per tick or per event, whichever comes first; only the restrictions (per user) are read
+for every batch.
+
 A failed read fails every join of its batch (the store's error: RedisUnavailable closes them with 1013, as a single
 join did); the next join starts a new batch.
 """
@@ -93,38 +101,77 @@ class RoomState:
     reactions: dict[str, int]
 
 
+MAX_KEPT = 1_000  # town halls whose last reads are kept for reuse (more: the oldest are forgotten)
+
+
 class JoinReads:
-    def __init__(self, store: Store, broker: Broker, *, snapshot_speech: int, top_votes: int) -> None:
+    def __init__(
+        self, store: Store, broker: Broker, *, snapshot_speech: int, top_votes: int, epoch: Callable[[], int]
+    ) -> None:
         self._store = store
         self._broker = broker
         self._snapshot_speech = snapshot_speech
         self._top_votes = top_votes
+        self._epoch = epoch  # the aggregates ticks begun (Aggregates.ticks)
+        # th -> (epoch, the channel's delivered seq, what was read), for reuse (module docstring).
+        self._kept_states: dict[str, tuple[int, int | None, RoomState]] = {}
+        self._kept_townhalls: dict[str, tuple[int, int | None, Townhall]] = {}
+        self.reused = 0  # joins served from a kept read
         self.townhalls: Batched[str, None, Townhall | None] = Batched(self._read_townhall)
         self.restrictions: Batched[str, str, Restriction | None] = Batched(self._store.restrictions)
         self.states: Batched[str, None, RoomState] = Batched(self._read_state)
         self.votes: Batched[str, None, tuple[dict[str, int], dict[str, int]]] = Batched(self._read_votes)
 
     async def townhall(self, th: str) -> Townhall | None:
+        kept = self._kept_townhalls.get(th)
+        if kept is not None and self._still_good(th, kept[0], kept[1]):
+            self.reused += 1
+            return kept[2]
         return await self.townhalls.get(th, None)
 
     async def restriction(self, th: str, sub: str) -> Restriction | None:
         return await self.restrictions.get(th, sub)
 
     async def room_state(self, th: str) -> RoomState:
-        """The snapshot's shared part, read after the call: call it once the session is in the room."""
+        """The snapshot's shared part, read after the call (or reused: the module docstring says when): call it once
+        the session is in the room."""
+        kept = self._kept_states.get(th)
+        if kept is not None and kept[1] == kept[2].hist.head and self._still_good(th, kept[0], kept[1]):
+            self.reused += 1
+            return kept[2]
         return await self.states.get(th, None)
+
+    def _still_good(self, th: str, epoch: int, delivered: int | None) -> bool:
+        """No aggregates tick began and no event of the town hall was handed on since a read that saw these."""
+        return (
+            delivered is not None and epoch == self._epoch() and self._broker.delivered(public_channel(th)) == delivered
+        )
+
+    def _marks(self, th: str) -> tuple[int, int | None]:
+        return self._epoch(), self._broker.delivered(public_channel(th))
+
+    @staticmethod
+    def _keep(kept: dict[str, Any], th: str, value: Any) -> None:
+        if len(kept) >= MAX_KEPT and th not in kept:
+            kept.clear()  # rare (a node serving a thousand town halls): forgetting only costs a read
+        kept[th] = value
 
     async def top_votes(self, th: str) -> tuple[dict[str, int], dict[str, int]]:
         return await self.votes.get(th, None)
 
     async def _read_townhall(self, th: str, _: Sequence[None]) -> dict[None, Townhall | None]:
-        return {None: await self._store.get_townhall(th)}
+        epoch, delivered = self._marks(th)  # taken before the read: a change after them shows as a new event or tick
+        townhall = await self._store.get_townhall(th)
+        if townhall is not None:
+            self._keep(self._kept_townhalls, th, (epoch, delivered, townhall))
+        return {None: townhall}
 
     async def _read_votes(self, th: str, _: Sequence[None]) -> dict[None, tuple[dict[str, int], dict[str, int]]]:
         return {None: await self._store.top_votes(th, self._top_votes)}
 
     async def _read_state(self, th: str, _: Sequence[None]) -> dict[None, RoomState]:
         # The head first, then the store: every event up to the head is in what the store returns.
+        epoch, delivered = self._marks(th)
         hist = await self._broker.history(public_channel(th), 0, self._snapshot_speech)
         questions, polls, reactions = await asyncio.gather(
             self._store.questions(th, PUBLIC_STATES),
@@ -132,6 +179,8 @@ class JoinReads:
             self._store.add_reactions(th, {}),
         )
         state = RoomState(hist, [q.public() for q in questions], [p.public() for p in polls], reactions)
+        # Kept only when this node had handed on exactly the head it read (else the next join reads again).
+        self._keep(self._kept_states, th, (epoch, delivered, state))
         return {None: state}
 
 

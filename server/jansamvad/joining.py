@@ -71,7 +71,13 @@ class Joiner:
         self._digests = digests
         self._regions = regions
         # The reads every join of a moment shares, batched (join_reads.py); the Client's hello reads through it too.
-        self.reads = JoinReads(store, broker, snapshot_speech=settings.snapshot_speech, top_votes=settings.top_votes)
+        self.reads = JoinReads(
+            store,
+            broker,
+            snapshot_speech=settings.snapshot_speech,
+            top_votes=settings.top_votes,
+            epoch=lambda: aggregates.ticks,
+        )
         self.units = UnitIndex(regions)  # citizens' unit paths, for targeted events (targeting.py); Node.leave too
 
     def forget(self, conn: WsConnection, th: str, claims: Claims) -> None:

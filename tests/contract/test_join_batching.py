@@ -23,10 +23,18 @@ MakeServer = Callable[..., Awaitable[RunningServer]]
 JOINS = 60
 
 
-def commands_processed(server: RedisServer) -> int:
+OURS = frozenset({"cmdstat_info", "cmdstat_hello", "cmdstat_client|setinfo"})  # the test's own look at the server
+
+
+def command_calls(server: RedisServer) -> dict[str, int]:
+    """Calls per command so far (INFO commandstats)."""
     with server.client() as client:
-        info: dict[str, Any] = client.info("stats")
-        return int(info["total_commands_processed"])
+        return {name: int(stat["calls"]) for name, stat in client.info("commandstats").items()}
+
+
+def node_commands(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """The commands the node sent between two readings, by name (the test's own INFO and connection left out)."""
+    return {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0) and k not in OURS}
 
 
 async def open_all(node: RunningServer, count: int) -> list[Session]:
@@ -52,7 +60,7 @@ async def test_join_batching_many_joins_at_once_share_reads_and_get_correct_snap
     await node.node.store.restrict(Restriction("c-banned", RestrictionKind.BAN, 0, hall.th, "m-mod", "spam", now))
 
     sessions = await open_all(node, JOINS)  # upgraded, not joined: the hellos below arrive together
-    before = commands_processed(redis_standalone)
+    before = command_calls(redis_standalone)
     subs = ["c-banned" if i == 7 else f"c-{i}" for i in range(JOINS)]
     await asyncio.gather(
         *(s.send({"t": "hello", "token": hall.citizen_token(sub=sub)}) for s, sub in zip(sessions, subs, strict=True))
@@ -65,7 +73,7 @@ async def test_join_batching_many_joins_at_once_share_reads_and_get_correct_snap
         welcome = await session.recv()
         snapshot = await session.recv()
         results.append((welcome, snapshot))
-    commands = commands_processed(redis_standalone) - before
+    commands = node_commands(before, command_calls(redis_standalone))
 
     assert results[7][0] == CloseCode.BANNED
     for i, result in enumerate(results):
@@ -78,7 +86,7 @@ async def test_join_batching_many_joins_at_once_share_reads_and_get_correct_snap
         assert [q["qid"] for q in snapshot["questions"]] == [asked["qid"]]
     # One by one, a citizen's join was 7 commands (town hall, 2 restriction GETs, history, questions, polls,
     # reactions). Batched, the joins of a moment share them; the presence and roll-up ticks add a few.
-    assert commands < 2 * JOINS, f"{commands} Redis commands for {JOINS} joins"
+    assert sum(commands.values()) < 2 * JOINS, f"Redis commands for {JOINS} joins: {commands}"
     # Everyone is counted, and the room goes on live after the batched snapshot: the next speech reaches all.
     said = await leader.request({"t": "speech", "text": "सब जुड़ गए", "final": True})
     live = [s for i, s in enumerate(sessions) if i != 7]
@@ -111,3 +119,43 @@ async def test_join_batching_joins_while_redis_is_down_close_with_1013_then_join
     for session in again:
         assert (await session.recv(5))["t"] == "welcome"
         assert (await session.recv(5))["t"] == "snapshot"
+
+
+async def test_join_batching_a_later_join_reuses_reads_until_an_event_or_a_tick(
+    make_server: MakeServer, redis_standalone: RedisServer
+) -> None:
+    # No aggregates tick during the test (presence every 60 s): only events may end a reuse.
+    node = await make_server(
+        redis_url=redis_standalone.url, redis_prefix="join-reuse-" + str(now_ms()), presence_interval_s=60.0
+    )
+    hall = await make_hall(node)
+    leader = await joined(node, hall.leader)
+    moderator = await joined(node, hall.moderator)
+    await leader.request({"t": "go_live"})
+    await joined(node, hall.citizen_token(sub="c-first"))
+
+    before = command_calls(redis_standalone)
+    session = await Session.open(node, "json")
+    _, snapshot = await session.hello(hall.citizen_token(sub="c-second"))
+    assert snapshot is not None and snapshot["status"] == "live" and snapshot["speech"] == []
+    # Nothing happened since the first join's reads: only the restriction (2 MGETs) is read for this one.
+    assert node_commands(before, command_calls(redis_standalone)) == {"cmdstat_mget": 2}
+
+    said = await leader.request({"t": "speech", "text": "नई बात", "final": True})
+    await session.recv_until(lambda m: m["t"] == "speech")  # handed on by this node: the kept reads are stale
+    _, snapshot = await (await Session.open(node, "json")).hello(hall.citizen_token(sub="c-third"))
+    assert snapshot is not None and snapshot["seq"] == said["seq"]
+    assert [s["text"] for s in snapshot["speech"]] == ["नई बात"]
+
+    asked = await session.request({"t": "ask", "key": "key-0002", "text": "पानी कब आएगा?"})
+    await moderator.recv_until(lambda m: m["t"] == "queue_add")
+    await moderator.request({"t": "moderate", "qid": asked["qid"], "action": "approve"})
+    public = await session.recv_until(lambda m: m["t"] == "question")
+    _, snapshot = await (await Session.open(node, "json")).hello(hall.citizen_token(sub="c-fourth"))
+    assert snapshot is not None and snapshot["seq"] == public["seq"]
+    assert [q["qid"] for q in snapshot["questions"]] == [asked["qid"]]
+
+    await leader.request({"t": "end"})
+    closed = await Session.open(node, "json")
+    await closed.send({"t": "hello", "token": hall.citizen_token(sub="c-late")})
+    assert (await closed.expect_close())[0] == CloseCode.TOWNHALL_ENDED
