@@ -128,7 +128,7 @@ async def measure(opts: argparse.Namespace) -> dict[str, Any]:
             await _line(proc, 30.0)  # ready
         load_before = procstat.loadavg()
         if opts.profile:
-            spy = PySpy(nodes[0].pid, REPORTS / f"profile-joins-{stamp}.raw")
+            spy = PySpy(nodes[0].pid, REPORTS / f"profile-joins-{stamp}.raw", rate=opts.profile_rate)
             spy.start()
             await asyncio.sleep(1.0)  # py-spy attaches
         cpu_before = [node.cpu() for node in nodes]
@@ -214,6 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--encoding", choices=("json", "msgpack"), default="json")
     parser.add_argument("--speeches", type=int, default=10, help="sentences spoken before the joins")
     parser.add_argument("--profile", action="store_true", help="py-spy on node 0 during the joins")
+    parser.add_argument("--profile-rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--node-arg", action="append", help="an extra `jansamvad serve` argument (repeat)")
     opts = parser.parse_args(argv)
     result = asyncio.run(asyncio.wait_for(measure(opts), RUN_BUDGET_S + 60))

@@ -43,10 +43,12 @@ V = TypeVar("V")
 
 class Batched(Generic[K, I, V]):
     """Reads of `items` under a key, batched: one `read(key, items)` in flight per key; who asks meanwhile waits
-    for the next, which starts when the one in flight ends and carries every item asked for since."""
+    for the next, which starts when the one in flight ends and carries every item asked for since. A batch with
+    nothing in flight before it starts `window_s` after its first item (the joins of that moment join it)."""
 
-    def __init__(self, read: Callable[[K, list[I]], Coroutine[Any, Any, dict[I, V]]]) -> None:
+    def __init__(self, read: Callable[[K, list[I]], Coroutine[Any, Any, dict[I, V]]], window_s: float = 0.0) -> None:
         self._read = read
+        self._window_s = window_s
         self._running: set[K] = set()
         self._next: dict[K, tuple[dict[I, None], asyncio.Future[dict[I, V]]]] = {}
         self._tasks: set[asyncio.Task[dict[I, V]]] = set()  # asyncio keeps only weak references to tasks
@@ -59,8 +61,7 @@ class Batched(Generic[K, I, V]):
             future.add_done_callback(_retrieve)
             entry = self._next[key] = ({}, future)
             if key not in self._running:
-                # At the end of this loop iteration: the joins whose hellos arrived with this one join the batch.
-                asyncio.get_running_loop().call_soon(self._start, key)
+                asyncio.get_running_loop().call_later(self._window_s, self._start, key)
         entry[0][item] = None
         # Shielded: a join that times out must not cancel the read the others of its batch wait for.
         return (await asyncio.shield(entry[1]))[item]
@@ -106,7 +107,14 @@ MAX_KEPT = 1_000  # town halls whose last reads are kept for reuse (more: the ol
 
 class JoinReads:
     def __init__(
-        self, store: Store, broker: Broker, *, snapshot_speech: int, top_votes: int, epoch: Callable[[], int]
+        self,
+        store: Store,
+        broker: Broker,
+        *,
+        snapshot_speech: int,
+        top_votes: int,
+        epoch: Callable[[], int],
+        window_s: float = 0.0,
     ) -> None:
         self._store = store
         self._broker = broker
@@ -117,10 +125,12 @@ class JoinReads:
         self._kept_states: dict[str, tuple[int, int | None, RoomState]] = {}
         self._kept_townhalls: dict[str, tuple[int, int | None, Townhall]] = {}
         self.reused = 0  # joins served from a kept read
-        self.townhalls: Batched[str, None, Townhall | None] = Batched(self._read_townhall)
-        self.restrictions: Batched[str, str, Restriction | None] = Batched(self._store.restrictions)
-        self.states: Batched[str, None, RoomState] = Batched(self._read_state)
-        self.votes: Batched[str, None, tuple[dict[str, int], dict[str, int]]] = Batched(self._read_votes)
+        # A join waits at most window_s (the fan-out tick) for the others of its moment: at a few hundred joins a
+        # second a batch of call_soon would mostly be one join.
+        self.townhalls: Batched[str, None, Townhall | None] = Batched(self._read_townhall, window_s)
+        self.restrictions: Batched[str, str, Restriction | None] = Batched(self._store.restrictions, window_s)
+        self.states: Batched[str, None, RoomState] = Batched(self._read_state, window_s)
+        self.votes: Batched[str, None, tuple[dict[str, int], dict[str, int]]] = Batched(self._read_votes, window_s)
 
     async def townhall(self, th: str) -> Townhall | None:
         kept = self._kept_townhalls.get(th)

@@ -77,6 +77,7 @@ class Joiner:
             snapshot_speech=settings.snapshot_speech,
             top_votes=settings.top_votes,
             epoch=lambda: aggregates.ticks,
+            window_s=settings.tick_ms / 1000,
         )
         self.units = UnitIndex(regions)  # citizens' unit paths, for targeted events (targeting.py); Node.leave too
 
