@@ -73,7 +73,9 @@ class FakeOwner:
         self.metrics = NodeMetrics()
         self.tokens = TokenService(self.settings.secret)
         self.store = MemoryStore()
-        self.join_reads = JoinReads(self.store, MemoryBroker(), snapshot_speech=10, top_votes=10, epoch=lambda: 0)
+        self.join_reads = JoinReads(
+            self.store, MemoryBroker(), snapshot_speech=10, top_votes=10, history_size=100, epoch=lambda: 0
+        )
         self.limiter = MemoryRateLimiter()
         self.policy = Policy.load(self.settings.moderation_dir)
         self.tally = UnitTally()

@@ -27,6 +27,7 @@ join did); the next join starts a new batch.
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_right
 from collections.abc import Callable, Coroutine, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -113,6 +114,7 @@ class JoinReads:
         *,
         snapshot_speech: int,
         top_votes: int,
+        history_size: int,
         epoch: Callable[[], int],
         window_s: float = 0.0,
     ) -> None:
@@ -120,6 +122,7 @@ class JoinReads:
         self._broker = broker
         self._snapshot_speech = snapshot_speech
         self._top_votes = top_votes
+        self._history_size = history_size
         self._epoch = epoch  # the aggregates ticks begun (Aggregates.ticks)
         # th -> (epoch, the channel's delivered seq, what was read), for reuse (module docstring).
         self._kept_states: dict[str, tuple[int, int | None, RoomState]] = {}
@@ -131,6 +134,7 @@ class JoinReads:
         self.restrictions: Batched[str, str, Restriction | None] = Batched(self._store.restrictions, window_s)
         self.states: Batched[str, None, RoomState] = Batched(self._read_state, window_s)
         self.votes: Batched[str, None, tuple[dict[str, int], dict[str, int]]] = Batched(self._read_votes, window_s)
+        self.histories: Batched[str, int, HistoryResult] = Batched(self._read_histories, window_s)
 
     async def townhall(self, th: str) -> Townhall | None:
         kept = self._kept_townhalls.get(th)
@@ -169,6 +173,11 @@ class JoinReads:
     async def top_votes(self, th: str) -> tuple[dict[str, int], dict[str, int]]:
         return await self.votes.get(th, None)
 
+    async def history(self, th: str, since: int) -> HistoryResult:
+        """The town hall's events after `since` (a resume's replay), read after the call: once the session is in the
+        room. The resumes of a moment (a reconnect storm) share one read from the oldest `since` among them."""
+        return await self.histories.get(th, since)
+
     async def _read_townhall(self, th: str, _: Sequence[None]) -> dict[None, Townhall | None]:
         epoch, delivered = self._marks(th)  # taken before the read: a change after them shows as a new event or tick
         townhall = await self._store.get_townhall(th)
@@ -178,6 +187,34 @@ class JoinReads:
 
     async def _read_votes(self, th: str, _: Sequence[None]) -> dict[None, tuple[dict[str, int], dict[str, int]]]:
         return {None: await self._store.top_votes(th, self._top_votes)}
+
+    async def _read_histories(self, th: str, sinces: Sequence[int]) -> dict[int, HistoryResult]:
+        channel = public_channel(th)
+        found: dict[int, HistoryResult] = {}
+        pending = sorted(set(sinces))
+        hist = await self._broker.history(channel, pending[0], self._history_size)
+        if not hist.complete:
+            # The oldest is past the window. Those older than what the window holds are read on their own (they
+            # get a snapshot); the rest share a second read from the oldest of them.
+            first = hist.publications[0].seq if hist.publications else hist.head + 1
+            older = [s for s in pending if s < first - 1]
+            pending = [s for s in pending if s >= first - 1]
+            found.update(await self._each(channel, older))
+            if not pending:
+                return found
+            hist = await self._broker.history(channel, pending[0], self._history_size)
+            if not hist.complete:
+                found.update(await self._each(channel, pending))
+                return found
+        # Complete from the oldest: every later `since` has all of its events in it, in seq order.
+        seqs = [pub.seq for pub in hist.publications]
+        for s in pending:
+            found[s] = HistoryResult(hist.publications[bisect_right(seqs, s) :], hist.head, True)
+        return found
+
+    async def _each(self, channel: str, sinces: list[int]) -> dict[int, HistoryResult]:
+        alone = await asyncio.gather(*(self._broker.history(channel, s, self._history_size) for s in sinces))
+        return dict(zip(sinces, alone, strict=True))
 
     async def _read_state(self, th: str, _: Sequence[None]) -> dict[None, RoomState]:
         # The head first, then the store: every event up to the head is in what the store returns.

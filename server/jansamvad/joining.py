@@ -76,6 +76,7 @@ class Joiner:
             broker,
             snapshot_speech=settings.snapshot_speech,
             top_votes=settings.top_votes,
+            history_size=settings.history_size,
             epoch=lambda: aggregates.ticks,
             window_s=settings.tick_ms / 1000,
         )
@@ -142,7 +143,7 @@ class Joiner:
         mhist: HistoryResult | None = None
         state: RoomState | None = None
         if last_seq is not None and (not staff or last_mseq is not None):
-            hist = await self._broker.history(channel, last_seq, history_size)
+            hist = await self.reads.history(th, last_seq)  # batched with the other resumes of the moment
             recovered = hist.complete and last_seq <= hist.head
             if recovered and staff and last_mseq is not None:
                 mhist = await self._broker.history(mod_channel, last_mseq, history_size)

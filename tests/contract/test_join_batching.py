@@ -159,3 +159,42 @@ async def test_join_batching_a_later_join_reuses_reads_until_an_event_or_a_tick(
     closed = await Session.open(node, "json")
     await closed.send({"t": "hello", "token": hall.citizen_token(sub="c-late")})
     assert (await closed.expect_close())[0] == CloseCode.TOWNHALL_ENDED
+
+
+async def test_join_batching_resumes_at_once_replay_exactly_what_each_missed(
+    make_server: MakeServer, redis_standalone: RedisServer
+) -> None:
+    node = await make_server(
+        redis_url=redis_standalone.url, redis_prefix="join-resume-" + str(now_ms()), history_size=20
+    )
+    hall = await make_hall(node)
+    leader = await joined(node, hall.leader)
+    await leader.request({"t": "go_live"})
+    for k in range(25):
+        await leader.request({"t": "speech", "text": f"वाक्य {k}", "final": True})
+    head = 26
+    # Each resume missed a different stretch; the first one more than the history window (20) still holds.
+    lasts = [1, *range(head - 19, head + 1)] * 2
+    sessions = await open_all(node, len(lasts))
+    before = command_calls(redis_standalone)
+    await asyncio.gather(
+        *(
+            s.send({"t": "hello", "token": hall.citizen_token(sub=f"c-r{i}"), "last_seq": last})
+            for i, (s, last) in enumerate(zip(sessions, lasts, strict=True))
+        )
+    )
+    for session, last in zip(sessions, lasts, strict=True):
+        welcome = await session.recv()
+        assert welcome["t"] == "welcome" and welcome["seq"] == head
+        if last == 1:  # past the window: a snapshot instead
+            assert not welcome["recovered"] and (await session.recv())["t"] == "snapshot"
+            continue
+        assert welcome["recovered"]
+        replay = [await session.recv() for _ in range(head - last)]
+        assert [m["seq"] for m in replay] == list(range(last + 1, head + 1))
+        assert [m["text"] for m in replay] == [f"वाक्य {seq - 2}" for seq in range(last + 1, head + 1)]
+        assert [(await session.recv())["t"] for _ in range(2)] == ["viewers", "votes"]
+    commands = node_commands(before, command_calls(redis_standalone))
+    # One by one, a resume ran two scripts (history, top votes): 84 for these 42; the presence tick adds a few.
+    scripts = commands.get("cmdstat_evalsha", 0) + commands.get("cmdstat_eval", 0)
+    assert scripts < len(lasts) // 2, f"Redis commands for {len(lasts)} resumes: {commands}"
