@@ -145,6 +145,7 @@ async def measure(opts: argparse.Namespace) -> dict[str, Any]:
         if spy is not None:
             await spy.stop()
             profile = summarize(spy.out)
+            profile["redis_client_share"] = _share(spy.out, ("redis_conn.py", "(redis/"))
         stats = [await node.stats() for node in nodes]
     finally:
         for proc in clients:
@@ -202,7 +203,20 @@ async def measure(opts: argparse.Namespace) -> dict[str, Any]:
         "load_after": load_after,
         "profile_components": profile["components"] if profile else None,
         "profile_self_python": profile["self_python"] if profile else None,
+        # Samples with the Redis client anywhere on the stack (redis-py, our RedisConn): across the components above.
+        "profile_redis_client_pct": profile["redis_client_share"] if profile else None,
     }
+
+
+def _share(raw: Path, needles: tuple[str, ...]) -> float:
+    """% of py-spy samples whose stack holds any of `needles`."""
+    total = hit = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if count.isdigit():
+            total += int(count)
+            hit += int(count) if any(n in stack for n in needles) else 0
+    return round(100 * hit / total, 1) if total else 0.0
 
 
 def main(argv: list[str] | None = None) -> None:
