@@ -13,7 +13,8 @@ from then on), the batch reads the history head after that, and the store after 
 the head is in the state and every later one arrives live (fanout.resume drops the ones the head covers).
 
 Reuse: the room state and the town hall a batch read stay good for later joins while nothing could have changed
-them unseen: every change of either is an event of the town hall's stream, so as long as this node has handed on
+them unseen: every change of the state, and of a town hall's status and slow mode, is an event of the town hall's
+stream (a title edit is not: a welcome may show the old title for at most a tick), so as long as this node has handed on
 no event of the channel since the read (the broker's `delivered` seq is still the head read) and no aggregates tick
 began (votes and reaction totals are not events: a tick sends their changes only to those already in the room), a
 later joiner, already in the room, gets every event after that head live. So in a growing room the snapshot costs
