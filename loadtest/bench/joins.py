@@ -133,6 +133,7 @@ async def measure(opts: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(1.0)  # py-spy attaches
         cpu_before = [node.cpu() for node in nodes]
         redis_before = procstat.cpu(redis.proc.pid) if redis.proc else None
+        calls_before = _command_calls(redis)
         for proc in clients:
             assert proc.stdin is not None
             proc.stdin.write(b"go\n")
@@ -140,6 +141,7 @@ async def measure(opts: argparse.Namespace) -> dict[str, Any]:
         replies = [await _line(proc, RUN_BUDGET_S / 2 + 30) for proc in clients]
         cpu_after = [node.cpu() for node in nodes]
         redis_cpu = (procstat.cpu(redis.proc.pid) - redis_before).seconds if redis.proc and redis_before else 0.0
+        calls_after = _command_calls(redis)
         load_after = procstat.loadavg()
         profile = None
         if spy is not None:
@@ -198,6 +200,14 @@ async def measure(opts: argparse.Namespace) -> dict[str, Any]:
         "node_cpu_us_per_join": round(total_cpu * 1e6 / max(1, joined), 1),
         "per_node": per_node,
         "valkey_cpu_us_per_join": round(redis_cpu * 1e6 / max(1, joined), 1),
+        # Commands Valkey ran during the joins (those inside scripts included), per join, the most frequent first.
+        "valkey_calls_per_join": {
+            name.removeprefix("cmdstat_"): round(n / max(1, joined), 3)
+            for name, n in sorted(
+                ((k, v - calls_before.get(k, 0)) for k, v in calls_after.items()), key=lambda kv: -kv[1]
+            )[:12]
+            if n
+        },
         "connect_ms": [r["connect_ms"] for r in replies],
         "load_before": load_before,
         "load_after": load_after,
@@ -206,6 +216,11 @@ async def measure(opts: argparse.Namespace) -> dict[str, Any]:
         # Samples with the Redis client anywhere on the stack (redis-py, our RedisConn): across the components above.
         "profile_redis_client_pct": profile["redis_client_share"] if profile else None,
     }
+
+
+def _command_calls(server: Any) -> dict[str, int]:
+    with server.client() as client:
+        return {name: int(stat["calls"]) for name, stat in client.info("commandstats").items()}
 
 
 def _share(raw: Path, needles: tuple[str, ...]) -> float:
