@@ -102,6 +102,8 @@ class RoomState:
     questions: list[dict[str, Any]]
     polls: list[dict[str, Any]]
     reactions: dict[str, int]
+    # snapshot.speech for everyone, when no event in `hist` is targeted (else each session's is filtered: joining.py)
+    speech: list[dict[str, Any]] | None
 
 
 MAX_KEPT = 1_000  # town halls whose last reads are kept for reuse (more: the oldest are forgotten)
@@ -226,7 +228,11 @@ class JoinReads:
             self._store.polls(th, (PollState.OPEN, PollState.CLOSED)),
             self._store.add_reactions(th, {}),
         )
-        state = RoomState(hist, [q.public() for q in questions], [p.public() for p in polls], reactions)
+        pubs = hist.publications
+        speech = None
+        if not any(p.data.get("to") for p in pubs):
+            speech = [{**p.data, "seq": p.seq} for p in pubs if p.data["t"] in ("speech", "announce")]
+        state = RoomState(hist, [q.public() for q in questions], [p.public() for p in polls], reactions, speech)
         # Kept only when this node had handed on exactly the head it read (else the next join reads again).
         self._keep(self._kept_states, th, (epoch, delivered, state))
         return {None: state}

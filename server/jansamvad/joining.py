@@ -227,17 +227,21 @@ class Joiner:
                 if scope:  # a local moderator's queue: its subtree only (moderation/scope.py)
                     pending = [q for q in pending if in_scope(scope, unit_path(tree, q.unit))]
                 queue = [q.for_moderators() for q in pending[:SNAPSHOT_QUEUE_MAX]]
+            if state is not None and state.speech is not None:
+                speech = state.speech  # no targeted event in it: the same for everyone, built once (join_reads.py)
+            else:
+                speech = [
+                    {**p.data, "seq": p.seq}
+                    for p in hist.publications
+                    if p.data["t"] in ("speech", "announce") and (sees_all or announcement_for(p.data, path))
+                ]
             snapshot = Snapshot(
                 seq=head,
                 status=str(townhall.status),
                 polls=polls,
                 slow_mode=townhall.slow_mode_s,
                 reactions=reactions,
-                speech=[
-                    {**p.data, "seq": p.seq}
-                    for p in hist.publications
-                    if p.data["t"] in ("speech", "announce") and (sees_all or announcement_for(p.data, path))
-                ],
+                speech=speech,
                 questions=questions,
                 viewers=audience["n"],
                 staff=audience["staff"],
