@@ -131,6 +131,7 @@ async def measure(opts: argparse.Namespace) -> dict[str, Any]:
             spy = PySpy(nodes[0].pid, REPORTS / f"profile-joins-{stamp}.raw", rate=opts.profile_rate)
             spy.start()
             await asyncio.sleep(1.0)  # py-spy attaches
+        stats_before = [await node.stats() for node in nodes]
         cpu_before = [node.cpu() for node in nodes]
         redis_before = procstat.cpu(redis.proc.pid) if redis.proc else None
         calls_before = _command_calls(redis)
@@ -182,6 +183,8 @@ async def measure(opts: argparse.Namespace) -> dict[str, Any]:
                 "cpu_us_per_join": round(cpu_s * 1e6 / max(1, joins), 1),
                 "joins_per_cpu_s": round(joins / cpu_s) if cpu_s else None,
                 "connections": stats[n].get("connections"),
+                # Fan-out writes while the room grew (the `viewers` counts, mostly): issue 19 saw 56-61k per node.
+                "broadcast_writes": stats[n].get("broadcast_writes", 0) - stats_before[n].get("broadcast_writes", 0),
             }
         )
     total_cpu = sum(p["cpu_s"] for p in per_node)
