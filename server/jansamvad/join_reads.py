@@ -1,11 +1,12 @@
 """The reads a join makes, shared by every join of the same moment (issue 19: no sequential round trips per join).
 
 A citizen's join reads the town hall, the user's restriction, and for its snapshot the room's history, public
-questions, polls and reaction totals. In a growing room thousands of joins a second ask the same things, and each
-read was a Redis round trip (a write syscall, a reply parsed) per join. Here every read is a *batch*: the joins that
-ask for the same town hall while a read of it is in flight wait for the next one, which then serves all of them in
-one round trip (restrictions: one MGET for all their users). So the Redis calls per second grow with round trips,
-not with joins, and an idle node pays one call per join, as before.
+questions, polls and reaction totals (a resume: the history after its `last_seq`, and top votes). In a growing room
+thousands of joins a second ask the same things, and each read was a Redis round trip (a write syscall, a reply
+parsed) per join. Here every read is a *batch* per town hall: a batch starts one window (the fan-out tick) after its
+first join asked, or when the read in flight for that town hall ends, and serves every join that asked meanwhile in
+one round trip (restrictions: two MGETs for all their users; resumes: one history read from the oldest `last_seq`).
+So the Redis calls per second grow with batches, not with joins.
 
 Freshness is what it was: a batch starts only after every join in it asked, so a join sees state at least as new as
 the moment it asked. That is what the snapshot needs: the joiner is already in the room (it receives every event
@@ -13,13 +14,13 @@ from then on), the batch reads the history head after that, and the store after 
 the head is in the state and every later one arrives live (fanout.resume drops the ones the head covers).
 
 Reuse: the room state and the town hall a batch read stay good for later joins while nothing could have changed
-them unseen: every change of the state, and of a town hall's status and slow mode, is an event of the town hall's
-stream (a title edit is not: a welcome may show the old title for at most a tick), so as long as this node has handed on
+them unseen. Every change of the state, and of a town hall's status and slow mode, is an event of the town hall's
+stream (a title edit is not: a welcome may show the old title for at most a tick). So while this node has handed on
 no event of the channel since the read (the broker's `delivered` seq is still the head read) and no aggregates tick
 began (votes and reaction totals are not events: a tick sends their changes only to those already in the room), a
-later joiner, already in the room, gets every event after that head live. So in a growing room the snapshot costs
-one read per town hall per tick or per event, whichever comes first; only the restrictions (per user) are read
-for every batch.
+later joiner, already in the room, gets every event after that head live. In a growing room the snapshot costs one
+read per town hall per tick or per event, whichever comes first; only the restrictions (per user) are read for
+every batch.
 
 A failed read fails every join of its batch (the store's error: RedisUnavailable closes them with 1013, as a single
 join did); the next join starts a new batch.
