@@ -84,9 +84,14 @@ bench: $(VENV)/.installed
 	PYTHONPATH=. $(BIN)/python -m loadtest.bench $(BENCH_ARGS)
 
 ## bench-audio: the audio scenario (N listeners, 30 % and 100 % in audio mode) and glass-to-ear latency in Chromium
-## (docs/benchmarks.md, "Audio"), e.g. make bench-audio AUDIO_ARGS="--listeners 5000 --seconds 120 --browser"
+## (docs/benchmarks.md, "Audio"), e.g. make bench-audio AUDIO_ARGS="--listeners 5000 --seconds 120 --browser";
+## the 20k point on one node (19,500 listeners over 3 client processes, 150 s a share, the node at
+## --send-buffer-bytes 16384, 10 stalled phones per mode): make bench-audio AUDIO_ARGS=--scale (~8 min);
+## AUDIO_HTTP_ARGS="--listeners 4000" also runs the HTTP edge stand-in (HAProxy serving segments, audio_http.py)
+AUDIO_HTTP_ARGS ?=
 bench-audio: $(VENV)/.installed-dev
 	PYTHONPATH=. $(BIN)/python -m loadtest.bench.audio $(or $(AUDIO_ARGS),--listeners 2000 --seconds 45 --browser)
+	$(if $(AUDIO_HTTP_ARGS),PYTHONPATH=. $(BIN)/python -m loadtest.bench.audio_http $(AUDIO_HTTP_ARGS))
 	PYTHONPATH=. $(BIN)/python -m loadtest.bench.coalesce
 	PYTHONPATH=. $(BIN)/python -m loadtest.bench.ladder
 

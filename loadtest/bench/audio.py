@@ -2,10 +2,15 @@
 
 One `jansamvad serve` process on loopback. A town hall whose leader (a lean Python client) streams audio as 24 kbit/s
 Opus would (900-byte chunks every 300 ms) and speaks (partial transcripts about 4 times a second, a final sentence
-every 16 words), with N citizens of which a share is in audio mode (`--shares 0.3,1.0`), held by a client process of
-lean raw WebSocket clients that only count bytes (and 20 probes per mode that decode every frame: audio chunks and
-speech events received, close codes). Per share: node CPU per listener-second (from /proc), egress bytes per second
-(bytes the clients received), the probes' audio and speech deliveries against what was sent, slow-consumer closes.
+every 16 words), with N citizens of which a share is in audio mode (`--shares 0.3,1.0`), held by client processes
+(audio_listeners.py: ≤ CLIENTS_PER_PROC sockets each, from their own loopback source addresses) of lean raw WebSocket
+clients that only count bytes (and 20 probes per mode that decode every frame: audio chunks and speech events
+received, speech lag, close codes). Per share: node CPU per listener-second (from /proc), node RSS, fan-out writes per
+listener-second (the node's /metrics), egress bytes per second (bytes the clients received), the probes' audio and
+speech deliveries against what was sent, and 10 stalled phones per mode: closed by the node (4009), resumed with
+`last_seq`, speech events lost (by seq, against a healthy probe), audio chunks missed. `--send-buffer-bytes` and
+`--buffer-cap` set the node's SO_SNDBUF and --max-buffered-bytes, so the slow-consumer policy acts within the run.
+`--scale` is the issue's 20k point on one node: 19,500 listeners (a process may hold 20,000 open files), 150 s.
 
 With `--browser`, during the last share's run a second town hall on the same node gets a Chromium leader with a fake
 microphone (on air) and a Chromium citizen in audio mode; per chunk the glass-to-ear latency is
@@ -15,6 +20,7 @@ microphone (on air) and a Chromium citizen in audio mode; per chunk the glass-to
 The Opus encoder's own look-ahead (a few ms) and the audio output device's latency are not counted.
 
     PYTHONPATH=. .venv/bin/python -m loadtest.bench.audio --listeners 2000 --seconds 45 [--browser]
+    PYTHONPATH=. .venv/bin/python -m loadtest.bench.audio --scale       # under the bench lock: ~8 min
 """
 
 from __future__ import annotations
@@ -32,24 +38,27 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
-from loadtest.bench import wire
-from loadtest.bench.procstat import cpu, loadavg
+from loadtest.bench.audio_listeners import Plan, listeners_main
+from loadtest.bench.procstat import cpu, loadavg, rss_kb
 
 from jansamvad.auth import TokenService
 from jansamvad.localredis import free_port
 from jansamvad.protocol.roles import Role
 
 CHUNK_BYTES, CHUNK_S = 900, 0.3
+CLIENTS_PER_PROC = 8000  # listener processes hold at most this many sockets each (a process has 20,000 files)
 PROBES = 20
 STALLED = 10  # per mode: clients that stop reading when the leader starts
 BUFFER_CAP = 65536  # the node's --max-buffered-bytes here (default 512 KiB): a stalled phone meets it within the run
 
 
-def node_counters(port: int) -> tuple[int, int]:
-    """(droppable writes skipped for slow readers, 4009 closes) from the node's /metrics."""
+def node_counters(port: int) -> tuple[int, int, int]:
+    """(droppable writes skipped for slow readers, 4009 closes, fan-out writes) from the node's /metrics."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         text = r.read().decode()
 
@@ -57,16 +66,23 @@ def node_counters(port: int) -> tuple[int, int]:
         m = re.search(rf"^{name} ([0-9.e+]+)$", text, re.M)
         return int(float(m.group(1))) if m else 0
 
-    return value("jansamvad_broadcasts_skipped_total"), value("jansamvad_slow_consumer_disconnects_total")
+    return (
+        value("jansamvad_broadcasts_skipped_total"),
+        value("jansamvad_slow_consumer_disconnects_total"),
+        value("jansamvad_broadcast_writes_total"),
+    )
 
 
-def start_node(secret: str, admin_key: str) -> tuple[subprocess.Popen[str], str, int]:
+def start_node(
+    secret: str, admin_key: str, send_buffer_bytes: int = 0, buffer_cap: int = BUFFER_CAP
+) -> tuple[subprocess.Popen[str], str, int]:
     port = free_port()
     argv = [
         sys.executable, "-m", "jansamvad", "serve", "--host", "127.0.0.1", "--port", str(port), "--demo",
         "--max-connections-per-ip", "100000", "--handshakes-per-second", "100000",
         "--joins-per-minute-per-ip", "100000", "--ping-interval", "600", "--log-level", "warning",
-        "--max-buffered-bytes", str(BUFFER_CAP),
+        "--max-buffered-bytes", str(buffer_cap), "--send-buffer-bytes", str(send_buffer_bytes),
+        "--max-connections", "25000",
     ]  # fmt: skip
     env = {**os.environ, "JANSAMVAD_SECRET": secret, "JANSAMVAD_ADMIN_KEY": admin_key, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -91,128 +107,6 @@ def create_townhall(base: str, admin_key: str, title: str) -> str:
     )
     with urllib.request.urlopen(req, timeout=5) as r:
         return str(json.loads(r.read())["id"])
-
-
-# ---------------------------------------------------------------- the listeners' process
-
-
-class Counting(asyncio.Protocol):
-    """A citizen that upgrades, says hello, and then only counts what it receives (a probe also decodes it)."""
-
-    def __init__(self, hello: bytes, probe: bool, totals: dict[str, int]) -> None:
-        self.hello, self.probe, self.totals = hello, probe, totals
-        self.buf, self.upgraded = b"", False
-        self.audio = self.speech = 0
-        self.close_code = 0
-        self.lost = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        host, port = transport.get_extra_info("peername")[:2]
-        transport.write(wire.upgrade_request(host, port))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-
-    def data_received(self, data: bytes) -> None:
-        self.totals["bytes"] += len(data)
-        if not self.upgraded:
-            self.buf += data
-            end = self.buf.find(wire.HEAD_END)
-            if end < 0:
-                return
-            self.upgraded, self.buf = True, self.buf[end + 4 :] if self.probe else b""
-            self.transport.write(wire.client_frame(wire.OP_BINARY, self.hello))
-            return
-        if not self.probe:
-            return
-        self.buf += data
-        frames, self.buf = wire.split_frames(self.buf)
-        for first, payload in frames:
-            if first & 0x0F == wire.OP_CLOSE:
-                self.close_code = int.from_bytes(payload[:2], "big")
-                continue
-            message = msgpack.unpackb(payload)
-            t = message.get("t")
-            if t == "audio":
-                self.audio += 1
-            elif t == "speech":
-                self.speech += 1
-
-
-async def _stalled_client(port: int, hello: bytes, totals: dict[str, int]) -> Counting:
-    """A probe with a 4 KiB receive buffer, which stops reading when the leader starts (a phone that stalls)."""
-    import socket
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    loop = asyncio.get_running_loop()
-    await loop.sock_connect(sock, ("127.0.0.1", port))
-    _, proto = await loop.create_connection(lambda: Counting(hello, True, totals), sock=sock)
-    return proto
-
-
-def listeners_main(
-    port: int, hellos: list[tuple[bytes, bool, str]], conn: Any, seconds: float, stalled: list[tuple[bytes, str]]
-) -> None:
-    async def run() -> None:
-        loop = asyncio.get_running_loop()
-        totals = {"bytes": 0}
-        stalls = [(await _stalled_client(port, h, {"bytes": 0}), mode) for h, mode in stalled]
-        clients: list[tuple[Counting, str]] = []
-        for i in range(0, len(hellos), 200):
-            batch = hellos[i : i + 200]
-            made = await asyncio.gather(
-                *(
-                    loop.create_connection(lambda h=h, p=p: Counting(h, p, totals), "127.0.0.1", port)
-                    for h, p, _ in batch
-                )
-            )
-            clients += [(proto, mode) for (_, proto), (_, _, mode) in zip(made, batch, strict=True)]
-        await asyncio.sleep(2)
-        conn.send("joined")
-        await loop.run_in_executor(None, conn.recv)  # go: the leader starts
-        for proto, _ in stalls:
-            proto.transport.pause_reading()
-        start_bytes = totals["bytes"]
-        started = loop.time()
-        await loop.run_in_executor(None, conn.recv)  # stop
-        elapsed = loop.time() - started
-        for proto, _ in stalls:  # read what the node queued for them: how far they got, and a close frame
-            if not proto.lost:
-                proto.transport.resume_reading()
-        await asyncio.sleep(3)
-        stalled_out: dict[str, dict[str, Any]] = {}
-        for proto, mode in stalls:
-            row = stalled_out.setdefault(mode, {"closed_4009": 0, "cut": 0, "open": 0, "audio": [], "speech": []})
-            row["closed_4009" if proto.close_code == 4009 else "cut" if proto.lost else "open"] += 1
-            row["audio"].append(proto.audio)
-            row["speech"].append(proto.speech)
-        probes: dict[str, list[Counting]] = {}
-        for proto, mode in clients:
-            if proto.probe:
-                probes.setdefault(mode, []).append(proto)
-        conn.send(
-            {
-                "bytes": totals["bytes"] - start_bytes,
-                "stalled": stalled_out,
-                "seconds": elapsed,
-                "probes": {
-                    mode: {
-                        "audio": [p.audio for p in group],
-                        "speech": [p.speech for p in group],
-                        "closed": [p.close_code for p in group if p.close_code],
-                    }
-                    for mode, group in probes.items()
-                },
-            }
-        )
-        for proto, _ in clients + stalls:
-            proto.transport.abort()
-
-    asyncio.run(asyncio.wait_for(run(), seconds + 120))
 
 
 # ---------------------------------------------------------------- the leader
@@ -300,9 +194,6 @@ def glass_to_ear(
             totals.append(CHUNK_S * 1000 + net + entry["ahead"] * 1000)
         browser.close()
 
-    def pct(values: list[float], q: float) -> float:
-        return round(sorted(values)[min(len(values) - 1, int(len(values) * q))]) if values else -1
-
     out.update(
         {
             "chunks": len(totals),
@@ -316,29 +207,86 @@ def glass_to_ear(
 # ---------------------------------------------------------------- one share
 
 
-async def one_share(
-    port: int, pid: int, secret: str, th: str, n: int, share: float, seconds: float, browser: dict[str, Any] | None
-) -> dict[str, Any]:
-    tokens = TokenService(secret)
-    hellos = []
+@dataclass(frozen=True)
+class Options:
+    """How a run is set up besides N and the seconds (each is a flag of `main`)."""
+
+    client_procs: int = 0  # 0: one per CLIENTS_PER_PROC listeners
+    stall_rcvbuf: int = 4096
+    stall_s: float = 30.0
+    send_buffer_bytes: int = 0  # the node's --send-buffer-bytes (0: the kernel's autotuning)
+    buffer_cap: int = BUFFER_CAP  # the node's --max-buffered-bytes
+
+
+def plans(port: int, tokens: TokenService, th: str, n: int, share: float, options: Options) -> list[Plan]:
+    """The citizens spread over the client processes (≤ CLIENTS_PER_PROC each), the stalled phones in the first."""
     listening = int(n * share)
+    procs = options.client_procs or max(1, -(-n // CLIENTS_PER_PROC))
+    out = [Plan(port, group, [], stall_rcvbuf=options.stall_rcvbuf, stall_s=options.stall_s) for group in range(procs)]
     for i in range(n):
         mode = "audio" if i < listening else "captions"
         token = tokens.issue(sub=f"c-{i}", role=Role.CITIZEN, th=th, ttl_s=3600, name=f"c{i}")[0]
-        hello = msgpack.packb({"t": "hello", "token": token, "mode": mode})
         probe = i < PROBES or listening <= i < listening + PROBES
-        hellos.append((hello, probe, mode))
-    stalled = []
+        out[i % procs].citizens.append((token, mode, probe))
     for mode in ("audio", "captions") if listening < n else ("audio",):
         for i in range(STALLED):
             token = tokens.issue(sub=f"s-{mode}-{i}", role=Role.CITIZEN, th=th, ttl_s=3600, name="धीमा")[0]
-            stalled.append((msgpack.packb({"t": "hello", "token": token, "mode": mode}), mode))
-    skipped0, drops0 = await asyncio.to_thread(node_counters, port)
-    parent, child = multiprocessing.Pipe()
-    proc = multiprocessing.Process(target=listeners_main, args=(port, hellos, child, seconds, stalled), daemon=True)
-    proc.start()
-    parent.recv()  # joined
+            out[0].stalled.append((token, mode))
+    return out
+
+
+def stalled_summary(stalled: list[dict[str, Any]], probes: dict[str, Any], chunks: int) -> dict[str, Any]:
+    """Per mode: what the slow-consumer policy did to the stalled phones, and speech lost after their resume."""
+    out: dict[str, Any] = {}
+    for phone in stalled:
+        mode = phone["mode"]
+        row = out.setdefault(
+            mode,
+            {"phones": 0, "closed_by_node": 0, "resumed": 0, "audio_received": [], "speech_lost": 0, "speech_seen": 0},
+        )
+        row["phones"] += 1
+        # The node aborts a 4009'd socket (what it had queued is dropped), so the phone may see the cut, not the frame.
+        row["closed_by_node"] += phone["close_code"] in (4009, -1)
+        row["resumed"] += phone["resumed"]
+        row["audio_received"].append(phone["audio_total"])
+        reference = set(probes.get(mode, {}).get("speech_seqs", []))  # a healthy probe of the same mode
+        row["speech_seen"] = len(reference)
+        row["speech_lost"] += len(reference - set(phone["speech_seqs"]))
+    for row in out.values():
+        got = row.pop("audio_received")
+        row["audio_received_min"], row["audio_received_max"] = min(got), max(got)
+        if row["audio_received_max"]:  # audio is live only: what a phone missed is not replayed (of chunks + init)
+            row["audio_missed_min"], row["audio_missed_max"] = chunks + 1 - max(got), chunks + 1 - min(got)
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    return round(sorted(values)[min(len(values) - 1, int(len(values) * q))]) if values else -1
+
+
+async def one_share(
+    port: int,
+    pid: int,
+    secret: str,
+    th: str,
+    n: int,
+    share: float,
+    seconds: float,
+    browser: dict[str, Any] | None,
+    options: Options = Options(),
+) -> dict[str, Any]:
+    tokens = TokenService(secret)
+    counters0 = await asyncio.to_thread(node_counters, port)
+    pipes, procs = [], []
+    for plan in plans(port, tokens, th, n, share, options):
+        parent, child = multiprocessing.Pipe()
+        proc = multiprocessing.Process(target=listeners_main, args=(plan, child, seconds), daemon=True)
+        proc.start()
+        pipes.append(parent)
+        procs.append(proc)
+    joined = [await asyncio.to_thread(p.recv) for p in pipes]
     leader_token = tokens.issue(sub=f"l-{share}", role=Role.LEADER, th=th, ttl_s=3600, name="नेता")[0]
+    rss_joined = rss_kb(pid)
     idle0, t0 = cpu(pid), time.monotonic()
     await asyncio.sleep(2)
     idle_rate = (cpu(pid) - idle0).seconds / (time.monotonic() - t0)
@@ -348,47 +296,84 @@ async def one_share(
             target=glass_to_ear, args=(browser["base"], secret, browser["admin_key"], seconds - 10, browser["out"])
         )
         ear_thread.start()
-    parent.send("go")
+    for p in pipes:
+        p.send("go")
     before, started = cpu(pid), time.monotonic()
+    writes0 = (await asyncio.to_thread(node_counters, port))[2]
     sent = await stream(port, leader_token, seconds)
     used = cpu(pid) - before
     elapsed = time.monotonic() - started
-    parent.send("stop")
-    got = parent.recv()
-    proc.join(30)
+    writes1 = (await asyncio.to_thread(node_counters, port))[2]
+    rss_end = rss_kb(pid)
+    for p in pipes:
+        p.send("stop")
+    got = [await asyncio.to_thread(p.recv) for p in pipes]
+    for proc in procs:
+        proc.join(30)
     if ear_thread is not None:
         ear_thread.join(120)
-    skipped1, drops1 = await asyncio.to_thread(node_counters, port)
+    skipped1, drops1, _ = await asyncio.to_thread(node_counters, port)
     net_cpu = used.seconds - idle_rate * elapsed
+    received = sum(g["bytes"] for g in got)
+    client_s = max(g["seconds"] for g in got)
+    probes: dict[str, Any] = {}
+    for g in got:
+        for mode, p in g["probes"].items():
+            row = probes.setdefault(mode, {"audio": [], "speech": [], "lags_ms": [], "closed": [], "speech_seqs": []})
+            for key in ("audio", "speech", "lags_ms", "closed"):
+                row[key] += p[key]
+            row["speech_seqs"] = row["speech_seqs"] or p["speech_seqs"]
     result: dict[str, Any] = {
         "listeners": n,
+        "joined": sum(j["joined"] for j in joined),
+        "connect_failed": sum(j["failed"] for j in joined),
+        "client_procs": len(procs),
         "audio_share": share,
         "seconds": round(elapsed, 1),
         "sent": sent,
         "node_cpu_share_of_a_core": round(used.seconds / elapsed, 3),
         "node_cpu_us_per_listener_second": round(net_cpu / elapsed / n * 1e6, 2),
-        "egress_bytes_per_s": round(got["bytes"] / got["seconds"]),
-        "egress_bytes_per_listener_s": round(got["bytes"] / got["seconds"] / n),
+        "node_rss_mb": {"joined": round(rss_joined / 1024), "end": round(rss_end / 1024)},
+        "node_send_buffer_bytes": options.send_buffer_bytes,
+        "node_max_buffered_bytes": options.buffer_cap,
+        "writes_per_listener_s": round((writes1 - writes0) / elapsed / n, 2),
+        "egress_bytes_per_s": round(received / client_s),
+        "egress_bytes_per_listener_s": round(received / client_s / n),
         "probes": {},
-        "stalled": got["stalled"],
-        "node_broadcasts_skipped": skipped1 - skipped0,
-        "node_slow_consumer_closes": drops1 - drops0,
+        "stalled": stalled_summary([s for g in got for s in g["stalled"]], probes, sent["chunks"]),
+        "node_broadcasts_skipped": skipped1 - counters0[0],
+        "node_slow_consumer_closes": drops1 - counters0[1],
     }
-    for mode, p in got["probes"].items():
+    for mode, p in probes.items():
         result["probes"][mode] = {
             "audio_received_min": min(p["audio"]),
             "audio_received_max": max(p["audio"]),
             "speech_received_min": min(p["speech"]),
             "speech_received_max": max(p["speech"]),
+            "speech_lag_ms": {
+                "p50": pct(p["lags_ms"], 0.5),
+                "p95": pct(p["lags_ms"], 0.95),
+                "max": pct(p["lags_ms"], 1.0),
+            },
             "closed": p["closed"],
         }
     return result
 
 
-async def measure(listeners: int, seconds: float, shares: list[float], browser: bool = False) -> dict[str, Any]:
-    """The scenario as `make bench` runs it (`--scenarios audio`): one node, one run per share."""
+async def measure(
+    listeners: int,
+    seconds: float,
+    shares: list[float],
+    browser: bool = False,
+    options: Options = Options(),
+    report: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """The scenario (`make bench --scenarios audio`, `make bench-audio`): one node, one run per share, each run's
+    result also handed to `report` as soon as it is in."""
     secret, admin_key = secrets.token_urlsafe(32), secrets.token_urlsafe(18)
-    proc, base, port = await asyncio.to_thread(start_node, secret, admin_key)
+    proc, base, port = await asyncio.to_thread(
+        start_node, secret, admin_key, options.send_buffer_bytes, options.buffer_cap
+    )
     out: dict[str, Any] = {"load_before": loadavg(), "runs": []}
     try:
         for i, share in enumerate(shares):
@@ -396,10 +381,12 @@ async def measure(listeners: int, seconds: float, shares: list[float], browser: 
             ear: dict[str, Any] | None = None
             if browser and i == len(shares) - 1:
                 ear = {"base": base, "admin_key": admin_key, "out": {}}
-            result = await one_share(port, proc.pid, secret, th, listeners, share, seconds, ear)
+            result = await one_share(port, proc.pid, secret, th, listeners, share, seconds, ear, options)
             if ear is not None:
                 result["glass_to_ear"] = ear["out"]
             out["runs"].append(result)
+            if report is not None:
+                report(result)
         out["load_after"] = loadavg()
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -407,6 +394,9 @@ async def measure(listeners: int, seconds: float, shares: list[float], browser: 
             await asyncio.to_thread(proc.wait, 15)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
     return out
 
 
@@ -425,38 +415,52 @@ def across_nodes(seconds: float) -> dict[str, Any]:
         cluster.stop()
 
 
+SCALE = {"listeners": 19_500, "seconds": 150.0, "send_buffer_bytes": 16_384}  # --scale: the issue's 20k on one node
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--listeners", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=45.0)
     parser.add_argument("--shares", default="0.3,1.0")
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="the 20k point: 19,500 listeners (one node process holds < 20,000 files), 150 s per share, "
+        "--send-buffer-bytes 16384; the flags below still win",
+    )
+    parser.add_argument("--client-procs", type=int, default=0, help=f"default: one per {CLIENTS_PER_PROC} listeners")
+    parser.add_argument("--send-buffer-bytes", type=int, default=None, help="the node's SO_SNDBUF (0: autotuning)")
+    parser.add_argument("--buffer-cap", type=int, default=BUFFER_CAP, help="the node's --max-buffered-bytes")
+    parser.add_argument("--stall-rcvbuf", type=int, default=4096, help="the stalled phones' receive buffer")
+    parser.add_argument("--stall-seconds", type=float, default=30.0, help="how long the stalled phones stop reading")
     parser.add_argument("--browser", action="store_true", help="glass-to-ear latency during the last share's run")
     parser.add_argument("--cluster", action="store_true", help="only glass to ear across 2 nodes joined by Redis")
     args = parser.parse_args()
     if args.cluster:
         print(json.dumps({"glass_to_ear_across_nodes": across_nodes(args.seconds)}), flush=True)
         return
-    secret, admin_key = secrets.token_urlsafe(32), secrets.token_urlsafe(18)
-    proc, base, port = start_node(secret, admin_key)
-    try:
-        print(json.dumps({"load_before": loadavg()}), flush=True)
-        shares = [float(s) for s in args.shares.split(",")]
-        for i, share in enumerate(shares):
-            th = create_townhall(base, admin_key, f"ऑडियो {share}")
-            ear: dict[str, Any] | None = None
-            if args.browser and i == len(shares) - 1:
-                ear = {"base": base, "admin_key": admin_key, "out": {}}
-            result = asyncio.run(one_share(port, proc.pid, secret, th, args.listeners, share, args.seconds, ear))
-            if ear is not None:
-                result["glass_to_ear"] = ear["out"]
-            print(json.dumps(result, ensure_ascii=False), flush=True)
-        print(json.dumps({"load_after": loadavg()}), flush=True)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    given = {a.lstrip("-").replace("-", "_") for a in sys.argv[1:] if a.startswith("--")}
+    if args.scale:
+        for name, value in SCALE.items():
+            if name not in given:
+                setattr(args, name, value)
+    options = Options(
+        args.client_procs, args.stall_rcvbuf, args.stall_seconds, args.send_buffer_bytes or 0, args.buffer_cap
+    )
+    shares = [float(s) for s in args.shares.split(",")]
+    print(json.dumps({"load_before": loadavg(), "listeners": args.listeners, "options": vars(options)}), flush=True)
+    out = asyncio.run(
+        measure(
+            args.listeners,
+            args.seconds,
+            shares,
+            args.browser,
+            options,
+            report=lambda r: print(json.dumps(r, ensure_ascii=False), flush=True),
+        )
+    )
+    print(json.dumps({"load_after": out.get("load_after")}), flush=True)
 
 
 if __name__ == "__main__":

@@ -339,6 +339,8 @@ def audio_section(audio: dict[str, Any]) -> str:
                 f"{r['node_cpu_us_per_listener_second']} µs",
                 f"{r['egress_bytes_per_s'] / 1e6:.2f} MB/s",
                 f"{r['egress_bytes_per_listener_s']:,} B/s",
+                r.get("writes_per_listener_s", "-"),
+                f"{r['node_rss_mb']['end']} MB" if "node_rss_mb" in r else "-",
                 f"sent {r['sent']['chunks']} chunks, {r['sent']['speech']} speech; probes {probes}",
                 closed,
             ]
@@ -350,6 +352,8 @@ def audio_section(audio: dict[str, Any]) -> str:
         "CPU / listener-s",
         "egress",
         "per listener",
+        "writes / listener-s",
+        "node RSS",
         "delivered",
         "4009",
     ]

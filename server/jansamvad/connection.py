@@ -30,6 +30,7 @@ from jansamvad.conn_state import ConnState as ConnState  # re-exported: the node
 from jansamvad.feeds import DEFAULT_FEED
 from jansamvad.protocol.codec import SUBPROTOCOLS, Encoding
 from jansamvad.protocol.codes import CloseCode, close_reason
+from jansamvad.send_buffer import cap_send_buffer
 
 if TYPE_CHECKING:
     from websockets.typing import Origin
@@ -168,6 +169,8 @@ class WsConnection(asyncio.Protocol):
         # on purpose: a reader that hovers at the cap is not flipped between slow and not on every write.
         cap = self.owner.settings.max_buffered_bytes
         transport.set_write_buffer_limits(high=cap, low=cap // 2)
+        if self.owner.settings.send_buffer_bytes:
+            cap_send_buffer(transport, self.owner.settings.send_buffer_bytes)
         peer = transport.get_extra_info("peername")
         self.ip = peer[0] if isinstance(peer, tuple) else ""
         owner = self.owner

@@ -302,6 +302,15 @@ class Settings:
     max_buffered_bytes: int = setting(
         512 * 1024, "Bytes buffered per connection before it is dropped as a slow consumer.", FANOUT, min=16 * 1024
     )
+    # A stalled phone's data first fills the kernel's send buffer, which the node cannot see (send_buffer.py).
+    send_buffer_bytes: int = setting(
+        0,
+        "Kernel send buffer per WebSocket (SO_SNDBUF), bytes; 0 = the kernel's autotuning. A small one lets "
+        "--max-buffered-bytes act on a stalled phone sooner.",
+        FANOUT,
+        min=0,
+        max=64 * 1024 * 1024,
+    )
     writes_per_yield: int = setting(1000, "A big fan-out yields to the loop after this many writes.", FANOUT, min=1)
     history_size: int = setting(1000, "Events per town hall kept for resume.", FANOUT, min=10)
     snapshot_speech: int = setting(50, "Recent speech events in a snapshot.", FANOUT, min=0)
