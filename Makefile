@@ -95,6 +95,15 @@ bench-audio: $(VENV)/.installed-dev
 	PYTHONPATH=. $(BIN)/python -m loadtest.bench.coalesce
 	PYTHONPATH=. $(BIN)/python -m loadtest.bench.ladder
 
+## bench-joins: joins as citizens make them (docs/benchmarks.md, "Joins (issue 19)"): Valkey, 2 nodes, a growing live
+## room, pre-minted tokens, the websockets library's client; JSON and msgpack, e.g. make bench-joins JOINS_ARGS="--clients 20000"
+JOINS_ARGS ?= --clients 10000
+.PHONY: bench-joins
+bench-joins: $(VENV)/.installed-dev
+	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install --quiet --constraint $(LOCK_DEV) -e '.[bench]'
+	PYTHONPATH=. $(BIN)/python -m loadtest.bench.joins --encoding json --profile $(JOINS_ARGS)
+	PYTHONPATH=. $(BIN)/python -m loadtest.bench.joins --encoding msgpack $(JOINS_ARGS)
+
 ## storm: the reconnect storm at scale (docs/benchmarks.md, "Reconnect storm"), e.g. make storm STORM_ARGS="--clients 30000"
 STORM_ARGS ?= --clients 30000 --workers 3 --client-procs 4
 .PHONY: storm

@@ -11,8 +11,10 @@ from typing import Any, cast
 import pytest
 
 from jansamvad.auth import TokenService
+from jansamvad.broker.memory import MemoryBroker
 from jansamvad.client import Client
 from jansamvad.connection import ConnState, WsConnection
+from jansamvad.join_reads import JoinReads
 from jansamvad.limiter.memory import MemoryRateLimiter
 from jansamvad.metrics import NodeMetrics
 from jansamvad.models import Question, Townhall
@@ -78,6 +80,9 @@ class FakeOwner:
         self.metrics = NodeMetrics()
         self.tokens = TokenService(self.settings.secret)
         self.store = MemoryStore()
+        self.join_reads = JoinReads(
+            self.store, MemoryBroker(), snapshot_speech=10, top_votes=10, history_size=100, epoch=lambda: 0
+        )
         self.limiter = MemoryRateLimiter()
         self.policy = Policy.load(self.settings.moderation_dir)
         self.tally = UnitTally()

@@ -3,7 +3,7 @@
 Nothing per vote or per tap crosses the broker: reactions are counted here and summed into the store once a tick,
 and every node reads the exact totals (votes, reactions, poll counts) from the store and sends them to its local
 listeners, conflated, only when they changed. Viewer counts are one write per listener: in a big room they go out
-less often (see VIEWERS_LISTENERS_PER_S).
+less often (viewers_pace.py).
 """
 
 from __future__ import annotations
@@ -23,12 +23,10 @@ from jansamvad.presence.base import Audience, PresenceManager
 from jansamvad.protocol.records import PollCounts, Reactions, Viewers, Votes, to_map
 from jansamvad.settings import Settings
 from jansamvad.store.base import Store
+from jansamvad.viewers_pace import viewers_due
 
 log = logging.getLogger("jansamvad.node")
 
-# Viewer counts go out every listeners / this many seconds (at least every presence interval), unless a speech or
-# question write carries them anyway.
-VIEWERS_LISTENERS_PER_S = 5_000
 QUEUE_DEPTH_EVERY = 5  # aggregates ticks between two readings of the moderation queue depth
 
 
@@ -83,8 +81,14 @@ class Aggregates:
             except Exception as exc:
                 log.warning("aggregates tick failed: %s", type(exc).__name__)
 
+    @property
+    def ticks(self) -> int:
+        """Ticks begun: what a join may reuse of an earlier join's reads holds only within one (join_reads.py)."""
+        return self._ticks
+
     async def tick(self) -> None:
         hub, store, settings = self._hub, self._store, self._settings
+        self._ticks += 1
         local: dict[str, Audience] = {}
         for name, listeners in hub.rooms.items():
             channel = Channel.parse(name)
@@ -97,10 +101,13 @@ class Aggregates:
             room = hub.room(public_channel(th))
             if room is None:
                 continue
-            if now >= room.viewers_due or room.events:
+            last = room.sent.get("viewers")
+            last_n = last["n"] if isinstance(last, dict) else None
+            since = now - room.viewers_sent_at
+            if viewers_due(len(room.members), last_n, audience.citizens, since, with_event=bool(room.events)):
                 message = to_map(Viewers(n=audience.citizens, staff=audience.staff))
                 if self._send_if_changed(room, "viewers", message, True):
-                    room.viewers_due = now + len(room.members) / VIEWERS_LISTENERS_PER_S
+                    room.viewers_sent_at = now
         # Votes, reactions and poll tallies: every node reads the exact totals from the store once per tick and sends
         # them to its local listeners when they changed. Nothing per vote or per tap crosses the broker.
         reactions, self._reactions = self._reactions, {}
@@ -117,7 +124,6 @@ class Aggregates:
                 self._send_if_changed(room, f"poll_counts:{poll.pid}", message, True)
         for th, counts in reactions.items():  # taps from sessions that left before the tick
             await store.add_reactions(th, counts)
-        self._ticks += 1
         if self._ticks % QUEUE_DEPTH_EVERY == 0:  # for the metrics; only where this node has moderators
             depth = {}
             for name in hub.rooms:

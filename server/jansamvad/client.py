@@ -22,6 +22,7 @@ from jansamvad.auth import ANY_TOWNHALL, Claims, InvalidToken, TokenService
 from jansamvad.conn_state import ALIVE, ConnState
 from jansamvad.feeds import Mode
 from jansamvad.handlers import HandlerOwner, MessageHandlers
+from jansamvad.join_reads import JoinReads
 from jansamvad.models import RestrictionKind, Status, Townhall
 from jansamvad.protocol.codec import decode, frame_message
 from jansamvad.protocol.codes import CloseCode, ErrorCode
@@ -80,6 +81,7 @@ class ClientOwner(HandlerOwner, Protocol):
     fake one with real stores."""
 
     tokens: TokenService
+    join_reads: JoinReads  # the hello's reads, batched with the other joins of the moment (join_reads.py)
     staff_joined: int  # sessions joined through the staff lane (the gateway's count, capped)
 
     @property
@@ -368,13 +370,14 @@ class Client(MessageHandlers):
         if self.conn.staff_lane and claims.role not in STAFF:
             # The staff lane skips the citizens' handshake budget: a citizen may not use it to jump the queue.
             raise ConnectionRefused(CloseCode.FORBIDDEN, "the staff lane is for leaders, moderators and admins")
-        townhall = await node.store.get_townhall(th)
+        reads = node.join_reads  # batched with the other joins of this moment
+        townhall = await reads.townhall(th)
         if townhall is None:
             raise ConnectionRefused(CloseCode.TOWNHALL_NOT_FOUND)
         if townhall.status is Status.ENDED and claims.role is not Role.ADMIN:
             raise ConnectionRefused(CloseCode.TOWNHALL_ENDED)
         if claims.role is Role.CITIZEN:
-            restriction = await node.store.restriction(th, claims.sub)
+            restriction = await reads.restriction(th, claims.sub)
             if restriction is not None and restriction.kind is RestrictionKind.BAN:
                 raise ConnectionRefused(CloseCode.BANNED)
         if self.conn.state is not ConnState.OPEN:

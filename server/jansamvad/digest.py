@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 
 from jansamvad.journal.base import Journal
 from jansamvad.models import PollState, QState, Question, Status, Townhall
+from jansamvad.protocol.codec import Encoding, frame_message
 from jansamvad.protocol.roles import Role
 from jansamvad.store.base import Store
 
@@ -126,6 +127,8 @@ class DigestCache:
         self.builds = 0
         self.failures = 0
         self._cached: dict[str, tuple[int, asyncio.Task[dict[str, Any]]]] = {}
+        # th -> (the digest, its frame per wire format): encoded once per digest, not once per join (issue 19).
+        self._frames: dict[str, tuple[dict[str, Any], dict[Encoding, bytes]]] = {}
 
     async def get(self, th: str, upto: int) -> dict[str, Any]:
         """The digest as of stream head `upto` (or a later one, if one was built since)."""
@@ -158,10 +161,23 @@ class DigestCache:
             return
         digest = await self.for_join(townhall.id, head)
         if digest is not None:
-            client.send(digest)
+            client.node.metrics.messages_out["digest"] += 1
+            client.conn.send_frame(self._frame(townhall.id, digest, client.conn.encoding))
+
+    def _frame(self, th: str, digest: dict[str, Any], encoding: Encoding) -> bytes:
+        kept = self._frames.get(th)
+        if kept is None or kept[0] is not digest:
+            if len(self._frames) >= DIGEST_CACHE_MAX:
+                self._frames.clear()
+            kept = self._frames[th] = (digest, {})
+        frame = kept[1].get(encoding)
+        if frame is None:
+            frame = kept[1][encoding] = frame_message(digest, encoding)
+        return frame
 
     def forget(self, th: str) -> None:
         self._cached.pop(th, None)
+        self._frames.pop(th, None)
 
 
 def _failed(task: asyncio.Task[Any]) -> bool:

@@ -73,7 +73,7 @@ class Room:
         "seq_field",
         "staff",
         "subscribing",
-        "viewers_due",
+        "viewers_sent_at",
     )
 
     def __init__(self, channel: str, seq_field: str = "seq") -> None:
@@ -96,7 +96,7 @@ class Room:
         self.events: list[Event] = []  # queued this tick
         self.conflated: dict[str, dict[str, Any]] = {}  # conflation key -> latest value this tick
         self.dirty = False
-        self.viewers_due = 0.0  # loop time before which a changed viewer count waits (big rooms, see node.py)
+        self.viewers_sent_at = 0.0  # loop time the room last got a `viewers` count (viewers_pace.py)
         self.sent: dict[str, object] = {}  # aggregate key -> the last value conflated into this room
 
 

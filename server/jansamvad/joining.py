@@ -22,6 +22,7 @@ from jansamvad.digest import DigestCache
 from jansamvad.fanout import Fanout
 from jansamvad.feeds import Mode, feed_of
 from jansamvad.hub import Hub
+from jansamvad.join_reads import JoinReads, RoomState
 from jansamvad.metrics import NodeMetrics
 from jansamvad.models import PUBLIC_STATES, PollState, QState, Townhall
 from jansamvad.moderation import scope as moderation_scope
@@ -69,6 +70,16 @@ class Joiner:
         self._screens = screens
         self._digests = digests
         self._regions = regions
+        # The reads every join of a moment shares, batched (join_reads.py); the Client's hello reads through it too.
+        self.reads = JoinReads(
+            store,
+            broker,
+            snapshot_speech=settings.snapshot_speech,
+            top_votes=settings.top_votes,
+            history_size=settings.history_size,
+            epoch=lambda: aggregates.ticks,
+            window_s=settings.tick_ms / 1000,
+        )
         self.units = UnitIndex(regions)  # citizens' unit paths, for targeted events (targeting.py); Node.leave too
 
     def forget(self, conn: WsConnection, th: str, claims: Claims) -> None:
@@ -130,13 +141,17 @@ class Joiner:
         history_size = self._settings.history_size
         recovered = False
         mhist: HistoryResult | None = None
+        state: RoomState | None = None
         if last_seq is not None and (not staff or last_mseq is not None):
-            hist = await self._broker.history(channel, last_seq, history_size)
+            hist = await self.reads.history(th, last_seq)  # batched with the other resumes of the moment
             recovered = hist.complete and last_seq <= hist.head
             if recovered and staff and last_mseq is not None:
                 mhist = await self._broker.history(mod_channel, last_mseq, history_size)
                 recovered = mhist.complete and last_mseq <= mhist.head
-        if not recovered:
+        if not recovered and not staff:  # the common case: one batched read for every join of the moment
+            state = await self.reads.room_state(th)
+            hist = state.hist
+        elif not recovered:
             hist = await self._broker.history(channel, 0, self._settings.snapshot_speech)
             if staff:
                 # Only the head, and before the store's queue is read: every notice numbered up to it describes a
@@ -144,7 +159,7 @@ class Joiner:
                 mhist = await self._broker.history(mod_channel, 0, 0)
         conn.cork()
         try:
-            await self._send_join(client, townhall, hist, recovered, mhist)
+            await self._send_join(client, townhall, hist, recovered, mhist, state)
         finally:
             conn.uncork()
         after = {"seq": hist.head}
@@ -153,7 +168,13 @@ class Joiner:
         self._fanout.resume(conn, after)
 
     async def _send_join(
-        self, client: Client, townhall: Townhall, hist: HistoryResult, recovered: bool, mhist: HistoryResult | None
+        self,
+        client: Client,
+        townhall: Townhall,
+        hist: HistoryResult,
+        recovered: bool,
+        mhist: HistoryResult | None,
+        state: RoomState | None,
     ) -> None:
         """The join's own frames: welcome, then the replay (with fresh aggregates) or a snapshot."""
         claims = client.claims
@@ -190,30 +211,38 @@ class Joiner:
             # `votes` always, with empty maps when no question is public, as docs/protocol.md section 2 says.
             audience = self._aggregates.audience(th)
             client.send(Viewers(n=audience["n"], staff=audience["staff"]))
-            votes, groups = await self._store.top_votes(th, self._settings.top_votes)
+            votes, groups = await self.reads.top_votes(th)
             client.send(Votes(v=votes, g=groups))
         else:
-            questions = await self._store.questions(th, PUBLIC_STATES)
+            if state is None:  # staff: read on their own, after the moderation head (join)
+                questions = [q.public() for q in await self._store.questions(th, PUBLIC_STATES)]
+                polls = [p.public() for p in await self._store.polls(th, (PollState.OPEN, PollState.CLOSED))]
+                reactions = await self._store.add_reactions(th, {})
+            else:
+                questions, polls, reactions = state.questions, state.polls, state.reactions
             audience = self._aggregates.audience(th)
-            polls = await self._store.polls(th, (PollState.OPEN, PollState.CLOSED))
             queue: list[dict[str, Any]] | None = None
             if staff:
                 pending = await self._store.questions(th, (QState.PENDING,))
                 if scope:  # a local moderator's queue: its subtree only (moderation/scope.py)
                     pending = [q for q in pending if in_scope(scope, unit_path(tree, q.unit))]
                 queue = [q.for_moderators() for q in pending[:SNAPSHOT_QUEUE_MAX]]
-            snapshot = Snapshot(
-                seq=head,
-                status=str(townhall.status),
-                polls=[p.public() for p in polls],
-                slow_mode=townhall.slow_mode_s,
-                reactions=await self._store.add_reactions(th, {}),
-                speech=[
+            if state is not None and state.speech is not None:
+                speech = state.speech  # no targeted event in it: the same for everyone, built once (join_reads.py)
+            else:
+                speech = [
                     {**p.data, "seq": p.seq}
                     for p in hist.publications
                     if p.data["t"] in ("speech", "announce") and (sees_all or announcement_for(p.data, path))
-                ],
-                questions=[q.public() for q in questions],
+                ]
+            snapshot = Snapshot(
+                seq=head,
+                status=str(townhall.status),
+                polls=polls,
+                slow_mode=townhall.slow_mode_s,
+                reactions=reactions,
+                speech=speech,
+                questions=questions,
                 viewers=audience["n"],
                 staff=audience["staff"],
                 queue=queue,

@@ -84,8 +84,7 @@ class Node:
         self.broker = broker
         self.presence = presence
         self.limiter: RateLimiter = limiter or MemoryRateLimiter()
-        # The live roll-up by region unit: counted here at join, leave and activity, written once per tick.
-        self.rollup: Rollup = rollup or MemoryRollup()
+        self.rollup: Rollup = rollup or MemoryRollup()  # by region unit: counted at join, leave, activity; per tick
         self.tally = UnitTally()
         self.screens = ScreenAudiences(self.tally)  # booth screens here and the people watching them
         self.regions = RegionDirectory(store)  # the region tree, for the roll-up and the HTTP routes
@@ -137,6 +136,7 @@ class Node:
             regions=self.regions,
         )
         self.set_mode = self.joiner.set_mode  # the `mode` message: another feed, the audio subscription, its init
+        self.join_reads = self.joiner.reads  # the hello's reads, batched across joins (join_reads.py)
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.metrics.attach(self)

@@ -644,6 +644,17 @@ async def test_restriction_applies_in_its_scope_and_a_ban_wins(parts: Parts) -> 
     assert [e["what"] for e in await store.audit(other)] == ["ban", "lift"]  # everywhere: in every town hall
 
 
+async def test_restrictions_of_many_users_in_one_read_match_one_by_one(parts: Parts) -> None:
+    store = parts.store()
+    th = (await store.create_townhall("t", "hi")).id
+    now = now_ms()
+    timeout = Restriction("c-x", RestrictionKind.TIMEOUT, now + 60_000, th, "m-asha", "spam", now)
+    ban = Restriction("c-z", RestrictionKind.BAN, 0, "*", "a-admin", "abuse", now)
+    await store.restrict(timeout)
+    await store.restrict(ban)
+    assert await store.restrictions(th, ["c-x", "c-y", "c-z"]) == {"c-x": timeout, "c-y": None, "c-z": ban}
+
+
 async def test_restriction_that_ended_is_not_active(parts: Parts) -> None:
     store = parts.store()
     th = (await store.create_townhall("t", "hi")).id

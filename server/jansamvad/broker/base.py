@@ -89,3 +89,7 @@ class Broker(Protocol):
     def stream_gaps(self) -> int:
         """Holes noticed in numbered streams, each filled from history or reported gone (broker/sequencer.py)."""
         ...
+
+    def delivered(self, channel: str) -> int | None:
+        """The last seq of a channel this node handed on (None: not subscribed, or nothing known yet)."""
+        ...

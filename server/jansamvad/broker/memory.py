@@ -57,6 +57,9 @@ class MemoryBroker:
     def stream_gaps(self) -> int:
         return self._sequencer.gaps
 
+    def delivered(self, channel: str) -> int | None:
+        return self._sequencer.delivered(channel)
+
     def _channel(self, name: str) -> _Channel:
         ch = self._channels.get(name)
         if ch is None:

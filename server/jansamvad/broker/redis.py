@@ -222,6 +222,9 @@ class RedisBroker:
     def stream_gaps(self) -> int:
         return self._sequencer.gaps
 
+    def delivered(self, channel: str) -> int | None:
+        return self._sequencer.delivered(channel)
+
     @property
     def holes_filled(self) -> int:
         """Publications delivered from history because live delivery missed them."""

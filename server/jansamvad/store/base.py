@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from jansamvad.models import Poll, PollState, QState, Question, Restriction, Status, Townhall
@@ -142,6 +142,10 @@ class Store(Protocol):
 
     async def restriction(self, th: str, sub: str) -> Restriction | None:
         """The active ban or timeout on `sub` in this town hall or everywhere (a ban wins over a timeout)."""
+        ...
+
+    async def restrictions(self, th: str, subs: Sequence[str]) -> dict[str, Restriction | None]:
+        """`restriction` for many users of one town hall in one read (the joins of one moment, join_reads.py)."""
         ...
 
     async def audit(self, th: str) -> list[dict[str, object]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from jansamvad.models import (
@@ -351,6 +351,9 @@ class MemoryStore:
         active = [r for r in found if r.active(now)]
         active.sort(key=lambda r: (r.kind is not RestrictionKind.BAN, -r.until_ms))
         return active[0] if active else None
+
+    async def restrictions(self, th: str, subs: Sequence[str]) -> dict[str, Restriction | None]:
+        return {sub: await self.restriction(th, sub) for sub in subs}
 
     async def audit(self, th: str) -> list[dict[str, object]]:
         return list(self._hall(th).audit)

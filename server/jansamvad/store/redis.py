@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from jansamvad.models import (
@@ -412,14 +412,22 @@ class RedisStore(RedisErasure, RedisProgrammes, RedisRegions):
         )
 
     async def restriction(self, th: str, sub: str) -> Restriction | None:
+        return (await self.restrictions(th, (sub,)))[sub]
+
+    async def restrictions(self, th: str, subs: Sequence[str]) -> dict[str, Restriction | None]:
+        # Two MGETs whatever the number of users: each town hall's keys (and the everywhere ones) share one slot.
+        here_keys, everywhere_keys = self._th(th), self._th(ANYWHERE)
         here, everywhere = await asyncio.gather(
-            self._conn.execute("GET", self._th(th).restriction(sub)),
-            self._conn.execute("GET", self._th(ANYWHERE).restriction(sub)),
+            self._conn.execute("MGET", *(here_keys.restriction(sub) for sub in subs)),
+            self._conn.execute("MGET", *(everywhere_keys.restriction(sub) for sub in subs)),
         )
         now = now_ms()
-        active = [r for r in (_restriction(here), _restriction(everywhere)) if r is not None and r.active(now)]
-        active.sort(key=lambda r: (r.kind is not RestrictionKind.BAN, -r.until_ms))
-        return active[0] if active else None
+        found: dict[str, Restriction | None] = {}
+        for sub, raw_here, raw_everywhere in zip(subs, here, everywhere, strict=True):
+            active = [r for r in (_restriction(raw_here), _restriction(raw_everywhere)) if r and r.active(now)]
+            active.sort(key=lambda r: (r.kind is not RestrictionKind.BAN, -r.until_ms))
+            found[sub] = active[0] if active else None
+        return found
 
     async def audit(self, th: str) -> list[dict[str, object]]:
         keys = self._th(th)

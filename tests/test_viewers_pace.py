@@ -1,0 +1,59 @@
+"""The `viewers` count in a big room is paced (viewers_pace.py, docs/protocol.md section 5): every change in a small
+room, in a big one only a move of more than 1 % after 5 s, any change after 10 s, or with an event of the tick."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from jansamvad import viewers_pace
+from jansamvad.server import RunningServer
+from jansamvad.viewers_pace import BIG_ROOM, BIG_ROOM_MAX_S, BIG_ROOM_MIN_S, viewers_due
+from tests.helpers import joined, make_hall
+
+
+def test_viewers_pace_small_room_gets_every_change() -> None:
+    assert viewers_due(BIG_ROOM, 100, 101, 0.0, with_event=False)
+
+
+def test_viewers_pace_first_count_always_goes() -> None:
+    assert viewers_due(BIG_ROOM * 10, None, 5, 0.0, with_event=False)
+
+
+def test_viewers_pace_big_room_waits_for_a_move_and_time() -> None:
+    big = BIG_ROOM * 5
+    assert not viewers_due(big, 10_000, 10_050, BIG_ROOM_MIN_S + 1, with_event=False)  # 0.5 %: not yet
+    assert not viewers_due(big, 10_000, 10_500, BIG_ROOM_MIN_S - 1, with_event=False)  # 5 %, too soon
+    assert viewers_due(big, 10_000, 10_500, BIG_ROOM_MIN_S, with_event=False)
+    assert viewers_due(big, 10_000, 9_000, BIG_ROOM_MIN_S, with_event=False)  # a fall counts too
+    assert viewers_due(big, 10_000, 10_001, BIG_ROOM_MAX_S, with_event=False)  # any change, after the longest wait
+
+
+def test_viewers_pace_big_room_count_rides_with_an_event() -> None:
+    assert viewers_due(BIG_ROOM * 5, 10_000, 10_001, 0.1, with_event=True)
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(20)
+async def test_viewers_pace_big_room_on_a_node_sends_the_grown_count_late(
+    make_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A "big room" of 3 listeners, and short waits, so that the pacing shows within a second or two.
+    monkeypatch.setattr(viewers_pace, "BIG_ROOM", 2)
+    monkeypatch.setattr(viewers_pace, "BIG_ROOM_MIN_S", 1.5)
+    monkeypatch.setattr(viewers_pace, "BIG_ROOM_MAX_S", 3.0)
+    server: RunningServer = await make_server(presence_interval_s=0.1)
+    hall = await make_hall(server)
+    watcher = await joined(server, hall.citizen_token(sub="c-watch"))
+    for i in range(2):
+        await joined(server, hall.citizen_token(sub=f"c-{i}"))
+    await watcher.recv_until(lambda m: m["t"] == "viewers" and m["n"] == 3, skipped=True)
+    started = asyncio.get_running_loop().time()
+
+    # The room grows by a third: the count waits until BIG_ROOM_MIN_S after the last one, though it ticks every 0.1 s.
+    await joined(server, hall.citizen_token(sub="c-more"))
+    grown = await watcher.recv_until(lambda m: m["t"] == "viewers", timeout=5)
+    assert grown["n"] == 4
+    assert asyncio.get_running_loop().time() - started >= 1.2  # a small room would have had it within a tick
