@@ -29,7 +29,13 @@ def chart(result: dict[str, Any], path: Path) -> bool:
     def gb(f: Any) -> list[float]:
         return [f(s) / 1024 / 1024 for s in samples]
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    fig, (ax, ramp) = plt.subplots(1, 2, figsize=(11, 4.4), gridspec_kw={"width_ratios": [3, 2]})
+    minutes = [(s["t"] - base["t"]) / 60 for s in samples]
+    ramp.plot(minutes, xs, "k-o", ms=3)
+    ramp.set_xlabel("minutes since the ramp began")
+    ramp.set_ylabel("connections held (thousands)")
+    ramp.set_title("the ramp (2 cores: joins are CPU-bound)", fontsize=10)
+    ramp.grid(alpha=0.3)
     ax.plot(
         xs,
         gb(lambda s: base["mem_available_kb"] - s["mem_available_kb"]),
@@ -90,9 +96,10 @@ def markdown(result: dict[str, Any], chart_path: Path | None, command: str) -> s
         f"({f['node_rss_kb_per_conn']:.2f} KB RSS); idle base of the {node_procs} workers + supervisors: "
         f"{f['node_base_pss_mb']:,} MB PSS |",
         f"| kernel memory per connection, both ends | **{f['slab_kb_per_conn_both_ends']:.2f} KB** slab "
-        f"(≈ {kernel_per_end:.2f} KB per end: both ends hold the same objects) + "
-        f"{f['tcp_buffers_kb_per_conn_both_ends']:.3f} KB TCP buffers + {f['page_tables_kb_per_conn']:.3f} KB page "
-        f"tables; grown: {slabs} |",
+        f"({f.get('slab_unreclaimable_kb_per_conn_both_ends', 0):.2f} KB of it unreclaimable; "
+        f"≈ {kernel_per_end:.2f} KB per end: both ends hold the same objects) + "
+        f"{max(0.0, f['tcp_buffers_kb_per_conn_both_ends']):.2f} KB TCP buffers (idle sockets hold none) + "
+        f"{max(0.0, f['page_tables_kb_per_conn']):.2f} KB page tables; slab caches grown: {slabs} |",
         f"| load-client memory per connection | **{f['client_pss_kb_per_conn']:.2f} KB** PSS "
         f"({f['client_rss_kb_per_conn']:.2f} KB RSS); idle base {f['client_base_pss_mb']:,} MB |",
         f"| machine memory per connection (MemAvailable lost / connections) | "
