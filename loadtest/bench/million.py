@@ -170,7 +170,9 @@ async def start_nodes(run: Run, redis_url: str) -> None:
                     raise RuntimeError(f"node host {i} not healthy in time") from None
                 await asyncio.sleep(0.5)
     # Every worker of every host must be up (healthz answers as soon as one of a host's workers listens).
-    while sum(len(tree(p.pid)) - 1 for p in run.nodes) < len(run.nodes) * run.plan.workers:
+    # (`--workers 1` runs the node in the supervisor's own process: no children to wait for.)
+    wanted = len(run.nodes) * run.plan.workers if run.plan.workers > 1 else 0
+    while sum(len(tree(p.pid)) - 1 for p in run.nodes) < wanted:
         if time.monotonic() > deadline:
             raise RuntimeError("not every node worker started in time")
         await asyncio.sleep(0.5)
@@ -306,7 +308,7 @@ def check(spoken: list[int], sent_ns: list[int], collected: list[dict[str, Any]]
     deliver_s = []
     for seq, sent in zip(spoken, sent_ns, strict=True):
         got = [c["counts"].get(str(seq), 0) for c in collected]
-        missing += sum(max(0, c["joined"] - g) for c, g in zip(collected, got, strict=True))
+        missing += sum(abs(c["joined"] - g) for c, g in zip(collected, got, strict=True))  # fewer or more: wrong
         deliver_s.append(round((max(int(c["last_ns"].get(str(seq), 0)) for c in collected) - sent) / 1e9, 3))
     return {
         "joined_at_end": joined,
