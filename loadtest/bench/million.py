@@ -63,7 +63,7 @@ class Plan:
     client_hosts: int = 11
     procs_per_client_host: int = 5
     rate: int = 2500  # handshakes a second started over all client processes, at most
-    concurrency: int = 12  # handshakes in flight per client process, at most (55 processes: 660 in all)
+    concurrency: int = 6  # handshakes in flight per client process, at most (55 processes: 330 in all)
     step: int = 25_000  # connections per ramp step (MemAvailable is checked between steps)
     sentences: int = 5
     ping_interval_s: float = 300.0
@@ -77,6 +77,8 @@ class Plan:
     namespaces: bool = True
     prefix: str = "jsm-"
     net: int = 88
+    end_by: str = ""  # "HH:MM" UTC: stop ramping in time for the speech, the checks and the teardown to end by then
+    end_reserve_s: float = 300.0  # what the hold, the sentences, the checks and the teardown get after the ramp
 
 
 @dataclass
@@ -226,6 +228,15 @@ async def ask(run: Run, commands: list[dict[str, Any]], timeout: float) -> list[
         return await asyncio.gather(*(one(p, c) for p, c in zip(run.clients, commands, strict=True)))
 
 
+def end_by_epoch(hhmm: str) -> float | None:
+    """`HH:MM` UTC today as a Unix time (None when unset)."""
+    if not hhmm:
+        return None
+    hour, minute = (int(x) for x in hhmm.split(":"))
+    now = time.gmtime()
+    return time.time() + (hour * 3600 + minute * 60) - (now.tm_hour * 3600 + now.tm_min * 60 + now.tm_sec)
+
+
 async def settle(run: Run, limit_s: float = 90.0) -> float:
     """Until the idle cluster uses under half a core (starting ~130 processes on 2 cores takes a while)."""
     started = time.monotonic()
@@ -247,6 +258,7 @@ async def ramp(run: Run, out: dict[str, Any]) -> None:
     out["failed"] = {}
     started = time.monotonic()
     per_conn_kb = 0.0
+    end_by = end_by_epoch(p.end_by)
     while total < p.connections:
         step = min(p.step, p.connections - total)
         now = samples[-1]
@@ -255,8 +267,14 @@ async def ramp(run: Run, out: dict[str, Any]) -> None:
             stopped = (f"MemAvailable: {avail_mb:.0f} MB left; the next {step:,} connections at the measured "
                        f"{per_conn_kb:.1f} KB each would go below the {p.mem_floor_mb} MB floor")  # fmt: skip
             break
-        if time.monotonic() - started > p.ramp_limit_s:
-            stopped = f"ramp time limit ({p.ramp_limit_s:.0f} s) reached"
+        step_s = (time.monotonic() - started) / max(1, total) * step if total else 0.0  # the last steps' pace
+        if time.monotonic() + step_s - started > p.ramp_limit_s:
+            pace = total / (time.monotonic() - started)
+            stopped = f"ramp time limit ({p.ramp_limit_s:.0f} s) reached: joins ran at ~{pace:.0f}/s"
+            break
+        if end_by is not None and time.time() + step_s > end_by - p.end_reserve_s:
+            stopped = (f"time: the run had to end by {p.end_by} UTC (the machine's slot); joins ran at "
+                       f"~{total / (time.monotonic() - started):.0f}/s")  # fmt: skip
             break
         counts = [step // n + (1 if i < step % n else 0) for i in range(n)]
         replies = await ask(run, [{"op": "open", "count": c} for c in counts], timeout=120 + 3 * step / p.rate)
