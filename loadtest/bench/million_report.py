@@ -134,4 +134,5 @@ def write_section(result: dict[str, Any], doc: Path, chart_path: Path, command: 
     notes = old.find("\n### ")
     kept = old[notes:] if notes >= 0 else ""
     section = body + ("\n" + kept.strip("\n") + "\n\n" if kept else "\n")
-    doc.write_text(text[:start] + section + text[end:].lstrip("\n"), encoding="utf-8")
+    rest = text[end:].lstrip("\n")
+    doc.write_text(text[:start] + (section if rest else section.rstrip("\n") + "\n") + rest, encoding="utf-8")
