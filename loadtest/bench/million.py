@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from jansamvad.auth import TokenService
+from jansamvad.localredis import free_port
 from jansamvad.protocol.roles import Role
 
 from . import million_hosts, procstat
@@ -89,6 +90,7 @@ class Run:
     nodes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     clients: list[asyncio.subprocess.Process] = field(default_factory=list)
     client_pids: list[int] = field(default_factory=list)
+    port: int = NODE_PORT  # every node host's port (a free one in loopback mode, where the hosts share one stack)
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
     admin_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     logs: Path = field(default_factory=lambda: ROOT / "loadtest" / "reports" / f"million-{time.strftime('%H%M%S')}")
@@ -123,7 +125,7 @@ def snapshot(run: Run) -> dict[str, Any]:
 def node_argv(run: Run, host: Host, redis_url: str) -> list[str]:
     p = run.plan
     return host.wrap([
-        *jansamvad_command(), "serve", "--host", host.address, "--port", str(NODE_PORT),
+        *jansamvad_command(), "serve", "--host", host.address, "--port", str(run.port),
         "--workers", str(p.workers), "--redis-url", redis_url, "--log-level", "warning",
         "--max-connections", str(MAX_CONNECTIONS_PER_WORKER),
         # Many citizens share a client host's one address here (as behind a carrier's CGNAT); the ramp's pace is set
@@ -165,7 +167,7 @@ async def start_nodes(run: Run, redis_url: str) -> None:
             if run.nodes[i].poll() is not None:
                 raise RuntimeError(f"node host {i} exited: see {run.logs}/node-{i}.log")
             try:
-                await asyncio.to_thread(http_json, f"http://{host.address}:{NODE_PORT}/healthz")
+                await asyncio.to_thread(http_json, f"http://{host.address}:{run.port}/healthz")
                 break
             except OSError:
                 if time.monotonic() > deadline:
@@ -185,7 +187,7 @@ async def start_clients(run: Run, th: str) -> None:
     assert run.hosts is not None
     p = run.plan
     procs = len(run.hosts.clients) * p.procs_per_client_host
-    targets = ",".join(f"{h.address}:{NODE_PORT}" for h in run.hosts.nodes)
+    targets = ",".join(f"{h.address}:{run.port}" for h in run.hosts.nodes)
     rate = max(1.0, p.rate / procs)
     for j, host in enumerate(run.hosts.clients):
         for k in range(p.procs_per_client_host):
@@ -388,10 +390,11 @@ async def drive(run: Run, out: dict[str, Any]) -> None:
     else:
         out["namespaces_fallback"] = reason
         run.hosts = Hosts.loopback(p.prefix, p.net, p.node_hosts, p.client_hosts)
+        run.port = free_port()
     run.valkey = Valkey(run.hosts.gateway, cluster=p.cluster)
     await asyncio.to_thread(run.valkey.start)
     await start_nodes(run, run.valkey.url)
-    first = f"http://{run.hosts.nodes[0].address}:{NODE_PORT}"
+    first = f"http://{run.hosts.nodes[0].address}:{run.port}"
     th = str((await asyncio.to_thread(http_json, f"{first}/api/townhalls", {"title": "दस लाख", "lang": "hi"},
                                       run.admin_key))["id"])  # fmt: skip
     leader_token = TokenService(run.secret).issue(sub="l-million", role=Role.LEADER, th=th, ttl_s=7200, name="नेता")[0]
