@@ -46,6 +46,7 @@ from .children import die_with_parent
 from .million_hosts import Host, Hosts
 from .million_probe import cpu_s, meminfo_kb, memory_kb, slab_growth, slabs_kb, sockstat, tree
 from .million_valkey import Valkey
+from .profile import PySpy, py_spy_binary, summarize
 from .serverproc import jansamvad_command
 from .storm import Leader
 
@@ -78,6 +79,7 @@ class Plan:
     namespaces: bool = True
     prefix: str = "jsm-"
     net: int = 88
+    profile: bool = True  # py-spy on one node worker during the second ramp step (if installed)
     end_by: str = ""  # "HH:MM" UTC: stop ramping in time for the speech, the checks and the teardown to end by then
     end_reserve_s: float = 300.0  # what the hold, the sentences, the checks and the teardown get after the ramp
 
@@ -239,6 +241,18 @@ def end_by_epoch(hhmm: str) -> float | None:
     return time.time() + (hour * 3600 + minute * 60) - (now.tm_hour * 3600 + now.tm_min * 60 + now.tm_sec)
 
 
+async def profile_during(run: Run, out: dict[str, Any], step: int) -> PySpy | None:
+    """py-spy (sampling from outside, non-blocking) on one node worker over ramp step 2: where a join's CPU goes
+    with many processes on two cores. The worker is the largest child of node host 0's supervisor."""
+    if not run.plan.profile or step != 2 or py_spy_binary() is None or not run.nodes:
+        return None
+    workers = tree(run.nodes[0].pid)[1:] or [run.nodes[0].pid]
+    worker = max(workers, key=lambda pid: memory_kb([pid])["rss_kb"])
+    spy = PySpy(worker, run.logs / "node-profile.raw", rate=100, native=False)
+    spy.start()
+    return spy
+
+
 async def settle(run: Run, limit_s: float = 90.0) -> float:
     """Until the idle cluster uses under half a core (starting ~130 processes on 2 cores takes a while)."""
     started = time.monotonic()
@@ -279,6 +293,7 @@ async def ramp(run: Run, out: dict[str, Any]) -> None:
                        f"~{total / (time.monotonic() - started):.0f}/s")  # fmt: skip
             break
         counts = [step // n + (1 if i < step % n else 0) for i in range(n)]
+        spy = await profile_during(run, out, len(samples))
         replies = await ask(run, [{"op": "open", "count": c} for c in counts], timeout=120 + 3 * step / p.rate)
         total = sum(r["joined"] for r in replies)
         failed: dict[str, int] = {}
@@ -286,6 +301,9 @@ async def ramp(run: Run, out: dict[str, Any]) -> None:
             for k, v in r["failed"].items():
                 failed[k] = failed.get(k, 0) + v
         samples.append({**snapshot(run), "connections": total})
+        if spy is not None:
+            await spy.stop()
+            out["node_profile"] = {"worker_pid": spy.pid, "during_step": 2, **summarize(spy.out, top=12)}
         # The next step's cost: what MemAvailable lost per connection so far, or (if the page cache or another
         # process blurred that) the sum of what the nodes, the clients and the kernel's slab grew, if larger.
         first, last = samples[0], samples[-1]

@@ -114,6 +114,14 @@ def markdown(result: dict[str, Any], chart_path: Path | None, command: str) -> s
         f"| teardown | {r['teardown']['seconds']} s, clean: {r['teardown']['clean']} |",
         "",
     ]
+    prof = r.get("node_profile")
+    if prof and prof.get("samples"):
+        top = "; ".join(f"{label} {pct} %" for label, pct in prof["self_python"][:5])
+        lines += [
+            f"Where a node worker's CPU went during ramp step 2 (py-spy, {prof['samples']} samples of one worker, "
+            f"innermost Python function; C calls count to their caller): {top}.",
+            "",
+        ]
     if chart_path is not None:
         lines += [f"![memory while ramping]({chart_path.relative_to(ROOT / 'docs')})", ""]
     return "\n".join(lines)
