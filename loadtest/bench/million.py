@@ -410,7 +410,7 @@ async def drive(run: Run, out: dict[str, Any]) -> None:
         run.hosts = Hosts.loopback(p.prefix, p.net, p.node_hosts, p.client_hosts)
         run.port = free_port()
     run.valkey = Valkey(run.hosts.gateway, cluster=p.cluster)
-    await asyncio.to_thread(run.valkey.start)
+    run.valkey.start()  # in this thread: its servers' PR_SET_PDEATHSIG follows the thread that started them
     await start_nodes(run, run.valkey.url)
     first = f"http://{run.hosts.nodes[0].address}:{run.port}"
     th = str((await asyncio.to_thread(http_json, f"{first}/api/townhalls", {"title": "दस लाख", "lang": "hi"},

@@ -8,11 +8,14 @@ that address, so the slot map the nodes discover points at an address they can r
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import redis
 
 from jansamvad.localredis import Cluster, RedisServer, server_binary
+
+from .children import die_with_parent
 
 
 class HostRedisServer(RedisServer):
@@ -40,6 +43,13 @@ class HostRedisServer(RedisServer):
             "--maxclients",
             "10000",
         ]
+
+    def spawn(self) -> None:
+        """As RedisServer.spawn, and the server dies with the bench (PR_SET_PDEATHSIG) if the bench is killed."""
+        assert self.proc is None, "already running"
+        self.proc = subprocess.Popen(
+            self.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, preexec_fn=die_with_parent
+        )
 
     def client(self) -> redis.Redis:
         return redis.Redis(host=self.address, port=self.port, socket_connect_timeout=1, socket_timeout=5)
