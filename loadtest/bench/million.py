@@ -65,7 +65,7 @@ class Plan:
     client_hosts: int = 11
     procs_per_client_host: int = 5
     rate: int = 2500  # handshakes a second started over all client processes, at most
-    concurrency: int = 6  # handshakes in flight per client process, at most (55 processes: 330 in all)
+    concurrency: int = 12  # handshakes in flight per client process, at most (55 processes: 660 in all)
     step: int = 25_000  # connections per ramp step (MemAvailable is checked between steps)
     sentences: int = 5
     ping_interval_s: float = 300.0
