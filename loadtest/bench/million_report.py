@@ -69,6 +69,13 @@ def markdown(result: dict[str, Any], chart_path: Path | None, command: str) -> s
     hosts = "network namespaces" if "namespaces_fallback" not in r else f"127.x addresses ({r['namespaces_fallback']})"
     deliver = ", ".join(f"{s:.2f}" for s in c["deliver_all_s"])
     held = r["held"]
+    n = max(1, c["joined_at_end"])
+    proc_inodes = dict(r["slab_growth_kb"]).get("proc_inode_cache", 0) / n  # /proc entries listed: not a socket's
+    per_conn = (
+        f["node_pss_kb_per_conn"] + f["client_pss_kb_per_conn"] + f["slab_kb_per_conn_both_ends"] - proc_inodes
+        + max(0.0, f["tcp_buffers_kb_per_conn_both_ends"]) + max(0.0, f["page_tables_kb_per_conn"])
+    )  # fmt: skip
+    fits = int((r["samples"][0]["mem_available_kb"] / 1024 - p["mem_floor_mb"]) * 1024 / per_conn)
     lines = [
         SECTION,
         "",
@@ -111,6 +118,10 @@ def markdown(result: dict[str, Any], chart_path: Path | None, command: str) -> s
         f"the clients {f['client_cpu_ms_per_handshake']:.2f} ms) |",
         f"| Valkey | {f['valkey_cpu_s_ramp']:.1f} CPU-s over the ramp; {f['valkey_rss_mb']:.0f} MB RSS over "
         f"3 primaries ({f['valkey_rss_mb_before']:.0f} MB before) |",
+        f"| **connections this machine holds at the floor** (the idle cluster's MemAvailable − floor, over the "
+        f"measured {per_conn:.1f} KB per connection: node + kernel without /proc inodes + client) | **{fits:,}**; "
+        f"a million needs {1e6 * per_conn / 1024 / 1024:.1f} GB above the idle cluster; at the measured rate its "
+        f"ramp takes ~{1e6 / max(1.0, f['handshakes_per_s']) / 60:.0f} min |",
         f"| teardown | {r['teardown']['seconds']} s, clean: {r['teardown']['clean']} |",
         "",
     ]
