@@ -284,7 +284,7 @@ async def ramp(run: Run, out: dict[str, Any]) -> None:
                        f"{per_conn_kb:.1f} KB each would go below the {p.mem_floor_mb} MB floor")  # fmt: skip
             break
         step_s = (time.monotonic() - started) / max(1, total) * step if total else 0.0  # the last steps' pace
-        if time.monotonic() + step_s - started > p.ramp_limit_s:
+        if end_by is None and time.monotonic() + step_s - started > p.ramp_limit_s:  # --end-by replaces the limit
             pace = total / (time.monotonic() - started)
             stopped = f"ramp time limit ({p.ramp_limit_s:.0f} s) reached: joins ran at ~{pace:.0f}/s"
             break
