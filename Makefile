@@ -104,6 +104,14 @@ bench-joins: $(VENV)/.installed-dev
 	PYTHONPATH=. $(BIN)/python -m loadtest.bench.joins --encoding json --profile $(JOINS_ARGS)
 	PYTHONPATH=. $(BIN)/python -m loadtest.bench.joins --encoding msgpack $(JOINS_ARGS)
 
+## million: ten lakh connections on this machine (issue 19; root: network namespaces, else 127.x addresses), then
+## docs/benchmarks.md "Ten lakh" and docs/million.png; smaller: make million MILLION_ARGS="--connections 100000"
+MILLION_ARGS ?=
+.PHONY: million
+million: $(VENV)/.installed-dev
+	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install --quiet --constraint $(LOCK_DEV) -e '.[bench]'
+	PYTHONPATH=. $(BIN)/python -m loadtest.bench.million --markdown docs/benchmarks.md $(MILLION_ARGS)
+
 ## storm: the reconnect storm at scale (docs/benchmarks.md, "Reconnect storm"), e.g. make storm STORM_ARGS="--clients 30000"
 STORM_ARGS ?= --clients 30000 --workers 3 --client-procs 4
 .PHONY: storm

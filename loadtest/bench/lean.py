@@ -1,0 +1,368 @@
+"""The lean load client of `make million`: one process holds up to ~19k real citizen sessions in little memory.
+
+Each connection is a real client of the protocol: TCP connect, the WebSocket upgrade (subprotocol
+jansamvad.v1.msgpack), `hello` with its own citizen token (HS256, minted here with the run's secret, as the REST API
+would), `welcome`, then it stays joined, answers every keepalive ping with a pong, and checks the town hall's events
+by `seq` (each must be the next one on that connection: a gap or a repeat is counted).
+
+Lean, because at a million the load client is half of the machine's memory:
+- one small object per connection (`LeanConn`, six slots) and its uvloop transport; no task, no future, no buffer
+  once joined (the join's waiter is dropped after `welcome`, a partial frame is kept only until its rest arrives);
+- what was received is counted process-wide (`Tally`: per seq, how many connections got it and when the last one
+  did), not per connection;
+- a small socket receive buffer (SO_RCVBUF, `--rcvbuf`), uvloop's one shared read buffer per process;
+- tokens are minted one at a time at connect, with hmac from the standard library (no JWT library loaded).
+
+Commands arrive as JSON lines on stdin, each answered by one JSON line on stdout (logs on stderr):
+  open    {count}            open and join `count` more citizens at this process's handshake rate
+  wait    {seq, timeout}     until every joined connection here has received event `seq`
+  collect {}                 counts per seq, last receipt per seq, gaps, repeats, pings, closes, RSS, CPU
+  exit    {}
+The process exits by itself when stdin closes (the orchestrator is gone) or after --lifetime seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import random
+import resource
+import socket
+import sys
+import time
+from collections import Counter
+from typing import Any, cast
+
+import msgpack
+import uvloop
+
+from . import wire
+
+HANDSHAKE, HELLO, OPEN, CLOSED = 0, 1, 2, 3
+MAX_ATTEMPTS = 4  # a 503 (admission) is retried after its Retry-After, at most this many tries in all
+_unpackb = msgpack.unpackb
+_now = time.monotonic_ns
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+class Minter:
+    """Citizen tokens exactly as `TokenService.issue` makes them (HS256 JWT: sub, role, th, iat, exp, aud, name)."""
+
+    HEADER = _b64(b'{"alg":"HS256","typ":"JWT"}')
+
+    def __init__(self, secret: str, th: str, ttl_s: int) -> None:
+        self.key = secret.encode()
+        self.th = th
+        self.ttl_s = ttl_s
+
+    def hello(self, sub: str) -> bytes:
+        now = int(time.time())
+        claims = {"sub": sub, "role": "citizen", "th": self.th, "iat": now, "exp": now + self.ttl_s, "aud": "jansamvad"}
+        claims["name"] = "नागरिक"
+        signing = self.HEADER + b"." + _b64(json.dumps(claims, separators=(",", ":")).encode())
+        token = signing + b"." + _b64(hmac.new(self.key, signing, hashlib.sha256).digest())
+        return wire.message_frame({"t": "hello", "token": token.decode()})
+
+
+class Tally:
+    """Everything this process's connections received, counted once for all of them."""
+
+    def __init__(self) -> None:
+        self.joined = 0  # past `welcome` and not lost since
+        self.counts: dict[int, int] = {}  # seq -> connections that received it (each at most once: see LeanConn)
+        self.last_ns: dict[int, int] = {}  # seq -> when the last of them did (CLOCK_MONOTONIC, one clock per machine)
+        self.gaps = 0
+        self.repeats = 0
+        self.pings = 0
+        self.bad_frames = 0
+        self.closes: Counter[int] = Counter()
+        self.other: Counter[str] = Counter()
+        self.wait_seq = 0
+        self.wait_event: asyncio.Event | None = None
+
+    def event(self, seq: int, now: int) -> None:
+        self.counts[seq] = self.counts.get(seq, 0) + 1
+        self.last_ns[seq] = now
+        if seq == self.wait_seq:
+            self.check_wait()
+
+    def check_wait(self) -> None:
+        if self.wait_event is not None and self.counts.get(self.wait_seq, 0) >= self.joined:
+            self.wait_event.set()
+
+
+TALLY = Tally()
+
+
+class Rejected(Exception):
+    def __init__(self, status: int, retry_after: float) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status, self.retry_after = status, retry_after
+
+
+class LeanConn(asyncio.Protocol):
+    __slots__ = ("buf", "hello", "last_seq", "state", "transport", "waiter")
+
+    def __init__(self, hello: bytes, waiter: asyncio.Future[None]) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.hello = hello
+        self.waiter: asyncio.Future[None] | None = waiter
+        self.buf = b""
+        self.state = HANDSHAKE
+        self.last_seq = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(REQUEST)
+
+    def data_received(self, data: bytes) -> None:
+        now = _now()
+        if self.buf:
+            data, self.buf = self.buf + data, b""
+        pos, end = 0, len(data)
+        if self.state == HANDSHAKE:
+            head_end = data.find(wire.HEAD_END)
+            if head_end < 0:
+                self.buf = data if end <= wire.MAX_HEAD_BYTES else b""
+                return
+            status, headers = wire.parse_response_head(data[:head_end])
+            if status != 101:
+                self._fail(Rejected(status, float(headers.get("retry-after", "1") or 1)))
+                return
+            self.state = HELLO
+            self.transport.write(self.hello)  # type: ignore[union-attr]
+            self.hello = b""
+            pos = head_end + 4
+        while end - pos >= 2:
+            first = data[pos]
+            length = data[pos + 1] & 0x7F
+            start = pos + 2
+            if length == 126:
+                if end - pos < 4:
+                    break
+                length = (data[pos + 2] << 8) | data[pos + 3]
+                start = pos + 4
+            elif length == 127:
+                if end - pos < 10:
+                    break
+                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+                start = pos + 10
+            stop = start + length
+            if stop > end:
+                break
+            opcode = first & 0x0F
+            if opcode == wire.OP_BINARY:
+                self._message(_unpackb(data[start:stop]), now)
+            elif opcode == wire.OP_PING:
+                TALLY.pings += 1
+                self.transport.write(wire.client_frame(wire.OP_PONG, data[start:stop]))  # type: ignore[union-attr]
+            elif opcode == wire.OP_CLOSE:
+                TALLY.closes[wire.close_code(data[start:stop])] += 1
+                self.transport.abort()  # type: ignore[union-attr]
+                return
+            else:
+                TALLY.bad_frames += 1
+            pos = stop
+        if pos < end:
+            self.buf = data[pos:]
+
+    def _message(self, msg: dict[str, Any], now: int) -> None:
+        t = msg.get("t")
+        seq = msg.get("seq")
+        if seq is not None and t != "welcome" and t != "snapshot":
+            last = self.last_seq
+            if seq != last + 1:  # every event of the town hall's stream, in order, exactly once
+                if seq <= last:
+                    TALLY.repeats += 1
+                    return
+                TALLY.gaps += seq - last - 1
+            self.last_seq = seq
+            TALLY.event(seq, now)
+        elif t == "welcome" and self.state == HELLO:
+            self.state = OPEN
+            self.last_seq = msg["seq"]
+            TALLY.joined += 1
+            if self.waiter is not None and not self.waiter.done():
+                self.waiter.set_result(None)
+            self.waiter = None
+        elif t == "error" and self.state == HELLO:
+            self._fail(RuntimeError(f"error {msg.get('code')} instead of welcome"))
+        elif t is not None:
+            TALLY.other[str(t)] += 1
+
+    def _fail(self, exc: Exception) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(exc)
+        self.waiter = None
+        if self.transport is not None:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.state == OPEN:
+            TALLY.joined -= 1
+            TALLY.closes[1006] += 1
+            TALLY.check_wait()
+        self.state = CLOSED
+        self._fail(ConnectionError("closed before welcome"))
+        self.transport = None
+
+
+REQUEST = b""  # the one upgrade request of this process (set in main: its Host header names the first target)
+
+
+class Opener:
+    def __init__(self, opts: argparse.Namespace) -> None:
+        self.opts = opts
+        self.targets = [(t.split(":")[0], int(t.split(":")[1])) for t in opts.targets.split(",")]
+        self.minter = Minter(opts.secret, opts.th, ttl_s=4 * 3600)
+        self.conns: list[LeanConn] = []
+        self.opened = 0
+        self.failed: Counter[str] = Counter()
+        self.retries = 0
+
+    async def open(self, count: int) -> dict[str, Any]:
+        first, self.opened = self.opened, self.opened + count
+        interval = 1.0 / self.opts.rate
+        started = time.monotonic()
+        next_index = first
+        give_up = max(20, count // 10)
+
+        async def runner() -> None:
+            nonlocal next_index
+            while next_index < first + count and self.failed.total() < give_up:
+                i = next_index
+                next_index += 1
+                delay = started + (i - first) * interval - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await self.open_one(i)
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(min(self.opts.concurrency, count)):
+                group.create_task(runner())
+        return {"joined": TALLY.joined, "failed": dict(self.failed), "retries": self.retries,
+                "seconds": round(time.monotonic() - started, 3)}  # fmt: skip
+
+    async def open_one(self, i: int) -> None:
+        loop = asyncio.get_running_loop()
+        host, port = self.targets[(self.opts.index + i) % len(self.targets)]
+        local = (self.opts.source, 0) if self.opts.source else None
+        for attempt in range(MAX_ATTEMPTS):
+            waiter: asyncio.Future[None] = loop.create_future()
+            conn = LeanConn(self.minter.hello(f"c-{self.opts.index}-{i}"), waiter)
+            try:
+                async with asyncio.timeout(self.opts.timeout):
+                    transport, _ = await loop.create_connection(lambda c=conn: c, host, port, local_addr=local)
+                    sock = transport.get_extra_info("socket")
+                    if sock is not None and self.opts.rcvbuf:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.opts.rcvbuf)
+                    await waiter
+                self.conns.append(conn)
+                return
+            except Rejected as rejected:
+                if rejected.status != 503 or attempt == MAX_ATTEMPTS - 1:
+                    self.failed[f"http_{rejected.status}"] += 1
+                    return
+                self.retries += 1
+                await asyncio.sleep(min(5.0, rejected.retry_after) * random.uniform(0.5, 1.0))
+            except TimeoutError:
+                conn._fail(TimeoutError())
+                self.failed["timeout"] += 1
+                return
+            except OSError as exc:
+                self.failed[f"os_{exc.errno}"] += 1
+                return
+            except Exception as exc:
+                self.failed[type(exc).__name__] += 1
+                return
+
+
+def usage() -> dict[str, Any]:
+    rss = 0
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return {"rss_kb": rss, "cpu_s": round(ru.ru_utime + ru.ru_stime, 3)}
+
+
+async def handle(opener: Opener, cmd: dict[str, Any]) -> dict[str, Any]:
+    op = cmd["op"]
+    if op == "open":
+        return {**await opener.open(int(cmd["count"])), **usage()}
+    if op == "wait":
+        TALLY.wait_seq, TALLY.wait_event = int(cmd["seq"]), asyncio.Event()
+        TALLY.check_wait()
+        try:
+            async with asyncio.timeout(float(cmd["timeout"])):
+                await TALLY.wait_event.wait()
+            ok = True
+        except TimeoutError:
+            ok = False
+        TALLY.wait_seq, TALLY.wait_event = 0, None
+        return {"ok": ok, "joined": TALLY.joined, "got": TALLY.counts.get(int(cmd["seq"]), 0)}
+    if op == "collect":
+        t = TALLY
+        return {"joined": t.joined, "counts": t.counts, "last_ns": t.last_ns, "gaps": t.gaps, "repeats": t.repeats,
+                "pings": t.pings, "bad_frames": t.bad_frames, "closes": dict(t.closes), "other": dict(t.other),
+                "failed": dict(opener.failed), **usage()}  # fmt: skip
+    raise ValueError(f"unknown op {op!r}")
+
+
+async def serve(opts: argparse.Namespace) -> None:
+    global REQUEST
+    opener = Opener(opts)
+    host, port = opener.targets[0]
+    REQUEST = wire.upgrade_request(host, port)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 24)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    print(json.dumps({"ready": True, **usage()}), flush=True)
+    deadline = time.monotonic() + opts.lifetime
+    while True:
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                line = await reader.readline()
+        except TimeoutError:
+            break
+        if not line:
+            break
+        cmd = json.loads(line)
+        if cmd.get("op") == "exit":
+            break
+        try:
+            reply = await handle(opener, cmd)
+        except Exception as exc:  # report, do not die: the orchestrator decides
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        sys.stdout.write(json.dumps(reply) + "\n")
+        sys.stdout.flush()
+    os._exit(0)  # a million sockets are the kernel's to close; nothing here needs a graceful unwind
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--index", type=int, required=True, help="this process's number (token subs, first target)")
+    parser.add_argument("--targets", required=True, help="host:port,host:port,... connections go round robin")
+    parser.add_argument("--secret", default=os.environ.get("JANSAMVAD_SECRET", ""), help="or JANSAMVAD_SECRET")
+    parser.add_argument("--th", required=True, help="the town hall to join")
+    parser.add_argument("--rate", type=float, default=200.0, help="handshakes a second started by this process")
+    parser.add_argument("--concurrency", type=int, default=64, help="handshakes in flight at most")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds for one connect + upgrade + welcome")
+    parser.add_argument("--rcvbuf", type=int, default=8192, help="SO_RCVBUF of each socket (0: the kernel's)")
+    parser.add_argument("--source", default="", help="bind this source address (loopback mode)")
+    parser.add_argument("--lifetime", type=float, default=3600.0, help="exit after this many seconds regardless")
+    opts = parser.parse_args()
+    uvloop.run(serve(opts))
+
+
+if __name__ == "__main__":
+    main()

