@@ -224,7 +224,9 @@ export class LivePlayer {
     if (!b.length) return this._rate(1);
     const end = b.end(b.length - 1);
     const ahead = end - a.currentTime;
-    if (ahead > JUMP_ABOVE_S) {
+    // A flood is appended one chunk at a time: skip only once it is all in, so the skip lands at the real live edge
+    // (a skip decided halfway would leave the rest of the flood ahead again).
+    if (ahead > JUMP_ABOVE_S && !this.ops.length && !this.sb?.updating) {
       const to = Math.max(b.start(b.length - 1), end - TARGET_AHEAD_S);
       if (to > a.currentTime) {
         a.currentTime = to; // forward only

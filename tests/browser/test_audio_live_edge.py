@@ -68,7 +68,7 @@ AHEAD_LAST_SECOND = """() => {
   return xs.length >= 10 ? xs[Math.floor(xs.length / 2)] : Infinity;
 }"""
 NEAR_EDGE_S = 1.0
-BURST_HOLD_S = 1.5  # within the catch-up band (0.9-2 s): caught up by a faster rate, not a skip
+BURST_HOLD_S = 1.3  # within the catch-up band (0.9-2 s): caught up by a faster rate, not a skip
 STALL_HOLD_S = 3.5  # past the jump threshold (2 s): a skip forward to the target
 
 
@@ -110,7 +110,7 @@ def test_live_player_returns_near_the_live_edge_after_bursts_without_going_backw
     page.wait_for_function("() => document.querySelector('#player').currentTime > 1.5", timeout=20_000)
     assert ahead_median(page) < NEAR_EDGE_S, "the player should start near the live edge"
 
-    # Late chunks in a burst: the margin jumps to ~1.5 s; the player plays a little faster until it is back near the
+    # Late chunks in a burst: the margin jumps to ~1.3-1.6 s; the player plays a little faster until it is back near the
     # target, without skipping anything.
     after_burst = burst(page, BURST_HOLD_S)
     assert after_burst > 1.2, f"the burst should have grown the margin (it is {after_burst:.2f} s)"
