@@ -10,7 +10,16 @@
 export const AUDIO_MIME = 'audio/webm;codecs=opus';
 const CHUNK_MS = 300;
 const BITRATE = 24000; // speech at 24 kbit/s: fine on 2G/3G
-const MAX_LAG_S = 2.5; // a listener further behind the live edge jumps forward
+// How far the play head runs behind the newest audio it has (seconds buffered ahead of it). Every second of margin is
+// a second of glass-to-ear latency, but a margin is what rides out late chunks: a busy node delivers in bursts (a slow
+// tick carries 2-3 chunks at once), and a player that just keeps what a burst gave it stays that much later for ever.
+// So: aim for TARGET_AHEAD_S; past CATCH_UP_ABOVE_S play a little faster (speech at 1.1x with the pitch kept is hard
+// to notice, a skip is not) until back near the target; only past JUMP_ABOVE_S (e.g. after a long stall ended in a
+// flood of chunks) skip forward to the target. Never backwards: a listener never hears a piece twice.
+const TARGET_AHEAD_S = 0.5;
+const CATCH_UP_ABOVE_S = 0.9;
+const CATCH_UP_RATE = 1.1;
+const JUMP_ABOVE_S = 2.0;
 const KEEP_S = 20; // seconds of played audio kept in the buffer
 const SEND_BUFFER_LIMIT = 64 * 1024; // the leader skips chunks while its socket has this much unsent
 
@@ -56,8 +65,16 @@ export class LivePlayer {
     this.ms = null;
     this.sb = null;
     this.ops = [];
+    this.stalls = 0; // 'waiting' while playing: the buffer ran dry (the margin was too small for a late chunk)
+    this.jumps = 0; // skips forward to the live edge
+    this.audio.preservesPitch = true; // catching up at 1.1x must not raise the leader's voice
     this.audio.addEventListener('playing', () => this.onChange());
-    this.audio.addEventListener('waiting', () => this.onChange());
+    this.audio.addEventListener('waiting', () => {
+      if (this.active && this.audio.currentTime > 0) this.stalls += 1; // not the wait for the first chunk
+      this.onChange();
+    });
+    // ~4 times a second while playing: the catch-up rate also goes back to 1.0 when no chunk arrives meanwhile.
+    this.audio.addEventListener('timeupdate', () => this._followLiveEdge());
   }
 
   get onAir() {
@@ -199,11 +216,32 @@ export class LivePlayer {
     this._stats();
   }
 
+  /** Keep the play head near the live edge: see TARGET_AHEAD_S. */
   _followLiveEdge() {
-    const b = this.audio.buffered;
-    if (!b.length) return;
+    const a = this.audio;
+    if (!this.active) return;
+    const b = a.buffered;
+    if (!b.length) return this._rate(1);
     const end = b.end(b.length - 1);
-    if (end - this.audio.currentTime > MAX_LAG_S) this.audio.currentTime = Math.max(b.start(b.length - 1), end - 0.5);
+    const ahead = end - a.currentTime;
+    // A flood is appended one chunk at a time: skip only once it is all in, so the skip lands at the real live edge
+    // (a skip decided halfway would leave the rest of the flood ahead again).
+    if (ahead > JUMP_ABOVE_S && !this.ops.length && !this.sb?.updating) {
+      const to = Math.max(b.start(b.length - 1), end - TARGET_AHEAD_S);
+      if (to > a.currentTime) {
+        a.currentTime = to; // forward only
+        this.jumps += 1;
+      }
+      this._rate(1);
+    } else if (ahead > CATCH_UP_ABOVE_S) {
+      this._rate(CATCH_UP_RATE);
+    } else if (ahead <= TARGET_AHEAD_S + 0.1) {
+      this._rate(1); // near the target (hysteresis: between the two the rate stays as it is)
+    }
+  }
+
+  _rate(r) {
+    if (this.audio.playbackRate !== r) this.audio.playbackRate = r;
   }
 
   _trim(force = false) {
@@ -218,6 +256,8 @@ export class LivePlayer {
     this.audio.dataset.received = String(this.received);
     this.audio.dataset.appended = String(this.appended);
     this.audio.dataset.inits = String(this.inits);
+    this.audio.dataset.stalls = String(this.stalls);
+    this.audio.dataset.jumps = String(this.jumps);
   }
 
   /** 'off' | 'waiting' | 'playing' */

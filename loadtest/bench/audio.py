@@ -184,6 +184,8 @@ def glass_to_ear(
         citizen.wait_for_timeout(int(seconds * 1000))
         sent = dict(leader.evaluate("globalThis.jansamvadDebug.mic.sentAt"))
         timeline = citizen.evaluate("globalThis.jansamvadDebug.player.timeline")
+        # What keeping near the live edge cost the listener: buffer run dry (a gap heard), skips forward.
+        player = citizen.evaluate("(({ stalls, jumps }) => ({ stalls, jumps }))(globalThis.jansamvadDebug.player)")
         totals, nets, aheads = [], [], []
         for entry in timeline:
             at_sent = sent.get(entry["n"])
@@ -201,6 +203,8 @@ def glass_to_ear(
             "glass_to_ear_ms": {"p50": pct(totals, 0.5), "p95": pct(totals, 0.95), "max": pct(totals, 1.0)},
             "send_to_receipt_ms": {"p50": pct(nets, 0.5), "p95": pct(nets, 0.95)},
             "buffered_ahead_ms": {"p50": pct(aheads, 0.5), "p95": pct(aheads, 0.95)},
+            "player_stalls": player["stalls"],
+            "player_jumps": player["jumps"],
         }
     )
 
