@@ -183,16 +183,24 @@ class HealthProbe:
 
 
 class Leader:
-    """The leader's session (websockets' client): speaks and waits for each acknowledgement."""
+    """The leader's session (websockets' client) on the staff lane, as the leader's page connects: speaks and waits
+    for each acknowledgement.
+
+    It reads every frame as it arrives, like the leader's page, into a queue of its own. A client that stops reading
+    while the room's `viewers` counts keep coming fills websockets' receive buffer (16 frames), which then stops
+    reading the socket: the node's keepalive ping is never answered and the node closes the session with 1011 after
+    ping_interval + ping_timeout (40 s) without a pong. A storm's first connect of 30,000 can take longer than that."""
 
     def __init__(self, ws: Any) -> None:
         self.ws, self.next_id = ws, 1
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.reader = asyncio.create_task(self._read())
 
     @classmethod
     async def join(cls, url: str, token: str) -> Leader:
         from websockets.asyncio.client import connect
 
-        url = url.replace("http://", "ws://") + "/ws"
+        url = url.replace("http://", "ws://") + "/ws?lane=staff"
         # No client-side keepalive: the node pings the leader itself, and an orchestrator starved of CPU by tens of
         # thousands of joins on the same 2 cores must not close its own leader for a late pong.
         ws = await connect(url, subprotocols=["jansamvad.v1.msgpack"], ping_interval=None)  # type: ignore[list-item]
@@ -202,9 +210,19 @@ class Leader:
             pass
         return leader
 
+    async def _read(self) -> None:
+        async for frame in self.ws:
+            self.inbox.put_nowait(msgpack.unpackb(frame))
+
     async def recv(self) -> dict[str, Any]:
-        message: dict[str, Any] = msgpack.unpackb(await asyncio.wait_for(self.ws.recv(), 30))
-        return message
+        getting = asyncio.ensure_future(self.inbox.get())
+        done, _ = await asyncio.wait((getting, self.reader), timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        if getting in done:
+            return getting.result()
+        getting.cancel()
+        if self.reader in done:  # closed by the node: say with which code
+            raise RuntimeError(f"the leader's session was closed: {self.ws.close_code} {self.ws.close_reason}")
+        raise TimeoutError("the leader got nothing for 30 s")
 
     async def request(self, message: dict[str, Any]) -> dict[str, Any]:
         msg_id, self.next_id = self.next_id, self.next_id + 1
@@ -217,6 +235,7 @@ class Leader:
 
     async def close(self) -> None:
         await self.ws.close()
+        await asyncio.gather(self.reader, return_exceptions=True)
 
 
 # ----------------------------------------------------------------------------------------------- client processes
