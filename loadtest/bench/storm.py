@@ -336,6 +336,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             "--max-unjoined-per-ip", "1000000",
             "--max-connections", str(per_worker),
             "--health-port", str(health_port),
+            *(["--max-joining", str(opts.max_joining)] if opts.max_joining else []),
         ],
     )  # fmt: skip
     local.start()
@@ -439,6 +440,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
         "workers": opts.workers,
         "client_procs": opts.client_procs,
         "handshakes_per_second_per_worker": opts.rate,
+        "max_joining": opts.max_joining or "default",
         **result,
     }
 
@@ -456,7 +458,8 @@ def markdown(result: dict[str, Any], argv: list[str]) -> str:
 
 `{" ".join(["python -m loadtest.bench.storm", *argv])}` on {os.cpu_count()} CPUs ({platform.machine()},
 Python {platform.python_version()}); one node with {r["workers"]} workers
-(`--handshakes-per-second {rate}` each), Valkey, and {r["client_procs"]} client processes on the same machine.
+(`--handshakes-per-second {rate}`, `--max-joining {r["max_joining"]}` each), Valkey, and {r["client_procs"]} client
+processes on the same machine.
 
 | measure | value |
 |---|---|
@@ -481,6 +484,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=3, help="node worker processes sharing the port")
     parser.add_argument("--client-procs", type=int, default=4)
     parser.add_argument("--rate", type=int, default=1000, help="--handshakes-per-second of each worker")
+    parser.add_argument("--max-joining", type=int, help="--max-joining of each worker (default: the node's, 500)")
     parser.add_argument("--bound-s", type=float, default=180.0, help="fail if the storm takes longer")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--markdown", help="append a report section to this file")
