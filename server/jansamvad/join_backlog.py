@@ -5,8 +5,8 @@ with HTTP 503. A fixed `Retry-After: 1` makes every client of a storm knock agai
 waiting for a node that joins 2,000 a second cost it 30,000 refused handshakes a second (each one an accept, a
 request parsed, a 503 written), more CPU than the joins themselves, and the clients as much again.
 
-So the gateway tells each client about how long the queue outside needs to drain: the clients waiting divided by the
-joins a second this process completes. Neither is known exactly; both are measured over the last window:
+So the gateway tells each client about half the time the queue outside needs to drain: the clients waiting divided
+by the joins a second this process completes. Neither is known exactly; both are measured over the last window:
 - joins a second: the welcomes sent in the window;
 - clients waiting outside (Little's law): each client turned away waits the Retry-After it was told (the client's
   jitter, x0.5-1.5, averages out), so the Retry-After seconds told in the window, divided by the window, is the
@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 
 RETRY_MIN_S = 1
-RETRY_MAX_S = 15
+RETRY_MAX_S = 10  # x1.5 jitter: 15 s, half the 30 s a storm has to be back in (issue 19)
 WINDOW_S = 1.0
 
 
@@ -55,5 +55,10 @@ class JoinBacklog:
         self.waiting = self._told_s / elapsed
         self.joins_per_s = self._joined / elapsed
         drain_s = self.waiting / max(self.joins_per_s, 1.0)
-        self.retry_after = min(RETRY_MAX_S, max(RETRY_MIN_S, math.ceil(drain_s)))
+        # Half the drain time: with the client's jitter the clients come back over 0.25-0.75 of it, so the door never
+        # stands idle while some still wait outside; those turned away again are told the (shorter) rest. At most
+        # twice the last answer: in the first second of a storm the joins have only begun to finish, and the rate
+        # measured then is far below what the process does a second later.
+        wanted = math.ceil(drain_s / 2)
+        self.retry_after = min(RETRY_MAX_S, 2 * self.retry_after, max(RETRY_MIN_S, wanted))
         self.started, self._joined, self._told_s = now, 0, 0
