@@ -65,6 +65,7 @@ class StormClient:
         self.seqs: list[int] = []
         self.last_seq: int | None = None
         self.rejected = 0  # HTTP 503 answers
+        self.most_retry_after = 0  # the longest Retry-After one was told (join_backlog.py: it grows with the queue)
         self.refused = 0  # connect errors
         self.closed_early = 0  # closed after the 101 but before welcome (1013 join timeout, 4008): reconnected
         self.recovered: bool | None = None
@@ -105,6 +106,7 @@ class StormClient:
             retry_after = next((int(v.split(b":", 1)[1]) for v in lines if v.lower().startswith(b"retry-after:")), None)
             if retry_after is None:  # docs/protocol.md: every 503 of the handshake says when to come back
                 raise AssertionError(f"HTTP 503 without Retry-After: {head!r}")
+            self.most_retry_after = max(self.most_retry_after, retry_after)
             await asyncio.sleep(retry_after * self.rng.uniform(0.5, 1.5))
         hello: dict[str, object] = {"t": "hello", "token": self.token}
         if self.last_seq is not None:
@@ -287,6 +289,7 @@ async def _serve_commands(pipe: Connection, port: int, tokens: list[str], proc: 
                         "refused": sum(c.refused for c in clients) - before[1],
                         "closed_early": sum(c.closed_early for c in clients) - before[2],
                         "most_503_one_client": max(c.rejected for c in clients),
+                        "most_retry_after_s": max(c.most_retry_after for c in clients),
                         "recovered": sum(1 for c in clients if c.recovered),
                     }
                 )
@@ -407,6 +410,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
                 "all_caught_up_s": round(caught_up, 2),
                 "storm_503": sum(p["rejected"] for p in storm),
                 "most_503_one_client": max(p["most_503_one_client"] for p in storm),
+                "most_retry_after_s": max(p["most_retry_after_s"] for p in first + storm),
                 "refused_connects": sum(p["refused"] for p in storm),
                 "closed_before_welcome": sum(p["closed_early"] for p in first + storm),
                 "recovered": sum(p["recovered"] for p in storm),
@@ -453,6 +457,10 @@ def markdown(result: dict[str, Any], argv: list[str]) -> str:
         f"{r['main_port_healthz_probes']} probes, {r['main_port_healthz_failures']} failed (5 s timeout), "
         f"worst {r['main_port_healthz_worst_s']} s"
     )
+    shed = (
+        f"{r['storm_503']:,} (at most {r['most_503_one_client']} for one client; "
+        f"longest `Retry-After` {r.get('most_retry_after_s', 1)} s)"
+    )
     return f"""
 ### Reconnect storm: {r["clients"]:,} clients ({time.strftime("%Y-%m-%d %H:%M")})
 
@@ -466,7 +474,7 @@ processes on the same machine.
 | first connect of all clients | {r["first_connect_s"]} s ({r["first_connect_503"]:,} HTTP 503s) |
 | **all back after the drop** | **{r["all_back_s"]} s** (per client: p50 {r["back_p50_s"]} s, p99 {r["back_p99_s"]} s) |
 | all caught up (the 2 speeches spoken during the storm received) | {r["all_caught_up_s"]} s |
-| HTTP 503 + `Retry-After` during the storm | {r["storm_503"]:,} (at most {r["most_503_one_client"]} for one client) |
+| HTTP 503 + `Retry-After` during the storm | {shed} |
 | refused or reset connects | {r["refused_connects"]:,} |
 | closed after the 101 before `welcome` (1013 / 4008), reconnected | {r.get("closed_before_welcome", 0):,} |
 | resumed with `recovered: true` | {r["recovered"]:,} of {r["clients"]:,} |
