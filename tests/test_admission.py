@@ -241,3 +241,14 @@ async def test_admission_more_citizens_behind_one_address_than_the_old_cap(make_
         codes += await asyncio.gather(*(hello(c, t) for c, t in zip(clients, tokens[start : start + 100], strict=True)))
     assert codes == [None] * 1_100
     assert server.node.gateway.per_ip["127.0.0.1"] == 1_100
+
+
+async def test_admission_joining_retry_after_grows_with_the_queue_outside() -> None:
+    """A storm turned away at a full join queue is told to come back when the queue can have drained, not every second
+    (each knock costs the node a refused handshake); join_backlog.py."""
+    gw, rejected = gateway(max_joining=3)
+    for i in range(3):
+        connect(gw, f"192.0.2.{i}")
+    assert {connect(gw, f"198.51.100.{i}") for i in range(200)} == {1}  # 200 waiting, nobody welcomed
+    await asyncio.sleep(1.05)  # the next window: the estimate of the last one counts
+    assert cast(int, connect(gw, "203.0.113.1")) > 1 and rejected == {"joining": 201}

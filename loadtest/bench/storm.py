@@ -65,6 +65,7 @@ class StormClient:
         self.seqs: list[int] = []
         self.last_seq: int | None = None
         self.rejected = 0  # HTTP 503 answers
+        self.most_retry_after = 0  # the longest Retry-After one was told (join_backlog.py: it grows with the queue)
         self.refused = 0  # connect errors
         self.closed_early = 0  # closed after the 101 but before welcome (1013 join timeout, 4008): reconnected
         self.recovered: bool | None = None
@@ -105,6 +106,7 @@ class StormClient:
             retry_after = next((int(v.split(b":", 1)[1]) for v in lines if v.lower().startswith(b"retry-after:")), None)
             if retry_after is None:  # docs/protocol.md: every 503 of the handshake says when to come back
                 raise AssertionError(f"HTTP 503 without Retry-After: {head!r}")
+            self.most_retry_after = max(self.most_retry_after, retry_after)
             await asyncio.sleep(retry_after * self.rng.uniform(0.5, 1.5))
         hello: dict[str, object] = {"t": "hello", "token": self.token}
         if self.last_seq is not None:
@@ -183,16 +185,24 @@ class HealthProbe:
 
 
 class Leader:
-    """The leader's session (websockets' client): speaks and waits for each acknowledgement."""
+    """The leader's session (websockets' client) on the staff lane, as the leader's page connects: speaks and waits
+    for each acknowledgement.
+
+    It reads every frame as it arrives, like the leader's page, into a queue of its own. A client that stops reading
+    while the room's `viewers` counts keep coming fills websockets' receive buffer (16 frames), which then stops
+    reading the socket: the node's keepalive ping is never answered and the node closes the session with 1011 after
+    ping_interval + ping_timeout (40 s) without a pong. A storm's first connect of 30,000 can take longer than that."""
 
     def __init__(self, ws: Any) -> None:
         self.ws, self.next_id = ws, 1
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.reader = asyncio.create_task(self._read())
 
     @classmethod
     async def join(cls, url: str, token: str) -> Leader:
         from websockets.asyncio.client import connect
 
-        url = url.replace("http://", "ws://") + "/ws"
+        url = url.replace("http://", "ws://") + "/ws?lane=staff"
         # No client-side keepalive: the node pings the leader itself, and an orchestrator starved of CPU by tens of
         # thousands of joins on the same 2 cores must not close its own leader for a late pong.
         ws = await connect(url, subprotocols=["jansamvad.v1.msgpack"], ping_interval=None)  # type: ignore[list-item]
@@ -202,9 +212,19 @@ class Leader:
             pass
         return leader
 
+    async def _read(self) -> None:
+        async for frame in self.ws:
+            self.inbox.put_nowait(msgpack.unpackb(frame))
+
     async def recv(self) -> dict[str, Any]:
-        message: dict[str, Any] = msgpack.unpackb(await asyncio.wait_for(self.ws.recv(), 30))
-        return message
+        getting = asyncio.ensure_future(self.inbox.get())
+        done, _ = await asyncio.wait((getting, self.reader), timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        if getting in done:
+            return getting.result()
+        getting.cancel()
+        if self.reader in done:  # closed by the node: say with which code
+            raise RuntimeError(f"the leader's session was closed: {self.ws.close_code} {self.ws.close_reason}")
+        raise TimeoutError("the leader got nothing for 30 s")
 
     async def request(self, message: dict[str, Any]) -> dict[str, Any]:
         msg_id, self.next_id = self.next_id, self.next_id + 1
@@ -217,6 +237,7 @@ class Leader:
 
     async def close(self) -> None:
         await self.ws.close()
+        await asyncio.gather(self.reader, return_exceptions=True)
 
 
 # ----------------------------------------------------------------------------------------------- client processes
@@ -268,6 +289,7 @@ async def _serve_commands(pipe: Connection, port: int, tokens: list[str], proc: 
                         "refused": sum(c.refused for c in clients) - before[1],
                         "closed_early": sum(c.closed_early for c in clients) - before[2],
                         "most_503_one_client": max(c.rejected for c in clients),
+                        "most_retry_after_s": max(c.most_retry_after for c in clients),
                         "recovered": sum(1 for c in clients if c.recovered),
                     }
                 )
@@ -317,6 +339,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             "--max-unjoined-per-ip", "1000000",
             "--max-connections", str(per_worker),
             "--health-port", str(health_port),
+            *(["--max-joining", str(opts.max_joining)] if opts.max_joining else []),
         ],
     )  # fmt: skip
     local.start()
@@ -387,6 +410,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
                 "all_caught_up_s": round(caught_up, 2),
                 "storm_503": sum(p["rejected"] for p in storm),
                 "most_503_one_client": max(p["most_503_one_client"] for p in storm),
+                "most_retry_after_s": max(p["most_retry_after_s"] for p in first + storm),
                 "refused_connects": sum(p["refused"] for p in storm),
                 "closed_before_welcome": sum(p["closed_early"] for p in first + storm),
                 "recovered": sum(p["recovered"] for p in storm),
@@ -420,6 +444,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
         "workers": opts.workers,
         "client_procs": opts.client_procs,
         "handshakes_per_second_per_worker": opts.rate,
+        "max_joining": opts.max_joining or "default",
         **result,
     }
 
@@ -432,19 +457,24 @@ def markdown(result: dict[str, Any], argv: list[str]) -> str:
         f"{r['main_port_healthz_probes']} probes, {r['main_port_healthz_failures']} failed (5 s timeout), "
         f"worst {r['main_port_healthz_worst_s']} s"
     )
+    shed = (
+        f"{r['storm_503']:,} (at most {r['most_503_one_client']} for one client; "
+        f"longest `Retry-After` {r.get('most_retry_after_s', 1)} s)"
+    )
     return f"""
 ### Reconnect storm: {r["clients"]:,} clients ({time.strftime("%Y-%m-%d %H:%M")})
 
 `{" ".join(["python -m loadtest.bench.storm", *argv])}` on {os.cpu_count()} CPUs ({platform.machine()},
 Python {platform.python_version()}); one node with {r["workers"]} workers
-(`--handshakes-per-second {rate}` each), Valkey, and {r["client_procs"]} client processes on the same machine.
+(`--handshakes-per-second {rate}`, `--max-joining {r["max_joining"]}` each), Valkey, and {r["client_procs"]} client
+processes on the same machine.
 
 | measure | value |
 |---|---|
 | first connect of all clients | {r["first_connect_s"]} s ({r["first_connect_503"]:,} HTTP 503s) |
 | **all back after the drop** | **{r["all_back_s"]} s** (per client: p50 {r["back_p50_s"]} s, p99 {r["back_p99_s"]} s) |
 | all caught up (the 2 speeches spoken during the storm received) | {r["all_caught_up_s"]} s |
-| HTTP 503 + `Retry-After` during the storm | {r["storm_503"]:,} (at most {r["most_503_one_client"]} for one client) |
+| HTTP 503 + `Retry-After` during the storm | {shed} |
 | refused or reset connects | {r["refused_connects"]:,} |
 | closed after the 101 before `welcome` (1013 / 4008), reconnected | {r.get("closed_before_welcome", 0):,} |
 | resumed with `recovered: true` | {r["recovered"]:,} of {r["clients"]:,} |
@@ -462,6 +492,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=3, help="node worker processes sharing the port")
     parser.add_argument("--client-procs", type=int, default=4)
     parser.add_argument("--rate", type=int, default=1000, help="--handshakes-per-second of each worker")
+    parser.add_argument("--max-joining", type=int, help="--max-joining of each worker (default: the node's, 500)")
     parser.add_argument("--bound-s", type=float, default=180.0, help="fail if the storm takes longer")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--markdown", help="append a report section to this file")

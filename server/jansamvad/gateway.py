@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from jansamvad.admission import NetworkBuckets, network_key
 from jansamvad.connection import ConnectionSession, WsConnection
+from jansamvad.join_backlog import JoinBacklog
 from jansamvad.protocol.codes import CloseCode
 from jansamvad.settings import Settings
 from jansamvad.token_bucket import TokenBucket
@@ -55,6 +56,7 @@ class Gateway:
         self.devices: dict[str, int] = defaultdict(int)  # joined citizen sessions by token subject
         # Upgraded, not yet welcomed: a storm waits at the door (503) instead of inside past join_timeout (1013).
         self.joining: set[WsConnection] = set()
+        self.join_backlog = JoinBacklog()  # the Retry-After of those turned away: the queue outside / joins a second
         self._ip_handshakes = NetworkBuckets(settings.ip_handshakes_per_second, settings.ip_handshake_burst)
         per_minute = settings.failed_joins_per_minute_per_ip
         self._ip_failures = NetworkBuckets(per_minute / 60.0, per_minute)
@@ -75,7 +77,7 @@ class Gateway:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self.clock = self._handshakes.at = self._staff_handshakes.at = loop.time()
+        self.clock = self._handshakes.at = self._staff_handshakes.at = self.join_backlog.started = loop.time()
 
     def _now(self) -> float:
         assert self._loop is not None  # start() ran: no handshake is admitted before (accepting is False)
@@ -125,7 +127,7 @@ class Gateway:
         elif self.open_count >= settings.max_connections:
             retry, reason = 2, "max_connections"
         elif len(self.joining) >= settings.max_joining:
-            retry, reason = 1, "joining"
+            retry, reason = self.join_backlog.refuse(self._now()), "joining"
         elif self.per_ip[conn.ip] >= settings.max_connections_per_ip:
             retry, reason = 10, "per_ip"
         elif self.unjoined[conn.ip] >= settings.max_unjoined_per_ip:
@@ -152,6 +154,7 @@ class Gateway:
     def session_joined(self, conn: WsConnection) -> None:
         """The session's join is done (welcome sent): it no longer counts against max_joining."""
         self.joining.discard(conn)
+        self.join_backlog.joined(self._now())
 
     def session_joining(self, conn: WsConnection, device: str | None) -> bool:
         """A session showed a valid token (`device`: a citizen's subject, else None): False when that device already
