@@ -492,7 +492,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=3, help="node worker processes sharing the port")
     parser.add_argument("--client-procs", type=int, default=4)
     parser.add_argument("--rate", type=int, default=1000, help="--handshakes-per-second of each worker")
-    parser.add_argument("--max-joining", type=int, help="--max-joining of each worker (default: the node's, 500)")
+    parser.add_argument("--max-joining", type=int, help="--max-joining of each worker (default: the node's, 2000)")
     parser.add_argument("--bound-s", type=float, default=180.0, help="fail if the storm takes longer")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--markdown", help="append a report section to this file")

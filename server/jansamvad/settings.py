@@ -99,7 +99,7 @@ class Settings:
     )
     ipv6_prefix: int = setting(64, "IPv6 clients are counted per prefix of this length.", ADMISSION, min=32, max=128)
     handshakes_per_second: int = setting(2_000, "WebSocket handshakes a second (citizens).", ADMISSION, min=1)
-    max_joining: int = setting(500, "Sessions per process between upgrade and welcome; more: 503.", ADMISSION, min=1)
+    max_joining: int = setting(2000, "Sessions per process between upgrade and welcome; more: 503.", ADMISSION, min=1)
     # The staff lane (/ws?lane=staff): leaders, moderators and admins connect through their own small handshake
     # budget and connection cap, so a storm of citizen reconnects never makes them wait (docs/operations.md).
     staff_handshakes_per_second: int = setting(
