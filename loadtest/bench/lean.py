@@ -141,38 +141,20 @@ class LeanConn(asyncio.Protocol):
             self.transport.write(self.hello)  # type: ignore[union-attr]
             self.hello = b""
             pos = head_end + 4
-        while end - pos >= 2:
-            first = data[pos]
-            length = data[pos + 1] & 0x7F
-            start = pos + 2
-            if length == 126:
-                if end - pos < 4:
-                    break
-                length = (data[pos + 2] << 8) | data[pos + 3]
-                start = pos + 4
-            elif length == 127:
-                if end - pos < 10:
-                    break
-                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
-                start = pos + 10
-            stop = start + length
-            if stop > end:
-                break
+        frames, self.buf = wire.split_frames(data[pos:] if pos else data)  # the bench's one frame parser
+        for first, payload in frames:
             opcode = first & 0x0F
             if opcode == wire.OP_BINARY:
-                self._message(_unpackb(data[start:stop]), now)
+                self._message(_unpackb(payload), now)
             elif opcode == wire.OP_PING:
                 TALLY.pings += 1
-                self.transport.write(wire.client_frame(wire.OP_PONG, data[start:stop]))  # type: ignore[union-attr]
+                self.transport.write(wire.client_frame(wire.OP_PONG, payload))  # type: ignore[union-attr]
             elif opcode == wire.OP_CLOSE:
-                TALLY.closes[wire.close_code(data[start:stop])] += 1
+                TALLY.closes[wire.close_code(payload)] += 1
                 self.transport.abort()  # type: ignore[union-attr]
                 return
             else:
                 TALLY.bad_frames += 1
-            pos = stop
-        if pos < end:
-            self.buf = data[pos:]
 
     def _message(self, msg: dict[str, Any], now: int) -> None:
         t = msg.get("t")
