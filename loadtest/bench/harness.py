@@ -69,6 +69,10 @@ class Receipts:
         self.closes.update(part["closes"])
         self.other.update(part["other"])
 
+    def add_receipts(self, other: Receipts) -> None:
+        """Merge another process's or node's Receipts (the same fields as a worker's collect reply)."""
+        self.add(vars(other))
+
 
 class Stage:
     def __init__(self, opts: BenchOptions, server: ServerProcess, pool: WorkerPool, th: str, secret: str) -> None:

@@ -162,15 +162,7 @@ async def _latency(opts: BenchOptions, url: str, n: int, rounds: int, text_bytes
             per_node.append(
                 {**latency_summary(receipts, seqs), "check": check_delivery(receipts, seqs, stage.citizens)}
             )
-            merged.counts.update(receipts.counts)
-            for seq, lat in receipts.max_lat_ns.items():
-                merged.max_lat_ns[seq] = max(lat, merged.max_lat_ns.get(seq, 0))
-            for seq, lat in receipts.min_lat_ns.items():
-                merged.min_lat_ns[seq] = min(lat, merged.min_lat_ns.get(seq, lat))
-            for key, count in receipts.hist.items():
-                merged.hist[key] = merged.hist.get(key, 0) + count
-            merged.gaps += receipts.gaps
-            merged.dups += receipts.dups
+            merged.add_receipts(receipts)
         return {
             "n": sum(s.citizens for s in stages),
             "nodes": len(stages),

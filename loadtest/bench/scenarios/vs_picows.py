@@ -86,17 +86,7 @@ async def _quiet_idle_rate(stages: list[Stage], pids: list[int]) -> float:
 def _merge(parts: list[Receipts]) -> Receipts:
     merged = Receipts()
     for receipts in parts:
-        merged.counts.update(receipts.counts)
-        for seq, lat in receipts.max_lat_ns.items():
-            merged.max_lat_ns[seq] = max(lat, merged.max_lat_ns.get(seq, 0))
-        for seq, lat in receipts.min_lat_ns.items():
-            merged.min_lat_ns[seq] = min(lat, merged.min_lat_ns.get(seq, lat))
-        for key, count in receipts.hist.items():
-            merged.hist[key] = merged.hist.get(key, 0) + count
-        merged.gaps += receipts.gaps
-        merged.dups += receipts.dups
-        merged.bad_frames += receipts.bad_frames
-        merged.closes.update(receipts.closes)
+        merged.add_receipts(receipts)
     return merged
 
 
