@@ -248,6 +248,11 @@ class ClientSession:
         # bad_state: the poll closed between the event and our vote.
         return self.request("poll_vote_ack", message, now, resend=True, ok_errors=("bad_state",))
 
+    def awaiting_acks(self) -> bool:
+        """Requests sent and not answered that a dropped connection would lose (not idempotent, not waiting out a
+        rate limit): what a user leaving at the run's end waits for, so its last speech is not counted as lost."""
+        return any(not p.resend and p.retry_at is None for p in self.pending.values())
+
     def connection_lost(self, now: float) -> list[Outcome]:
         """After a drop: failures for the requests that cannot be resent; the idempotent ones wait for `resend`."""
         # Not joined any more: nothing may be sent until the next welcome (the node closes a connection whose first

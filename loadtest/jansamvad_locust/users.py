@@ -46,6 +46,7 @@ ACK_TIMEOUT_S = 30.0  # an acked request without an answer this long after its l
 READ_SLICE_S = 1.0  # the reader wakes at least this often to look at its clock (overdue acks, welcome timeout)
 MAX_SESSIONS = 1000  # connections one user opens in its life, at most
 BACKOFF_BASE_S, BACKOFF_CAP_S = 0.5, 15.0  # reconnect backoff with full jitter, as the browser client does
+DRAIN_S = 2.0  # at the run's end a user waits this long, at most, for the acks of what it already sent
 STABLE_SESSION_S = 10.0  # a session that lasted this long resets the backoff
 MAX_LOGGED_DETAILS = 20  # per process: the first few particulars of failures go to the log, not thousands
 STORM_MESSAGE = "jansamvad_storm"
@@ -130,6 +131,11 @@ class WsUser(HttpUser):
 
     def on_stop(self) -> None:
         self.stopping = True
+        # A request the task sent just before the run's end (the leader's last speech) gets its ack first: leaving
+        # at once would close the connection under it and count it "lost before the ack", which no node did.
+        deadline = time.monotonic() + DRAIN_S
+        while self.conn is not None and self.session.awaiting_acks() and time.monotonic() < deadline:
+            gevent.sleep(0.02)
         conn = self.conn
         if conn is not None:
             conn.leave()

@@ -281,12 +281,15 @@ async def _serve(
         health_sock = None
         if settings.health_port:
             health_sock = bind_socket(settings.host, settings.health_port, reuse_port=reuse_port)
-        running = await start_server(settings, sock=sock, health_sock=health_sock)
+        node = None
+        if regions is not None:  # (embedded store only, cli.py) in the store before the port serves a request
+            settings.validate()
+            node = build_node(settings)
+            await node.store.put_region_tree(regions)
+        running = await start_server(settings, sock=sock, node=node, health_sock=health_sock)
     except (SettingsError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
-    if regions is not None:
-        await running.node.store.put_region_tree(regions)
     tune_gc()
     _print_listening(settings, running.port, running.health_port)
     if demo:

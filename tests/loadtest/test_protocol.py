@@ -245,6 +245,17 @@ def test_an_answer_to_nothing_we_wait_for_is_ignored() -> None:
     assert joined().handle(via_wire({"t": "ack", "re": 99, "seq": 3}), T0, WALL) == []
 
 
+def test_awaiting_acks_counts_only_what_a_drop_would_lose() -> None:
+    session = joined()
+    ask = session.ask("सवाल", T0)
+    assert not session.awaiting_acks()  # idempotent: resent after a reconnect, a leave does not lose it
+    speech_req = session.request("speech_ack", {"t": "speech", "text": "x"}, T0)
+    assert session.awaiting_acks()
+    session.handle(via_wire({"t": "ack", "re": speech_req["id"], "seq": 4}), T0 + 0.1, WALL)
+    assert not session.awaiting_acks()
+    assert ask["id"] in session.pending
+
+
 def test_after_a_drop_idempotent_requests_are_resent_and_reported_apart() -> None:
     session = joined()
     ask = session.ask("सवाल", T0)
