@@ -105,3 +105,15 @@ async def test_keepalive_slices_a_connection_is_watched_from_its_first_packet_of
     assert conn in gw.watched
     turn(gw, gw.clock + 1.0)
     assert conn.pings == 0 and conn not in gw.watched
+
+
+async def test_keepalive_slices_take_back_a_connection_whose_join_was_given_up() -> None:
+    gw, conns = big_node()
+    given_up = conns[2]
+    given_up.client.claims = None  # what abandon_join does after the wheel let it go as joined
+    given_up.client.inbox = None
+    for t in range(MAX_STRIDE):
+        turn(gw, 2.0 + t)  # within one stride its slice comes round
+    assert cast(WsConnection, given_up) in gw.watched
+    turn(gw, 12.0)  # past hello_timeout (10 s) from its opening at 0
+    assert given_up.closed is CloseCode.HELLO_TIMEOUT

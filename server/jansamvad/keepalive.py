@@ -66,11 +66,12 @@ def turn(gateway: Gateway, now: float) -> None:
     ping_after = gateway.settings.ping_interval_s
     dead_after = ping_after + gateway.settings.ping_timeout_s
     for conn in gateway.wheel_round[gateway.wheel_slot :: every]:
-        if conn.state is ConnState.OPEN:
-            if conn not in watched:
-                _check_idle(conn, now - conn.last_seen, ping_after, dead_after)
-        elif conn.state is not ConnState.CLOSED:
-            watched.add(conn)  # e.g. closing after the client's close frame: its timeout is looked at every turn
+        if conn in watched or conn.state is ConnState.CLOSED:
+            continue
+        if _settled(conn):
+            _check_idle(conn, now - conn.last_seen, ping_after, dead_after)
+        else:
+            watched.add(conn)  # e.g. its join was given up: its hello timeout is looked at every turn again
     gateway.wheel_slot += 1
     if gateway.wheel_slot >= every:
         gateway.wheel_round = []  # the next turn takes a fresh list (new connections, none of the closed)
