@@ -87,3 +87,53 @@ def test_lean_tally_counts_each_connection_once_per_seq() -> None:
         assert (lean.TALLY.repeats, lean.TALLY.gaps, lean.TALLY.joined) == (1, 1, 1)
 
     asyncio.run(scenario())
+
+
+class _Transport:
+    """What LeanConn asks of its transport in these tests: write and abort."""
+
+    def __init__(self) -> None:
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+def test_lean_join_closed_with_1013_before_welcome_is_tried_again_and_4003_is_not() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        for code, retried in ((1013, True), (4003, False)):
+            waiter = loop.create_future()
+            conn = lean.LeanConn(b"", waiter)
+            conn.state, conn.transport = lean.HELLO, _Transport()  # type: ignore[assignment]
+            conn.data_received(b"\x88\x02" + code.to_bytes(2, "big"))  # the node's close frame (unmasked)
+            with pytest.raises(lean.ClosedEarly) as closed:
+                await waiter
+            reason, wait_s = lean.failure(closed.value)
+            assert reason == f"close_{code}" and (wait_s is not None) == retried
+
+    asyncio.run(scenario())
+
+
+def test_lean_connection_lost_before_welcome_names_its_stage_and_is_tried_again() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        cases = (
+            (lean.HANDSHAKE, None, "eof_before_101"),
+            (lean.HELLO, ConnectionResetError(104, "reset"), "reset_before_welcome_104"),
+        )
+        for state, exc, expected in cases:
+            waiter = loop.create_future()
+            conn = lean.LeanConn(b"", waiter)
+            conn.state, conn.transport = state, _Transport()  # type: ignore[assignment]
+            conn.connection_lost(exc)
+            with pytest.raises(lean.LostEarly) as lost:
+                await waiter
+            assert lean.failure(lost.value) == (expected, 0.0)
+        assert lean.failure(lean.Rejected(503, 30.0)) == ("http_503", 5.0)  # Retry-After, capped for the bench
+        assert lean.failure(lean.Rejected(403, 1.0)) == ("http_403", None)
+
+    asyncio.run(scenario())

@@ -196,9 +196,12 @@ export class Conn {
       if (this.ws && this.welcomed && Date.now() - this.lastHeard > PING_EVERY_MS) this._sendRaw({ t: 'ping' });
       if (!this.ws && this.timer) this.onOnline();
     };
-    globalThis.addEventListener?.('online', this.onOnline);
-    globalThis.addEventListener?.('offline', this.onOffline);
-    globalThis.document?.addEventListener('visibilitychange', this.onVisible);
+    // No `?.` or `??` in the modules a booth screen loads: an older TV browser (before Chrome 80) cannot parse them.
+    if (globalThis.addEventListener) {
+      globalThis.addEventListener('online', this.onOnline);
+      globalThis.addEventListener('offline', this.onOffline);
+    }
+    if (globalThis.document) globalThis.document.addEventListener('visibilitychange', this.onVisible);
   }
 
   on(type, fn) {
@@ -413,7 +416,7 @@ export class Conn {
     const ws = this.ws;
     this._lost();
     try {
-      ws?.close(1000);
+      if (ws) ws.close(1000);
     } catch {
       /* ignore */
     }
@@ -447,7 +450,7 @@ export class Conn {
       const { msg, onSent } = this.paced.shift();
       if (!this._sendRaw(msg)) continue;
       this.tokens -= 1;
-      onSent?.();
+      if (onSent) onSent();
     }
     if (this.paced.length && !this.paceTimer) {
       const wait = ((1 - this.tokens) / this.rate.perSec) * 1000;

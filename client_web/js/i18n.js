@@ -52,7 +52,9 @@ export const getLang = () => lang;
 
 /** t('viewers', {n: 5}) -> "5 दर्शक". A missing key falls back to Hindi, then to the key itself. */
 export function t(key, vars) {
-  let s = DICTS[lang]?.[key] ?? hi[key] ?? key;
+  // (No `?.` / `??`: the booth screen loads this module on older TV browsers.)
+  const dict = DICTS[lang];
+  let s = dict && dict[key] !== undefined ? dict[key] : hi[key] !== undefined ? hi[key] : key;
   if (vars) s = s.replace(/\{(\w+)\}/g, (m, k) => (vars[k] === undefined ? m : String(vars[k])));
   return s;
 }

@@ -142,7 +142,7 @@ export class Header {
 export function closeReason(code) {
   const key = `close.${code}`;
   const s = t(key);
-  return s === key ? t('close.other', { code: code ?? '?' }) : s;
+  return s === key ? t('close.other', { code: code === undefined || code === null ? '?' : code }) : s;
 }
 
 /** The live speech: captions, newest at the bottom; interim (final: false) segments are replaced in place. */
@@ -175,7 +175,7 @@ export class SpeechView {
     const announce = kind === 'announce';
     const item = el(
       'li',
-      { class: announce ? 'announce' : 'speech', dataset: { seq: ev.seq ?? '' } },
+      { class: announce ? 'announce' : 'speech', dataset: { seq: ev.seq === undefined || ev.seq === null ? '' : ev.seq } },
       announce ? el('strong', { class: 'tag', text: t('announcement') }) : null,
       // An announcement to a region unit (docs/protocol.md section 2) names it: the citizens there, and staff.
       announce && ev.to ? el('span', { class: 'to', dataset: { to: ev.to }, text: `→ ${ev.to_name || ev.to} ` }) : null,
@@ -269,10 +269,12 @@ export class QuestionsView {
     );
     // Keep keyboard focus on the same button across a re-render.
     const focused = document.activeElement;
-    const fq = focused && this.list.contains(focused) ? focused.closest('li')?.dataset.qid : null;
+    const row = focused && this.list.contains(focused) ? focused.closest('li') : null;
+    const fq = row ? row.dataset.qid : null;
     const fcls = fq ? focused.className : null;
     this.list.replaceChildren(...sorted.map((q) => this.row(q)));
-    if (fq) this.list.querySelector(`li[data-qid="${CSS.escape(fq)}"] .${CSS.escape(fcls.split(' ')[0] || 'x')}`)?.focus();
+    const again = fq ? this.list.querySelector(`li[data-qid="${CSS.escape(fq)}"] .${CSS.escape(fcls.split(' ')[0] || 'x')}`) : null;
+    if (again) again.focus();
     if (this.empty) this.empty.hidden = sorted.length > 0;
     if (this.count) this.count.textContent = sorted.length ? num(sorted.length) : '';
   }

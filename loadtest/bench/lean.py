@@ -44,7 +44,13 @@ import uvloop
 from . import wire
 
 HANDSHAKE, HELLO, OPEN, CLOSED = 0, 1, 2, 3
-MAX_ATTEMPTS = 4  # a 503 (admission) is retried after its Retry-After, at most this many tries in all
+# A join that fails the way a busy cluster fails (503 with Retry-After; closed with 1013 "try again later" when the
+# node's join could not finish in --join-timeout; the connection lost or timed out before `welcome`) is tried again,
+# as the citizen page does (client_web/js/conn.js: backoff from 0.5 s doubling, with jitter), at most this many tries
+# in all. Every retry is counted by its reason; only a join that failed every try counts as failed.
+MAX_ATTEMPTS = 6
+BACKOFF_BASE_S, BACKOFF_CAP_S = 0.5, 10.0
+RETRY_CLOSE_CODES = frozenset({1001, 1012, 1013})  # going away, restarting, try again later (docs/protocol.md)
 _unpackb = msgpack.unpackb
 _now = time.monotonic_ns
 
@@ -108,6 +114,22 @@ class Rejected(Exception):
         self.status, self.retry_after = status, retry_after
 
 
+class ClosedEarly(Exception):
+    """The node closed the connection with a close frame before `welcome`."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"closed with {code} before welcome")
+        self.code = code
+
+
+class LostEarly(ConnectionError):
+    """The connection ended without a close frame before `welcome`: `reason` names the stage and the OS error."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class LeanConn(asyncio.Protocol):
     __slots__ = ("buf", "hello", "last_seq", "state", "transport", "waiter")
 
@@ -150,7 +172,11 @@ class LeanConn(asyncio.Protocol):
                 TALLY.pings += 1
                 self.transport.write(wire.client_frame(wire.OP_PONG, payload))  # type: ignore[union-attr]
             elif opcode == wire.OP_CLOSE:
-                TALLY.closes[wire.close_code(payload)] += 1
+                code = wire.close_code(payload)
+                TALLY.closes[code] += 1
+                if self.state != OPEN:
+                    self._fail(ClosedEarly(code))
+                    return
                 self.transport.abort()  # type: ignore[union-attr]
                 return
             else:
@@ -192,8 +218,11 @@ class LeanConn(asyncio.Protocol):
             TALLY.joined -= 1
             TALLY.closes[1006] += 1
             TALLY.check_wait()
+        elif self.waiter is not None:
+            stage = "before_101" if self.state == HANDSHAKE else "before_welcome"
+            errno = getattr(exc, "errno", None)
+            self._fail(LostEarly(f"eof_{stage}" if exc is None else f"reset_{stage}_{errno}"))
         self.state = CLOSED
-        self._fail(ConnectionError("closed before welcome"))
         self.transport = None
 
 
@@ -207,8 +236,8 @@ class Opener:
         self.minter = Minter(opts.secret, opts.th, ttl_s=4 * 3600)
         self.conns: list[LeanConn] = []
         self.opened = 0
-        self.failed: Counter[str] = Counter()
-        self.retries = 0
+        self.failed: Counter[str] = Counter()  # joins that failed every try, by the last try's reason
+        self.retried: Counter[str] = Counter()  # tries that failed and were tried again, by reason
 
     async def open(self, count: int) -> dict[str, Any]:
         first, self.opened = self.opened, self.opened + count
@@ -230,7 +259,7 @@ class Opener:
         async with asyncio.TaskGroup() as group:
             for _ in range(min(self.opts.concurrency, count)):
                 group.create_task(runner())
-        return {"joined": TALLY.joined, "failed": dict(self.failed), "retries": self.retries,
+        return {"joined": TALLY.joined, "failed": dict(self.failed), "retried": dict(self.retried),
                 "seconds": round(time.monotonic() - started, 3)}  # fmt: skip
 
     async def open_one(self, i: int) -> None:
@@ -249,22 +278,30 @@ class Opener:
                     await waiter
                 self.conns.append(conn)
                 return
-            except Rejected as rejected:
-                if rejected.status != 503 or attempt == MAX_ATTEMPTS - 1:
-                    self.failed[f"http_{rejected.status}"] += 1
-                    return
-                self.retries += 1
-                await asyncio.sleep(min(5.0, rejected.retry_after) * random.uniform(0.5, 1.0))
-            except TimeoutError:
-                conn._fail(TimeoutError())
-                self.failed["timeout"] += 1
-                return
-            except OSError as exc:
-                self.failed[f"os_{exc.errno}"] += 1
-                return
             except Exception as exc:
-                self.failed[type(exc).__name__] += 1
+                conn._fail(exc)  # whatever is left of this try goes
+                reason, wait_s = failure(exc)
+            if wait_s is None or attempt == MAX_ATTEMPTS - 1:
+                self.failed[reason] += 1
                 return
+            self.retried[reason] += 1
+            backoff = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)
+            await asyncio.sleep(max(wait_s, backoff) * random.uniform(0.5, 1.0))
+
+
+def failure(exc: Exception) -> tuple[str, float | None]:
+    """A failed try's reason (for the counts) and the least wait before the next try (None: do not retry)."""
+    if isinstance(exc, Rejected):
+        return f"http_{exc.status}", (min(5.0, exc.retry_after) if exc.status == 503 else None)
+    if isinstance(exc, ClosedEarly):
+        return f"close_{exc.code}", (0.0 if exc.code in RETRY_CLOSE_CODES else None)
+    if isinstance(exc, LostEarly):
+        return exc.reason, 0.0
+    if isinstance(exc, TimeoutError):
+        return "timeout", 0.0
+    if isinstance(exc, OSError):  # connect refused, reset, no route: the node host may be restarting
+        return f"os_{exc.errno}", 0.0
+    return type(exc).__name__, None  # a bug here or a protocol error: never hidden by a retry
 
 
 def usage() -> dict[str, Any]:

@@ -44,7 +44,7 @@ from jansamvad.protocol.roles import Role
 from . import million_hosts, procstat
 from .children import die_with_parent
 from .million_hosts import Host, Hosts
-from .million_probe import cpu_s, meminfo_kb, memory_kb, slab_growth, slabs_kb, sockstat, tree
+from .million_probe import cpu_s, listen_drops, meminfo_kb, memory_kb, slab_growth, slabs_kb, sockstat, tree
 from .million_valkey import Valkey
 from .profile import PySpy, py_spy_binary, summarize
 from .serverproc import jansamvad_command
@@ -271,7 +271,8 @@ async def ramp(run: Run, out: dict[str, Any]) -> None:
     p = run.plan
     n = len(run.clients)
     total, samples, stopped = 0, [snapshot(run)], ""
-    out["failed"] = {}
+    out["failed"] = {}  # joins that failed every try (lean.MAX_ATTEMPTS), by reason
+    out["retried"] = {}  # tries that failed and were tried again, as a citizen's page does, by reason
     started = time.monotonic()
     per_conn_kb = 0.0
     end_by = end_by_epoch(p.end_by)
@@ -297,9 +298,12 @@ async def ramp(run: Run, out: dict[str, Any]) -> None:
         replies = await ask(run, [{"op": "open", "count": c} for c in counts], timeout=120 + 3 * step / p.rate)
         total = sum(r["joined"] for r in replies)
         failed: dict[str, int] = {}
+        retried: dict[str, int] = {}
         for r in replies:
             for k, v in r["failed"].items():
                 failed[k] = failed.get(k, 0) + v
+            for k, v in r["retried"].items():
+                retried[k] = retried.get(k, 0) + v
         samples.append({**snapshot(run), "connections": total})
         if spy is not None:
             await spy.stop()
@@ -311,10 +315,12 @@ async def ramp(run: Run, out: dict[str, Any]) -> None:
         grown += last["slab_kb"] - first["slab_kb"] + last["page_tables_kb"] - first["page_tables_kb"]
         per_conn_kb = max(first["mem_available_kb"] - last["mem_available_kb"], grown) / max(1, total)
         print(f"ramp: {total:,} joined, MemAvailable {samples[-1]['mem_available_kb'] // 1024} MB, "
-              f"{per_conn_kb:.1f} KB/conn, failed {failed}, load {samples[-1]['loadavg']}",
+              f"{per_conn_kb:.1f} KB/conn, failed {failed}, retried {retried}, load {samples[-1]['loadavg']}",
               file=sys.stderr)  # fmt: skip
         for k, v in failed.items():
             out["failed"][k] = out["failed"].get(k, 0) + v
+        for k, v in retried.items():
+            out["retried"][k] = out["retried"].get(k, 0) + v
         if sum(failed.values()) > step // 200:
             stopped = f"joins failed in the last step: {failed} (more than 0.5 %)"
             break
@@ -430,6 +436,7 @@ async def drive(run: Run, out: dict[str, Any]) -> None:
     out["slab_growth_kb"] = slab_growth(out["slabs_before"], slabs_kb())
     del out["slabs_before"]
     out["sockets_per_host"] = {h.name: sockstat(run.nodes[i].pid)["inuse"] for i, h in enumerate(run.hosts.nodes)}
+    out["listen_drops_per_host"] = {h.name: listen_drops(run.nodes[i].pid) for i, h in enumerate(run.hosts.nodes)}
     leader = await Leader.join(first, leader_token)
     spoken = await speak(run, leader, out)
     collected = await ask(run, [{"op": "collect"}] * len(run.clients), timeout=120)

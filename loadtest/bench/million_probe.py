@@ -74,6 +74,21 @@ def sockstat(netns_pid: int | None = None) -> dict[str, int]:
     return {"inuse": 0, "mem_kb": 0}
 
 
+def listen_drops(netns_pid: int) -> dict[str, int]:
+    """The namespace's counts of connections its listening sockets refused or dropped (full accept queue, full SYN
+    queue): where a connect that never reached the node's code went."""
+    try:
+        lines = Path(f"/proc/{netns_pid}/net/netstat").read_text().splitlines()
+    except OSError:
+        return {}
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            table = dict(zip(names.split()[1:], (int(v) for v in values.split()[1:]), strict=False))
+            wanted = ("ListenOverflows", "ListenDrops", "TCPReqQFullDrop", "TCPBacklogDrop")
+            return {k: table.get(k, 0) for k in wanted}
+    return {}
+
+
 def slabs_kb() -> dict[str, int]:
     """Every slab cache's size (active objects × object size) in KiB; empty without permission."""
     out: dict[str, int] = {}

@@ -94,6 +94,11 @@ def markdown(result: dict[str, Any], chart_path: Path | None, command: str) -> s
         f"| **connections held** (joined, each with its own citizen token) | **{c['joined_at_end']:,}** "
         f"(target {p['connections']:,}) |",
         f"| what stopped the ramp | {r['stopped_by']} |",
+        f"| connects the node hosts' kernels refused or dropped (accept or SYN queue full, all hosts) | "
+        f"{_listen_drops(r.get('listen_drops_per_host', {}))} |",
+        f"| joins tried again (as the citizen page does: 503, close 1013, lost or timed out before `welcome`) | "
+        f"{sum(r.get('retried', {}).values()):,} {_reasons(r.get('retried', {}))}; failed every try: "
+        f"{sum(r.get('failed', {}).values()):,} {_reasons(r.get('failed', {}))} |",
         f"| **every connection got every sentence exactly once** | **{c['every_connection_every_sentence_once']}** "
         f"({p['sentences']} sentences; {c['deliveries_missing']} missing, {c['gaps']} gaps, {c['repeats']} repeats, "
         f"{c['lost_connections']} connections lost) |",
@@ -155,3 +160,18 @@ def write_section(result: dict[str, Any], doc: Path, chart_path: Path, command: 
     section = body + ("\n" + kept.strip("\n") + "\n\n" if kept else "\n")
     rest = text[end:].lstrip("\n")
     doc.write_text(text[:start] + (section if rest else section.rstrip("\n") + "\n") + rest, encoding="utf-8")
+
+
+def _reasons(counts: dict[str, int]) -> str:
+    """`(close_1013 12, timeout 3)`, most first; empty for none."""
+    if not counts:
+        return ""
+    return "(" + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])) + ")"
+
+
+def _listen_drops(per_host: dict[str, dict[str, int]]) -> str:
+    total: dict[str, int] = {}
+    for counts in per_host.values():
+        for k, v in counts.items():
+            total[k] = total.get(k, 0) + v
+    return ", ".join(f"{k} {v:,}" for k, v in total.items()) or "not measured"

@@ -65,7 +65,7 @@ from jansamvad.protocol.roles import Role
 from jansamvad.regions_http import RegionDirectory
 from jansamvad.rollup.tally import UnitTally
 from jansamvad.settings import Settings
-from jansamvad.store.base import OwnQuestion, Store
+from jansamvad.store.base import BadState, OwnQuestion, Store
 
 
 class HandlerOwner(Protocol):
@@ -347,8 +347,19 @@ class MessageHandlers:
             holder = await self.node.store.claim_holder(self.th, qid)
             if holder is not None and holder != self.claims.sub:
                 raise ProtocolViolation(ErrorCode.CLAIMED, f"{holder} is deciding this question")
-        q = await self.node.store.decide(self.th, qid, action, self.claims.sub, reason, to)
-        if action == "approve":  # counted for the asker's unit, which the question carries
+        try:
+            q = await self.node.store.decide(self.th, qid, action, self.claims.sub, reason, to)
+            dup = False
+        except BadState:
+            # The same decision again from the same moderator: a resend after `unavailable`, when the decision was
+            # stored but its notices may not have gone out. Acknowledged `dup` and the notices sent again, so no
+            # moderator's queue and no public list keeps showing the old state.
+            repeated = await self.node.store.get_question(self.th, qid)
+            last = repeated.decisions[-1] if repeated is not None and repeated.decisions else None
+            if repeated is None or last is None or (last.action, last.by) != (action, self.claims.sub):
+                raise
+            q, dup = repeated, True
+        if action == "approve" and not dup:  # counted for the asker's unit, which the question carries
             self.node.tally.count(self.th, "approved", q.unit)
         if action in ("approve", "reject", "forward"):
             await self.node.store.release(self.th, qid, self.claims.sub)
@@ -368,7 +379,7 @@ class MessageHandlers:
         changes_public = q.state in PUBLIC_STATES or (q.state is QState.REJECTED and was_public)
         if action != "forward" and changes_public:
             await self.node.publish_event(self.th, to_map(QuestionEvent(q=q.public())))
-        self.send(Ack(re=msg.id, qid=q.qid, state=str(q.state)))
+        self.send(Ack(re=msg.id, qid=q.qid, state=str(q.state), dup=dup))
 
     async def _question_in_scope(self, qid: str) -> Question | None:
         """The question (None: no such qid), after checking a local moderator's scope (moderation/scope.py)."""

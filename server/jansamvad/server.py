@@ -60,7 +60,14 @@ def build_node(settings: Settings) -> Node:
         return Node(
             settings,
             store=RedisStore(conn, keys, ended_retention_s=settings.ended_retention_days * 86400),
-            broker=RedisBroker(conn, keys, history_size=settings.history_size),
+            # A subscriber connection silent (no reply to its PING) for 3 command timeouts is given up: as slow as
+            # the deployment lets any Redis call be (a CPU-starved host raises the timeout), never under 3 s.
+            broker=RedisBroker(
+                conn,
+                keys,
+                history_size=settings.history_size,
+                dead_after_s=max(3.0, 3 * settings.redis_command_timeout_s),
+            ),
             # A node that stops reporting drops out of the viewer totals after three missed reports.
             presence=RedisPresence(conn, keys, ttl_s=max(3 * settings.presence_interval_s, 1.0)),
             limiter=RedisRateLimiter(conn, keys),

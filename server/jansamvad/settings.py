@@ -310,7 +310,8 @@ class Settings:
     # answers again, so an action on a stopped or hung Redis is answered `unavailable` within about this long.
     redis_command_timeout_s: float = setting(
         1.0,
-        "Seconds any Redis call may take; a server that misses it is failed fast until it answers again.",
+        "Seconds any Redis call may take; a server that misses it is failed fast until it answers again. A "
+        "subscriber connection silent for 3 times this (at least 3 s) is given up and opened again.",
         REDIS,
         flag="redis-command-timeout",
         min=0.05,

@@ -172,6 +172,11 @@ class RedisBroker:
         self._reshape_task: asyncio.Task[None] | None = None
         self._closed = False
 
+    @property
+    def dead_after_s(self) -> float:
+        """Seconds of silence (no reply to a PING) after which a subscriber connection is given up."""
+        return self._reader_options["dead_after_s"]
+
     # Lifecycle
 
     async def start(self, handler: BrokerEventHandler) -> None:
