@@ -14,10 +14,10 @@ from tests.test_fanout import Recorder, frames, started
 
 pytestmark = pytest.mark.anyio
 
-LONG_TICK_S = 2.0  # far longer than any wait below, so a write seen early cannot be the tick's
+LONG_TICK_S = 4.0  # far longer than any wait below, so a write seen early cannot be the tick's
 
 
-async def until(condition: Callable[[], bool], timeout: float = 1.0) -> None:
+async def until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
     """Wait (bounded) for the condition the fan-out should reach at the loop's next turns."""
     async with asyncio.timeout(timeout):
         while not condition():
@@ -37,7 +37,7 @@ async def test_fanout_leading_edge_writes_a_lone_message_without_waiting_for_the
     listener = Recorder()
     _, room = room_with(listener)
     fanout.enqueue(room, 1, {"t": "speech", "text": "अकेला वाक्य"})
-    await until(lambda: len(listener.writes) == 1)  # before: only after the 2 s tick
+    await until(lambda: len(listener.writes) == 1)  # before: only after the tick (LONG_TICK_S)
     assert [m["seq"] for m in frames(listener.writes[0])] == [1]
     await fanout.stop()
 
