@@ -241,6 +241,7 @@ class Opener:
 
     async def open(self, count: int) -> dict[str, Any]:
         first, self.opened = self.opened, self.opened + count
+        failed_before, retried_before = Counter(self.failed), Counter(self.retried)
         interval = 1.0 / self.opts.rate
         started = time.monotonic()
         next_index = first
@@ -259,8 +260,9 @@ class Opener:
         async with asyncio.TaskGroup() as group:
             for _ in range(min(self.opts.concurrency, count)):
                 group.create_task(runner())
-        return {"joined": TALLY.joined, "failed": dict(self.failed), "retried": dict(self.retried),
-                "seconds": round(time.monotonic() - started, 3)}  # fmt: skip
+        # This step's failures and retries (the process's totals are in `collect`).
+        return {"joined": TALLY.joined, "failed": dict(self.failed - failed_before),
+                "retried": dict(self.retried - retried_before), "seconds": round(time.monotonic() - started, 3)}  # fmt: skip
 
     async def open_one(self, i: int) -> None:
         loop = asyncio.get_running_loop()
@@ -333,7 +335,7 @@ async def handle(opener: Opener, cmd: dict[str, Any]) -> dict[str, Any]:
         t = TALLY
         return {"joined": t.joined, "counts": t.counts, "last_ns": t.last_ns, "gaps": t.gaps, "repeats": t.repeats,
                 "pings": t.pings, "bad_frames": t.bad_frames, "closes": dict(t.closes), "other": dict(t.other),
-                "failed": dict(opener.failed), **usage()}  # fmt: skip
+                "failed": dict(opener.failed), "retried": dict(opener.retried), **usage()}  # fmt: skip
     raise ValueError(f"unknown op {op!r}")
 
 
