@@ -213,6 +213,15 @@ class LeanConn(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def give_up(self) -> None:
+        """The opener is done with this try: drop the waiter without an exception nobody would read (an unread one
+        is logged when the future is collected) and close what is open."""
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.cancel()
+        self.waiter = None
+        if self.transport is not None:
+            self.transport.abort()
+
     def connection_lost(self, exc: Exception | None) -> None:
         if self.state == OPEN:
             TALLY.joined -= 1
@@ -261,8 +270,9 @@ class Opener:
             for _ in range(min(self.opts.concurrency, count)):
                 group.create_task(runner())
         # This step's failures and retries (the process's totals are in `collect`).
-        return {"joined": TALLY.joined, "failed": dict(self.failed - failed_before),
-                "retried": dict(self.retried - retried_before), "seconds": round(time.monotonic() - started, 3)}  # fmt: skip
+        failed, retried = self.failed - failed_before, self.retried - retried_before
+        return {"joined": TALLY.joined, "failed": dict(failed), "retried": dict(retried),
+                "seconds": round(time.monotonic() - started, 3)}  # fmt: skip
 
     async def open_one(self, i: int) -> None:
         loop = asyncio.get_running_loop()
@@ -281,7 +291,7 @@ class Opener:
                 self.conns.append(conn)
                 return
             except Exception as exc:
-                conn._fail(exc)  # whatever is left of this try goes
+                conn.give_up()  # whatever is left of this try goes
                 reason, wait_s = failure(exc)
             if wait_s is None or attempt == MAX_ATTEMPTS - 1:
                 self.failed[reason] += 1
