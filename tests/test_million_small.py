@@ -8,7 +8,9 @@ sentence exactly once; then everything is torn down and checked gone.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import errno
 
 import pytest
 from loadtest.bench import lean, million_hosts
@@ -17,7 +19,7 @@ from websockets.frames import Frame
 from websockets.streams import StreamReader
 
 from jansamvad.auth import TokenService
-from jansamvad.localredis import server_binary
+from jansamvad.localredis import free_port, server_binary
 from jansamvad.protocol.roles import Role
 
 PREFIX = "jsmt-"
@@ -135,5 +137,25 @@ def test_lean_connection_lost_before_welcome_names_its_stage_and_is_tried_again(
             assert lean.failure(lost.value) == (expected, 0.0)
         assert lean.failure(lean.Rejected(503, 30.0)) == ("http_503", 5.0)  # Retry-After, capped for the bench
         assert lean.failure(lean.Rejected(403, 1.0)) == ("http_403", None)
+
+    asyncio.run(scenario())
+
+
+def test_lean_open_reports_each_steps_failures_and_retries_not_running_totals(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lean, "BACKOFF_BASE_S", 0.001)
+    monkeypatch.setattr(lean, "BACKOFF_CAP_S", 0.002)
+    port = free_port()  # nothing listens there: every try is refused (ECONNREFUSED), tried again, then failed
+    opts = argparse.Namespace(
+        targets=f"127.0.0.1:{port}", secret="s" * 40, th="th1", index=0, rate=1000.0, concurrency=2, timeout=5.0,
+        rcvbuf=0, source="",
+    )  # fmt: skip
+
+    async def scenario() -> None:
+        opener = lean.Opener(opts)
+        for _ in range(2):
+            step = await opener.open(2)
+            assert step["failed"] == {f"os_{errno.ECONNREFUSED}": 2}
+            assert step["retried"] == {f"os_{errno.ECONNREFUSED}": 2 * (lean.MAX_ATTEMPTS - 1)}
+        assert opener.failed == {f"os_{errno.ECONNREFUSED}": 4}  # the process's totals (`collect`)
 
     asyncio.run(scenario())

@@ -1,5 +1,6 @@
 """The `viewers` count in a big room is paced (viewers_pace.py, docs/protocol.md section 5): every change in a small
-room, in a big one only a move of more than 1 % after 5 s, any change after 10 s, or with an event of the tick."""
+quiet room, in a big one (or a small one growing faster than GROWING_PER_S a second) only a move of more than 1 %
+after 5 s, any change after 10 s, or with an event of the tick."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from jansamvad import viewers_pace
 from jansamvad.server import RunningServer
-from jansamvad.viewers_pace import BIG_ROOM, BIG_ROOM_MAX_S, BIG_ROOM_MIN_S, viewers_due
+from jansamvad.viewers_pace import BIG_ROOM, BIG_ROOM_MAX_S, BIG_ROOM_MIN_S, GROWING_PER_S, viewers_due
 from tests.helpers import joined, make_hall
 
 
@@ -57,3 +58,42 @@ async def test_viewers_pace_big_room_on_a_node_sends_the_grown_count_late(
     grown = await watcher.recv_until(lambda m: m["t"] == "viewers", timeout=5)
     assert grown["n"] == 4
     assert asyncio.get_running_loop().time() - started >= 1.2  # a small room would have had it within a tick
+
+
+def test_viewers_pace_small_room_growing_fast_is_paced() -> None:
+    small = BIG_ROOM // 10
+    fast = GROWING_PER_S * 3  # citizens a second since the last count: the room fills at the start of a hall
+    assert not viewers_due(small, 100, 100 + fast, 1.0, with_event=False)
+    wait = BIG_ROOM_MIN_S - 1
+    assert not viewers_due(small, 100, 100 + int(fast * wait), wait, with_event=False)
+    assert viewers_due(small, 100, 100 + int(fast * BIG_ROOM_MIN_S), BIG_ROOM_MIN_S, with_event=False)  # one per 5 s
+    assert viewers_due(small, 100, 100 + fast, 0.5, with_event=True)  # rides with an event, as in a big room
+
+
+def test_viewers_pace_small_room_at_a_human_pace_gets_every_change() -> None:
+    small = BIG_ROOM // 10
+    assert viewers_due(small, 100, 100 + GROWING_PER_S, 1.0, with_event=False)
+    assert viewers_due(small, 100, 100 - 3, 0.2, with_event=False)
+    assert viewers_due(small, 100, 100 + 5 * GROWING_PER_S, 6.0, with_event=False)  # 100 in 6 s after a quiet spell
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(20)
+async def test_viewers_pace_fast_growing_small_room_on_a_node_waits(
+    make_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Any change counts as fast growth (0 a second), and short waits, so that the pacing shows within a second or two.
+    monkeypatch.setattr(viewers_pace, "GROWING_PER_S", 0)
+    monkeypatch.setattr(viewers_pace, "BIG_ROOM_MIN_S", 1.5)
+    monkeypatch.setattr(viewers_pace, "BIG_ROOM_MAX_S", 3.0)
+    server: RunningServer = await make_server(presence_interval_s=0.1)
+    hall = await make_hall(server)
+    watcher = await joined(server, hall.citizen_token(sub="c-watch"))
+    await watcher.recv_until(lambda m: m["t"] == "viewers" and m["n"] == 1, skipped=True)
+    started = asyncio.get_running_loop().time()
+
+    # A room of 2 listeners, far below BIG_ROOM, but growing "fast": its count waits BIG_ROOM_MIN_S, not a tick.
+    await joined(server, hall.citizen_token(sub="c-more"))
+    grown = await watcher.recv_until(lambda m: m["t"] == "viewers", timeout=5)
+    assert grown["n"] == 2
+    assert asyncio.get_running_loop().time() - started >= 1.2  # a quiet small room would have had it within a tick

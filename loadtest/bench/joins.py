@@ -128,7 +128,9 @@ async def measure(opts: argparse.Namespace) -> dict[str, Any]:
             await _line(proc, 30.0)  # ready
         load_before = procstat.loadavg()
         if opts.profile:
-            spy = PySpy(nodes[0].pid, REPORTS / f"profile-joins-{stamp}.raw", rate=opts.profile_rate)
+            spy = PySpy(
+                nodes[0].pid, REPORTS / f"profile-joins-{stamp}.raw", rate=opts.profile_rate, native=not opts.no_native
+            )
             spy.start()
             await asyncio.sleep(1.0)  # py-spy attaches
         stats_before = [await node.stats() for node in nodes]
@@ -139,11 +141,20 @@ async def measure(opts: argparse.Namespace) -> dict[str, Any]:
             assert proc.stdin is not None
             proc.stdin.write(b"go\n")
             await proc.stdin.drain()
+        client_cpu_before = [procstat.cpu(proc.pid) for proc in clients]
         replies = [await _line(proc, RUN_BUDGET_S / 2 + 30) for proc in clients]
         cpu_after = [node.cpu() for node in nodes]
+        client_cpu = [
+            (procstat.cpu(p.pid) - before).seconds for p, before in zip(clients, client_cpu_before, strict=True)
+        ]
         redis_cpu = (procstat.cpu(redis.proc.pid) - redis_before).seconds if redis.proc and redis_before else 0.0
         calls_after = _command_calls(redis)
         load_after = procstat.loadavg()
+        # What the nodes spend while the room only holds (ticks, keepalive, presence): a slow-growing room pays it
+        # for longer, so it belongs to the join's price in the run above.
+        hold_before = [node.cpu() for node in nodes]
+        await asyncio.sleep(opts.hold_sample_s)
+        hold_cpu = [(node.cpu() - before).seconds for node, before in zip(nodes, hold_before, strict=True)]
         profile = None
         if spy is not None:
             await spy.stop()
@@ -181,7 +192,11 @@ async def measure(opts: argparse.Namespace) -> dict[str, Any]:
                 "joins": joins,
                 "cpu_s": round(cpu_s, 3),
                 "cpu_us_per_join": round(cpu_s * 1e6 / max(1, joins), 1),
+                # The kernel's share (syscalls, loopback TCP) against the node's own Python: clock-tick resolution.
+                "user_us_per_join": round((cpu_after[n] - cpu_before[n]).user_s * 1e6 / max(1, joins), 1),
+                "system_us_per_join": round((cpu_after[n] - cpu_before[n]).system_s * 1e6 / max(1, joins), 1),
                 "joins_per_cpu_s": round(joins / cpu_s) if cpu_s else None,
+                "hold_cpu_ms_per_s": round(hold_cpu[n] * 1000 / opts.hold_sample_s, 1),
                 "connections": stats[n].get("connections"),
                 # Fan-out writes while the room grew (the `viewers` counts, mostly): issue 19 saw 56-61k per node.
                 "broadcast_writes": stats[n].get("broadcast_writes", 0) - stats_before[n].get("broadcast_writes", 0),
@@ -203,6 +218,8 @@ async def measure(opts: argparse.Namespace) -> dict[str, Any]:
         "node_cpu_us_per_join": round(total_cpu * 1e6 / max(1, joined), 1),
         "per_node": per_node,
         "valkey_cpu_us_per_join": round(redis_cpu * 1e6 / max(1, joined), 1),
+        # The outside client's CPU during the joins: on 2 cores it, not the nodes, sets the wall-clock rate.
+        "client_cpu_s": [round(seconds, 2) for seconds in client_cpu],
         # Commands Valkey ran during the joins (those inside scripts included), per join, the most frequent first.
         "valkey_calls_per_join": {
             name.removeprefix("cmdstat_"): round(n / max(1, joined), 3)
@@ -247,6 +264,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--speeches", type=int, default=10, help="sentences spoken before the joins")
     parser.add_argument("--profile", action="store_true", help="py-spy on node 0 during the joins")
     parser.add_argument("--profile-rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument("--hold-sample-s", type=float, default=3.0, help="node CPU of the held room after the joins")
+    parser.add_argument(
+        "--no-native", action="store_true", help="Python stacks only: py-spy costs the node less, idle samples dropped"
+    )
     parser.add_argument("--node-arg", action="append", help="an extra `jansamvad serve` argument (repeat)")
     opts = parser.parse_args(argv)
     result = asyncio.run(asyncio.wait_for(measure(opts), RUN_BUDGET_S + 60))

@@ -213,6 +213,15 @@ class LeanConn(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def give_up(self) -> None:
+        """The opener is done with this try: drop the waiter without an exception nobody would read (an unread one
+        is logged when the future is collected) and close what is open."""
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.cancel()
+        self.waiter = None
+        if self.transport is not None:
+            self.transport.abort()
+
     def connection_lost(self, exc: Exception | None) -> None:
         if self.state == OPEN:
             TALLY.joined -= 1
@@ -241,6 +250,7 @@ class Opener:
 
     async def open(self, count: int) -> dict[str, Any]:
         first, self.opened = self.opened, self.opened + count
+        failed_before, retried_before = Counter(self.failed), Counter(self.retried)
         interval = 1.0 / self.opts.rate
         started = time.monotonic()
         next_index = first
@@ -259,7 +269,9 @@ class Opener:
         async with asyncio.TaskGroup() as group:
             for _ in range(min(self.opts.concurrency, count)):
                 group.create_task(runner())
-        return {"joined": TALLY.joined, "failed": dict(self.failed), "retried": dict(self.retried),
+        # This step's failures and retries (the process's totals are in `collect`).
+        failed, retried = self.failed - failed_before, self.retried - retried_before
+        return {"joined": TALLY.joined, "failed": dict(failed), "retried": dict(retried),
                 "seconds": round(time.monotonic() - started, 3)}  # fmt: skip
 
     async def open_one(self, i: int) -> None:
@@ -279,7 +291,7 @@ class Opener:
                 self.conns.append(conn)
                 return
             except Exception as exc:
-                conn._fail(exc)  # whatever is left of this try goes
+                conn.give_up()  # whatever is left of this try goes
                 reason, wait_s = failure(exc)
             if wait_s is None or attempt == MAX_ATTEMPTS - 1:
                 self.failed[reason] += 1
@@ -333,7 +345,7 @@ async def handle(opener: Opener, cmd: dict[str, Any]) -> dict[str, Any]:
         t = TALLY
         return {"joined": t.joined, "counts": t.counts, "last_ns": t.last_ns, "gaps": t.gaps, "repeats": t.repeats,
                 "pings": t.pings, "bad_frames": t.bad_frames, "closes": dict(t.closes), "other": dict(t.other),
-                "failed": dict(opener.failed), **usage()}  # fmt: skip
+                "failed": dict(opener.failed), "retried": dict(opener.retried), **usage()}  # fmt: skip
     raise ValueError(f"unknown op {op!r}")
 
 
