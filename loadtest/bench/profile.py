@@ -85,6 +85,38 @@ class PySpy:
             proc.wait()
 
 
+class PerfRecord:
+    """`perf record -g` on one process (kernel stacks included): where its system time goes, e.g. per write."""
+
+    def __init__(self, pid: int, out: Path, *, freq: int = 999) -> None:
+        self.pid, self.out, self.freq = pid, out, freq
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("perf")
+        if binary is None:
+            raise RuntimeError("perf not installed (apt-get install linux-perf)")
+        argv = [binary, "record", "-g", "-F", str(self.freq), "-p", str(self.pid), "-o", str(self.out)]
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+        )  # fmt: skip
+
+    async def stop(self) -> None:
+        """SIGINT makes perf write its data file and exit."""
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            await asyncio.to_thread(proc.wait, STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def _parse(frame: str) -> tuple[str, str]:
     m = _FRAME.match(frame.strip())
     if not m:

@@ -78,6 +78,7 @@ class ConnectionOwner(Protocol):
     closes: Counter[int]  # closes this node made, by code (the metrics')
     slow_consumer_drops: int
     broadcasts_skipped: int
+    watched: set[WsConnection]  # what the keepalive wheel looks at every turn (keepalive.py); the rest in slices
 
     def client_ip(self, peer: str, forwarded_for: list[str]) -> str: ...
 
@@ -200,7 +201,10 @@ class WsConnection(asyncio.Protocol):
         ws = self.ws
         assert ws is not None
         ws.receive_data(data)
-        self.last_seen = self.owner.clock
+        clock = self.owner.clock
+        if self.last_seen != clock:  # the first packet since the wheel's last turn
+            self.last_seen = clock
+            self.watch()  # its per-second counters (pings, rate_limited answers) are reset at the next turn
         self.pinged = False
         for event in ws.events_received():
             if isinstance(event, Frame):
@@ -312,6 +316,7 @@ class WsConnection(asyncio.Protocol):
                 self.state = ConnState.CLOSING
                 self.fast_write = None
                 self.closing_since = self.owner.clock
+                self.watch()  # close_timeout is looked at every turn
 
     def _on_message(self, op: Opcode, data: bytes) -> None:
         if self.state is not ConnState.OPEN or self.client is None:
@@ -335,6 +340,10 @@ class WsConnection(asyncio.Protocol):
     def joined(self) -> None:
         """The session's join is done (welcome sent): admission stops counting it as a join in flight."""
         self.owner.session_joined(self)
+
+    def watch(self) -> None:
+        """Have the keepalive wheel look at this connection every turn until it is joined and quiet again."""
+        self.owner.watched.add(self)
 
     def set_max_message_bytes(self, limit: int) -> None:
         if self.ws is not None:
@@ -410,6 +419,7 @@ class WsConnection(asyncio.Protocol):
         self.state = ConnState.CLOSING
         self.fast_write = None
         self.closing_since = self.owner.clock
+        self.watch()
         self._flush_protocol()
 
     def fail(self, code: CloseCode, detail: str = "") -> None:
@@ -423,6 +433,7 @@ class WsConnection(asyncio.Protocol):
         self.state = ConnState.CLOSING
         self.fast_write = None
         self.closing_since = self.owner.clock
+        self.watch()
         self._flush_protocol()
 
     def drop_slow(self) -> None:

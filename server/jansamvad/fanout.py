@@ -2,7 +2,8 @@
 
 - Encode once: each message is encoded and framed once per wire format per node, never per connection.
 - Batch per tick: messages queued within one tick (`tick_ms`) become one blob per room, written with one
-  `transport.write` per connection (ten frames in one write cost about what one frame costs).
+  `transport.write` per connection (ten frames in one write cost about what one frame costs). The tick has a leading
+  edge: a message that finds the flusher idle for a tick goes out at the loop's next turn (_schedule).
 - Conflate: fast-changing aggregates (viewers, votes, reactions) keep only their latest value per tick.
 - Yield: a big fan-out returns to the event loop every `writes_per_yield` writes, so handshakes and pings go on.
 - Slow consumers: a listener whose transport buffer is over the cap is skipped for droppable frames and closed with
@@ -67,6 +68,7 @@ class Fanout:
         self._resumes: list[tuple[Listener, Mapping[str, int]]] = []
         self._wake = asyncio.Event()
         self._scheduled = False
+        self._last_flush = float("-inf")  # loop time the last flush started (the leading edge, _schedule)
         self._task: asyncio.Task[None] | None = None
         self.frames_built = 0  # frames encoded (per format), for tests and metrics
         # The same, by wire format ("msgpack", "json"): a room whose listeners all speak one never encodes the other.
@@ -152,11 +154,16 @@ class Fanout:
             self._mark(room)
 
     def _schedule(self) -> None:
+        """Wake the flusher on the tick's leading edge: when the last flush started a tick or more ago, at the loop's
+        next turn (a lone sentence does not wait for the tick), else a tick after that flush (what arrives meanwhile
+        shares its writes). Either way there is at most one flush per tick; held rooms (partials, audio) keep their
+        own coalescing timer and only then come here."""
         if not self._scheduled:
             self._scheduled = True
             loop = asyncio.get_running_loop()
-            if self._tick_s > 0:
-                loop.call_later(self._tick_s, self._wake.set)
+            due = self._last_flush + self._tick_s
+            if due > loop.time():
+                loop.call_at(due, self._wake.set)
             else:
                 loop.call_soon(self._wake.set)
 
@@ -169,6 +176,7 @@ class Fanout:
             await self._wake.wait()
             self._wake.clear()
             self._scheduled = False
+            self._last_flush = asyncio.get_running_loop().time()
             await self._flush()
 
     def _light_aggregates(self, room: Room) -> list[dict[str, Any]]:

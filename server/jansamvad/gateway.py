@@ -50,6 +50,10 @@ class Gateway:
         self._trusted = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
         self.origins: list[Origin | None] | None = list(settings.allowed_origins) or None  # type: ignore[arg-type]
         self.connections: set[WsConnection] = set()
+        # The keepalive wheel's (keepalive.py): connections it looks at every turn, and the slices of the joined rest.
+        self.watched: set[WsConnection] = set()
+        self.wheel_round: list[WsConnection] = []
+        self.wheel_slot = 0
         self.open_count = 0
         self.per_ip: dict[str, int] = defaultdict(int)  # by network key (admission.py), like every per-IP limit
         self.unjoined: dict[str, int] = defaultdict(int)  # citizen-lane connections without a valid token yet
@@ -107,6 +111,7 @@ class Gateway:
 
     def connection_made(self, conn: WsConnection) -> None:
         self.connections.add(conn)
+        self.watched.add(conn)  # upgrading, then waiting for hello: timeouts looked at every turn
 
     def admit(self, conn: WsConnection) -> int | None:
         """None to accept the handshake, or the seconds for Retry-After with an HTTP 503."""
@@ -179,6 +184,7 @@ class Gateway:
 
     def connection_lost(self, conn: WsConnection) -> None:
         self.connections.discard(conn)
+        self.watched.discard(conn)
         self.joining.discard(conn)
         session = conn.client
         if session is None:

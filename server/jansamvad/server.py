@@ -103,7 +103,9 @@ async def check_redis(url: str) -> None:
 
 def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named, not 0: asyncio's loop sets TCP_NODELAY only on accepted sockets whose proto says TCP (uvloop
+    # sets it on all); with Nagle on, a broadcast's small write may wait for the previous one's ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:

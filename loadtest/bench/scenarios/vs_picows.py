@@ -35,7 +35,7 @@ from ..harness import BenchOptions, Receipts, Stage
 from ..leader import speech_text
 from ..pool import REPO, WorkerPool
 from ..procstat import CpuSample, cpu, loadavg, rss_kb
-from ..profile import PySpy, summarize
+from ..profile import PerfRecord, PySpy, summarize
 from ..serverproc import ServerFailed, free_port
 from .common import check_delivery, cpu_summary, latency_summary
 from .crossnode import _stages, redis_server
@@ -55,6 +55,7 @@ class Workload:
     picows_write: str = "raw"  # raw: pre-framed bytes to underlying_transport.write; send: picows frames per listener
     picows_read_buffer: int = 16 * 1024  # picows' default read_buffer_init_size
     profile: bool = False  # py-spy (--native) on the first server process of each side while the leader speaks
+    perf: bool = False  # perf record -g (kernel stacks) on the first server process of each side instead
 
 
 def _cpu_sum(pids: list[int]) -> CpuSample:
@@ -119,6 +120,16 @@ def _result(
 
 async def _profiled(opts: BenchOptions, w: Workload, side: str, pid: int, window: Any) -> tuple[Any, dict[str, Any]]:
     """Run the speaking window, under py-spy on `pid` when the workload asks for it; (its result, the profile)."""
+    if w.perf:
+        data = opts.reports_dir / f"perf-vs-picows-{side}-{pid}.data"
+        perf = PerfRecord(pid, data)
+        perf.start()
+        await asyncio.sleep(1.0)  # perf attaches
+        try:
+            result = await window()
+        finally:
+            await perf.stop()
+        return result, {"perf": str(data.relative_to(REPO))}
     if not w.profile:
         return await window(), {}
     raw = opts.reports_dir / f"profile-vs-picows-{side}.raw"
@@ -402,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--order", help="sides, comma-separated, in the order they run (overrides --repeats)")
     p.add_argument("--profile", action="store_true", help="py-spy on the first process of each side (adds load)")
+    p.add_argument("--perf", action="store_true", help="perf record -g on the first process of each side")
     p.add_argument("--tick-ms", type=float, default=5.0, help="the node's --tick-ms")
     args = p.parse_args(argv)
     w = Workload(
@@ -412,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         args.picows_write,
         args.picows_read_buffer,
         args.profile,
+        args.perf,
     )
     opts = BenchOptions(tick_ms=args.tick_ms, reports_dir=REPO / "loadtest" / "reports")
     result = uvloop.run(measure(opts, w, order=tuple(args.order.split(",")) if args.order else abba(args.repeats)))
