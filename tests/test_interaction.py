@@ -273,28 +273,47 @@ async def test_interaction_leader_speech_and_announcement_with_a_key_are_said_on
     assert "dup" not in other and other["seq"] > plain["seq"]
 
 
-async def test_interaction_repeated_decision_is_acked_dup_and_its_notices_go_out_again(server: RunningServer) -> None:
-    # A moderator's resend after `unavailable` (the decision stored, its notices maybe not sent): the same decision
-    # from the same moderator is acknowledged `dup` and every moderator's queue and the public list hear it again.
+async def test_interaction_repeated_decision_is_acked_dup_and_its_notices_go_out_again(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A moderator's resend after `unavailable`: the decision was stored but its notices could not be published. The
+    # same decision from the same moderator is acknowledged `dup`, and every moderator's queue and the public list
+    # hear it then; a resend after notices that did go out publishes nothing twice.
     hall = await live_hall(server)
     moderator = await joined(server, hall.moderator)
     other = await joined(server, server.node.tokens.issue(sub="m-other", role="moderator", th=hall.th, ttl_s=60)[0])
     citizen = await joined(server, hall.citizen_token())
     qid = (await ask(citizen, "पुल कब बनेगा?", "repeat-0001"))["qid"]
-    first = await moderator.request({"t": "moderate", "qid": qid, "action": "approve"})
-    assert (first["state"], first.get("dup", False)) == ("approved", False)
-    await other.recv_until(lambda m: m["t"] == "queue_update" and m["qid"] == qid)
-    await citizen.recv_until(lambda m: m["t"] == "question" and m["q"]["qid"] == qid)
-    again = await moderator.request({"t": "moderate", "qid": qid, "action": "approve"})
+    publish = server.node.publish_moderation
+    failures = [ConnectionError("the broker is down for one call")]
+
+    async def fails_once(th: str, message: Any, key: str = "") -> int:  # fault injection, as Redis failing would
+        if failures:
+            raise failures.pop()
+        return await publish(th, message, key)
+
+    monkeypatch.setattr(server.node, "publish_moderation", fails_once)
+    first = await moderator.request({"t": "moderate", "qid": qid, "action": "approve", "reason": "ठीक"})
+    assert (first["t"], first["code"]) == ("error", "unavailable")
+    again = await moderator.request({"t": "moderate", "qid": qid, "action": "approve", "reason": "ठीक"})
     assert (again["t"], again["state"], again["dup"]) == ("ack", "approved", True)
     update = await other.recv_until(lambda m: m["t"] == "queue_update" and m["qid"] == qid)
-    assert (update["state"], update["by"]) == ("approved", "m-mod")
+    assert (update["state"], update["by"], update["reason"]) == ("approved", "m-mod", "ठीक")
     event = await citizen.recv_until(lambda m: m["t"] == "question" and m["q"]["qid"] == qid)
     assert event["q"]["state"] == "approved"
-    # Stored once (one decision, one audit line), and another moderator's approve of it is still refused.
+    # Once more: acknowledged `dup`, and no second queue_update or question event (they are keyed by the decision).
+    third = await moderator.request({"t": "moderate", "qid": qid, "action": "approve"})
+    assert (third["state"], third["dup"]) == ("approved", True)
+    marker = await moderator.request({"t": "moderate", "qid": qid, "action": "pin"})  # a new decision: new notices
+    assert marker["state"] == "approved"
+    after = await other.recv_until(lambda m: m["t"] == "queue_update" and m["qid"] == qid)
+    assert after["pinned"] is True  # the pin's notice, not a repeat of the approval's
+    public = await citizen.recv_until(lambda m: m["t"] == "question" and m["q"]["qid"] == qid)
+    assert public["q"]["pinned"] is True and public["seq"] == event["seq"] + 1
+    # Stored once (one approval, one audit line), and another moderator's approve of it is still refused.
     assert (await other.request({"t": "moderate", "qid": qid, "action": "approve"}))["code"] == "bad_state"
     async with httpx.AsyncClient(base_url=server.base_url) as http:
         headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
         report = (await http.get(f"/api/townhalls/{hall.th}/export", headers=headers)).json()
-    assert [d["action"] for d in report["questions"][0]["decisions"]] == ["approve"]
-    assert [e["what"] for e in report["audit"]] == ["approve"]
+    assert [d["action"] for d in report["questions"][0]["decisions"]] == ["approve", "pin"]
+    assert [e["what"] for e in report["audit"]] == ["approve", "pin"]

@@ -117,3 +117,23 @@ async def test_keepalive_slices_take_back_a_connection_whose_join_was_given_up()
     assert cast(WsConnection, given_up) in gw.watched
     turn(gw, 12.0)  # past hello_timeout (10 s) from its opening at 0
     assert given_up.closed is CloseCode.HELLO_TIMEOUT
+
+
+async def test_keepalive_slices_look_at_a_connection_every_stride_while_others_come_and_go() -> None:
+    # A connection's slice is fixed (its hash), so connections that open or close between rounds do not move it to
+    # another turn: with a list sliced by position it could be looked at after 1 to 2 x stride - 1 turns.
+    gw, conns = big_node()
+    every = stride(gw)
+    looked_at: dict[int, list[int]] = {id(c): [] for c in conns}
+    for t in range(4 * every):
+        turn(gw, 20.5 + t)  # all silent past ping_interval, not yet past ping_interval + ping_timeout
+        for c in conns:
+            if c.pinged:  # this turn looked at it: it pinged; forget the ping so that the next look pings again
+                looked_at[id(c)].append(t)
+                c.pinged = False
+        for _ in range(400):  # others come and go between turns (the set of connections grows and reorders)
+            gw.connection_made(cast(WsConnection, Conn()))
+        for extra in [c for c in gw.connections if c not in conns][:300]:
+            gw.connection_lost(extra)
+    gaps = {b - a for turns in looked_at.values() for a, b in zip(turns, turns[1:], strict=False)}
+    assert all(len(turns) == 4 for turns in looked_at.values()) and gaps == {every}, gaps

@@ -150,17 +150,17 @@ async def measure(opts: argparse.Namespace) -> dict[str, Any]:
         redis_cpu = (procstat.cpu(redis.proc.pid) - redis_before).seconds if redis.proc and redis_before else 0.0
         calls_after = _command_calls(redis)
         load_after = procstat.loadavg()
+        stats = [await node.stats() for node in nodes]  # the writes while the room grew, before the hold below
+        profile = None
+        if spy is not None:  # stopped before the hold sample: py-spy's sampling costs the node CPU too
+            await spy.stop()
+            profile = summarize(spy.out)
+            profile["redis_client_share"] = _share(spy.out, ("redis_conn.py", "(redis/"))
         # What the nodes spend while the room only holds (ticks, keepalive, presence): a slow-growing room pays it
         # for longer, so it belongs to the join's price in the run above.
         hold_before = [node.cpu() for node in nodes]
         await asyncio.sleep(opts.hold_sample_s)
         hold_cpu = [(node.cpu() - before).seconds for node, before in zip(nodes, hold_before, strict=True)]
-        profile = None
-        if spy is not None:
-            await spy.stop()
-            profile = summarize(spy.out)
-            profile["redis_client_share"] = _share(spy.out, ("redis_conn.py", "(redis/"))
-        stats = [await node.stats() for node in nodes]
     finally:
         for proc in clients:
             if proc.stdin is not None:

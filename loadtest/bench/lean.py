@@ -258,7 +258,7 @@ class Opener:
 
         async def runner() -> None:
             nonlocal next_index
-            while next_index < first + count and self.failed.total() < give_up:
+            while next_index < first + count and self.failed.total() - failed_before.total() < give_up:
                 i = next_index
                 next_index += 1
                 delay = started + (i - first) * interval - time.monotonic()

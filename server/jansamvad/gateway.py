@@ -52,7 +52,7 @@ class Gateway:
         self.connections: set[WsConnection] = set()
         # The keepalive wheel's (keepalive.py): connections it looks at every turn, and the slices of the joined rest.
         self.watched: set[WsConnection] = set()
-        self.wheel_round: list[WsConnection] = []
+        self.wheel_round: list[list[WsConnection]] = []  # keepalive.py: this round's slices, by connection hash
         self.wheel_slot = 0
         self.open_count = 0
         self.per_ip: dict[str, int] = defaultdict(int)  # by network key (admission.py), like every per-IP limit

@@ -352,13 +352,13 @@ class MessageHandlers:
             dup = False
         except BadState:
             # The same decision again from the same moderator: a resend after `unavailable`, when the decision was
-            # stored but its notices may not have gone out. Acknowledged `dup` and the notices sent again, so no
-            # moderator's queue and no public list keeps showing the old state.
+            # stored but its notices may not have gone out. Acknowledged `dup`; the notices below are keyed by the
+            # decision, so they go out now only if the first attempt could not publish them.
             repeated = await self.node.store.get_question(self.th, qid)
             last = repeated.decisions[-1] if repeated is not None and repeated.decisions else None
-            if repeated is None or last is None or (last.action, last.by) != (action, self.claims.sub):
+            if repeated is None or last is None or (last.action, last.by, last.to) != (action, self.claims.sub, to):
                 raise
-            q, dup = repeated, True
+            q, dup, reason = repeated, True, last.reason
         if action == "approve" and not dup:  # counted for the asker's unit, which the question carries
             self.node.tally.count(self.th, "approved", q.unit)
         if action in ("approve", "reject", "forward"):
@@ -372,13 +372,14 @@ class MessageHandlers:
             unit=q.unit,
             fwd=q.forwarded_to,
         )
-        await self.node.publish_moderation(self.th, to_map(update))
+        once = f"decision/{q.qid}/{len(q.decisions)}"  # this decision's notices, at most once each (node.py)
+        await self.node.publish_moderation(self.th, to_map(update), key=once)
         # A question enters, changes in, or (rejected after approval) leaves the public list: an event for everyone.
         # A forward changes nothing the public sees.
         was_public = any(d.action == "approve" for d in q.decisions[:-1])
         changes_public = q.state in PUBLIC_STATES or (q.state is QState.REJECTED and was_public)
         if action != "forward" and changes_public:
-            await self.node.publish_event(self.th, to_map(QuestionEvent(q=q.public())))
+            await self.node.publish_event_once(self.th, to_map(QuestionEvent(q=q.public())), once)
         self.send(Ack(re=msg.id, qid=q.qid, state=str(q.state), dup=dup))
 
     async def _question_in_scope(self, qid: str) -> Question | None:

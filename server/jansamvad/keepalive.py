@@ -7,7 +7,8 @@ answering, or hang in a closing handshake.
 A node with many connections does not look at every one every second (at 10,000 that pass alone cost about 1 % of a
 core, issue 19): connections that need a timely look (upgrading, waiting for hello, closing, or with a per-second
 counter to reset) are in the gateway's `watched` set and are checked every turn; the joined, quiet rest is checked in
-slices, each connection every `stride` turns. Their ping then goes out between ping_interval and ping_interval +
+slices, each connection every `stride` turns (its slice is fixed by its hash, so a round's new or closed connections
+do not move the others to another turn). Their ping then goes out between ping_interval and ping_interval +
 stride seconds of silence, and a silent one is failed up to stride seconds after ping_interval + ping_timeout: the
 stride is at most a quarter of the shorter of the two (5 s by default). Up to FULL_PASS_UP_TO connections every turn
 checks all of them, as it always did.
@@ -61,11 +62,14 @@ def turn(gateway: Gateway, now: float) -> None:
         _check(gateway, conn, now)
         if _settled(conn) or conn.state is ConnState.CLOSED:
             watched.discard(conn)
-    if gateway.wheel_slot >= every or not gateway.wheel_round:
-        gateway.wheel_round, gateway.wheel_slot = list(gateway.connections), 0
+    if gateway.wheel_slot >= every or len(gateway.wheel_round) != every:
+        slices: list[list[WsConnection]] = [[] for _ in range(every)]
+        for conn in gateway.connections:
+            slices[hash(conn) % every].append(conn)
+        gateway.wheel_round, gateway.wheel_slot = slices, 0
     ping_after = gateway.settings.ping_interval_s
     dead_after = ping_after + gateway.settings.ping_timeout_s
-    for conn in gateway.wheel_round[gateway.wheel_slot :: every]:
+    for conn in gateway.wheel_round[gateway.wheel_slot]:
         if conn in watched or conn.state is ConnState.CLOSED:
             continue
         if _settled(conn):
