@@ -50,53 +50,19 @@ def py_spy_binary() -> str | None:
     return str(local) if local.exists() else shutil.which("py-spy")
 
 
-class PySpy:
-    def __init__(self, pid: int, out: Path, *, rate: int = 250, native: bool = True) -> None:
-        self.pid, self.out, self.rate, self.native = pid, out, rate, native
+class Sampler:
+    """A sampling profiler attached to one process from outside: started, then stopped with SIGINT, on which it
+    writes what it sampled to `out` and exits. Subclasses give its command line."""
+
+    def __init__(self, pid: int, out: Path) -> None:
+        self.pid, self.out = pid, out
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        binary = py_spy_binary()
-        if binary is None:
-            raise RuntimeError("py-spy not installed: .venv/bin/pip install py-spy (or the bench extra)")
-        argv = [binary, "record", "--pid", str(self.pid), "--rate", str(self.rate), "--format", "raw"]
-        argv += ["--output", str(self.out), "--function"]
-        argv += ["--native"] if self.native else ["--nonblocking"]
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            argv,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent,
-        )
-
-    async def stop(self) -> None:
-        """Ctrl-C makes py-spy write what it sampled and exit."""
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        try:
-            await asyncio.to_thread(proc.wait, STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-class PerfRecord:
-    """`perf record -g` on one process (kernel stacks included): where its system time goes, e.g. per write."""
-
-    def __init__(self, pid: int, out: Path, *, freq: int = 999) -> None:
-        self.pid, self.out, self.freq = pid, out, freq
-        self.proc: subprocess.Popen[bytes] | None = None
+    def argv(self) -> list[str]:
+        raise NotImplementedError
 
     def start(self) -> None:
-        binary = shutil.which("perf")
-        if binary is None:
-            raise RuntimeError("perf not installed (apt-get install linux-perf)")
-        argv = [binary, "record", "-g", "-F", str(self.freq), "-p", str(self.pid), "-o", str(self.out)]
+        argv = self.argv()
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
@@ -104,7 +70,7 @@ class PerfRecord:
         )  # fmt: skip
 
     async def stop(self) -> None:
-        """SIGINT makes perf write its data file and exit."""
+        """SIGINT makes the profiler write its data and exit."""
         proc = self.proc
         if proc is None:
             return
@@ -115,6 +81,34 @@ class PerfRecord:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+class PySpy(Sampler):
+    def __init__(self, pid: int, out: Path, *, rate: int = 250, native: bool = True) -> None:
+        super().__init__(pid, out)
+        self.rate, self.native = rate, native
+
+    def argv(self) -> list[str]:
+        binary = py_spy_binary()
+        if binary is None:
+            raise RuntimeError("py-spy not installed: .venv/bin/pip install py-spy (or the bench extra)")
+        argv = [binary, "record", "--pid", str(self.pid), "--rate", str(self.rate), "--format", "raw"]
+        argv += ["--output", str(self.out), "--function"]
+        return argv + (["--native"] if self.native else ["--nonblocking"])
+
+
+class PerfRecord(Sampler):
+    """`perf record -g` on one process (kernel stacks included): where its system time goes, e.g. per write."""
+
+    def __init__(self, pid: int, out: Path, *, freq: int = 999) -> None:
+        super().__init__(pid, out)
+        self.freq = freq
+
+    def argv(self) -> list[str]:
+        binary = shutil.which("perf")
+        if binary is None:
+            raise RuntimeError("perf not installed (apt-get install linux-perf)")
+        return [binary, "record", "-g", "-F", str(self.freq), "-p", str(self.pid), "-o", str(self.out)]
 
 
 def _parse(frame: str) -> tuple[str, str]:
