@@ -41,28 +41,31 @@ def test_viewers_pace_big_room_count_rides_with_an_event() -> None:
     assert viewers_due(BIG_ROOM * 5, 10_000, 10_001, 0.1, with_event=True)
 
 
-@pytest.mark.anyio
-@pytest.mark.timeout(20)
-async def test_viewers_pace_big_room_on_a_node_sends_the_grown_count_late(
-    make_server: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A "big room" of 3 listeners, and short waits, so that the pacing shows within a second or two.
-    monkeypatch.setattr(viewers_pace, "BIG_ROOM", 2)
+async def grown_count_waits(make_server: Any, monkeypatch: pytest.MonkeyPatch, *, before: int) -> None:
+    """A room of `before` listeners gets one more: its new count must wait BIG_ROOM_MIN_S (1.5 s here) after the
+    last one sent, though the node ticks every 0.1 s. Short waits, so that the pacing shows within a second or two."""
     monkeypatch.setattr(viewers_pace, "BIG_ROOM_MIN_S", 1.5)
     monkeypatch.setattr(viewers_pace, "BIG_ROOM_MAX_S", 3.0)
     server: RunningServer = await make_server(presence_interval_s=0.1)
     hall = await make_hall(server)
     watcher = await joined(server, hall.citizen_token(sub="c-watch"))
-    for i in range(2):
+    for i in range(before - 1):
         await joined(server, hall.citizen_token(sub=f"c-{i}"))
-    await watcher.recv_until(lambda m: m["t"] == "viewers" and m["n"] == 3, skipped=True)
+    await watcher.recv_until(lambda m: m["t"] == "viewers" and m["n"] == before, skipped=True)
     started = sent_at(server, hall.th)  # when the node sent that count (the client may have read it much later)
-
-    # The room grows by a third: the count waits until BIG_ROOM_MIN_S after the last one, though it ticks every 0.1 s.
     await joined(server, hall.citizen_token(sub="c-more"))
     grown = await watcher.recv_until(lambda m: m["t"] == "viewers", timeout=5)
-    assert grown["n"] == 4
-    assert sent_at(server, hall.th) - started >= 1.5  # a small room would have had it within a tick
+    assert grown["n"] == before + 1
+    assert sent_at(server, hall.th) - started >= 1.5  # an unpaced room would have had it within a tick
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(20)
+async def test_viewers_pace_big_room_on_a_node_sends_the_grown_count_late(
+    make_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(viewers_pace, "BIG_ROOM", 2)  # a "big room" of 3 listeners, growing by a third
+    await grown_count_waits(make_server, monkeypatch, before=3)
 
 
 def test_viewers_pace_small_room_growing_fast_is_paced() -> None:
@@ -87,18 +90,6 @@ def test_viewers_pace_small_room_at_a_human_pace_gets_every_change() -> None:
 async def test_viewers_pace_fast_growing_small_room_on_a_node_waits(
     make_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Any change counts as fast growth (0 a second), and short waits, so that the pacing shows within a second or two.
+    # A room of 2 listeners, far below BIG_ROOM, but growing "fast" (any change counts as fast growth here).
     monkeypatch.setattr(viewers_pace, "GROWING_PER_S", 0)
-    monkeypatch.setattr(viewers_pace, "BIG_ROOM_MIN_S", 1.5)
-    monkeypatch.setattr(viewers_pace, "BIG_ROOM_MAX_S", 3.0)
-    server: RunningServer = await make_server(presence_interval_s=0.1)
-    hall = await make_hall(server)
-    watcher = await joined(server, hall.citizen_token(sub="c-watch"))
-    await watcher.recv_until(lambda m: m["t"] == "viewers" and m["n"] == 1, skipped=True)
-    started = sent_at(server, hall.th)  # when the node sent that count (the client may have read it much later)
-
-    # A room of 2 listeners, far below BIG_ROOM, but growing "fast": its count waits BIG_ROOM_MIN_S, not a tick.
-    await joined(server, hall.citizen_token(sub="c-more"))
-    grown = await watcher.recv_until(lambda m: m["t"] == "viewers", timeout=5)
-    assert grown["n"] == 2
-    assert sent_at(server, hall.th) - started >= 1.5  # a quiet small room would have had it within a tick
+    await grown_count_waits(make_server, monkeypatch, before=1)
