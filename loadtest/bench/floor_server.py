@@ -24,6 +24,7 @@ import uvloop
 
 from jansamvad.protocol.codec import OP_BINARY, server_frame
 
+from .children import stdin_commands
 from .leader import speech_text
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -77,22 +78,9 @@ async def serve(port: int, lifetime: float) -> None:
     loop = asyncio.get_running_loop()
     conns: dict[FloorConn, None] = {}
     server = await loop.create_server(lambda: FloorConn(conns), "127.0.0.1", port, backlog=4096)
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     seq = 0
-    deadline = time.monotonic() + lifetime
     try:
-        while True:
-            try:
-                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                    line = await reader.readline()
-            except TimeoutError:
-                break
-            if not line:
-                break
-            cmd: dict[str, Any] = json.loads(line)
-            if cmd["op"] == "exit":
-                break
+        async for cmd in stdin_commands(lifetime):
             reply: dict[str, Any]
             if cmd["op"] == "broadcast":
                 seq += 1

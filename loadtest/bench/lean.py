@@ -42,6 +42,7 @@ import msgpack
 import uvloop
 
 from . import wire
+from .children import stdin_commands
 
 HANDSHAKE, HELLO, OPEN, CLOSED = 0, 1, 2, 3
 # A join that fails the way a busy cluster fails (503 with Retry-After; closed with 1013 "try again later" when the
@@ -354,22 +355,8 @@ async def serve(opts: argparse.Namespace) -> None:
     opener = Opener(opts)
     host, port = opener.targets[0]
     REQUEST = wire.upgrade_request(host, port)
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 24)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     print(json.dumps({"ready": True, **usage()}), flush=True)
-    deadline = time.monotonic() + opts.lifetime
-    while True:
-        try:
-            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                line = await reader.readline()
-        except TimeoutError:
-            break
-        if not line:
-            break
-        cmd = json.loads(line)
-        if cmd.get("op") == "exit":
-            break
+    async for cmd in stdin_commands(opts.lifetime, limit=1 << 24):
         try:
             reply = await handle(opener, cmd)
         except Exception as exc:  # report, do not die: the orchestrator decides
