@@ -23,9 +23,9 @@ def die_with_parent() -> None:
             pass
 
 
-async def stdin_commands(lifetime_s: float, limit: int = 1 << 16) -> AsyncIterator[dict[str, Any]]:
+async def stdin_commands(lifetime_s: float, limit: int = 1 << 16, name: str = "") -> AsyncIterator[dict[str, Any]]:
     """The JSON commands a bench child reads on stdin, one a line, until `exit`, the end of stdin (its orchestrator
-    is gone) or `lifetime_s` seconds: a child never outlives its run."""
+    is gone) or `lifetime_s` seconds: a child never outlives its run (`name` says so on stderr when it is over)."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=limit)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -35,6 +35,8 @@ async def stdin_commands(lifetime_s: float, limit: int = 1 << 16) -> AsyncIterat
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 line = await reader.readline()
         except TimeoutError:
+            if name:
+                print(f"{name}: lifetime of {lifetime_s:.0f} s over, exiting", file=sys.stderr)
             return
         if not line:
             return

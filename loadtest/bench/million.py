@@ -33,6 +33,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -297,13 +298,8 @@ async def ramp(run: Run, out: dict[str, Any]) -> None:
         spy = await profile_during(run, out, len(samples))
         replies = await ask(run, [{"op": "open", "count": c} for c in counts], timeout=120 + 3 * step / p.rate)
         total = sum(r["joined"] for r in replies)
-        failed: dict[str, int] = {}
-        retried: dict[str, int] = {}
-        for r in replies:
-            for k, v in r["failed"].items():
-                failed[k] = failed.get(k, 0) + v
-            for k, v in r["retried"].items():
-                retried[k] = retried.get(k, 0) + v
+        failed = dict(sum((Counter(r["failed"]) for r in replies), Counter()))
+        retried = dict(sum((Counter(r["retried"]) for r in replies), Counter()))
         samples.append({**snapshot(run), "connections": total})
         if spy is not None:
             await spy.stop()
@@ -317,10 +313,8 @@ async def ramp(run: Run, out: dict[str, Any]) -> None:
         print(f"ramp: {total:,} joined, MemAvailable {samples[-1]['mem_available_kb'] // 1024} MB, "
               f"{per_conn_kb:.1f} KB/conn, failed {failed}, retried {retried}, load {samples[-1]['loadavg']}",
               file=sys.stderr)  # fmt: skip
-        for k, v in failed.items():
-            out["failed"][k] = out["failed"].get(k, 0) + v
-        for k, v in retried.items():
-            out["retried"][k] = out["retried"].get(k, 0) + v
+        out["failed"] = dict(Counter(out["failed"]) + Counter(failed))
+        out["retried"] = dict(Counter(out["retried"]) + Counter(retried))
         if sum(failed.values()) > step // 200:
             stopped = f"joins failed in the last step: {failed} (more than 0.5 %)"
             break

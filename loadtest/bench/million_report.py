@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -170,8 +171,7 @@ def _reasons(counts: dict[str, int]) -> str:
 
 
 def _listen_drops(per_host: dict[str, dict[str, int]]) -> str:
-    total: dict[str, int] = {}
+    total: Counter[str] = Counter()
     for counts in per_host.values():
-        for k, v in counts.items():
-            total[k] = total.get(k, 0) + v
+        total.update(counts)  # update adds and keeps zeros: a clean run reads "ListenOverflows 0, ..."
     return ", ".join(f"{k} {v:,}" for k, v in total.items()) or "not measured"

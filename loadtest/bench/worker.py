@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import sys
-import time
 from typing import Any
 
 import uvloop
@@ -27,6 +26,7 @@ from jansamvad.auth import TokenService
 from jansamvad.protocol.roles import Role
 
 from . import wire
+from .children import stdin_commands
 from .conn import BenchConn, Recorder
 from .connect import open_many, source_ip
 from .procstat import rss_kb
@@ -117,22 +117,7 @@ class Worker:
 
 async def serve(index: int, lifetime: float) -> None:
     worker = Worker(index)
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 24)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    deadline = time.monotonic() + lifetime
-    while True:
-        try:
-            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                line = await reader.readline()
-        except TimeoutError:
-            print(f"worker {index}: lifetime of {lifetime:.0f} s over, exiting", file=sys.stderr)
-            break
-        if not line:
-            break  # the orchestrator is gone
-        cmd = json.loads(line)
-        if cmd.get("op") == "exit":
-            break
+    async for cmd in stdin_commands(lifetime, limit=1 << 24, name=f"worker {index}"):
         try:
             reply = await worker.handle(cmd)
         except Exception as exc:  # report, do not die: the orchestrator decides
