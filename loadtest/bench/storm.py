@@ -32,6 +32,7 @@ import time
 import urllib.error
 import urllib.request
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -42,6 +43,7 @@ from jansamvad.protocol.roles import Role
 
 from . import procstat
 from .million_probe import tree
+from .profile import PySpy, summarize
 
 PROBE_TIMEOUT_S = 5.0
 
@@ -404,6 +406,12 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             # Whose CPU the storm took: on this machine the clients share the node's cores, on a real one they are
             # phones, so the node's own CPU per rejoin is what says how fast a node machine takes a storm back.
             groups = {"node": tree(node_pid), "clients": [proc.pid for proc in procs], "valkey": valkey_pids}
+            spy = None
+            if opts.profile:  # one worker, from the drop to the last one back: where a rejoin's node CPU goes
+                busiest = max(groups["node"], key=lambda pid: _cpu_s([pid]))  # a worker (not the supervisor)
+                spy = PySpy(busiest, Path(opts.profile), native=False)
+                spy.start()
+                await asyncio.sleep(1.0)  # py-spy attaches
             cpu_before = {name: _cpu_s(pids) for name, pids in groups.items()}
             started = time.monotonic()
             for pipe in pipes:  # every process drops all its clients and reconnects them at once
@@ -412,6 +420,10 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             storm = await asyncio.to_thread(lambda: _no_errors([pipe.recv() for pipe in pipes]))
             all_back = time.monotonic() - started
             cpu_storm = {name: _cpu_s(pids) - cpu_before[name] for name, pids in groups.items()}
+            profile = None
+            if spy is not None:
+                await spy.stop()
+                profile = summarize(spy.out)
             await asyncio.to_thread(ask_all, "wait_seq", missed[-1])
             caught_up = time.monotonic() - started
             for probe, thread in zip(probes, threads, strict=True):
@@ -449,6 +461,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
                 # The node's CPU alone spread over this machine's cores: how long the storm would take the node side
                 # with the clients elsewhere, as they are in a real one (every worker busy, none idle).
                 "node_only_s_on_these_cores": round(cpu_storm["node"] / (os.cpu_count() or 1), 2),
+                **({"profile": profile} if profile else {}),
             }
 
         result = asyncio.run(leader_session())
@@ -528,6 +541,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bound-s", type=float, default=180.0, help="fail if the storm takes longer")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--markdown", help="append a report section to this file")
+    parser.add_argument("--profile", help="py-spy one worker during the storm into this raw file (needs py-spy)")
     opts = parser.parse_args(argv)
     result = run(opts)
     print(json.dumps(result))
