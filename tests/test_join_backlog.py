@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jansamvad.join_backlog import DOOR_FLOOR, RETRY_MAX_S, RETRY_MIN_S, JoinBacklog
+from jansamvad.join_backlog import RETRY_MAX_S, RETRY_MIN_S, JoinBacklog
 
 
 def window(backlog: JoinBacklog, start: float, joins: int, refusals: int) -> list[int]:
@@ -48,26 +48,3 @@ def test_join_backlog_retry_after_is_bounded_when_joins_stall() -> None:
     backlog = JoinBacklog(now=0.0)
     told = [window(backlog, float(second), joins=0, refusals=2_000)[0] for second in range(6)]
     assert told == [1, 2, 4, 8, RETRY_MAX_S, RETRY_MAX_S]
-
-
-def test_join_backlog_door_is_what_the_process_finishes_in_half_the_join_timeout() -> None:
-    """A node that joins 150 a second (CPU-starved in a storm) lets in no more than it finishes in half the 10 s join
-    timeout (750), not max_joining (2,000) of which most would end in 1013; a fast node keeps max_joining."""
-    backlog = JoinBacklog(now=0.0)
-    window(backlog, 0.0, joins=150, refusals=1_000)
-    backlog.refuse(1.0)  # the window rolls
-    assert backlog.door(2_000, 10.0) == 750
-    window(backlog, 1.0, joins=3_000, refusals=0)
-    backlog.joined(2.0)
-    assert backlog.door(2_000, 10.0) == 2_000
-
-
-def test_join_backlog_door_has_a_floor_and_keeps_a_lower_operator_cap() -> None:
-    """Before any rate is measured (a quiet node, the first second of a storm) the door is DOOR_FLOOR wide; when joins
-    stall it stays there; an operator's lower max_joining is kept."""
-    backlog = JoinBacklog(now=0.0)
-    assert backlog.door(2_000, 10.0) == DOOR_FLOOR
-    window(backlog, 0.0, joins=0, refusals=2_000)
-    backlog.refuse(1.0)
-    assert backlog.door(2_000, 10.0) == DOOR_FLOOR
-    assert backlog.door(100, 10.0) == 100

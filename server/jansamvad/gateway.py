@@ -131,7 +131,7 @@ class Gateway:
                 retry, reason = 1, "staff_rate"
         elif self.open_count >= settings.max_connections:
             retry, reason = 2, "max_connections"
-        elif len(self.joining) >= self.join_backlog.door(settings.max_joining, settings.join_timeout_s):
+        elif len(self.joining) >= settings.max_joining:
             retry, reason = self.join_backlog.refuse(self._now()), "joining"
         elif self.per_ip[conn.ip] >= settings.max_connections_per_ip:
             retry, reason = 10, "per_ip"

@@ -20,13 +20,6 @@ from __future__ import annotations
 import math
 
 RETRY_MIN_S = 1
-# The door itself (joins in flight) follows the measured joins a second too: no more inside than the process finishes
-# in half the join timeout. A node starved of CPU (a whole machine's storm on a few cores) that let max_joining in at
-# once would spend each join's work only to close most of them with 1013 when the timeout ran out, and every one of
-# those comes back: in a 120,000 storm on 2 cores, 131,638 joins were closed that way. Never below the floor: a node
-# that was quiet has measured no rate, and the first second of a storm measures it.
-DOOR_FLOOR = 500
-DOOR_TIMEOUT_SHARE = 0.5
 RETRY_MAX_S = 10  # x1.5 jitter: 15 s, half the 30 s a storm has to be back in (issue 19)
 WINDOW_S = 1.0
 
@@ -48,12 +41,6 @@ class JoinBacklog:
         """A session got its welcome."""
         self._roll(now)
         self._joined += 1
-
-    def door(self, max_joining: int, join_timeout_s: float) -> int:
-        """How many sessions may be between upgrade and welcome now: what the last window's joins a second finish in
-        half `join_timeout_s`, at least DOOR_FLOOR (or `max_joining` if lower), at most `max_joining`."""
-        finishes = int(self.joins_per_s * join_timeout_s * DOOR_TIMEOUT_SHARE)
-        return min(max_joining, max(DOOR_FLOOR, finishes))
 
     def refuse(self, now: float) -> int:
         """A handshake is turned away because the joins in flight are at max_joining: its Retry-After."""
