@@ -43,6 +43,7 @@ import uvloop
 
 from . import wire
 from .children import stdin_commands
+from .sockets import connect_from
 
 HANDSHAKE, HELLO, OPEN, CLOSED = 0, 1, 2, 3
 # A join that fails the way a busy cluster fails (503 with Retry-After; closed with 1013 "try again later" when the
@@ -278,13 +279,16 @@ class Opener:
     async def open_one(self, i: int) -> None:
         loop = asyncio.get_running_loop()
         host, port = self.targets[(self.opts.index + i) % len(self.targets)]
-        local = (self.opts.source, 0) if self.opts.source else None
         for attempt in range(MAX_ATTEMPTS):
             waiter: asyncio.Future[None] = loop.create_future()
             conn = LeanConn(self.minter.hello(f"c-{self.opts.index}-{i}"), waiter)
             try:
                 async with asyncio.timeout(self.opts.timeout):
-                    transport, _ = await loop.create_connection(lambda c=conn: c, host, port, local_addr=local)
+                    if self.opts.source:  # its port picked at connect(), not searched for at bind (sockets.py)
+                        bound = await connect_from(self.opts.source, host, port)
+                        transport, _ = await loop.create_connection(lambda c=conn: c, sock=bound)
+                    else:
+                        transport, _ = await loop.create_connection(lambda c=conn: c, host, port)
                     sock = transport.get_extra_info("socket")
                     if sock is not None and self.opts.rcvbuf:
                         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.opts.rcvbuf)

@@ -44,6 +44,7 @@ from jansamvad.protocol.roles import Role
 from . import procstat
 from .million_probe import tree
 from .profile import PySpy, summarize
+from .sockets import connect_from
 
 PROBE_TIMEOUT_S = 5.0
 
@@ -84,10 +85,13 @@ class StormClient:
 
     async def _attempt(self) -> bool:
         self.back.clear()
-        local = (self.source, 0) if self.source else None
         while True:
             try:
-                reader, writer = await asyncio.open_connection("127.0.0.1", self.port, local_addr=local, limit=1 << 16)
+                if self.source:
+                    sock = await connect_from(self.source, "127.0.0.1", self.port)
+                    reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 16)
+                else:
+                    reader, writer = await asyncio.open_connection("127.0.0.1", self.port, limit=1 << 16)
             except OSError:
                 self.refused += 1
                 await asyncio.sleep(self.rng.uniform(0.1, 0.5))
