@@ -32,6 +32,7 @@ from typing import Any
 import msgpack
 from redis.asyncio import Redis
 
+from .. import drift
 from ..children import die_with_parent
 from ..harness import CLIENT_CORE, SERVER_CORE, BenchOptions, Receipts, Stage
 from ..leader import speech_text
@@ -348,7 +349,8 @@ async def measure(
     async with redis_server(opts.reports_dir / "redis-vs-picows") as url:
         for side in order:
             run = _jansamvad if side == "jansamvad" else _picows
-            runs.append(await run(opts, url, w))
+            pileup = drift.pileup()
+            runs.append({**await run(opts, url, w), "pileup_before": pileup})
     summary = {side: _summary([r for r in runs if r["side"] == side]) for side in dict.fromkeys(order)}
     result: dict[str, Any] = {
         "scenario": "picows",
@@ -361,7 +363,19 @@ async def measure(
     }
     if "jansamvad" in summary and "picows" in summary:
         result["picows_over_jansamvad"] = _ratios(summary["jansamvad"], summary["picows"])
+        sides = [r["side"] for r in runs]
+        result["picows_over_jansamvad_drift"] = {
+            key: drift.ratios([get(r) for r in runs], sides, "jansamvad", "picows") for key, get in _FIGURES.items()
+        }
     return result
+
+
+_FIGURES = {  # the figures compared with the drift taken out (drift.py)
+    "us_per_delivery": lambda r: r["cpu"].get("us_per_delivery"),
+    "p50_ms": lambda r: r["latency"]["delivery_ms"].get("p50"),
+    "p99_ms": lambda r: r["latency"]["delivery_ms"].get("p99"),
+    "last_receiver_p99_ms": lambda r: r["latency"]["last_receiver_ms"].get("p99"),
+}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -402,6 +416,8 @@ def markdown(result: dict[str, Any]) -> str:
             "picows ÷ JanSamvad, medians (above 1: JanSamvad ahead): "
             + ", ".join(f"{k} {v}" for k, v in ratios.items()),
         ]
+    for key, r in result.get("picows_over_jansamvad_drift", {}).items():
+        lines.append(f"{key}: means {r['mean']}, drift taken out {r['drift_fit']} (drift {r['slope_per_run']} per run)")
     return "\n".join(lines)
 
 
