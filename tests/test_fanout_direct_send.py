@@ -11,7 +11,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from jansamvad.connection import WsConnection
+from jansamvad.connection import ConnState, WsConnection
 from jansamvad.hub import Hub
 from jansamvad.protocol.codes import CloseCode
 from jansamvad.server import RunningServer
@@ -29,7 +29,10 @@ async def stalled_citizen(server: RunningServer, token: str, sub: str) -> tuple[
     """A joined citizen that stopped reading, with small kernel buffers on both ends (a stalled phone)."""
     client = await RawClient.open(server, rcvbuf=4096)
     client.send_message({"t": "hello", "token": token})
-    await asyncio.sleep(0.3)  # welcome, snapshot and the resume through the flusher
+    async with asyncio.timeout(5):
+        while not (server.node.hub.users.get(sub) and connection_of(server, sub).paused is None):
+            await asyncio.sleep(0.02)  # welcome, snapshot and the resume through the flusher
+    await asyncio.sleep(0.05)
     client.writer.transport.pause_reading()  # type: ignore[attr-defined]  # asyncio's socket transport
     return client, connection_of(server, sub)
 
@@ -56,7 +59,9 @@ async def test_fanout_direct_send_partial_send_hands_the_rest_to_the_transport_i
     assert conn.sock is not None and conn.fast_write == conn.sock.send  # direct sends while the transport is empty
 
     acks = [await leader.request({"t": "speech", "text": f"{i} {TEXT}"}) for i in range(SPEECHES)]
-    await asyncio.sleep(0.2)
+    async with asyncio.timeout(5):
+        while not conn.held:  # the last speeches' flush
+            await asyncio.sleep(0.02)
     # The kernel's buffers filled: a send took part of a blob (or none), the transport holds the rest and every
     # later speech queued behind it.
     assert conn.held and conn.fast_write is None
@@ -66,8 +71,10 @@ async def test_fanout_direct_send_partial_send_hands_the_rest_to_the_transport_i
     got = await speeches_read(client, SPEECHES)
     assert [m["seq"] for m in got] == [ack["seq"] for ack in acks]
     assert [m["text"] for m in got] == [f"{i} {TEXT}" for i in range(SPEECHES)]  # no frame cut or spliced
-    await asyncio.sleep(0.1)
-    assert not conn.held and conn.fast_write == conn.sock.send  # drained: direct sends again
+    async with asyncio.timeout(5):
+        while conn.held:
+            await asyncio.sleep(0.02)
+    assert conn.fast_write == conn.sock.send  # drained: direct sends again
 
     ack = await leader.request({"t": "speech", "text": "फिर से सीधे"})
     (after,) = await speeches_read(client, 1)
@@ -103,7 +110,9 @@ async def test_fanout_direct_send_socket_is_detached_when_the_connection_is_lost
     sock = conn.sock
     assert sock is not None and sock.fileno() >= 0
     await citizen.close()
-    await asyncio.sleep(0.2)
+    async with asyncio.timeout(5):
+        while conn.state is not ConnState.CLOSED:
+            await asyncio.sleep(0.02)
     # Detached in connection_lost, before the transport closed the fd: the object never closes a number the kernel
     # may already have given to the next connection.
     assert conn.sock is None and sock.fileno() == -1
