@@ -1,6 +1,6 @@
-"""The fan-out's hot path (issue 19 item 4): a member's `fast_write` is its transport's write exactly while the checked
-path (write_broadcast) would write without a question, and a tick is encoded only in the wire formats its room's
-listeners speak."""
+"""The fan-out's hot path (issue 19 item 4): a member's `fast_write` is a send on its socket exactly while its transport
+holds nothing and the checked path (write_broadcast) would write without a question, and a tick is encoded only in
+the wire formats its room's listeners speak."""
 
 from __future__ import annotations
 
@@ -23,11 +23,26 @@ pytestmark = pytest.mark.anyio
 
 
 class FastRecorder(Recorder):
-    """A listener that offers the fan-out a fast write, as an open connection under its cap does."""
+    """A listener that offers the fan-out a fast write, as an open connection whose transport holds nothing does.
+    `take` (if set) is how many bytes its sends take, as a full kernel buffer would; the rest comes to write_rest."""
 
     def __init__(self, encoding: Encoding = Encoding.MSGPACK, *, mode: Mode = Mode.CAPTIONS) -> None:
         super().__init__(encoding, mode=mode)
-        self.fast_write = self.writes.append  # type: ignore[assignment]  # the fake's transport
+        self.fast_write = self.send  # type: ignore[assignment]  # the fake's socket
+        self.take: int | None = None
+        self.rests: list[tuple[bytes, int]] = []
+
+    def send(self, blob: bytes) -> int:
+        if self.take == 0:
+            raise BlockingIOError  # EAGAIN
+        sent = len(blob) if self.take is None else min(self.take, len(blob))
+        self.writes.append(blob[:sent])
+        return sent
+
+    def write_rest(self, blob: bytes, sent: int) -> None:
+        self.rests.append((blob, sent))
+        self.writes.append(blob[sent:])
+        self.fast_write = None  # the transport holds bytes now: everything goes through it until it drained
 
 
 def connection_of(server: RunningServer, sub: str) -> WsConnection:
@@ -46,13 +61,13 @@ async def test_fanout_fast_write_is_the_transport_write_only_while_the_connectio
     citizen = await joined(server, hall.citizen_token(sub="c-fast"))
     await asyncio.sleep(0.1)  # the join's resume goes through the flusher (fanout.py): the session is live after it
     conn = connection_of(server, "c-fast")
-    assert conn.transport is not None
-    assert conn.fast_write == conn.transport.write  # joined, open, under the cap, not replaying
+    assert conn.transport is not None and conn.sock is not None
+    assert conn.fast_write == conn.sock.send  # joined, open, not replaying, the transport holds nothing
 
-    conn.pause_writing()  # what the transport calls when its buffer passes max_buffered_bytes
+    conn.pause_writing()  # what the transport calls as soon as it holds a byte
     assert conn.fast_write is None
-    conn.resume_writing()
-    assert conn.fast_write == conn.transport.write
+    conn.resume_writing()  # ... and once it drained
+    assert conn.fast_write == conn.sock.send
 
     # Replaying: live frames wait in `paused` and reach the session on resume, not through the fast write.
     conn.paused = []
@@ -63,7 +78,7 @@ async def test_fanout_fast_write_is_the_transport_write_only_while_the_connectio
     server.node.fanout.resume(conn, {"seq": ack["seq"] - 1})
     got = await citizen.recv_until(lambda m: m.get("t") == "speech")
     assert got["seq"] == ack["seq"]
-    assert conn.paused is None and conn.fast_write == conn.transport.write
+    assert conn.paused is None and conn.fast_write == conn.sock.send
 
     await citizen.close()
     await asyncio.sleep(0.1)

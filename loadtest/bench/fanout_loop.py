@@ -3,7 +3,8 @@
 The real `Fanout` flushes one speech to N listeners whose "transport write" is a C builtin that does nothing, so
 what is left is the engine's per-listener work. Two kinds of listener, side by side in one process:
 
-- `fast`: what an open connection under its cap offers since issue 19 (`fast_write` = its transport's write);
+- `fast`: what an open connection offers while its transport holds nothing (`fast_write`: since issue 19 its
+  transport's write, since the direct sends its socket's send, which returns the bytes it took);
 - `checked`: no fast write, so the fan-out calls `write_broadcast`, which checks the state and the buffer cap
   before writing, as every listener did before issue 19 (and as a closing, slow or replaying one still does).
 
@@ -25,7 +26,9 @@ from jansamvad.feeds import DEFAULT_FEED
 from jansamvad.hub import Hub
 from jansamvad.protocol.codec import Encoding
 
-_SINK: Callable[[bytes], object] = id  # a C function of one argument: the cheapest stand-in for transport.write
+# A C function of one argument that returns the blob's size: the cheapest stand-in for a send that took all of it
+# (a fast write since the direct sends) and for transport.write (older engines ignore what it returns).
+_SINK: Callable[[bytes], int] = len
 
 
 class _Transport:
@@ -40,10 +43,13 @@ class Fast:
         self.encoding = Encoding.MSGPACK
         self.feed = DEFAULT_FEED
         self.paused: list[tuple[str, int, bytes]] | None = None
-        self.fast_write: Callable[[bytes], object] | None = _SINK
+        self.fast_write: Callable[[bytes], int] | None = _SINK
 
     def write_broadcast(self, blob: bytes, must_deliver: bool) -> None:
         _SINK(blob)  # only an engine without the fast path comes here
+
+    def write_rest(self, blob: bytes, sent: int) -> None:
+        raise AssertionError("the stand-in send takes every byte")
 
     def resume(self, after: Mapping[str, int]) -> None:
         self.paused = None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -27,7 +28,11 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
-from jansamvad.conn_state import ConnState as ConnState  # re-exported: the node and the wheel read it here
+from jansamvad.conn_state import (
+    ConnectionSession,
+    ConnState as ConnState,  # re-exported: the node and the wheel read it here
+)
+from jansamvad.direct_send import release, socket_of
 from jansamvad.feeds import DEFAULT_FEED
 from jansamvad.protocol.codec import SUBPROTOCOLS, Encoding
 from jansamvad.protocol.codes import CloseCode, close_reason
@@ -45,28 +50,6 @@ _ws_log.setLevel(logging.WARNING)
 
 WS_PATH = "/ws"
 STAFF_LANE = "staff"  # /ws?lane=staff: leaders, moderators and admins, with their own handshake budget
-
-
-class ConnectionSession(Protocol):
-    """What a connection and the keepalive wheel need of the session on top of it (client.py's `Client`)."""
-
-    @property
-    def claims(self) -> object | None:
-        """None until the hello was accepted (the session joined)."""
-        ...
-
-    @property
-    def inbox(self) -> object | None:
-        """None until a first message (the hello) was queued."""
-        ...
-
-    limited_answers: int  # rate_limited answers since the keepalive wheel last turned (it resets this)
-
-    def on_message(self, data: bytes) -> None: ...
-
-    def on_closed(self) -> None:
-        """The connection is gone: stop working for it and leave whatever the session joined."""
-        ...
 
 
 class ConnectionOwner(Protocol):
@@ -137,6 +120,7 @@ class WsConnection(asyncio.Protocol):
         "feed",
         "frag",
         "frag_op",
+        "held",
         "ip",
         "last_seen",
         "opened_at",
@@ -144,6 +128,7 @@ class WsConnection(asyncio.Protocol):
         "_paused",
         "pinged",
         "pings",
+        "sock",
         "staff_lane",
         "state",
         "transport",
@@ -160,8 +145,10 @@ class WsConnection(asyncio.Protocol):
         self.frag: list[bytes] | None = None
         self.frag_op = Opcode.BINARY
         self._paused: list[tuple[str, int, bytes]] | None = None
-        # The fan-out's fast path (hub.Listener): the transport's write while OPEN, under the cap and not paused.
-        self.fast_write: Callable[[bytes], object] | None = None
+        # The fan-out's fast path (hub.Listener, direct_send.py): the socket's send while the transport holds nothing.
+        self.fast_write: Callable[[bytes], int] | None = None
+        self.sock: socket.socket | None = None  # the transport's fd for direct sends, detached in connection_lost
+        self.held = False  # the transport holds unsent bytes (between pause_writing and resume_writing)
         self.corked: list[bytes] | None = None  # send_frame()s held back to leave in one write (see cork)
         self.ip = ""
         now = self.owner.clock
@@ -169,7 +156,7 @@ class WsConnection(asyncio.Protocol):
         self.last_seen = now
         self.closing_since = 0.0
         self.pinged = False
-        self.over_cap = False  # the buffer passed max_buffered_bytes and has not drained to half of it yet
+        self.over_cap = False  # the buffer passed max_buffered_bytes and had not drained to half of it when last seen
         self.pings = 0  # pings received since the last keepalive wheel turn
         self.staff_lane = False  # came in on /ws?lane=staff: only a staff hello may follow
 
@@ -178,11 +165,9 @@ class WsConnection(asyncio.Protocol):
     def connection_made(self, transport: Any, state: State = State.CONNECTING) -> None:
         """`state` OPEN when the edge (edge.py) already answered the upgrade: websockets then parses frames only."""
         self.transport = transport
-        # The transport calls pause_writing() when its buffer passes the cap and resume_writing() once it drained
-        # below half of it: no buffer-size call on every write. In between the connection counts as slow (over_cap),
-        # on purpose: a reader that hovers at the cap is not flipped between slow and not on every write.
-        cap = self.owner.settings.max_buffered_bytes
-        transport.set_write_buffer_limits(high=cap, low=cap // 2)
+        # pause_writing() as soon as the transport holds a byte, resume_writing() once it drained: the fan-out sends
+        # directly only in between (direct_send.py); the cap is looked at on the writes that go through the transport.
+        transport.set_write_buffer_limits(high=0, low=0)
         if self.owner.settings.send_buffer_bytes:
             cap_send_buffer(transport, self.owner.settings.send_buffer_bytes)
         peer = transport.get_extra_info("peername")
@@ -224,16 +209,33 @@ class WsConnection(asyncio.Protocol):
         self.state = ConnState.CLOSED
         self.fast_write = None
         self._paused = None
+        release(self.sock)  # before the transport closes the fd (direct_send.py)
+        self.sock = None
         if previous is not ConnState.CLOSED:
             self.owner.connection_lost(self)
 
     def pause_writing(self) -> None:
-        self.over_cap = True  # the slow-consumer policy in write_broadcast / send_frame acts on it
+        self.held = True  # from now on every write goes through the transport, behind what it holds
         self.fast_write = None
+        self._note_buffer()
 
     def resume_writing(self) -> None:
-        self.over_cap = False
+        self.held = self.over_cap = False
         self._refresh_fast_write()
+
+    def _note_buffer(self) -> None:
+        """After a write the transport kept some of: the connection is slow once its buffer passed the cap."""
+        if self.held and self.transport.get_write_buffer_size() > self.owner.settings.max_buffered_bytes:  # type: ignore[union-attr]
+            self.over_cap = True
+
+    def _slow(self) -> bool:
+        """The slow-consumer test (4009, docs/protocol.md): the buffer passed the cap and has not drained to half of it
+        since. A reader that hovers at the cap is not flipped between slow and not on every write."""
+        if self.over_cap:
+            if self.transport.get_write_buffer_size() > self.owner.settings.max_buffered_bytes // 2:  # type: ignore[union-attr]
+                return True
+            self.over_cap = False
+        return False
 
     @property
     def paused(self) -> list[tuple[str, int, bytes]] | None:
@@ -246,10 +248,11 @@ class WsConnection(asyncio.Protocol):
         self._refresh_fast_write()
 
     def _refresh_fast_write(self) -> None:
-        """Give the fan-out the transport's write exactly when write_broadcast would write without a question."""
-        transport = self.transport
-        writable = self.state is ConnState.OPEN and not self.over_cap and self._paused is None
-        self.fast_write = transport.write if writable and transport is not None else None
+        """Give the fan-out the socket's send exactly when the transport holds nothing and write_broadcast would
+        write without a question."""
+        sock = self.sock
+        writable = self.state is ConnState.OPEN and not self.held and self._paused is None
+        self.fast_write = sock.send if writable and sock is not None else None
 
     # Handshake
 
@@ -284,6 +287,8 @@ class WsConnection(asyncio.Protocol):
     def opened(self) -> None:
         """The 101 is written (here or by the edge): the session may start."""
         self.state = ConnState.OPEN
+        if self.sock is None and self.transport is not None:
+            self.sock = socket_of(self.transport)
         self._refresh_fast_write()
         self.opened_at = self.owner.clock
         self.owner.connection_opened(self)
@@ -368,13 +373,21 @@ class WsConnection(asyncio.Protocol):
         """The fan-out's write: the same pre-framed bytes for every listener."""
         if self.state is not ConnState.OPEN:
             return
-        if self.over_cap:
+        if self._slow():
             if must_deliver:
                 self.drop_slow()
             else:
                 self.owner.broadcasts_skipped += 1
             return  # droppable frames (aggregates, audio) are skipped for a slow reader
         self.transport.write(blob)  # type: ignore[union-attr]  # OPEN implies a transport
+        self._note_buffer()
+
+    def write_rest(self, blob: bytes, sent: int) -> None:
+        """The fan-out's direct send took only `sent` bytes of `blob` (0: EAGAIN or an error): the transport takes the
+        rest (half a frame cannot be dropped) and, holding it, turns the direct sends off until it drained."""
+        if self.transport is not None and self.state is not ConnState.CLOSED:
+            self.transport.write(blob[sent:] if sent > 0 else blob)
+            self._note_buffer()
 
     def send_frame(self, frame: bytes) -> None:
         """A frame for this connection alone (ack, error, welcome, replay)."""
@@ -383,10 +396,11 @@ class WsConnection(asyncio.Protocol):
         if self.corked is not None:
             self.corked.append(frame)
             return
-        if self.over_cap:
+        if self._slow():
             self.drop_slow()
             return
         self.transport.write(frame)  # type: ignore[union-attr]  # OPEN implies a transport
+        self._note_buffer()
 
     def cork(self) -> None:
         """Hold send_frame()s until uncork(): a join's welcome, snapshot or replay and aggregates then leave in one

@@ -307,28 +307,40 @@ class Fanout:
             in_use = [blob for blob, n in zip(whole, room.feeds, strict=True) if n]
             only = in_use[0] if len(in_use) == 1 else None  # the usual room: one feed, one blob for everyone
             start, count = 0, len(members)
+            size = len(only) if only else 0
             while start < count:
-                # A slice up to the next yield; the loop below is the per-listener hot path: one attribute and one
-                # call for a writable member (`fast_write`: its transport's write, None when the connection is
-                # closing, over the buffer cap or replaying), the slow-consumer and replay policy for the others.
+                # A slice up to the next yield; the loop below is the per-listener hot path: one attribute, one
+                # call and one comparison for a writable member (`fast_write`: send(2) on its socket, None when the
+                # connection is closing, replaying or its transport holds bytes), the slow-consumer and replay policy
+                # for the others. A send that took less than the blob (EAGAIN: none) hands the rest to the transport.
                 chunk = members[start : start + self._writes_per_yield - writes]
                 start += len(chunk)
                 missed = 0
                 if only:
                     for member in chunk:
-                        write = member.fast_write
-                        if write is not None:
-                            write(only)
-                        else:
+                        send = member.fast_write
+                        if send is None:
                             missed += _write_slow(member, blobs[member.feed])  # type: ignore[arg-type]  # in use
+                            continue
+                        try:
+                            sent = send(only)
+                        except OSError:  # EAGAIN (its kernel buffer is full) or a dead peer: the transport's to handle
+                            sent = 0
+                        if sent != size:
+                            member.write_rest(only, sent)
                 else:
                     for member in chunk:
-                        write = member.fast_write
+                        send = member.fast_write
                         blob = whole[member.feed]
-                        if write is not None and blob:
-                            write(blob)
-                        else:
+                        if send is None or not blob:
                             missed += _write_slow(member, blobs[member.feed])  # type: ignore[arg-type]  # in use
+                            continue
+                        try:
+                            sent = send(blob)
+                        except OSError:
+                            sent = 0
+                        if sent != len(blob):
+                            member.write_rest(blob, sent)
                 writes += len(chunk) - missed
                 if writes >= self._writes_per_yield:
                     self.writes += writes

@@ -16,7 +16,8 @@ from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Protocol
 
 from jansamvad.admission import NetworkBuckets, network_key
-from jansamvad.connection import ConnectionSession, WsConnection
+from jansamvad.conn_state import ConnectionSession
+from jansamvad.connection import WsConnection
 from jansamvad.join_backlog import JoinBacklog
 from jansamvad.protocol.codes import CloseCode
 from jansamvad.settings import Settings

@@ -30,11 +30,16 @@ class Listener(Protocol):
     # Not None while the session replays history; live frames wait here as (stream, number, frame), where stream is
     # the room's seq_field ("seq" or "mseq") and number 0 means "not numbered".
     paused: list[tuple[str, int, bytes]] | None
-    # The fan-out's fast path: the transport's own write while the member is open, under the buffer cap and not
-    # paused (so write_broadcast's checks would all pass); None otherwise, and the fan-out calls write_broadcast.
-    fast_write: Callable[[bytes], object] | None
+    # The fan-out's fast path: a send on the member's socket (returns the bytes it took; raises OSError on EAGAIN)
+    # while the member is open, not paused and its transport holds nothing (so write_broadcast's checks would all
+    # pass); None otherwise, and the fan-out calls write_broadcast. Less than the whole blob: write_rest.
+    fast_write: Callable[[bytes], int] | None
 
     def write_broadcast(self, blob: bytes, must_deliver: bool) -> None: ...
+
+    def write_rest(self, blob: bytes, sent: int) -> None:
+        """A fast write took only `sent` bytes of `blob`: queue the rest behind nothing, ahead of every later frame."""
+        ...
 
     def resume(self, after: Mapping[str, int]) -> None:
         """Stop pausing: write the waiting frames, except numbered ones at or below after[their stream]."""

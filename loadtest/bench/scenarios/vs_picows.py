@@ -13,7 +13,8 @@ sentences of `text_bytes` every `interval_s`.
 Reported per side: node CPU per delivery (schedstat of both server processes over the speaking window, gross and
 net of the idle rate measured just before), publish → receipt p50 / p99 (every delivery) and publish → last
 receiver, RSS per connection (after the joins minus before, both processes), delivered == expected. The sides run
-one after the other in the same run, on the same Valkey, unpinned (2 servers, Valkey and the clients share 2 cores).
+one after the other in the same run, on the same Valkey, unpinned (2 servers, Valkey and the clients share 2 cores;
+`--pin` puts both servers of a side on core 0 and the clients, Valkey and the orchestrator on core 1).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import asyncio
 import dataclasses
 import math
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -30,8 +32,9 @@ from typing import Any
 import msgpack
 from redis.asyncio import Redis
 
+from .. import drift
 from ..children import die_with_parent
-from ..harness import BenchOptions, Receipts, Stage
+from ..harness import CLIENT_CORE, SERVER_CORE, BenchOptions, Receipts, Stage
 from ..leader import speech_text
 from ..pool import REPO, WorkerPool
 from ..procstat import CpuSample, cpu, loadavg, rss_kb
@@ -56,6 +59,9 @@ class Workload:
     picows_read_buffer: int = 16 * 1024  # picows' default read_buffer_init_size
     profile: bool = False  # py-spy (--native) on the first server process of each side while the leader speaks
     perf: bool = False  # perf record -g (kernel stacks) on the first server process of each side instead
+    # Pinned: both servers of either side on core 0, the client workers, Valkey and the orchestrator on core 1, so
+    # neither side's servers lose time to the other's clients or to migrations (the default leaves it to the kernel).
+    pin: bool = False
 
 
 def _cpu_sum(pids: list[int]) -> CpuSample:
@@ -206,7 +212,8 @@ async def _jansamvad(opts: BenchOptions, url: str, w: Workload) -> dict[str, Any
 
 async def _start_picows(opts: BenchOptions, url: str, w: Workload) -> tuple[asyncio.subprocess.Process, int]:
     port = free_port()
-    argv = [
+    argv = ["taskset", "-c", str(SERVER_CORE)] if w.pin and shutil.which("taskset") else []
+    argv += [
         sys.executable, "-m", "loadtest.bench.picows_server", "--port", str(port), "--redis-url", url,
         "--channel", CHANNEL, "--write", w.picows_write, "--read-buffer", str(w.picows_read_buffer),
         "--lifetime", str(opts.lifetime_s),
@@ -244,7 +251,9 @@ async def _picows(opts: BenchOptions, url: str, w: Workload) -> dict[str, Any]:
             procs.append(await _start_picows(opts, url, w))
         workers = max(1, math.ceil(w.per_node / opts.conns_per_worker))
         for i in range(2):
-            pools.append(await WorkerPool.start(workers, cpu=None, lifetime=opts.lifetime_s, first_index=10 + i * 4))
+            pools.append(
+                await WorkerPool.start(workers, cpu=opts.client_core, lifetime=opts.lifetime_s, first_index=10 + i * 4)
+            )
         pids = [p.pid for p, _ in procs]
         rss_before = [rss_kb(pid) for pid in pids]
         citizens = 0
@@ -331,13 +340,17 @@ def abba(repeats: int) -> tuple[str, ...]:
 async def measure(
     opts: BenchOptions, w: Workload, *, order: tuple[str, ...] = ("jansamvad", "picows")
 ) -> dict[str, Any]:
-    opts = dataclasses.replace(opts, pin=False)  # 2 servers, Valkey and the clients on 2 cores: the kernel balances
+    # Unpinned by default (2 servers, Valkey and the clients on 2 cores: the kernel balances); --pin: see Workload.
+    opts = dataclasses.replace(opts, pin=w.pin)
+    if w.pin:
+        os.sched_setaffinity(0, {CLIENT_CORE})  # Valkey, started next, inherits it
     runs: list[dict[str, Any]] = []
     load_before = loadavg()
     async with redis_server(opts.reports_dir / "redis-vs-picows") as url:
         for side in order:
             run = _jansamvad if side == "jansamvad" else _picows
-            runs.append(await run(opts, url, w))
+            pileup = drift.pileup()
+            runs.append({**await run(opts, url, w), "pileup_before": pileup})
     summary = {side: _summary([r for r in runs if r["side"] == side]) for side in dict.fromkeys(order)}
     result: dict[str, Any] = {
         "scenario": "picows",
@@ -350,7 +363,19 @@ async def measure(
     }
     if "jansamvad" in summary and "picows" in summary:
         result["picows_over_jansamvad"] = _ratios(summary["jansamvad"], summary["picows"])
+        sides = [r["side"] for r in runs]
+        result["picows_over_jansamvad_drift"] = {
+            key: drift.ratios([get(r) for r in runs], sides, "jansamvad", "picows") for key, get in _FIGURES.items()
+        }
     return result
+
+
+_FIGURES = {  # the figures compared with the drift taken out (drift.py)
+    "us_per_delivery": lambda r: r["cpu"].get("us_per_delivery"),
+    "p50_ms": lambda r: r["latency"]["delivery_ms"].get("p50"),
+    "p99_ms": lambda r: r["latency"]["delivery_ms"].get("p99"),
+    "last_receiver_p99_ms": lambda r: r["latency"]["last_receiver_ms"].get("p99"),
+}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -391,6 +416,8 @@ def markdown(result: dict[str, Any]) -> str:
             "picows ÷ JanSamvad, medians (above 1: JanSamvad ahead): "
             + ", ".join(f"{k} {v}" for k, v in ratios.items()),
         ]
+    for key, r in result.get("picows_over_jansamvad_drift", {}).items():
+        lines.append(f"{key}: means {r['mean']}, drift taken out {r['drift_fit']} (drift {r['slope_per_run']} per run)")
     return "\n".join(lines)
 
 
@@ -415,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", action="store_true", help="py-spy on the first process of each side (adds load)")
     p.add_argument("--perf", action="store_true", help="perf record -g on the first process of each side")
     p.add_argument("--tick-ms", type=float, default=5.0, help="the node's --tick-ms")
+    p.add_argument("--pin", action="store_true", help="servers on core 0; clients, Valkey and this process on core 1")
     args = p.parse_args(argv)
     w = Workload(
         args.per_node,
@@ -425,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         args.picows_read_buffer,
         args.profile,
         args.perf,
+        args.pin,
     )
     opts = BenchOptions(tick_ms=args.tick_ms, reports_dir=REPO / "loadtest" / "reports")
     result = uvloop.run(measure(opts, w, order=tuple(args.order.split(",")) if args.order else abba(args.repeats)))

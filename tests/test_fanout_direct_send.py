@@ -1,0 +1,147 @@
+"""Direct sends (issue 19 item 4, direct_send.py): the fan-out sends on a listener's socket while its transport holds
+nothing; a partial send or EAGAIN hands the rest to the transport, and everything after it goes through the transport
+until it drained, so frames keep their order; the slow-consumer cap and its 4009 still hold; the socket object never
+closes the transport's file descriptor."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgpack
+import pytest
+
+from jansamvad.connection import ConnState, WsConnection
+from jansamvad.hub import Hub
+from jansamvad.protocol.codes import CloseCode
+from jansamvad.server import RunningServer
+from tests.helpers import RawClient, joined, make_hall
+from tests.test_fanout import frames, settle, started
+from tests.test_fanout_fast_path import FastRecorder, connection_of
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
+
+SPEECHES = 30
+TEXT = "सबको पहुँचना चाहिए।" * 50  # ~2.9 KB of UTF-8 per speech: 30 of them overflow 2 x 4 KiB of kernel buffers
+
+
+async def stalled_citizen(server: RunningServer, token: str, sub: str) -> tuple[RawClient, WsConnection]:
+    """A joined citizen that stopped reading, with small kernel buffers on both ends (a stalled phone)."""
+    client = await RawClient.open(server, rcvbuf=4096)
+    client.send_message({"t": "hello", "token": token})
+    async with asyncio.timeout(5):
+        while not (server.node.hub.users.get(sub) and connection_of(server, sub).paused is None):
+            await asyncio.sleep(0.02)  # welcome, snapshot and the resume through the flusher
+    await asyncio.sleep(0.05)
+    client.writer.transport.pause_reading()  # type: ignore[attr-defined]  # asyncio's socket transport
+    return client, connection_of(server, sub)
+
+
+async def speeches_read(client: RawClient, count: int) -> list[dict[str, Any]]:
+    """Read frames until `count` speech events came (other events in between are skipped)."""
+    client.writer.transport.resume_reading()  # type: ignore[attr-defined]
+    got: list[dict[str, Any]] = []
+    while len(got) < count:
+        opcode, payload = await client.read_frame()
+        assert opcode == 0x2, f"unexpected opcode {opcode}"
+        message = msgpack.unpackb(payload)
+        if message.get("t") == "speech":
+            got.append(message)
+    return got
+
+
+async def test_fanout_direct_send_partial_send_hands_the_rest_to_the_transport_in_order(make_server: Any) -> None:
+    server = await make_server(send_buffer_bytes=4096, staff_msgs_per_s=10_000.0, staff_msg_burst=10_000)
+    hall = await make_hall(server)
+    leader = await joined(server, hall.leader)
+    await leader.request({"t": "go_live"})
+    client, conn = await stalled_citizen(server, hall.citizen_token(sub="c-stalled"), "c-stalled")
+    assert conn.sock is not None and conn.fast_write == conn.sock.send  # direct sends while the transport is empty
+
+    acks = [await leader.request({"t": "speech", "text": f"{i} {TEXT}"}) for i in range(SPEECHES)]
+    async with asyncio.timeout(5):
+        while not conn.held:  # the last speeches' flush
+            await asyncio.sleep(0.02)
+    # The kernel's buffers filled: a send took part of a blob (or none), the transport holds the rest and every
+    # later speech queued behind it.
+    assert conn.held and conn.fast_write is None
+    assert conn.transport is not None and conn.transport.get_write_buffer_size() > 0
+    assert server.node.slow_consumer_drops == 0  # far under max_buffered_bytes
+
+    got = await speeches_read(client, SPEECHES)
+    assert [m["seq"] for m in got] == [ack["seq"] for ack in acks]
+    assert [m["text"] for m in got] == [f"{i} {TEXT}" for i in range(SPEECHES)]  # no frame cut or spliced
+    async with asyncio.timeout(5):
+        while conn.held:
+            await asyncio.sleep(0.02)
+    assert conn.fast_write == conn.sock.send  # drained: direct sends again
+
+    ack = await leader.request({"t": "speech", "text": "फिर से सीधे"})
+    (after,) = await speeches_read(client, 1)
+    assert after["seq"] == ack["seq"]
+
+
+async def test_fanout_direct_send_stalled_reader_still_gets_4009(make_server: Any) -> None:
+    server = await make_server(
+        send_buffer_bytes=4096, max_buffered_bytes=16 * 1024, staff_msgs_per_s=10_000.0, staff_msg_burst=10_000
+    )
+    hall = await make_hall(server)
+    leader = await joined(server, hall.leader)
+    await leader.request({"t": "go_live"})
+    reader = await joined(server, hall.citizen_token(sub="c-reader"))
+    client, conn = await stalled_citizen(server, hall.citizen_token(sub="c-stalled"), "c-stalled")
+    assert conn.fast_write is not None
+
+    for i in range(SPEECHES):
+        ack = await leader.request({"t": "speech", "text": f"{i} {TEXT}"})
+        assert (await reader.recv_until(lambda m: m.get("t") == "speech"))["seq"] == ack["seq"]
+    # ~87 KB of speech against 16 KiB of the node's buffer and 2 x 4 KiB of the kernel's: closed with 4009 once.
+    assert server.node.slow_consumer_drops == 1
+    client.writer.transport.resume_reading()  # type: ignore[attr-defined]
+    assert await client.close_code() == CloseCode.SLOW_CONSUMER
+
+
+async def test_fanout_direct_send_socket_is_detached_when_the_connection_is_lost(make_server: Any) -> None:
+    server = await make_server()
+    hall = await make_hall(server)
+    citizen = await joined(server, hall.citizen_token(sub="c-gone"))
+    await asyncio.sleep(0.1)
+    conn = connection_of(server, "c-gone")
+    sock = conn.sock
+    assert sock is not None and sock.fileno() >= 0
+    await citizen.close()
+    async with asyncio.timeout(5):
+        while conn.state is not ConnState.CLOSED:
+            await asyncio.sleep(0.02)
+    # Detached in connection_lost, before the transport closed the fd: the object never closes a number the kernel
+    # may already have given to the next connection.
+    assert conn.sock is None and sock.fileno() == -1
+    del sock
+    await joined(server, hall.citizen_token(sub="c-next"))  # the node goes on accepting on its fds
+
+
+async def test_fanout_direct_send_rest_of_a_partial_send_and_later_ticks_keep_their_order() -> None:
+    fanout = await started(tick_s=0.001)
+    hub = Hub()
+    partial, again = FastRecorder(), FastRecorder()
+    partial.take = 5  # the kernel took 5 bytes of the blob
+    again.take = 0  # EAGAIN: it took none
+    whole = FastRecorder()
+    for listener in (partial, again, whole):
+        hub.add("th:x", listener)
+    room = hub.room("th:x")
+    assert room is not None
+    fanout.enqueue(room, 1, {"t": "speech", "text": "पहला"})
+    await settle()
+    fanout.enqueue(room, 2, {"t": "speech", "text": "दूसरा"})
+    await settle()
+    for listener in (partial, again, whole):
+        assert [frames(b"".join(listener.writes))] == [
+            [
+                {"t": "speech", "text": "पहला", "seq": 1},
+                {"t": "speech", "text": "दूसरा", "seq": 2},
+            ]
+        ]
+    assert [sent for _, sent in partial.rests] == [5] and [sent for _, sent in again.rests] == [0]
+    assert whole.rests == []
+    await fanout.stop()
