@@ -451,3 +451,6 @@ def test_chaos_storm_bench_over_worker_processes_loses_nobody_and_keeps_the_heal
     assert result["recovered"] == clients and result["lost_or_duplicated"] == 0
     assert result["storm_503"] > 0  # admission control shed part of the storm
     assert result["healthz_failures"] == 0 and result["healthz_probes"] > 0 and result["readyz_after"] == 200
+    # The CPU split found the workers and the client processes: each rejoin cost both sides something.
+    assert result["storm_cpu_s"]["node"] > 0 and result["storm_cpu_s"]["clients"] > 0
+    assert result["node_cpu_us_per_rejoin"] > 0 and result["node_only_s_on_these_cores"] > 0

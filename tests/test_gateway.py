@@ -68,6 +68,27 @@ async def test_gateway_refuses_everyone_while_not_accepting() -> None:
     assert admit(gw, Conn()) == 5 and rejected == {"not_ready": 1}
 
 
+async def test_gateway_rate_refusals_are_told_the_queue_outside_not_one_second() -> None:
+    """Beyond `handshakes_per_second` a storm's clients are told when to come back from the queue outside
+    (join_backlog.py), as for `joining`: 500 refused in a second while 100 join is a 5 s queue, so the next refusal
+    says 2 s (half of it, at most doubling a second), not 1 s for everyone to knock again."""
+    gw, rejected = gateway(handshakes_per_second=100)
+    clock = [gw.clock]
+    gw._now = lambda: clock[0]  # type: ignore[method-assign]
+    admitted = 0
+    while admit(gw, conn := Conn()) is None:  # the bucket's burst: these join
+        gw.connection_opened(cast(WsConnection, conn))
+        gw.session_joined(cast(WsConnection, conn))
+        admitted += 1
+    assert admitted == 100
+    assert {admit(gw, Conn()) for _ in range(499)} == {1}  # the first second: nobody has measured a queue yet
+    clock[0] += 1.0
+    while (told := admit(gw, conn := Conn())) is None:  # a second's refill joins
+        gw.connection_opened(cast(WsConnection, conn))
+        gw.session_joined(cast(WsConnection, conn))
+    assert told == 2 and rejected["rate"] == 501
+
+
 async def test_gateway_caps_connections_per_ip_but_not_the_staff_lane() -> None:
     gw, rejected = gateway(max_connections_per_ip=2, handshakes_per_second=1000)
     for _ in range(2):

@@ -40,6 +40,9 @@ from loadtest.bench import wire
 from jansamvad.auth import TokenService
 from jansamvad.protocol.roles import Role
 
+from . import procstat
+from .million_probe import tree
+
 PROBE_TIMEOUT_S = 5.0
 
 
@@ -255,6 +258,16 @@ def _no_errors(answers: list[Any]) -> list[Any]:
     return answers
 
 
+def _cpu_s(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            total += procstat.cpu(pid).seconds
+        except OSError:  # gone: a storm must not fail on its bookkeeping
+            pass
+    return total
+
+
 async def _timed_connect(client: StormClient, started: float, back: list[float]) -> None:
     await client.connect()
     back.append(time.monotonic() - started)
@@ -350,6 +363,9 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {}
     try:
         node = local.node_procs[0]
+        assert node.proc is not None
+        node_pid = node.proc.pid
+        valkey_pids = [server.proc.pid for server in local.redis_servers if server.proc is not None]
         th = local.create_townhall("तूफ़ान")
         tokens = TokenService(local.secret)
         citizen_tokens = [
@@ -385,12 +401,17 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             threads = [threading.Thread(target=probe.run, daemon=True) for probe in probes]
             for thread in threads:
                 thread.start()
+            # Whose CPU the storm took: on this machine the clients share the node's cores, on a real one they are
+            # phones, so the node's own CPU per rejoin is what says how fast a node machine takes a storm back.
+            groups = {"node": tree(node_pid), "clients": [proc.pid for proc in procs], "valkey": valkey_pids}
+            cpu_before = {name: _cpu_s(pids) for name, pids in groups.items()}
             started = time.monotonic()
             for pipe in pipes:  # every process drops all its clients and reconnects them at once
                 pipe.send(("storm", opts.bound_s))
             missed = [(await leader.request({"t": "speech", "text": f"बीच में {i}"}))["seq"] for i in range(2)]
             storm = await asyncio.to_thread(lambda: _no_errors([pipe.recv() for pipe in pipes]))
             all_back = time.monotonic() - started
+            cpu_storm = {name: _cpu_s(pids) - cpu_before[name] for name, pids in groups.items()}
             await asyncio.to_thread(ask_all, "wait_seq", missed[-1])
             caught_up = time.monotonic() - started
             for probe, thread in zip(probes, threads, strict=True):
@@ -422,6 +443,12 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
                 "main_port_healthz_failures": len(main_probe.failures),
                 "main_port_healthz_worst_s": round(main_probe.worst, 2),
                 "readyz_after": ready,
+                "storm_cpu_s": {name: round(seconds, 2) for name, seconds in cpu_storm.items()},
+                "node_cpu_us_per_rejoin": round(cpu_storm["node"] * 1e6 / opts.clients),
+                "client_cpu_us_per_rejoin": round(cpu_storm["clients"] * 1e6 / opts.clients),
+                # The node's CPU alone spread over this machine's cores: how long the storm would take the node side
+                # with the clients elsewhere, as they are in a real one (every worker busy, none idle).
+                "node_only_s_on_these_cores": round(cpu_storm["node"] / (os.cpu_count() or 1), 2),
             }
 
         result = asyncio.run(leader_session())
@@ -451,6 +478,8 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
 
 def markdown(result: dict[str, Any], argv: list[str]) -> str:
     r = result
+    cpu = r["storm_cpu_s"]
+    client_us, node_only = r["client_cpu_us_per_rejoin"], r["node_only_s_on_these_cores"]
     rate = r["handshakes_per_second_per_worker"]
     health = f"{r['healthz_probes']} probes, {r['healthz_failures']} failed, worst {r['healthz_worst_s']} s"
     main = (
@@ -482,6 +511,9 @@ processes on the same machine.
 | `/healthz` on `--health-port` during the storm | {health} |
 | `/healthz` on the main port during the storm | {main} |
 | `/readyz` afterwards | {r["readyz_after"]} |
+| CPU during the storm: node (all workers) / clients / Valkey | {cpu["node"]} / {cpu["clients"]} / {cpu["valkey"]} s |
+| node CPU per rejoin (client CPU per rejoin) | {r["node_cpu_us_per_rejoin"]:,} µs ({client_us:,} µs) |
+| the node's CPU alone over this machine's {os.cpu_count()} cores (clients elsewhere) | {node_only} s |
 """
 
 

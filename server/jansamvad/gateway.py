@@ -142,7 +142,9 @@ class Gateway:
         elif wait := self._ip_handshakes.take(conn.ip, self._now()):
             retry, reason = math.ceil(wait), "per_ip_rate"
         elif self._handshakes.take(self._now()):
-            retry, reason = 1, "rate"
+            # A storm is beyond the handshake budget too: tell each refused client the queue outside, as for
+            # `joining`, or every one of them knocks again each second (join_backlog.py).
+            retry, reason = self.join_backlog.refuse(self._now()), "rate"
         if retry is not None:
             self.rejected_handshakes += 1
             self._rejected[reason] += 1
