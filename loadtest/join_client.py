@@ -23,10 +23,12 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import sys
 import time
 from collections import Counter
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgpack
 from websockets.asyncio.client import ClientConnection, connect
@@ -41,6 +43,38 @@ def _decode(frame: str | bytes) -> dict[str, Any]:
     else:
         out = msgpack.unpackb(frame, raw=False)
     return out
+
+
+# Linux's IP_BIND_ADDRESS_NO_PORT (not in Python's socket module): the port of a socket bound to a source address is
+# chosen at connect(), by the whole 4-tuple. Without it, bind((source, 0)) searches the ephemeral range for a port
+# free for every destination, in the kernel, and on a machine holding tens of thousands of loopback sockets (other
+# benches, TIME_WAIT) that search took 80 % of a join client's CPU: 20-30 s of system time per 5,000 joins in the
+# runs that fell into the slow group (docs/benchmarks.md, "Joins (issue 19)", fourth round).
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+
+
+def bound_socket(source: str) -> socket.socket:
+    """A non-blocking TCP socket on the `source` address whose port the kernel picks at connect()."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((source, 0))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def connected_socket(url: str, source: str) -> socket.socket:
+    parts = urlsplit(url)
+    sock = bound_socket(source)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, (parts.hostname, parts.port or 80))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _hello(token: str, encoding: str) -> str | bytes:
@@ -66,7 +100,7 @@ async def join_one(url: str, token: str, encoding: str, source: str, timeout: fl
             open_timeout=timeout,
             ping_interval=None,
             max_queue=None,
-            local_addr=(source, 0),
+            sock=await connected_socket(url, source),
         )
         await ws.send(_hello(token, encoding))
         while True:
@@ -144,7 +178,7 @@ def picows_joiner(encoding: str) -> Any:
                 url,
                 websocket_handshake_timeout=timeout,
                 extra_headers={"Sec-WebSocket-Protocol": subprotocol},
-                local_addr=(source, 0),
+                socket_factory=lambda _: bound_socket(source),  # picows connects it
             ),
             timeout,
         )

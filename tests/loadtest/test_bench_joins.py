@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,22 @@ def test_bench_joins_small_run_joins_everyone_with_shared_reads(client: str, enc
     assert [node["joins"] for node in result["per_node"]] == [CLIENTS // 2, CLIENTS // 2]
     assert all(node["connections"] == CLIENTS // 2 for node in result["per_node"])
     assert sum(result["valkey_calls_per_join"].values()) < 3, result["valkey_calls_per_join"]
+
+
+def test_join_client_socket_gets_its_port_at_connect_from_its_source_address() -> None:
+    # bind((source, 0)) alone made the kernel search the ephemeral range at bind() (80 % of a slow run's client CPU);
+    # with IP_BIND_ADDRESS_NO_PORT the port is picked at connect(), and the source address still holds.
+    from join_client import IP_BIND_ADDRESS_NO_PORT, bound_socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    sock = bound_socket("127.61.0.1")
+    try:
+        assert sock.getsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT) == 1
+        assert sock.getsockname() == ("127.61.0.1", 0)  # no port yet
+        sock.setblocking(True)
+        sock.connect(listener.getsockname())
+        host, port = sock.getsockname()
+        assert host == "127.61.0.1" and port != 0
+    finally:
+        sock.close()
+        listener.close()
