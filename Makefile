@@ -96,11 +96,12 @@ bench-audio: $(VENV)/.installed-dev
 	PYTHONPATH=. $(BIN)/python -m loadtest.bench.ladder
 
 ## bench-joins: joins as citizens make them (docs/benchmarks.md, "Joins (issue 19)"): Valkey, 2 nodes, a growing live
-## room, pre-minted tokens, the websockets library's client; JSON and msgpack, e.g. make bench-joins JOINS_ARGS="--clients 20000"
+## room, pre-minted tokens, picows' client (JOINS_ARGS="--client websockets": the websockets library's); JSON and msgpack,
+## e.g. make bench-joins JOINS_ARGS="--clients 20000"
 JOINS_ARGS ?= --clients 10000
 .PHONY: bench-joins
 bench-joins: $(VENV)/.installed-dev
-	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install --quiet --constraint $(LOCK_DEV) -e '.[bench]'
+	$(BIN)/python -c 'import matplotlib, picows' 2>/dev/null || $(BIN)/python -m pip install --quiet --constraint $(LOCK_DEV) -e '.[bench]'
 	PYTHONPATH=. $(BIN)/python -m loadtest.bench.joins --encoding json --profile $(JOINS_ARGS)
 	PYTHONPATH=. $(BIN)/python -m loadtest.bench.joins --encoding msgpack $(JOINS_ARGS)
 

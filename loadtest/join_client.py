@@ -1,4 +1,8 @@
-"""An outside join client: the `websockets` library's client, none of the bench's code, to cross-check join rates.
+"""An outside join client: an independent library's client, none of the bench's code, to cross-check join rates.
+
+Two clients (`--client`): `websockets` (the `websockets` library's asyncio client, the default loop) and `picows`
+(picows' Cython client on uvloop, several times less CPU per connection: on a 2-core machine the client shares the
+cores with the nodes, so a lighter client makes the run short and its length steady).
 
 Each connection does what a citizen's page does: TCP connect, HTTP upgrade with the JSON (or msgpack) subprotocol,
 `hello` with a pre-minted citizen token, then waits for `welcome` and `snapshot` (or a `welcome` with
@@ -19,15 +23,18 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import sys
 import time
 from collections import Counter
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgpack
 from websockets.asyncio.client import ClientConnection, connect
 
 SUBPROTOCOLS = {"json": "jansamvad.v1.json", "msgpack": "jansamvad.v1.msgpack"}
+CLIENTS = ("websockets", "picows")
 
 
 def _decode(frame: str | bytes) -> dict[str, Any]:
@@ -36,6 +43,51 @@ def _decode(frame: str | bytes) -> dict[str, Any]:
     else:
         out = msgpack.unpackb(frame, raw=False)
     return out
+
+
+# Linux's IP_BIND_ADDRESS_NO_PORT (not in Python's socket module): the port of a socket bound to a source address is
+# chosen at connect(), by the whole 4-tuple. Without it, bind((source, 0)) searches the ephemeral range for a port
+# free for every destination, in the kernel, and on a machine holding tens of thousands of loopback sockets (other
+# benches, TIME_WAIT) that search took 80 % of a join client's CPU: 20-30 s of system time per 5,000 joins in the
+# runs that fell into the slow group (docs/benchmarks.md, "Joins (issue 19)", fourth round).
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+
+
+def bound_socket(source: str) -> socket.socket:
+    """A non-blocking TCP socket on the `source` address whose port the kernel picks at connect()."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((source, 0))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def connected_socket(url: str, source: str) -> socket.socket:
+    parts = urlsplit(url)
+    sock = bound_socket(source)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, (parts.hostname, parts.port or 80))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _hello(token: str, encoding: str) -> str | bytes:
+    hello = {"t": "hello", "token": token}
+    return json.dumps(hello) if encoding == "json" else msgpack.packb(hello)
+
+
+def _joined(msg: dict[str, Any]) -> bool:
+    """The join's own frames arrived: a snapshot, or a resumed session's welcome."""
+    t = msg.get("t")
+    if t == "error":
+        raise RuntimeError(f"error_{msg.get('code')}")
+    return t == "snapshot" or (t == "welcome" and bool(msg.get("recovered")))
 
 
 async def join_one(url: str, token: str, encoding: str, source: str, timeout: float) -> ClientConnection:
@@ -48,25 +100,116 @@ async def join_one(url: str, token: str, encoding: str, source: str, timeout: fl
             open_timeout=timeout,
             ping_interval=None,
             max_queue=None,
-            local_addr=(source, 0),
+            sock=await connected_socket(url, source),
         )
-        hello = {"t": "hello", "token": token}
-        await ws.send(json.dumps(hello) if encoding == "json" else msgpack.packb(hello))
+        await ws.send(_hello(token, encoding))
         while True:
-            msg = _decode(await ws.recv())
-            t = msg.get("t")
-            if t == "snapshot" or (t == "welcome" and msg.get("recovered")):
-                return ws
-            if t == "error":
+            try:
+                if _joined(_decode(await ws.recv())):
+                    return ws
+            except RuntimeError:
                 await ws.close()
-                raise RuntimeError(f"error_{msg.get('code')}")
+                raise
+
+
+def picows_joiner(encoding: str) -> Any:
+    """picows' client (imported only when chosen: it is in the `bench` extra): a join function and its closer."""
+    from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+    data_type = WSMsgType.TEXT if encoding == "json" else WSMsgType.BINARY
+    subprotocol = SUBPROTOCOLS[encoding]
+
+    class Citizen(WSListener):  # type: ignore[misc]  # picows ships no stubs for subclassing its Cython class
+        """Says hello once connected, resolves `joined` at the snapshot; after it, reads frames and drops them.
+
+        Pings are answered by picows itself (enable_auto_pong); a fragmented message is put back together."""
+
+        __slots__ = ("hello", "joined", "parts")
+
+        def __init__(self, hello: str | bytes, joined: asyncio.Future[None]) -> None:
+            self.hello = hello
+            self.joined = joined
+            self.parts: list[bytes] = []
+
+        def on_ws_connected(self, transport: WSTransport) -> None:
+            got = transport.response.headers.get("Sec-WebSocket-Protocol")
+            if got != subprotocol:
+                self._fail(RuntimeError(f"subprotocol {got}"))
+                transport.disconnect()
+                return
+            hello = self.hello
+            transport.send(data_type, hello.encode() if isinstance(hello, str) else hello)
+
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            kind = frame.msg_type
+            if kind == WSMsgType.CLOSE:
+                self._fail(RuntimeError(f"close_{frame.get_close_code()}"))
+                transport.send_close(frame.get_close_code())
+                transport.disconnect()
+                return
+            if self.joined.done() or kind not in (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION):
+                return  # held: the room's frames (viewers, speech) are read and dropped
+            self.parts.append(frame.get_payload_as_bytes())
+            if not frame.fin:
+                return
+            payload = b"".join(self.parts)
+            self.parts.clear()
+            try:
+                msg = json.loads(payload) if encoding == "json" else msgpack.unpackb(payload, raw=False)
+                if _joined(msg):
+                    self.joined.set_result(None)
+            except (RuntimeError, ValueError) as exc:
+                self._fail(exc)
+                transport.disconnect()
+
+        def on_ws_disconnected(self, transport: WSTransport) -> None:
+            self._fail(ConnectionError("disconnected"))
+
+        def _fail(self, exc: Exception) -> None:
+            if not self.joined.done():
+                self.joined.set_exception(exc)
+
+    async def join(url: str, token: str, source: str, timeout: float) -> WSTransport:
+        joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        hello = _hello(token, encoding)
+        transport, _ = await asyncio.wait_for(
+            ws_connect(
+                lambda: Citizen(hello, joined),
+                url,
+                websocket_handshake_timeout=timeout,
+                extra_headers={"Sec-WebSocket-Protocol": subprotocol},
+                socket_factory=lambda _: bound_socket(source),  # picows connects it
+            ),
+            timeout,
+        )
+        try:
+            await asyncio.wait_for(joined, timeout)
+        except BaseException:
+            transport.disconnect()
+            raise
+        return transport
+
+    def close(transport: WSTransport) -> None:
+        transport.underlying_transport.abort()
+
+    return join, close
 
 
 async def run(opts: argparse.Namespace) -> dict[str, Any]:
     with open(opts.tokens, encoding="utf-8") as f:
         tokens = [line.strip() for line in f if line.strip()]
     failed: Counter[str] = Counter()
-    open_conns: list[ClientConnection] = []
+    open_conns: list[Any] = []
+    if opts.client == "picows":
+        join, close = picows_joiner(opts.encoding)
+    else:
+
+        async def join(url: str, token: str, source: str, timeout: float) -> ClientConnection:
+            return await join_one(url, token, opts.encoding, source, timeout)
+
+        def close(ws: ClientConnection) -> None:
+            ws.transport.abort()
+
     connect_ms: list[float] = []
     next_index = 0
 
@@ -80,7 +223,7 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
             source = f"127.{opts.source_block}.{i // 20_000}.1"
             started = time.monotonic_ns()
             try:
-                ws = await join_one(url, tokens[i], opts.encoding, source, opts.timeout)
+                ws = await join(url, tokens[i], source, opts.timeout)
             except (OSError, TimeoutError) as exc:
                 failed[type(exc).__name__] += 1
                 continue
@@ -107,6 +250,7 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
 
     wall = (finished_ns - started_ns) / 1e9
     result = {
+        "client": opts.client,
         "joined": len(open_conns),
         "failed": dict(failed),
         "started_ns": started_ns,
@@ -123,7 +267,7 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
     except TimeoutError:
         pass
     for ws in open_conns:
-        ws.transport.abort()
+        close(ws)
     return result
 
 
@@ -132,6 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--url", action="append", required=True, help="ws://host:port/ws; repeat for several nodes")
     parser.add_argument("--tokens", required=True, help="a file of citizen tokens, one a line")
     parser.add_argument("--encoding", choices=sorted(SUBPROTOCOLS), default="json")
+    parser.add_argument("--client", choices=CLIENTS, default="websockets", help="whose WebSocket client joins")
     parser.add_argument("--concurrency", type=int, default=100, help="joins in flight")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per join")
     parser.add_argument("--max-s", type=float, default=300.0, help="seconds for all the joins")
@@ -139,7 +284,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--wait-go", action="store_true", help="print a ready line, start on a line from stdin")
     parser.add_argument("--source-block", type=int, default=60, help="second octet of the 127/8 source addresses")
     opts = parser.parse_args(argv)
-    asyncio.run(run(opts))
+    if opts.client == "picows":  # picows is built for uvloop; the websockets client keeps the default loop
+        import uvloop
+
+        uvloop.run(run(opts))
+    else:
+        asyncio.run(run(opts))
     sys.stdout.flush()
     os._exit(0)  # the hold's stdin reader is a thread that may still wait: do not wait for it
 

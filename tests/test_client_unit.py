@@ -200,3 +200,50 @@ async def test_client_unit_closed_session_leaves_through_its_owner() -> None:
     client = session(owner, conn)
     client.on_closed()
     assert owner.left == [client]
+
+
+async def test_client_unit_hello_that_hangs_ends_in_1013_after_join_timeout() -> None:
+    owner, conn = FakeOwner(), FakeConnection()
+    owner.settings = node_settings(join_timeout_s=0.2)
+    hung = asyncio.Event()
+
+    async def join(client: Client, last_seq: int | None, townhall: Townhall, last_mseq: int | None) -> None:
+        await hung.wait()  # a store or broker that never answers
+
+    owner.join = join  # type: ignore[method-assign]
+    townhall = await owner.store.create_townhall("टेस्ट", "hi")
+    token, _ = owner.tokens.issue(sub="c-1", role=Role.CITIZEN, th=townhall.id, ttl_s=600)
+    client = session(owner, conn)
+    send(client, {"t": "hello", "token": token})
+    assert client.worker is not None
+    await client.worker
+    assert conn.closed is not None and conn.closed[0] is CloseCode.TRY_AGAIN_LATER
+    assert client.claims is None  # abandon_join undid it
+
+
+async def test_client_unit_hello_join_looks_up_no_running_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    # CPython 3.11 checks the pid on every running-loop lookup (a getpid syscall); the hello's join deadline makes
+    # none (deadline.py), where asyncio.timeout made three. (asyncio's own helpers look it up through these names.)
+    owner, conn = FakeOwner(), FakeConnection()
+    townhall = await owner.store.create_townhall("टेस्ट", "hi")
+    token, _ = owner.tokens.issue(sub="c-1", role=Role.CITIZEN, th=townhall.id, ttl_s=600)
+    lookups: list[str] = []
+    real_loop, real_task = asyncio.events.get_running_loop, asyncio.tasks.current_task
+
+    def counted_loop() -> asyncio.AbstractEventLoop:
+        lookups.append("get_running_loop")
+        return real_loop()
+
+    def counted_task(loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Task[Any] | None:
+        lookups.append("current_task")
+        return real_task(loop)
+
+    client = session(owner, conn)
+    send(client, {"t": "hello", "token": token})
+    assert client.worker is not None
+    monkeypatch.setattr(asyncio.events, "get_running_loop", counted_loop)
+    monkeypatch.setattr(asyncio.tasks, "current_task", counted_task)
+    await client.worker
+    monkeypatch.undo()
+    assert owner.joins == [(client, None)] and conn.closed is None
+    assert lookups == []

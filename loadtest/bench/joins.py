@@ -4,9 +4,10 @@
    default settings except the per-IP and handshake limits, raised out of the way as the issue's measurement did);
 2. creates a town hall, a leader goes live and speaks `--speeches` sentences (so every snapshot carries speech);
 3. mints one citizen token per client up front (not measured);
-4. starts `--client-procs` processes of `loadtest/join_client.py` (the `websockets` library's client, none of the
-   bench's code), each joining its share over every node with `--concurrency` joins in flight, waiting for
-   `welcome` and `snapshot`, and holding every connection open: the room grows to `--clients`;
+4. starts `--client-procs` processes of `loadtest/join_client.py` (`--client`: picows' client on uvloop, the default,
+   or the `websockets` library's client; none of the bench's code), each joining its share over every node with
+   `--concurrency` joins in flight, waiting for `welcome` and `snapshot`, and holding every connection open: the room
+   grows to `--clients`;
 5. reads each node's CPU from /proc/<pid>/task/*/schedstat before the first join and after the last, and Valkey's,
    and optionally profiles node 0 with py-spy (`--profile`) for the components split of profile.py.
 
@@ -68,6 +69,7 @@ async def _spawn_clients(
     procs = []
     for p, path in enumerate(token_files):
         argv = [sys.executable, str(JOIN_CLIENT), "--tokens", str(path), "--encoding", opts.encoding]
+        argv += ["--client", opts.client]
         argv += ["--concurrency", str(opts.concurrency), "--wait-go", "--source-block", str(60 + p)]
         argv += ["--max-s", str(RUN_BUDGET_S / 2), "--hold-s", str(RUN_BUDGET_S)]
         for url in urls:
@@ -208,6 +210,7 @@ async def measure(opts: argparse.Namespace) -> dict[str, Any]:
         "clients": opts.clients,
         "nodes": opts.nodes,
         "encoding": opts.encoding,
+        "client": opts.client,
         "client_procs": opts.client_procs,
         "concurrency_per_proc": opts.concurrency,
         "joined": joined,
@@ -261,6 +264,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--client-procs", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=100, help="joins in flight per client process")
     parser.add_argument("--encoding", choices=("json", "msgpack"), default="json")
+    parser.add_argument(
+        "--client",
+        choices=("picows", "websockets"),
+        default="picows",
+        help="the outside client: picows (light, the run's length is the nodes') or the websockets library's",
+    )
     parser.add_argument("--speeches", type=int, default=10, help="sentences spoken before the joins")
     parser.add_argument("--profile", action="store_true", help="py-spy on node 0 during the joins")
     parser.add_argument("--profile-rate", type=int, default=250, help="py-spy samples per second")

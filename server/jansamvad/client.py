@@ -16,10 +16,11 @@ import logging
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from jansamvad.auth import ANY_TOWNHALL, Claims, InvalidToken, TokenService
 from jansamvad.conn_state import ALIVE, ConnState
+from jansamvad.deadline import within
 from jansamvad.feeds import Mode
 from jansamvad.handlers import HandlerOwner, MessageHandlers
 from jansamvad.join_reads import JoinReads
@@ -336,9 +337,8 @@ class Client(MessageHandlers):
         """A join always ends, within join_timeout: in `welcome` (and the replay or snapshot), or in a close. A session
         that could not join (its store or broker unreachable or hung) is taken out of its rooms and closed with 1013
         (1011 for a surprise), never left joined-but-silent."""
-        try:
-            async with asyncio.timeout(self.node.settings.join_timeout_s):
-                await self._join(msg)
+        try:  # on the worker task that runs this (set): deadline.py is asyncio.timeout at a join's price
+            await within(cast(asyncio.Task[None], self.worker), self.node.settings.join_timeout_s, self._join(msg))
             self.conn.joined()  # no longer a join in flight (Gateway.joining)
             early, self.early = self.early, None
             for queued in early or ():

