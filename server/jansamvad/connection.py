@@ -28,10 +28,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
-from jansamvad.conn_state import (
-    ConnectionSession,
-    ConnState as ConnState,  # re-exported: the node and the wheel read it here
-)
+from jansamvad.conn_state import ConnectionSession, ConnState as ConnState  # ConnState re-exported: node, wheel read it
 from jansamvad.direct_send import release, socket_of
 from jansamvad.feeds import DEFAULT_FEED
 from jansamvad.protocol.codec import SUBPROTOCOLS, Encoding
