@@ -28,6 +28,7 @@ import redis
 
 CLUSTER_SLOTS = 16384
 START_TIMEOUT_S = 10.0
+PORT_RETRIES = 3  # a first start whose port was taken between free_port() and the server's bind tries other ports
 FORM_TIMEOUT_S = 20.0
 
 
@@ -78,6 +79,7 @@ class RedisServer:
         self.bus_port = free_port() if cluster else 0
         self.dir = Path(tempfile.mkdtemp(prefix=f"jansamvad-redis-{self.port}-"))
         self.proc: subprocess.Popen[bytes] | None = None
+        self.answered = False  # it has answered a PING once: from then on its ports are what clients know
 
     @property
     def url(self) -> str:
@@ -108,16 +110,32 @@ class RedisServer:
         assert self.proc is None, "already running"
         self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
 
+    def _new_ports(self) -> None:
+        self.port = free_port()
+        if self.cluster:
+            self.bus_port = free_port()
+        (self.dir / "log").unlink(missing_ok=True)
+
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
+        port_retries = PORT_RETRIES
         while True:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 log = (self.dir / "log").read_text(errors="replace") if (self.dir / "log").exists() else ""
+                if "Address already in use" in log and not self.answered and port_retries > 0:
+                    # free_port() said free, and something (another test's server, an outgoing connection's
+                    # ephemeral port) took it before this process bound it: on a first start, take other ports.
+                    port_retries -= 1
+                    self._new_ports()
+                    self.proc = None
+                    self.spawn()
+                    continue
                 raise RuntimeError(f"redis server on port {self.port} exited with {self.proc.returncode}: {log}")
             try:
                 with self.client() as client:
                     if client.ping():
+                        self.answered = True
                         return
             except (redis.ConnectionError, redis.BusyLoadingError):
                 pass
