@@ -27,6 +27,7 @@ from jansamvad.protocol.roles import Role
 
 from .harness import CLIENT_CORE, SERVER_CORE
 from .procstat import cpu, loadavg
+from .profile import PySpy, summarize
 from .rawclient import RawCitizen
 from .scenarios.crossnode import redis_server
 from .serverproc import ServerConfig, ServerProcess
@@ -52,7 +53,9 @@ async def _open(port: int, tokens: list[str]) -> list[asyncio.Transport]:
     return transports
 
 
-async def one_run(engine: str, before: Path | None, listeners: int, settle_s: float, window_s: float) -> dict[str, Any]:
+async def one_run(
+    engine: str, before: Path | None, listeners: int, settle_s: float, window_s: float, profile: Path | None = None
+) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="quiet-node-"))
     saved = os.environ.get("PYTHONPATH")
     if engine == "before" and before is not None:  # the node's child process imports that engine first
@@ -77,9 +80,18 @@ async def one_run(engine: str, before: Path | None, listeners: int, settle_s: fl
                 transports = await _open(node.port, tokens)
                 await asyncio.sleep(settle_s)  # the joins' viewer counts and roll-up writes are done
                 load_before = loadavg()
+                spy = (
+                    PySpy(node.pid, profile / f"quiet-{engine}-{secrets.token_hex(3)}.raw", rate=1000)
+                    if profile
+                    else None
+                )
+                if spy is not None:
+                    spy.start()
                 first, t0 = cpu(node.pid), time.monotonic()
                 await asyncio.sleep(window_s)
                 used, wall = cpu(node.pid) - first, time.monotonic() - t0
+                if spy is not None:
+                    await spy.stop()
                 stats = await node.stats()
                 for transport in transports:
                     transport.abort()
@@ -93,6 +105,7 @@ async def one_run(engine: str, before: Path | None, listeners: int, settle_s: fl
                     "system_s": round(used.system_s, 3),
                     "loadavg_before": load_before,
                     "loadavg_after": loadavg(),
+                    **({"profile": summarize(spy.out, top=12)} if spy is not None else {}),
                 }
             finally:
                 await node.stop()
@@ -108,7 +121,7 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
     runs = []
     for _ in range(opts.repeats):
         for engine in order:
-            runs.append(await one_run(engine, opts.before, opts.listeners, opts.settle, opts.window))
+            runs.append(await one_run(engine, opts.before, opts.listeners, opts.settle, opts.window, opts.profile))
             print(json.dumps(runs[-1]), flush=True)
     summary: dict[str, Any] = {}
     for engine in dict.fromkeys(order):
@@ -124,6 +137,7 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=20.0, help="seconds of measured quiet")
     parser.add_argument("--repeats", type=int, default=1, help="ABBA sets (AA without --before)")
     parser.add_argument("--before", type=Path, help="another engine's server/ directory, for ABBA pairs")
+    parser.add_argument("--profile", type=Path, help="py-spy (1,000 Hz) the node over each window, raw files here")
     opts = parser.parse_args()
     os.sched_setaffinity(0, {CLIENT_CORE})
     print(json.dumps(asyncio.run(run(opts))))
