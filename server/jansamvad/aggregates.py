@@ -21,6 +21,7 @@ from jansamvad.metrics import NodeMetrics
 from jansamvad.models import PollState, QState
 from jansamvad.presence.base import Audience, PresenceManager
 from jansamvad.protocol.records import PollCounts, Reactions, Viewers, Votes, to_map
+from jansamvad.report_renewal import renew_after_s
 from jansamvad.settings import Settings
 from jansamvad.store.base import Store
 from jansamvad.viewers_pace import viewers_due
@@ -58,6 +59,8 @@ class Aggregates:
         self._reactions: dict[str, dict[str, int]] = {}
         self._viewers: dict[str, Audience] = {}  # town hall -> its audience on every node, as of the last tick
         self._ticks = 0
+        self._reported: dict[str, Audience] | None = None  # the audience of this node's last presence report
+        self._reported_at = 0.0
 
     def count_reaction(self, th: str, kind: str) -> None:
         """Reactions are counted here and sent on as one total per town hall per aggregates tick."""
@@ -94,9 +97,9 @@ class Aggregates:
             channel = Channel.parse(name)
             if channel.is_public:
                 local[channel.th] = room_audience(listeners)
-        await self._presence.report(self._node_id, local)
-        self._viewers = await self._presence.totals(local)
         now = self._now()
+        await self._report(local, now)
+        self._viewers = await self._presence.totals(local)
         for th, audience in self._viewers.items():
             room = hub.room(public_channel(th))
             if room is None:
@@ -131,6 +134,14 @@ class Aggregates:
                 if channel.is_moderation:
                     depth[channel.th] = len(await store.questions(channel.th, (QState.PENDING,)))
             self._metrics.queue_depth = depth
+
+    async def _report(self, local: dict[str, Audience], now: float) -> None:
+        # An unchanged report is only renewed once it is half its lifetime old (report_renewal.py); the totals are
+        # read every tick all the same, since other nodes' audiences change them.
+        renew_s = renew_after_s(self._settings.presence_interval_s)
+        if local != self._reported or now - self._reported_at >= renew_s:
+            await self._presence.report(self._node_id, local)
+            self._reported, self._reported_at = local, now
 
     def _send_if_changed(self, room: Room, key: str, message: dict[str, Any], worth_sending: bool) -> bool:
         # The stored value is compared with the next one, so it must not share mutable parts with the store's objects.

@@ -35,6 +35,7 @@ from jansamvad.protocol.roles import Role
 from jansamvad.redis_conn import RedisConn
 from jansamvad.redis_keys import RedisKeys
 from jansamvad.regions import RegionTree
+from jansamvad.report_renewal import report_ttl_s
 from jansamvad.rollup.redis import RedisRollup
 from jansamvad.settings import Settings, SettingsError
 from jansamvad.store.memory import MemoryStore
@@ -69,13 +70,13 @@ def build_node(settings: Settings) -> Node:
                 dead_after_s=max(3.0, 3 * settings.redis_command_timeout_s),
             ),
             # A node that stops reporting drops out of the viewer totals after three missed reports.
-            presence=RedisPresence(conn, keys, ttl_s=max(3 * settings.presence_interval_s, 1.0)),
+            presence=RedisPresence(conn, keys, ttl_s=report_ttl_s(settings.presence_interval_s)),
             limiter=RedisRateLimiter(conn, keys),
             # Like presence: a dead node's viewers per unit leave the roll-up after three missed writes.
             rollup=RedisRollup(
                 conn,
                 keys,
-                ttl_s=max(3 * settings.presence_interval_s, 1.0),
+                ttl_s=report_ttl_s(settings.presence_interval_s),
                 keep_s=settings.ended_retention_days * 86400,
             ),
             journal=RedisJournal(conn, keys, keep_s=settings.ended_retention_days * 86400),

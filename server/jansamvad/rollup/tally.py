@@ -94,6 +94,11 @@ class UnitTally:
         """Town halls to write this tick: every one this node has a report in (a write renews it)."""
         return list(self._halls)
 
+    def changed(self, th: str) -> bool:
+        """Whether the town hall's next write carries anything but the renewal of its report."""
+        hall = self._halls.get(th)
+        return hall is None or bool(hall.full or hall.changed or hall.increments or hall.dirty)
+
     def report(self, th: str) -> str:
         """The name of this node's current report in the town hall (a suffix of the node id)."""
         return self._hall(th).report

@@ -7,6 +7,7 @@ import asyncio
 import logging
 
 from jansamvad.regions_http import RegionDirectory
+from jansamvad.report_renewal import renew_after_s
 from jansamvad.rollup.base import Rollup
 from jansamvad.rollup.tally import UnitTally, path_in
 
@@ -20,14 +21,26 @@ class RollupWriter:
         self._rollup = rollup
         self._regions = regions
         self._lock = asyncio.Lock()  # one roll-up write per town hall at a time (the tick, the last one)
+        self._renewed: dict[str, float] = {}  # town hall -> loop time of the last write that landed
 
     async def run(self, interval_s: float) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(interval_s)
-            await self.write_once()
+            await self.write_once(renew_after=renew_after_s(interval_s), now=loop.time())
 
-    async def write_once(self) -> None:
+    async def write_once(self, *, renew_after: float = 0.0, now: float = 0.0) -> None:
+        """Write every town hall with changes; one without is written (its report renewed) only once its last write
+        is `renew_after` seconds old at `now` (0: every town hall, as the last write before closing does)."""
         tally = self._tally
+        renewed = self._renewed
+        due = [
+            th
+            for th in tally.pending()
+            if not renew_after or tally.changed(th) or now - renewed.get(th, -renew_after) >= renew_after
+        ]
+        if not due:
+            return
         index = None
         if tally.has_units:  # only citizens with a unit need the tree (no store call for town halls without)
             try:
@@ -46,6 +59,10 @@ class RollupWriter:
                 tally.written(th, "failed")
             else:  # forgotten: taken for dead meanwhile; its next write starts the report again, whole
                 tally.written(th, "written" if written else "forgotten")
+                if written and now:
+                    renewed[th] = now
 
         async with self._lock:
-            await asyncio.gather(*(write(th) for th in tally.pending()))
+            await asyncio.gather(*(write(th) for th in due))
+        for th in renewed.keys() - set(tally.pending()):
+            del renewed[th]  # its report retired; serving the town hall again starts a new one, written at once
