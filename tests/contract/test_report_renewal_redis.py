@@ -54,7 +54,7 @@ async def test_report_renewal_quiet_node_renews_presence_and_rollup_at_half_life
         for name, renewals in seen.items():
             gaps = [b[0] - a[0] for a, b in itertools.pairwise(renewals)]
             assert gaps, f"the {name} report was never renewed"
-            # Every tick (before): one tick apart. Now: the first tick at least half the lifetime after the last renewal.
+            # Every tick before: one tick apart. Now: the first tick at least half the lifetime after the last renewal.
             assert min(gaps) >= 1000 * renew_after_s(interval) - 50, (name, gaps)
     finally:
         await conn.close()
