@@ -51,7 +51,10 @@ def api(port: int, path: str, key: str, body: dict[str, object]) -> dict[str, ob
         return result
 
 
-async def open_listeners(port: int, tokens: list[str]) -> list[asyncio.Transport]:
+async def open_listeners(
+    port: int, tokens: list[str], kind: type[RawCitizen] = Listener, timeout_s: float = 60.0
+) -> list[asyncio.Transport]:
+    """Join one `kind` per token, 200 at a time (each batch within `timeout_s`), from addresses spread over 127/8."""
     loop = asyncio.get_running_loop()
     transports: list[asyncio.Transport] = []
     for start in range(0, len(tokens), 200):
@@ -61,10 +64,10 @@ async def open_listeners(port: int, tokens: list[str]) -> list[asyncio.Transport
             hello = msgpack.packb({"t": "hello", "token": token})
             source = f"127.0.{(start + i) // 250 % 250 + 1}.{(start + i) % 250 + 1}"
             transport, _ = await loop.create_connection(
-                lambda h=hello, f=fut: Listener(h, f), "127.0.0.1", port, local_addr=(source, 0)
+                lambda h=hello, f=fut: kind(h, f), "127.0.0.1", port, local_addr=(source, 0)
             )
             transports.append(transport)
-        await asyncio.wait_for(asyncio.gather(*futures), 60)
+        await asyncio.wait_for(asyncio.gather(*futures), timeout_s)
     return transports
 
 

@@ -20,12 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import msgpack
-
 from jansamvad.auth import TokenService
 from jansamvad.protocol.roles import Role
 
 from .harness import CLIENT_CORE, SERVER_CORE
+from .idle import open_listeners
 from .procstat import cpu, loadavg
 from .profile import PySpy, summarize
 from .rawclient import RawCitizen
@@ -33,24 +32,10 @@ from .scenarios.crossnode import redis_server
 from .serverproc import ServerConfig, ServerProcess
 
 JOIN_TIMEOUT_S = 120.0
-BATCH = 200
 
 
 async def _open(port: int, tokens: list[str]) -> list[asyncio.Transport]:
-    loop = asyncio.get_running_loop()
-    transports: list[asyncio.Transport] = []
-    for start in range(0, len(tokens), BATCH):
-        batch = tokens[start : start + BATCH]
-        ready: list[asyncio.Future[None]] = [loop.create_future() for _ in batch]
-        for i, (token, fut) in enumerate(zip(batch, ready, strict=True)):
-            hello = msgpack.packb({"t": "hello", "token": token})
-            source = f"127.0.{(start + i) // 250 % 250 + 1}.{(start + i) % 250 + 1}"
-            transport, _ = await loop.create_connection(
-                lambda h=hello, f=fut: RawCitizen(h, f), "127.0.0.1", port, local_addr=(source, 0)
-            )
-            transports.append(transport)
-        await asyncio.wait_for(asyncio.gather(*ready), JOIN_TIMEOUT_S)
-    return transports
+    return await open_listeners(port, tokens, RawCitizen, JOIN_TIMEOUT_S)
 
 
 async def one_run(
