@@ -286,9 +286,10 @@ class Settings:
     )
     writes_per_yield: int = setting(1000, "A big fan-out yields to the loop after this many writes.", FANOUT, min=1)
     io_uring: str = setting(
-        "auto",
-        "Fan-out sends through io_uring, a batch per system call (uring_send.py): auto = when the kernel allows it, "
-        "on = refuse to start without it, off = one send(2) per listener.",
+        "off",
+        "Fan-out sends through io_uring, a batch per system call (uring_send.py): off = one send(2) per listener "
+        "(no gain measured end to end, docs/benchmarks.md), auto = when the kernel allows it, on = refuse to start "
+        "without it.",
         FANOUT,
         choices=("auto", "on", "off"),
     )

@@ -16,9 +16,10 @@ as it would after a direct send.
 No registered files or buffers: the descriptor and the blob's address go into each entry, so a connection costs
 nothing here. One ring per process (its entries bound a batch), created at start-up, closed when the fan-out stops.
 
-`--io-uring auto` (the default) uses it when the kernel and the process allow it (the module imports, a ring can be
-created: not under `io_uring_disabled`, a seccomp filter or a kernel without it) and logs which; `off` never; `on`
-refuses to start without it.
+`--io-uring off` (the default) never uses it: it saves 6-11 % of CPU per send in the microbench, but nothing
+measurable per delivery in the node (docs/benchmarks.md, "Fourth round"). `auto` uses it when the kernel and the
+process allow it (the module imports, a ring can be created: not under `io_uring_disabled`, a seccomp filter or a
+kernel without it) and logs which; `on` refuses to start without it.
 """
 
 from __future__ import annotations

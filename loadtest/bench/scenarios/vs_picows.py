@@ -331,7 +331,8 @@ def _ratios(jansamvad: dict[str, float | None], picows: dict[str, float | None])
     return {key: round(p / j, 3) if (p := picows[key]) and (j := jansamvad[key]) else None for key in jansamvad}
 
 
-DIRECT = "jansamvad-direct"  # a side: JanSamvad with --io-uring off (--order jansamvad,jansamvad-direct,...)
+# Sides of an io_uring A/B: JanSamvad with --io-uring on / off (--order jansamvad-uring,jansamvad-direct,...).
+URING, DIRECT = "jansamvad-uring", "jansamvad-direct"
 
 
 def abba(repeats: int) -> tuple[str, ...]:
@@ -353,9 +354,9 @@ async def measure(
         for side in order:
             run = _picows if side == "picows" else _jansamvad
             pileup = drift.pileup()
-            # "jansamvad-direct": the same nodes with --io-uring off (one send(2) per listener), for an A/B in one run.
-            if side == DIRECT:
-                os.environ["JANSAMVAD_IO_URING"] = "off"
+            # "jansamvad-uring" / "jansamvad-direct": the same nodes with --io-uring on / off, for an A/B in one run.
+            if side in (URING, DIRECT):
+                os.environ["JANSAMVAD_IO_URING"] = "on" if side == URING else "off"
             try:
                 runs.append({**await run(opts, url, w), "side": side, "pileup_before": pileup})
             finally:
@@ -373,8 +374,8 @@ async def measure(
     if "jansamvad" in summary and "picows" in summary:
         result["picows_over_jansamvad"] = _ratios(summary["jansamvad"], summary["picows"])
         result["picows_over_jansamvad_drift"] = _drift_ratios(runs, "jansamvad", "picows")
-    if "jansamvad" in summary and DIRECT in summary:  # direct ÷ io_uring: above 1, the ring is ahead
-        result["direct_over_uring_drift"] = _drift_ratios(runs, "jansamvad", DIRECT)
+    if URING in summary and DIRECT in summary:  # direct ÷ io_uring: above 1, the ring is ahead
+        result["direct_over_uring_drift"] = _drift_ratios(runs, URING, DIRECT)
     return result
 
 
