@@ -1,11 +1,14 @@
 """Direct sends (issue 19 item 4, direct_send.py): the fan-out sends on a listener's socket while its transport holds
 nothing; a partial send or EAGAIN hands the rest to the transport, and everything after it goes through the transport
 until it drained, so frames keep their order; the slow-consumer cap and its 4009 still hold; the socket object never
-closes the transport's file descriptor."""
+closes the transport's file descriptor. The node tests run with the sends batched through io_uring
+(`--io-uring on`, uring_send.py) and with one send(2) each (`off`, the fallback)."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from typing import Any
 
 import msgpack
@@ -15,11 +18,32 @@ from jansamvad.connection import ConnState, WsConnection
 from jansamvad.hub import Hub
 from jansamvad.protocol.codes import CloseCode
 from jansamvad.server import RunningServer
+from jansamvad.uring_send import open_sender
 from tests.helpers import RawClient, joined, make_hall
 from tests.test_fanout import frames, settle, started
 from tests.test_fanout_fast_path import FastRecorder, connection_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
+
+
+@pytest.fixture(params=["on", "off"])
+def io_uring(request: pytest.FixtureRequest) -> str:
+    if request.param == "on":
+        ring = open_sender("auto")
+        if ring is None:
+            pytest.skip("io_uring is not available on this machine (uring_send.py falls back to direct sends)")
+        ring.close()
+    return request.param  # type: ignore[no-any-return]
+
+
+def sends_went(server: RunningServer, io_uring: str) -> None:
+    """The broadcasts took the path asked for: batches through the ring, or no ring at all."""
+    sender = server.node.fanout.sender
+    if io_uring == "on":
+        assert sender is not None and sender.usable and sender.sends > 0
+    else:
+        assert sender is None
+
 
 SPEECHES = 30
 TEXT = "सबको पहुँचना चाहिए।" * 50  # ~2.9 KB of UTF-8 per speech: 30 of them overflow 2 x 4 KiB of kernel buffers
@@ -50,8 +74,12 @@ async def speeches_read(client: RawClient, count: int) -> list[dict[str, Any]]:
     return got
 
 
-async def test_fanout_direct_send_partial_send_hands_the_rest_to_the_transport_in_order(make_server: Any) -> None:
-    server = await make_server(send_buffer_bytes=4096, staff_msgs_per_s=10_000.0, staff_msg_burst=10_000)
+async def test_fanout_direct_send_partial_send_hands_the_rest_to_the_transport_in_order(
+    make_server: Any, io_uring: str
+) -> None:
+    server = await make_server(
+        send_buffer_bytes=4096, staff_msgs_per_s=10_000.0, staff_msg_burst=10_000, io_uring=io_uring
+    )
     hall = await make_hall(server)
     leader = await joined(server, hall.leader)
     await leader.request({"t": "go_live"})
@@ -79,11 +107,16 @@ async def test_fanout_direct_send_partial_send_hands_the_rest_to_the_transport_i
     ack = await leader.request({"t": "speech", "text": "फिर से सीधे"})
     (after,) = await speeches_read(client, 1)
     assert after["seq"] == ack["seq"]
+    sends_went(server, io_uring)
 
 
-async def test_fanout_direct_send_stalled_reader_still_gets_4009(make_server: Any) -> None:
+async def test_fanout_direct_send_stalled_reader_still_gets_4009(make_server: Any, io_uring: str) -> None:
     server = await make_server(
-        send_buffer_bytes=4096, max_buffered_bytes=16 * 1024, staff_msgs_per_s=10_000.0, staff_msg_burst=10_000
+        send_buffer_bytes=4096,
+        max_buffered_bytes=16 * 1024,
+        staff_msgs_per_s=10_000.0,
+        staff_msg_burst=10_000,
+        io_uring=io_uring,
     )
     hall = await make_hall(server)
     leader = await joined(server, hall.leader)
@@ -99,6 +132,7 @@ async def test_fanout_direct_send_stalled_reader_still_gets_4009(make_server: An
     assert server.node.slow_consumer_drops == 1
     client.writer.transport.resume_reading()  # type: ignore[attr-defined]
     assert await client.close_code() == CloseCode.SLOW_CONSUMER
+    sends_went(server, io_uring)
 
 
 async def test_fanout_direct_send_socket_is_detached_when_the_connection_is_lost(make_server: Any) -> None:
@@ -145,3 +179,40 @@ async def test_fanout_direct_send_rest_of_a_partial_send_and_later_ticks_keep_th
     assert [sent for _, sent in partial.rests] == [5] and [sent for _, sent in again.rests] == [0]
     assert whole.rests == []
     await fanout.stop()
+
+
+async def test_fanout_direct_send_listeners_gone_mid_fanout_spare_the_rest(make_server: Any, io_uring: str) -> None:
+    # Three writes per slice: every batch holds listeners whose peer has gone (reset) next to ones still reading.
+    server = await make_server(writes_per_yield=3, staff_msgs_per_s=10_000.0, staff_msg_burst=10_000, io_uring=io_uring)
+    hall = await make_hall(server)
+    leader = await joined(server, hall.leader)
+    await leader.request({"t": "go_live"})
+    stay, gone = [], []
+    for i in range(6):  # joined alternately: the room's members interleave
+        stay.append(await joined(server, hall.citizen_token(sub=f"c-stay-{i}")))
+        raw = await RawClient.open(server)
+        raw.send_message({"t": "hello", "token": hall.citizen_token(sub=f"c-gone-{i}")})
+        gone.append(raw)
+    async with asyncio.timeout(5):
+        while not all(
+            server.node.hub.users.get(f"c-gone-{i}") and connection_of(server, f"c-gone-{i}").paused is None
+            for i in range(6)
+        ):
+            await asyncio.sleep(0.02)
+    first = await leader.request({"t": "speech", "text": "सब सुन रहे हैं"})
+    for raw in gone:  # RST, and the leader speaks before the node has read it: sends to a dead peer, mid-batch
+        raw.writer.transport.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+        )
+        raw.writer.transport.abort()
+    acks = [first] + [await leader.request({"t": "speech", "text": f"{i} बाकी के लिए"}) for i in range(5)]
+    for session in stay:
+        got = [await session.recv_until(lambda m: m.get("t") == "speech") for _ in acks]
+        assert [m["seq"] for m in got] == [ack["seq"] for ack in acks]  # every speech, once, in order
+    async with asyncio.timeout(5):
+        while any(server.node.hub.users.get(f"c-gone-{i}") for i in range(6)):
+            await asyncio.sleep(0.02)  # the node found every reset peer and let it go
+    ack = await leader.request({"t": "speech", "text": "अंत"})
+    for session in stay:
+        assert (await session.recv_until(lambda m: m.get("t") == "speech"))["seq"] == ack["seq"]
+    sends_went(server, io_uring)

@@ -65,6 +65,7 @@ def _cases(tmp_path: Path) -> Iterator[tuple[str, Any, Any]]:
         "jwt_algorithm": ("RS256", "RS256"),
         "log_level": ("warning", "warning"),
         "ack_durability": ("replica", "replica"),
+        "io_uring": ("auto", "auto"),
         "trusted_proxies": ("10.0.0.0/8", ("10.0.0.0/8",)),
         "allowed_origins": ("https://a.example.org", ("https://a.example.org",)),
         "jwt_public_key": (str(public_key), public_key.read_text()),

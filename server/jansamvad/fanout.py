@@ -35,6 +35,7 @@ from jansamvad.feeds import COALESCE_S, ENCODINGS, FEED_COUNT, LIGHT_AGGREGATES_
 from jansamvad.hub import Event, Listener, Room, Session
 from jansamvad.protocol.codec import frame_message
 from jansamvad.targeting import Targeted, filler
+from jansamvad.uring_send import UringSender
 
 # Aggregates sent as "latest value per tick"; map-valued fields are merged key by key.
 CONFLATED = frozenset({"viewers", "votes", "reactions", "poll_counts"})
@@ -70,6 +71,8 @@ class Fanout:
         self._scheduled = False
         self._last_flush = float("-inf")  # loop time the last flush started (the leading edge, _schedule)
         self._task: asyncio.Task[None] | None = None
+        # io_uring for the direct sends of a one-feed room (uring_send.py, `--io-uring`); None: one send(2) each.
+        self.sender: UringSender | None = None
         self.frames_built = 0  # frames encoded (per format), for tests and metrics
         # The same, by wire format ("msgpack", "json"): a room whose listeners all speak one never encodes the other.
         self.frames_by_format: Counter[str] = Counter()
@@ -89,6 +92,9 @@ class Fanout:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        if self.sender is not None:
+            self.sender.close()
+            self.sender = None
 
     def enqueue(
         self,
@@ -316,7 +322,16 @@ class Fanout:
                 chunk = members[start : start + self._writes_per_yield - writes]
                 start += len(chunk)
                 missed = 0
-                if only:
+                sender = self.sender
+                if only and sender is not None and sender.usable:
+                    ready = []  # the members a send can go to: all of the batch into one submit
+                    for member in chunk:
+                        if member.fast_write is None:
+                            missed += _write_slow(member, blobs[member.feed])  # type: ignore[arg-type]  # in use
+                        else:
+                            ready.append(member)
+                    sender.send(ready, only)  # type: ignore[arg-type]  # a fast write implies a socket (connection.py)
+                elif only:
                     for member in chunk:
                         send = member.fast_write
                         if send is None:

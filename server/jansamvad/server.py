@@ -40,6 +40,7 @@ from jansamvad.rollup.redis import RedisRollup
 from jansamvad.settings import Settings, SettingsError
 from jansamvad.store.memory import MemoryStore
 from jansamvad.store.redis import RedisStore
+from jansamvad.uring_send import open_sender
 
 log = logging.getLogger("jansamvad.server")
 
@@ -227,6 +228,7 @@ async def start_server(
     if node is None and settings.redis_url:
         await check_redis(settings.redis_url)
     node = node or build_node(settings)
+    node.fanout.sender = node.fanout.sender or open_sender(settings.io_uring)  # decided once, logged (uring_send.py)
     sock = sock or bind_socket(settings.host, settings.port)
     # Every WebSocket upgrade is handed to our protocol, never to ASGI.
     server = _NodeServer(_config(create_app(node), settings, ws=node.protocol_class(), lifespan="on"))

@@ -285,6 +285,14 @@ class Settings:
         max=64 * 1024 * 1024,
     )
     writes_per_yield: int = setting(1000, "A big fan-out yields to the loop after this many writes.", FANOUT, min=1)
+    io_uring: str = setting(
+        "off",
+        "Fan-out sends through io_uring, a batch per system call (uring_send.py): off = one send(2) per listener "
+        "(no gain measured end to end, docs/benchmarks.md), auto = when the kernel allows it, on = refuse to start "
+        "without it.",
+        FANOUT,
+        choices=("auto", "on", "off"),
+    )
     history_size: int = setting(1000, "Events per town hall kept for resume.", FANOUT, min=10)
     snapshot_speech: int = setting(50, "Recent speech events in a snapshot.", FANOUT, min=0)
     presence_interval_s: float = setting(

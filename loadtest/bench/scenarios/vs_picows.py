@@ -331,6 +331,10 @@ def _ratios(jansamvad: dict[str, float | None], picows: dict[str, float | None])
     return {key: round(p / j, 3) if (p := picows[key]) and (j := jansamvad[key]) else None for key in jansamvad}
 
 
+# Sides of an io_uring A/B: JanSamvad with --io-uring on / off (--order jansamvad-uring,jansamvad-direct,...).
+URING, DIRECT = "jansamvad-uring", "jansamvad-direct"
+
+
 def abba(repeats: int) -> tuple[str, ...]:
     """JanSamvad, picows, picows, JanSamvad, ...: a drift of the machine's load during the run hits both sides."""
     pair = ("jansamvad", "picows")
@@ -348,9 +352,15 @@ async def measure(
     load_before = loadavg()
     async with redis_server(opts.reports_dir / "redis-vs-picows") as url:
         for side in order:
-            run = _jansamvad if side == "jansamvad" else _picows
+            run = _picows if side == "picows" else _jansamvad
             pileup = drift.pileup()
-            runs.append({**await run(opts, url, w), "pileup_before": pileup})
+            # "jansamvad-uring" / "jansamvad-direct": the same nodes with --io-uring on / off, for an A/B in one run.
+            if side in (URING, DIRECT):
+                os.environ["JANSAMVAD_IO_URING"] = "on" if side == URING else "off"
+            try:
+                runs.append({**await run(opts, url, w), "side": side, "pileup_before": pileup})
+            finally:
+                os.environ.pop("JANSAMVAD_IO_URING", None)
     summary = {side: _summary([r for r in runs if r["side"] == side]) for side in dict.fromkeys(order)}
     result: dict[str, Any] = {
         "scenario": "picows",
@@ -363,11 +373,17 @@ async def measure(
     }
     if "jansamvad" in summary and "picows" in summary:
         result["picows_over_jansamvad"] = _ratios(summary["jansamvad"], summary["picows"])
-        sides = [r["side"] for r in runs]
-        result["picows_over_jansamvad_drift"] = {
-            key: drift.ratios([get(r) for r in runs], sides, "jansamvad", "picows") for key, get in _FIGURES.items()
-        }
+        result["picows_over_jansamvad_drift"] = _drift_ratios(runs, "jansamvad", "picows")
+    if URING in summary and DIRECT in summary:  # direct ÷ io_uring: above 1, the ring is ahead
+        result["direct_over_uring_drift"] = _drift_ratios(runs, URING, DIRECT)
     return result
+
+
+def _drift_ratios(runs: list[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
+    """b ÷ a per figure over the runs of these two sides (in their order), with a linear drift taken out."""
+    pair = [r for r in runs if r["side"] in (a, b)]
+    sides = [r["side"] for r in pair]
+    return {key: drift.ratios([get(r) for r in pair], sides, a, b) for key, get in _FIGURES.items()}
 
 
 _FIGURES = {  # the figures compared with the drift taken out (drift.py)
@@ -395,9 +411,7 @@ def markdown(result: dict[str, Any]) -> str:
     for r in result["runs"]:
         c, lat = r["cpu"], r["latency"]
         side = r["side"]
-        label = (
-            side if side == "jansamvad" else f"picows ({r['write']} write, read buffer {r['read_buffer_init_size']})"
-        )
+        label = side if side != "picows" else f"picows ({r['write']} write, read buffer {r['read_buffer_init_size']})"
         lines.append(
             f"| {label} | {r['n']:,} | {r['check']['delivered']:,} / {r['check']['expected']:,} | "
             f"{c.get('us_per_delivery')} ({c.get('us_per_delivery_net_of_idle')}) | "
@@ -418,6 +432,8 @@ def markdown(result: dict[str, Any]) -> str:
         ]
     for key, r in result.get("picows_over_jansamvad_drift", {}).items():
         lines.append(f"{key}: means {r['mean']}, drift taken out {r['drift_fit']} (drift {r['slope_per_run']} per run)")
+    for key, r in result.get("direct_over_uring_drift", {}).items():
+        lines.append(f"direct ÷ io_uring, {key}: means {r['mean']}, drift taken out {r['drift_fit']}")
     return "\n".join(lines)
 
 
