@@ -29,7 +29,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml $(LOCK_DEV)
 	$(BIN)/python -m pip check
 	touch $@
 
-## lock: re-resolve requirements/run.txt (the node, the image) and requirements/dev.txt (+ dev, loadtest, infra:
+## lock: re-resolve requirements/run.txt (the node, the image) and requirements/dev.txt (+ dev, loadtest, infra, uring:
 ## what CI installs) from pyproject.toml's ranges, for every platform and Python >= 3.11 (uv pip compile --universal);
 ## run it after changing a dependency, or to take newer releases (LOCK_ARGS=--upgrade), and commit both files
 UV_VERSION := 0.13.9
@@ -40,7 +40,7 @@ UV_COMPILE  = $(VENV)/.uv/bin/uv pip compile --quiet --universal --python-versio
 lock:
 	test -x $(VENV)/.uv/bin/uv || { $(PYTHON) -m venv $(VENV)/.uv && $(VENV)/.uv/bin/python -m pip install --quiet uv==$(UV_VERSION); }
 	$(UV_COMPILE) pyproject.toml -o $(LOCK_RUN)
-	$(UV_COMPILE) --extra dev --extra loadtest --extra infra --constraint $(LOCK_RUN) pyproject.toml -o $(LOCK_DEV)
+	$(UV_COMPILE) --extra dev --extra loadtest --extra infra --extra uring --constraint $(LOCK_RUN) pyproject.toml -o $(LOCK_DEV)
 
 ## run: install and start one node on the embedded default (no Redis) with a demo town hall; prints three links
 run: $(VENV)/.installed

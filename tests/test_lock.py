@@ -14,7 +14,7 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[1]
 RUN_LOCK = ROOT / "requirements" / "run.txt"
 DEV_LOCK = ROOT / "requirements" / "dev.txt"
-CI_EXTRAS = ("dev", "loadtest", "infra")  # what .venv/.installed-dev installs and CI runs with
+CI_EXTRAS = ("dev", "loadtest", "infra", "uring")  # what .venv/.installed-dev installs and CI runs with
 
 
 def pins(lock: Path) -> dict[str, str]:
