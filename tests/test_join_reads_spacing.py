@@ -28,6 +28,7 @@ async def test_join_reads_batches_of_a_key_start_at_least_the_spacing_apart() ->
 
     batched: Batched[str, int, int] = Batched(read, WINDOW_S)
     waiters = []
+    began = loop.time()
     for item in range(150):  # a join every 2 ms for 0.3 s
         waiters.append(asyncio.ensure_future(batched.get("th", item)))
         await asyncio.sleep(0.002)
@@ -35,7 +36,8 @@ async def test_join_reads_batches_of_a_key_start_at_least_the_spacing_apart() ->
 
     gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
     assert min(gaps) >= BATCH_SPACING_S * 0.9, gaps  # call_later may fire a hair early on some loops
-    assert batched.reads == len(starts) <= 0.3 / BATCH_SPACING_S + 2
+    # A loaded machine stretches the 0.3 s: the bound follows the time the joins really took.
+    assert batched.reads == len(starts) <= (loop.time() - began) / BATCH_SPACING_S + 2
     assert sum(sizes) == 150
 
 
