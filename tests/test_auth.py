@@ -194,3 +194,43 @@ def test_auth_fast_hs256_refuses_standard_base64_spellings_of_the_signature() ->
         other = f"{head}.{signature.replace(url, std, 1)}"
         assert _fast_accepts(good) is not None
         assert _fast_accepts(other) is None and _pyjwt_accepts(other) is None
+
+
+_WARM = TokenService(SECRET)  # has verified the usual header once: the later tokens take the known-header path
+_WARM._decode_hs256(_signed({"alg": "HS256", "typ": "JWT"}, _good_payload))
+
+
+@settings(max_examples=400, deadline=None)
+@given(cut=st.integers(0, 400), insert=st.text(alphabet="A_-+/=.é\x00 ", max_size=3), drop=st.integers(0, 3))
+def test_auth_fast_hs256_with_a_known_header_agrees_with_pyjwt_on_mangled_tokens(
+    cut: int, insert: str, drop: int
+) -> None:
+    good = _signed({"alg": "HS256", "typ": "JWT"}, {**_good_payload, "name": str(cut)})
+    cut %= len(good) + 1
+    token = good[:cut] + insert + good[cut + drop :]
+    try:
+        fast: dict[str, Any] | None = _WARM._decode_hs256(token)
+    except InvalidToken:
+        fast = None
+    assert fast == _pyjwt_accepts(token), token
+    with pytest.raises(InvalidToken):  # a header never seen is still checked in full: alg none is refused
+        _WARM._decode_hs256(_signed({"alg": "none", "typ": "JWT"}, _good_payload))
+
+
+def test_auth_fast_hs256_decodes_a_header_it_checked_before_only_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import jansamvad.auth as auth
+
+    decoded: list[str] = []
+    real = auth._b64decode
+
+    def counting(part: str) -> bytes:
+        decoded.append(part)
+        return real(part)
+
+    monkeypatch.setattr(auth, "_b64decode", counting)
+    service = TokenService(SECRET)
+    first, second = (service.issue(sub=f"c-{n}", role=Role.CITIZEN, th="abc", ttl_s=60)[0] for n in (1, 2))
+    assert service.verify(first).sub == "c-1" and service.verify(second).sub == "c-2"
+    header = first.partition(".")[0]
+    assert decoded.count(header) == 1  # the second token's header (the same segment) is not decoded again
+    assert len(decoded) == 5

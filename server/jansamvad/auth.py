@@ -86,6 +86,9 @@ class TokenService:
         # reconnect storm is mostly that). Keyed by the whole token, not its signature, so that a token whose header
         # or payload was changed is never answered from here. Expiry is still checked on every use.
         self._verified: OrderedDict[str, Claims] = OrderedDict()
+        # The header segment of the last token whose header passed the checks below: every token this service
+        # issues has the same one, so a join decodes and checks only the payload (~3 µs less per new token).
+        self._good_header = ""
 
     @property
     def can_issue(self) -> bool:
@@ -169,8 +172,10 @@ class TokenService:
         parts = token.split(".")
         if len(parts) != 3:
             raise InvalidToken("invalid token: DecodeError")
+        known_header = parts[0] == self._good_header  # decoded and checked before: the same bytes pass the same way
         try:
-            header_raw, payload_raw, signature = (_b64decode(part) for part in parts)
+            header_raw = b"" if known_header else _b64decode(parts[0])
+            payload_raw, signature = _b64decode(parts[1]), _b64decode(parts[2])
             signing_input = f"{parts[0]}.{parts[1]}".encode("ascii")
         except (binascii.Error, UnicodeEncodeError, ValueError):
             raise InvalidToken("invalid token: DecodeError") from None
@@ -178,12 +183,14 @@ class TokenService:
         if not hmac.compare_digest(signature, expected):
             raise InvalidToken("invalid token: InvalidSignatureError")
         try:
-            header = json.loads(header_raw)
+            header = None if known_header else json.loads(header_raw)
             payload = json.loads(payload_raw)
         except ValueError:
             raise InvalidToken("invalid token: DecodeError") from None
-        if not isinstance(header, dict) or header.get("alg") != "HS256" or "crit" in header:
-            raise InvalidToken("invalid token: InvalidAlgorithmError")
+        if not known_header:
+            if not isinstance(header, dict) or header.get("alg") != "HS256" or "crit" in header:
+                raise InvalidToken("invalid token: InvalidAlgorithmError")
+            self._good_header = parts[0]
         if not isinstance(payload, dict):
             raise InvalidToken("invalid token: DecodeError")
         if any(payload.get(claim) is None for claim in REQUIRED_CLAIMS):  # PyJWT: a null claim is a missing one
