@@ -31,6 +31,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ from . import procstat
 from .million_probe import tree
 from .profile import PySpy, summarize
 from .sockets import connect_from
-from .storm_client import LeanStormClient
+from .storm_client import EARLY_CLOSES, LATE_CLOSES, LeanStormClient
 
 PROBE_TIMEOUT_S = 5.0
 
@@ -266,6 +267,13 @@ def _no_errors(answers: list[Any]) -> list[Any]:
     return answers
 
 
+def _summed(counts: Any) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for count in counts:
+        total.update(count)
+    return dict(total)
+
+
 def _cpu_s(pids: list[int]) -> float:
     total = 0.0
     for pid in pids:
@@ -298,6 +306,7 @@ async def _serve_commands(pipe: Connection, port: int, tokens: list[str], proc: 
                         client.drop()
                 before = [sum(c.rejected for c in clients), sum(c.refused for c in clients)]
                 before.append(sum(c.closed_early for c in clients))
+                closes_before = Counter(EARLY_CLOSES)
                 started = time.monotonic()
                 back: list[float] = []
 
@@ -313,15 +322,22 @@ async def _serve_commands(pipe: Connection, port: int, tokens: list[str], proc: 
                         "rejected": sum(c.rejected for c in clients) - before[0],
                         "refused": sum(c.refused for c in clients) - before[1],
                         "closed_early": sum(c.closed_early for c in clients) - before[2],
+                        "early_closes": dict(EARLY_CLOSES - closes_before),
                         "most_503_one_client": max(c.rejected for c in clients),
                         "most_retry_after_s": max(c.most_retry_after for c in clients),
                         "recovered": sum(1 for c in clients if c.recovered),
                     }
                 )
             elif command == "wait_seq":
-                async with asyncio.timeout(60):
-                    while not all(c.last_seq == arg for c in clients):
-                        await asyncio.sleep(0.05)
+                try:
+                    async with asyncio.timeout(60):
+                        while not all(c.last_seq == arg for c in clients):
+                            await asyncio.sleep(0.05)
+                except TimeoutError:  # say who is behind and why, instead of leaving the orchestrator on the pipe
+                    behind = [c.last_seq for c in clients if c.last_seq != arg]
+                    why = f"closed after welcome: {dict(LATE_CLOSES)}"
+                    pipe.send({"error": f"{len(behind)} not at seq {arg} in 60 s (e.g. at {behind[:5]}); {why}"})
+                    continue
                 pipe.send(True)
             elif command == "verify":
                 wrong = [c.seqs + c.problems for c in clients if c.seqs != arg or c.problems]
@@ -458,6 +474,8 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
                 "most_retry_after_s": max(p["most_retry_after_s"] for p in first + storm),
                 "refused_connects": sum(p["refused"] for p in storm),
                 "closed_before_welcome": sum(p["closed_early"] for p in first + storm),
+                # By close code, lean client only ("none": lost without a close frame): first connect, storm.
+                "early_closes": [_summed(p["early_closes"] for p in part) for part in (first, storm)],
                 "recovered": sum(p["recovered"] for p in storm),
                 "lost_or_duplicated": sum(v["wrong"] for v in verified),
                 "healthz_probes": health_probe.count,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 from typing import Any, cast
 
 import msgpack
@@ -34,6 +35,10 @@ _unpackb = msgpack.unpackb
 
 # How a try ended (the result of its future).
 JOINED, REFUSED, CLOSED_EARLY = "joined", "refused", "closed_early"
+# This process's tries closed after the 101 before `welcome`, by close code ("none": no close frame): which timeout
+# of the node (4008 hello, 1013 join) a storm ran into.
+EARLY_CLOSES: Counter[str] = Counter()
+LATE_CLOSES: Counter[str] = Counter()  # the same after `welcome` (not the bench's own drops): why one fell behind
 
 
 class _Try(asyncio.Protocol):
@@ -133,6 +138,7 @@ class _Try(asyncio.Protocol):
             elif opcode == wire.OP_PING:
                 self.transport.write(wire.client_frame(wire.OP_PONG, payload))  # type: ignore[union-attr]
             elif opcode == wire.OP_CLOSE:
+                (EARLY_CLOSES if self.waiter is not None else LATE_CLOSES)[str(wire.close_code(payload))] += 1
                 self._end(CLOSED_EARLY)  # after welcome nobody waits: the bench's next storm reconnects it
                 return
             else:
@@ -148,7 +154,11 @@ class _Try(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        if self.waiter is None and self.client is not None:  # joined, and gone without a close frame
+            LATE_CLOSES["none"] += 1
         if self.waiter is not None:  # lost before welcome: before the 101 a refused connect, after it a close
+            if self.upgraded:
+                EARLY_CLOSES["none"] += 1
             self._end(CLOSED_EARLY if self.upgraded else REFUSED)
 
     def drop(self) -> None:
