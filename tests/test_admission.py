@@ -5,7 +5,6 @@ can do without a valid token bounded."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from typing import Any, cast
 
@@ -42,7 +41,6 @@ class Conn:
         self.ip, self.staff_lane = ip, False
         self.client: Any = None
         self.state = ConnState.OPEN
-        self.opened_at = time.monotonic()  # the upgrade's time on the loop's clock (join_door.py reads it)
 
 
 class Claims:

@@ -137,7 +137,6 @@ async def test_gateway_door_shuts_while_the_oldest_join_in_flight_is_late_and_op
     slow, fresh = Conn(), Conn()
     for conn in (slow, fresh):
         assert admit(gw, conn) is None
-        conn.opened_at = clock[0]
         gw.connection_opened(cast(WsConnection, conn))
         _hello_read(conn)
     clock[0] += 4.9  # within half the join timeout: on time
@@ -160,7 +159,6 @@ async def test_gateway_door_passes_over_a_socket_that_never_says_hello() -> None
     silent, working = Conn(), Conn()
     for conn in (silent, working):
         assert admit(gw, conn) is None
-        conn.opened_at = clock[0]
         gw.connection_opened(cast(WsConnection, conn))
         clock[0] += 1.0
     _hello_read(working)

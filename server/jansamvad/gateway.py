@@ -163,7 +163,7 @@ class Gateway:
         if not conn.staff_lane:
             self.unjoined[conn.ip] += 1
             self.joining.add(conn)
-            self.join_ages.upgraded(conn)
+            self.join_ages.upgraded(conn, self._now())
         conn.client = self._host.open_session(conn)
 
     def session_joined(self, conn: WsConnection) -> None:

@@ -16,8 +16,8 @@ hello is the client's delay, bounded by `hello_timeout` and `max_unjoined_per_ip
 for everyone. Such a one is passed over for good once it is late.
 
 Cost: one deque append per upgrade, and per admission, welcome and close a look at the front (amortized O(1): each
-connection leaves the deque once). The upgrade's time is the keepalive wheel's coarse clock (`opened_at`, 1 s
-turns), read against loop time: an age errs up to a turn on the late side.
+connection leaves the deque once). The upgrade's time is the loop's, taken here: not the connection's `opened_at`,
+which is the keepalive wheel's coarse clock, and a starved worker's wheel turns late, so its ages would run ahead.
 """
 
 from __future__ import annotations
@@ -39,29 +39,29 @@ class JoinAges:
 
     def __init__(self, join_timeout_s: float) -> None:
         self.late_s = LATE_FRACTION * join_timeout_s
-        self._upgraded: deque[WsConnection] = deque()
+        self._upgraded: deque[tuple[float, WsConnection]] = deque()  # (loop time of the upgrade, connection)
 
     def __len__(self) -> int:
         return len(self._upgraded)
 
-    def upgraded(self, conn: WsConnection) -> None:
-        """A citizen's upgrade was accepted: its join is in flight until its welcome or its close."""
-        self._upgraded.append(conn)
+    def upgraded(self, conn: WsConnection, now: float) -> None:
+        """A citizen's upgrade was accepted at `now`: its join is in flight until its welcome or its close."""
+        self._upgraded.append((now, conn))
 
     def prune(self, joining: Container[WsConnection]) -> None:
         """Let go of the joins at the front that are over (welcomed or closed): a storm's dropped connections are
         not held here until the next upgrade."""
         upgraded = self._upgraded
-        while upgraded and upgraded[0] not in joining:
+        while upgraded and upgraded[0][1] not in joining:
             upgraded.popleft()
 
     def late(self, now: float, joining: Container[WsConnection]) -> bool:
         """Whether the oldest join still in flight (in `joining`) whose hello was read is older than late_s."""
         upgraded = self._upgraded
         while upgraded:
-            conn = upgraded[0]
+            at, conn = upgraded[0]
             if conn in joining:
-                if now - conn.opened_at <= self.late_s:
+                if now - at <= self.late_s:
                     return False  # the oldest is on time, so is every younger one
                 session = conn.client
                 if session is not None and (session.inbox is not None or session.claims is not None):
