@@ -119,3 +119,51 @@ async def test_gateway_keepalive_turn_pings_idle_and_closes_silent_hellos() -> N
     assert no_hello.closed is CloseCode.HELLO_TIMEOUT and not no_hello.frames
     turn(gw, 45.0)  # silent for ping_interval + ping_timeout
     assert idle.closed is CloseCode.INTERNAL_ERROR and idle.aborted
+
+
+def _hello_read(conn: Conn) -> None:
+    conn.client = type(
+        "Joining", (), {"claims": None, "inbox": [], "limited_answers": 0, "on_closed": lambda _: None}
+    )()
+
+
+async def test_gateway_door_shuts_while_the_oldest_join_in_flight_is_late_and_opens_when_it_ends() -> None:
+    """join_door.py: a worker whose oldest join (hello read, no welcome yet) was upgraded more than half of
+    join_timeout ago turns new upgrades away with 503 `joining_late`, far below max_joining; the door opens again as
+    soon as that join is welcomed, whatever the join rate."""
+    gw, rejected = gateway(join_timeout_s=10.0, max_joining=2000)
+    clock = [gw.clock]
+    gw._now = lambda: clock[0]  # type: ignore[method-assign]
+    slow, fresh = Conn(), Conn()
+    for conn in (slow, fresh):
+        assert admit(gw, conn) is None
+        gw.connection_opened(cast(WsConnection, conn))
+        _hello_read(conn)
+    clock[0] += 4.9  # within half the join timeout: on time
+    assert admit(gw, Conn()) is None
+    clock[0] += 0.2
+    assert admit(gw, Conn()) == 1 and rejected == {"joining_late": 1}  # Retry-After: join_backlog's
+    gw.session_joined(cast(WsConnection, fresh))  # a younger join's welcome does not open it
+    assert admit(gw, Conn()) == 1 and rejected == {"joining_late": 2}
+    gw.session_joined(cast(WsConnection, slow))
+    assert admit(gw, Conn()) is None
+    assert len(gw.join_ages) == 0  # nothing of the finished joins is held
+
+
+async def test_gateway_door_passes_over_a_socket_that_never_says_hello() -> None:
+    """An upgrade that sends no hello is the client's delay (hello_timeout bounds it): it does not shut the door for
+    everyone; a late join behind it whose hello was read does. A join closed before its welcome opens it."""
+    gw, rejected = gateway(join_timeout_s=10.0)
+    clock = [gw.clock]
+    gw._now = lambda: clock[0]  # type: ignore[method-assign]
+    silent, working = Conn(), Conn()
+    for conn in (silent, working):
+        assert admit(gw, conn) is None
+        gw.connection_opened(cast(WsConnection, conn))
+        clock[0] += 1.0
+    _hello_read(working)
+    clock[0] += 4.5  # silent is 6.5 s old, working 5.5 s
+    assert admit(gw, Conn()) == 1 and rejected == {"joining_late": 1}
+    gw.connection_lost(cast(WsConnection, working))  # closed (1013) before its welcome
+    assert admit(gw, Conn()) is None  # silent alone does not shut it
+    assert len(gw.join_ages) == 0

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable
 
 import pytest
 from loadtest.bench.storm import Leader
+from loadtest.bench.storm_client import LeanStormClient
 
 from jansamvad.server import RunningServer
 from tests import helpers
@@ -42,3 +44,68 @@ async def test_storm_leader_survives_a_long_connect_without_speaking(
         assert reply["t"] == "ack"
     finally:
         await leader.close()
+
+
+@pytest.mark.timeout(60)
+async def test_storm_lean_client_honours_retry_after_and_resumes_every_seq_once(
+    make_server: Callable[..., Awaitable[RunningServer]],
+) -> None:
+    """The bench's lean client (storm_client.py) against a real node: 30 at once over a handshake budget of 10 are told
+    503 + Retry-After and come back; after a drop they resume with `last_seq` and hold exactly the spoken seqs."""
+    server = await make_server(handshakes_per_second=10)
+    hall = await make_hall(server)
+    leader = await Leader.join(server.base_url, hall.leader)
+    rng = random.Random(3)
+    clients = [LeanStormClient(server.port, hall.citizen_token(sub=f"c-{i}"), rng) for i in range(30)]
+    try:
+        await leader.request({"t": "go_live"})
+
+        async def all_back() -> None:
+            async with asyncio.timeout(20):
+                await asyncio.gather(*(c.connect() for c in clients))
+
+        async def all_have(seq: int) -> None:
+            async with asyncio.timeout(10):
+                while not all(c.last_seq == seq for c in clients):
+                    await asyncio.sleep(0.05)
+
+        await all_back()
+        assert sum(c.rejected for c in clients) >= 20 and max(c.most_retry_after for c in clients) >= 1
+        spoken = [(await leader.request({"t": "speech", "text": f"पहले {i}"}))["seq"] for i in range(2)]
+        await all_have(spoken[-1])
+        for c in clients:
+            c.drop()
+        missed = [(await leader.request({"t": "speech", "text": f"बीच में {i}"}))["seq"] for i in range(2)]
+        await all_back()
+        await all_have(missed[-1])
+        assert all(c.recovered is True for c in clients)
+        assert all(c.seqs == spoken + missed and not c.problems for c in clients)
+    finally:
+        await asyncio.gather(*(c.stop() for c in clients))
+        await leader.close()
+
+
+@pytest.mark.timeout(10)
+async def test_storm_lean_client_fails_on_a_503_without_retry_after() -> None:
+    """docs/protocol.md: every 503 of the handshake says when to come back; a node that does not is a failure of the
+    bench, not something to retry for ever."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+            await reader.read()  # until the client hangs up
+        finally:
+            writer.close()
+
+    listener = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    client = LeanStormClient(port, "token", random.Random(1))
+    try:
+        with pytest.raises(AssertionError, match="without a Retry-After"):
+            await asyncio.wait_for(client.connect(), 5)
+        assert client.problems and client.rejected == 0
+    finally:
+        listener.close()
+        await listener.wait_closed()

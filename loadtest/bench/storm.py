@@ -31,6 +31,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from . import procstat
 from .million_probe import tree
 from .profile import PySpy, summarize
 from .sockets import connect_from
+from .storm_client import EARLY_CLOSES, LATE_CLOSES, LeanStormClient
 
 PROBE_TIMEOUT_S = 5.0
 
@@ -75,6 +77,7 @@ class StormClient:
         self.refused = 0  # connect errors
         self.closed_early = 0  # closed after the 101 but before welcome (1013 join timeout, 4008): reconnected
         self.recovered: bool | None = None
+        self.problems: list[str] = []  # LeanStormClient's: this one raises instead
         self.back = asyncio.Event()
 
     async def connect(self) -> None:
@@ -264,6 +267,13 @@ def _no_errors(answers: list[Any]) -> list[Any]:
     return answers
 
 
+def _summed(counts: Any) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for count in counts:
+        total.update(count)
+    return dict(total)
+
+
 def _cpu_s(pids: list[int]) -> float:
     total = 0.0
     for pid in pids:
@@ -274,14 +284,18 @@ def _cpu_s(pids: list[int]) -> float:
     return total
 
 
-async def _timed_connect(client: StormClient, started: float, back: list[float]) -> None:
+CLIENTS: dict[str, type[StormClient] | type[LeanStormClient]] = {"lean": LeanStormClient, "streams": StormClient}
+
+
+async def _timed_connect(client: StormClient | LeanStormClient, started: float, back: list[float]) -> None:
     await client.connect()
     back.append(time.monotonic() - started)
 
 
-async def _serve_commands(pipe: Connection, port: int, tokens: list[str], proc: int, seed: int) -> None:
+async def _serve_commands(pipe: Connection, port: int, tokens: list[str], proc: int, seed: int, kind: str) -> None:
     rng = random.Random(seed)
-    clients = [StormClient(port, token, rng, source_address(proc, i)) for i, token in enumerate(tokens)]
+    make = CLIENTS[kind]
+    clients = [make(port, token, rng, source_address(proc, i)) for i, token in enumerate(tokens)]
     loop = asyncio.get_running_loop()
     try:
         while True:
@@ -292,6 +306,7 @@ async def _serve_commands(pipe: Connection, port: int, tokens: list[str], proc: 
                         client.drop()
                 before = [sum(c.rejected for c in clients), sum(c.refused for c in clients)]
                 before.append(sum(c.closed_early for c in clients))
+                closes_before = Counter(EARLY_CLOSES)
                 started = time.monotonic()
                 back: list[float] = []
 
@@ -307,18 +322,25 @@ async def _serve_commands(pipe: Connection, port: int, tokens: list[str], proc: 
                         "rejected": sum(c.rejected for c in clients) - before[0],
                         "refused": sum(c.refused for c in clients) - before[1],
                         "closed_early": sum(c.closed_early for c in clients) - before[2],
+                        "early_closes": dict(EARLY_CLOSES - closes_before),
                         "most_503_one_client": max(c.rejected for c in clients),
                         "most_retry_after_s": max(c.most_retry_after for c in clients),
                         "recovered": sum(1 for c in clients if c.recovered),
                     }
                 )
             elif command == "wait_seq":
-                async with asyncio.timeout(60):
-                    while not all(c.last_seq == arg for c in clients):
-                        await asyncio.sleep(0.05)
+                try:
+                    async with asyncio.timeout(60):
+                        while not all(c.last_seq == arg for c in clients):
+                            await asyncio.sleep(0.05)
+                except TimeoutError:  # say who is behind and why, instead of leaving the orchestrator on the pipe
+                    behind = [c.last_seq for c in clients if c.last_seq != arg]
+                    why = f"closed after welcome: {dict(LATE_CLOSES)}"
+                    pipe.send({"error": f"{len(behind)} not at seq {arg} in 60 s (e.g. at {behind[:5]}); {why}"})
+                    continue
                 pipe.send(True)
             elif command == "verify":
-                wrong = [c.seqs for c in clients if c.seqs != arg]
+                wrong = [c.seqs + c.problems for c in clients if c.seqs != arg or c.problems]
                 pipe.send({"wrong": len(wrong), "example": wrong[0] if wrong else None})
             elif command == "stop":
                 break
@@ -327,10 +349,10 @@ async def _serve_commands(pipe: Connection, port: int, tokens: list[str], proc: 
         pipe.send("stopped")
 
 
-def client_process(pipe: Connection, port: int, tokens: list[str], proc: int, seed: int) -> None:
+def client_process(pipe: Connection, port: int, tokens: list[str], proc: int, seed: int, kind: str) -> None:
     import uvloop
 
-    uvloop.run(_serve_commands(pipe, port, tokens, proc, seed))
+    uvloop.run(_serve_commands(pipe, port, tokens, proc, seed, kind))
 
 
 # ------------------------------------------------------------------------------------------------------- the run
@@ -380,7 +402,9 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
         for p in range(opts.client_procs):
             mine, theirs = ctx.Pipe()
             share = citizen_tokens[p :: opts.client_procs]
-            proc = ctx.Process(target=client_process, args=(theirs, node.port, share, p, opts.seed + p), daemon=True)
+            proc = ctx.Process(
+                target=client_process, args=(theirs, node.port, share, p, opts.seed + p, opts.client), daemon=True
+            )
             proc.start()
             pipes.append(mine)
             procs.append(proc)
@@ -450,6 +474,8 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
                 "most_retry_after_s": max(p["most_retry_after_s"] for p in first + storm),
                 "refused_connects": sum(p["refused"] for p in storm),
                 "closed_before_welcome": sum(p["closed_early"] for p in first + storm),
+                # By close code, lean client only ("none": lost without a close frame): first connect, storm.
+                "early_closes": [_summed(p["early_closes"] for p in part) for part in (first, storm)],
                 "recovered": sum(p["recovered"] for p in storm),
                 "lost_or_duplicated": sum(v["wrong"] for v in verified),
                 "healthz_probes": health_probe.count,
@@ -487,6 +513,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
         "clients": opts.clients,
         "workers": opts.workers,
         "client_procs": opts.client_procs,
+        "client": opts.client,
         "handshakes_per_second_per_worker": opts.rate,
         "max_joining": opts.max_joining or "default",
         **result,
@@ -513,7 +540,7 @@ def markdown(result: dict[str, Any], argv: list[str]) -> str:
 `{" ".join(["python -m loadtest.bench.storm", *argv])}` on {os.cpu_count()} CPUs ({platform.machine()},
 Python {platform.python_version()}); one node with {r["workers"]} workers
 (`--handshakes-per-second {rate}`, `--max-joining {r["max_joining"]}` each), Valkey, and {r["client_procs"]} client
-processes on the same machine.
+processes (`--client {r.get("client", "streams")}`) on the same machine.
 
 | measure | value |
 |---|---|
@@ -544,6 +571,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-joining", type=int, help="--max-joining of each worker (default: the node's, 2000)")
     parser.add_argument("--bound-s", type=float, default=180.0, help="fail if the storm takes longer")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--client", choices=sorted(CLIENTS), default="lean", help="lean: storm_client.py; streams: StormClient"
+    )
     parser.add_argument("--markdown", help="append a report section to this file")
     parser.add_argument("--profile", help="py-spy one worker during the storm into this raw file (needs py-spy)")
     opts = parser.parse_args(argv)
