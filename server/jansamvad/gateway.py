@@ -19,7 +19,6 @@ from jansamvad.admission import NetworkBuckets, network_key
 from jansamvad.conn_state import ConnectionSession
 from jansamvad.connection import WsConnection
 from jansamvad.join_backlog import JoinBacklog
-from jansamvad.join_door import JoinAges
 from jansamvad.protocol.codes import CloseCode
 from jansamvad.settings import Settings
 from jansamvad.token_bucket import TokenBucket
@@ -63,9 +62,6 @@ class Gateway:
         # Upgraded, not yet welcomed: a storm waits at the door (503) instead of inside past join_timeout (1013).
         self.joining: set[WsConnection] = set()
         self.join_backlog = JoinBacklog()  # the Retry-After of those turned away: the queue outside / joins a second
-        self.join_ages = JoinAges(
-            settings.join_timeout_s
-        )  # shut while the oldest join in flight is late (join_door.py)
         self._ip_handshakes = NetworkBuckets(settings.ip_handshakes_per_second, settings.ip_handshake_burst)
         per_minute = settings.failed_joins_per_minute_per_ip
         self._ip_failures = NetworkBuckets(per_minute / 60.0, per_minute)
@@ -138,8 +134,6 @@ class Gateway:
             retry, reason = 2, "max_connections"
         elif len(self.joining) >= settings.max_joining:
             retry, reason = self.join_backlog.refuse(self._now()), "joining"
-        elif self.join_ages.late(self._now(), self.joining):
-            retry, reason = self.join_backlog.refuse(self._now()), "joining_late"
         elif self.per_ip[conn.ip] >= settings.max_connections_per_ip:
             retry, reason = 10, "per_ip"
         elif self.unjoined[conn.ip] >= settings.max_unjoined_per_ip:
@@ -163,13 +157,11 @@ class Gateway:
         if not conn.staff_lane:
             self.unjoined[conn.ip] += 1
             self.joining.add(conn)
-            self.join_ages.upgraded(conn, self._now())
         conn.client = self._host.open_session(conn)
 
     def session_joined(self, conn: WsConnection) -> None:
         """The session's join is done (welcome sent): it no longer counts against max_joining."""
         self.joining.discard(conn)
-        self.join_ages.prune(self.joining)
         self.join_backlog.joined(self._now())
 
     def session_joining(self, conn: WsConnection, device: str | None) -> bool:
@@ -196,9 +188,7 @@ class Gateway:
     def connection_lost(self, conn: WsConnection) -> None:
         self.connections.discard(conn)
         self.watched.discard(conn)
-        if conn in self.joining:
-            self.joining.discard(conn)
-            self.join_ages.prune(self.joining)
+        self.joining.discard(conn)
         session = conn.client
         if session is None:
             return
