@@ -12,7 +12,9 @@
    and optionally profiles node 0 with py-spy (`--profile`) for the components split of profile.py.
 
 Reports joins per node CPU-second (what one node process can take per second of its own CPU) and node CPU per
-join, with the wall-clock rate (which on a 2-core machine is bounded by the client processes too).
+join, with the wall-clock rate (which on a 2-core machine is bounded by the client processes too), and a
+machine-speed reference (`machine_ref_ms`, machine_ref.py) measured just before the joins, with node CPU per join
+divided by it (`node_cpu_per_join_ref`), to compare runs of sessions whose machine ran at different speeds.
 
     PYTHONPATH=. .venv/bin/python -m loadtest.bench.joins --clients 10000 --encoding json
 """
@@ -36,6 +38,7 @@ from jansamvad.localredis import start_standalone
 from jansamvad.protocol.roles import Role
 
 from . import procstat
+from .machine_ref import ROUNDS as REF_ROUNDS, reference_ms
 from .profile import PySpy, summarize
 from .serverproc import ServerConfig, ServerProcess
 
@@ -128,6 +131,9 @@ async def measure(opts: argparse.Namespace) -> dict[str, Any]:
         clients = await _spawn_clients(opts, urls, token_files)
         for proc in clients:
             await _line(proc, 30.0)  # ready
+        # The machine's speed now (machine_ref.py), with the nodes and clients idle: per-join CPU divided by it can
+        # be compared across sessions whose machine ran at different speeds.
+        machine_ref_ms = reference_ms(opts.ref_rounds) if opts.ref_rounds else None
         load_before = procstat.loadavg()
         if opts.profile:
             spy = PySpy(
@@ -219,6 +225,12 @@ async def measure(opts: argparse.Namespace) -> dict[str, Any]:
         "joins_per_wall_s": round(joined / wall) if wall else 0,
         "joins_per_node_cpu_s": round(joined / total_cpu) if total_cpu else None,
         "node_cpu_us_per_join": round(total_cpu * 1e6 / max(1, joined), 1),
+        # CPU ms of the fixed reference workload in the bench's process just before the joins (best of 3), and node
+        # µs per join divided by it: comparable between sessions on a machine whose speed drifts (machine_ref.py).
+        "machine_ref_ms": machine_ref_ms,
+        "node_cpu_per_join_ref": round(total_cpu * 1e6 / max(1, joined) / machine_ref_ms, 4)
+        if machine_ref_ms
+        else None,
         "per_node": per_node,
         "valkey_cpu_us_per_join": round(redis_cpu * 1e6 / max(1, joined), 1),
         # The outside client's CPU during the joins: on 2 cores it, not the nodes, sets the wall-clock rate.
@@ -278,6 +290,12 @@ def main(argv: list[str] | None = None) -> None:
         "--no-native", action="store_true", help="Python stacks only: py-spy costs the node less, idle samples dropped"
     )
     parser.add_argument("--node-arg", action="append", help="an extra `jansamvad serve` argument (repeat)")
+    parser.add_argument(
+        "--ref-rounds",
+        type=int,
+        default=REF_ROUNDS,
+        help="rounds of the machine-speed reference workload (machine_ref.py; 0: none); keep the default to compare",
+    )
     opts = parser.parse_args(argv)
     result = asyncio.run(asyncio.wait_for(measure(opts), RUN_BUDGET_S + 60))
     print(json.dumps(result, ensure_ascii=False, indent=1))

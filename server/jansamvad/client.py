@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from jansamvad.auth import ANY_TOWNHALL, Claims, InvalidToken, TokenService
 from jansamvad.conn_state import ALIVE, ConnState
 from jansamvad.deadline import within
-from jansamvad.feeds import Mode
+from jansamvad.feeds import MODE_OF, Mode
 from jansamvad.handlers import HandlerOwner, MessageHandlers
 from jansamvad.join_reads import JoinReads
 from jansamvad.models import RestrictionKind, Status, Townhall
@@ -389,7 +389,7 @@ class Client(MessageHandlers):
                 raise ConnectionRefused(CloseCode.TRY_AGAIN_LATER, "the staff lane is full")
             node.staff_joined += 1  # undone in Gateway.connection_lost, which sees the claims set just below
         self.claims, self.th = claims, th
-        self.mode = Mode(msg.mode)
+        self.mode = MODE_OF[msg.mode]  # validated against the modes (messages.py): Mode(msg.mode) without an enum call
         if claims.role not in STAFF:  # citizens and booth screens
             self.conn.set_max_message_bytes(node.settings.citizen_max_message_bytes)
         await node.join(self, msg.last_seq, townhall, msg.last_mseq)

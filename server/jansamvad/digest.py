@@ -141,7 +141,10 @@ class DigestCache:
             self._cached[th] = cached = (upto, task)
             while len(self._cached) > DIGEST_CACHE_MAX:
                 self._cached.pop(next(iter(self._cached)))
-        return await asyncio.shield(cached[1])  # a join that times out must not cancel the build others wait for
+        task = cached[1]
+        if task.done():  # built: its digest (or its error) at once, without a shield and a suspension per join
+            return task.result()
+        return await asyncio.shield(task)  # a join that times out must not cancel the build others wait for
 
     async def for_join(self, th: str, upto: int) -> dict[str, Any] | None:
         """The digest to send a joining citizen, or None: nothing to show yet, or it could not be built (a store

@@ -29,6 +29,7 @@ class Mode(enum.StrEnum):
 
 
 MODES: tuple[Mode, ...] = tuple(Mode)
+MODE_OF: dict[str, Mode] = {str(mode): mode for mode in Mode}  # Mode(value), a dict lookup on the hello's path
 ENCODINGS: tuple[Encoding, ...] = (Encoding.MSGPACK, Encoding.JSON)
 FEED_COUNT = len(MODES) * len(ENCODINGS)
 

@@ -37,12 +37,16 @@ from __future__ import annotations
 import asyncio
 from bisect import bisect_right
 from collections.abc import Callable, Coroutine, Hashable, Sequence
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Generic, NamedTuple, TypeVar
+
+import msgspec
 
 from jansamvad.broker.base import Broker, HistoryResult
 from jansamvad.channels import public_channel
 from jansamvad.models import PUBLIC_STATES, PollState, Restriction, Townhall
+from jansamvad.protocol.codec import Encoding
+from jansamvad.protocol.records import encoded_part
 from jansamvad.store.base import Store
 
 K = TypeVar("K", bound=Hashable)
@@ -135,6 +139,28 @@ class RoomState:
     reactions: dict[str, int]
     # snapshot.speech for everyone, when no event in `hist` is targeted (else each session's is filtered: joining.py)
     speech: list[dict[str, Any]] | None
+    # The four shared fields encoded, per wire format, by the first snapshot that needs them (encoded_parts)
+    _encoded: dict[Encoding, SharedParts] = field(default_factory=dict, compare=False, repr=False)
+
+    def encoded_parts(self, encoding: Encoding) -> SharedParts:
+        """polls, reactions, speech and questions in `encoding`, encoded once for every snapshot of this state
+        (~3 µs per JSON snapshot of ten sentences; only seq, the status and the counts differ between joins)."""
+        parts = self._encoded.get(encoding)
+        if parts is None:
+            parts = self._encoded[encoding] = SharedParts(
+                encoded_part(self.polls, encoding),
+                encoded_part(self.reactions, encoding),
+                encoded_part(self.speech, encoding),
+                encoded_part(self.questions, encoding),
+            )
+        return parts
+
+
+class SharedParts(NamedTuple):
+    polls: msgspec.Raw
+    reactions: msgspec.Raw
+    speech: msgspec.Raw
+    questions: msgspec.Raw
 
 
 MAX_KEPT = 1_000  # town halls whose last reads are kept for reuse (more: the oldest are forgotten)

@@ -100,7 +100,8 @@ class Joiner:
         if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
             task = room.subscribing = asyncio.get_running_loop().create_task(self._broker.subscribe(channel))
             task.add_done_callback(_retrieve)
-        await asyncio.shield(task)  # a join that times out must not cancel the subscription others wait for
+        if not task.done():  # done here means subscribed (a failed one was replaced above): nothing to wait for
+            await asyncio.shield(task)  # a join that times out must not cancel the subscription others wait for
 
     async def join(
         self, client: Client, last_seq: int | None, townhall: Townhall, last_mseq: int | None = None
@@ -235,14 +236,18 @@ class Joiner:
                     for p in hist.publications
                     if p.data["t"] in ("speech", "announce") and (sees_all or announcement_for(p.data, path))
                 ]
+            # Every join of the state sends the same four fields: encoded once (msgspec.Raw, the same bytes).
+            shared: Any = None
+            if state is not None and state.speech is not None:
+                shared = state.encoded_parts(client.conn.encoding)
             snapshot = Snapshot(
                 seq=head,
                 status=str(townhall.status),
-                polls=polls,
+                polls=polls if shared is None else shared.polls,
                 slow_mode=townhall.slow_mode_s,
-                reactions=reactions,
-                speech=speech,
-                questions=questions,
+                reactions=reactions if shared is None else shared.reactions,
+                speech=speech if shared is None else shared.speech,
+                questions=questions if shared is None else shared.questions,
                 viewers=audience["n"],
                 staff=audience["staff"],
                 queue=queue,

@@ -1,7 +1,8 @@
 """The joins bench (loadtest/bench/joins.py, `make bench-joins`) at a small size, so its code cannot rot between
 runs: Valkey, 2 nodes, an outside client (the websockets library's, or picows' when the `bench` extra is installed)
 joining a growing room in either subprotocol. Behaviour only: everyone joins (hello, welcome, snapshot), and the joins
-share their Redis reads (a few commands per join at most); the speed is the bench's to measure."""
+share their Redis reads (a few commands per join at most), and the machine-speed reference is reported with node CPU
+per join divided by it; the speed is the bench's to measure."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ CLIENT_RUNS = [
 def test_bench_joins_small_run_joins_everyone_with_shared_reads(client: str, encoding: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     argv = ["--clients", str(CLIENTS), "--encoding", encoding, "--client", client, "--hold-sample-s", "0.5"]
+    argv += ["--ref-rounds", "50"]  # a small machine-speed reference (machine_ref.py): fast, still measured
     run = subprocess.run(
         [sys.executable, "-m", "loadtest.bench.joins", *argv],
         cwd=ROOT,
@@ -52,6 +54,10 @@ def test_bench_joins_small_run_joins_everyone_with_shared_reads(client: str, enc
     assert [node["joins"] for node in result["per_node"]] == [CLIENTS // 2, CLIENTS // 2]
     assert all(node["connections"] == CLIENTS // 2 for node in result["per_node"])
     assert sum(result["valkey_calls_per_join"].values()) < 3, result["valkey_calls_per_join"]
+    assert result["machine_ref_ms"] > 0
+    assert result["node_cpu_per_join_ref"] == pytest.approx(
+        result["node_cpu_us_per_join"] / result["machine_ref_ms"], 1e-3
+    )
 
 
 def test_join_client_socket_gets_its_port_at_connect_from_its_source_address() -> None:
@@ -71,3 +77,10 @@ def test_join_client_socket_gets_its_port_at_connect_from_its_source_address() -
     finally:
         sock.close()
         listener.close()
+
+
+def test_machine_ref_reports_the_best_cpu_time_of_a_fixed_workload() -> None:
+    from loadtest.bench.machine_ref import reference_ms, workload
+
+    assert workload(20) == workload(20)  # the same work every time: only the machine's speed moves the figure
+    assert reference_ms(rounds=20, repeats=2) > 0

@@ -8,7 +8,7 @@ docs against them. `parse_client_message` turns a decoded map into its typed rec
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jansamvad.protocol.codec import Encoding, decode_bytes_field
@@ -74,6 +74,12 @@ class MessageSpec:
     roles: frozenset[Role]
     fields: tuple[Field, ...] = ()
     needs_id: bool = False
+    # The keys a message of this type may carry besides its fields ("t", "id"), and its fields: built once here, not
+    # for every message parsed (a frozenset of the names cost ~0.7 µs per message).
+    allowed_keys: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "allowed_keys", self.field_names() | {"t", "id"})
 
     def field_names(self) -> frozenset[str]:
         return frozenset(f.name for f in self.fields)
@@ -339,9 +345,9 @@ def parse_client_message(obj: dict[str, Any], limits: Limits, encoding: Encoding
     spec = CLIENT_MESSAGES.get(t)
     if spec is None:
         raise ProtocolViolation(ErrorCode.UNKNOWN_TYPE, f"unknown message type {t[:32]!r}", re=re_id)
-    allowed = spec.field_names()
+    allowed = spec.allowed_keys
     for key in obj:
-        if key not in allowed and key not in ("t", "id"):
+        if key not in allowed:
             shown = key if isinstance(key, str) else repr(key)
             raise ProtocolViolation(ErrorCode.INVALID_FIELD, f"{shown[:32]}: unknown field", field=shown[:32], re=re_id)
     fields: dict[str, Any] = {}

@@ -352,6 +352,12 @@ def encode_record(record: ClientMessage | ServerMessage, encoding: Encoding) -> 
     return _ENCODERS[encoding](record)
 
 
+def encoded_part(value: Any, encoding: Encoding) -> msgspec.Raw:
+    """A field's value encoded once, for records that many sessions send with it (the snapshot's shared lists): a
+    record holding the Raw encodes to the same bytes as one holding the value, without encoding it again."""
+    return msgspec.Raw(_ENCODERS[encoding](value))
+
+
 def frame_record(record: ServerMessage, encoding: Encoding) -> bytes:
     """Encode and frame one answer: the bytes to write to a transport."""
     return server_frame(_ENCODERS[encoding](record), encoding.opcode)

@@ -415,11 +415,12 @@ class RedisStore(RedisErasure, RedisProgrammes, RedisRegions):
         return (await self.restrictions(th, (sub,)))[sub]
 
     async def restrictions(self, th: str, subs: Sequence[str]) -> dict[str, Restriction | None]:
-        # Two MGETs whatever the number of users: each town hall's keys (and the everywhere ones) share one slot.
+        # Two MGETs whatever the number of users: each town hall's keys (and the everywhere ones) share one slot. One
+        # round trip on a standalone server (execute_together), two concurrent ones in a cluster.
         here_keys, everywhere_keys = self._th(th), self._th(ANYWHERE)
-        here, everywhere = await asyncio.gather(
-            self._conn.execute("MGET", *(here_keys.restriction(sub) for sub in subs)),
-            self._conn.execute("MGET", *(everywhere_keys.restriction(sub) for sub in subs)),
+        here, everywhere = await self._conn.execute_together(
+            ("MGET", *(here_keys.restriction(sub) for sub in subs)),
+            ("MGET", *(everywhere_keys.restriction(sub) for sub in subs)),
         )
         now = now_ms()
         found: dict[str, Restriction | None] = {}
