@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -29,7 +28,7 @@ from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
 from jansamvad.conn_state import ConnectionSession, ConnState as ConnState  # ConnState re-exported: node, wheel read it
-from jansamvad.direct_send import release, socket_of
+from jansamvad.direct_send import Socket, release, socket_of
 from jansamvad.feeds import DEFAULT_FEED
 from jansamvad.protocol.codec import SUBPROTOCOLS, Encoding
 from jansamvad.protocol.codes import CloseCode, close_reason
@@ -146,7 +145,7 @@ class WsConnection(asyncio.Protocol):
         self._paused: list[tuple[str, int, bytes]] | None = None
         # The fan-out's fast path (hub.Listener, direct_send.py): the socket's send while the transport holds nothing.
         self.fast_write: Callable[[bytes], int] | None = None
-        self.sock: socket.socket | None = None  # the transport's fd for direct sends, detached in connection_lost
+        self.sock: Socket | None = None  # the transport's fd for direct sends, detached in connection_lost
         self.held = False  # the transport holds unsent bytes (between pause_writing and resume_writing)
         self.corked: list[bytes] | None = None  # send_frame()s held back to leave in one write (see cork)
         self.ip = ""
