@@ -30,6 +30,8 @@ from typing import Any
 
 import uvloop
 
+from . import procstat
+
 JOIN_CLIENT = Path(__file__).resolve().parent.parent / "join_client.py"
 RUN_BUDGET_S = 120.0
 
@@ -142,11 +144,13 @@ async def measure(opts: argparse.Namespace) -> dict[str, Any]:
         if b"ready" not in line:
             raise RuntimeError(f"client not ready: {line!r}")
         user0, system0 = _cpu_s()
+        client0 = procstat.cpu(client.pid)
         client.stdin.write(b"go\n")
         await client.stdin.drain()
         started = time.monotonic()
         line = await asyncio.wait_for(client.stdout.readline(), RUN_BUDGET_S + 30)
         user1, system1 = _cpu_s()
+        client_cpu = (procstat.cpu(client.pid) - client0).seconds
         wall = time.monotonic() - started
         if not line:
             raise RuntimeError("the client exited early")
@@ -173,6 +177,7 @@ async def measure(opts: argparse.Namespace) -> dict[str, Any]:
         "user_us": round((user1 - user0) * per, 1),
         "system_us": round((system1 - system0) * per, 1),
         "wall_s": round(wall, 2),
+        "client_cpu_s": round(client_cpu, 2),  # the same client in every tree: a same-run reference
         "load": os.getloadavg(),
     }
 
