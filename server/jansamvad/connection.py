@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -29,8 +28,9 @@ from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
 from jansamvad.conn_state import ConnectionSession, ConnState as ConnState  # ConnState re-exported: node, wheel read it
-from jansamvad.direct_send import release, socket_of
+from jansamvad.direct_send import Socket, release, socket_of
 from jansamvad.feeds import DEFAULT_FEED
+from jansamvad.frames_in import release_handshake, whole_message
 from jansamvad.protocol.codec import SUBPROTOCOLS, Encoding
 from jansamvad.protocol.codes import CloseCode, close_reason
 from jansamvad.protocol_ids import install as install_protocol_ids
@@ -92,19 +92,6 @@ def _select_subprotocol(_: ServerProtocol, offered: Any) -> Subprotocol | None:
     return None  # no subprotocol offered: msgpack, or JSON with ?enc=json
 
 
-def _release_handshake(ws: ServerProtocol) -> None:
-    """Free the handshake request (about 1.6 KiB of headers per idle connection).
-
-    websockets' parser generator keeps the request as a local of its suspended frame for the whole connection. Once
-    the connection is open, a fresh generator parses frames exactly like the old one (`ServerProtocol.parse` goes
-    straight to frame parsing when the state is OPEN). It is swapped only when nothing is buffered, so the old
-    generator has consumed no byte of a frame yet (RFC 6455 clients send nothing before the 101 anyway).
-    """
-    if not ws.reader.buffer:
-        ws.parser = ws.parse()
-        next(ws.parser)
-
-
 class WsConnection(asyncio.Protocol):
     """One WebSocket connection; uvicorn instantiates it by keyword when it sees an upgrade."""
 
@@ -146,7 +133,7 @@ class WsConnection(asyncio.Protocol):
         self._paused: list[tuple[str, int, bytes]] | None = None
         # The fan-out's fast path (hub.Listener, direct_send.py): the socket's send while the transport holds nothing.
         self.fast_write: Callable[[bytes], int] | None = None
-        self.sock: socket.socket | None = None  # the transport's fd for direct sends, detached in connection_lost
+        self.sock: Socket | None = None  # the transport's fd for direct sends, detached in connection_lost
         self.held = False  # the transport holds unsent bytes (between pause_writing and resume_writing)
         self.corked: list[bytes] | None = None  # send_frame()s held back to leave in one write (see cork)
         self.ip = ""
@@ -184,12 +171,15 @@ class WsConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         ws = self.ws
         assert ws is not None
-        ws.receive_data(data)
         clock = self.owner.clock
         if self.last_seen != clock:  # the first packet since the wheel's last turn
             self.last_seen = clock
             self.watch()  # its per-second counters (pings, rate_limited answers) are reset at the next turn
         self.pinged = False
+        if self.state is ConnState.OPEN and self.frag is None and (message := whole_message(ws, data)) is not None:
+            self._on_message(*message)  # one whole frame, taken without websockets' parser (frames_in.py)
+            return
+        ws.receive_data(data)
         for event in ws.events_received():
             if isinstance(event, Frame):
                 self._on_frame(event)
@@ -280,7 +270,7 @@ class WsConnection(asyncio.Protocol):
                 self.encoding = SUBPROTOCOLS[ws.subprotocol]
             elif parse_qs(url.query).get("enc") == ["json"]:
                 self.encoding = Encoding.JSON
-            _release_handshake(ws)
+            release_handshake(ws)
             self.opened()
 
     def opened(self) -> None:

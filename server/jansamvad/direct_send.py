@@ -19,10 +19,18 @@ number, which the kernel may give to the next accepted connection.
 from __future__ import annotations
 
 import socket
+from _socket import socket as Socket  # socket.socket's C base: all a send needs, without its Python __init__
 from typing import Any
 
+# Non-blocking as far as the object knows (a send never waits: EAGAIN hands the blob to the transport instead), set
+# without a syscall: the descriptor already is O_NONBLOCK (the loop made it so).
+_STREAM = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
 
-def socket_of(transport: Any) -> socket.socket | None:
+
+__all__ = ["Socket", "release", "socket_of"]
+
+
+def socket_of(transport: Any) -> Socket | None:
     """A socket object over the transport's fd, for `send` only; None for a transport without a socket (a test
     double, a pipe). The caller must `release` it before the transport closes the fd (see the module docstring)."""
     raw = transport.get_extra_info("socket")
@@ -31,14 +39,13 @@ def socket_of(transport: Any) -> socket.socket | None:
     fd = raw.fileno()
     if fd < 0:
         return None
-    # Family, type and protocol given: no getsockname / getsockopt calls to find them out.
-    sock = socket.socket(raw.family, raw.type, raw.proto, fileno=fd)
-    if socket.getdefaulttimeout() is not None:
-        sock.setblocking(False)  # a send must never wait: EAGAIN hands the blob to the transport instead
-    return sock
+    # The family from the getsockname the constructor makes anyway (it checks that the fd is a socket); the loop's
+    # `raw.family` / `.type` / `.proto` would each build an enum. A WebSocket's transport is always a stream; the
+    # protocol number is only reported, never used (uvloop's own socket object says 0 too).
+    return Socket(-1, _STREAM, 0, fd)
 
 
-def release(sock: socket.socket | None) -> None:
+def release(sock: Socket | None) -> None:
     """Forget the fd without closing it (the transport closes it)."""
     if sock is not None:
         sock.detach()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from _socket import socket as Socket  # what a connection's direct-send socket is (direct_send.py)
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -40,7 +41,7 @@ _FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL  # complete inline, never wai
 class BatchListener(Protocol):
     """What the batched send needs of a listener: its socket (set while `fast_write` is) and `write_rest`."""
 
-    sock: socket.socket | None
+    sock: Socket | None
 
     def write_rest(self, blob: bytes, sent: int) -> None: ...
 

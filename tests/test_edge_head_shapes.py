@@ -1,0 +1,96 @@
+"""The edge's head shapes (edge.py, `HeadShapes`): a head that differs from one already taken only in its key gets
+parse_upgrade's own answer without the parse, and any other difference is parsed afresh."""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import Any
+
+import pytest
+
+from jansamvad import edge
+from jansamvad.edge import HeadShapes, parse_upgrade, switching_protocols
+from tests.test_edge import CASES, GOOD, head
+
+pytestmark = pytest.mark.timeout(10)
+
+KEY = GOOD["Sec-WebSocket-Key"].encode()
+
+
+def new_key() -> bytes:
+    return base64.b64encode(os.urandom(16))
+
+
+def answer(raw: bytes, origins: list[Any] | None) -> bytes | None:
+    """What the edge writes for a head, without the Date line: the 101 for an upgrade it takes, else None."""
+    found = parse_upgrade(raw, origins)
+    return None if found is None else switching_protocols(found).replace(edge._http_date(), b"")
+
+
+def shapes_answer(shapes: HeadShapes, raw: bytes, origins: list[Any] | None) -> bytes | None:
+    found = shapes.parse(raw, origins)
+    return None if found is None else switching_protocols(found).replace(edge._http_date(), b"")
+
+
+@pytest.mark.parametrize("origins", [None, ["https://jansamvad.example.org"]])
+def test_head_shapes_answer_every_case_as_parse_upgrade_does_cold_and_warm(origins: list[Any] | None) -> None:
+    """Against every case of test_edge.py (which holds parse_upgrade to websockets' answers)."""
+    shapes = HeadShapes()
+    for _ in range(2):  # cold, then every taken shape is known
+        for raw in CASES:
+            assert shapes_answer(shapes, raw, origins) == answer(raw, origins), raw
+            again = raw.replace(KEY, new_key())  # the same shape with another key
+            assert shapes_answer(shapes, again, origins) == answer(again, origins), again
+
+
+def test_head_shapes_give_each_key_its_own_accept() -> None:
+    shapes = HeadShapes()
+    first, second = head(), head(Sec_WebSocket_Key=new_key().decode())
+    one, two = shapes.parse(first, None), shapes.parse(second, None)
+    assert one is not None and two is not None and one.accept != two.accept
+    assert two.accept == edge.accept_key(second.split(b"Sec-WebSocket-Key: ")[1][:24])
+
+
+ALLOWED = "https://jansamvad.example.org"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"Sec_WebSocket_Version": "8"},
+        {"Upgrade": "websocket, h2c"},
+        {"Connection": "keep-alive"},
+        {"Sec_WebSocket_Key": base64.b64encode(os.urandom(15)).decode() + "A"},  # not 16 bytes
+        {"Sec_WebSocket_Key": new_key().decode() + " x"},  # more after the key in its value
+        {"Origin": "https://evil.example"},
+        {"X_Control": "a\x01b"},
+    ],
+)
+def test_head_shapes_parse_a_head_that_differs_elsewhere_afresh(change: dict[str, str]) -> None:
+    """A known good shape never answers for a head that differs in anything but the key: each of these is refused.
+    (The node's origins are one list for its life: the shapes are kept for that list.)"""
+    shapes, origins = HeadShapes(), [ALLOWED]
+    assert shapes.parse(head(Origin=ALLOWED), origins) is not None
+    assert shapes.parse(head(Origin=ALLOWED, Sec_WebSocket_Key=new_key().decode()), origins) is not None  # a hit
+    assert shapes.parse(head(**{"Origin": ALLOWED, **change}), origins) is None
+    for raw in (
+        head("/ws?lane=vip", Origin=ALLOWED),
+        head(Origin=ALLOWED) + b"\r\nSec-WebSocket-Key: " + new_key(),  # a second key line
+    ):
+        assert shapes.parse(raw, origins) is None
+
+
+def test_head_shapes_forget_what_they_knew_for_other_origins() -> None:
+    shapes = HeadShapes()
+    assert shapes.parse(head(), None) is not None
+    assert shapes.parse(head(Sec_WebSocket_Key=new_key().decode()), [ALLOWED]) is None  # no Origin: websockets' 403
+
+
+def test_head_shapes_keep_a_bounded_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(edge, "SHAPES_KEPT", 4)
+    shapes = HeadShapes()
+    for n in range(10):  # a proxy's X-Forwarded-For: every head its own shape
+        raw = head(X_Forwarded_For=f"198.51.100.{n}")
+        assert shapes_answer(shapes, raw, None) == answer(raw, None)
+        assert len(shapes._shapes) <= 4
