@@ -14,8 +14,8 @@ from websockets.http11 import Request
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 
-from jansamvad.connection import _select_subprotocol
 from jansamvad.edge import EdgeProtocol, parse_upgrade, service_unavailable, switching_protocols
+from jansamvad.frames_in import _select_subprotocol
 from jansamvad.server import RunningServer
 from tests.helpers import RawClient, joined, make_hall
 

@@ -2,6 +2,9 @@
 
 The edge (edge.py) answers a plain upgrade itself and hands over the socket with the protocol already OPEN; any
 other upgrade request reaches this class with its head replayed, and websockets does the handshake (and its errors).
+An edge connection makes its ServerProtocol only when it first needs one (`_protocol`): a frame that is not one whole
+message or pong in one read (frames_in.py), a close. Most joined citizens never do, which saves ~5 µs per join and
+~1.4 KB and 9 GC-tracked objects per held connection (docs/benchmarks.md, "Joins (issue 19)").
 From then on the socket is ours, and no ASGI call is on its path. Incoming frames go through
 websockets' parser (handshake, masking, fragmentation limits, ping/pong, closing handshake). Outgoing broadcasts are
 pre-framed bytes written straight to the transport by the fan-out (see fanout.py); that is safe because the parser
@@ -25,12 +28,11 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
-from websockets.typing import Subprotocol
 
 from jansamvad.conn_state import ConnectionSession, ConnState as ConnState  # ConnState re-exported: node, wheel read it
 from jansamvad.direct_send import Socket, release, socket_of
 from jansamvad.feeds import DEFAULT_FEED
-from jansamvad.frames_in import release_handshake, whole_message
+from jansamvad.frames_in import new_protocol, release_handshake, whole_message
 from jansamvad.protocol.codec import SUBPROTOCOLS, Encoding
 from jansamvad.protocol.codes import CloseCode, close_reason
 from jansamvad.protocol_ids import install as install_protocol_ids
@@ -42,9 +44,6 @@ if TYPE_CHECKING:
     from jansamvad.settings import Settings
 
 log = logging.getLogger("jansamvad.connection")
-# websockets logs every open and close at INFO through this logger; at a million connections that is noise.
-_ws_log = logging.getLogger("jansamvad.websockets")
-_ws_log.setLevel(logging.WARNING)
 install_protocol_ids()  # and the ids websockets gives every protocol for its logs cost no syscall (protocol_ids.py)
 
 WS_PATH = "/ws"
@@ -85,13 +84,6 @@ class ConnectionOwner(Protocol):
     def connection_lost(self, conn: WsConnection) -> None: ...
 
 
-def _select_subprotocol(_: ServerProtocol, offered: Any) -> Subprotocol | None:
-    for name in offered:
-        if name in SUBPROTOCOLS:
-            return Subprotocol(name)
-    return None  # no subprotocol offered: msgpack, or JSON with ?enc=json
-
-
 class WsConnection(asyncio.Protocol):
     """One WebSocket connection; uvicorn instantiates it by keyword when it sees an upgrade."""
 
@@ -109,6 +101,7 @@ class WsConnection(asyncio.Protocol):
         "held",
         "ip",
         "last_seen",
+        "max_size",
         "opened_at",
         "over_cap",
         "_paused",
@@ -137,6 +130,7 @@ class WsConnection(asyncio.Protocol):
         self.held = False  # the transport holds unsent bytes (between pause_writing and resume_writing)
         self.corked: list[bytes] | None = None  # send_frame()s held back to leave in one write (see cork)
         self.ip = ""
+        self.max_size = self.owner.settings.max_message_bytes  # the message limit, also before `ws` exists
         now = self.owner.clock
         self.opened_at = now
         self.last_seen = now
@@ -149,7 +143,8 @@ class WsConnection(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: Any, state: State = State.CONNECTING) -> None:
-        """`state` OPEN when the edge (edge.py) already answered the upgrade: websockets then parses frames only."""
+        """`state` OPEN when the edge (edge.py) already answered the upgrade: websockets then only parses frames, and
+        its protocol is made when first needed (`_protocol`)."""
         self.transport = transport
         # pause_writing() as soon as the transport holds a byte, resume_writing() once it drained: the fan-out sends
         # directly only in between (direct_send.py); the cap is looked at on the writes that go through the transport.
@@ -158,27 +153,31 @@ class WsConnection(asyncio.Protocol):
             cap_send_buffer(transport, self.owner.settings.send_buffer_bytes)
         peer = transport.get_extra_info("peername")
         self.ip = peer[0] if isinstance(peer, tuple) else ""
-        owner = self.owner
-        self.ws = ServerProtocol(
-            origins=owner.origins,
-            select_subprotocol=_select_subprotocol,
-            state=state,
-            max_size=owner.settings.max_message_bytes,
-            logger=_ws_log,
-        )
-        owner.connection_made(self)
+        if state is not State.OPEN:
+            self.ws = new_protocol(self.owner.origins, state, self.max_size)
+        self.owner.connection_made(self)
+
+    def _protocol(self) -> ServerProtocol:
+        """websockets' protocol, made OPEN on first use for a connection whose upgrade the edge answered (nothing has
+        reached it yet, so a fresh one is where the old one would be: waiting for a frame header)."""
+        ws = self.ws
+        if ws is None:
+            ws = self.ws = new_protocol(self.owner.origins, State.OPEN, self.max_size)
+        return ws
 
     def data_received(self, data: bytes) -> None:
-        ws = self.ws
-        assert ws is not None
         clock = self.owner.clock
         if self.last_seen != clock:  # the first packet since the wheel's last turn
             self.last_seen = clock
             self.watch()  # its per-second counters (pings, rate_limited answers) are reset at the next turn
         self.pinged = False
-        if self.state is ConnState.OPEN and self.frag is None and (message := whole_message(ws, data)) is not None:
-            self._on_message(*message)  # one whole frame, taken without websockets' parser (frames_in.py)
-            return
+        if self.state is ConnState.OPEN and self.frag is None:
+            message = whole_message(self.ws, data, self.max_size)
+            if message is not None:  # one whole frame, taken without websockets' parser (frames_in.py)
+                if message[0] is not Opcode.PONG:  # a pong: the packet itself was the sign of life (above)
+                    self._on_message(*message)
+                return
+        ws = self._protocol()
         ws.receive_data(data)
         for event in ws.events_received():
             if isinstance(event, Frame):
@@ -188,6 +187,8 @@ class WsConnection(asyncio.Protocol):
         self._flush_protocol()
 
     def eof_received(self) -> bool | None:
+        # Without a protocol yet there is nothing to tell websockets: the transport closes itself (returning None),
+        # as it does after websockets' own answer to an EOF (fail 1006: no close frame, then the TCP close).
         if self.ws is not None:
             self.ws.receive_eof()
             self._flush_protocol()
@@ -340,6 +341,7 @@ class WsConnection(asyncio.Protocol):
         self.owner.watched.add(self)
 
     def set_max_message_bytes(self, limit: int) -> None:
+        self.max_size = limit
         if self.ws is not None:
             self.ws.max_message_size = limit
 
@@ -414,8 +416,10 @@ class WsConnection(asyncio.Protocol):
 
     def close(self, code: CloseCode, detail: str = "") -> None:
         """Start the closing handshake (RFC 6455 section 7); the keepalive wheel aborts it after close_timeout."""
-        ws = self.ws
-        if self.state is not ConnState.OPEN or ws is None or ws.state is not State.OPEN:
+        if self.state is not ConnState.OPEN:
+            return
+        ws = self._protocol()
+        if ws.state is not State.OPEN:
             return
         ws.send_close(code, close_reason(code, detail))
         self.owner.connection_closing(self, code)
@@ -427,9 +431,9 @@ class WsConnection(asyncio.Protocol):
 
     def fail(self, code: CloseCode, detail: str = "") -> None:
         """Close at once after a protocol violation: close frame, then TCP close."""
-        ws = self.ws
-        if ws is None or self.state is ConnState.CLOSED:
+        if self.state is ConnState.CLOSED or (self.ws is None and self.state is not ConnState.OPEN):
             return
+        ws = self._protocol()
         if ws.state is State.OPEN:
             ws.fail(code, close_reason(code, detail))
             self.owner.connection_closing(self, code)

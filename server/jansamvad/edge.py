@@ -340,9 +340,7 @@ class EdgeProtocol(asyncio.Protocol):
         EdgeProtocol.fast_upgrades += 1
         transport.write(switching_protocols(upgrade))
         if upgrade.subprotocol is not None:
-            conn.encoding = SUBPROTOCOLS[upgrade.subprotocol]
-            assert conn.ws is not None
-            conn.ws.subprotocol = upgrade.subprotocol  # type: ignore[assignment]
+            conn.encoding = SUBPROTOCOLS[upgrade.subprotocol]  # websockets' protocol, made later if ever, needs no copy
         elif upgrade.query.get("enc") == ["json"]:
             conn.encoding = Encoding.JSON
         conn.opened()
