@@ -13,6 +13,10 @@ class ConnState(enum.Enum):
     CLOSING = "closing"  # a close frame went out; waiting for the peer's or for close_timeout
     CLOSED = "closed"
 
+    # A plain Enum's members compare by identity: hashed by identity too, in C, instead of Enum's Python-level hash of
+    # the name (~0.2 µs for each dict or set lookup; a join makes several).
+    __hash__ = object.__hash__
+
 
 # A session still handles what it has queued in these states; from CLOSING on it drops its inbox.
 ALIVE = frozenset({ConnState.HANDSHAKE, ConnState.OPEN})
