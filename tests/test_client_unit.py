@@ -247,3 +247,20 @@ async def test_client_unit_hello_join_looks_up_no_running_loop(monkeypatch: pyte
     monkeypatch.undo()
     assert owner.joins == [(client, None)] and conn.closed is None
     assert lookups == []
+
+
+async def test_client_unit_joined_idle_session_keeps_no_inbox() -> None:
+    """The worker's deque (~0.6 KB) goes with the work: none after the join, none after a queued message either."""
+    owner, conn = FakeOwner(), FakeConnection()
+    townhall = await owner.store.create_townhall("टेस्ट", "hi")
+    token, _ = owner.tokens.issue(sub="c-1", role=Role.CITIZEN, th=townhall.id, ttl_s=600)
+    client = session(owner, conn)
+    send(client, {"t": "hello", "token": token})
+    assert client.inbox is not None  # the hello waits in it for the worker
+    await settle(client)
+    assert client.claims is not None and client.inbox is None
+    send(client, {"t": "ask", "id": 7, "key": "question-7", "text": "सड़क कब बनेगी?"})
+    assert client.inbox is not None and client.worker is not None  # a store round trip: the worker's
+    await settle(client)
+    assert client.inbox is None
+    assert [m.get("re") for m in conn.messages()] == [7]  # it was handled (its answer carries its id)

@@ -3,9 +3,8 @@
 `ROUTES` (at the end) names every client message type with the roles that may send it, its handler and how it is
 handled. The handlers (handlers.py) read typed records (protocol/records.py) and answer with typed records.
 
-The session logic talks to its connection only through `send_frame`, `close`, `fail` and the pause / resume of
-live frames, so it does not care how bytes reach the socket. Messages that touch the store or broker are handled
-in order by a worker task that exists only while there is work: an idle connection has no task.
+The session talks to its connection only through `send_frame`, `close`, `fail` and the pause / resume of live frames.
+Messages that touch the store or broker are handled in order by a worker task that exists only while there is work.
 """
 
 from __future__ import annotations
@@ -134,13 +133,12 @@ class Client(MessageHandlers):
         self.th = ""
         self.mode = Mode.CAPTIONS  # the listening mode (feeds.py): hello.mode, then the `mode` message
         self.errors = 0
-        self.inbox: deque[ClientMessage] | None = None
+        self.inbox: deque[ClientMessage] | None = None  # None before the hello, and while joined and idle
         self.early: list[ClientMessage] | None = None  # sent after hello, before the join was done
         self.worker: asyncio.Task[None] | None = None
         self.reading_paused = False
-        # Token buckets, made full by the first message that needs one (a full bucket made earlier would be just as
-        # full by then), so an idle connection has none. Reactions have a bucket of their own: a citizen tapping away
-        # must not use up the budget of their questions.
+        # Token buckets, made full by the first message that needs one (a full one made earlier would be as full by
+        # then): an idle connection has none. Reactions have their own: tapping away leaves the questions' budget.
         self.messages: TokenBucket | None = None
         self.reactions: TokenBucket | None = None
         self.limited_answers = 0  # rate_limited answers since the keepalive wheel last turned (it resets this)
@@ -301,6 +299,8 @@ class Client(MessageHandlers):
                     self.conn.transport.resume_reading()
         finally:
             self.worker = None
+            if not inbox and self.claims is not None:
+                self.inbox = None  # no deque (~0.6 KB) kept while idle: the next message makes one
 
     async def _handle(self, msg: ClientMessage) -> None:
         try:
