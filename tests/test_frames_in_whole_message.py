@@ -144,9 +144,13 @@ async def test_whole_message_an_edge_connection_makes_websockets_protocol_only_w
         pass
     (conn,) = [c for c in server.node.gateway.connections if c.client is not None and c.client.claims is not None]
     assert conn.ws is None
+    conn.pinged = True  # every packet read clears it: seen cleared, the pong was read alone (nothing else was sent)
     client.send_frame(0xA, b"")  # an unasked pong: nothing to answer
     await client.writer.drain()
-    await asyncio.sleep(0.05)  # its own read (two frames in one read go to websockets)
+    async with asyncio.timeout(5):
+        while conn.pinged:
+            await asyncio.sleep(0.005)
+    assert conn.ws is None
     client.send_message({"t": "ping", "id": 1})
     assert msgpack.unpackb((await client.read_frame())[1])["t"] == "pong"
     assert conn.ws is None
