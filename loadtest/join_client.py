@@ -4,10 +4,11 @@ Two clients (`--client`): `websockets` (the `websockets` library's asyncio clien
 (picows' Cython client on uvloop, several times less CPU per connection: on a 2-core machine the client shares the
 cores with the nodes, so a lighter client makes the run short and its length steady).
 
-Each connection does what a citizen's page does: TCP connect, HTTP upgrade with the JSON (or msgpack) subprotocol,
-`hello` with a pre-minted citizen token, then waits for `welcome` and `snapshot` (or a `welcome` with
-`recovered: true`). It keeps every connection open (a growing room) until its stdin closes or --hold-s passes, so a
-parent can measure the nodes' CPU while the room grows.
+Each connection does what a citizen's page does: TCP connect, HTTP upgrade with the JSON (or msgpack) subprotocol and
+the `hello` with a pre-minted citizen token in the subprotocol offer (`--hello offer`, the page's way since
+2026-12-04; `--hello message`: the hello as the first frame after the 101, the page's way before), then waits for
+`welcome` and `snapshot` (or a `welcome` with `recovered: true`). It keeps every connection open (a growing room)
+until its stdin closes or --hold-s passes, so a parent can measure the nodes' CPU while the room grows.
 
     python loadtest/join_client.py --url ws://127.0.0.1:8001/ws --url ws://127.0.0.1:8002/ws \
         --tokens tokens.txt --concurrency 100 --encoding json
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import socket
@@ -82,6 +84,15 @@ def _hello(token: str, encoding: str) -> str | bytes:
     return json.dumps(hello) if encoding == "json" else msgpack.packb(hello)
 
 
+def offer_with_hello(encoding: str, hello: str | bytes) -> list[str]:
+    """The subprotocols a citizen's page offers with its hello in them (docs/protocol.md, section 1): the `+hello`
+    name, the plain one for a node that does not take it, and the hello entry (the message, base64url, no padding)."""
+    data = hello.encode() if isinstance(hello, str) else hello
+    entry = base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    name = SUBPROTOCOLS[encoding]
+    return [name + "+hello", name, "jansamvad.v1.hello." + entry]
+
+
 def _joined(msg: dict[str, Any]) -> bool:
     """The join's own frames arrived: a snapshot, or a resumed session's welcome."""
     t = msg.get("t")
@@ -90,19 +101,24 @@ def _joined(msg: dict[str, Any]) -> bool:
     return t == "snapshot" or (t == "welcome" and bool(msg.get("recovered")))
 
 
-async def join_one(url: str, token: str, encoding: str, source: str, timeout: float) -> ClientConnection:
-    """Connect, say hello, and return once the join's own frames (welcome, snapshot) arrived."""
+async def join_one(
+    url: str, token: str, encoding: str, source: str, timeout: float, in_offer: bool = True
+) -> ClientConnection:
+    """Connect, say hello (in the offer, or as a message), and return once the join's own frames (welcome, snapshot)
+    arrived."""
+    hello = _hello(token, encoding)
     async with asyncio.timeout(timeout):
         ws = await connect(
             url,
-            subprotocols=[SUBPROTOCOLS[encoding]],  # type: ignore[list-item]
+            subprotocols=offer_with_hello(encoding, hello) if in_offer else [SUBPROTOCOLS[encoding]],  # type: ignore[arg-type]
             compression=None,
             open_timeout=timeout,
             ping_interval=None,
             max_queue=None,
             sock=await connected_socket(url, source),
         )
-        await ws.send(_hello(token, encoding))
+        if ws.subprotocol != SUBPROTOCOLS[encoding] + "+hello":
+            await ws.send(hello)
         while True:
             try:
                 if _joined(_decode(await ws.recv())):
@@ -112,12 +128,13 @@ async def join_one(url: str, token: str, encoding: str, source: str, timeout: fl
                 raise
 
 
-def picows_joiner(encoding: str) -> Any:
+def picows_joiner(encoding: str, in_offer: bool = True) -> Any:
     """picows' client (imported only when chosen: it is in the `bench` extra): a join function and its closer."""
     from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
     data_type = WSMsgType.TEXT if encoding == "json" else WSMsgType.BINARY
     subprotocol = SUBPROTOCOLS[encoding]
+    with_hello = subprotocol + "+hello"
 
     class Citizen(WSListener):  # type: ignore[misc]  # picows ships no stubs for subclassing its Cython class
         """Says hello once connected, resolves `joined` at the snapshot; after it, reads frames and drops them.
@@ -133,6 +150,8 @@ def picows_joiner(encoding: str) -> Any:
 
         def on_ws_connected(self, transport: WSTransport) -> None:
             got = transport.response.headers.get("Sec-WebSocket-Protocol")
+            if got == with_hello and in_offer:
+                return  # the node took the hello from the offer: the welcome is on its way
             if got != subprotocol:
                 self._fail(RuntimeError(f"subprotocol {got}"))
                 transport.disconnect()
@@ -177,7 +196,9 @@ def picows_joiner(encoding: str) -> Any:
                 lambda: Citizen(hello, joined),
                 url,
                 websocket_handshake_timeout=timeout,
-                extra_headers={"Sec-WebSocket-Protocol": subprotocol},
+                extra_headers={
+                    "Sec-WebSocket-Protocol": ", ".join(offer_with_hello(encoding, hello)) if in_offer else subprotocol
+                },
                 socket_factory=lambda _: bound_socket(source),  # picows connects it
             ),
             timeout,
@@ -200,12 +221,13 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
         tokens = [line.strip() for line in f if line.strip()]
     failed: Counter[str] = Counter()
     open_conns: list[Any] = []
+    in_offer = opts.hello == "offer"
     if opts.client == "picows":
-        join, close = picows_joiner(opts.encoding)
+        join, close = picows_joiner(opts.encoding, in_offer)
     else:
 
         async def join(url: str, token: str, source: str, timeout: float) -> ClientConnection:
-            return await join_one(url, token, opts.encoding, source, timeout)
+            return await join_one(url, token, opts.encoding, source, timeout, in_offer)
 
         def close(ws: ClientConnection) -> None:
             ws.transport.abort()
@@ -251,6 +273,7 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
     wall = (finished_ns - started_ns) / 1e9
     result = {
         "client": opts.client,
+        "hello": opts.hello,
         "joined": len(open_conns),
         "failed": dict(failed),
         "started_ns": started_ns,
@@ -277,6 +300,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokens", required=True, help="a file of citizen tokens, one a line")
     parser.add_argument("--encoding", choices=sorted(SUBPROTOCOLS), default="json")
     parser.add_argument("--client", choices=CLIENTS, default="websockets", help="whose WebSocket client joins")
+    parser.add_argument(
+        "--hello", choices=("offer", "message"), default="offer", help="the hello in the subprotocol offer, or a frame"
+    )
     parser.add_argument("--concurrency", type=int, default=100, help="joins in flight")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per join")
     parser.add_argument("--max-s", type=float, default=300.0, help="seconds for all the joins")

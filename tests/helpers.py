@@ -17,6 +17,7 @@ from typing import Any
 
 import msgpack
 import pytest
+from loadtest.join_client import offer_with_hello
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -93,13 +94,26 @@ class Session:
         self.skipped: list[dict[str, Any]] = []  # what recv_until passed over, newest last
 
     @classmethod
-    async def open(cls, server: RunningServer, encoding: str = "msgpack", **kwargs: Any) -> Session:
+    async def open(
+        cls, server: RunningServer, encoding: str = "msgpack", offer: list[str] | None = None, **kwargs: Any
+    ) -> Session:
         ws = await connect(
-            server.ws_url, subprotocols=[f"jansamvad.v1.{encoding}"], open_timeout=5, max_size=2**24, **kwargs
+            server.ws_url,
+            subprotocols=offer or [f"jansamvad.v1.{encoding}"],  # type: ignore[misc]
+            open_timeout=5,
+            max_size=2**24,
+            **kwargs,
         )
         session = cls(ws, encoding)
         cls.opened.append(session)
         return session
+
+    @classmethod
+    async def open_with_hello(cls, server: RunningServer, encoding: str = "msgpack", **hello: Any) -> Session:
+        """Open with the hello in the subprotocol offer (docs/protocol.md, section 1): no hello message follows."""
+        message = {"t": "hello", **hello}
+        data = msgpack.packb(message, use_bin_type=True) if encoding == "msgpack" else json.dumps(message).encode()
+        return await cls.open(server, encoding, offer_with_hello(encoding, data))
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.encoding == "msgpack":

@@ -77,6 +77,11 @@ CASES: list[bytes] = [
     head(Connection="keep-alive, Upgrade", Upgrade="WebSocket"),
     head(Origin="https://jansamvad.example.org"),
     head(Sec_WebSocket_Extensions="permessage-deflate; client_max_window_bits"),
+    # The hello in the offer (protocol/subprotocols.py): with an entry, without one, the entry first, two entries.
+    head(Sec_WebSocket_Protocol="jansamvad.v1.json+hello, jansamvad.v1.json, jansamvad.v1.hello.eyJ0IjoiaGVsbG8ifQ"),
+    head(Sec_WebSocket_Protocol="jansamvad.v1.msgpack+hello, jansamvad.v1.msgpack"),
+    head(Sec_WebSocket_Protocol="jansamvad.v1.hello.gaF0pWhlbGxv, jansamvad.v1.msgpack+hello"),
+    head(Sec_WebSocket_Protocol="jansamvad.v1.json+hello, jansamvad.v1.hello.e30, jansamvad.v1.hello.W10"),
     # Everything below is refused by websockets, or not plain enough for the fast path.
     head(method="POST"),
     head(version="HTTP/1.0"),
@@ -122,7 +127,7 @@ def test_edge_fast_path_accepts_only_what_websockets_accepts_with_the_same_bytes
 
 def test_edge_fast_path_takes_the_plain_upgrades() -> None:
     """The common requests must not fall to the slow path (or the edge would save nothing)."""
-    for raw in CASES[:9]:
+    for raw in CASES[:13]:
         assert parse_upgrade(raw, None) is not None, raw
     assert parse_upgrade(head(Origin="https://jansamvad.example.org"), ["https://jansamvad.example.org"]) is not None
     assert parse_upgrade(head(), ["https://jansamvad.example.org"]) is None  # no Origin: websockets says 403

@@ -94,3 +94,43 @@ def test_head_shapes_keep_a_bounded_number(monkeypatch: pytest.MonkeyPatch) -> N
         raw = head(X_Forwarded_For=f"198.51.100.{n}")
         assert shapes_answer(shapes, raw, None) == answer(raw, None)
         assert len(shapes._shapes) <= 4
+
+
+def with_hello(entry: str, key: str = GOOD["Sec-WebSocket-Key"], **changes: str) -> bytes:
+    protocol = f"jansamvad.v1.msgpack+hello, jansamvad.v1.msgpack, jansamvad.v1.hello.{entry}"
+    return head(Sec_WebSocket_Key=key, Sec_WebSocket_Protocol=protocol, **changes)
+
+
+def test_head_shapes_cut_out_the_hello_entry_and_give_each_head_its_own() -> None:
+    """Heads that differ in key and hello entry (of any length) share a shape: each gets its own hello and accept."""
+    shapes = HeadShapes()
+    for n, entry in enumerate(["gaF0pWhlbGxv", "", "abc", "A" * 700, "gaF0pWhlbGxv_-x"]):
+        key = new_key().decode()
+        raw = with_hello(entry, key)
+        found = shapes.parse(raw, None)
+        assert found is not None and found.hello == entry and found.subprotocol == "jansamvad.v1.msgpack+hello"
+        assert switching_protocols(found) == switching_protocols(parse_upgrade(raw, None))  # type: ignore[arg-type]
+        assert len(shapes._shapes) == 1, n  # one shape for all of them
+
+
+def test_head_shapes_take_the_hello_parse_upgrade_takes() -> None:
+    """An entry before the key, in a second protocol line, or after an entry that is not base64url: the hello is
+    always the one parse_upgrade takes (the first entry offered), cold and warm."""
+    shapes = HeadShapes()
+    key_line = b"\r\nSec-WebSocket-Key: " + KEY
+    heads = [
+        # the protocol line before the key line
+        head(Sec_WebSocket_Key=None, Sec_WebSocket_Protocol="jansamvad.v1.json+hello, jansamvad.v1.hello.e30")
+        + key_line,
+        head(Sec_WebSocket_Protocol="jansamvad.v1.json+hello") + b"\r\nSec-WebSocket-Protocol: jansamvad.v1.hello.W10",
+        # the first entry is a token but not base64url: it is the hello (refused at the join), not the second one
+        head(Sec_WebSocket_Protocol="jansamvad.v1.json+hello, jansamvad.v1.hello.a.b, jansamvad.v1.hello.e30"),
+        head(Sec_WebSocket_Protocol="jansamvad.v1.json+hello, xjansamvad.v1.hello.e30"),  # not an entry
+    ]
+    for _ in range(2):
+        for raw in heads:
+            for variant in (raw, raw.replace(KEY, new_key()).replace(b"e30", b"eyJ0IjoiaGVsbG8ifQ")):
+                want, got = parse_upgrade(variant, None), shapes.parse(variant, None)
+                assert want is not None and got is not None, variant
+                assert (got.subprotocol, got.hello) == (want.subprotocol, want.hello), variant
+                assert switching_protocols(got) == switching_protocols(want), variant

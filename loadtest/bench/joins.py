@@ -6,8 +6,9 @@
 3. mints one citizen token per client up front (not measured);
 4. starts `--client-procs` processes of `loadtest/join_client.py` (`--client`: picows' client on uvloop, the default,
    or the `websockets` library's client; none of the bench's code), each joining its share over every node with
-   `--concurrency` joins in flight, waiting for `welcome` and `snapshot`, and holding every connection open: the room
-   grows to `--clients`;
+   `--concurrency` joins in flight, saying hello in the subprotocol offer as a citizen's page does (`--hello message`:
+   as the first frame, the page's way before 2026-12-04), waiting for `welcome` and `snapshot`, and holding every
+   connection open: the room grows to `--clients`;
 5. reads each node's CPU from /proc/<pid>/task/*/schedstat before the first join and after the last, and Valkey's,
    and optionally profiles node 0 with py-spy (`--profile`) for the components split of profile.py.
 
@@ -72,7 +73,7 @@ async def _spawn_clients(
     procs = []
     for p, path in enumerate(token_files):
         argv = [sys.executable, str(JOIN_CLIENT), "--tokens", str(path), "--encoding", opts.encoding]
-        argv += ["--client", opts.client]
+        argv += ["--client", opts.client, "--hello", opts.hello]
         argv += ["--concurrency", str(opts.concurrency), "--wait-go", "--source-block", str(60 + p)]
         argv += ["--max-s", str(RUN_BUDGET_S / 2), "--hold-s", str(RUN_BUDGET_S)]
         for url in urls:
@@ -217,6 +218,7 @@ async def measure(opts: argparse.Namespace) -> dict[str, Any]:
         "nodes": opts.nodes,
         "encoding": opts.encoding,
         "client": opts.client,
+        "hello": opts.hello,
         "client_procs": opts.client_procs,
         "concurrency_per_proc": opts.concurrency,
         "joined": joined,
@@ -281,6 +283,12 @@ def main(argv: list[str] | None = None) -> None:
         choices=("picows", "websockets"),
         default="picows",
         help="the outside client: picows (light, the run's length is the nodes') or the websockets library's",
+    )
+    parser.add_argument(
+        "--hello",
+        choices=("offer", "message"),
+        default="offer",
+        help="the citizens' hello: in the subprotocol offer (the page's way) or as the first frame (before 2026-12-04)",
     )
     parser.add_argument("--speeches", type=int, default=10, help="sentences spoken before the joins")
     parser.add_argument("--profile", action="store_true", help="py-spy on node 0 during the joins")

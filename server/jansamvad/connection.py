@@ -4,11 +4,9 @@ The edge (edge.py) answers a plain upgrade itself and hands over the socket with
 other upgrade request reaches this class with its head replayed, and websockets does the handshake (and its errors).
 An edge connection makes its ServerProtocol only when it first needs one (`_protocol`): a frame that is not one whole
 message or pong in one read (frames_in.py), a close. Most joined citizens never do, which saves ~5 µs per join and
-~1.4 KB and 9 GC-tracked objects per held connection (docs/benchmarks.md, "Joins (issue 19)").
-From then on the socket is ours, and no ASGI call is on its path. Incoming frames go through
-websockets' parser (handshake, masking, fragmentation limits, ping/pong, closing handshake). Outgoing broadcasts are
-pre-framed bytes written straight to the transport by the fan-out (see fanout.py); that is safe because the parser
-never leaves half a frame of its own in the transport and we never send fragmented messages.
+~1.4 KB and 9 GC-tracked objects per held connection (docs/benchmarks.md, "Joins (issue 19)"). No ASGI call is on a
+connection's path. Outgoing broadcasts are pre-framed bytes written straight to the transport by the fan-out
+(fanout.py): safe, because the parser never leaves half a frame of its own in the transport and we never fragment.
 
 There is no task or timer per connection: the keepalive wheel (keepalive.py) pings, times out and reaps all of them.
 What a connection needs of its owner (gateway.py) and of the session on top of it (client.py) is stated below as
@@ -32,9 +30,10 @@ from websockets.server import ServerProtocol
 from jansamvad.conn_state import ConnectionSession, ConnState as ConnState  # ConnState re-exported: node, wheel read it
 from jansamvad.direct_send import Socket, release, socket_of
 from jansamvad.feeds import DEFAULT_FEED
-from jansamvad.frames_in import new_protocol, release_handshake, whole_message
-from jansamvad.protocol.codec import SUBPROTOCOLS, Encoding
+from jansamvad.frames_in import new_protocol, offered_hello, release_handshake, whole_message
+from jansamvad.protocol.codec import Encoding
 from jansamvad.protocol.codes import CloseCode, close_reason
+from jansamvad.protocol.subprotocols import ENCODING_OF, hello_bytes
 from jansamvad.protocol_ids import install as install_protocol_ids
 from jansamvad.send_buffer import cap_send_buffer
 
@@ -63,23 +62,17 @@ class ConnectionOwner(Protocol):
 
     def client_ip(self, peer: str, forwarded_for: list[str]) -> str: ...
 
-    def admit(self, conn: WsConnection) -> int | None:
-        """None to accept the handshake, or the seconds for Retry-After with an HTTP 503."""
-        ...
+    def admit(self, conn: WsConnection) -> int | None: ...  # None: accept; else Retry-After seconds for an HTTP 503
 
     def connection_made(self, conn: WsConnection) -> None: ...
 
-    def connection_opened(self, conn: WsConnection) -> None:
-        """The handshake was accepted: the owner sets `conn.client`."""
-        ...
+    def connection_opened(self, conn: WsConnection) -> None: ...  # the handshake was accepted: sets `conn.client`
 
     def session_joining(self, conn: WsConnection, device: str | None) -> bool: ...
 
     def session_joined(self, conn: WsConnection) -> None: ...
 
-    def connection_closing(self, conn: WsConnection, code: CloseCode) -> None:
-        """The node starts closing `conn` with `code` (the owner counts it)."""
-        ...
+    def connection_closing(self, conn: WsConnection, code: CloseCode) -> None: ...  # the node closes it (counted)
 
     def connection_lost(self, conn: WsConnection) -> None: ...
 
@@ -268,11 +261,14 @@ class WsConnection(asyncio.Protocol):
         ws.send_response(response)
         if response.status_code == 101:
             if ws.subprotocol is not None:
-                self.encoding = SUBPROTOCOLS[ws.subprotocol]
+                self.encoding = ENCODING_OF[ws.subprotocol]
             elif parse_qs(url.query).get("enc") == ["json"]:
                 self.encoding = Encoding.JSON
+            hello = offered_hello(ws, request)
             release_handshake(ws)
             self.opened()
+            if hello is not None:
+                self.hello_in_offer(hello)
 
     def opened(self) -> None:
         """The 101 is written (here or by the edge): the session may start."""
@@ -282,6 +278,14 @@ class WsConnection(asyncio.Protocol):
         self._refresh_fast_write()
         self.opened_at = self.owner.clock
         self.owner.connection_opened(self)
+
+    def hello_in_offer(self, entry: str) -> None:
+        """The hello sent in the subprotocol offer (protocol/subprotocols.py): the session's first message."""
+        data = hello_bytes(entry)
+        if data is None:
+            self.close(CloseCode.BAD_HELLO, "the hello in Sec-WebSocket-Protocol is not base64url")
+        elif self.client is not None:
+            self.client.on_message(data)
 
     # Frames in
 
@@ -394,15 +398,16 @@ class WsConnection(asyncio.Protocol):
         self._note_buffer()
 
     def cork(self) -> None:
-        """Hold send_frame()s until uncork(): a join's welcome, snapshot or replay and aggregates then leave in one
-        write, one syscall instead of several (each small loopback write costs several µs and wakes the reader)."""
+        """Hold send_frame()s until uncork(): a join's frames leave in one write (a write costs µs, wakes a reader)."""
         if self.corked is None:
             self.corked = []
 
     def uncork(self) -> None:
+        """Write what was held; also before a close frame (a join's frames, or a 101 held for its welcome, go first)."""
         frames, self.corked = self.corked, None
-        if frames:
-            self.send_frame(b"".join(frames))
+        if frames and self.state is ConnState.OPEN:
+            self.transport.write(b"".join(frames))  # type: ignore[union-attr]  # OPEN implies a transport
+            self._note_buffer()
 
     def resume(self, after: Mapping[str, int]) -> None:
         """End the replay: write the live frames that waited, except events the replay already covered."""
@@ -421,6 +426,7 @@ class WsConnection(asyncio.Protocol):
         ws = self._protocol()
         if ws.state is not State.OPEN:
             return
+        self.uncork()
         ws.send_close(code, close_reason(code, detail))
         self.owner.connection_closing(self, code)
         self.state = ConnState.CLOSING
@@ -435,6 +441,7 @@ class WsConnection(asyncio.Protocol):
             return
         ws = self._protocol()
         if ws.state is State.OPEN:
+            self.uncork()
             ws.fail(code, close_reason(code, detail))
             self.owner.connection_closing(self, code)
         self.state = ConnState.CLOSING

@@ -34,7 +34,8 @@ from websockets.protocol import State
 
 from jansamvad.connection import STAFF_LANE, WsConnection
 from jansamvad.http_guard import GuardedHttpToolsProtocol
-from jansamvad.protocol.codec import SUBPROTOCOLS, Encoding
+from jansamvad.protocol.codec import Encoding
+from jansamvad.protocol.subprotocols import ENCODING_OF, choose
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 _PREFIX = b"GET /ws"
@@ -51,6 +52,12 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # The one value that differs between the heads of one kind of client: a key websockets takes (16 bytes in base64) as
 # the whole value of a Sec-WebSocket-Key line (HeadShapes).
 _KEY_LINE = re.compile(rb"\r\nsec-websocket-key:[ \t]*+([A-Za-z0-9+/]{22}==)(?=[ \t]*+(?:\r\n|\Z))", re.IGNORECASE)
+# The other one when the client sends its hello in the offer (protocol/subprotocols.py): the first whole hello entry of
+# base64url text in a Sec-WebSocket-Protocol line.
+_HELLO_ENTRY = re.compile(
+    rb"\r\n(?i:sec-websocket-protocol):[^\r\n]*?(?<=[:, \t])"
+    rb"jansamvad\.v1\.hello\.([A-Za-z0-9_-]*)(?=[ \t]*(?:,|\r\n|\Z))"
+)
 SHAPES_KEPT = 256
 
 _date_at = -1
@@ -73,20 +80,21 @@ def accept_key(key: bytes) -> bytes:
 class Upgrade:
     """A WebSocket upgrade request this module may answer itself (parse_upgrade), reduced to what the node uses."""
 
-    __slots__ = ("accept", "forwarded_for", "lane", "origin", "query", "subprotocol")
+    __slots__ = ("accept", "forwarded_for", "hello", "lane", "origin", "query", "subprotocol")
 
     def __init__(self) -> None:
         self.accept = b""
         self.subprotocol: str | None = None
+        self.hello: str | None = None  # the hello entry's text, when the subprotocol chosen is a `+hello` one
         self.origin: str | None = None
         self.forwarded_for: list[str] = []
         self.query: dict[str, list[str]] = {}
         self.lane = False
 
-    def with_accept(self, accept: bytes) -> Upgrade:
-        """The same upgrade for another key (HeadShapes): the parsed parts are shared, never changed."""
+    def with_accept(self, accept: bytes, hello: str | None) -> Upgrade:
+        """The same upgrade for another key and hello entry (HeadShapes): the parsed parts are shared, never changed."""
         copy = Upgrade.__new__(Upgrade)
-        copy.accept, copy.subprotocol, copy.origin = accept, self.subprotocol, self.origin
+        copy.accept, copy.subprotocol, copy.origin, copy.hello = accept, self.subprotocol, self.origin, hello
         copy.forwarded_for, copy.query, copy.lane = self.forwarded_for, self.query, self.lane
         return copy
 
@@ -145,7 +153,7 @@ def parse_upgrade(head: bytes, origins: list[Any] | None) -> Upgrade | None:
     offered = _tokens(headers.get(b"sec-websocket-protocol", []))
     if offered is None:
         return None
-    found.subprotocol = next((name for name in offered if name in SUBPROTOCOLS), None)  # connection._select_subprotocol
+    found.subprotocol, found.hello = choose(offered)  # as frames_in._select_subprotocol chooses
     raw_query = request.group(1)
     found.query = parse_qs(raw_query[1:].decode()) if raw_query else {}
     lane = found.query.get("lane")
@@ -169,12 +177,17 @@ class HeadShapes:
     is the cached one with the new key's accept. Only heads parse_upgrade took are kept (a refused one is parsed, and
     refused, every time), at most SHAPES_KEPT (then they are all dropped: a proxy's X-Forwarded-For makes every head
     its own shape, and those simply miss), for one `origins` setting.
+
+    A client that sends its hello in the offer (protocol/subprotocols.py) has a second such value: the hello entry's
+    base64url text, of any length, in the Sec-WebSocket-Protocol line. It is cut out as well, and the two cuts'
+    offsets in the shape must match. parse_upgrade reads the entry for nothing but its text (every base64url text is
+    a token), so the cached answer holds with the new text, provided the entry it took is the one cut out.
     """
 
     __slots__ = ("_origins", "_shapes")
 
     def __init__(self) -> None:
-        self._shapes: dict[bytes, tuple[int, Upgrade]] = {}
+        self._shapes: dict[bytes, tuple[tuple[int, int], Upgrade]] = {}
         self._origins: list[Any] | None = None
 
     def parse(self, head: bytes, origins: list[Any] | None) -> Upgrade | None:
@@ -182,19 +195,33 @@ class HeadShapes:
         if key is None:
             return parse_upgrade(head, origins)  # no plain key: the parse decides (and refuses)
         start, end = key.span(1)
-        shape = head[:start] + head[end:]
+        entry = _HELLO_ENTRY.search(head) if b"jansamvad.v1.hello." in head else None
+        text = None
+        if entry is None:
+            shape, cuts = head[:start] + head[end:], (start, -1)
+        else:  # the hello entry is cut out too; the cuts' offsets are the shape's
+            h_start, h_end = entry.span(1)
+            text = entry.group(1).decode()
+            if h_start < start:
+                shape = head[:h_start] + head[h_end:start] + head[end:]
+                cuts = (start - (h_end - h_start), h_start)
+            else:
+                shape = head[:start] + head[end:h_start] + head[h_end:]
+                cuts = (start, h_start - (end - start))
         if origins is self._origins:
             known = self._shapes.get(shape)
-            if known is not None and known[0] == start:  # (a guard: one key line only, so at the same offset)
-                return known[1].with_accept(accept_key(key.group(1)))
+            if known is not None and known[0] == cuts:  # (a guard: one key line only, so at the same offset)
+                return known[1].with_accept(accept_key(key.group(1)), None if known[1].hello is None else text)
         else:
             self._shapes.clear()
             self._origins = origins
         found = parse_upgrade(head, origins)
-        if found is not None:
+        # Kept only when the hello it took (if any) is the cut one: then another head of this shape offers the same
+        # names in the same order, and the hello at the same place.
+        if found is not None and (found.hello is None or found.hello == text):
             if len(self._shapes) >= SHAPES_KEPT:
                 self._shapes.clear()
-            self._shapes[shape] = (start, found)
+            self._shapes[shape] = (cuts, found)
         return found
 
 
@@ -338,12 +365,17 @@ class EdgeProtocol(asyncio.Protocol):
             transport.close()
             return
         EdgeProtocol.fast_upgrades += 1
-        transport.write(switching_protocols(upgrade))
+        if upgrade.hello is None:
+            transport.write(switching_protocols(upgrade))
+        else:  # the 101 waits for the welcome (or a close) and leaves in one write with it (WsConnection.cork)
+            conn.corked = [switching_protocols(upgrade)]
         if upgrade.subprotocol is not None:
-            conn.encoding = SUBPROTOCOLS[upgrade.subprotocol]  # websockets' protocol, made later if ever, needs no copy
+            conn.encoding = ENCODING_OF[upgrade.subprotocol]  # websockets' protocol, made later if ever, needs no copy
         elif upgrade.query.get("enc") == ["json"]:
             conn.encoding = Encoding.JSON
         conn.opened()
+        if upgrade.hello is not None:
+            conn.hello_in_offer(upgrade.hello)
 
     def _to_http(self, data: bytes) -> None:
         """uvicorn's HTTP protocol (slowloris-guarded) takes the socket and the bytes read so far."""

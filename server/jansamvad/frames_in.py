@@ -24,11 +24,13 @@ import logging
 from typing import Any
 
 from websockets.frames import Opcode
+from websockets.headers import parse_subprotocol
+from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Origin, Subprotocol
 
-from jansamvad.protocol.codec import SUBPROTOCOLS
+from jansamvad.protocol.subprotocols import WITH_HELLO, choose
 
 try:
     from websockets.speedups import apply_mask
@@ -46,10 +48,16 @@ _ws_log.setLevel(logging.WARNING)
 
 
 def _select_subprotocol(_: ServerProtocol, offered: Any) -> Subprotocol | None:
-    for name in offered:
-        if name in SUBPROTOCOLS:
-            return Subprotocol(name)
-    return None  # no subprotocol offered: msgpack, or JSON with ?enc=json
+    name = choose(offered)[0]  # as the edge chooses (edge.parse_upgrade)
+    return None if name is None else Subprotocol(name)  # None: msgpack, or JSON with ?enc=json
+
+
+def offered_hello(ws: ServerProtocol, request: Request) -> str | None:
+    """The hello entry's text when websockets' handshake chose a `+hello` subprotocol (protocol/subprotocols.py)."""
+    if ws.subprotocol not in WITH_HELLO:
+        return None
+    offered = request.headers.get_all("Sec-WebSocket-Protocol")
+    return choose(item for value in offered for item in parse_subprotocol(value))[1]
 
 
 def new_protocol(origins: list[Origin | None] | None, state: State, max_size: int) -> ServerProtocol:

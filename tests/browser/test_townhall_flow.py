@@ -17,6 +17,7 @@ Run: `.venv/bin/pytest -m browser tests/browser -v`.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -252,6 +253,7 @@ class WsTap:
         self.drop_asks = False
         self.hold = False
         self.protocols: list[str] = []
+        self.hello_frames = 0  # hellos sent as a frame rather than in the offer
 
     @staticmethod
     def decode(frame: str | bytes) -> dict[str, Any]:
@@ -260,7 +262,17 @@ class WsTap:
         assert isinstance(msg, dict)
         return msg
 
+    def offered_hello(self, route: Any) -> None:
+        """The page's hello rides in its subprotocol offer (docs/protocol.md 1): recorded as if it were sent."""
+        prefix = "jansamvad.v1.hello."
+        for item in route.protocols:
+            if item.startswith(prefix):
+                entry = item[len(prefix) :]
+                self.sent.append(self.decode(base64.urlsafe_b64decode(entry + "=" * (-len(entry) % 4))))
+                return
+
     def __call__(self, route: Any) -> None:
+        self.offered_hello(route)
         if self.hold:
             self.held.append(route)
             route.on_message(lambda frame: self.sent.append(self.decode(frame)))
@@ -271,6 +283,7 @@ class WsTap:
         def up(frame: str | bytes) -> None:
             msg = self.decode(frame)
             self.sent.append(msg)
+            self.hello_frames += msg.get("t") == "hello"
             if self.drop_asks and msg.get("t") == "ask":
                 return
             node.send(frame)
@@ -368,6 +381,8 @@ def test_resume_and_reload_without_gaps(demo_server: Server, tabs: Tabs) -> None
     )
     dup = [m for m in tap.received if m.get("t") == "ack" and m.get("key") == asks[0]["key"]]
     assert [m.get("dup", False) for m in dup] == [False, True], dup
+    # Every join and rejoin said hello in its subprotocol offer, none in a frame: the 101 came with the welcome.
+    assert len(tap.hellos()) >= 3 and tap.hello_frames == 0, (len(tap.hellos()), tap.hello_frames)
     expect(moderator.locator("#queue li")).to_have_count(1)
 
     assert not tabs.errors, "browser errors:\n" + "\n".join(tabs.errors)
