@@ -134,3 +134,23 @@ def test_head_shapes_take_the_hello_parse_upgrade_takes() -> None:
                 assert want is not None and got is not None, variant
                 assert (got.subprotocol, got.hello) == (want.subprotocol, want.hello), variant
                 assert switching_protocols(got) == switching_protocols(want), variant
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        with_hello("gaF0pWhlbGxv"),
+        with_hello("gaF0pWhlbGxv", User_Agent="jansamvad.v1.hello.e30"),  # the prefix first elsewhere
+        head(Sec_WebSocket_Protocol="jansamvad.v1.json+hello, jansamvad.v1.hello.a.b, jansamvad.v1.hello.e30"),
+        head(Sec_WebSocket_Protocol="jansamvad.v1.json+hello,jansamvad.v1.hello.e30"),
+        head(Sec_WebSocket_Protocol="xjansamvad.v1.hello.e30, jansamvad.v1.hello.W10"),
+        head(SEC_WEBSOCKET_PROTOCOL="jansamvad.v1.hello.e30"),
+        head(Sec_WebSocket_Protocol="jansamvad.v1.json+hello") + b"\r\nSec-WebSocket-Protocol: jansamvad.v1.hello.W10",
+        head(Sec_WebSocket_Protocol="jansamvad.v1.hello.a!") + b"\r\nSec-WebSocket-Protocol: jansamvad.v1.hello.W10",
+        head(Sec_WebSocket_Protocol="jansamvad.v1.json"),
+        head(X_Sec_WebSocket_Protocol="jansamvad.v1.hello.e30"),
+    ],
+)
+def test_head_shapes_find_the_hello_entry_as_the_full_search_does(raw: bytes) -> None:
+    quick, full = edge._hello_entry(raw), edge._HELLO_ENTRY.search(raw)
+    assert (quick and (quick.span(1), quick.group(1))) == (full and (full.span(1), full.group(1)))

@@ -132,6 +132,7 @@ async def measure(opts: argparse.Namespace) -> dict[str, Any]:
         )
         argv = [sys.executable, str(JOIN_CLIENT), "--tokens", str(path), "--encoding", opts.encoding]
         argv += ["--client", "picows", "--concurrency", str(opts.concurrency), "--wait-go", "--source-block", "61"]
+        argv += ["--hello", opts.hello]
         argv += ["--max-s", str(RUN_BUDGET_S), "--hold-s", str(RUN_BUDGET_S), "--url", f"ws://127.0.0.1:{port}/ws"]
     else:
         script = tmp / "upgrade_client.py"
@@ -196,6 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=5000, help="connections (held until the end: < 19,000)")
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--encoding", choices=("json", "msgpack"), default="json", help="join mode")
+    parser.add_argument("--hello", choices=("offer", "message"), default="offer", help="join mode: where the hello is")
     parser.add_argument("--floor", action="store_true", help="no node: uvloop's own cost (upgrade mode)")
     opts = parser.parse_args(argv)
     if opts.floor and opts.mode != "upgrade":

@@ -54,10 +54,29 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _KEY_LINE = re.compile(rb"\r\nsec-websocket-key:[ \t]*+([A-Za-z0-9+/]{22}==)(?=[ \t]*+(?:\r\n|\Z))", re.IGNORECASE)
 # The other one when the client sends its hello in the offer (protocol/subprotocols.py): the first whole hello entry of
 # base64url text in a Sec-WebSocket-Protocol line.
+_HELLO_PREFIX = b"jansamvad.v1.hello."
 _HELLO_ENTRY = re.compile(
     rb"\r\n(?i:sec-websocket-protocol):[^\r\n]*?(?<=[:, \t])"
     rb"jansamvad\.v1\.hello\.([A-Za-z0-9_-]*)(?=[ \t]*(?:,|\r\n|\Z))"
 )
+_HELLO_VALUE = re.compile(rb"jansamvad\.v1\.hello\.([A-Za-z0-9_-]*)(?=[ \t]*(?:,|\r\n|\Z))")
+_PROTOCOL_LINE = b"\r\nsec-websocket-protocol:"
+
+
+def _hello_entry(head: bytes) -> re.Match[bytes] | None:
+    """_HELLO_ENTRY's match, found quicker (~1 instead of ~3 µs for a browser's head) when the first hello prefix of
+    the head is that entry: then no earlier line holds one, so the search would stop at it too."""
+    at = head.find(_HELLO_PREFIX)
+    if at == -1:
+        return None
+    line = head.rfind(b"\r\n", 0, at)
+    if line != -1 and head[at - 1] in b":, \t" and head[line : line + len(_PROTOCOL_LINE)].lower() == _PROTOCOL_LINE:
+        found = _HELLO_VALUE.match(head, at)
+        if found is not None:
+            return found
+    return _HELLO_ENTRY.search(head)
+
+
 SHAPES_KEPT = 256
 
 _date_at = -1
@@ -195,7 +214,7 @@ class HeadShapes:
         if key is None:
             return parse_upgrade(head, origins)  # no plain key: the parse decides (and refuses)
         start, end = key.span(1)
-        entry = _HELLO_ENTRY.search(head) if b"jansamvad.v1.hello." in head else None
+        entry = _hello_entry(head)
         text = None
         if entry is None:
             shape, cuts = head[:start] + head[end:], (start, -1)

@@ -56,3 +56,8 @@ def test_subprotocols_choose(offered: list[str], chosen: tuple[str | None, str |
 )
 def test_subprotocols_hello_bytes(entry: str, data: bytes | None) -> None:
     assert hello_bytes(entry) == data
+
+
+@pytest.mark.parametrize("entry", ["e3\u00e90", "e30\n", "\te30", "e3=0", "e30==", "eyJ0Ijoi\r\naGVsbG8ifQ"])
+def test_subprotocols_hello_bytes_refuse_strangers(entry: str) -> None:
+    assert hello_bytes(entry) is None
