@@ -13,14 +13,16 @@ import asyncio
 import errno
 
 import pytest
-from loadtest.bench import lean, million_hosts
+from loadtest.bench import lean, million_hosts, wire
 from loadtest.bench.million import Plan, run_million
 from websockets.frames import Frame
 from websockets.streams import StreamReader
 
 from jansamvad.auth import TokenService
+from jansamvad.edge import parse_upgrade
 from jansamvad.localredis import free_port, server_binary
 from jansamvad.protocol.roles import Role
+from jansamvad.protocol.subprotocols import hello_bytes
 
 PREFIX = "jsmt-"
 
@@ -37,6 +39,21 @@ def test_lean_minter_tokens_verify_as_the_node_issues_them() -> None:
     assert message["t"] == "hello"
     claims = TokenService(secret).verify(message["token"])
     assert (claims.sub, claims.role, claims.th) == ("c-0-7", Role.CITIZEN, "th1")
+
+
+def test_lean_minter_puts_the_hello_in_the_offer_as_the_node_reads_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "s" * 40
+    request = wire.upgrade_request("10.88.0.2", 8000)
+    monkeypatch.setattr(lean, "REQUEST_HEAD", request[: request.index(b"\r\nSec-WebSocket-Protocol: ")])
+    raw = lean.Minter(secret, "th1", ttl_s=600).hello("c-0-7", in_offer=True)
+    assert raw.endswith(b"\r\n\r\n")
+    upgrade = parse_upgrade(raw[:-4], None)  # the edge's own parse
+    assert upgrade is not None and upgrade.subprotocol == "jansamvad.v1.msgpack+hello" and upgrade.hello is not None
+    data = hello_bytes(upgrade.hello)
+    assert data is not None
+    message = lean._unpackb(data)
+    claims = TokenService(secret).verify(message["token"])
+    assert (message["t"], claims.sub, claims.th) == ("hello", "c-0-7", "th1")
 
 
 @pytest.mark.slow
@@ -147,7 +164,7 @@ def test_lean_open_reports_each_steps_failures_and_retries_not_running_totals(mo
     port = free_port()  # nothing listens there: every try is refused (ECONNREFUSED), tried again, then failed
     opts = argparse.Namespace(
         targets=f"127.0.0.1:{port}", secret="s" * 40, th="th1", index=0, rate=1000.0, concurrency=2, timeout=5.0,
-        rcvbuf=0, source="",
+        rcvbuf=0, source="", hello="offer",
     )  # fmt: skip
 
     async def scenario() -> None:

@@ -1,9 +1,11 @@
 """The lean load client of `make million`: one process holds up to ~19k real citizen sessions in little memory.
 
 Each connection is a real client of the protocol: TCP connect, the WebSocket upgrade (subprotocol
-jansamvad.v1.msgpack), `hello` with its own citizen token (HS256, minted here with the run's secret, as the REST API
-would), `welcome`, then it stays joined, answers every keepalive ping with a pong, and checks the town hall's events
-by `seq` (each must be the next one on that connection: a gap or a repeat is counted).
+jansamvad.v1.msgpack) with `hello` and its own citizen token (HS256, minted here with the run's secret, as the REST API
+would) in the subprotocol offer, as the citizen's page joins (`--hello message`: the hello as the first frame after
+the 101, the page's way before 2026-12-04), `welcome`, then it stays joined, answers every keepalive ping with a
+pong, and checks the town hall's events by `seq` (each must be the next one on that connection: a gap or a repeat is
+counted).
 
 Lean, because at a million the load client is half of the machine's memory:
 - one small object per connection (`LeanConn`, six slots) and its uvloop transport; no task, no future, no buffer
@@ -71,13 +73,17 @@ class Minter:
         self.th = th
         self.ttl_s = ttl_s
 
-    def hello(self, sub: str) -> bytes:
+    def hello(self, sub: str, in_offer: bool = False) -> bytes:
+        """The hello frame, or with `in_offer` the whole upgrade request with the hello in its offer."""
         now = int(time.time())
         claims = {"sub": sub, "role": "citizen", "th": self.th, "iat": now, "exp": now + self.ttl_s, "aud": "jansamvad"}
         claims["name"] = "नागरिक"
         signing = self.HEADER + b"." + _b64(json.dumps(claims, separators=(",", ":")).encode())
         token = signing + b"." + _b64(hmac.new(self.key, signing, hashlib.sha256).digest())
-        return wire.message_frame({"t": "hello", "token": token.decode()})
+        hello = {"t": "hello", "token": token.decode()}
+        if in_offer:
+            return REQUEST_HEAD + _OFFER % _b64(msgpack.packb(hello)) + b"\r\n\r\n"
+        return wire.message_frame(hello)
 
 
 class Tally:
@@ -145,7 +151,11 @@ class LeanConn(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        self.transport.write(REQUEST)
+        if self.hello.startswith(b"GET "):  # the request with the hello in its offer
+            self.transport.write(self.hello)
+            self.hello = b""
+        else:
+            self.transport.write(REQUEST)
 
     def data_received(self, data: bytes) -> None:
         now = _now()
@@ -162,8 +172,9 @@ class LeanConn(asyncio.Protocol):
                 self._fail(Rejected(status, float(headers.get("retry-after", "1") or 1)))
                 return
             self.state = HELLO
-            self.transport.write(self.hello)  # type: ignore[union-attr]
-            self.hello = b""
+            if self.hello:  # the node chose the plain subprotocol (or the hello was not in the offer): send it
+                self.transport.write(self.hello)  # type: ignore[union-attr]
+                self.hello = b""
             pos = head_end + 4
         frames, self.buf = wire.split_frames(data[pos:] if pos else data)  # the bench's one frame parser
         for first, payload in frames:
@@ -238,6 +249,14 @@ class LeanConn(asyncio.Protocol):
 
 
 REQUEST = b""  # the one upgrade request of this process (set in main: its Host header names the first target)
+REQUEST_HEAD = b""  # the same without its subprotocol line and blank line, for requests with the hello in the offer
+_OFFER = (
+    b"\r\nSec-WebSocket-Protocol: "
+    + wire.SUBPROTOCOL.encode()
+    + b"+hello, "
+    + wire.SUBPROTOCOL.encode()
+    + b", jansamvad.v1.hello.%s"
+)
 
 
 class Opener:
@@ -281,7 +300,7 @@ class Opener:
         host, port = self.targets[(self.opts.index + i) % len(self.targets)]
         for attempt in range(MAX_ATTEMPTS):
             waiter: asyncio.Future[None] = loop.create_future()
-            conn = LeanConn(self.minter.hello(f"c-{self.opts.index}-{i}"), waiter)
+            conn = LeanConn(self.minter.hello(f"c-{self.opts.index}-{i}", self.opts.hello == "offer"), waiter)
             try:
                 async with asyncio.timeout(self.opts.timeout):
                     if self.opts.source:  # its port picked at connect(), not searched for at bind (sockets.py)
@@ -355,10 +374,11 @@ async def handle(opener: Opener, cmd: dict[str, Any]) -> dict[str, Any]:
 
 
 async def serve(opts: argparse.Namespace) -> None:
-    global REQUEST
+    global REQUEST, REQUEST_HEAD
     opener = Opener(opts)
     host, port = opener.targets[0]
     REQUEST = wire.upgrade_request(host, port)
+    REQUEST_HEAD = REQUEST[: REQUEST.index(b"\r\nSec-WebSocket-Protocol: ")]
     print(json.dumps({"ready": True, **usage()}), flush=True)
     async for cmd in stdin_commands(opts.lifetime, limit=1 << 24):
         try:
@@ -381,6 +401,9 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds for one connect + upgrade + welcome")
     parser.add_argument("--rcvbuf", type=int, default=8192, help="SO_RCVBUF of each socket (0: the kernel's)")
     parser.add_argument("--source", default="", help="bind this source address (loopback mode)")
+    parser.add_argument(
+        "--hello", choices=("offer", "message"), default="offer", help="the hello in the subprotocol offer, or a frame"
+    )
     parser.add_argument("--lifetime", type=float, default=3600.0, help="exit after this many seconds regardless")
     opts = parser.parse_args()
     uvloop.run(serve(opts))

@@ -76,6 +76,7 @@ class Plan:
     hold_s: float = 10.0
     deliver_timeout_s: float = 180.0
     rcvbuf: int = 8192
+    hello: str = "offer"  # the citizens' hello: in the subprotocol offer (the page's way) or "message" (a frame)
     cluster: bool = True
     namespaces: bool = True
     prefix: str = "jsm-"
@@ -197,7 +198,7 @@ async def start_clients(run: Run, th: str) -> None:
             index = j * p.procs_per_client_host + k
             argv = [sys.executable, "-m", "loadtest.bench.lean", "--index", str(index), "--targets", targets,
                     "--th", th, "--rate", f"{rate:.3f}", "--concurrency", str(p.concurrency),
-                    "--rcvbuf", str(p.rcvbuf), "--lifetime", "5400"]  # fmt: skip
+                    "--rcvbuf", str(p.rcvbuf), "--hello", p.hello, "--lifetime", "5400"]  # fmt: skip
             if not run.hosts.namespaces:
                 argv += ["--source", host.address]
             log = (run.logs / f"client-{index}.log").open("ab")
