@@ -105,6 +105,7 @@ def entry_of(data: bytes) -> str:
         (["jansamvad.v1.msgpack+hello", entry_of(b"\xc1")], 4000),  # not msgpack
         (["jansamvad.v1.msgpack+hello", entry_of(msgpack.packb({"t": "ping"}))], 4000),  # not a hello
         (["jansamvad.v1.json+hello", entry_of(msgpack.packb({"t": "hello", "token": "x"}))], 4000),  # not JSON
+        (["jansamvad.v1.json+hello", entry_of(b'{"t": "hello", "token": "\xff"}')], 4000),  # not UTF-8
         (["jansamvad.v1.json+hello", entry_of(json.dumps({"t": "hello"}).encode())], 4001),  # no token
         (["jansamvad.v1.msgpack+hello", entry_of(msgpack.packb({"t": "hello", "token": "not.a.jwt"}))], 4001),
     ],
