@@ -110,15 +110,21 @@ async def test_resume_join_frames_leave_in_one_write(server: RunningServer, monk
     await server.node.store.set_status(hall.th, Status.LIVE)
     leader = await joined(server, hall.leader)
     seqs = await speak(leader, 3)
-    writes: list[bytes] = []
-    real = WsConnection.send_frame
+    writes: list[bytes] = []  # what reaches the transport: a frame sent uncorked, or everything held at uncork()
+    real_send, real_uncork = WsConnection.send_frame, WsConnection.uncork
 
-    def spy(self: WsConnection, frame: bytes) -> None:
+    def send_spy(self: WsConnection, frame: bytes) -> None:
         if self.corked is None and self.state.name == "OPEN":
             writes.append(frame)
-        real(self, frame)
+        real_send(self, frame)
 
-    monkeypatch.setattr(WsConnection, "send_frame", spy)
+    def uncork_spy(self: WsConnection) -> None:
+        if self.corked and self.state.name == "OPEN":
+            writes.append(b"".join(self.corked))
+        real_uncork(self)
+
+    monkeypatch.setattr(WsConnection, "send_frame", send_spy)
+    monkeypatch.setattr(WsConnection, "uncork", uncork_spy)
     fresh = await Session.open(server)
     welcome, snapshot = await fresh.hello(hall.citizen_token(sub="c-fresh"))
     assert welcome["t"] == "welcome" and snapshot is not None and snapshot["seq"] == seqs[-1]
