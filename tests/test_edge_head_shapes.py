@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import random
 from typing import Any
 
 import pytest
@@ -154,3 +155,80 @@ def test_head_shapes_take_the_hello_parse_upgrade_takes() -> None:
 def test_head_shapes_find_the_hello_entry_as_the_full_search_does(raw: bytes) -> None:
     quick, full = edge._hello_entry(raw), edge._HELLO_ENTRY.search(raw)
     assert (quick and (quick.span(1), quick.group(1))) == (full and (full.span(1), full.group(1)))
+
+
+_B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_ITEMS = [
+    "jansamvad.v1.msgpack+hello",
+    "jansamvad.v1.json+hello",
+    "jansamvad.v1.msgpack+hello",
+    "jansamvad.v1.json+hello",
+    "jansamvad.v1.msgpack",
+    "jansamvad.v1.json",
+    "chat",
+    "jansamvad.v1.hello.a.b",  # a token, not base64url
+    "jansamvad.v1.hello.a+b",
+    "xjansamvad.v1.hello.e30",  # not an entry
+    None,  # an entry of random base64url text (a slot, filled per head)
+    None,
+    None,
+]
+
+
+def _shape_of_head(rng: random.Random) -> tuple[list[str], int]:
+    """A head with slots: "{k}" for each key, "{h}" for each hello entry's text; lines in random order, random
+    case of the protocol header's name, random spacing; (lines, number of hello slots)."""
+    lines = ["Host: h", "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Version: 13"]
+    lines += [rng.choice(["Sec-WebSocket-Key:", "sec-websocket-key:  "]) + "{k}"] * rng.choice([1, 1, 1, 0, 2])
+    slots = 0
+    for _ in range(rng.choice([1, 1, 2, 3])):
+        items = [rng.choice(_ITEMS) or "jansamvad.v1.hello.{h}" for _ in range(rng.randrange(5))]
+        slots += sum(item.endswith("{h}") for item in items)
+        name = rng.choice(["Sec-WebSocket-Protocol", "sec-websocket-protocol", "SEC-WEBSOCKET-PROTOCOL"])
+        sep = rng.choice([",", ", ", " , ", "\t,"])
+        lines.append(f"{name}:{rng.choice(['', ' ', chr(9)])}{sep.join(items)}{rng.choice(['', ' ', ','])}")
+    if rng.random() < 0.3:
+        lines.append("User-Agent: jansamvad.v1.hello.e30")
+    rng.shuffle(lines)
+    return [rng.choice(["GET /ws HTTP/1.1", "GET /ws?enc=json HTTP/1.1"]), *lines], slots
+
+
+def _fill(lines: list[str], keys: list[str], texts: list[str]) -> bytes:
+    out, k, h = [], iter(keys), iter(texts)
+    for line in lines:
+        while "{k}" in line or "{h}" in line:
+            line = line.replace("{k}", next(k), 1) if "{k}" in line else line.replace("{h}", next(h), 1)
+        out.append(line)
+    return "\r\n".join(out).encode()
+
+
+def _parts(found: Any) -> Any:
+    return found and (found.accept, found.subprotocol, found.hello, found.origin, found.query, found.lane)
+
+
+def test_head_shapes_answer_generated_heads_as_parse_upgrade_does_warm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Generated heads (keys and hello entries in either order, entries of other lengths, an earlier entry that is
+    not base64url, entries in several lines or in other headers): a head of a shape already taken, with other keys
+    and entry texts, gets parse_upgrade's own answer; the quick entry lookup finds what the full search finds."""
+    rng, warm_hellos, parses = random.Random(19), 0, [0]
+
+    def counted(head: bytes, origins: list[Any] | None) -> Any:
+        parses[0] += 1
+        return parse_upgrade(head, origins)
+
+    monkeypatch.setattr(edge, "parse_upgrade", counted)
+    for _ in range(1500):
+        lines, slots = _shape_of_head(rng)
+        shapes = HeadShapes()
+        first = _fill(lines, [new_key().decode() for _ in range(2)], ["".join(rng.choices(_B64URL, k=4))] * slots)
+        assert _parts(shapes.parse(first, None)) == _parts(parse_upgrade(first, None)), first
+        for _ in range(3):
+            texts = ["".join(rng.choices(_B64URL, k=rng.choice([0, 3, 4, 50]))) for _ in range(slots)]
+            raw = _fill(lines, [new_key().decode() for _ in range(2)], texts)
+            before = parses[0]
+            got, want = shapes.parse(raw, None), parse_upgrade(raw, None)
+            assert _parts(got) == _parts(want), (first, raw)
+            warm_hellos += parses[0] == before and got is not None and got.hello is not None
+            quick, full = edge._hello_entry(raw), edge._HELLO_ENTRY.search(raw)
+            assert (quick and quick.span(1)) == (full and full.span(1)), raw
+    assert warm_hellos > 100  # answered from the shapes with a hello: the generator reaches the case under test

@@ -110,11 +110,15 @@ def entry_of(data: bytes) -> str:
         (["jansamvad.v1.msgpack+hello", entry_of(msgpack.packb({"t": "hello", "token": "not.a.jwt"}))], 4001),
     ],
 )
+@pytest.mark.parametrize("slow", [False, True], ids=["edge", "websockets"])
 async def test_edge_hello_in_offer_refused_as_the_hello_message_is(
-    server: RunningServer, offer: list[str], code: int
+    server: RunningServer, offer: list[str], code: int, slow: bool
 ) -> None:
-    raw = await RawClient.open(server, protocol=", ".join(offer))
+    """On the edge's fast path and on websockets' handshake (a head with a non-ASCII value goes that way) alike."""
+    before = EdgeProtocol.fast_upgrades
+    raw = await RawClient.open(server, protocol=", ".join(offer), headers="X-Name: राम\r\n" if slow else "")
     assert raw.status == 101
+    assert EdgeProtocol.fast_upgrades == before + (not slow)
     assert await raw.close_code() == code
 
 

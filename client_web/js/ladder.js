@@ -52,12 +52,19 @@ export class Ladder {
     this.kbps = null;
     this.probe = null; // {id, at}
     this.nextId = 1e9; // request ids of its own, far from the Conn's
+    this.helloMode = null; // the mode the last hello carried (helloFields)
     this.lastBytes = conn.bytesIn;
     this.lastAt = Date.now();
     conn.seqHolesExpected = this.mode === 'light';
     conn.on('pong', (msg) => this._pong(msg));
     conn.on('welcome', () => {
       this.probe = null;
+      // A step taken while the hello was on its way (built before the socket opened, since it rides in the offer:
+      // the connect and the join on 2G take seconds, the moment a citizen taps a rung) is not in the hello, and
+      // `send` dropped it then: the node joined in the hello's mode. Tell it now.
+      if (this.helloMode !== null && this.helloMode !== this.mode) {
+        this.conn.send({ t: 'mode', mode: this.mode }, { paced: false });
+      }
     });
     this.timer = setInterval(() => this._tick(), PROBE_EVERY_MS);
     const c = globalThis.navigator?.connection;
@@ -66,6 +73,7 @@ export class Ladder {
 
   /** The hello's fields: a session starts in the mode in effect (and resumes in it). */
   helloFields() {
+    this.helloMode = this.mode;
     return { mode: this.mode };
   }
 
