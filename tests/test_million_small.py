@@ -176,3 +176,24 @@ def test_lean_open_reports_each_steps_failures_and_retries_not_running_totals(mo
         assert opener.failed == {f"os_{errno.ECONNREFUSED}": 4}  # the process's totals (`collect`)
 
     asyncio.run(scenario())
+
+
+def test_lean_hello_in_the_offer_not_taken_fails_the_join_plainly() -> None:
+    """With the hello in the offer the connection keeps no hello frame: a node that answers the plain subprotocol
+    fails the join at once (a bug to see), instead of leaving it to the node's hello timeout."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        for chosen, fails in (("jansamvad.v1.msgpack+hello", False), ("jansamvad.v1.msgpack", True)):
+            waiter = loop.create_future()
+            conn = lean.LeanConn(b"", waiter)  # the request (with the hello) is written: nothing left to send
+            conn.transport = _Transport()  # type: ignore[assignment]
+            conn.data_received(f"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Protocol: {chosen}\r\n\r\n".encode())
+            assert waiter.done() is fails and conn.state == lean.HELLO
+            if fails:
+                with pytest.raises(RuntimeError, match="chose 'jansamvad.v1.msgpack'"):
+                    await waiter
+            else:
+                waiter.cancel()
+
+    asyncio.run(scenario())

@@ -172,9 +172,12 @@ class LeanConn(asyncio.Protocol):
                 self._fail(Rejected(status, float(headers.get("retry-after", "1") or 1)))
                 return
             self.state = HELLO
-            if self.hello:  # the node chose the plain subprotocol (or the hello was not in the offer): send it
+            if self.hello:  # the hello goes as a frame (--hello message)
                 self.transport.write(self.hello)  # type: ignore[union-attr]
                 self.hello = b""
+            elif headers.get("sec-websocket-protocol") != _WITH_HELLO:  # the offer's hello was not taken
+                self._fail(RuntimeError(f"the node chose {headers.get('sec-websocket-protocol')!r}, not {_WITH_HELLO}"))
+                return
             pos = head_end + 4
         frames, self.buf = wire.split_frames(data[pos:] if pos else data)  # the bench's one frame parser
         for first, payload in frames:
@@ -249,6 +252,7 @@ class LeanConn(asyncio.Protocol):
 
 
 REQUEST = b""  # the one upgrade request of this process (set in main: its Host header names the first target)
+_WITH_HELLO = wire.SUBPROTOCOL + "+hello"
 REQUEST_HEAD = b""  # the same without its subprotocol line and blank line, for requests with the hello in the offer
 _OFFER = (
     b"\r\nSec-WebSocket-Protocol: "
