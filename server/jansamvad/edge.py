@@ -65,7 +65,8 @@ _PROTOCOL_LINE = b"\r\nsec-websocket-protocol:"
 
 def _hello_entry(head: bytes) -> re.Match[bytes] | None:
     """_HELLO_ENTRY's match, found quicker (~1 instead of ~3 µs for a browser's head) when the first hello prefix of
-    the head is that entry: then no earlier line holds one, so the search would stop at it too."""
+    the head is that entry: then no earlier line holds one, so the search would stop at it too. (On a head with a
+    bare LF in that line the two differ, but parse_upgrade refuses such a head, so no shape is kept for it.)"""
     at = head.find(_HELLO_PREFIX)
     if at == -1:
         return None
