@@ -35,7 +35,7 @@ from websockets.protocol import State
 from jansamvad.connection import STAFF_LANE, WsConnection
 from jansamvad.http_guard import GuardedHttpToolsProtocol
 from jansamvad.protocol.codec import Encoding
-from jansamvad.protocol.subprotocols import ENCODING_OF, choose
+from jansamvad.protocol.subprotocols import ENCODING_OF, HELLO_ENTRY_PREFIX, choose
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 _PREFIX = b"GET /ws"
@@ -54,12 +54,10 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _KEY_LINE = re.compile(rb"\r\nsec-websocket-key:[ \t]*+([A-Za-z0-9+/]{22}==)(?=[ \t]*+(?:\r\n|\Z))", re.IGNORECASE)
 # The other one when the client sends its hello in the offer (protocol/subprotocols.py): the first whole hello entry of
 # base64url text in a Sec-WebSocket-Protocol line.
-_HELLO_PREFIX = b"jansamvad.v1.hello."
-_HELLO_ENTRY = re.compile(
-    rb"\r\n(?i:sec-websocket-protocol):[^\r\n]*?(?<=[:, \t])"
-    rb"jansamvad\.v1\.hello\.([A-Za-z0-9_-]*)(?=[ \t]*(?:,|\r\n|\Z))"
-)
-_HELLO_VALUE = re.compile(rb"jansamvad\.v1\.hello\.([A-Za-z0-9_-]*)(?=[ \t]*(?:,|\r\n|\Z))")
+_HELLO_PREFIX = HELLO_ENTRY_PREFIX.encode()
+_HELLO_VALUE_RE = re.escape(_HELLO_PREFIX) + rb"([A-Za-z0-9_-]*)(?=[ \t]*(?:,|\r\n|\Z))"
+_HELLO_ENTRY = re.compile(rb"\r\n(?i:sec-websocket-protocol):[^\r\n]*?(?<=[:, \t])" + _HELLO_VALUE_RE)
+_HELLO_VALUE = re.compile(_HELLO_VALUE_RE)
 _PROTOCOL_LINE = b"\r\nsec-websocket-protocol:"
 
 
