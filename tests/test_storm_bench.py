@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
+import re
 from collections.abc import Awaitable, Callable
 
+import msgpack
 import pytest
 from loadtest.bench.storm import Leader
 from loadtest.bench.storm_client import LeanStormClient
@@ -47,16 +50,41 @@ async def test_storm_leader_survives_a_long_connect_without_speaking(
 
 
 @pytest.mark.timeout(60)
+class _CountingClient(LeanStormClient):
+    """The lean client, counting the hello frames it sends."""
+
+    __slots__ = ("hello_frames",)
+
+    def __init__(self, port: int, token: str, rng: random.Random, in_offer: bool) -> None:
+        super().__init__(port, token, rng, in_offer=in_offer)
+        self.hello_frames = 0
+
+    def hello(self) -> bytes:
+        self.hello_frames += 1
+        return super().hello()
+
+
+def _offered_hello(request: bytes) -> dict[str, object]:
+    """The hello in an upgrade request's offer (docs/protocol.md, section 1)."""
+    entry = re.search(rb"jansamvad\.v1\.hello\.([A-Za-z0-9_-]+)\r\n", request)
+    assert entry is not None, request
+    data = entry.group(1)
+    return msgpack.unpackb(base64.urlsafe_b64decode(data + b"=" * (-len(data) % 4)))  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("in_offer", [True, False], ids=["hello_in_offer", "hello_as_message"])
 async def test_storm_lean_client_honours_retry_after_and_resumes_every_seq_once(
-    make_server: Callable[..., Awaitable[RunningServer]],
+    make_server: Callable[..., Awaitable[RunningServer]], in_offer: bool
 ) -> None:
     """The bench's lean client (storm_client.py) against a real node: 30 at once over a handshake budget of 10 are told
-    503 + Retry-After and come back; after a drop they resume with `last_seq` and hold exactly the spoken seqs."""
+    503 + Retry-After and come back; after a drop they resume with `last_seq` and hold exactly the spoken seqs. With
+    the hello in the offer (its `last_seq` too, after the first join) no hello frame is sent; as a message, one each
+    join."""
     server = await make_server(handshakes_per_second=10)
     hall = await make_hall(server)
     leader = await Leader.join(server.base_url, hall.leader)
     rng = random.Random(3)
-    clients = [LeanStormClient(server.port, hall.citizen_token(sub=f"c-{i}"), rng) for i in range(30)]
+    clients = [_CountingClient(server.port, hall.citizen_token(sub=f"c-{i}"), rng, in_offer) for i in range(30)]
     try:
         await leader.request({"t": "go_live"})
 
@@ -75,11 +103,18 @@ async def test_storm_lean_client_honours_retry_after_and_resumes_every_seq_once(
         await all_have(spoken[-1])
         for c in clients:
             c.drop()
+        if in_offer:
+            assert all(
+                _offered_hello(c.upgrade()) == {"t": "hello", "token": c.token, "last_seq": spoken[-1]} for c in clients
+            )
+        else:
+            assert all(b"jansamvad.v1.hello." not in c.upgrade() for c in clients)
         missed = [(await leader.request({"t": "speech", "text": f"बीच में {i}"}))["seq"] for i in range(2)]
         await all_back()
         await all_have(missed[-1])
         assert all(c.recovered is True for c in clients)
         assert all(c.seqs == spoken + missed and not c.problems for c in clients)
+        assert all(c.hello_frames == (0 if in_offer else 2) for c in clients)
     finally:
         await asyncio.gather(*(c.stop() for c in clients))
         await leader.close()

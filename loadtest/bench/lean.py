@@ -82,7 +82,7 @@ class Minter:
         token = signing + b"." + _b64(hmac.new(self.key, signing, hashlib.sha256).digest())
         hello = {"t": "hello", "token": token.decode()}
         if in_offer:
-            return REQUEST_HEAD + _OFFER % _b64(msgpack.packb(hello)) + b"\r\n\r\n"
+            return wire.hello_offer(REQUEST_HEAD, hello)
         return wire.message_frame(hello)
 
 
@@ -252,15 +252,8 @@ class LeanConn(asyncio.Protocol):
 
 
 REQUEST = b""  # the one upgrade request of this process (set in main: its Host header names the first target)
-_WITH_HELLO = wire.SUBPROTOCOL + "+hello"
+_WITH_HELLO = wire.WITH_HELLO
 REQUEST_HEAD = b""  # the same without its subprotocol line and blank line, for requests with the hello in the offer
-_OFFER = (
-    b"\r\nSec-WebSocket-Protocol: "
-    + wire.SUBPROTOCOL.encode()
-    + b"+hello, "
-    + wire.SUBPROTOCOL.encode()
-    + b", jansamvad.v1.hello.%s"
-)
 
 
 class Opener:
@@ -382,7 +375,7 @@ async def serve(opts: argparse.Namespace) -> None:
     opener = Opener(opts)
     host, port = opener.targets[0]
     REQUEST = wire.upgrade_request(host, port)
-    REQUEST_HEAD = REQUEST[: REQUEST.index(b"\r\nSec-WebSocket-Protocol: ")]
+    REQUEST_HEAD = wire.request_head(REQUEST)
     print(json.dumps({"ready": True, **usage()}), flush=True)
     async for cmd in stdin_commands(opts.lifetime, limit=1 << 24):
         try:

@@ -292,10 +292,16 @@ async def _timed_connect(client: StormClient | LeanStormClient, started: float, 
     back.append(time.monotonic() - started)
 
 
-async def _serve_commands(pipe: Connection, port: int, tokens: list[str], proc: int, seed: int, kind: str) -> None:
+async def _serve_commands(
+    pipe: Connection, port: int, tokens: list[str], proc: int, seed: int, kind: str, hello: str = "offer"
+) -> None:
     rng = random.Random(seed)
-    make = CLIENTS[kind]
-    clients = [make(port, token, rng, source_address(proc, i)) for i, token in enumerate(tokens)]
+    clients: list[StormClient | LeanStormClient]
+    if kind == "lean":
+        in_offer = hello == "offer"
+        clients = [LeanStormClient(port, t, rng, source_address(proc, i), in_offer) for i, t in enumerate(tokens)]
+    else:  # the streams client says hello as a message
+        clients = [CLIENTS[kind](port, t, rng, source_address(proc, i)) for i, t in enumerate(tokens)]
     loop = asyncio.get_running_loop()
     try:
         while True:
@@ -349,10 +355,12 @@ async def _serve_commands(pipe: Connection, port: int, tokens: list[str], proc: 
         pipe.send("stopped")
 
 
-def client_process(pipe: Connection, port: int, tokens: list[str], proc: int, seed: int, kind: str) -> None:
+def client_process(
+    pipe: Connection, port: int, tokens: list[str], proc: int, seed: int, kind: str, hello: str = "offer"
+) -> None:
     import uvloop
 
-    uvloop.run(_serve_commands(pipe, port, tokens, proc, seed, kind))
+    uvloop.run(_serve_commands(pipe, port, tokens, proc, seed, kind, hello))
 
 
 # ------------------------------------------------------------------------------------------------------- the run
@@ -403,7 +411,9 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             mine, theirs = ctx.Pipe()
             share = citizen_tokens[p :: opts.client_procs]
             proc = ctx.Process(
-                target=client_process, args=(theirs, node.port, share, p, opts.seed + p, opts.client), daemon=True
+                target=client_process,
+                args=(theirs, node.port, share, p, opts.seed + p, opts.client, opts.hello),
+                daemon=True,
             )
             proc.start()
             pipes.append(mine)
@@ -514,6 +524,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
         "workers": opts.workers,
         "client_procs": opts.client_procs,
         "client": opts.client,
+        "hello": opts.hello if opts.client == "lean" else "message",
         "handshakes_per_second_per_worker": opts.rate,
         "max_joining": opts.max_joining or "default",
         **result,
@@ -540,7 +551,7 @@ def markdown(result: dict[str, Any], argv: list[str]) -> str:
 `{" ".join(["python -m loadtest.bench.storm", *argv])}` on {os.cpu_count()} CPUs ({platform.machine()},
 Python {platform.python_version()}); one node with {r["workers"]} workers
 (`--handshakes-per-second {rate}`, `--max-joining {r["max_joining"]}` each), Valkey, and {r["client_procs"]} client
-processes (`--client {r.get("client", "streams")}`) on the same machine.
+processes (`--client {r.get("client", "streams")}`, hello {r.get("hello", "message")}) on the same machine.
 
 | measure | value |
 |---|---|
@@ -573,6 +584,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--client", choices=sorted(CLIENTS), default="lean", help="lean: storm_client.py; streams: StormClient"
+    )
+    parser.add_argument(
+        "--hello",
+        choices=("offer", "message"),
+        default="offer",
+        help="the lean client's hello: in the subprotocol offer, as the citizen's page joins, or as a first frame",
     )
     parser.add_argument("--markdown", help="append a report section to this file")
     parser.add_argument("--profile", help="py-spy one worker during the storm into this raw file (needs py-spy)")

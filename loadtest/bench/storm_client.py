@@ -8,8 +8,10 @@ million's lean client (lean.py) does: frames are split out of each read in one c
 and the one coroutine per client (`connect`) awaits a single future per try.
 
 What it still does, as the real clients do (docs/protocol.md):
-- the WebSocket upgrade (subprotocol jansamvad.v1.msgpack), then `hello` with its citizen token and, after the first
-  join, the `last_seq` it saw, so the node resumes it (`welcome.recovered`);
+- the WebSocket upgrade with `hello` (its citizen token and, after the first join, the `last_seq` it saw, so the node
+  resumes it: `welcome.recovered`) in the subprotocol offer, as the citizen's page joins (docs/protocol.md, section
+  1); with `in_offer=False`, or from a node that answers the plain `jansamvad.v1.msgpack`, the hello goes as the first
+  frame after the 101;
 - HTTP 503: waits `Retry-After` x0.5-1.5 (jitter) and tries again; a 503 without `Retry-After` is a failure;
 - a refused, reset or silent (15 s) connect before the 101: backs off 0.1-0.5 s and tries again;
 - closed after the 101 but before `welcome` (1013, 4008; docs/protocol.md says reconnect): 0.5-1.5 s, again;
@@ -57,7 +59,7 @@ class _Try(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         assert self.client is not None
-        self.transport.write(self.client.request)
+        self.transport.write(self.client.upgrade())
         self.timer = asyncio.get_running_loop().call_later(HEAD_TIMEOUT_S, self._end, REFUSED)
 
     def _end(self, outcome: Any) -> None:
@@ -105,7 +107,8 @@ class _Try(asyncio.Protocol):
             if self.timer is not None:  # from here the node's hello and join timeouts bound the wait
                 self.timer.cancel()
                 self.timer = None
-            self.transport.write(client.hello())  # type: ignore[union-attr]
+            if not client.in_offer or headers.get("sec-websocket-protocol") != wire.WITH_HELLO:
+                self.transport.write(client.hello())  # type: ignore[union-attr]
             data = data[head_end + 4 :]
         frames, self.buf = wire.split_frames(data)
         for first, payload in frames:
@@ -173,13 +176,16 @@ class LeanStormClient:
     """`StormClient`'s interface (connect, drop, stop and the same counters), on one protocol object per try."""
 
     __slots__ = (
-        "port", "token", "rng", "source", "request", "seqs", "last_seq", "rejected", "most_retry_after", "refused",
-        "closed_early", "recovered", "problems", "_try",
+        "port", "token", "rng", "source", "in_offer", "request", "head", "seqs", "last_seq", "rejected",
+        "most_retry_after", "refused", "closed_early", "recovered", "problems", "_try",
     )  # fmt: skip
 
-    def __init__(self, port: int, token: str, rng: random.Random, source: str | None = None) -> None:
-        self.port, self.token, self.rng, self.source = port, token, rng, source
+    def __init__(
+        self, port: int, token: str, rng: random.Random, source: str | None = None, in_offer: bool = True
+    ) -> None:
+        self.port, self.token, self.rng, self.source, self.in_offer = port, token, rng, source, in_offer
         self.request = _request(port)
+        self.head = _heads[port]
         self.seqs: list[int] = []
         self.last_seq: int | None = None
         self.rejected = 0  # HTTP 503 answers
@@ -190,11 +196,21 @@ class LeanStormClient:
         self.problems: list[str] = []  # anything a correct node never sends: fails the bench
         self._try: _Try | None = None
 
-    def hello(self) -> bytes:
+    def _hello(self) -> dict[str, object]:
         message: dict[str, object] = {"t": "hello", "token": self.token}
         if self.last_seq is not None:
             message["last_seq"] = self.last_seq
-        return wire.message_frame(message)
+        return message
+
+    def hello(self) -> bytes:
+        """The hello as a frame: for a node that did not take it from the offer."""
+        return wire.message_frame(self._hello())
+
+    def upgrade(self) -> bytes:
+        """This try's upgrade request: with the hello (and the `last_seq` of now) in its offer, or the shared one."""
+        if self.in_offer:
+            return wire.hello_offer(self.head, self._hello())
+        return self.request
 
     async def connect(self) -> None:
         """Until joined: each try connects, upgrades and says hello; a 503 or an early close is tried again."""
@@ -238,10 +254,12 @@ class LeanStormClient:
 
 
 _REQUESTS: dict[int, bytes] = {}
+_heads: dict[int, bytes] = {}  # each request's head, for the requests with a hello in their offer
 
 
 def _request(port: int) -> bytes:
     """One upgrade request per port for all the clients of a process."""
     if port not in _REQUESTS:
         _REQUESTS[port] = wire.upgrade_request("127.0.0.1", port)
+        _heads[port] = wire.request_head(_REQUESTS[port])
     return _REQUESTS[port]

@@ -41,6 +41,24 @@ def upgrade_request(host: str, port: int, path: str = "/ws") -> bytes:
     ).encode("ascii")
 
 
+WITH_HELLO = SUBPROTOCOL + "+hello"
+_PROTOCOL_LINE = b"\r\nSec-WebSocket-Protocol: "
+
+
+def request_head(request: bytes) -> bytes:
+    """An `upgrade_request` without its subprotocol line and blank line: the part every offer with a hello shares."""
+    return request[: request.index(_PROTOCOL_LINE)]
+
+
+def hello_offer(head: bytes, hello: dict[str, Any]) -> bytes:
+    """The whole upgrade request from `request_head(...)` with the hello in its subprotocol offer (docs/protocol.md,
+    section 1): the `+hello` name, the plain one for a node that does not take it, and the hello entry (the msgpack
+    hello, base64url without padding)."""
+    entry = base64.urlsafe_b64encode(msgpack.packb(hello)).rstrip(b"=")
+    name = SUBPROTOCOL.encode()
+    return head + _PROTOCOL_LINE + name + b"+hello, " + name + b", jansamvad.v1.hello." + entry + HEAD_END
+
+
 def parse_response_head(head: bytes) -> tuple[int, dict[str, str]]:
     """Status code and lower-cased headers of an HTTP/1.1 response head (without the blank line)."""
     lines = head.decode("latin-1").split("\r\n")
