@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -17,14 +18,15 @@ from typing import Any
 
 import uvloop
 
-from . import anatomy, audio, charts, procstat, report, targets
-from .harness import CLIENT_CORE, SERVER_CORE, BenchOptions, Stage
+from . import anatomy, audio, charts, joins, procstat, report, targets
+from .harness import CLIENT_CORE, SERVER_CORE, BenchOptions, Stage, unpinned
 from .pool import REPO
 from .scenarios import broadcast, crossnode, floor, handshake, memory, profiled, vs_picows
 
-SCENARIOS = ("memory", "broadcast", "burst", "floor", "handshake", "crossnode", "audio")
-# Run only when named: `make bench BENCH_ARGS="--scenarios picows"` (issue 19 item 4, JanSamvad vs picows side by side).
-ON_REQUEST = ("picows",)
+SCENARIOS = ("memory", "broadcast", "burst", "floor", "joins", "crossnode", "picows", "audio")
+# Run only when named: `handshake`, the first bench's handshakes on one node without Redis (issue 19 item 3 asked for
+# the join a citizen makes instead: `joins`, Valkey, 2 nodes, a growing room, the hello in the offer).
+ON_REQUEST = ("handshake",)
 MAX_PER_NODE = 19_800  # the node's open files are capped at 20,000: N + warm-up + leaders + its own files
 FULL = {
     "sizes": [1_000, 5_000, 10_000, 19_500],
@@ -32,6 +34,8 @@ FULL = {
     "burst_rounds": 10,
     "handshakes": 10_000,
     "handshake_reps": 3,
+    "join_clients": 10_000,
+    "join_reps": 3,
     "cross_n": 10_000,
     "cross_memory_n": 50_000,
     "budget_s": 3600.0,
@@ -44,6 +48,8 @@ QUICK = {
     "burst_rounds": 3,
     "handshakes": 1_000,
     "handshake_reps": 1,
+    "join_clients": 1_000,
+    "join_reps": 1,
     "cross_n": 1_000,
     "cross_memory_n": 0,
     "budget_s": 150.0,
@@ -64,6 +70,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--handshake-reps", type=int)
     p.add_argument("--handshake-workers", type=int, default=2)
     p.add_argument("--handshake-concurrency", type=int, default=100, help="handshakes in flight per client process")
+    p.add_argument("--join-clients", type=int, help="citizens per joins rep (the room grows to this)")
+    p.add_argument("--join-reps", type=int, help="runs of the joins scenario (the median is judged)")
+    p.add_argument(
+        "--join-client", choices=("picows", "websockets"), default="picows", help="the joins' outside client"
+    )
     p.add_argument("--tick-ms", type=float, default=5.0, help="the node's --tick-ms")
     p.add_argument("--text-bytes", type=int, default=100, help="speech text size")
     p.add_argument("--conns-per-worker", type=int, default=10_000, help="sockets per client process (< 19,000)")
@@ -79,7 +90,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     mode = QUICK if args.quick else FULL
     args.sizes = [int(x) for x in args.sizes.split(",")] if args.sizes else mode["sizes"]
-    for name in ("rounds", "burst_rounds", "handshakes", "handshake_reps"):
+    for name in ("rounds", "burst_rounds", "handshakes", "handshake_reps", "join_clients", "join_reps"):
         if getattr(args, name) is None:
             setattr(args, name, mode[name])
     args.budget_s = mode["budget_s"]
@@ -213,14 +224,21 @@ async def scenarios(args: argparse.Namespace, opts: BenchOptions, run: Run) -> N
         if row := await run.step("handshake", coro):
             results["handshake"] = row
             log(f"handshakes: {row['per_server_cpu_s_median']:,} per node CPU-s")
+    if "joins" in args.scenarios:
+        log(f"joins as citizens make them: {args.join_reps} × {args.join_clients:,} over 2 nodes on Valkey")
+        with unpinned():  # as loadtest/bench/joins.py runs alone: nodes, Valkey and clients on both cores
+            if row := await run.step("joins", _joins(args)):
+                results["joins"] = row
+                log(f"joins: {row['joins_per_node_cpu_s_median']:,} per node CPU-s")
     if "crossnode" in args.scenarios:
         log("cross-node through Redis")
         coro = crossnode.measure(
             opts, n=args.cross_n, rounds=args.rounds, text_bytes=args.text_bytes, memory_n=args.cross_memory_n
         )
-        if row := await run.step("crossnode", coro):
-            results["crossnode"] = row
-            log(f"cross-node: {row.get('skipped', 'done')}")
+        with unpinned():  # two or three nodes, Redis and the clients: the kernel balances them over both cores
+            if row := await run.step("crossnode", coro):
+                results["crossnode"] = row
+                log(f"cross-node: {row.get('skipped', 'done')}")
     if "audio" in args.scenarios:
         log(f"audio: a leader streaming to {args.audio_n:,} listeners, 30 % and 100 % in audio mode")
         if row := await run.step("audio", audio.measure(args.audio_n, args.audio_s, [0.3, 1.0])):
@@ -228,9 +246,11 @@ async def scenarios(args: argparse.Namespace, opts: BenchOptions, run: Run) -> N
     if "picows" in args.scenarios:
         w = vs_picows.Workload(per_node=args.picows_n or (500 if args.quick else 10_000), text_bytes=200)
         log(f"picows side by side: 2 processes × {w.per_node:,} listeners each, JanSamvad then picows")
-        if row := await run.step("picows", vs_picows.measure(opts, w, order=vs_picows.abba(1 if args.quick else 2))):
-            results["picows"] = row
-            log(f"picows ÷ JanSamvad: {row.get('picows_over_jansamvad')}")
+        with unpinned():  # the issue's workload is unpinned: 2 servers, Valkey and the clients on both cores
+            coro = vs_picows.measure(opts, w, order=vs_picows.abba(1 if args.quick else 2))
+            if row := await run.step("picows", coro):
+                results["picows"] = row
+                log(f"picows ÷ JanSamvad: {row.get('picows_over_jansamvad')}")
     if args.profile:
         n = args.profile_n or max(args.sizes)
         log(f"profile pass at N = {n:,} (py-spy)")
@@ -239,6 +259,24 @@ async def scenarios(args: argparse.Namespace, opts: BenchOptions, run: Run) -> N
         )
         if row := await run.step("profile", coro):
             results["profile"] = row
+
+
+async def _joins(args: argparse.Namespace) -> dict[str, Any]:
+    """`loadtest/bench/joins.py` with its defaults (JSON, the hello in the offer, picows' client), `join_reps` times."""
+    runs = []
+    for _ in range(args.join_reps):
+        runs.append(await joins.measure(joins.options(clients=args.join_clients, client=args.join_client)))
+    per_join = statistics.median(r["node_cpu_us_per_join"] for r in runs)
+    return {
+        "scenario": "joins",
+        "clients": args.join_clients,
+        "command": f"python -m loadtest.bench.joins --clients {args.join_clients} --client {args.join_client}",
+        "runs": runs,
+        "node_cpu_us_per_join_median": round(per_join, 1),
+        "joins_per_node_cpu_s_median": round(1e6 / per_join),
+        "joined": sum(r["joined"] for r in runs),
+        "failed": sum(sum(r["failed"].values()) for r in runs),
+    }
 
 
 async def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import os
 import secrets
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,20 @@ from .stats import Histogram, merge
 
 SERVER_CORE = 0
 CLIENT_CORE = 1
+
+
+@contextlib.contextmanager
+def unpinned() -> Iterator[None]:
+    """The orchestrator on every core while an unpinned scenario starts its processes, then back on its own.
+
+    A child inherits its parent's CPU affinity: with `make bench`'s orchestrator pinned to the client core, the nodes,
+    Valkey and clients of an unpinned scenario (cross-node, joins, picows) would all share that one core."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, range(os.cpu_count() or 1))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 @dataclass

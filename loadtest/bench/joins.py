@@ -135,6 +135,8 @@ async def measure(opts: argparse.Namespace) -> dict[str, Any]:
         # The machine's speed now (machine_ref.py), with the nodes and clients idle: per-join CPU divided by it can
         # be compared across sessions whose machine ran at different speeds.
         machine_ref_ms = reference_ms(opts.ref_rounds) if opts.ref_rounds else None
+        # The cores each node may run on: all of them, unless a caller pinned this process (make bench unpins it).
+        node_cpus = [sorted(os.sched_getaffinity(node.pid)) for node in nodes]
         load_before = procstat.loadavg()
         if opts.profile:
             spy = PySpy(
@@ -246,6 +248,7 @@ async def measure(opts: argparse.Namespace) -> dict[str, Any]:
             if n
         },
         "connect_ms": [r["connect_ms"] for r in replies],
+        "node_cpus": node_cpus,
         "load_before": load_before,
         "load_after": load_after,
         "profile_components": profile["components"] if profile else None,
@@ -271,7 +274,17 @@ def _share(raw: Path, needles: tuple[str, ...]) -> float:
     return round(100 * hit / total, 1) if total else 0.0
 
 
-def main(argv: list[str] | None = None) -> None:
+def options(argv: list[str] | None = None, **overrides: Any) -> argparse.Namespace:
+    """This bench's options: its command line's defaults, `argv` parsed over them, then `overrides` (`make bench`)."""
+    opts = _parser().parse_args(argv or [])
+    for name, value in overrides.items():
+        if not hasattr(opts, name):
+            raise AttributeError(f"the joins bench has no option {name!r}")
+        setattr(opts, name, value)
+    return opts
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=10_000, help="citizens joining (the room grows to this)")
     parser.add_argument("--nodes", type=int, default=2)
@@ -304,7 +317,11 @@ def main(argv: list[str] | None = None) -> None:
         default=REF_ROUNDS,
         help="rounds of the machine-speed reference workload (machine_ref.py; 0: none); keep the default to compare",
     )
-    opts = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    opts = options(sys.argv[1:] if argv is None else argv)
     result = asyncio.run(asyncio.wait_for(measure(opts), RUN_BUDGET_S + 60))
     print(json.dumps(result, ensure_ascii=False, indent=1))
 

@@ -64,7 +64,7 @@ def targets_section(targets: list[dict[str, Any]]) -> str:
         rows.append(
             [
                 t["target"],
-                f"{'≥' if t['unit'] == '/s' else '≤'} {t['limit']:,} {t['unit']}",
+                f"{t.get('comparison') or ('≥' if t['unit'] == '/s' else '≤')} {t['limit']:,} {t['unit']}",
                 measured,
                 where,
                 f"{status} {detail}".strip(),
@@ -247,6 +247,47 @@ def handshake_section(hs: dict[str, Any]) -> str:
     return "#### 4. Handshakes on one node process\n\n" + intro + _table(header, body)
 
 
+def joins_section(jn: dict[str, Any]) -> str:
+    body = [
+        [
+            i + 1,
+            f"{r['joined']:,}",
+            sum(r["failed"].values()),
+            f"{r['wall_s']:.2f}",
+            f"{r['joins_per_wall_s']:,}",
+            f"**{r['joins_per_node_cpu_s']:,}**",
+            f"{r['node_cpu_us_per_join']:.1f}",
+            " / ".join(f"{p['user_us_per_join']:.0f} / {p['system_us_per_join']:.0f}" for p in r["per_node"]),
+            f"{r['valkey_cpu_us_per_join']:.1f}",
+            r.get("machine_ref_ms") or "–",
+            f"{r['load_before'].split()[0]} → {r['load_after'].split()[0]}",
+        ]
+        for i, r in enumerate(jn["runs"])
+    ]
+    header = [
+        "run",
+        "joined",
+        "failed",
+        "wall s",
+        "joins / wall-s",
+        "joins / node CPU-s",
+        "node CPU µs each",
+        "user / system µs, node A; node B",
+        "Valkey µs each",
+        "machine ref ms",
+        "load (1 min) before → after",
+    ]
+    intro = (
+        f"`{jn['command']}`, {len(jn['runs'])} run{'s' if len(jn['runs']) != 1 else ''}: Valkey and 2 nodes "
+        "(default settings, the per-IP and handshake limits raised), a live town hall whose room grows to "
+        f"{jn['clients']:,}, pre-minted citizen tokens, JSON, the hello in the subprotocol offer, an outside client "
+        "(loadtest/join_client.py), unpinned. **Median: "
+        f"{jn['node_cpu_us_per_join_median']:.1f} µs of node CPU per join, {jn['joins_per_node_cpu_s_median']:,} joins "
+        "per node process CPU-second.**\n\n"
+    )
+    return "#### 4. Joins as citizens make them (loadtest/bench/joins.py)\n\n" + intro + _table(header, body)
+
+
 def crossnode_section(cross: dict[str, Any]) -> str:
     title = "#### 5. Cross-node through Redis (2 nodes) and memory at 50k (3 nodes)\n\n"
     if "skipped" in cross:
@@ -384,6 +425,8 @@ def render(results: dict[str, Any]) -> str:
         sections.append(floor_section(results["floor"], results.get("broadcast", [])))
     if results.get("handshake"):
         sections.append(handshake_section(results["handshake"]))
+    if results.get("joins"):
+        sections.append(joins_section(results["joins"]))
     if results.get("crossnode"):
         sections.append(crossnode_section(results["crossnode"]))
     if results.get("audio"):
