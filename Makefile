@@ -75,8 +75,8 @@ fuzz: $(VENV)/.installed-dev
 clean:
 	rm -rf $(VENV) build dist server/*.egg-info
 
-## bench: the fan-out benchmark (loadtest/bench/README.md): JSON, docs/benchmarks.md, docs/bench-*.png
-## quick (< 1 min, small N): make bench BENCH_ARGS=--quick
+## bench: the fan-out benchmark and issue 19's joins and picows targets (loadtest/bench/README.md): JSON, docs/benchmarks.md, docs/bench-*.png (~8 min)
+## quick (~1.5 min, small N, no picows): make bench BENCH_ARGS=--quick
 BENCH_ARGS ?=
 .PHONY: bench bench-audio
 bench: $(VENV)/.installed

@@ -144,3 +144,65 @@ async def test_storm_lean_client_fails_on_a_503_without_retry_after() -> None:
     finally:
         listener.close()
         await listener.wait_closed()
+
+
+def _unmasked(data: bytes) -> bytes:
+    """The payload of one masked client frame shorter than 126 bytes (a hello)."""
+    n, key = data[1] & 0x7F, data[2:6]
+    return bytes(b ^ key[i % 4] for i, b in enumerate(data[6 : 6 + n]))
+
+
+async def _stub_node(chosen: str, hellos: list[bytes]) -> asyncio.Server:
+    """A node that answers the upgrade with `chosen` as its subprotocol, keeps the first frame after it, then sends a
+    welcome (a node that does not know the `+hello` names answers the plain one and waits for a hello frame)."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Accept: x\r\nSec-WebSocket-Protocol: " + chosen.encode() + b"\r\n\r\n"
+            )
+            first = await reader.read(200)
+            if not first:  # the client hung up instead of saying hello
+                return
+            hellos.append(_unmasked(first))
+            welcome = msgpack.packb({"t": "welcome", "recovered": False})
+            writer.write(bytes([0x82, len(welcome)]) + welcome)
+            await writer.drain()
+            await reader.read()  # until the client hangs up
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(answer, "127.0.0.1", 0)
+
+
+@pytest.mark.timeout(10)
+async def test_storm_lean_client_sends_its_hello_as_a_frame_when_the_node_answers_the_plain_name() -> None:
+    hellos: list[bytes] = []
+    listener = await _stub_node("jansamvad.v1.msgpack", hellos)
+    client = LeanStormClient(listener.sockets[0].getsockname()[1], "the-token", random.Random(1))
+    try:
+        await asyncio.wait_for(client.connect(), 5)
+        assert [msgpack.unpackb(h) for h in hellos] == [{"t": "hello", "token": "the-token"}]
+        assert client.recovered is False and not client.problems
+    finally:
+        await client.stop()
+        listener.close()
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    ("chosen", "in_offer"), [("jansamvad.v1.json", True), ("jansamvad.v1.msgpack+hello", False), ("", True)]
+)
+async def test_storm_lean_client_fails_when_the_node_chooses_what_it_did_not_offer(chosen: str, in_offer: bool) -> None:
+    listener = await _stub_node(chosen, [])
+    client = LeanStormClient(listener.sockets[0].getsockname()[1], "the-token", random.Random(1), in_offer=in_offer)
+    try:
+        with pytest.raises(AssertionError, match="did not offer"):
+            await asyncio.wait_for(client.connect(), 5)
+    finally:
+        await client.stop()
+        listener.close()

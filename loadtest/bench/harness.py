@@ -23,6 +23,11 @@ SERVER_CORE = 0
 CLIENT_CORE = 1
 
 
+# The cores this process may use, as it started (a container's cpuset may allow fewer than the machine has): read
+# when the bench is imported, before `make bench` pins its orchestrator.
+ALL_CORES = frozenset(os.sched_getaffinity(0))
+
+
 @contextlib.contextmanager
 def unpinned() -> Iterator[None]:
     """The orchestrator on every core while an unpinned scenario starts its processes, then back on its own.
@@ -30,7 +35,7 @@ def unpinned() -> Iterator[None]:
     A child inherits its parent's CPU affinity: with `make bench`'s orchestrator pinned to the client core, the nodes,
     Valkey and clients of an unpinned scenario (cross-node, joins, picows) would all share that one core."""
     before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, range(os.cpu_count() or 1))
+    os.sched_setaffinity(0, ALL_CORES)
     try:
         yield
     finally:

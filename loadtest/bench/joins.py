@@ -43,7 +43,7 @@ from .machine_ref import ROUNDS as REF_ROUNDS, reference_ms
 from .profile import PySpy, summarize
 from .serverproc import ServerConfig, ServerProcess
 
-REPORTS = Path("loadtest/reports")
+REPORTS = Path("loadtest/reports")  # the default of --reports-dir: node logs and py-spy stacks
 JOIN_CLIENT = Path(__file__).resolve().parent.parent / "join_client.py"
 RUN_BUDGET_S = 420.0  # the whole run stops by itself within this
 
@@ -106,7 +106,7 @@ async def measure(opts: argparse.Namespace) -> dict[str, Any]:
             config = ServerConfig(
                 secret=secret,
                 admin_key=admin_key,
-                log_path=REPORTS / f"joins-{stamp}-node{n}.log",
+                log_path=Path(opts.reports_dir) / f"joins-{stamp}-node{n}.log",
                 redis_url=redis.url,
                 max_connections=opts.clients + 1000,
                 extra=list(opts.node_arg or []),
@@ -140,7 +140,10 @@ async def measure(opts: argparse.Namespace) -> dict[str, Any]:
         load_before = procstat.loadavg()
         if opts.profile:
             spy = PySpy(
-                nodes[0].pid, REPORTS / f"profile-joins-{stamp}.raw", rate=opts.profile_rate, native=not opts.no_native
+                nodes[0].pid,
+                Path(opts.reports_dir) / f"profile-joins-{stamp}.raw",
+                rate=opts.profile_rate,
+                native=not opts.no_native,
             )
             spy.start()
             await asyncio.sleep(1.0)  # py-spy attaches
@@ -311,6 +314,7 @@ def _parser() -> argparse.ArgumentParser:
         "--no-native", action="store_true", help="Python stacks only: py-spy costs the node less, idle samples dropped"
     )
     parser.add_argument("--node-arg", action="append", help="an extra `jansamvad serve` argument (repeat)")
+    parser.add_argument("--reports-dir", default=str(REPORTS), help="where the node logs (and py-spy stacks) go")
     parser.add_argument(
         "--ref-rounds",
         type=int,

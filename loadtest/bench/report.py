@@ -244,7 +244,7 @@ def handshake_section(hs: dict[str, Any]) -> str:
         "(connect, upgrade, hello, welcome) from "
         f"{hs['workers']} client processes, {hs['concurrency_per_worker']} in flight each; closed between reps.\n\n"
     )
-    return "#### 4. Handshakes on one node process\n\n" + intro + _table(header, body)
+    return "#### 4b. Handshakes on one node process, without Redis (on request)\n\n" + intro + _table(header, body)
 
 
 def joins_section(jn: dict[str, Any]) -> str:
@@ -257,7 +257,7 @@ def joins_section(jn: dict[str, Any]) -> str:
             f"{r['joins_per_wall_s']:,}",
             f"**{r['joins_per_node_cpu_s']:,}**",
             f"{r['node_cpu_us_per_join']:.1f}",
-            " / ".join(f"{p['user_us_per_join']:.0f} / {p['system_us_per_join']:.0f}" for p in r["per_node"]),
+            "; ".join(f"{p['user_us_per_join']:.0f} / {p['system_us_per_join']:.0f}" for p in r["per_node"]),
             f"{r['valkey_cpu_us_per_join']:.1f}",
             r.get("machine_ref_ms") or "–",
             f"{r['load_before'].split()[0]} → {r['load_after'].split()[0]}",

@@ -107,7 +107,11 @@ class _Try(asyncio.Protocol):
             if self.timer is not None:  # from here the node's hello and join timeouts bound the wait
                 self.timer.cancel()
                 self.timer = None
-            if not client.in_offer or headers.get("sec-websocket-protocol") != wire.WITH_HELLO:
+            chosen = headers.get("sec-websocket-protocol")
+            if chosen not in (wire.SUBPROTOCOL, wire.WITH_HELLO if client.in_offer else None):
+                self._problem(client, f"the node chose {chosen!r}, which this client did not offer")
+                return
+            if chosen != wire.WITH_HELLO:  # not taken from the offer (or not offered): the hello goes as a frame
                 self.transport.write(client.hello())  # type: ignore[union-attr]
             data = data[head_end + 4 :]
         frames, self.buf = wire.split_frames(data)

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 from loadtest.bench import report
-from loadtest.bench.harness import unpinned
+from loadtest.bench.harness import ALL_CORES, unpinned
 from loadtest.bench.targets import JOINS, VS_PICOWS, evaluate
 
 from tests.redis_servers import server_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = 40
-TWO_CORES = len(os.sched_getaffinity(0)) >= 2
+TWO_CORES = len(ALL_CORES) >= 2 and 1 in ALL_CORES  # make bench pins its orchestrator to core 1
 
 
 @pytest.mark.skipif(not TWO_CORES, reason="pinning needs two cores")
@@ -34,18 +34,20 @@ def test_bench_cli_unpinned_gives_children_every_core_and_restores_the_pin() -> 
                 text=True,
                 check=True,
             )
-        assert json.loads(child.stdout) == sorted(range(os.cpu_count() or 1))
+        assert json.loads(child.stdout) == sorted(ALL_CORES)
         assert os.sched_getaffinity(0) == {1}
     finally:
         os.sched_setaffinity(0, before)
 
 
 def test_bench_cli_targets_of_issue_19_are_judged_strictly_where_it_says_beat() -> None:
-    assert JOINS.judge(5_000, "")["status"] == "met" and JOINS.judge(4_999, "")["status"] == "missed"
+    assert JOINS.judge(5_000, "", 10_000)["status"] == "met" and JOINS.judge(4_999, "", 10_000)["status"] == "missed"
     cpu = VS_PICOWS["us_per_delivery"]
     assert cpu.judge(1.0, "", 10_000)["status"] == "missed"  # level is not ahead
     assert cpu.judge(1.01, "", 10_000)["status"] == "met"
     assert cpu.judge(1.2, "", 500)["status"] == "indicative"  # the target is stated at 10,000 a process
+    failed = evaluate({"joins": {"failed": 3, "clients": 10_000, "runs": [{}], "joins_per_node_cpu_s_median": 9_000}})
+    assert [(t["status"], t["gap"]) for t in failed if t["target"] == JOINS.what] == [("missed", "3 joins failed")]
     pending = {t["target"]: t["status"] for t in evaluate({})}
     assert pending[JOINS.what] == "pending" and pending[cpu.what] == "pending"
 
@@ -72,8 +74,9 @@ def test_bench_cli_joins_scenario_measures_unpinned_and_reports_against_the_targ
     assert joins["joined"] == CLIENTS and joins["failed"] == 0
     assert joins["joins_per_node_cpu_s_median"] == round(1e6 / joins["node_cpu_us_per_join_median"])
     if TWO_CORES:  # the orchestrator was pinned to the client core; the joins' nodes were not
-        assert all(cpus == sorted(range(os.cpu_count() or 1)) for cpus in joins["runs"][0]["node_cpus"])
+        assert all(cpus == sorted(ALL_CORES) for cpus in joins["runs"][0]["node_cpus"])
     [judged] = [t for t in results["targets"] if t["target"] == JOINS.what]
-    assert judged["measured"] == joins["joins_per_node_cpu_s_median"] and judged["status"] in ("met", "missed")
+    # Measured, and judged only as indicative: the target is stated for a room of 10,000.
+    assert judged["measured"] == joins["joins_per_node_cpu_s_median"] and judged["status"] == "indicative"
     section = report.render(results)
     assert "Joins as citizens make them" in section and f"{JOINS.what} | ≥ 5,000 /s" in section
