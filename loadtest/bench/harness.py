@@ -7,6 +7,7 @@ import contextlib
 import math
 import os
 import secrets
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -32,14 +33,23 @@ ALL_CORES = frozenset(os.sched_getaffinity(0))
 def unpinned() -> Iterator[None]:
     """The orchestrator on every core while an unpinned scenario starts its processes, then back on its own.
 
-    A child inherits its parent's CPU affinity: with `make bench`'s orchestrator pinned to the client core, the nodes,
-    Valkey and clients of an unpinned scenario (cross-node, joins, picows) would all share that one core."""
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, ALL_CORES)
+    A child inherits the cores of the thread that starts it: with `make bench`'s orchestrator pinned to the client
+    core, the nodes, Valkey and clients of an unpinned scenario (cross-node, joins, picows, audio) would all share that
+    one core. Every thread of the orchestrator is unpinned, not only this one: some children start from the default
+    executor's threads (`asyncio.to_thread`), which were made while it was pinned."""
+    before = {tid: os.sched_getaffinity(tid) for tid in _threads()}
+    for tid in before:
+        os.sched_setaffinity(tid, ALL_CORES)
     try:
         yield
     finally:
-        os.sched_setaffinity(0, before)
+        for tid in _threads():  # threads made inside the block were made unpinned: pin them as the rest
+            with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+                os.sched_setaffinity(tid, before.get(tid, before[threading.get_native_id()]))
+
+
+def _threads() -> list[int]:
+    return [int(tid) for tid in os.listdir("/proc/self/task")]
 
 
 @dataclass

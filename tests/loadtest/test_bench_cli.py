@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -22,22 +23,32 @@ CLIENTS = 40
 TWO_CORES = len(ALL_CORES) >= 2 and 1 in ALL_CORES  # make bench pins its orchestrator to core 1
 
 
+def _child_cores() -> list[int]:
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(child.stdout)  # type: ignore[no-any-return]
+
+
 @pytest.mark.skipif(not TWO_CORES, reason="pinning needs two cores")
 def test_bench_cli_unpinned_gives_children_every_core_and_restores_the_pin() -> None:
+    """Children started from this thread or from a thread made while pinned (the default executor's) get every core
+    inside the block; afterwards every thread is pinned again."""
     before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {1})
-    try:
-        with unpinned():
-            child = subprocess.run(
-                [sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-        assert json.loads(child.stdout) == sorted(ALL_CORES)
-        assert os.sched_getaffinity(0) == {1}
-    finally:
-        os.sched_setaffinity(0, before)
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(os.sched_setaffinity, 0, {1}).result()  # the worker thread, made now, pinned as make bench's are
+        os.sched_setaffinity(0, {1})
+        try:
+            with unpinned():
+                assert _child_cores() == sorted(ALL_CORES)
+                assert pool.submit(_child_cores).result() == sorted(ALL_CORES)
+            assert os.sched_getaffinity(0) == {1}
+            assert pool.submit(os.sched_getaffinity, 0).result() == {1}
+        finally:
+            os.sched_setaffinity(0, before)
 
 
 def test_bench_cli_targets_of_issue_19_are_judged_strictly_where_it_says_beat() -> None:
