@@ -60,7 +60,7 @@ QUICK = {
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__)
-    p.add_argument("--quick", action="store_true", help="small N, few rounds: under a minute")
+    p.add_argument("--quick", action="store_true", help="small N, few rounds, no picows: about a minute and a half")
     p.add_argument("--scenarios", help=f"comma-separated subset of {','.join(SCENARIOS)} (quick: all but picows)")
     p.add_argument("--sizes", help="comma-separated N for memory / broadcast / burst (default: by mode)")
     p.add_argument("--rounds", type=int, help="single-broadcast rounds per N")

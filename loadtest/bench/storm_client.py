@@ -188,8 +188,7 @@ class LeanStormClient:
         self, port: int, token: str, rng: random.Random, source: str | None = None, in_offer: bool = True
     ) -> None:
         self.port, self.token, self.rng, self.source, self.in_offer = port, token, rng, source, in_offer
-        self.request = _request(port)
-        self.head = _heads[port]
+        self.request, self.head = _request(port)
         self.seqs: list[int] = []
         self.last_seq: int | None = None
         self.rejected = 0  # HTTP 503 answers
@@ -257,13 +256,12 @@ class LeanStormClient:
         self.drop()
 
 
-_REQUESTS: dict[int, bytes] = {}
-_heads: dict[int, bytes] = {}  # each request's head, for the requests with a hello in their offer
+_REQUESTS: dict[int, tuple[bytes, bytes]] = {}
 
 
-def _request(port: int) -> bytes:
-    """One upgrade request per port for all the clients of a process."""
+def _request(port: int) -> tuple[bytes, bytes]:
+    """One upgrade request per port for all the clients of a process, and its head (for the offers with a hello)."""
     if port not in _REQUESTS:
-        _REQUESTS[port] = wire.upgrade_request("127.0.0.1", port)
-        _heads[port] = wire.request_head(_REQUESTS[port])
+        request = wire.upgrade_request("127.0.0.1", port)
+        _REQUESTS[port] = request, wire.request_head(request)
     return _REQUESTS[port]
