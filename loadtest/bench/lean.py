@@ -175,8 +175,8 @@ class LeanConn(asyncio.Protocol):
             if self.hello:  # the hello goes as a frame (--hello message)
                 self.transport.write(self.hello)  # type: ignore[union-attr]
                 self.hello = b""
-            elif headers.get("sec-websocket-protocol") != _WITH_HELLO:  # the offer's hello was not taken
-                self._fail(RuntimeError(f"the node chose {headers.get('sec-websocket-protocol')!r}, not {_WITH_HELLO}"))
+            elif (chosen := headers.get("sec-websocket-protocol")) != wire.WITH_HELLO:  # the offer's hello not taken
+                self._fail(RuntimeError(f"the node chose {chosen!r}, not {wire.WITH_HELLO}"))
                 return
             pos = head_end + 4
         frames, self.buf = wire.split_frames(data[pos:] if pos else data)  # the bench's one frame parser
@@ -252,7 +252,6 @@ class LeanConn(asyncio.Protocol):
 
 
 REQUEST = b""  # the one upgrade request of this process (set in main: its Host header names the first target)
-_WITH_HELLO = wire.WITH_HELLO
 REQUEST_HEAD = b""  # the same without its subprotocol line and blank line, for requests with the hello in the offer
 
 
